@@ -1,0 +1,54 @@
+# Set-up and checks. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+SYSTEM_STAMP := $(VENV)/.system-packages
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench docs clean system-packages
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml $(STAMP)
+	$(PIP) install -q -e '.[all]'
+	touch $@
+
+# Debian packages the tests use: git, Graphviz's dot and Chromium (for the UI tests).
+$(SYSTEM_STAMP):
+	@missing=""; \
+	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v git >/dev/null 2>&1 || missing="$$missing git"; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing system packages:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	mkdir -p $(VENV) && touch $@
+
+system-packages: $(SYSTEM_STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check gittrack tests benchmarks examples
+
+test: $(TEST_STAMP) $(SYSTEM_STAMP) lint
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: $(TEST_STAMP) $(SYSTEM_STAMP)
+	$(PY) benchmarks/run.py
+
+docs: $(STAMP)
+	$(PY) docs/gen_cli_reference.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,54 @@
+"""gittrack: every run of a click command recorded as a git commit, outputs through DVC.
+
+Only the public API lives here; heavier parts load on first use so that recording stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+from .errors import (
+    AmbiguousRun as AmbiguousRun,
+    GittrackError as GittrackError,
+    NotAGitRepo as NotAGitRepo,
+    QueryError as QueryError,
+    RunNotFound as RunNotFound,
+)
+from .tracker import command as command, log_metadata as log_metadata
+
+if TYPE_CHECKING:
+    from .api import RunSet as RunSet, runs as runs
+    from .refs import Run as Run
+
+__all__ = [
+    "AmbiguousRun",
+    "GittrackError",
+    "NotAGitRepo",
+    "QueryError",
+    "Run",
+    "RunNotFound",
+    "RunSet",
+    "__version__",
+    "command",
+    "log_metadata",
+    "runs",
+]
+
+_LAZY = {
+    "Run": ("refs", "Run"),
+    "runs": ("api", "runs"),
+    "RunSet": ("api", "RunSet"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gittrack' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from gittrack.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""What a run ran with: click parameters, environment, and its stdout/stderr, tee'd to a log."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import platform
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from . import __version__
+
+LOG_LIMIT = 1 << 20  # bytes kept of each stream; the rest is counted and marked as truncated
+
+
+def click_params(ctx: click.Context) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every parameter of the command with its native value, and where each value came from."""
+    params: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for param in ctx.command.params:
+        if not param.name or param.expose_value is False:
+            continue
+        value = ctx.params.get(param.name)
+        params[param.name] = value
+        source = ctx.get_parameter_source(param.name)
+        sources[param.name] = source.name.lower() if source else "default"
+    return params, sources
+
+
+def environment() -> dict[str, Any]:
+    """Interpreter, platform and host; the packages digest comes from `packages_listing`."""
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "user": os.environ.get("USER") or os.environ.get("USERNAME", ""),
+        "gittrack": __version__,
+    }
+
+
+def packages_listing() -> str:
+    """Installed distributions as sorted `name==version` lines (what `pip freeze` shows)."""
+    from importlib import metadata
+
+    lines = set()
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            lines.add(f"{name}=={dist.version}")
+    return "\n".join(sorted(lines, key=str.lower)) + "\n"
+
+
+def packages_digest(listing: str) -> str:
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+class BoundedLog:
+    """A log file that keeps the first `limit` bytes and counts what it drops."""
+
+    def __init__(self, path: Path, limit: int = LOG_LIMIT) -> None:
+        self.path = path
+        self.limit = limit
+        self.written = 0
+        self.dropped = 0
+        self._fh = path.open("ab", buffering=0)
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            room = self.limit - self.written
+            if room > 0:
+                self._fh.write(data[:room])
+                self.written += min(room, len(data))
+            self.dropped += max(0, len(data) - max(room, 0))
+
+    def close(self) -> None:
+        with self._lock:
+            if self.dropped:
+                self._fh.write(
+                    f"\n[gittrack: output truncated: {self.dropped} more bytes were not kept "
+                    f"(limit {self.limit} bytes)]\n".encode()
+                )
+            self._fh.close()
+
+
+class Tee(io.TextIOBase):
+    """A text stream that writes through to the terminal and into a bounded log."""
+
+    def __init__(self, stream: IO[str], log: BoundedLog) -> None:
+        self._stream = stream
+        self._log = log
+
+    def write(self, text: str) -> int:
+        self._stream.write(text)
+        self._log.write(text.encode("utf-8", "replace"))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", "utf-8")
+
+
+class OutputCapture:
+    """Tees sys.stdout and sys.stderr into stdout.log and stderr.log for the run's duration."""
+
+    def __init__(self, folder: Path, limit: int = LOG_LIMIT) -> None:
+        self.logs = {
+            "stdout": BoundedLog(folder / "stdout.log", limit),
+            "stderr": BoundedLog(folder / "stderr.log", limit),
+        }
+        self._saved = (sys.stdout, sys.stderr)
+        sys.stdout = Tee(sys.stdout, self.logs["stdout"])  # type: ignore[assignment]
+        sys.stderr = Tee(sys.stderr, self.logs["stderr"])  # type: ignore[assignment]
+
+    def stop(self) -> dict[str, Any]:
+        """Restore the streams; returns the `[logs]` table of the record."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        sys.stdout, sys.stderr = self._saved
+        info: dict[str, Any] = {}
+        for name, log in self.logs.items():
+            log.close()
+            info[name] = log.path.name
+            if log.dropped:
+                info[f"{name}_truncated"] = log.dropped
+        return info

@@ -1,0 +1,92 @@
+"""The `gittrack` command line: a thin click group over the library.
+
+Errors become exit codes here and only here: a GittrackError prints `Error: <sentence>` and
+exits 1; anything unexpected prints one line and the hint to rerun with --debug.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import GittrackError
+
+
+class Context:
+    """What the root group passes down: where the repository is and whether to debug."""
+
+    def __init__(self, repo: str | None, debug: bool) -> None:
+        self.repo_path = repo
+        self.debug = debug
+
+    def repo(self) -> Any:
+        from ..refs import open_repo
+
+        return open_repo(self.repo_path)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+class GittrackGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except GittrackError as exc:
+            if _debug(ctx):
+                traceback.print_exc()
+            raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if _debug(ctx):
+                traceback.print_exc()
+                ctx.exit(1)
+            click.echo(
+                f"Error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+def _debug(ctx: click.Context) -> bool:
+    obj = ctx.find_object(Context)
+    return bool(obj and obj.debug) or "--debug" in sys.argv
+
+
+@click.group(cls=GittrackGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-C", "--repo", "repo", envvar="GITTRACK_REPO", type=click.Path(file_okay=False),
+    help="Run as if started in this repository (also GITTRACK_REPO).",
+)  # fmt: skip
+@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+@click.version_option(__version__, prog_name="gittrack")
+@click.pass_context
+def cli(ctx: click.Context, repo: str | None, debug: bool) -> None:
+    """Record every run of a simulation or analysis as a git commit.
+
+    \b
+    Start with:
+      gittrack init                    prepare the repository (once)
+      gittrack run sim.py --temp 300   run sim.py's tracked command and record it
+      gittrack ls                      the recorded runs
+      gittrack show latest             one run's whole record
+    """
+    ctx.obj = Context(repo, debug)
+    if repo:
+        os.environ["GITTRACK_REPO"] = os.path.abspath(repo)
+
+
+def main() -> None:
+    cli(prog_name="gittrack")
+
+
+from . import runs as _runs  # noqa: E402,F401  (registers commands)

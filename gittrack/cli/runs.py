@@ -1,0 +1,176 @@
+"""Commands about recording and reading runs: init, run, ls, show."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import Context, cli, pass_context
+from .table import render_runs
+
+
+@cli.command()
+@click.option("--git", "make_git", is_flag=True, help="Run 'git init' first when this is no git repository.")
+@pass_context
+def init(obj: Context, make_git: bool) -> None:
+    """Prepare this repository for gittrack (safe to run again).
+
+    Creates the `gittrack/runs` branch and ignores gittrack's working folder through
+    .git/info/exclude; your branch, index and files are not touched.
+
+    \b
+    Example:
+      gittrack init
+    """
+    from .. import gitstore, project
+    from ..errors import NotAGitRepo
+
+    try:
+        repo = obj.repo()
+    except NotAGitRepo:
+        if not make_git:
+            raise
+        path = Path(obj.repo_path or ".").resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        import subprocess
+
+        subprocess.run(["git", "init", "-q", str(path)], check=True)
+        repo = gitstore.find_repo(path)
+    created = project.init(repo)
+    if created:
+        click.echo(f"Initialised gittrack in {repo.root} (runs branch {gitstore.BRANCH}).")
+    else:
+        click.echo(f"gittrack is already initialised in {repo.root}.")
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option("--name", default="", help="A human name for the run, usable wherever an id is.")
+@click.option("--tag", "tags", multiple=True, help="Tag the run (repeatable).")
+@click.option("--note", default="", help="A free-text note stored with the run.")
+@click.argument("script")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_context
+def run(obj: Context, name: str, tags: tuple[str, ...], note: str, script: str, args: tuple[str, ...]) -> None:  # fmt: skip
+    """Run SCRIPT's tracked command with ARGS and record the run.
+
+    SCRIPT may name the command as SCRIPT:FUNCTION when the file defines several.
+    `python SCRIPT ARGS` records the run just the same.
+
+    \b
+    Example:
+      gittrack run sim.py --temp 300
+      gittrack run --name baseline analysis.py:fit --sim latest
+    """
+    from ..tracker import RunOptions, run_script
+
+    path, _, function = script.partition(":") if not Path(script).exists() else (script, "", "")
+    options = RunOptions(name=name, tags=list(tags), note=note, repo=obj.repo_path)
+    try:
+        run_script(Path(path), list(args), function or None, options)
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except SystemExit as exc:
+        raise click.exceptions.Exit(exc.code if isinstance(exc.code, int) else 1) from exc
+    except Exception as exc:
+        from ..errors import GittrackError
+
+        if isinstance(exc, GittrackError):
+            raise
+        # the simulation's own error: it is recorded; show it as Python would
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        sys.exit(1)
+
+
+@cli.command("ls")
+@click.option("--where", default="", help="Only runs matching this query, e.g. \"params.temp >= 200\".")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many runs.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
+    help="Output format.",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@pass_context
+def ls(obj: Context, where: str, limit: int | None, fmt: str, as_json: bool) -> None:
+    """List recorded runs, newest first.
+
+    Runs still running, and runs whose process died, are listed too.
+
+    \b
+    Example:
+      gittrack ls --limit 10
+      gittrack ls --where "params.temp >= 200 and status = 'completed'" --format csv
+    """
+    from ..listing import list_runs
+
+    repo = obj.repo()
+    listing = list_runs(repo, where=where or None, limit=limit)
+    fmt = "json" if as_json else fmt
+    click.echo(render_runs(listing, fmt, color=sys.stdout.isatty()), nl=fmt != "csv")
+    for problem in listing.problems:
+        click.echo(f"Warning: {problem}", err=True)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@pass_context
+def show(obj: Context, run_ref: str, as_json: bool) -> None:
+    """Show a run's whole record.
+
+    RUN is an id, a unique prefix of 4+ characters, a name, or `latest`.
+
+    \b
+    Example:
+      gittrack show 3f2a
+      gittrack show latest --json
+    """
+    from ..refs import Run
+
+    run = Run(run_ref, obj.repo())
+    data = run.record.to_json_dict()
+    data["commit"] = run.commit
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    click.echo(format_record(data))
+
+
+def format_record(data: dict[str, Any]) -> str:
+    """A run's record as readable text, one section per table."""
+    lines = [f"run {data['id']}"]
+    for key in ("name", "status", "command", "argv", "experiment", "parent", "rerun_of",
+                "started", "finished", "duration_s", "exit_code", "tags", "note", "commit"):  # fmt: skip
+        value = data.get(key)
+        if value in (None, "", [], {}) and key not in ("status",):
+            continue
+        if key == "argv":
+            value = " ".join(value)
+        elif key == "tags":
+            value = ", ".join(value)
+        lines.append(f"  {key + ':':<12} {value}")
+    for section in ("params", "metrics", "code", "env", "outputs", "logs"):
+        values = data.get(section) or {}
+        if not values:
+            continue
+        lines.append(f"{section}:")
+        for key, value in values.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v}" for k, v in value.items())
+            lines.append(f"  {key + ':':<12} {value}")
+    for item in data.get("inputs") or []:
+        lines.append("inputs:" if item is data["inputs"][0] else "")
+        lines[-1:] = [lines[-1]] if lines[-1] else []
+        lines.append(f"  {item['run'][:8]} {item.get('output', '')} {item.get('md5', '')[:12]}".rstrip())
+    if err := data.get("error"):
+        lines.append("error:")
+        lines.extend("  " + line for line in err.get("traceback", err.get("message", "")).splitlines())
+    return "\n".join(lines)

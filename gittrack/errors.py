@@ -1,0 +1,112 @@
+"""gittrack's error tree: each error is one sentence saying what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class GittrackError(Exception):
+    """Base of every error gittrack raises on purpose; the CLI prints it as one line."""
+
+
+class NotAGitRepo(GittrackError):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path} is not inside a git repository. "
+            "Run 'git init' there first (or 'gittrack init --git')."
+        )
+
+
+class NoCommits(GittrackError):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"The git repository at {path} has no commits yet. "
+            "Commit your code first, e.g. 'git add -A && git commit -m start'."
+        )
+
+
+class RepoNotWritable(GittrackError):
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(
+            f"Cannot write to the git repository at {path} ({reason}). "
+            "Check its permissions and free disk space before running."
+        )
+
+
+class RunNotFound(GittrackError, LookupError):
+    def __init__(self, ref: str, suggestions: Sequence[str] = ()) -> None:
+        self.ref = ref
+        self.suggestions = list(suggestions)
+        hint = ""
+        if self.suggestions:
+            hint = f" Did you mean {', '.join(self.suggestions)}?"
+        super().__init__(f'No run matches "{ref}".{hint} (\'gittrack ls\' lists runs.)')
+
+
+class AmbiguousRun(GittrackError, LookupError):
+    def __init__(self, ref: str, candidates: Sequence[str]) -> None:
+        self.ref = ref
+        self.candidates = list(candidates)
+        shown = ", ".join(c[:12] for c in self.candidates[:10])
+        more = f" and {len(self.candidates) - 10} more" if len(self.candidates) > 10 else ""
+        super().__init__(
+            f'"{ref}" matches {len(self.candidates)} runs ({shown}{more}); '
+            "give more characters of the id."
+        )
+
+
+class ScriptError(GittrackError):
+    """The script given to `gittrack run` cannot be used."""
+
+
+class RecordError(GittrackError, ValueError):
+    """A run.toml that cannot be read."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"The record of run {run_id[:8]} is unreadable: {reason}.")
+
+
+class SchemaTooNew(RecordError):
+    def __init__(self, run_id: str, schema: int, supported: int) -> None:
+        self.schema = schema
+        GittrackError.__init__(
+            self,
+            f"Run {run_id[:8]} was written with record schema {schema}, newer than this "
+            f"gittrack understands ({supported}); upgrade gittrack (pip install -U gittrack).",
+        )
+        self.run_id = run_id
+        self.reason = "schema too new"
+
+
+class UsageError(GittrackError, ValueError):
+    """A value given by the user that gittrack cannot use."""
+
+
+class QueryError(UsageError):
+    """A --where query that does not parse; names the position and what was expected."""
+
+    def __init__(self, query: str, position: int, expected: str) -> None:
+        self.query = query
+        self.position = position
+        self.expected = expected
+        pointer = " " * position + "^"
+        super().__init__(
+            f"Invalid query at position {position + 1}: expected {expected}.\n  {query}\n  {pointer}"
+        )
+
+
+class OutputError(GittrackError):
+    """An output that cannot be stored or found."""
+
+
+class RemoteError(GittrackError):
+    """A git or DVC remote that cannot be reached or written."""
+
+
+class ConflictError(GittrackError):
+    """Two histories disagree about the same run."""

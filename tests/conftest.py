@@ -1,0 +1,110 @@
+"""Shared fixtures: real git repositories in tmp_path, isolated from the user's git config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gittrack.cli import cli
+
+SIM = '''\
+import click
+import gittrack
+
+
+@gittrack.command()
+@click.option("--temp", type=float, default=1.0)
+@click.option("--steps", type=int, default=10)
+@click.option("--label", default=None)
+def main(temp, steps, label):
+    print(f"simulating at {temp}")
+    if temp < 0:
+        raise ValueError("negative temperature")
+    return {"energy": temp * 2.0, "steps_done": steps}
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own HOME and a git configuration with no system or user settings."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Ada Tester")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "ada@example.org")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Ada Tester")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "ada@example.org")
+    monkeypatch.delenv("GITTRACK_REPO", raising=False)
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository with one commit holding sim.py."""
+    path = tmp_path / "project"
+    path.mkdir()
+    git(path, "init", "-q")
+    (path / "sim.py").write_text(SIM)
+    git(path, "add", "sim.py")
+    git(path, "commit", "-qm", "add simulation")
+    return path
+
+
+@pytest.fixture
+def tracked_repo(repo: Path) -> Path:
+    """`repo` after `gittrack init`."""
+    result = CliRunner().invoke(cli, ["-C", str(repo), "init"])
+    assert result.exit_code == 0, result.output
+    return repo
+
+
+@pytest.fixture
+def run_cli(monkeypatch: pytest.MonkeyPatch):
+    """Invoke the gittrack CLI in-process in a repository; returns click's Result."""
+
+    def invoke(repo: Path, *args: str, input: str | None = None):
+        monkeypatch.chdir(repo)
+        return CliRunner().invoke(cli, ["-C", str(repo), *args], input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def write_script(repo: Path, name: str, body: str, commit: bool = True) -> Path:
+    path = repo / name
+    path.write_text(textwrap.dedent(body))
+    if commit:
+        git(repo, "add", name)
+        git(repo, "commit", "-qm", f"add {name}")
+    return path
+
+
+def run_python(repo: Path, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run a Python process (a script or `-m gittrack.cli`) in `repo` as a user would."""
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=repo, capture_output=True, text=True,
+        env={**os.environ, **kwargs.pop("env", {})}, **kwargs,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def branch_log(repo: Path) -> list[str]:
+    return git(repo, "log", "--format=%s", "gittrack/runs").splitlines()
