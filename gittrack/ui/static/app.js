@@ -1,0 +1,191 @@
+// gittrack UI: small progressive enhancements; every page also works without JavaScript.
+"use strict";
+
+function $(sel, root) { return (root || document).querySelector(sel); }
+function $all(sel, root) { return Array.from((root || document).querySelectorAll(sel)); }
+
+function loadPlotly() {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  return new Promise(function (resolve, reject) {
+    var s = document.createElement("script");
+    s.src = "/static/plotly.min.js";
+    s.onload = function () { resolve(window.Plotly); };
+    s.onerror = reject;
+    document.head.appendChild(s);
+  });
+}
+
+// -- runs table: selection, column chooser ----------------------------------------------------
+function wireTable() {
+  var form = $("#compare-form");
+  if (!form) return;
+  var button = $("#compare-button");
+  function update() {
+    var n = $all("input[name=ids]:checked", form).length;
+    button.disabled = n < 1;
+    button.textContent = n ? "Compare " + n + " selected" : "Compare selected";
+  }
+  form.addEventListener("change", update);
+  form.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var ids = $all("input[name=ids]:checked", form).map(function (i) { return i.value; });
+    window.location.href = "/compare?ids=" + encodeURIComponent(ids.join(","));
+  });
+  var apply = $("#apply-columns");
+  if (apply) apply.addEventListener("click", function () {
+    var cols = $all(".colpick:checked").map(function (c) { return c.value; });
+    var url = new URL(window.location.href);
+    url.searchParams.delete("col");
+    url.searchParams.set("cols", cols.join(","));
+    url.searchParams.delete("offset");
+    window.location.href = url.toString();
+  });
+  update();
+}
+
+// -- live updates: poll the branch tip, refresh the table when a run lands ----------------------
+function live() {
+  var tip = document.body.dataset.tip || null;
+  var badge = $("#live");
+  async function poll() {
+    try {
+      var r = await fetch("/api/tip", { cache: "no-store" });
+      var now = (await r.json()).tip;
+      if (badge) badge.classList.remove("stale");
+      if (tip === null) { tip = now; return; }
+      if (now !== tip) { tip = now; await refresh(); }
+    } catch (e) { if (badge) badge.classList.add("stale"); }
+  }
+  async function refresh() {
+    var area = $("#table-area");
+    if (area) {
+      var picked = $all("input[name=ids]:checked").map(function (i) { return i.value; });
+      var url = new URL(window.location.href);
+      url.searchParams.set("partial", "1");
+      var html = await (await fetch(url, { cache: "no-store" })).text();
+      area.innerHTML = html;
+      picked.forEach(function (id) { var box = $("input[name=ids][value='" + CSS.escape(id) + "']"); if (box) box.checked = true; });
+      var total = $("#count");
+      wireTable();
+      document.dispatchEvent(new Event("gittrack:refreshed"));
+    } else if (document.body.dataset.reloadOnChange) {
+      window.location.reload();
+    }
+  }
+  setInterval(poll, 3000);
+  poll();
+}
+
+// -- plots ------------------------------------------------------------------------------------
+function plots() {
+  var box = $("#plots");
+  if (!box) return;
+  var drawn = false;
+  var data = null;
+  async function draw() {
+    if (drawn) return;
+    drawn = true;
+    var Plotly = await loadPlotly();
+    var params = new URLSearchParams({ where: box.dataset.where, cols: box.dataset.cols });
+    if (box.dataset.experiment) params.set("where", box.dataset.where);
+    data = await (await fetch("/api/plot?" + params)).json();
+    if (data.error) { box.insertAdjacentHTML("beforeend", "<pre class=error></pre>"); $("pre.error", box).textContent = data.error; return; }
+    var cols = box.dataset.cols.split(",").filter(function (c) {
+      return data[c] && data[c].some(function (v) { return typeof v === "number"; });
+    });
+    var last = cols[cols.length - 1];
+    var dims = cols.map(function (c) {
+      return { label: c.replace(/^(params|metrics)\./, ""), values: data[c].map(function (v) { return typeof v === "number" ? v : NaN; }) };
+    });
+    if (dims.length) {
+      Plotly.newPlot("parcoords", [{
+        type: "parcoords", dimensions: dims,
+        line: { color: data[last], colorscale: "Viridis", showscale: true },
+      }], { margin: { l: 60, r: 60, t: 50, b: 30 }, font: { size: 12 } }, { displaylogo: false, responsive: true });
+    }
+    scatter();
+  }
+  function scatter() {
+    var x = $("#sx").value, y = $("#sy").value;
+    var colors = { completed: "#16a34a", failed: "#dc2626", died: "#9333ea", running: "#0284c7", interrupted: "#ca8a04" };
+    window.Plotly.newPlot("scatter", [{
+      type: "scattergl", mode: "markers", x: data[x], y: data[y], text: data.id.map(function (i) { return i.slice(0, 8); }),
+      marker: { size: 8, opacity: .8, color: data.status.map(function (s) { return colors[s] || "#64748b"; }) },
+      hovertemplate: "%{text}<br>" + x + "=%{x}<br>" + y + "=%{y}<extra></extra>",
+    }], { xaxis: { title: { text: x } }, yaxis: { title: { text: y } }, margin: { l: 60, r: 20, t: 20, b: 50 } },
+    { displaylogo: false, responsive: true });
+    $("#scatter").on("plotly_click", function (ev) { window.location.href = "/runs/" + data.id[ev.points[0].pointIndex]; });
+  }
+  box.addEventListener("toggle", function () { if (box.open) draw(); });
+  $("#sx").addEventListener("change", function () { if (data) scatter(); });
+  $("#sy").addEventListener("change", function () { if (data) scatter(); });
+  if (box.open) draw();
+}
+
+// -- time series (run page and compare) -------------------------------------------------------
+async function series() {
+  var holder = $("#series-data");
+  if (!holder) return;
+  var all = JSON.parse(holder.textContent);
+  var Plotly = await loadPlotly();
+  var traces = [];
+  Object.keys(all).forEach(function (run) {
+    var s = all[run];
+    var keys = Object.keys(s);
+    var xkey = keys.indexOf("step") >= 0 ? "step" : null;
+    keys.filter(function (k) { return k !== xkey; }).forEach(function (k) {
+      traces.push({ type: "scatter", mode: "lines", name: run.slice(0, 8) + " " + k, x: xkey ? s[xkey] : s[k].map(function (_, i) { return i; }), y: s[k] });
+    });
+  });
+  Plotly.newPlot("series", traces, { margin: { l: 60, r: 20, t: 20, b: 40 }, xaxis: { title: { text: "step" } }, legend: { orientation: "h" } },
+    { displaylogo: false, responsive: true });
+}
+
+// -- flow graph: pan and zoom by rewriting the SVG viewBox ------------------------------------
+function flow() {
+  var box = $("#flow");
+  var svg = box && $("svg", box);
+  if (!svg) return;
+  svg.removeAttribute("width");
+  svg.removeAttribute("height");
+  var vb = svg.viewBox.baseVal;
+  var home = [vb.x, vb.y, vb.width, vb.height];
+  var view = home.slice();
+  function set() { svg.setAttribute("viewBox", view.join(" ")); }
+  function fit() { view = home.slice(); set(); }
+  fit();
+  box.addEventListener("wheel", function (ev) {
+    ev.preventDefault();
+    var rect = svg.getBoundingClientRect();
+    var scale = Math.max(view[2] / rect.width, view[3] / rect.height);
+    var fx = (ev.clientX - rect.left - (rect.width - view[2] / scale) / 2) / (view[2] / scale);
+    var fy = (ev.clientY - rect.top - (rect.height - view[3] / scale) / 2) / (view[3] / scale);
+    var k = ev.deltaY > 0 ? 1.15 : 1 / 1.15;
+    var w = view[2] * k, h = view[3] * k;
+    view = [view[0] + (view[2] - w) * fx, view[1] + (view[3] - h) * fy, w, h];
+    set();
+  }, { passive: false });
+  var start = null, moved = false;
+  box.addEventListener("mousedown", function (ev) { start = [ev.clientX, ev.clientY, view[0], view[1]]; moved = false; box.classList.add("dragging"); });
+  window.addEventListener("mousemove", function (ev) {
+    if (!start) return;
+    var rect = svg.getBoundingClientRect();
+    var scale = Math.max(view[2] / rect.width, view[3] / rect.height);
+    var dx = ev.clientX - start[0], dy = ev.clientY - start[1];
+    if (Math.abs(dx) + Math.abs(dy) > 3) moved = true;
+    view[0] = start[2] - dx * scale; view[1] = start[3] - dy * scale;
+    set();
+  });
+  window.addEventListener("mouseup", function () { start = null; box.classList.remove("dragging"); });
+  box.addEventListener("click", function (ev) { if (moved) { ev.preventDefault(); ev.stopPropagation(); moved = false; } }, true);
+  var reset = $("#zoom-reset");
+  if (reset) reset.addEventListener("click", fit);
+}
+
+document.addEventListener("DOMContentLoaded", function () {
+  wireTable();
+  live();
+  plots();
+  series();
+  flow();
+});

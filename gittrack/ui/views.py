@@ -1,0 +1,369 @@
+"""The UI's pages and JSON endpoints: each reads through gittrack.browse and renders a template."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.templating import Jinja2Templates
+
+from .. import __version__, browse
+from ..errors import GittrackError, RunNotFound
+from . import request_repo, templates_dir
+
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE_SIZES = (25, 50, 100, 250, 500)
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def show(value: Any, column: str = "") -> str:
+    """A cell value as short text (ids shortened, times trimmed, floats to 6 digits)."""
+    if value is None:
+        return ""
+    if column == "id":
+        return str(value)[:8]
+    if column in ("started", "finished") and isinstance(value, str):
+        return value[:19].replace("T", " ")
+    if column == "duration_s" and isinstance(value, int | float):
+        return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def size(n: Any) -> str:
+    if not isinstance(n, int | float):
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def header(column: str) -> str:
+    return column.split(".", 1)[1] if column.startswith(("params.", "metrics.")) else column.replace("_s", "")  # fmt: skip
+
+
+def script_json(data: Any) -> str:
+    """JSON safe inside a <script> element (no '</script>' or '<!--' can appear)."""
+    text = json.dumps(data, ensure_ascii=False, default=str, allow_nan=False) if _finite(data) else json.dumps(_nan_to_none(data), default=str)  # fmt: skip
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _finite(data: Any) -> bool:
+    try:
+        json.dumps(data, default=str, allow_nan=False)
+        return True
+    except ValueError:
+        return False
+
+
+def _nan_to_none(data: Any) -> Any:
+    if isinstance(data, float) and data != data or data in (float("inf"), float("-inf")):
+        return None
+    if isinstance(data, dict):
+        return {k: _nan_to_none(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_nan_to_none(v) for v in data]
+    return data
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(templates_dir()))
+    env = templates.env
+    env.autoescape = True
+    env.filters.update(show=show, size=size, header=header, script_json=script_json)
+    env.globals.update(cell=browse.cell, version=__version__)
+    return templates
+
+
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+# -- runs table ------------------------------------------------------------------------------
+
+
+def _table_args(request: Request) -> dict[str, Any]:
+    q = request.query_params
+    cols = [c for part in q.getlist("col") + q.get("cols", "").split(",") for c in [part.strip()] if c]
+    try:
+        limit = int(q.get("limit", "50"))
+        offset = max(0, int(q.get("offset", "0")))
+    except ValueError:
+        limit, offset = 50, 0
+    limit = limit if limit in PAGE_SIZES else 50
+    sort = q.get("sort", "started")
+    return {
+        "where": q.get("where", "").strip(),
+        "sort": sort,
+        "desc": q.get("desc", "1" if sort in ("started", "finished") else "0") == "1",
+        "offset": offset,
+        "limit": limit,
+        "columns": cols or None,
+        "group": q.get("group") == "experiment",
+    }
+
+
+def _table_context(request: Request, experiment: str | None = None) -> dict[str, Any]:
+    args = _table_args(request)
+    error = ""
+    try:
+        page = browse.page(request_repo(request), args["where"] or None, sort=args["sort"], desc=args["desc"], offset=args["offset"], limit=args["limit"], columns=args["columns"], group=args["group"], experiment=experiment)  # fmt: skip
+    except GittrackError as exc:
+        error = str(exc)
+        page = browse.Page([], 0, browse.BASE_COLUMNS, browse.BASE_COLUMNS, tip=browse.tip(request_repo(request)))  # fmt: skip
+    base = {k: v for k, v in request.query_params.multi_items() if k not in ("offset", "partial")}
+
+    def link(**changes: Any) -> str:
+        merged = dict(base)
+        merged.update({k: str(v) for k, v in changes.items() if v is not None})
+        for key in [k for k, v in changes.items() if v is None]:
+            merged.pop(key, None)
+        return "?" + urlencode(merged)
+
+    groups: list[tuple[str, list[dict[str, Any]]]] = []
+    for row in page.rows:
+        name = row.get("experiment") or ""
+        if not groups or groups[-1][0] != name:
+            groups.append((name, []))
+        groups[-1][1].append(row)
+    return {
+        "page": page, "args": args, "error": error, "link": link, "groups": groups,
+        "experiment": experiment, "page_sizes": PAGE_SIZES,
+        "plot_columns": [c for c in page.columns if browse.FIELD.match(c)],
+    }  # fmt: skip
+
+
+async def runs_table(request: Request) -> Response:
+    context = _table_context(request)
+    name = "table_part.html" if request.query_params.get("partial") else "runs.html"
+    return render(request, name, context | {"title": "Runs"})
+
+
+async def experiments(request: Request) -> Response:
+    items = browse.experiments(request_repo(request))
+    return render(request, "experiments.html", {"items": items, "title": "Experiments"})
+
+
+async def experiment(request: Request) -> Response:
+    name = request.path_params["name"]
+    context = _table_context(request, experiment=name)
+    if context["page"].total == 0 and not context["error"]:
+        raise HTTPException(404, f'No experiment is named "{name}".')
+    name_ = "table_part.html" if request.query_params.get("partial") else "runs.html"
+    return render(request, name_, context | {"title": f"Experiment {name}"})
+
+
+# -- one run ---------------------------------------------------------------------------------
+
+
+async def run_page(request: Request) -> Response:
+    repo = request_repo(request)
+    view = browse.run_view(repo, request.path_params["ref"])
+    if view.data is None:
+        return render(request, "unreadable.html", {"view": view, "title": f"Run {view.id[:8]}"})
+    diff_ref = request.query_params.get("diff", "").strip()
+    diff: dict[str, Any] = {}
+    if diff_ref:
+        try:
+            other = browse.run_view(repo, diff_ref)
+            old = (other.data or {}).get("code", {}).get("commit", "")
+            new = view.data.get("code", {}).get("commit", "")
+            diff = {"other": other.id, "text": browse.code_diff(repo, old, new)}
+        except GittrackError as exc:
+            diff = {"error": str(exc)}
+    series = browse.timeseries(repo, view.id, view.data)
+    downloadable = {
+        name: (out.get("size", 0) <= browse.DOWNLOAD_LIMIT and out.get("kind") != "dir" and not out.get("error"))  # fmt: skip
+        for name, out in (view.data.get("outputs") or {}).items()
+    }
+    return render(request, "run.html", {
+        "view": view, "run": view.data, "diff": diff, "diff_ref": diff_ref, "series": series,
+        "downloadable": downloadable, "title": f"Run {view.id[:8]}",
+    })  # fmt: skip
+
+
+async def lineage(request: Request) -> Response:
+    repo = request_repo(request)
+    view = browse.run_view(repo, request.path_params["ref"])
+    q = request.query_params
+    direction = q.get("direction", "up")
+    direction = direction if direction in ("up", "down", "both") else "up"
+    depth_text = q.get("depth", "")
+    depth = int(depth_text) if depth_text.isdigit() and int(depth_text) > 0 else None
+    error, svg, count = "", "", 0
+    try:
+        g = browse.graph(repo, view.id, upstream=direction in ("up", "both"), downstream=direction in ("down", "both"), depth=depth)  # fmt: skip
+        count = len(g.nodes)
+        svg = browse.render_svg(g)
+    except GittrackError as exc:
+        error = str(exc)
+    return render(request, "lineage.html", {
+        "view": view, "run": view.data or {"id": view.id}, "svg": svg, "error": error,
+        "direction": direction, "depth": depth or "", "count": count,
+        "title": f"Flow of {view.id[:8]}",
+    })  # fmt: skip
+
+
+SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
+
+
+async def download(request: Request) -> Response:
+    repo = request_repo(request)
+    run_id = browse.resolve(repo, request.path_params["ref"])
+    name = request.path_params["name"]
+    if not SAFE_NAME.match(name) or name in (".", ".."):
+        raise HTTPException(404, "No such output.")
+    view = browse.run_view(repo, run_id)
+    outputs = (view.data or {}).get("outputs") or {}
+    if name not in outputs:
+        raise HTTPException(404, f'Run {run_id[:8]} has no output named "{name}".')
+    if outputs[name].get("size", 0) > browse.DOWNLOAD_LIMIT:
+        raise HTTPException(404, f'Output "{name}" is too large to download here; use \'gittrack checkout {run_id[:8]}\'.')  # fmt: skip
+    path = browse.output_file(repo, run_id, name)
+    if path is None:
+        raise HTTPException(404, f"Output \"{name}\" is not available locally; run 'gittrack checkout {run_id[:8]}' or 'gittrack pull'.")  # fmt: skip
+    filename = Path(outputs[name].get("path") or name).name
+    return FileResponse(path, filename=filename, media_type=mimetypes.guess_type(filename)[0] or "application/octet-stream")  # fmt: skip
+
+
+# -- compare ---------------------------------------------------------------------------------
+
+
+async def compare(request: Request) -> Response:
+    repo = request_repo(request)
+    refs = [r.strip() for part in request.query_params.getlist("ids") for r in part.split(",") if r.strip()]  # fmt: skip
+    views, errors = [], []
+    for ref in dict.fromkeys(refs[:20]):
+        try:
+            views.append(browse.run_view(repo, ref))
+        except GittrackError as exc:
+            errors.append(str(exc))
+    runs = [v.data or {"id": v.id, "status": "unreadable"} for v in views]
+    keys = ["name", "status", "command", "experiment", "started", "duration_s", "code.commit", "code.dirty"]
+    for family in ("params", "metrics", "env"):
+        seen: dict[str, None] = {}
+        for run in runs:
+            for key in run.get(family) or {}:
+                seen[f"{family}.{key}"] = None
+        keys += list(seen)
+    rows = []
+    for key in keys:
+        values = [_lookup(run, key) for run in runs]
+        rows.append({"key": key, "values": values, "differs": len({json.dumps(v, default=str, sort_keys=True) for v in values}) > 1})  # fmt: skip
+    series = {v.id: browse.timeseries(repo, v.id, v.data) for v in views if v.data}
+    return render(request, "compare.html", {
+        "runs": runs, "rows": rows, "errors": errors, "series": {k: s for k, s in series.items() if s},
+        "only_diff": request.query_params.get("only") == "diff", "ids": ",".join(r["id"] for r in runs),
+        "title": "Compare runs",
+    })  # fmt: skip
+
+
+def _lookup(run: dict[str, Any], key: str) -> Any:
+    family, _, rest = key.partition(".")
+    if not rest:
+        return run.get(key)
+    value = run.get(family) or {}
+    return value.get(rest) if isinstance(value, dict) else None
+
+
+# -- JSON ------------------------------------------------------------------------------------
+
+
+async def api_runs(request: Request) -> Response:
+    args = _table_args(request)
+    try:
+        page = browse.page(request_repo(request), args["where"] or None, sort=args["sort"], desc=args["desc"], offset=args["offset"], limit=int(request.query_params.get("limit", "100")) if request.query_params.get("limit", "").isdigit() else 100)  # fmt: skip
+    except GittrackError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return JSONResponse([row for row in page.rows if "problem" not in row], headers={"X-Total-Count": str(page.total)})  # fmt: skip
+
+
+async def api_run(request: Request) -> Response:
+    try:
+        view = browse.run_view(request_repo(request), request.path_params["ref"])
+    except RunNotFound as exc:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+    except GittrackError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    if view.data is None:
+        return JSONResponse({"id": view.id, "status": "unreadable", "problem": view.problem}, status_code=200)  # fmt: skip
+    return JSONResponse(view.data | {"commit": view.commit})
+
+
+async def api_tip(request: Request) -> Response:
+    return JSONResponse({"tip": browse.tip(request_repo(request))}, headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+async def api_plot(request: Request) -> Response:
+    q = request.query_params
+    cols = [c for c in q.get("cols", "").split(",") if browse.FIELD.match(c)]
+    try:
+        data = browse.plot_rows(request_repo(request), q.get("where") or None, cols)
+    except GittrackError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return Response(script_json(data), media_type="application/json")
+
+
+# -- static files and errors -----------------------------------------------------------------
+
+
+def plotly_js() -> Path:
+    import plotly
+
+    return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+
+async def static(request: Request) -> Response:
+    name = request.path_params["path"]
+    raw = request.scope.get("raw_path", b"").decode("latin-1")
+    if ".." in name or name.startswith("/") or "\\" in name or "%" in raw.split("?")[0][len("/static/"):]:  # fmt: skip
+        raise HTTPException(404, "No such file.")
+    if name == "plotly.min.js":
+        return FileResponse(plotly_js(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})  # fmt: skip
+    path = (STATIC / name).resolve()
+    if not path.is_relative_to(STATIC) or not path.is_file():
+        raise HTTPException(404, "No such file.")
+    return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": message}, status_code=status)
+    if status == 405:
+        return Response("405 Method Not Allowed: this UI is read-only.", status_code=405, media_type="text/plain", headers={"Allow": "GET, HEAD"})  # fmt: skip
+    return render(request, "error.html", {"status": status, "message": message, "title": f"{status}"}, status=status)  # fmt: skip
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail if exc.status_code != 404 or exc.detail != "Not Found" else "There is no page at this address."  # fmt: skip
+    return error_page(request, exc.status_code, message)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return error_page(request, 404, str(exc))
+
+
+async def gittrack_error(request: Request, exc: Exception) -> Response:
+    return error_page(request, 400, str(exc))
+
+
