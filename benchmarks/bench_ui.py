@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 from gittrack import gitstore, project  # noqa: E402
 from gittrack.record import Code, Input, Output, RunRecord, run_folder  # noqa: E402
 
-T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def make_repo(path: Path) -> gitstore.Repo:

@@ -100,7 +100,7 @@ def page(repo: gitstore.Repo, where: str | None = None, *, sort: str = "started"
     index.sync()
     total = int(index.db.execute("SELECT count(*) FROM runs" + (f" WHERE {cond}" if cond else ""), args).fetchone()[0])  # fmt: skip
     stats = field_stats(index, cond, args)
-    all_columns = BASE_COLUMNS + ["command", "finished"] + list(stats)
+    all_columns = [*BASE_COLUMNS, "command", "finished", *list(stats)]
     if columns:
         shown = [c for c in columns if c in all_columns]
     else:

@@ -90,3 +90,4 @@ def main() -> None:
 
 
 from . import runs as _runs  # noqa: E402,F401  (registers commands)
+from . import ui as _ui  # noqa: E402,F401  (registers ui, report)

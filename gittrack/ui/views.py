@@ -38,7 +38,8 @@ def show(value: Any, column: str = "") -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        shown = f"{value:.6g}"
+        return shown if any(c in shown for c in ".ena") else shown + ".0"
     if isinstance(value, list):
         return ", ".join(map(str, value))
     if isinstance(value, dict):
@@ -75,7 +76,7 @@ def _finite(data: Any) -> bool:
 
 
 def _nan_to_none(data: Any) -> Any:
-    if isinstance(data, float) and data != data or data in (float("inf"), float("-inf")):
+    if (isinstance(data, float) and data != data) or data in (float("inf"), float("-inf")):
         return None
     if isinstance(data, dict):
         return {k: _nan_to_none(v) for k, v in data.items()}
@@ -192,7 +193,7 @@ async def run_page(request: Request) -> Response:
             diff = {"error": str(exc)}
     series = browse.timeseries(repo, view.id, view.data)
     downloadable = {
-        name: (out.get("size", 0) <= browse.DOWNLOAD_LIMIT and out.get("kind") != "dir" and not out.get("error"))  # fmt: skip
+        name: (out.get("size", 0) <= browse.DOWNLOAD_LIMIT and out.get("kind") != "dir" and not out.get("error"))
         for name, out in (view.data.get("outputs") or {}).items()
     }
     return render(request, "run.html", {
@@ -268,7 +269,7 @@ async def compare(request: Request) -> Response:
     rows = []
     for key in keys:
         values = [_lookup(run, key) for run in runs]
-        rows.append({"key": key, "values": values, "differs": len({json.dumps(v, default=str, sort_keys=True) for v in values}) > 1})  # fmt: skip
+        rows.append({"key": key, "cells": values, "differs": len({json.dumps(v, default=str, sort_keys=True) for v in values}) > 1})  # fmt: skip
     series = {v.id: browse.timeseries(repo, v.id, v.data) for v in views if v.data}
     return render(request, "compare.html", {
         "runs": runs, "rows": rows, "errors": errors, "series": {k: s for k, s in series.items() if s},
