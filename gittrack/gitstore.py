@@ -591,7 +591,7 @@ def snapshot_code(repo: Repo, script: Path | None, run_id: str) -> Code:
     commit, dirty = head, tree != head_tree[0]
     if dirty:
         writer = ObjectWriter(repo)
-        message = f"gittrack: code snapshot for run {run_id[:8]}\n\nUncommitted changes on {branch or 'detached HEAD'}."
+        message = f"gittrack: code snapshot for run {run_id[:8]}\n\nUncommitted changes on {branch or 'detached HEAD'}."  # noqa: E501
         commit = make_commit(writer, Identity.get(repo), tree, [head], message)
         writer.sync()
     script_rel, script_hash = "", ""
