@@ -319,7 +319,7 @@ def branch_lock(repo: Repo, timeout: float = LOCK_TIMEOUT_S) -> Iterator[bool]:
     hangs only delays others by `timeout`, after which they go on under compare-and-swap alone.
     """
     repo.state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(repo.state_dir / "branch.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(repo.state_dir / "branch.flock", os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout
     locked = False
     try:
@@ -625,7 +625,10 @@ def check_writable(repo: Repo) -> None:
     try:
         repo.state_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix="tmp_check_", dir=objects)
-        os.close(fd)
-        os.unlink(tmp)
+        try:
+            os.write(fd, b"gittrack")  # an empty file proves too little (quota, full disk)
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
     except OSError as exc:
         raise RepoNotWritable(str(repo.root), exc.strerror or str(exc)) from exc

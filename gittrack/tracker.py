@@ -27,7 +27,7 @@ from typing import Any
 import click
 
 from . import capture, gitstore, project
-from .errors import UsageError
+from .errors import GittrackError, UsageError
 from .record import Input, RunRecord, is_scalar, metric_value
 
 HEARTBEAT_S = 10.0
@@ -84,8 +84,9 @@ class RunSession:
         self.repo = gitstore.find_repo(
             options.repo or os.environ.get("GITTRACK_REPO") or (self.script.parent if self.script else None)
         )
-        project.ensure_initialised(self.repo)
+        gitstore.head_state(self.repo)  # no commits yet: fail before anything is written
         gitstore.check_writable(self.repo)
+        project.ensure_initialised(self.repo)
         self.id = new_run_id()
         parent = _current.get()
         params, sources = capture.click_params(ctx)
@@ -250,7 +251,10 @@ class TrackedCommand(click.Command):
         return ctx
 
     def invoke(self, ctx: click.Context) -> Any:
-        session = RunSession(self, ctx)
+        try:
+            session = RunSession(self, ctx)
+        except GittrackError as exc:  # before the simulation starts: one clear sentence
+            raise click.ClickException(str(exc)) from exc
         previous = signal.getsignal(signal.SIGTERM)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -401,8 +405,9 @@ def run_script(script: Path, args: list[str], function: str | None = None, optio
     """Load `script`, find its tracked command and invoke it in-process with `args`."""
     from .loader import find_command
 
-    cmd = find_command(script, function)
     opts = options or RunOptions()
+    gitstore.find_repo(opts.repo or os.environ.get("GITTRACK_REPO") or script.resolve().parent)
+    cmd = find_command(script, function)
     opts.script = script
     token = pending(opts)
     try:
