@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -131,10 +132,8 @@ class OutputCapture:
     def stop(self) -> dict[str, Any]:
         """Restore the streams; returns the `[logs]` table of the record."""
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass
         sys.stdout, sys.stderr = self._saved
         info: dict[str, Any] = {}
         for name, log in self.logs.items():

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from hashlib import sha1, sha256
 from pathlib import Path
+from typing import ClassVar
 
 from .errors import GittrackError, NoCommits, NotAGitRepo, RepoNotWritable
 from .record import Code, RunRecord, run_folder
@@ -241,10 +242,8 @@ class ObjectWriter:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.chmod(tmp, 0o444)
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.link(tmp, path)
-            except FileExistsError:
-                pass
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -344,7 +343,7 @@ def branch_lock(repo: Repo, timeout: float = LOCK_TIMEOUT_S) -> Iterator[bool]:
 class Identity:
     """Author/committer line for commits gittrack writes: the user's git identity."""
 
-    _cached: dict[Path, str] = {}
+    _cached: ClassVar[dict[Path, str]] = {}
 
     @classmethod
     def get(cls, repo: Repo) -> str:
@@ -591,7 +590,7 @@ def snapshot_code(repo: Repo, script: Path | None, run_id: str) -> Code:
     commit, dirty = head, tree != head_tree[0]
     if dirty:
         writer = ObjectWriter(repo)
-        message = f"gittrack: code snapshot for run {run_id[:8]}\n\nUncommitted changes on {branch or 'detached HEAD'}."  # noqa: E501
+        message = f"gittrack: code snapshot for run {run_id[:8]}\n\nUncommitted changes on {branch or 'detached HEAD'}."
         commit = make_commit(writer, Identity.get(repo), tree, [head], message)
         writer.sync()
     script_rel, script_hash = "", ""

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from conftest import branch_log, git, run_python, write_script
 
-from gittrack import gitstore
 from gittrack.record import run_folder
 
 
