@@ -230,7 +230,7 @@ class RunSession:
 
     def _collect_packages(self) -> None:
         try:
-            listing = capture.packages_listing()
+            listing = capture.packages_listing(self.repo.state_dir / "cache")
             self._packages = {"packages.txt": listing, "digest": capture.packages_digest(listing)}
         except Exception:  # the environment listing is best effort, never fails a run
             self._packages = {}
