@@ -385,10 +385,17 @@ def _pid_alive(pid: int) -> bool:
 def record_died(repo: gitstore.Repo) -> list[str]:
     """Commit runs whose process is gone as `died`, keeping the logs they wrote."""
     recorded = []
+    host = socket.gethostname()
     for record, state in stale_runs(repo):
         if state != "died":
             continue
         folder = repo.state_dir / "running" / record.id
+        try:
+            beat = json.loads((folder / "heartbeat").read_text())
+        except (OSError, ValueError):
+            continue
+        if beat.get("host") != host and time.time() - float(beat.get("time", 0)) < 10 * STALE_S:
+            continue  # another host's run: shown as died, committed only when long silent
         if gitstore.read_record_bytes(repo, record.id) is None:
             record.status = "died"
             record.finished = record.finished or now()
