@@ -138,3 +138,22 @@ def test_unwritable_repo_fails_before_the_simulation_starts(tracked_repo: Path) 
     )
     assert "Traceback" not in proc.stderr
     assert len(branch_log(tracked_repo)) == 1
+
+
+def test_sixteen_concurrent_runs_all_land(tracked_repo: Path) -> None:
+    procs = [
+        subprocess.Popen([sys.executable, "sim.py", "--steps", str(i)], cwd=tracked_repo,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for i in range(16)
+    ]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    log = branch_log(tracked_repo)
+    assert len(log) == 17 and sum(s.startswith("run ") for s in log) == 16
+    rows = ls_json(tracked_repo)
+    assert sorted(r["params"]["steps"] for r in rows) == list(range(16))
+    assert {r["status"] for r in rows} == {"completed"}
+    git(tracked_repo, "fsck", "--strict")
+    assert not list((tracked_repo / ".git").rglob("*.lock"))
+    assert not list((tracked_repo / ".git" / "gittrack" / "running").iterdir())
