@@ -34,12 +34,23 @@ def click_params(ctx: click.Context) -> tuple[dict[str, Any], dict[str, str]]:
     return params, sources
 
 
+RESERVED_ENV = frozenset(
+    {"python", "implementation", "platform", "host", "user", "gittrack", "packages"}
+)
+
+
 def environment() -> dict[str, Any]:
     """Interpreter, platform and host; the packages digest comes from `packages_listing`."""
+    uname = os.uname()
+    libc = ""
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    # platform.platform() reads the interpreter binary to find the libc: ~5 ms, so not that
+    system = "-".join(p for p in (uname.sysname, uname.release, uname.machine, libc.replace(" ", "")) if p)
     return {
         "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
+        "implementation": sys.implementation.name,
+        "platform": system,
         "host": socket.gethostname(),
         "user": os.environ.get("USER") or os.environ.get("USERNAME", ""),
         "gittrack": __version__,

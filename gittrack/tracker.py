@@ -107,6 +107,8 @@ class RunSession:
             env=capture.environment(),
         )
         self.record.code = gitstore.snapshot_code(self.repo, self.script, self.id)
+        # the committer identity costs a git process: fetch it while the simulation runs
+        threading.Thread(target=gitstore.Identity.get, args=(self.repo,), daemon=True).start()
         self.folder = self.repo.state_dir / "running" / self.id
         self.folder.mkdir(parents=True)
         self._heartbeat_stop = threading.Event()
@@ -127,9 +129,8 @@ class RunSession:
     # -- during the run -----------------------------------------------------------------
 
     def log_metadata(self, **values: Any) -> None:
-        reserved = set(capture.environment()) | {"packages"}
         for key, value in values.items():
-            if key in reserved:
+            if key in capture.RESERVED_ENV:
                 raise UsageError(f"Metadata key '{key}' is reserved by gittrack; choose another name.")
             self.record.env[key] = value
 
