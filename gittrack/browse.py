@@ -428,7 +428,7 @@ def render_svg(g: Graph, url: str = "/runs/{id}") -> str:
     if proc.returncode != 0:
         raise UsageError(f"Graphviz failed to draw the graph ({proc.stderr.decode(errors='replace').strip()[:200]}).")  # fmt: skip
     svg = proc.stdout.decode("utf-8", "replace")
-    return svg[svg.find("<svg"):]
+    return svg[svg.find("<svg"):].replace(" xlink:href=", " href=").replace(" xlink:title=", " title=")
 
 
 def full_graph(repo: gitstore.Repo, where: str | None = None, limit: int = 500) -> Graph:

@@ -24,7 +24,7 @@ def record(run_id: str, minutes: int, **fields) -> RunRecord:
     )  # fmt: skip
 
 
-def build(path: Path, monkeypatch) -> dict[str, str]:
+def build(path: Path, monkeypatch, extra: int = 0) -> dict[str, str]:
     """Real runs of sim.py, a sweep-like experiment, an analysis chain, an XSS run, a corrupt record."""
     monkeypatch.chdir(path)
     runner = CliRunner()
@@ -63,6 +63,10 @@ def build(path: Path, monkeypatch) -> dict[str, str]:
     edits = gitstore.write_blobs(writer, {f"{run_folder(bad)}/run.toml": b"schema = 1\nid = 'd0\n[params\n"})
     writer.sync()
     gitstore.commit_to_branch(repo, f"run {bad[:8]}: hand edit\n\nRun-Id: {bad}\n", edits)
+    for j in range(extra):  # more of the sweep, for plots worth looking at
+        temp = 50.0 + 25 * j
+        rec = record(f"e{j:02d}" + "0" * 28, 30 + j, name=f"scan-{int(temp)}", experiment="fine-scan", argv=["--temp", str(temp)], params={"temp": temp, "steps": 1000 + 500 * (j % 3), "seed": j % 4}, metrics={"energy": -1.5 + (temp / 300) ** 2 + 0.05 * (j % 3), "accept": 0.9 - temp / 600}, code=Code(commit=head, script="sim.py"), status="failed" if j == 7 else "completed")  # fmt: skip
+        gitstore.write_run(repo, rec, {})
     ids.update(sims=",".join(sims), failed=failed.id, analysis=analysis.id, final=final.id, bad=bad)
     from gittrack.index import Index
 

@@ -152,7 +152,13 @@ function flow() {
   var home = [vb.x, vb.y, vb.width, vb.height];
   var view = home.slice();
   function set() { svg.setAttribute("viewBox", view.join(" ")); }
-  function fit() { view = home.slice(); set(); }
+  function fit() {
+    // never magnify a small graph beyond its natural size: pad the view to the box instead
+    var rect = box.getBoundingClientRect();
+    var w = Math.max(home[2], rect.width), h = Math.max(home[3], rect.height);
+    view = [home[0] - (w - home[2]) / 2, home[1] - (h - home[3]) / 2, w, h];
+    set();
+  }
   fit();
   box.addEventListener("wheel", function (ev) {
     ev.preventDefault();

@@ -1,0 +1,150 @@
+"""The web UI in a real browser: Playwright driving Debian's Chromium against uvicorn."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright")
+if not Path("/usr/bin/chromium").exists():
+    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
+
+import uvicorn  # noqa: E402
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from uidata import build  # noqa: E402
+
+from gittrack.ui import create_app  # noqa: E402
+
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+HAS_QUERY = importlib.util.find_spec("gittrack.query") is not None
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(repo: Path, monkeypatch: pytest.MonkeyPatch):
+    ids = build(repo, monkeypatch, extra=12)
+    port = free_port()
+    config = uvicorn.Config(create_app(repo, port=port), host="127.0.0.1", port=port, log_level="warning")  # fmt: skip
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not srv.started:
+        assert time.time() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", ids, repo
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def page(server):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        context = browser.new_context(viewport={"width": 1360, "height": 860}, device_scale_factor=1)
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield pg
+        browser.close()
+        assert not errors, errors
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+def test_user_journey(server, page):
+    url, ids, repo = server
+    page.goto(url + "/")
+    expect(page.locator("#runs tbody tr[data-id]")).to_have_count(20)
+    expect(page.locator("#count")).to_have_text("20 runs")
+    shot(page, "runs-table")
+    page.locator("#plots summary").click()
+    expect(page.locator("#parcoords .main-svg").first).to_be_visible(timeout=20_000)
+    expect(page.locator("#scatter .main-svg").first).to_be_visible(timeout=20_000)
+    page.locator("#plots").scroll_into_view_if_needed()
+    page.evaluate("document.getElementById('plots').scrollIntoView()")
+    shot(page, "plots")
+
+    if HAS_QUERY:
+        page.fill("#where", "params.temp >= 200")
+        page.press("#where", "Enter")
+        expect(page.locator("#count")).to_contain_text("runs")
+        temps = page.locator("#runs tbody tr[data-id]").count()
+        assert 0 < temps < 20
+    page.goto(url + "/?where=" + "params.temp%20%3E%3E%3E%202")
+    expect(page.locator("#query-error")).to_be_visible()
+    shot(page, "filter-error")
+
+    # open a run from the table
+    page.goto(url + "/?sort=params.temp&desc=1")
+    page.locator(f"#runs a[href='/runs/{ids['analysis']}']").first.click() if page.locator(f"#runs a[href='/runs/{ids['analysis']}']").count() else page.goto(url + f"/runs/{ids['analysis']}")  # fmt: skip
+    sim = ids["sims"].split(",")[2]
+    page.goto(url + f"/runs/{sim}")
+    expect(page.locator("h1")).to_contain_text(sim[:8])
+    expect(page.locator("#series .main-svg").first).to_be_visible(timeout=20_000)
+    shot(page, "run-page")
+
+    # its flow graph, downstream; click a node and land on that run
+    page.click("#flow-link")
+    page.goto(url + f"/runs/{ids['final']}/lineage")
+    expect(page.locator("#flow svg")).to_be_visible()
+    page.mouse.move(5, 845)
+    shot(page, "flow-graph")
+    page.mouse.move(600, 500)
+    page.mouse.wheel(0, -200)  # zoom in, then back to the whole graph
+    page.click("#zoom-reset")
+    page.locator(f"#flow a[href='/runs/{ids['analysis']}']").first.click()
+    page.wait_for_url(url + f"/runs/{ids['analysis']}")
+    expect(page.locator("h1")).to_contain_text(ids["analysis"][:8])
+
+    # select rows and compare
+    page.goto(url + "/experiments/temp-scan")
+    boxes = page.locator("#runs input[name=ids]")
+    for i in range(3):
+        boxes.nth(i).check()
+    expect(page.locator("#compare-button")).to_have_text("Compare 3 selected")
+    page.click("#compare-button")
+    page.wait_for_url("**/compare?ids=*")
+    expect(page.locator("#compare tr.differs").first).to_be_visible()
+    expect(page.locator("#series .main-svg").first).to_be_visible(timeout=20_000)
+    shot(page, "compare")
+
+
+def test_new_runs_appear_without_reload(server, page, run_cli):
+    url, ids, repo = server
+    page.goto(url + "/")
+    expect(page.locator("#runs tbody tr[data-id]")).to_have_count(20)
+    page.evaluate("window.__marker = 1")
+    assert run_cli(repo, "run", "--name", "fresh-run", "sim.py", "--temp", "7").exit_code == 0
+    expect(page.locator("#runs a", has_text="fresh-run")).to_be_visible(timeout=15_000)
+    assert page.evaluate("window.__marker") == 1  # same page: updated in place
+
+
+def test_unreadable_and_experiments_screens(server, page):
+    url, ids, repo = server
+    page.goto(url + "/experiments")
+    expect(page.locator("#experiments")).to_be_visible()
+    shot(page, "experiments")
+    page.goto(url + f"/runs/{ids['bad']}")
+    expect(page.locator("#unreadable")).to_be_visible()
+    page.goto(url + f"/runs/{ids['final']}")
+    assert page.evaluate("document.querySelectorAll('script:not([src])').length") == 0
+    expect(page.locator(".note")).to_have_text("<script>alert('x')</script>")
+    assert shutil.which("chromium") or Path("/usr/bin/chromium").exists()
