@@ -90,19 +90,30 @@ function plots() {
     if (box.dataset.experiment) params.set("where", box.dataset.where);
     data = await (await fetch("/api/plot?" + params)).json();
     if (data.error) { box.insertAdjacentHTML("beforeend", "<pre class=error></pre>"); $("pre.error", box).textContent = data.error; return; }
-    var cols = box.dataset.cols.split(",").filter(function (c) {
-      return data[c] && data[c].some(function (v) { return typeof v === "number"; });
-    });
-    var last = cols[cols.length - 1];
+    var n = data.id.length;
+    function numeric(c) { return data[c] ? data[c].filter(function (v) { return typeof v === "number"; }).length : 0; }
+    // axes: numeric columns most runs have; lines: the runs that have all of them
+    var cols = box.dataset.cols.split(",").filter(function (c) { return numeric(c) >= Math.max(2, n / 2); });
+    var keep = data.id.map(function (_, i) { return cols.every(function (c) { return typeof data[c][i] === "number"; }); });
+    var metric = cols.filter(function (c) { return c.indexOf("metrics.") === 0; })[0] || cols[cols.length - 1];
     var dims = cols.map(function (c) {
-      return { label: c.replace(/^(params|metrics)\./, ""), values: data[c].map(function (v) { return typeof v === "number" ? v : NaN; }) };
+      return { label: c.replace(/^(params|metrics)\./, ""), values: data[c].filter(function (_, i) { return keep[i]; }) };
     });
-    if (dims.length) {
+    if (dims.length > 1) {
       Plotly.newPlot("parcoords", [{
         type: "parcoords", dimensions: dims,
-        line: { color: data[last], colorscale: "Viridis", showscale: true },
-      }], { margin: { l: 60, r: 60, t: 50, b: 30 }, font: { size: 12 } }, { displaylogo: false, responsive: true });
+        line: { color: data[metric].filter(function (_, i) { return keep[i]; }), colorscale: "Viridis", showscale: true,
+                colorbar: { title: { text: metric.replace(/^(params|metrics)\./, "") } } },
+      }], { margin: { l: 70, r: 70, t: 60, b: 30 }, font: { size: 12 } }, { displaylogo: false, responsive: true });
+    } else {
+      $("#parcoords").textContent = "Too few numeric params and metrics to draw parallel coordinates.";
     }
+    var numericCols = box.dataset.cols.split(",").filter(function (c) { return numeric(c) > 0; });
+    [["#sx", numericCols.filter(function (c) { return c.indexOf("params.") === 0; })[0]], ["#sy", metric]].forEach(function (pair) {
+      var select = $(pair[0]);
+      select.innerHTML = "";
+      numericCols.forEach(function (c) { var o = document.createElement("option"); o.textContent = c; o.selected = c === pair[1]; select.appendChild(o); });
+    });
     scatter();
   }
   function scatter() {
