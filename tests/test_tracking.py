@@ -203,8 +203,8 @@ def test_logs_are_bounded_with_a_truncation_marker(tracked_repo: Path, run_cli, 
     run_id = latest_id(tracked_repo, run_cli)
     stdout = git(tracked_repo, "show", f"gittrack/runs:{run_folder(run_id)}/stdout.log")
     assert stdout.startswith("line 000\nline 001\n")
-    assert stdout.endswith("[gittrack: output truncated: 736 more bytes were not kept (limit 64 bytes)]")
+    assert stdout.endswith("[gittrack: output truncated: 836 more bytes were not kept (limit 64 bytes)]")
     assert git(tracked_repo, "show", f"gittrack/runs:{run_folder(run_id)}/stderr.log") == "warning!"
     assert run_toml(tracked_repo, run_id)["logs"] == {
-        "stdout": "stdout.log", "stderr": "stderr.log", "stdout_truncated": 736,
+        "stdout": "stdout.log", "stderr": "stderr.log", "stdout_truncated": 836,
     }  # fmt: skip
