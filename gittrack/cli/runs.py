@@ -120,7 +120,8 @@ def ls(obj: Context, where: str, limit: int | None, fmt: str, as_json: bool) -> 
     repo = obj.repo()
     listing = list_runs(repo, where=where or None, limit=limit)
     fmt = "json" if as_json else fmt
-    click.echo(render_runs(listing, fmt, color=sys.stdout.isatty()), nl=fmt != "csv")
+    tty = sys.stdout.isatty()
+    click.echo(render_runs(listing, fmt, color=tty, fit=tty), nl=fmt != "csv")
     for problem in listing.problems:
         click.echo(f"Warning: {problem}", err=True)
 
