@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from html import unescape
 from pathlib import Path
 
@@ -282,6 +283,33 @@ def test_ui_help_and_warning_on_public_host(lab):
     try:
         line = proc.stderr.readline()
         assert line.startswith("Warning: serving on 0.0.0.0 makes every run")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_ui_binds_loopback_by_default(lab):
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gittrack", "-C", str(lab[0]), "ui", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == f"gittrack UI for {lab[0]} at http://127.0.0.1:{port}/ (Ctrl+C to stop)"
+        for _ in range(100):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tip", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert b'"tip"' in body
+        listening = Path("/proc/net/tcp").read_text()
+        assert f"0100007F:{port:04X}" in listening and f"00000000:{port:04X}" not in listening
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -15,11 +15,11 @@ pytest.importorskip("playwright")
 if not Path("/usr/bin/chromium").exists():
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)
 
-import uvicorn  # noqa: E402
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
-from uidata import build  # noqa: E402
+import uvicorn
+from playwright.sync_api import expect, sync_playwright
+from uidata import build
 
-from gittrack.ui import create_app  # noqa: E402
+from gittrack.ui import create_app
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 HAS_QUERY = importlib.util.find_spec("gittrack.query") is not None
@@ -70,7 +70,7 @@ def shot(page, name: str) -> None:
 
 
 def test_user_journey(server, page):
-    url, ids, repo = server
+    url, ids, _repo = server
     page.goto(url + "/")
     expect(page.locator("#runs tbody tr[data-id]")).to_have_count(20)
     expect(page.locator("#count")).to_have_text("20 runs")
@@ -93,16 +93,20 @@ def test_user_journey(server, page):
     shot(page, "filter-error")
 
     # open a run from the table
-    page.goto(url + "/?sort=params.temp&desc=1")
-    page.locator(f"#runs a[href='/runs/{ids['analysis']}']").first.click() if page.locator(f"#runs a[href='/runs/{ids['analysis']}']").count() else page.goto(url + f"/runs/{ids['analysis']}")  # fmt: skip
     sim = ids["sims"].split(",")[2]
-    page.goto(url + f"/runs/{sim}")
+    page.goto(url + "/?sort=params.temp&desc=1")
+    page.locator(f"#runs td.mono a[href='/runs/{sim}']").click()
+    page.wait_for_url(url + f"/runs/{sim}")
     expect(page.locator("h1")).to_contain_text(sim[:8])
     expect(page.locator("#series .main-svg").first).to_be_visible(timeout=20_000)
     shot(page, "run-page")
 
     # its flow graph, downstream; click a node and land on that run
     page.click("#flow-link")
+    page.wait_for_url(url + f"/runs/{sim}/lineage")
+    page.select_option("select[name=direction]", "both")
+    page.click("#flow-form button[type=submit]")
+    expect(page.locator(f"#flow a[href='/runs/{ids['final']}']")).to_have_count(1)
     page.goto(url + f"/runs/{ids['final']}/lineage")
     expect(page.locator("#flow svg")).to_be_visible()
     page.mouse.move(5, 845)
@@ -128,7 +132,7 @@ def test_user_journey(server, page):
 
 
 def test_new_runs_appear_without_reload(server, page, run_cli):
-    url, ids, repo = server
+    url, _ids, repo = server
     page.goto(url + "/")
     expect(page.locator("#runs tbody tr[data-id]")).to_have_count(20)
     page.evaluate("window.__marker = 1")
@@ -138,7 +142,7 @@ def test_new_runs_appear_without_reload(server, page, run_cli):
 
 
 def test_unreadable_and_experiments_screens(server, page):
-    url, ids, repo = server
+    url, ids, _repo = server
     page.goto(url + "/experiments")
     expect(page.locator("#experiments")).to_be_visible()
     shot(page, "experiments")
