@@ -62,11 +62,36 @@ def _json_path(column: str) -> str:
 def order_sql(sort: str, desc: bool) -> tuple[str, list[Any]]:
     """An ORDER BY clause for a column name, with its parameters; unknown columns sort by time."""
     way = "DESC" if desc else "ASC"
+    compile_order = _query_function("compile_order")
+    if compile_order is not None and (sort in SORTABLE or FIELD.match(sort)):
+        return compile_order(("-" if desc else "") + sort)  # type: ignore[no-any-return]
     if sort in SORTABLE:
-        return f"{sort} {way}, id", []
+        return f"runs.{sort} {way}, runs.id", []
     if FIELD.match(sort):
-        return f"json_extract(record, ?) IS NULL, json_extract(record, ?) {way}, id", [_json_path(sort)] * 2  # fmt: skip
-    return "started DESC, id", []
+        return f"json_extract(runs.record, ?) IS NULL, json_extract(runs.record, ?) {way}, runs.id", [_json_path(sort)] * 2  # fmt: skip
+    return "runs.started DESC, runs.id", []
+
+
+def _query_function(name: str) -> Any:
+    try:
+        from . import query
+    except ImportError:
+        return None
+    return getattr(query, name, None)
+
+
+def _select(index: Index, cond: str, args: list[Any], order: str, order_args: list[Any], limit: int, offset: int) -> list[dict[str, Any]]:  # fmt: skip
+    """A page of index rows ({id, record, commit, problem}) through Index.select when it pages."""
+    import inspect
+
+    if "offset" in inspect.signature(index.select).parameters:
+        return index.select(cond, args, order, limit=limit, order_params=order_args, offset=offset)  # type: ignore[call-arg]
+    sql = "SELECT id, record, commit_sha, problem FROM runs" + (f" WHERE {cond}" if cond else "")
+    sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
+    return [
+        {"id": r[0], "record": json.loads(r[1]) if r[1] else None, "commit": r[2], "problem": r[3]}
+        for r in index.db.execute(sql, [*args, *order_args, limit, offset])
+    ]
 
 
 def tip(repo: gitstore.Repo) -> str:
@@ -94,7 +119,7 @@ def page(repo: gitstore.Repo, where: str | None = None, *, sort: str = "started"
     """A page of the runs matching `where`, sorted, with the params and metrics that vary."""
     cond, args = where_sql(where)
     if experiment is not None:
-        cond = f"experiment = ? AND ({cond})" if cond else "experiment = ?"
+        cond = f"runs.experiment = ? AND ({cond})" if cond else "runs.experiment = ?"
         args = [experiment, *args]
     index = Index(repo)
     index.sync()
@@ -108,14 +133,11 @@ def page(repo: gitstore.Repo, where: str | None = None, *, sort: str = "started"
         shown = BASE_COLUMNS + (varying if total > 1 and varying else list(stats)[:12])
     order, order_args = order_sql(sort, desc)
     if group:
-        order = "experiment = '' , experiment, " + order
-    sql = "SELECT id, record, commit_sha, problem, status FROM runs"
-    sql += f" WHERE {cond}" if cond else ""
-    sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
+        order = "runs.experiment = '', runs.experiment, " + order
     rows = []
-    for run_id, record, commit, problem, status in index.db.execute(sql, [*args, *order_args, limit, offset]):  # fmt: skip
-        data = json.loads(record) if record else {"id": run_id, "status": status, "problem": problem}
-        rows.append(data | {"commit": commit})
+    for row in _select(index, cond, args, order, order_args, limit, offset):
+        data = row["record"] or {"id": row["id"], "status": "unreadable", "problem": row["problem"]}
+        rows.append(data | {"commit": row["commit"]})
     if offset == 0 and not where and experiment is None and not group and sort == "started" and desc:
         from . import tracker
 
@@ -123,6 +145,14 @@ def page(repo: gitstore.Repo, where: str | None = None, *, sort: str = "started"
         rows = staged + rows
         total += len(staged)
     return Page(rows, total, shown, all_columns, offset, limit, tip(repo))
+
+
+def ls_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as `gittrack ls --format json` prints it (listing.summary when it exists)."""
+    from . import listing
+
+    summary = getattr(listing, "summary", None)
+    return summary(row) if summary is not None else row  # type: ignore[no-any-return]
 
 
 def cell(row: dict[str, Any], column: str) -> Any:
@@ -291,9 +321,9 @@ def plot_rows(repo: gitstore.Repo, where: str | None, columns: list[str], limit:
     fields = [c for c in columns if FIELD.match(c)]
     index = Index(repo)
     index.sync()
-    select = ", ".join(["id", "status"] + ["json_extract(record, ?)"] * len(fields))
-    sql = f"SELECT {select} FROM runs WHERE record IS NOT NULL" + (f" AND ({cond})" if cond else "")
-    sql += " ORDER BY started DESC LIMIT ?"
+    select = ", ".join(["runs.id", "runs.status"] + ["json_extract(runs.record, ?)"] * len(fields))
+    sql = f"SELECT {select} FROM runs WHERE runs.record IS NOT NULL" + (f" AND ({cond})" if cond else "")
+    sql += " ORDER BY runs.started DESC LIMIT ?"
     out: dict[str, list[Any]] = {"id": [], "status": []} | {c: [] for c in fields}
     for row in index.db.execute(sql, [*(_json_path(c) for c in fields), *args, limit]):
         out["id"].append(row[0])
@@ -417,6 +447,38 @@ def to_dot(g: Graph, url: str = "/runs/{id}") -> str:
     return "\n".join(lines)
 
 
+def flow_svg(repo: gitstore.Repo, run_id: str, *, direction: str = "up", depth: int | None = None, collapse: bool = False) -> tuple[str, int]:  # fmt: skip
+    """The flow graph around a run as inline SVG and its number of runs.
+
+    Drawn by gittrack.lineage when it is installed (the same graph as `gittrack lineage`),
+    otherwise from the records here.
+    """
+    try:
+        from . import lineage
+    except ImportError:
+        lineage = None  # type: ignore[assignment]
+    if lineage is not None and hasattr(lineage, "build") and hasattr(lineage, "render"):
+        graphs = [lineage.build(repo, run_id, downstream=d, depth=depth, collapse=collapse) for d in {"up": [False], "down": [True], "both": [False, True]}[direction]]  # fmt: skip
+        g = graphs[0]
+        for other in graphs[1:]:
+            g.nodes.update(other.nodes)
+            seen = {(e.source, e.target, e.kind) for e in g.edges}
+            g.edges += [e for e in other.edges if (e.source, e.target, e.kind) not in seen]
+        count = sum(1 for n in g.nodes.values() if n.kind in ("run", "missing", "experiment"))
+        try:
+            svg = lineage.render(g, "svg").decode("utf-8", "replace")
+        except GittrackError as exc:
+            raise UsageError(str(exc)) from exc
+        return _inline(svg), count
+    fallback = graph(repo, run_id, upstream=direction in ("up", "both"), downstream=direction in ("down", "both"), depth=depth)  # fmt: skip
+    return render_svg(fallback), len(fallback.nodes)
+
+
+def _inline(svg: str) -> str:
+    """An SVG document made fit to sit inside HTML (no XML prolog, plain href links)."""
+    return svg[svg.find("<svg"):].replace(" xlink:href=", " href=").replace(" xlink:title=", " title=")
+
+
 def render_svg(g: Graph, url: str = "/runs/{id}") -> str:
     """The graph as an SVG document through Graphviz's `dot` (installed with the system)."""
     import shutil
@@ -427,8 +489,7 @@ def render_svg(g: Graph, url: str = "/runs/{id}") -> str:
     proc = subprocess.run(["dot", "-Tsvg"], input=to_dot(g, url).encode(), capture_output=True, timeout=120)  # fmt: skip
     if proc.returncode != 0:
         raise UsageError(f"Graphviz failed to draw the graph ({proc.stderr.decode(errors='replace').strip()[:200]}).")  # fmt: skip
-    svg = proc.stdout.decode("utf-8", "replace")
-    return svg[svg.find("<svg"):].replace(" xlink:href=", " href=").replace(" xlink:title=", " title=")
+    return _inline(proc.stdout.decode("utf-8", "replace"))
 
 
 def full_graph(repo: gitstore.Repo, where: str | None = None, limit: int = 500) -> Graph:
@@ -436,7 +497,7 @@ def full_graph(repo: gitstore.Repo, where: str | None = None, limit: int = 500) 
     cond, args = where_sql(where)
     index = Index(repo)
     index.sync()
-    sql = "SELECT id, record, status FROM runs" + (f" WHERE {cond}" if cond else "") + " ORDER BY started DESC LIMIT ?"  # fmt: skip
+    sql = "SELECT runs.id, runs.record, runs.status FROM runs" + (f" WHERE {cond}" if cond else "") + " ORDER BY runs.started DESC LIMIT ?"  # fmt: skip
     nodes = {r[0]: (json.loads(r[1]) if r[1] else {"id": r[0], "status": r[2]}) for r in index.db.execute(sql, [*args, limit])}  # fmt: skip
     edges: dict[tuple[str, str], set[str]] = {}
     for rid, data in nodes.items():

@@ -190,6 +190,8 @@ def test_api_runs_has_the_fields_of_ls_json(client, lab):
         assert row == by_id[row["id"]]
     one = client.get(f"/api/runs/{lab[1]['final'][:6]}").json()
     assert one["params"]["style"] == XSS and one["commit"]
+    assert one.items() >= by_id[lab[1]["final"]].items()  # ls fields, plus the whole record
+    assert one["code"] and "inputs" in one
     assert client.get("/api/runs/ffff").status_code == 404
 
 

@@ -210,16 +210,15 @@ async def lineage(request: Request) -> Response:
     direction = direction if direction in ("up", "down", "both") else "up"
     depth_text = q.get("depth", "")
     depth = int(depth_text) if depth_text.isdigit() and int(depth_text) > 0 else None
+    collapse = q.get("collapse") == "1"
     error, svg, count = "", "", 0
     try:
-        g = browse.graph(repo, view.id, upstream=direction in ("up", "both"), downstream=direction in ("down", "both"), depth=depth)  # fmt: skip
-        count = len(g.nodes)
-        svg = browse.render_svg(g)
+        svg, count = browse.flow_svg(repo, view.id, direction=direction, depth=depth, collapse=collapse)
     except GittrackError as exc:
         error = str(exc)
     return render(request, "lineage.html", {
         "view": view, "run": view.data or {"id": view.id}, "svg": svg, "error": error,
-        "direction": direction, "depth": depth or "", "count": count,
+        "direction": direction, "depth": depth or "", "count": count, "collapse": collapse,
         "title": f"Flow of {view.id[:8]}",
     })  # fmt: skip
 
@@ -295,7 +294,8 @@ async def api_runs(request: Request) -> Response:
         page = browse.page(request_repo(request), args["where"] or None, sort=args["sort"], desc=args["desc"], offset=args["offset"], limit=int(request.query_params.get("limit", "100")) if request.query_params.get("limit", "").isdigit() else 100)  # fmt: skip
     except GittrackError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    return JSONResponse([row for row in page.rows if "problem" not in row], headers={"X-Total-Count": str(page.total)})  # fmt: skip
+    rows = [browse.ls_json(row) for row in page.rows if "problem" not in row]
+    return JSONResponse(rows, headers={"X-Total-Count": str(page.total)})
 
 
 async def api_run(request: Request) -> Response:
@@ -307,7 +307,8 @@ async def api_run(request: Request) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=400)
     if view.data is None:
         return JSONResponse({"id": view.id, "status": "unreadable", "problem": view.problem}, status_code=200)  # fmt: skip
-    return JSONResponse(view.data | {"commit": view.commit})
+    data = view.data | {"commit": view.commit}
+    return JSONResponse(data | browse.ls_json(data))
 
 
 async def api_tip(request: Request) -> Response:
