@@ -20,15 +20,19 @@ from .tracker import command as command, log_metadata as log_metadata
 
 if TYPE_CHECKING:
     from .api import RunSet as RunSet, runs as runs
+    from .experiment import Experiment as Experiment
     from .refs import Run as Run
+    from .runref import RunRef as RunRef
 
 __all__ = [
     "AmbiguousRun",
+    "Experiment",
     "GittrackError",
     "NotAGitRepo",
     "QueryError",
     "Run",
     "RunNotFound",
+    "RunRef",
     "RunSet",
     "__version__",
     "command",
@@ -40,6 +44,8 @@ _LAZY = {
     "Run": ("refs", "Run"),
     "runs": ("api", "runs"),
     "RunSet": ("api", "RunSet"),
+    "RunRef": ("runref", "RunRef"),
+    "Experiment": ("experiment", "Experiment"),
 }
 
 
