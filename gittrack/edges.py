@@ -17,17 +17,17 @@ from typing import Any
 from .index import Index
 
 TABLES = (
-    "CREATE TABLE IF NOT EXISTS lineage_edges (child TEXT, parent TEXT, kind TEXT, output TEXT, md5 TEXT, commit_sha TEXT)",  # noqa: E501
+    "CREATE TABLE IF NOT EXISTS lineage_edges (child TEXT, parent TEXT, kind TEXT, output TEXT, md5 TEXT, commit_sha TEXT)",
     "CREATE INDEX IF NOT EXISTS lineage_edges_child ON lineage_edges(child)",
     "CREATE INDEX IF NOT EXISTS lineage_edges_parent ON lineage_edges(parent)",
-    "CREATE TABLE IF NOT EXISTS lineage_outputs (md5 TEXT, size INTEGER, run TEXT, name TEXT, started TEXT)",  # noqa: E501
+    "CREATE TABLE IF NOT EXISTS lineage_outputs (md5 TEXT, size INTEGER, run TEXT, name TEXT, started TEXT)",
     "CREATE INDEX IF NOT EXISTS lineage_outputs_md5 ON lineage_outputs(md5)",
     "CREATE INDEX IF NOT EXISTS lineage_outputs_size ON lineage_outputs(size)",
     "CREATE INDEX IF NOT EXISTS lineage_outputs_run ON lineage_outputs(run)",
     "CREATE TABLE IF NOT EXISTS lineage_memo (key TEXT, run TEXT, started TEXT)",
     "CREATE INDEX IF NOT EXISTS lineage_memo_key ON lineage_memo(key)",
     "CREATE INDEX IF NOT EXISTS lineage_memo_run ON lineage_memo(run)",
-    "CREATE TABLE IF NOT EXISTS lineage_filehash (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, md5 TEXT)",  # noqa: E501
+    "CREATE TABLE IF NOT EXISTS lineage_filehash (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, md5 TEXT)",
 )
 CHUNK = 500  # ids per SQL statement (well under SQLite's variable limit)
 

@@ -629,3 +629,20 @@ def check_writable(repo: Repo) -> None:
         os.unlink(tmp)
     except OSError as exc:
         raise RepoNotWritable(str(repo.root), exc.strerror or str(exc)) from exc
+
+
+# -- temporary worktrees (rerun) ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def temporary_worktree(repo: Repo, commit: str) -> Iterator[Path]:
+    """A detached `git worktree` of `commit` in a temporary folder, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="gittrack-rerun-"))
+    tree = folder / "tree"
+    try:
+        repo.git("worktree", "add", "--detach", "--quiet", str(tree), commit)
+        yield tree
+    finally:
+        repo.git("worktree", "remove", "--force", str(tree), check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+        repo.git("worktree", "prune", check=False)
