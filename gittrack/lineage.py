@@ -294,7 +294,8 @@ def to_dot(graph: Graph) -> str:
     styles = {"launch": "dashed", "rerun": "dotted", "code": "dotted"}
     for edge in graph.edges:
         attrs = _attrs(style=styles.get(edge.kind, ""), label=edge.label if edge.kind != "data" else "")  # fmt: skip
-        lines.append(f"  {_quote(edge.source)} -> {_quote(edge.target)} {attrs}".rstrip(" []"))
+        attrs = "" if attrs == "[]" else f" {attrs}"
+        lines.append(f"  {_quote(edge.source)} -> {_quote(edge.target)}{attrs};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

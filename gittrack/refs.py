@@ -121,6 +121,9 @@ class Run:
             output = self.record.outputs.get(name)
             session.add_input(self.id, self.commit, name, output.md5 if output else "")
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Run:
+        return self  # a handle: records holding it as a param value copy it as is
+
     def __repr__(self) -> str:
         return f"<Run {self.short} {self.status}>"
 
