@@ -83,9 +83,9 @@ def expand(spec: str) -> list[str]:
 def _range(spec: str, start: str, stop: str, step: str | None) -> list[str]:
     integral = all(re.match(r"^[-+]?\d+$", p) for p in (start, stop, step or "1"))
     if integral:
-        values: list[Any] = list(range(int(start), int(stop), int(step or 1)))
         if step is not None and int(step) == 0:
             raise SweepSpecError(spec, "the step is 0")
+        values: list[Any] = list(range(int(start), int(stop), int(step or 1)))
     else:
         a, b, s = float(start), float(stop), float(step or 1)
         if s == 0:
@@ -119,7 +119,7 @@ def parse_grid(args: Iterable[str]) -> list[Axis]:
         if token == "--":
             axes += [Axis("", [a]) for a in args[i + 1 :]]
             break
-        if token.startswith("-") and len(token) > 1 and not re.match(rf"^{NUMBER}$", token):
+        if _is_option(token):
             if "=" in token and token.startswith("--"):
                 option, _, value = token.partition("=")
                 axes.append(Axis(option, expand(value)))
@@ -135,7 +135,7 @@ def parse_grid(args: Iterable[str]) -> list[Axis]:
 
 
 def _is_option(token: str) -> bool:
-    return token.startswith("-") and len(token) > 1 and not re.match(rf"^{NUMBER}(:|$)", token)
+    return re.match(r"^--?[A-Za-z_]", token) is not None
 
 
 def grid_points(axes: list[Axis]) -> list[tuple[list[str], dict[str, str]]]:
