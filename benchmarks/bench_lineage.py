@@ -36,7 +36,7 @@ if __name__ == "__main__":
 
 
 def make_repo(folder: Path) -> gitstore.Repo:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@x"}  # noqa: E501
+    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@x"}
     os.environ.update({k: v for k, v in env.items() if k.startswith("GIT_")})
     subprocess.run(["git", "init", "-q", str(folder)], check=True)
     (folder / "sim.py").write_text(SIM)
@@ -51,7 +51,7 @@ def write_history(repo: gitstore.Repo, records: list[RunRecord]) -> None:
     writer = gitstore.ObjectWriter(repo)
     edits: dict[str, gitstore.Entry] = {}
     for record in records:
-        edits.update({f"{run_folder(record.id)}/{k}": v for k, v in gitstore.write_blobs(writer, {"run.toml": record.to_toml().encode()}).items()})  # noqa: E501
+        edits.update({f"{run_folder(record.id)}/{k}": v for k, v in gitstore.write_blobs(writer, {"run.toml": record.to_toml().encode()}).items()})
     gitstore.commit_to_branch(repo, f"bench: {len(records)} runs", edits)
 
 
@@ -59,7 +59,7 @@ def rid(kind: str, n: int) -> str:
     return f"{kind}{n:031d}"[:32] if kind in "abcdef" else f"{n:032x}"
 
 
-def record(run_id: str, command: str, inputs: list[str], experiment: str = "", params: dict | None = None, t: int = 0) -> RunRecord:  # noqa: E501
+def record(run_id: str, command: str, inputs: list[str], experiment: str = "", params: dict | None = None, t: int = 0) -> RunRecord:
     start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=t)
     rec = RunRecord(
         id=run_id, command=command, status="completed", started=start, finished=start,
@@ -104,7 +104,7 @@ def main(quick: bool = False) -> list[tuple[str, float, float]]:
         records, final = fan_in_history(total, 50)
         write_history(repo, records)
         ready(Index(repo))  # the one-time index build is not what is measured
-        seconds, svg = timed(lambda: lineage.render(lineage.build(repo, final), "svg"))
+        seconds, _ = timed(lambda: lineage.render(lineage.build(repo, final), "svg"))
         rows.append((f"lineage SVG, {len(records)} runs, fan-in 50", seconds, 5.0))
         seconds, _ = timed(lambda: lineage.render(lineage.build(repo, final, collapse=True), "svg"))
         rows.append(("  same, --collapse", seconds, 5.0))
@@ -117,7 +117,7 @@ def main(quick: bool = False) -> list[tuple[str, float, float]]:
         seconds, found = timed(lambda: lineage.ancestry(repo2, final))
         assert len(found) == len(records) - 1, len(found)
         rows.append((f"ancestry, {len(records)} runs ({len(found)} ancestors)", seconds, 1.0))
-        scan_s, _ = timed(lambda: [RunRecord.from_toml(d or b"", "x") for _, d in repo2.reader().read_many(f"{gitstore.RUNS_REF}:{run_folder(i)}/run.toml" for i in gitstore.list_run_ids(repo2))])  # noqa: E501
+        scan_s, _ = timed(lambda: [RunRecord.from_toml(d or b"", "x") for _, d in repo2.reader().read_many(f"{gitstore.RUNS_REF}:{run_folder(i)}/run.toml" for i in gitstore.list_run_ids(repo2))])
         rows.append(("  baseline: parse every run.toml", scan_s, 0.0))
         rows.append(("  (first index build, once)", build_s, 0.0))
 
@@ -136,7 +136,7 @@ def main(quick: bool = False) -> list[tuple[str, float, float]]:
         rows.append((f"sweep -j 2, {n} runs (runs/s; target >= 5)", n / seconds, 5.0))
         t0 = time.perf_counter()
         for x in range(3):
-            subprocess.run([sys.executable, "sim.py", "--x", str(1000 + x)], cwd=repo3.root, check=True, capture_output=True)  # noqa: E501
+            subprocess.run([sys.executable, "sim.py", "--x", str(1000 + x)], cwd=repo3.root, check=True, capture_output=True)
         per_process = 3 / (time.perf_counter() - t0)
         rows.append(("  baseline: one 'python sim.py' at a time (runs/s)", per_process, 0.0))
     print(f"{'measurement':<52} {'value':>9} {'target':>8} {'ratio':>7}")

@@ -177,7 +177,8 @@ def _fmt(value: Any) -> str:
         return text
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)[:24]
+    text = str(value)
+    return text[:8] if len(text) == 32 and all(c in "0123456789abcdef" for c in text) else text[:24]
 
 
 def _run_node(run_id: str, record: dict[str, Any] | None, shown: dict[str, list[str]]) -> Node:

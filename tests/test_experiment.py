@@ -17,7 +17,7 @@ def ls(run_cli, repo: Path) -> list[dict]:
 
 
 def test_sweep_runs_the_grid_as_one_experiment(tracked_repo: Path, run_cli) -> None:
-    result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "100,200", "--steps", "1:4", "-j", "2", "--name", "temp-scan")  # noqa: E501
+    result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "100,200", "--steps", "1:4", "-j", "2", "--name", "temp-scan")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["id", "status", "temp", "steps", "energy", "steps_done"]
@@ -38,7 +38,7 @@ def test_failures_do_not_stop_the_sweep_unless_fail_fast(tracked_repo: Path, run
     assert result.exit_code == 1
     assert "experiment mixed: 3 runs (2 completed, 1 failed)" in result.output
     assert "failed: ValueError: negative temperature" in result.output
-    result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "-2,5,6,7", "--fail-fast", "--name", "ff")  # noqa: E501
+    result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "-2,5,6,7", "--fail-fast", "--name", "ff")
     assert result.exit_code == 1
     assert "Stopped early (--fail-fast)." in result.output
     assert len([r for r in ls(run_cli, tracked_repo) if r["experiment"] == "ff"]) == 1
@@ -66,17 +66,17 @@ def test_grid_parsing() -> None:
     assert expand("a,b\\,c") == ["a", "b,c"]
     axes = parse_grid(["--temp", "1,2", "--verbose", "--seed=0:2", "input.csv"])
     points = grid_points(axes)
-    assert points[0] == (["--temp", "1", "--verbose", "--seed", "0", "input.csv"], {"temp": "1", "seed": "0"})  # noqa: E501
+    assert points[0] == (["--temp", "1", "--verbose", "--seed", "0", "input.csv"], {"temp": "1", "seed": "0"})
     assert len(points) == 4
 
 
-def test_experiment_run_and_raising_command(tracked_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: E501
+def test_experiment_run_and_raising_command(tracked_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tracked_repo)
     exp = Experiment("fine-scan")
     runs = [exp.run("sim.py", temp=t) for t in (2.2, 2.3)]
     assert [r.metrics["energy"] for r in runs] == [4.4, 4.6]
     assert {r.experiment for r in runs} == {"fine-scan"}
-    with pytest.raises(RunFailed, match=r"failed: ValueError: negative temperature; 'gittrack show") as info:  # noqa: E501
+    with pytest.raises(RunFailed, match=r"failed: ValueError: negative temperature; 'gittrack show") as info:
         exp.run("sim.py", temp=-1.0)
     assert info.value.run is not None and info.value.run.status == "failed"
     assert len(exp.runs) == 3
@@ -115,7 +115,7 @@ def test_memoisation_reuses_and_force_records_anew(tracked_repo: Path, run_cli) 
     assert first.exit_code == 0
     run_id = ls(run_cli, tracked_repo)[0]["id"]
     again = run_cli(tracked_repo, "run", "sim.py", "--temp", "7")
-    assert again.output.strip() == f"run {run_id[:8]} reused (same code, params and inputs; --force records anew)"  # noqa: E501
+    assert again.output.strip() == f"run {run_id[:8]} reused (same code, params and inputs; --force records anew)"
     assert len(branch_log(tracked_repo)) == 2
     assert run_cli(tracked_repo, "run", "--force", "sim.py", "--temp", "7").exit_code == 0
     assert len(branch_log(tracked_repo)) == 3

@@ -64,7 +64,7 @@ def test_ids_prefixes_names_latest_become_runs_and_inputs(tracked_repo: Path, ru
     assert all(i["commit"] for i in record["inputs"])
     write_script(tracked_repo, "one.py", ONE)
     assert run_cli(tracked_repo, "run", "one.py", "--sim", "latest").exit_code == 0
-    assert show(run_cli, tracked_repo, "latest")["inputs"][0]["run"] == show(run_cli, tracked_repo, "latest")["params"]["sim"]  # noqa: E501
+    assert show(run_cli, tracked_repo, "latest")["inputs"][0]["run"] == show(run_cli, tracked_repo, "latest")["params"]["sim"]
 
 
 def test_unknown_ref_is_a_usage_error_and_nothing_is_recorded(tracked_repo: Path, run_cli) -> None:
@@ -116,7 +116,7 @@ def test_query_selects_runs(tracked_repo: Path, run_cli) -> None:
 def test_file_argument_equal_to_an_output_becomes_an_edge(tracked_repo: Path, run_cli) -> None:
     repo = gitstore.find_repo(tracked_repo)
     producer = RunRecord(id="ab" * 16, command="make.py", status="completed")
-    producer.outputs["table"] = Output(path="table.csv", md5="49f68a5c8493ec2c0bf489821c21fc3b", size=2)  # md5("hi")  # noqa: E501
+    producer.outputs["table"] = Output(path="table.csv", md5="49f68a5c8493ec2c0bf489821c21fc3b", size=2)  # md5("hi")
     gitstore.write_run(repo, producer, {})
     write_script(tracked_repo, "use.py", """\
         import click
@@ -131,7 +131,7 @@ def test_file_argument_equal_to_an_output_becomes_an_edge(tracked_repo: Path, ru
     (tracked_repo / "elsewhere.csv").write_text("hi")
     assert run_cli(tracked_repo, "run", "use.py", "elsewhere.csv").exit_code == 0
     inputs = show(run_cli, tracked_repo, "latest")["inputs"]
-    assert inputs == [{"run": "ab" * 16, "commit": inputs[0]["commit"], "output": "table", "md5": "49f68a5c8493ec2c0bf489821c21fc3b"}]  # noqa: E501
+    assert inputs == [{"run": "ab" * 16, "commit": inputs[0]["commit"], "output": "table", "md5": "49f68a5c8493ec2c0bf489821c21fc3b"}]
     assert inputs[0]["commit"]
     (tracked_repo / "other.csv").write_text("no match")
     assert run_cli(tracked_repo, "run", "use.py", "other.csv").exit_code == 0
@@ -163,7 +163,7 @@ def test_loaded_outputs_are_recorded_with_name_and_md5(tracked_repo: Path, run_c
         """)
     assert run_cli(tracked_repo, "run", "use.py", "--src", made["id"]).exit_code == 0
     inputs = show(run_cli, tracked_repo, "latest")["inputs"]
-    assert [(i["run"], i["output"], i["md5"]) for i in inputs] == [(made["id"], "data", made["outputs"]["data"]["md5"])]  # noqa: E501
+    assert [(i["run"], i["output"], i["md5"]) for i in inputs] == [(made["id"], "data", made["outputs"]["data"]["md5"])]
 
 
 def test_param_type_contract(tracked_repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
