@@ -164,9 +164,9 @@ function flow() {
   var view = home.slice();
   function set() { svg.setAttribute("viewBox", view.join(" ")); }
   function fit() {
-    // never magnify a small graph beyond its natural size: pad the view to the box instead
+    // a small graph is magnified at most 1.6 times: pad the view to the box instead
     var rect = box.getBoundingClientRect();
-    var w = Math.max(home[2], rect.width), h = Math.max(home[3], rect.height);
+    var w = Math.max(home[2], rect.width / 1.6), h = Math.max(home[3], rect.height / 1.6);
     view = [home[0] - (w - home[2]) / 2, home[1] - (h - home[3]) / 2, w, h];
     set();
   }
