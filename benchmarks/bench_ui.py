@@ -154,6 +154,8 @@ def main(quick: bool = False) -> list[tuple[str, float, float, float]]:
         rows.append(("table first page served", timed(lambda: client.get("/").raise_for_status()), 0.300, baseline))  # fmt: skip
         rows.append(("table sorted by a param", timed(lambda: client.get("/?sort=params.temp&desc=1").raise_for_status()), 0.300, baseline))  # fmt: skip
         rows.append(("api/runs first 100", timed(lambda: client.get("/api/runs").raise_for_status()), 0.300, baseline))  # fmt: skip
+        flow_page = client.get(f"/runs/{last}/lineage").text
+        assert f"{chain} runs" in flow_page, "the flow graph does not hold the whole ancestry"
         dot = timed(lambda: browse.render_svg(browse.Graph({"a": {"id": "a"}}, [], "a")), repeat=2)
         rows.append((f"flow graph of {chain}-run ancestry", timed(lambda: client.get(f"/runs/{last}/lineage").raise_for_status(), repeat=2), 2.0, dot))  # fmt: skip
         port = free_port()
