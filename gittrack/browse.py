@@ -493,7 +493,7 @@ def render_svg(g: Graph, url: str = "/runs/{id}") -> str:
 
 
 def full_graph(repo: gitstore.Repo, where: str | None = None, limit: int = 500) -> Graph:
-    """The flow of all matching runs (newest `limit`) and the edges among them."""
+    """The flow among the matching runs (newest `limit`): runs linked by inputs or launches."""
     cond, args = where_sql(where)
     index = Index(repo)
     index.sync()
@@ -507,4 +507,5 @@ def full_graph(repo: gitstore.Repo, where: str | None = None, limit: int = 500) 
         if data.get("parent") in nodes:
             edges.setdefault((data["parent"], rid), set()).add("launched")
     edge_list = [(s, d, ", ".join(sorted(x for x in labels if x))) for (s, d), labels in sorted(edges.items())]  # fmt: skip
-    return Graph(nodes, edge_list, "")
+    linked = {s for s, _, _ in edge_list} | {d for _, d, _ in edge_list}
+    return Graph({k: v for k, v in nodes.items() if k in linked}, edge_list, "")

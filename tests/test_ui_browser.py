@@ -152,3 +152,26 @@ def test_unreadable_and_experiments_screens(server, page):
     assert page.evaluate("document.querySelectorAll('script:not([src])').length") == 0
     expect(page.locator(".note")).to_have_text("<script>alert('x')</script>")
     assert shutil.which("chromium") or Path("/usr/bin/chromium").exists()
+
+
+def test_report_opens_offline_with_plots_and_flow(server, tmp_path):
+    from click.testing import CliRunner
+
+    from gittrack.cli import cli
+
+    _url, ids, repo = server
+    out = tmp_path / "report.html"
+    assert CliRunner().invoke(cli, ["-C", str(repo), "report", "-o", str(out)]).exit_code == 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        context = browser.new_context(viewport={"width": 1360, "height": 860}, offline=True)
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.goto(out.as_uri())
+        expect(pg.locator("#parcoords .main-svg").first).to_be_visible(timeout=20_000)
+        expect(pg.locator("#scatters .main-svg").first).to_be_visible()
+        expect(pg.locator(f"#flow a[href='#run-{ids['analysis']}']")).to_have_count(1)
+        shot(pg, "report")
+        browser.close()
+    assert not errors, errors
