@@ -20,6 +20,9 @@ from .tracker import command as command, log_metadata as log_metadata
 
 if TYPE_CHECKING:
     from .api import RunSet as RunSet, runs as runs
+    from .outputs import log as log
+    from .outputs import output_dir as output_dir
+    from .outputs import save as save
     from .refs import Run as Run
 
 __all__ = [
@@ -32,14 +35,20 @@ __all__ = [
     "RunSet",
     "__version__",
     "command",
+    "log",
     "log_metadata",
+    "output_dir",
     "runs",
+    "save",
 ]
 
 _LAZY = {
     "Run": ("refs", "Run"),
     "runs": ("api", "runs"),
     "RunSet": ("api", "RunSet"),
+    "log": ("outputs", "log"),
+    "output_dir": ("outputs", "output_dir"),
+    "save": ("outputs", "save"),
 }
 
 

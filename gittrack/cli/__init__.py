@@ -89,4 +89,5 @@ def main() -> None:
     cli(prog_name="gittrack")
 
 
+from . import data as _data  # noqa: E402,F401  (registers commands)
 from . import runs as _runs  # noqa: E402,F401  (registers commands)
