@@ -15,6 +15,10 @@ import hashlib
 import json
 import os
 import re
+import secrets
+import shutil
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,8 @@ HASH = "md5"
 REMOTE_NAME = "storage"
 CHUNK = 1 << 20
 LAYOUT = ("files", "md5")
+PREPUSH_MIN_BYTES = 16 << 20
+TMP_PREFIX = ".gittrack-"
 CONFIG_PATH = ".dvc/config"
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -230,18 +236,29 @@ class Store:
     # -- cache ----------------------------------------------------------------------------
 
     def add(self, path: Path, *, link: bool, md5: str = "", size: int = -1, progress: Callable[[int], None] | None = None) -> Stored:  # fmt: skip
-        """Put a file or folder into the cache (hashing it unless `md5` is known)."""
+        """Put a file or folder into the cache (hashing it unless `md5` is known).
+
+        A large file bound for a local-folder remote is copied there while it is hashed
+        (`_Prepush`), so storing costs the longer of the two rather than their sum.
+        """
+        prepush = None
         try:
             if path.is_dir():
                 return self._add_dir(path, link, progress)
+            if size < 0 or size >= PREPUSH_MIN_BYTES:
+                prepush = _Prepush.start(self, path, md5)
             if not md5:
                 md5, size = hash_file(path, progress)
             self._add_object(str(path), md5, link)
             return Stored(md5, size if size >= 0 else path.stat().st_size)
         except OSError as exc:
+            md5 = ""
             if exc.errno in FULL_ERRNOS:
                 raise StorageFull(f"'{path.name}' in the DVC cache", exc.strerror or str(exc)) from exc
             raise
+        finally:
+            if prepush is not None:
+                prepush.finish(md5)
 
     def _add_object(self, path: str, md5: str, link: bool) -> None:
         if self.cache.exists(md5):
@@ -480,7 +497,60 @@ class Store:
             raise
         except Exception as exc:
             raise RemoteError(f"Cannot clean the DVC remote {self.url} ({_reason(exc)}).") from exc
+        if _is_local(self.url):  # copies left by a run killed while pushing
+            for tmp in Path(remote.path).glob(f"{TMP_PREFIX}*.tmp"):
+                with contextlib.suppress(OSError):
+                    if time.time() - tmp.stat().st_mtime > 86400:
+                        size += tmp.stat().st_size
+                        tmp.unlink()
         return count, size
+
+
+class _Prepush:
+    """Copy a file into a local-folder remote under a temporary name while it is being hashed.
+
+    Once the md5 is known the copy is renamed to its object path, so the push that follows
+    finds it there; any failure only drops the copy, and the ordinary push reports it.
+    """
+
+    def __init__(self, remote: Any, src: Path) -> None:
+        self.remote = remote
+        self.tmp = Path(remote.path) / f"{TMP_PREFIX}{secrets.token_hex(8)}.tmp"
+        self.failed = False
+        self.thread = threading.Thread(target=self._copy, args=(src,), daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def start(cls, store: Store, src: Path, md5: str) -> _Prepush | None:
+        if not _is_local(store.url):
+            return None
+        try:
+            remote = store.remote()
+            if src.stat().st_size < PREPUSH_MIN_BYTES or (md5 and remote.exists(md5)):
+                return None
+        except (RemoteError, OSError):
+            return None
+        return cls(remote, src)
+
+    def _copy(self, src: Path) -> None:
+        try:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, self.tmp)
+        except OSError:
+            self.failed = True
+
+    def finish(self, md5: str) -> None:
+        self.thread.join()
+        try:
+            if md5 and not self.failed and not self.remote.exists(md5):
+                dest = Path(self.remote.oid_to_path(md5))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(self.tmp, 0o444)
+                os.replace(self.tmp, dest)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()
 
 
 def _reason(exc: BaseException) -> str:

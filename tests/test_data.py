@@ -450,3 +450,26 @@ def test_runs_without_outputs_do_not_import_dvc(tracked_repo: Path) -> None:
         """)  # fmt: skip
     proc = run_python(tracked_repo, "plain.py")
     assert "dvc loaded: False" in proc.stdout
+
+
+def test_large_file_is_copied_to_the_remote_while_hashed(sim_repo: Path, run_cli) -> None:
+    write_script(sim_repo, "large.py", """\
+        import os, click, gittrack
+
+        @gittrack.command()
+        def main():
+            path = gittrack.output_dir() / "big.bin"
+            with open(path, "wb") as fh:
+                for i in range(20):
+                    fh.write(os.urandom(1 << 20))
+            return {"big": path}
+        """)  # fmt: skip
+    assert run_cli(sim_repo, "run", "large.py").exit_code == 0
+    rec = record_of(sim_repo)
+    big = rec["outputs"]["big"]
+    assert big["pushed"] is True and big["size"] == 20 << 20
+    out = sim_repo / ".gittrack" / "outputs" / rec["id"] / "big.bin"
+    assert md5_of(out) == big["md5"]
+    assert md5_of(object_path(remote_dir(sim_repo), big["md5"])) == big["md5"]
+    assert not list((remote_dir(sim_repo) / "files" / "md5").glob("*.tmp"))
+    assert out.stat().st_nlink == 2  # the output folder and the cache share one copy
