@@ -92,7 +92,7 @@ def checkout(obj: Context, run_ref: str, names: tuple[str, ...], to: str | None,
     """
     from ..dataops import checkout as do_checkout
 
-    paths = do_checkout(obj.repo(), run_ref, names, to, progress=sys.stderr.isatty() or not as_json)
+    paths = do_checkout(obj.repo(), run_ref, names, to, progress=sys.stderr.isatty())
     if as_json:
         _echo_json([str(p) for p in paths])
         return
