@@ -165,9 +165,10 @@ def checkout(repo: gitstore.Repo, ref: str, names: Sequence[str] = (), to: str |
     chosen = {n: stored[n] for n in (names or sorted(stored))}
     root = Path(to).absolute() if to else project.outputs_root(repo) / run.id
     store = _store(repo)
-    missing = [o.md5 for o in chosen.values() if not store.in_cache(o.md5)]
+    missing = [o for o in chosen.values() if not store.in_cache(o.md5)]
     if missing:
-        store.fetch(missing)
+        big = sum(o.size for o in missing) >= PROGRESS_MIN_BYTES
+        store.fetch([o.md5 for o in missing], progress=progress and big)
     total = sum(o.size for o in chosen.values())
     paths = []
     with _progress_bar(total, progress and total >= PROGRESS_MIN_BYTES) as update:

@@ -404,9 +404,10 @@ class Store:
         except Exception as exc:
             raise RemoteError(f"Cannot read the DVC remote {self.url} ({_reason(exc)}).") from exc
 
-    def fetch(self, oids: Iterable[str]) -> None:
-        """Bring objects missing from the cache back from the remote."""
+    def fetch(self, oids: Iterable[str], progress: bool = False) -> None:
+        """Bring objects missing from the cache back from the remote (with a bar if `progress`)."""
         from dvc_data.hashfile.transfer import transfer
+        from fsspec.callbacks import DEFAULT_CALLBACK
 
         wanted = {o for o in oids if not self.in_cache(o)}
         if not wanted:
@@ -418,9 +419,16 @@ class Store:
                 if not self.cache.exists(oid):
                     transfer(remote, self.cache, {_hash_info(oid)}, shallow=True)
                 wanted |= {h.value for _, _, h in self._tree(self.cache, oid)}
-            result = transfer(
-                remote, self.cache, {_hash_info(o) for o in wanted - dirs}, shallow=True
-            )
+            callback: Any = DEFAULT_CALLBACK
+            if progress:
+                from dvc_data.callbacks import TqdmCallback
+
+                callback = TqdmCallback(desc="fetching", unit="file")
+            with callback:
+                result = transfer(
+                    remote, self.cache, {_hash_info(o) for o in wanted - dirs}, shallow=True,
+                    callback=callback,
+                )  # fmt: skip
         except Exception as exc:
             raise RemoteError(f"Cannot fetch from the DVC remote {self.url} ({_reason(exc)}).") from exc
         missing = [o for o in wanted if not self.cache.exists(o)]
