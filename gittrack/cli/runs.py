@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -70,6 +71,9 @@ def run(obj: Context, name: str, tags: tuple[str, ...], note: str, script: str, 
     """
     from ..tracker import RunOptions, run_script
 
+    cwd = os.getcwd()
+    if obj.repo_path:
+        os.chdir(obj.repo_path)  # as if started there, like git -C
     path, _, function = script.partition(":") if not Path(script).exists() else (script, "", "")
     options = RunOptions(name=name, tags=list(tags), note=note, repo=obj.repo_path)
     try:
@@ -88,6 +92,8 @@ def run(obj: Context, name: str, tags: tuple[str, ...], note: str, script: str, 
         # the simulation's own error: it is recorded; show it as Python would
         click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
         sys.exit(1)
+    finally:
+        os.chdir(cwd)
 
 
 @cli.command("ls")
@@ -114,7 +120,8 @@ def ls(obj: Context, where: str, limit: int | None, fmt: str, as_json: bool) -> 
     repo = obj.repo()
     listing = list_runs(repo, where=where or None, limit=limit)
     fmt = "json" if as_json else fmt
-    click.echo(render_runs(listing, fmt, color=sys.stdout.isatty()), nl=fmt != "csv")
+    tty = sys.stdout.isatty()
+    click.echo(render_runs(listing, fmt, color=tty, fit=tty), nl=fmt != "csv")
     for problem in listing.problems:
         click.echo(f"Warning: {problem}", err=True)
 
