@@ -271,15 +271,18 @@ class Store:
 
         tree = Tree()
         total = 0
+        todo: dict[str, str] = {}  # md5 -> one file with that content
         for root, dirs, files in os.walk(path):
             dirs.sort()
             rel = Path(root).relative_to(path).parts
             for name in sorted(files):
                 file = Path(root) / name
                 md5, size = hash_file(file, progress)
-                self._add_object(str(file), md5, link)
+                todo.setdefault(md5, str(file))
                 tree.add((*rel, name), Meta(size=size), _hash_info(md5))
                 total += size
+        if todo:  # one batched transfer: link types are probed once, not per file
+            self.cache.add(list(todo.values()), self.localfs, list(todo), hardlink=link)
         tree.digest()
         if not self.cache.exists(tree.oid):
             self.cache.add(tree.path, tree.fs, tree.oid)

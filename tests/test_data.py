@@ -473,3 +473,18 @@ def test_large_file_is_copied_to_the_remote_while_hashed(sim_repo: Path, run_cli
     assert md5_of(object_path(remote_dir(sim_repo), big["md5"])) == big["md5"]
     assert not list((remote_dir(sim_repo) / "files" / "md5").glob("*.tmp"))
     assert out.stat().st_nlink == 2  # the output folder and the cache share one copy
+
+
+def test_dataframe_falls_back_to_csv_without_pyarrow(sim_repo: Path, run_cli, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if pyarrow were not installed
+    write_script(sim_repo, "frame.py", """\
+        import click, gittrack, pandas as pd
+
+        @gittrack.command()
+        def main():
+            return {"table": pd.DataFrame({"a": [1, 2, 3]})}
+        """)  # fmt: skip
+    assert run_cli(sim_repo, "run", "frame.py").exit_code == 0
+    table = record_of(sim_repo)["outputs"]["table"]
+    assert table["path"] == "table.csv" and table["kind"] == "csv"
+    assert gittrack.Run("latest", sim_repo).load("table")["a"].tolist() == [1, 2, 3]
