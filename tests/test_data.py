@@ -488,3 +488,18 @@ def test_dataframe_falls_back_to_csv_without_pyarrow(sim_repo: Path, run_cli, mo
     table = record_of(sim_repo)["outputs"]["table"]
     assert table["path"] == "table.csv" and table["kind"] == "csv"
     assert gittrack.Run("latest", sim_repo).load("table")["a"].tolist() == [1, 2, 3]
+
+
+def test_unwritable_remote_defers_the_push(sim_repo: Path, run_cli) -> None:
+    remote = remote_dir(sim_repo)
+    (remote / "files").write_text("not a folder: every write below it fails")
+    result = run_cli(sim_repo, "run", "sim.py")
+    assert result.exit_code == 0
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and "not pushed" in warnings[0]
+    rec = record_of(sim_repo)
+    assert rec["status"] == "completed"
+    assert {o["pushed"] for o in rec["outputs"].values()} == {False}
+    assert run_cli(sim_repo, "push").exit_code == 1
+    (remote / "files").unlink()
+    assert run_cli(sim_repo, "push").output.startswith("Pushed 3 object(s)")
