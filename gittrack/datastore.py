@@ -385,12 +385,15 @@ class Store:
             result = transfer(self.cache, remote, {_hash_info(o) for o in oids}, shallow=False)
             done = {h.value for h in result.transferred}
         except Exception as exc:
-            raise RemoteError(f"Cannot push to the DVC remote {self.url} ({_reason(exc)}).") from exc
+            raise RemoteError(
+                f"Cannot push to the DVC remote {self.url} ({_reason(exc)}); "
+                "check that it is reachable and writable."
+            ) from exc
         failed = {h.value for h in result.failed}
         if failed:
             raise RemoteError(
                 f"Could not push {len(failed)} object(s) to the DVC remote {self.url}; "
-                "check that it is writable and rerun 'gittrack push'."
+                "check that it is reachable and writable."
             )
         return done
 
