@@ -91,6 +91,7 @@ def main() -> None:
 COMMAND_MODULES = (
     "runs",
     "flow",
+    "data",
 )
 for _module in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
