@@ -334,7 +334,7 @@ def test_killed_run_keeps_logged_metrics(sim_repo: Path, run_cli) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         found = list((sim_repo / ".gittrack" / "outputs").glob("*/metrics.csv"))
-        if found and found[0].read_text().count("\n") >= 6:
+        if found and found[0].read_text().count("\n") >= 7:  # header + steps 0..5
             csv = found[0]
             break
         time.sleep(0.05)
