@@ -91,6 +91,7 @@ def main() -> None:
 COMMAND_MODULES = (
     "runs",
     "flow",
+    "data",
     "ui",
 )
 for _module in COMMAND_MODULES:
