@@ -249,14 +249,16 @@ def code_diff(repo: gitstore.Repo, old: str, new: str, limit: int = 400_000) -> 
 
 
 def output_file(repo: gitstore.Repo, run_id: str, name: str) -> Path | None:
-    """The local file of output `name` when it is available (None when it is not)."""
+    """The local file of output `name`, restored from the DVC cache or remote when needed."""
     record = _record(repo, run_id)
     output = record.outputs.get(name)
-    if output is None or output.kind == "dir" or output.error:
+    if output is None or output.kind == "dir" or output.md5.endswith(".dir") or output.error:
         return None
-    local = repo.root / ".gittrack" / "outputs" / run_id / output.path
     base = (repo.root / ".gittrack" / "outputs" / run_id).resolve()
-    if local.resolve().is_relative_to(base) and local.is_file():
+    local = (base / output.path).resolve()
+    if not local.is_relative_to(base):
+        return None
+    if local.is_file() and local.stat().st_size == output.size:
         return local
     try:
         from .refs import Run

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 pytest.importorskip("starlette")
+from conftest import write_script
 from starlette.testclient import TestClient
 from uidata import XSS, build
 
@@ -207,6 +208,40 @@ def test_api_plot_columns(client, lab):
     data = client.get("/api/plot", params={"cols": "params.temp,metrics.energy"}).json()
     assert set(data) == {"id", "status", "params.temp", "metrics.energy"}
     assert 300.0 in data["params.temp"]
+
+
+def test_real_outputs_download_and_time_series(tracked_repo, run_cli, tmp_path):
+    write_script(tracked_repo, "logsim.py", """
+        import click, numpy as np, gittrack
+
+        @gittrack.command()
+        @click.option("--n", type=int, default=4)
+        def main(n):
+            for step in range(n):
+                gittrack.log(step=step, loss=1.0 / (step + 1))
+            return {"trajectory": np.arange(n, dtype=float), "final": 1.0 / n}
+
+        if __name__ == "__main__":
+            main()
+    """)
+    result = run_cli(tracked_repo, "run", "--name", "logged", "logsim.py", "--n", "6")
+    assert result.exit_code == 0, result.output
+    client = TestClient(create_app(tracked_repo, port=8765), base_url="http://127.0.0.1:8765")
+    page = client.get("/runs/logged").text
+    data = json.loads(unescape(re.search(r'id="series-data">(.*?)</script>', page, re.S).group(1)).replace("\\u003c", "<"))
+    (series,) = data.values()
+    assert series["step"] == [0, 1, 2, 3, 4, 5] and series["loss"][1] == 0.5
+    link = re.search(r'href="(/runs/[0-9a-f]+/outputs/trajectory)"', page).group(1)
+    import shutil
+
+    shutil.rmtree(tracked_repo / ".gittrack" / "outputs")  # restored from the DVC cache
+    body = client.get(link)
+    assert body.status_code == 200
+    import io
+
+    import numpy as np
+
+    assert np.load(io.BytesIO(body.content)).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 
 
 # -- security and faults -------------------------------------------------------------------------

@@ -24,6 +24,10 @@ def record(run_id: str, minutes: int, **fields) -> RunRecord:
     )  # fmt: skip
 
 
+def series(i: int) -> str:
+    return "step,loss\n" + "".join(f"{s},{(3 - i) / (s + 1):.4f}\n" for s in range(5))
+
+
 def build(path: Path, monkeypatch, extra: int = 0) -> dict[str, str]:
     """Real runs of sim.py, a sweep-like experiment, an analysis chain, an XSS run, a corrupt record."""
     monkeypatch.chdir(path)
@@ -43,13 +47,13 @@ def build(path: Path, monkeypatch, extra: int = 0) -> dict[str, str]:
             params={"temp": temp, "steps": 1000}, metrics={"energy": -temp / 100, "accept": 0.5 + i / 10},
             code=Code(commit=head, script="sim.py"),
             outputs={"trajectory": Output(path="trajectory.npy", md5="d" * 32, size=4096, kind="npy"),
-                     "metrics.csv": Output(path="metrics.csv", md5="e" * 32, size=60, kind="csv")},
+                     "metrics.csv": Output(path="metrics.csv", md5="e" * 32, size=len(series(i)), kind="csv")},
             env={"python": "3.11.2", "host": "lab"},
         )  # fmt: skip
         gitstore.write_run(repo, rec, {"stdout.log": f"step {i}\n".encode()})
         out = path / ".gittrack" / "outputs" / rid
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.csv").write_text("step,loss\n" + "".join(f"{s},{(3 - i) / (s + 1):.4f}\n" for s in range(5)))  # fmt: skip
+        (out / "metrics.csv").write_text(series(i))
         sims.append(rid)
     failed = record("f0" + "0" * 30, 5, status="failed", params={"temp": -1.0, "steps": 10}, code=Code(commit=other, script="sim.py", dirty=True), error={"type": "ValueError", "message": "negative temperature", "traceback": "Traceback ...\nValueError: negative temperature"})  # fmt: skip
     gitstore.write_run(repo, failed, {})
