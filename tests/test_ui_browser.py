@@ -138,6 +138,7 @@ def test_new_runs_appear_without_reload(server, page, run_cli):
     page.evaluate("window.__marker = 1")
     assert run_cli(repo, "run", "--name", "fresh-run", "sim.py", "--temp", "7").exit_code == 0
     expect(page.locator("#runs a", has_text="fresh-run")).to_be_visible(timeout=15_000)
+    expect(page.locator("#count")).to_have_text("21 runs")
     assert page.evaluate("window.__marker") == 1  # same page: updated in place
 
 

@@ -65,7 +65,8 @@ function live() {
       var html = await (await fetch(url, { cache: "no-store" })).text();
       area.innerHTML = html;
       picked.forEach(function (id) { var box = $("input[name=ids][value='" + CSS.escape(id) + "']"); if (box) box.checked = true; });
-      var total = $("#count");
+      var total = $("#count"), form = $("#compare-form");
+      if (total && form) total.textContent = form.dataset.total + (form.dataset.total === "1" ? " run" : " runs");
       wireTable();
       document.dispatchEvent(new Event("gittrack:refreshed"));
     } else if (document.body.dataset.reloadOnChange) {
