@@ -90,3 +90,4 @@ def main() -> None:
 
 
 from . import runs as _runs  # noqa: E402,F401  (registers commands)
+from . import share as _share  # noqa: E402,F401

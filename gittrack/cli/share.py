@@ -1,0 +1,77 @@
+"""Commands that share runs with collaborators: push and pull."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from . import Context, cli, pass_context
+
+
+@cli.command()
+@click.argument("remote", required=False)
+@click.option("--no-data", is_flag=True, help="Do not push outputs to the DVC remote.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was pushed as JSON.")
+@pass_context
+def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None:
+    """Share runs: the runs branch, code and notes to REMOTE, outputs to the DVC remote.
+
+    REMOTE is a git remote name (default: origin). When REMOTE has runs you do not have,
+    nothing is overwritten: pull first.
+
+    \b
+    Example:
+      gittrack push
+      gittrack push lab --no-data
+    """
+    from ..sync import push as push_runs
+
+    summary = push_runs(obj.repo(), remote, data=not no_data)
+    if as_json:
+        click.echo(json.dumps(summary.to_json_dict(), indent=2))
+    elif not summary.remote:
+        click.echo("No git remote: the runs stay in this repository (add one with 'git remote add origin URL').")
+    elif summary.updated:
+        click.echo(f"Pushed runs to {summary.remote} ({', '.join(summary.updated)}).")
+    else:
+        click.echo(f"{summary.remote} is up to date.")
+    if summary.data is not None and not as_json:
+        click.echo(f"Outputs: {summary.data}")
+    if summary.data_error:
+        raise click.ClickException(f"the runs were pushed but the outputs were not: {summary.data_error}")
+
+
+@cli.command()
+@click.argument("remote", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print what was pulled as JSON.")
+@pass_context
+def pull(obj: Context, remote: str | None, as_json: bool) -> None:
+    """Fetch a collaborator's runs from REMOTE and join them with yours.
+
+    REMOTE is a git remote name (default: origin). Diverged runs branches are joined by a
+    merge commit holding both sides' runs; a run that differs on both sides stops the pull.
+
+    \b
+    Example:
+      gittrack pull
+      gittrack pull lab --json
+    """
+    from ..sync import pull as pull_runs
+
+    summary = pull_runs(obj.repo(), remote)
+    if as_json:
+        click.echo(json.dumps(summary.to_json_dict(), indent=2))
+        return
+    text = {
+        "nothing": f"{summary.remote} has no runs yet.",
+        "up-to-date": "Already up to date.",
+        "created": f"{len(summary.added)} run(s) from {summary.remote}.",
+        "fast-forward": f"{len(summary.added)} new run(s) from {summary.remote} (fast-forward).",
+        "merge": f"{len(summary.added)} new run(s) from {summary.remote}, joined with yours by a merge commit.",
+    }[summary.kind]
+    click.echo(text)
+    if summary.removed:
+        click.echo(f"{len(summary.removed)} run(s) removed on {summary.remote} were removed here too.")
+    for path in summary.kept_ours:
+        click.echo(f"Warning: {path} was changed on both sides; kept yours.", err=True)
