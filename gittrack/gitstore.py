@@ -801,7 +801,7 @@ def _merge3(
     Only subtrees that differ are read; run folders are compared whole. A path both sides
     changed differently goes to `conflicts` (ours is kept).
     """
-    if theirs == base or theirs == ours:
+    if theirs in (base, ours):
         return
     if ours == base:
         edits[path] = theirs

@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import branch_log, git
 
 from gittrack import gitstore
 from gittrack.record import RunRecord
-
-from conftest import branch_log, git
 
 
 def run_ids(repo: Path) -> set[str]:
