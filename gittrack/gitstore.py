@@ -42,6 +42,9 @@ LOCK_TIMEOUT_S = 60.0  # after this, go on without the lock: CAS alone keeps cor
 STALE_REF_LOCK_S = 10.0  # a ref .lock older than this, while we hold the flock, is left by a crash
 
 
+STATS = {"commits": 0, "retries": 0}  # this process's branch commits and CAS retries
+
+
 class GitError(GittrackError):
     """A git command failed in a way the user has to look at."""
 
@@ -417,6 +420,8 @@ def commit_to_branch(
             lines += [f"update {CODE_REF_PREFIX}{c} {c}" for c in keep]
             proc = _update_refs(repo, lines)
             if proc.returncode == 0:
+                STATS["commits"] += 1
+                STATS["retries"] += attempt - 1
                 return commit
             err = proc.stderr.decode(errors="replace")
             if "File exists" in err or "Unable to create" in err:
