@@ -885,3 +885,81 @@ def adopt_remote_branch(repo: Repo) -> str | None:
     sha = found.get("origin") or found[sorted(found)[0]]
     proc = _update_refs(repo, [f"update {RUNS_REF} {sha} {ZERO}"])
     return sha if proc.returncode == 0 else None
+
+
+# -- shipping code to workers without a shared filesystem (scale) ---------------------------
+
+
+def settings_commit(repo: Repo) -> str:
+    """A parentless commit holding the runs branch's shared settings (its tree without runs/)."""
+    current = tip(repo)
+    if current is None:
+        raise GitError("the runs branch is missing; run 'gittrack init'")
+    writer = ObjectWriter(repo)
+    tree = edit_tree(repo.reader(), writer, current[1], {"runs": None})
+    commit = make_commit(writer, Identity.get(repo), tree, [], "gittrack: shared settings for workers")
+    writer.sync()
+    return commit
+
+
+def make_bundle(repo: Repo, commits: Mapping[str, str]) -> bytes:
+    """A git bundle holding `commits` ({name: sha}) and their history, as bytes."""
+    token = secrets_token()
+    refs = {f"refs/gittrack/bundle/{token}/{name}": sha for name, sha in commits.items()}
+    _update_refs(repo, [f"update {ref} {sha}" for ref, sha in refs.items()])
+    fd, path = tempfile.mkstemp(prefix="bundle-", dir=repo.state_dir)
+    os.close(fd)
+    try:
+        repo.git("bundle", "create", "--quiet", path, *refs)
+        return Path(path).read_bytes()
+    finally:
+        os.unlink(path)
+        _update_refs(repo, [f"delete {ref}" for ref in refs])
+
+
+def secrets_token() -> str:
+    import secrets
+
+    return secrets.token_hex(8)
+
+
+def clone_from_bundle(bundle: bytes, code: str, settings: str, dest: Path, cache: Path) -> Repo:
+    """A detached checkout of `code` at `dest`, whose runs branch starts at `settings`.
+
+    The bundle is unpacked once per machine into a bare repository under `cache`; each task's
+    checkout borrows its objects (git clone --shared), so starting a task costs milliseconds.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    base = cache / (sha1(bundle).hexdigest() + ".git")
+    if not base.exists():
+        tmp = Path(tempfile.mkdtemp(prefix="unbundle-", dir=cache))
+        bundle_file = tmp / "code.bundle"
+        bundle_file.write_bytes(bundle)
+        subprocess.run(["git", "init", "-q", "--bare", str(tmp / "repo.git")], check=True)
+        subprocess.run(
+            ["git", "fetch", "-q", str(bundle_file), "refs/*:refs/*"], cwd=tmp / "repo.git",
+            check=True, capture_output=True,
+        )  # fmt: skip
+        with contextlib.suppress(OSError):  # another process on this machine may win the race
+            os.rename(tmp / "repo.git", base)
+        shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--shared", "--no-checkout", str(base), str(dest)], check=True,
+        capture_output=True,
+    )  # fmt: skip
+    repo = find_repo(dest)
+    repo.git("checkout", "-q", "--detach", code)
+    repo.git("update-ref", RUNS_REF, settings)
+    return repo
+
+
+def run_folder_contents(repo: Repo, run_id: str) -> dict[str, bytes]:
+    """{file name: bytes} of a run's folder on the runs branch (for sending it elsewhere)."""
+    files = run_files(repo, run_id)
+    reader = repo.reader()
+    contents: dict[str, bytes] = {}
+    for name, sha in files.items():
+        found = reader.read(sha)
+        if found is not None and found[1] == "blob":
+            contents[name] = found[2]
+    return contents
