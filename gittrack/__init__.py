@@ -11,15 +11,25 @@ __version__ = "0.1.0"
 
 from .errors import (
     AmbiguousRun as AmbiguousRun,
+)
+from .errors import (
     GittrackError as GittrackError,
+)
+from .errors import (
     NotAGitRepo as NotAGitRepo,
+)
+from .errors import (
     QueryError as QueryError,
+)
+from .errors import (
     RunNotFound as RunNotFound,
 )
-from .tracker import command as command, log_metadata as log_metadata
+from .tracker import command as command
+from .tracker import log_metadata as log_metadata
 
 if TYPE_CHECKING:
-    from .api import RunSet as RunSet, runs as runs
+    from .api import RunSet as RunSet
+    from .api import runs as runs
     from .refs import Run as Run
 
 __all__ = [

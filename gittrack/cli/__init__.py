@@ -6,7 +6,6 @@ exits 1; anything unexpected prints one line and the hint to rerun with --debug.
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from typing import Any
@@ -81,8 +80,6 @@ def cli(ctx: click.Context, repo: str | None, debug: bool) -> None:
       gittrack show latest             one run's whole record
     """
     ctx.obj = Context(repo, debug)
-    if repo:
-        os.environ["GITTRACK_REPO"] = os.path.abspath(repo)
 
 
 def main() -> None:

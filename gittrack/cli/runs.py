@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -70,6 +71,9 @@ def run(obj: Context, name: str, tags: tuple[str, ...], note: str, script: str, 
     """
     from ..tracker import RunOptions, run_script
 
+    cwd = os.getcwd()
+    if obj.repo_path:
+        os.chdir(obj.repo_path)  # as if started there, like git -C
     path, _, function = script.partition(":") if not Path(script).exists() else (script, "", "")
     options = RunOptions(name=name, tags=list(tags), note=note, repo=obj.repo_path)
     try:
@@ -88,6 +92,8 @@ def run(obj: Context, name: str, tags: tuple[str, ...], note: str, script: str, 
         # the simulation's own error: it is recorded; show it as Python would
         click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
         sys.exit(1)
+    finally:
+        os.chdir(cwd)
 
 
 @cli.command("ls")
