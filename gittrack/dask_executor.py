@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,7 @@ def connect(kind: str = "dask", *, scheduler: str | None = None, workers: int | 
         return
     if kind == "dask":
         n = workers or os.cpu_count() or 1
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:  # fmt: skip
             yield client
         return
     cluster = jobqueue_cluster(kind, repo_root=repo_root, **cluster_options)
@@ -160,7 +160,11 @@ def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, A
         workdir = Path(tempfile.mkdtemp(prefix="task-", dir=cache))
         repo = gitstore.clone_from_bundle(bundle, payload["code"], payload["settings"], workdir / "repo", cache)
     try:
-        env = {**os.environ, "GITTRACK_REPO": str(repo.root), "PYTHONUNBUFFERED": "1"}
+        repo.state_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="run-id-", dir=repo.state_dir)
+        os.close(fd)
+        id_file = Path(name)
+        env = {**os.environ, "GITTRACK_REPO": str(repo.root), "GITTRACK_DASK_ID_FILE": str(id_file)}
         proc = subprocess.Popen(
             [sys.executable, "-m", "gittrack.dask_executor", json.dumps(payload["task"])],
             cwd=repo.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -169,20 +173,24 @@ def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, A
         stderr: list[bytes] = []
         reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
         reader.start()
-        run_id, last_check = "", 0.0
+        run_id, announced, last_check = "", False, 0.0
         while proc.poll() is None:
-            if not run_id and (found := _staged_run(repo, proc.pid)):
-                run_id, staged = found
-                worker.log_event(payload["topic"], {"key": payload["key"], "run": run_id, "record": staged})
+            if not run_id:
+                run_id = id_file.read_text().strip()
+            if run_id and not announced:
+                with contextlib.suppress(OSError):
+                    staged = (repo.state_dir / "running" / run_id / "run.toml").read_text()
+                    worker.log_event(payload["topic"], {"key": payload["key"], "run": run_id, "record": staged})
+                    announced = True
             if time.monotonic() - last_check > CANCEL_POLL_S:
                 last_check = time.monotonic()
                 with contextlib.suppress(Exception):
                     if cancel.is_set():
                         proc.send_signal(signal.SIGINT)
             time.sleep(POLL_S)
+        run_id = run_id or id_file.read_text().strip()
+        id_file.unlink()
         reader.join(timeout=5)
-        if not run_id:
-            run_id = _last_run_of(repo, payload) or ""
         result: dict[str, Any] = {"run": run_id, "status": "error", "stderr": b"".join(stderr).decode(errors="replace")[-4000:]}  # fmt: skip
         data = gitstore.read_record_bytes(repo, run_id) if run_id else None
         if data is None:
@@ -210,26 +218,6 @@ def _die_with_parent() -> None:
     os.setpgrp()  # Ctrl-C on the client's terminal reaches the client only
 
 
-def _staged_run(repo: gitstore.Repo, pid: int) -> tuple[str, str] | None:
-    """(run id, staged run.toml) of the run process `pid` is recording, if it started one."""
-    running = repo.state_dir / "running"
-    if not running.is_dir():
-        return None
-    for folder in running.iterdir():
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads((folder / "heartbeat").read_text()).get("pid") == pid:
-                return folder.name, (folder / "run.toml").read_text()
-    return None
-
-
-def _last_run_of(repo: gitstore.Repo, payload: dict[str, Any]) -> str | None:
-    """In a private checkout, the only run recorded there (one that ended before being seen)."""
-    if payload["shared_repo"]:
-        return None
-    ids = gitstore.list_run_ids(repo)
-    return ids[-1] if len(ids) == 1 else None
-
-
 def _push_outputs(repo: gitstore.Repo) -> Any:
     try:
         from . import outputs
@@ -242,11 +230,30 @@ def _push_outputs(repo: gitstore.Repo) -> Any:
     return result if isinstance(result, int | str | list | dict | None) else str(result)
 
 
+def _announce_run_id(path: str) -> None:
+    """Write the id of the run this process starts to `path`, for the worker to announce it."""
+    if not path:
+        return
+    from . import tracker
+
+    original = tracker.new_run_id
+
+    def announced() -> str:
+        run_id = original()
+        tracker.new_run_id = original  # only the top-level run is the task's run
+        Path(path + ".tmp").write_text(run_id)
+        os.replace(path + ".tmp", path)
+        return run_id
+
+    tracker.new_run_id = announced
+
+
 def _main(argv: list[str]) -> int:
     """`python -m gittrack.dask_executor TASK_JSON`: run one task's command in this process."""
     from .tracker import RunOptions, run_script
 
     task = Task(**json.loads(argv[0]))
+    _announce_run_id(os.environ.get("GITTRACK_DASK_ID_FILE", ""))
     options = RunOptions(**{k: v for k, v in task.options.items() if k in ("name", "tags", "note", "experiment")})
     options.repo = os.environ.get("GITTRACK_REPO")
     try:
@@ -285,6 +292,15 @@ class DaskRunner:
             self._announced.setdefault(message["key"], []).append((message["run"], message["record"]))
 
     def run(self, tasks: Iterable[Task | Sequence[Any] | Mapping[str, Any]]) -> list[TaskOutcome]:
+        """Run every task; the outcomes in the order of `tasks`."""
+        return sorted(self.iter_run(tasks), key=lambda o: o.index)
+
+    def iter_run(self, tasks: Iterable[Task | Sequence[Any] | Mapping[str, Any]]) -> Iterator[TaskOutcome]:  # fmt: skip
+        """Run tasks, yielding each task's outcome as it ends (after its last attempt).
+
+        Ctrl-C, or closing the iterator early, cancels the queued tasks and interrupts the
+        running ones, which are recorded as `interrupted`.
+        """
         from distributed import Event, as_completed
         from tqdm import tqdm
 
@@ -315,6 +331,8 @@ class DaskRunner:
             outcomes[i].attempts = attempt
             return future
 
+        if self.progress and getattr(self.client, "dashboard_link", None):
+            print(f"Dask dashboard: {self.client.dashboard_link}", file=sys.stderr)
         pending = as_completed([submit(i, 1) for i in range(len(items))])
         bar = tqdm(total=len(items), unit="run", disable=not self.progress, file=sys.stderr, desc="sweep")
         try:
@@ -327,14 +345,14 @@ class DaskRunner:
                     continue
                 bar.update(1)
                 bar.set_postfix_str(_counts(outcomes), refresh=False)
-        except KeyboardInterrupt:
+                yield outcome
+        except (KeyboardInterrupt, GeneratorExit):
             self._interrupt(cancel, futures, outcomes, items)
             raise
         finally:
             bar.close()
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(self.topic)
-        return outcomes
 
     def _collect(self, future: Any, outcome: TaskOutcome, key: str, task: Task) -> str:
         """Record one finished attempt; returns its status."""

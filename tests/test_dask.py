@@ -191,3 +191,53 @@ def test_cluster_configuration_errors_are_clear(tmp_path: Path) -> None:
     (tmp_path / "gittrack.yaml").write_text("cluster:\n  slurm: [1, 2]\n")
     with pytest.raises(UsageError, match=r"'cluster.slurm' must be a mapping"):
         jobqueue_cluster("slurm", repo_root=tmp_path)
+
+
+DRIVER = """
+import sys
+from distributed import Client
+from gittrack import gitstore
+from gittrack.dask_executor import run_tasks
+
+client = Client(scheduler_file=sys.argv[1])
+tasks = [("slow.py", None, ["--i", str(i), "--marker-dir", sys.argv[2], "--sleep", "60"], {}) for i in range(6)]
+try:
+    run_tasks(gitstore.find_repo("."), tasks, client=client, progress=False)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_pending_tasks_and_records_running_ones(tracked_repo: Path, tmp_path: Path, dask_cluster) -> None:
+    write_script(tracked_repo, "slow.py", SLOW)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(dask_cluster.file), str(markers)], cwd=tracked_repo,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(list(markers.iterdir())) < 2:
+        assert time.monotonic() < deadline and driver.poll() is None, driver.stderr.read() if driver.poll() is not None else ""
+        time.sleep(0.05)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=60)
+    assert time.monotonic() - t0 < 30  # the 60 s runs were stopped, not waited for
+    assert driver.returncode == 130, err
+    assert out == "interrupted\n"
+    found = records(tracked_repo)
+    assert sorted(r.status for r in found) == ["interrupted", "interrupted"]
+    assert len(list(markers.iterdir())) == 2  # the queued tasks never started
+    assert {r.params["i"] for r in found} == {int(m.name.split("-")[0]) for m in markers.iterdir()}
+
+
+@pytest.mark.slow
+def test_a_local_cluster_on_a_shared_filesystem(tracked_repo: Path) -> None:
+    store = gitstore.find_repo(tracked_repo)
+    outcomes = run_tasks(store, [("sim.py", None, ["--temp", str(t)], {}) for t in (7, 8)], workers=2, progress=False)
+    assert [o.status for o in outcomes] == ["completed", "completed"]
+    assert sorted(r.params["temp"] for r in records(tracked_repo)) == [7.0, 8.0]
