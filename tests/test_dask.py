@@ -172,7 +172,7 @@ def test_slurm_job_script_from_flags_and_gittrack_yaml(tmp_path: Path) -> None:
     )
     cluster = jobqueue_cluster(
         "slurm", cores=4, memory="8GB", walltime="01:00:00", repo_root=tmp_path,
-        scheduler_options={"host": "127.0.0.1", "dashboard": False},
+        scheduler_options={"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"},
     )  # fmt: skip
     try:
         script = cluster.job_script()
