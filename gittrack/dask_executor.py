@@ -219,11 +219,10 @@ def _die_with_parent() -> None:
 
 
 def _push_outputs(repo: gitstore.Repo) -> Any:
-    try:
-        from . import outputs
-    except ImportError:
-        return None
-    push = getattr(outputs, "push_outputs", None)
+    """Push the run's outputs from the worker's checkout to the DVC remote, if data is stored."""
+    from .sync import _data_pusher
+
+    push = _data_pusher()
     if push is None:
         return None
     result = push(repo)

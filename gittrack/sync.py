@@ -43,7 +43,14 @@ class PushSummary:
     data_error: str = ""
 
     def to_json_dict(self) -> dict[str, Any]:
-        data = self.data if isinstance(self.data, int | str | list | dict | None) else str(self.data)
+        import dataclasses
+        import json
+
+        data = self.data
+        if dataclasses.is_dataclass(data) and not isinstance(data, type):
+            data = json.loads(json.dumps(dataclasses.asdict(data), default=str))
+        elif not isinstance(data, int | str | list | dict | None):
+            data = str(data)
         return {**self.__dict__, "data": data}
 
 
@@ -104,9 +111,14 @@ def push(repo: gitstore.Repo, remote: str | None = None, *, data: bool = True) -
 
 
 def _data_pusher() -> Any:
-    """The data layer's `push_outputs(repo)`, or None before it exists."""
-    try:
-        from . import outputs
-    except ImportError:
-        return None
-    return getattr(outputs, "push_outputs", None)
+    """The data layer's `push_outputs(repo)`, or None when the data layer is absent."""
+    import importlib
+
+    for name in ("dataops", "outputs"):
+        try:
+            module = importlib.import_module(f"{__package__}.{name}")
+        except ImportError:
+            continue
+        if hasattr(module, "push_outputs"):
+            return module.push_outputs
+    return None

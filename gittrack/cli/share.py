@@ -37,9 +37,23 @@ def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None
     else:
         click.echo(f"{summary.remote} is up to date.")
     if summary.data is not None and not as_json:
-        click.echo(f"Outputs: {summary.data}")
+        click.echo(_data_line(summary.data))
+        for ref in getattr(summary.data, "missing", []):
+            click.echo(
+                f"Warning: output '{ref.name}' of run {ref.run[:8]} is neither in the local cache "
+                "nor on the DVC remote; push it from the clone that recorded it.", err=True,
+            )  # fmt: skip
     if summary.data_error:
         raise click.ClickException(f"the runs were pushed but the outputs were not: {summary.data_error}")
+
+
+def _data_line(report: object) -> str:
+    if hasattr(report, "copied") and hasattr(report, "url"):
+        return (
+            f"Outputs: pushed {report.copied} object(s) to {report.url}; "
+            f"{getattr(report, 'already', 0)} output(s) were there already."
+        )
+    return f"Outputs: {report}"
 
 
 @cli.command()
