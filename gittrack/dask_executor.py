@@ -166,7 +166,7 @@ def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, A
         id_file = Path(name)
         env = {**os.environ, "GITTRACK_REPO": str(repo.root), "GITTRACK_DASK_ID_FILE": str(id_file)}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gittrack.dask_executor", json.dumps(payload["task"])],
+            [sys.executable, "-P", "-m", "gittrack.dask_executor", json.dumps(payload["task"])],
             cwd=repo.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent,
         )  # fmt: skip
