@@ -11,34 +11,28 @@ __version__ = "0.1.0"
 
 from .errors import (
     AmbiguousRun as AmbiguousRun,
-)
-from .errors import (
     GittrackError as GittrackError,
-)
-from .errors import (
     NotAGitRepo as NotAGitRepo,
-)
-from .errors import (
     QueryError as QueryError,
-)
-from .errors import (
     RunNotFound as RunNotFound,
 )
-from .tracker import command as command
-from .tracker import log_metadata as log_metadata
+from .tracker import command as command, log_metadata as log_metadata
 
 if TYPE_CHECKING:
-    from .api import RunSet as RunSet
-    from .api import runs as runs
+    from .api import RunSet as RunSet, runs as runs
+    from .experiment import Experiment as Experiment
     from .refs import Run as Run
+    from .runref import RunRef as RunRef
 
 __all__ = [
     "AmbiguousRun",
+    "Experiment",
     "GittrackError",
     "NotAGitRepo",
     "QueryError",
     "Run",
     "RunNotFound",
+    "RunRef",
     "RunSet",
     "__version__",
     "command",
@@ -50,6 +44,8 @@ _LAZY = {
     "Run": ("refs", "Run"),
     "runs": ("api", "runs"),
     "RunSet": ("api", "RunSet"),
+    "RunRef": ("runref", "RunRef"),
+    "Experiment": ("experiment", "Experiment"),
 }
 
 

@@ -156,7 +156,8 @@ class Tee(io.TextIOBase):
 class OutputCapture:
     """Tees sys.stdout and sys.stderr into stdout.log and stderr.log for the run's duration."""
 
-    def __init__(self, folder: Path, limit: int = LOG_LIMIT) -> None:
+    def __init__(self, folder: Path, limit: int | None = None) -> None:
+        limit = LOG_LIMIT if limit is None else limit
         self.logs = {
             "stdout": BoundedLog(folder / "stdout.log", limit),
             "stderr": BoundedLog(folder / "stderr.log", limit),

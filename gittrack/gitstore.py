@@ -678,6 +678,23 @@ def import_runs(repo: Repo, records: Iterable[RunRecord]) -> int:
     return count
 
 
+# -- temporary worktrees (rerun) ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def temporary_worktree(repo: Repo, commit: str) -> Iterator[Path]:
+    """A detached `git worktree` of `commit` in a temporary folder, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="gittrack-rerun-"))
+    tree = folder / "tree"
+    try:
+        repo.git("worktree", "add", "--detach", "--quiet", str(tree), commit)
+        yield tree
+    finally:
+        repo.git("worktree", "remove", "--force", str(tree), check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+        repo.git("worktree", "prune", check=False)
+
+
 # -- sharing: fetch, join and push the runs branch (scale) -----------------------------------
 #
 # A collaborator's runs are fetched into private refs (refs/gittrack/remotes/<remote>/...) and

@@ -124,6 +124,9 @@ class Index:
                 "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
             )
             self.on_sync(db, rows, removed, full)
+            from .edges import sync_tables  # lineage edges, outputs by md5, memo keys
+
+            sync_tables(db, [r[0] for r in rows], removed, full)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
             db.execute("COMMIT")
         except BaseException:

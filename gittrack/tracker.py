@@ -49,6 +49,8 @@ class RunOptions:
     repo: str | None = None
     force: bool = False
     script: Path | None = None
+    allow_failed: bool = False  # RunRef accepts failed/died runs (gittrack run --allow-failed)
+    parent: str = ""  # the launching run when it is in another process (an experiment driver)
 
 
 _pending: contextvars.ContextVar[RunOptions | None] = contextvars.ContextVar(
@@ -102,13 +104,19 @@ class RunSession:
             tags=list(options.tags),
             note=options.note,
             experiment=options.experiment or (parent.record.experiment if parent else ""),
-            parent=parent.id if parent else "",
+            parent=options.parent or (parent.id if parent else ""),
             rerun_of=options.rerun_of,
             env=capture.environment(),
         )
         self.record.code = gitstore.snapshot_code(self.repo, self.script, self.id)
         # the committer identity costs a git process: fetch it while the simulation runs
         threading.Thread(target=gitstore.Identity.get, args=(self.repo,), daemon=True).start()
+        from . import runref  # inputs from RunRef and file arguments, and memoisation
+
+        runref.record_inputs(self, ctx)
+        self.reused = None if _forced(options) else runref.find_reusable(self)
+        if self.reused is not None:
+            return  # an identical completed run exists: nothing is staged or recorded
         self.folder = self.repo.state_dir / "running" / self.id
         self.folder.mkdir(parents=True)
         self._heartbeat_stop = threading.Event()
@@ -255,6 +263,11 @@ class TrackedCommand(click.Command):
             session = RunSession(self, ctx)
         except GittrackError as exc:  # before the simulation starts: one clear sentence
             raise click.ClickException(str(exc)) from exc
+        if session.reused is not None:
+            ctx.meta["gittrack.record"] = session.reused
+            ctx.meta["gittrack.reused"] = True
+            click.echo(f"run {session.reused.short} reused (same code, params and inputs; --force records anew)", err=True)  # fmt: skip
+            return None
         previous = signal.getsignal(signal.SIGTERM)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -277,6 +290,7 @@ class TrackedCommand(click.Command):
         except BaseException as exc:
             record = session.finish("failed", exc=exc, exit_code=1)
             _report(record)
+            ctx.meta["gittrack.record"] = record
             raise
         finally:
             if threading.current_thread() is threading.main_thread():
@@ -285,6 +299,15 @@ class TrackedCommand(click.Command):
         _report(record)
         ctx.meta["gittrack.record"] = record
         return result
+
+
+def _forced(options: RunOptions) -> bool:
+    return options.force or os.environ.get("GITTRACK_FORCE", "") not in ("", "0")
+
+
+def next_options() -> RunOptions | None:
+    """The options the next run started in this context will pick up, if any were set."""
+    return _pending.get()
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

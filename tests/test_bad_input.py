@@ -110,7 +110,7 @@ def test_unknown_and_ambiguous_ids(tracked_repo: Path, run_cli) -> None:
     near = run_cli(tracked_repo, "show", "abcf")
     assert near.output.startswith('Error: No run matches "abcf". Did you mean ')
     run_cli(tracked_repo, "run", "--name", "twin", "sim.py")
-    run_cli(tracked_repo, "run", "--name", "twin", "sim.py")
+    run_cli(tracked_repo, "run", "--force", "--name", "twin", "sim.py")
     twin = run_cli(tracked_repo, "show", "twin")
     assert twin.exit_code == 1
     assert twin.output.startswith('Error: "twin" matches 2 runs (')

@@ -182,3 +182,29 @@ def test_metadata_tags_and_command_from_python(tracked_repo: Path) -> None:
     assert data["env"]["dataset"] == "abc123"
     assert data["metrics"] == {"total": 10}
     assert data["command"] == "engine.py:run_engine"
+
+
+def test_logs_are_bounded_with_a_truncation_marker(tracked_repo: Path, run_cli, monkeypatch) -> None:
+    from gittrack import capture
+
+    monkeypatch.setattr(capture, "LOG_LIMIT", 64)
+    write_script(tracked_repo, "chatty.py", """
+        import sys, click, gittrack
+
+        @gittrack.command()
+        def main():
+            for i in range(100):
+                print(f"line {i:03d}")
+            print("warning!", file=sys.stderr)
+    """)  # fmt: skip
+    result = run_cli(tracked_repo, "run", "chatty.py")
+    assert result.exit_code == 0
+    assert "line 099" in result.output  # the terminal still sees everything
+    run_id = latest_id(tracked_repo, run_cli)
+    stdout = git(tracked_repo, "show", f"gittrack/runs:{run_folder(run_id)}/stdout.log")
+    assert stdout.startswith("line 000\nline 001\n")
+    assert stdout.endswith("[gittrack: output truncated: 836 more bytes were not kept (limit 64 bytes)]")
+    assert git(tracked_repo, "show", f"gittrack/runs:{run_folder(run_id)}/stderr.log") == "warning!"
+    assert run_toml(tracked_repo, run_id)["logs"] == {
+        "stdout": "stdout.log", "stderr": "stderr.log", "stdout_truncated": 836,
+    }  # fmt: skip

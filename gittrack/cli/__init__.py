@@ -6,6 +6,7 @@ exits 1; anything unexpected prints one line and the hint to rerun with --debug.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from typing import Any
@@ -86,5 +87,11 @@ def main() -> None:
     cli(prog_name="gittrack")
 
 
-from . import runs as _runs  # noqa: E402,F401  (registers commands)
-from . import share as _share  # noqa: E402,F401
+# command modules register themselves on `cli` when imported
+COMMAND_MODULES = (
+    "runs",
+    "flow",
+    "share",
+)
+for _module in COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_module}")

@@ -55,14 +55,17 @@ def init(obj: Context, make_git: bool) -> None:
 @click.option("--name", default="", help="A human name for the run, usable wherever an id is.")
 @click.option("--tag", "tags", multiple=True, help="Tag the run (repeatable).")
 @click.option("--note", default="", help="A free-text note stored with the run.")
+@click.option("--force", is_flag=True, help="Record a new run even when an identical completed run exists.")
+@click.option("--allow-failed", is_flag=True, help="Accept failed or died runs as RunRef inputs.")
 @click.argument("script")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_context
-def run(obj: Context, name: str, tags: tuple[str, ...], note: str, script: str, args: tuple[str, ...]) -> None:  # fmt: skip
+def run(obj: Context, name: str, tags: tuple[str, ...], note: str, force: bool, allow_failed: bool, script: str, args: tuple[str, ...]) -> None:  # fmt: skip
     """Run SCRIPT's tracked command with ARGS and record the run.
 
     SCRIPT may name the command as SCRIPT:FUNCTION when the file defines several.
-    `python SCRIPT ARGS` records the run just the same.
+    `python SCRIPT ARGS` records the run just the same. A run with the same code, params and
+    inputs as an earlier completed run reuses it (prints its id, "reused"); --force records anew.
 
     \b
     Example:
@@ -75,7 +78,10 @@ def run(obj: Context, name: str, tags: tuple[str, ...], note: str, script: str, 
     if obj.repo_path:
         os.chdir(obj.repo_path)  # as if started there, like git -C
     path, _, function = script.partition(":") if not Path(script).exists() else (script, "", "")
-    options = RunOptions(name=name, tags=list(tags), note=note, repo=obj.repo_path)
+    options = RunOptions(
+        name=name, tags=list(tags), note=note, repo=obj.repo_path, force=force,
+        allow_failed=allow_failed,
+    )  # fmt: skip
     try:
         run_script(Path(path), list(args), function or None, options)
     except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -120,7 +126,8 @@ def ls(obj: Context, where: str, limit: int | None, fmt: str, as_json: bool) -> 
     repo = obj.repo()
     listing = list_runs(repo, where=where or None, limit=limit)
     fmt = "json" if as_json else fmt
-    click.echo(render_runs(listing, fmt, color=sys.stdout.isatty()), nl=fmt != "csv")
+    tty = sys.stdout.isatty()
+    click.echo(render_runs(listing, fmt, color=tty, fit=tty), nl=fmt != "csv")
     for problem in listing.problems:
         click.echo(f"Warning: {problem}", err=True)
 

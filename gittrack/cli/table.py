@@ -55,7 +55,7 @@ def text(value: Any, column: str) -> str:
     return str(value)
 
 
-def render_runs(listing: Any, fmt: str, columns: list[str] | None = None, color: bool = False) -> str:
+def render_runs(listing: Any, fmt: str, columns: list[str] | None = None, color: bool = False, fit: bool = False) -> str:  # fmt: skip
     rows = listing.rows
     if fmt == "json":
         return json.dumps(rows, indent=2, ensure_ascii=False, default=str)
@@ -74,7 +74,8 @@ def render_runs(listing: Any, fmt: str, columns: list[str] | None = None, color:
         lines += ["| " + " | ".join(v.replace("|", "\\|") for v in r) + " |" for r in table]
         return "\n".join(lines)
     widths = [max([len(h)] + [len(r[i]) for r in table]) for i, h in enumerate(headers)]
-    width = shutil.get_terminal_size((120, 24)).columns
+    # fit the terminal; piped output (files, scripts) keeps every column
+    width = shutil.get_terminal_size((120, 24)).columns if fit else 1 << 30
     keep = len(cols)
     while keep > 3 and sum(w + 2 for w in widths[:keep]) > width:
         keep -= 1
