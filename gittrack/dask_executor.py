@@ -56,6 +56,9 @@ class TaskOutcome:
     attempts: int = 0
     runs: list[str] = field(default_factory=list)
     error: str = ""
+    reused: bool = False  # an identical completed run existed (shared filesystem only)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
 
 
 def as_task(item: Task | Sequence[Any] | Mapping[str, Any]) -> Task:
@@ -164,7 +167,11 @@ def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, A
         fd, name = tempfile.mkstemp(prefix="run-id-", dir=repo.state_dir)
         os.close(fd)
         id_file = Path(name)
-        env = {**os.environ, "GITTRACK_REPO": str(repo.root), "GITTRACK_DASK_ID_FILE": str(id_file)}
+        result_file = id_file.with_suffix(".result")
+        env = {
+            **os.environ, "GITTRACK_REPO": str(repo.root), "GITTRACK_DASK_ID_FILE": str(id_file),
+            "GITTRACK_DASK_RESULT_FILE": str(result_file),
+        }  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-P", "-m", "gittrack.dask_executor", json.dumps(payload["task"])],
             cwd=repo.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -190,6 +197,13 @@ def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, A
             time.sleep(POLL_S)
         run_id = run_id or id_file.read_text().strip()
         id_file.unlink()
+        reported: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            reported = json.loads(result_file.read_text())
+            result_file.unlink()
+        if reported.get("reused"):
+            return {"run": reported.get("run_id", ""), "status": reported.get("status", ""), "reused": True}
+        run_id = reported.get("run_id") or run_id
         reader.join(timeout=5)
         result: dict[str, Any] = {"run": run_id, "status": "error", "stderr": b"".join(stderr).decode(errors="replace")[-4000:]}  # fmt: skip
         data = gitstore.read_record_bytes(repo, run_id) if run_id else None
@@ -249,24 +263,24 @@ def _announce_run_id(path: str) -> None:
 
 def _main(argv: list[str]) -> int:
     """`python -m gittrack.dask_executor TASK_JSON`: run one task's command in this process."""
-    from .tracker import RunOptions, run_script
-
     task = Task(**json.loads(argv[0]))
     _announce_run_id(os.environ.get("GITTRACK_DASK_ID_FILE", ""))
-    options = RunOptions(**{k: v for k, v in task.options.items() if k in ("name", "tags", "note", "experiment")})
-    options.repo = os.environ.get("GITTRACK_REPO")
-    try:
-        record = run_script(Path(task.script), task.args, task.function, options)
-    except KeyboardInterrupt:
-        return 130
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
-    except Exception:  # the run is recorded as failed with its traceback
-        import traceback
+    from . import executors
 
-        traceback.print_exc()
-        return 1
-    return 0 if record is None or record.status == "completed" else 1
+    fields = set(executors.Task.__dataclass_fields__)
+    job = executors.Task(
+        script=str(Path(task.script).resolve()), args=list(task.args), function=task.function,
+        repo=os.environ.get("GITTRACK_REPO"), cwd=os.getcwd(),
+        **{k: v for k, v in task.options.items() if k in fields and k not in ("script", "args", "function", "repo", "cwd")},
+    )  # fmt: skip
+    result = executors.execute(job)
+    if path := os.environ.get("GITTRACK_DASK_RESULT_FILE"):
+        Path(path).write_text(json.dumps({
+            "run_id": result.run_id, "status": result.status, "reused": result.reused, "error": result.error,
+        }))  # fmt: skip
+    if result.error and result.status == "error":
+        print(result.error, file=sys.stderr)
+    return 0 if result.ok else 1
 
 
 # -- on the client --------------------------------------------------------------------------
@@ -367,6 +381,10 @@ class DaskRunner:
             record.code.detached, record.code.dirty = self.code.detached, self.code.dirty
             gitstore.write_run(self.repo, record, files)
         status = result.get("status", "error")
+        outcome.reused = bool(result.get("reused"))
+        if run_id and (data := gitstore.read_record_bytes(self.repo, run_id)):
+            record = RunRecord.from_toml(data, run_id)
+            outcome.metrics, outcome.duration_s = dict(record.metrics), record.duration_s
         died = self._record_died(key, keep=run_id, task=task, reason=result.get("error", ""), always=status == "died" and not run_id)  # fmt: skip
         outcome.runs.extend(died)
         if run_id:
@@ -457,6 +475,66 @@ def run_tasks(repo: gitstore.Repo, tasks: Iterable[Task | Sequence[Any] | Mappin
         runner = DaskRunner(repo, dask_client, shared_fs=shared_fs, retries=retries, progress=progress)
         return runner.run(tasks)
 
+
+# -- behind the executors interface (gittrack sweep --executor dask|slurm|pbs|sge) ----------
+
+TASK_OPTIONS = ("name", "experiment", "tags", "force", "allow_failed", "parent", "rerun_of", "pinned")
+
+
+class DaskExecutor:
+    """The `dask` (and `slurm`, `pbs`, `sge`) executor: runs a sweep's tasks through Dask."""
+
+    def __init__(self, jobs: int = 1, *, kind: str = "dask", scheduler: str | None = None, retries: int = 0, shared_fs: bool | None = None, progress: bool = False, workers: int | None = None, **cluster_options: Any) -> None:  # fmt: skip
+        if kind not in ("dask", *JOBQUEUE):
+            raise UsageError(f"Unknown Dask cluster kind '{kind}'; use dask, {', '.join(JOBQUEUE)}.")
+        if retries < 0:
+            raise UsageError(f"--retries must be 0 or more, not {retries}.")
+        self.kind, self.scheduler, self.retries, self.progress = kind, scheduler, retries, progress
+        self.shared_fs = shared_fs
+        self.workers = workers or (jobs if jobs > 1 else None)
+        self.jobs = jobs
+        self.cluster_options = {k: v for k, v in cluster_options.items() if v is not None}
+
+    def run(self, tasks: Iterable[Any]) -> Iterator[Any]:
+        from .executors import Result
+
+        originals = list(tasks)
+        if not originals:
+            return
+        first = originals[0]
+        repo = gitstore.find_repo(first.repo or first.cwd or None)
+        mine = [
+            Task(t.script, t.function, list(t.args), {k: getattr(t, k) for k in TASK_OPTIONS})
+            for t in originals
+        ]  # fmt: skip
+        shared = self.shared_fs
+        if shared is None:
+            shared = self.scheduler is None and self.kind == "dask"
+        options = dict(self.cluster_options)
+        if self.kind in JOBQUEUE:
+            options.setdefault("jobs", self.jobs)
+        with connect(self.kind, scheduler=self.scheduler, workers=self.workers, repo_root=repo.root, **options) as client:  # fmt: skip
+            runner = DaskRunner(repo, client, shared_fs=shared, retries=self.retries, progress=self.progress)
+            with contextlib.closing(runner.iter_run(mine)) as outcomes:
+                for outcome in outcomes:
+                    yield Result(
+                        originals[outcome.index], run_id=outcome.run, status=outcome.status,
+                        reused=outcome.reused, error=outcome.error, metrics=outcome.metrics,
+                        duration_s=outcome.duration_s,
+                    )  # fmt: skip
+
+
+def _register() -> None:
+    """Add `dask`, `slurm`, `pbs` and `sge` to the executor registry."""
+    import functools
+
+    from . import executors
+
+    for kind in ("dask", *JOBQUEUE):
+        executors.EXECUTORS.setdefault(kind, functools.partial(DaskExecutor, kind=kind))
+
+
+_register()
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))

@@ -241,3 +241,31 @@ def test_a_local_cluster_on_a_shared_filesystem(tracked_repo: Path) -> None:
     outcomes = run_tasks(store, [("sim.py", None, ["--temp", str(t)], {}) for t in (7, 8)], workers=2, progress=False)
     assert [o.status for o in outcomes] == ["completed", "completed"]
     assert sorted(r.params["temp"] for r in records(tracked_repo)) == [7.0, 8.0]
+
+
+@pytest.mark.slow
+def test_gittrack_sweep_with_executor_dask_and_a_scheduler(run_cli, tracked_repo: Path, dask_cluster) -> None:
+    address = dask_cluster.client.scheduler.address
+    result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "1,2,3", "--executor", "dask",
+                     "--scheduler", address, "--name", "on-dask", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = records(tracked_repo)
+    assert sorted(r.params["temp"] for r in found) == [1.0, 2.0, 3.0]
+    assert {r.status for r in found} == {"completed"} and {r.experiment for r in found} == {"on-dask"}
+    assert '"energy": 4.0' in result.output
+
+
+@pytest.mark.slow
+def test_gittrack_sweep_on_a_local_dask_cluster_reuses_identical_runs(run_cli, tracked_repo: Path) -> None:
+    first = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "4,5", "--executor", "dask", "-j", "2")
+    assert first.exit_code == 0, first.output
+    again = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "4,5", "--executor", "dask", "-j", "2", "--json")
+    assert again.exit_code == 0, again.output
+    assert again.output.count('"reused": true') == 2
+    assert len(records(tracked_repo)) == 2
+
+
+def test_cluster_flags_need_a_dask_executor(run_cli, tracked_repo: Path) -> None:
+    result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "1,2", "--scheduler", "tcp://127.0.0.1:1")
+    assert result.exit_code == 1
+    assert result.output == "Error: --scheduler is only for --executor dask, slurm, pbs or sge; add one of those or drop it.\n"
