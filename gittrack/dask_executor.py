@@ -328,7 +328,9 @@ class DaskRunner:
         bundle = None
         self.code = gitstore.snapshot_code(self.repo, None, "dask-sweep")
         if not self.shared_fs:
-            base["settings"] = gitstore.settings_commit(self.repo)
+            # runs consuming earlier runs (RunRef inputs) need the records in their checkout
+            with_runs = any(t.options.get("pinned") or _consumes_runs(self.repo.root / t.script) for t in items)
+            base["settings"] = gitstore.settings_commit(self.repo, with_runs=with_runs)
             base["code"] = self.code.commit
             data = gitstore.make_bundle(self.repo, {"code": self.code.commit, "settings": base["settings"]})
             bundle = self.client.scatter(data, broadcast=True)
@@ -379,6 +381,13 @@ class DaskRunner:
             record = RunRecord.from_toml(files.pop("run.toml"), run_id)
             record.code.head, record.code.branch = self.code.head, self.code.branch
             record.code.detached, record.code.dirty = self.code.detached, self.code.dirty
+            if record.inputs:  # the worker's checkout knows the inputs' runs, not their commits
+                from .index import Index
+
+                index = Index(self.repo)
+                for item in record.inputs:
+                    row = index.get(item.run)
+                    item.commit = (row or {}).get("commit") or item.commit
             gitstore.write_run(self.repo, record, files)
         status = result.get("status", "error")
         outcome.reused = bool(result.get("reused"))
@@ -452,6 +461,14 @@ class DaskRunner:
                 future.cancel()
                 outcomes[i].runs += self._record_died(key, status="interrupted", reason="sweep interrupted (Ctrl-C)")
                 outcomes[i].status = "interrupted"
+
+
+def _consumes_runs(script: Path) -> bool:
+    """Whether a script may take earlier runs as inputs (it mentions RunRef)."""
+    try:
+        return "RunRef" in script.read_text(errors="replace")
+    except OSError:
+        return True
 
 
 def _counts(outcomes: list[TaskOutcome]) -> str:

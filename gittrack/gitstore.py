@@ -949,13 +949,13 @@ def adopt_remote_branch(repo: Repo) -> str | None:
 # -- shipping code to workers without a shared filesystem (scale) ---------------------------
 
 
-def settings_commit(repo: Repo) -> str:
-    """A parentless commit holding the runs branch's shared settings (its tree without runs/)."""
+def settings_commit(repo: Repo, with_runs: bool = False) -> str:
+    """A parentless commit holding the runs branch's shared settings (and its runs if asked)."""
     current = tip(repo)
     if current is None:
         raise GitError("the runs branch is missing; run 'gittrack init'")
     writer = ObjectWriter(repo)
-    tree = edit_tree(repo.reader(), writer, current[1], {"runs": None})
+    tree = current[1] if with_runs else edit_tree(repo.reader(), writer, current[1], {"runs": None})
     commit = make_commit(writer, Identity.get(repo), tree, [], "gittrack: shared settings for workers")
     writer.sync()
     return commit

@@ -269,3 +269,31 @@ def test_cluster_flags_need_a_dask_executor(run_cli, tracked_repo: Path) -> None
     result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "1,2", "--scheduler", "tcp://127.0.0.1:1")
     assert result.exit_code == 1
     assert result.output == "Error: --scheduler is only for --executor dask, slurm, pbs or sge; add one of those or drop it.\n"
+
+
+ANALYSE = '''\
+import click
+import gittrack
+
+
+@gittrack.command()
+@click.option("--sim", type=gittrack.RunRef())
+def main(sim):
+    return {"double": sim.metrics["energy"] * 2}
+'''
+
+
+@pytest.mark.slow
+def test_an_analysis_of_an_earlier_run_on_a_worker_without_shared_filesystem(run_cli, tracked_repo: Path, dask_cluster) -> None:
+    assert run_cli(tracked_repo, "run", "--name", "base", "sim.py", "--temp", "3").exit_code == 0
+    write_script(tracked_repo, "analyse.py", ANALYSE)
+    store = gitstore.find_repo(tracked_repo)
+    (outcome,) = run_tasks(store, [("analyse.py", None, ["--sim", "base"], {})], client=dask_cluster.client, progress=False)
+    assert outcome.status == "completed", outcome.error
+    found = {r.id: r for r in records(tracked_repo)}
+    analysis = found[outcome.run]
+    assert analysis.metrics == {"double": 12.0}
+    (edge,) = analysis.inputs
+    base = next(r for r in found.values() if r.name == "base")
+    assert edge.run == base.id
+    assert edge.commit == git(tracked_repo, "log", "-1", "--format=%H", "gittrack/runs", "--", f"runs/{base.id[:2]}/{base.id}")
