@@ -1,7 +1,8 @@
 """Scaling out: Dask vs local processes, many concurrent writers, push/pull of big histories.
 
-1. Throughput of trivial tracked runs: a pool of local processes (the baseline) vs a local Dask
-   cluster with the same number of workers, on a shared filesystem and shipping code by bundle.
+1. Throughput of trivial tracked runs: a pool of `python sim.py` processes (the baseline), the
+   local executor of `gittrack sweep -j`, and a local Dask cluster with the same number of
+   workers, on a shared filesystem and shipping code by bundle (cluster start-up excluded).
 2. Contention: 16 processes recording at once on one repository vs one process alone.
 3. Sharing: `gittrack push`/`pull` of a history of 10,000 runs (quick: 1,000), then of one new
    run, and joining diverged branches, against plain `git push`/`git fetch` of the same refs.
@@ -41,7 +42,7 @@ start = Path(sys.argv[1])
 while not start.exists():
     pass
 for i in range(int(sys.argv[2])):
-    run_script(Path("trivial.py"), ["--x", str(i)])
+    run_script(Path("trivial.py"), ["--x", str(int(sys.argv[3]) + i)])  # distinct: no reuse
 print(gitstore.STATS["commits"], gitstore.STATS["retries"])
 """
 
@@ -84,9 +85,17 @@ def throughput(root: Path, runs: int, workers: int) -> list[tuple[str, float]]:
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda i: subprocess.run([sys.executable, "trivial.py", "--x", str(i)], cwd=repo, env=env(),
                                                check=True, capture_output=True), range(runs)))  # fmt: skip
-    rows.append(("local processes", runs / (time.perf_counter() - start)))
+    rows.append(("python sim.py processes", runs / (time.perf_counter() - start)))
     assert run_count(repo) == runs
+    from gittrack.executors import LocalExecutor, Task
+
+    repo = make_repo(root / "sweep-local")
+    tasks = [Task(str(repo / "trivial.py"), ["--x", str(i)], repo=str(repo), cwd=str(repo)) for i in range(runs)]
     os.environ.update(env())
+    start = time.perf_counter()
+    results = list(LocalExecutor(jobs=workers).run(tasks))
+    rows.append(("local executor (sweep -j)", runs / (time.perf_counter() - start)))
+    assert [r.status for r in results] == ["completed"] * runs and run_count(repo) == runs
     with connect("dask", workers=workers) as client:
         for label, shared in (("dask, shared filesystem", True), ("dask, code by bundle", False)):
             repo = make_repo(root / label.replace(" ", "-").replace(",", ""))
@@ -107,9 +116,9 @@ def contention(root: Path, writers: int, each: int) -> list[tuple[str, float, in
     for n, per in ((1, writers * each), (writers, each)):
         repo = make_repo(root / f"writers-{n}")
         go = repo.parent / f"go-{n}"
-        procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(go), str(per)], cwd=repo, env=env(),
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                 for _ in range(n)]  # fmt: skip
+        procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(go), str(per), str(w * 10_000)], cwd=repo,
+                                  env=env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                 for w in range(n)]  # fmt: skip
         time.sleep(1.0)  # let every writer import gittrack first
         start = time.perf_counter()
         go.touch()
@@ -188,9 +197,9 @@ def main(quick: bool = False) -> dict[str, list[tuple[object, ...]]]:
         results["throughput"] = rows = throughput(root / "throughput", runs, workers)
         base = rows[0][1]
         print(f"\nThroughput of {runs} trivial runs, {workers} workers")
-        print(f"{'executor':<28} {'runs/s':>8} {'vs local':>9}")
+        print(f"{'executor':<28} {'runs/s':>8} {'vs processes':>13}")
         for label, rate in rows:
-            print(f"{label:<28} {rate:>8.2f} {rate / base:>8.2f}x")
+            print(f"{label:<28} {rate:>8.2f} {rate / base:>12.2f}x")
 
         results["contention"] = rows = contention(root / "contention", 16, each)
         base = rows[0][1]

@@ -20,7 +20,7 @@ start = Path(sys.argv[1])
 while not start.exists():
     time.sleep(0.005)
 for i in range(int(sys.argv[2])):
-    run_script(Path("sim.py"), ["--temp", sys.argv[3] + str(i), "--steps", "1"])
+    run_script(Path("sim.py"), ["--temp", str(int(sys.argv[3]) * 100 + i), "--steps", "1"])  # all distinct
 print(gitstore.STATS["commits"], gitstore.STATS["retries"])
 """
 
@@ -58,7 +58,7 @@ def test_two_hundred_runs_from_sixteen_processes(tracked_repo: Path) -> None:
     start = tracked_repo.parent / "start"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(start), str(13 if i < 8 else 12), f"{i}0"],
+        subprocess.Popen([sys.executable, "-c", WRITER, str(start), str(13 if i < 8 else 12), str(i)],
                          cwd=tracked_repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(16)
     ]  # fmt: skip
