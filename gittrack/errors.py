@@ -112,6 +112,44 @@ class ConflictError(GittrackError):
     """Two histories disagree about the same run."""
 
 
+# -- outputs (data management) --------------------------------------------------------------
+
+
+class OutputNameError(OutputError, ValueError):
+    def __init__(self, name: object) -> None:
+        self.name = name
+        super().__init__(
+            f"Output name {name!r} is not allowed: use a plain file name without '/', '\\\\', "
+            "'..' or a leading '.', e.g. 'trajectory'."
+        )
+
+
+class UnsupportedOutput(OutputError, TypeError):
+    KINDS = (
+        "numpy arrays, pandas DataFrames, bytes, JSON-able lists, or a pathlib.Path to a file "
+        "or folder the run wrote"
+    )
+
+    def __init__(self, name: str, value: object, detail: str = "") -> None:
+        self.output = name
+        kind = type(value).__module__ + "." + type(value).__qualname__
+        kind = kind.removeprefix("builtins.")
+        extra = f" ({detail})" if detail else ""
+        super().__init__(
+            f"Output '{name}' of type {kind} cannot be stored{extra}; return {self.KINDS}."
+        )
+
+
+class StorageFull(OutputError):
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(
+            f"No space left to store {what} ({reason}); free disk space in the working tree "
+            "or the DVC cache and rerun."
+        )
+
+
 class RunConflict(ConflictError):
     """The same run id holds different content here and on the other side of a pull."""
 

@@ -95,18 +95,18 @@ def push(repo: gitstore.Repo, remote: str | None = None, *, data: bool = True) -
     """
     name = _check_remote(repo, remote)
     summary = PushSummary(name or "")
+    if data:  # first: a collaborator who fetches the runs then finds their data
+        push_outputs = _data_pusher()
+        if push_outputs is not None:
+            try:
+                summary.data = push_outputs(repo)
+            except GittrackError as exc:  # the records still travel; the data follows later
+                summary.data_error = str(exc)
     if name is not None and gitstore.tip(repo) is not None:
         result = gitstore.push_shared(repo, name)
         if result.rejected:
             raise RemoteMoved(name, result.rejected)
         summary.updated, summary.up_to_date = result.updated, result.up_to_date
-    if data:
-        push_outputs = _data_pusher()
-        if push_outputs is not None:
-            try:
-                summary.data = push_outputs(repo)
-            except GittrackError as exc:
-                summary.data_error = str(exc)
     return summary
 
 

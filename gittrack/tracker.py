@@ -425,6 +425,9 @@ def record_died(repo: gitstore.Repo) -> list[str]:
             record.finished = record.finished or now()
             files = {n: folder / n for n in ("stdout.log", "stderr.log") if (folder / n).exists()}
             record.logs = {n.removesuffix(".log"): n for n in files}
+            from . import outputs
+
+            outputs.finalize_died(repo, record, folder, files)
             gitstore.write_run(repo, record, files)
             recorded.append(record.id)
         shutil.rmtree(folder, ignore_errors=True)

@@ -53,7 +53,7 @@ def test_push_then_pull_in_a_clone(run_cli, alice: Path, remote: Path, tmp_path:
     record(run_cli, alice, "--temp", "3")
     result = run_cli(alice, "push")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("Pushed runs to origin (")
+    assert "\nPushed runs to origin (refs/heads/gittrack/runs, refs/gittrack/code/" in result.output
     assert git(remote, "rev-parse", "gittrack/runs") == git(alice, "rev-parse", "gittrack/runs")
     code_refs = git(remote, "for-each-ref", "--format=%(refname)", "refs/gittrack/code/")
     assert code_refs and code_refs == git(alice, "for-each-ref", "--format=%(refname)", "refs/gittrack/code/")
@@ -67,7 +67,7 @@ def test_push_then_pull_in_a_clone(run_cli, alice: Path, remote: Path, tmp_path:
     shown = run_cli(bob, "ls", "--json")
     assert '"temp": 3.0' in shown.output
     assert run_cli(bob, "pull").output == "Already up to date.\n"
-    assert run_cli(alice, "push").output == "origin is up to date.\n"
+    assert run_cli(alice, "push").output.endswith("\nRuns: origin is up to date.\n")
 
 
 def test_diverged_branches_join_by_a_union_merge(run_cli, alice: Path, remote: Path, tmp_path: Path) -> None:
@@ -156,7 +156,7 @@ def test_remote_errors_are_one_clear_line(run_cli, tracked_repo: Path, tmp_path:
     result = run_cli(tracked_repo, "pull", "lab")
     assert result.exit_code == 1
     assert result.output == "Error: There is no git remote named 'lab'; add it with 'git remote add lab URL'.\n"
-    assert run_cli(tracked_repo, "push").output.startswith("No git remote: the runs stay in this repository")
+    assert "No git remote: the runs stay in this repository" in run_cli(tracked_repo, "push").output
     git(tracked_repo, "remote", "add", "origin", str(tmp_path / "nowhere.git"))
     result = run_cli(tracked_repo, "pull")
     assert result.exit_code == 1

@@ -91,7 +91,8 @@ def main() -> None:
 COMMAND_MODULES = (
     "runs",
     "flow",
-    "share",
+    "data",
+    "share",  # after data: `gittrack push` sends runs and outputs
 )
 for _module in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")

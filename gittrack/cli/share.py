@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -15,10 +16,10 @@ from . import Context, cli, pass_context
 @click.option("--json", "as_json", is_flag=True, help="Print what was pushed as JSON.")
 @pass_context
 def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None:
-    """Share runs: the runs branch, code and notes to REMOTE, outputs to the DVC remote.
+    """Share runs: outputs to the DVC remote, the runs branch, code and notes to REMOTE.
 
     REMOTE is a git remote name (default: origin). When REMOTE has runs you do not have,
-    nothing is overwritten: pull first.
+    nothing is overwritten: pull first. With no git remote, only the outputs are pushed.
 
     \b
     Example:
@@ -28,29 +29,44 @@ def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None
     from ..sync import push as push_runs
 
     summary = push_runs(obj.repo(), remote, data=not no_data)
+    report = summary.data
+    missing = list(getattr(report, "missing", []) or [])
     if as_json:
-        click.echo(json.dumps(summary.to_json_dict(), indent=2))
-    elif not summary.remote:
-        click.echo("No git remote: the runs stay in this repository (add one with 'git remote add origin URL').")
-    elif summary.updated:
-        click.echo(f"Pushed runs to {summary.remote} ({', '.join(summary.updated)}).")
+        data = summary.to_json_dict()
+        out = dict(data["data"]) if isinstance(data["data"], dict) else {}
+        if hasattr(report, "url"):
+            out = {"remote": report.url, "copied": report.copied, "bytes": report.bytes,
+                   "already": report.already, "missing": [{"run": m.run, "output": m.name} for m in missing]}  # fmt: skip
+        out["git"] = {"remote": summary.remote, "updated": summary.updated, "up_to_date": summary.up_to_date}
+        if summary.data_error:
+            out["data_error"] = summary.data_error
+        click.echo(json.dumps(out, indent=2))
     else:
-        click.echo(f"{summary.remote} is up to date.")
-    if summary.data is not None and not as_json:
-        click.echo(_data_line(summary.data))
-        for ref in getattr(summary.data, "missing", []):
-            click.echo(
-                f"Warning: output '{ref.name}' of run {ref.run[:8]} is neither in the local cache "
-                "nor on the DVC remote; push it from the clone that recorded it.", err=True,
-            )  # fmt: skip
+        if report is not None:
+            click.echo(_data_line(report))
+            for ref in missing:
+                click.echo(
+                    f"Warning: output '{ref.name}' of run {ref.run[:8]} is neither in the local cache "
+                    "nor on the remote; push it from the clone that recorded it.", err=True,
+                )  # fmt: skip
+        if not summary.remote:
+            click.echo("No git remote: the runs stay in this repository (add one with 'git remote add origin URL').")
+        elif summary.updated:
+            click.echo(f"Pushed runs to {summary.remote} ({', '.join(summary.updated)}).")
+        else:
+            click.echo(f"Runs: {summary.remote} is up to date.")
     if summary.data_error:
-        raise click.ClickException(f"the runs were pushed but the outputs were not: {summary.data_error}")
+        raise click.ClickException(summary.data_error)
+    if missing:
+        sys.exit(1)
 
 
 def _data_line(report: object) -> str:
     if hasattr(report, "copied") and hasattr(report, "url"):
+        from .data import _size
+
         return (
-            f"Outputs: pushed {report.copied} object(s) to {report.url}; "
+            f"Pushed {report.copied} object(s) ({_size(getattr(report, 'bytes', 0))}) to {report.url}; "
             f"{getattr(report, 'already', 0)} output(s) were there already."
         )
     return f"Outputs: {report}"
