@@ -982,6 +982,9 @@ def secrets_token() -> str:
     return secrets.token_hex(8)
 
 
+BUNDLE_CACHE_S = 7 * 24 * 3600  # unpacked bundles unused this long are removed
+
+
 def clone_from_bundle(bundle: bytes, code: str, settings: str, dest: Path, cache: Path) -> Repo:
     """A detached checkout of `code` at `dest`, whose runs branch starts at `settings`.
 
@@ -1002,6 +1005,12 @@ def clone_from_bundle(bundle: bytes, code: str, settings: str, dest: Path, cache
         with contextlib.suppress(OSError):  # another process on this machine may win the race
             os.rename(tmp / "repo.git", base)
         shutil.rmtree(tmp, ignore_errors=True)
+        for old in cache.glob("*.git"):  # unpacked bundles of sweeps long finished
+            with contextlib.suppress(OSError):
+                if time.time() - old.stat().st_mtime > BUNDLE_CACHE_S:
+                    shutil.rmtree(old, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.utime(base)
     subprocess.run(
         ["git", "clone", "-q", "--shared", "--no-checkout", str(base), str(dest)], check=True,
         capture_output=True,
