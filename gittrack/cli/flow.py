@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from . import Context, cli, pass_context
-from .table import STATUS_COLOURS
+from .table import STATUS_COLOURS, text
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -89,7 +89,7 @@ def format_sweep(report: Any, color: bool = False) -> str:
         status = "reused" if r.reused else r.status
         row = [r.run_id[:8] or "-", status]
         row += [str(r.task.params.get(k, "")) for k in report.varying]
-        row += [_metric(r.metrics.get(k)) for k in headers[2 + len(report.varying) :]]
+        row += [text(r.metrics.get(k), k) for k in headers[2 + len(report.varying) :]]
         rows.append(row)
     widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
@@ -105,14 +105,6 @@ def format_sweep(report: Any, color: bool = False) -> str:
     if report.stopped:
         lines.append("Stopped early (--fail-fast).")
     return "\n".join(lines)
-
-
-def _metric(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 @cli.command()
