@@ -256,10 +256,18 @@ EXECUTORS: dict[str, Callable[..., Executor]] = {
 }
 
 
+# executors registered by a module imported on first use (it adds itself to EXECUTORS)
+PLUGINS = {"dask": "dask_executor", "slurm": "dask_executor", "pbs": "dask_executor", "sge": "dask_executor"}
+
+
 def get_executor(name: str, **options: Any) -> Executor:
     """An executor by its registered name (`local`, or one a plugin added, e.g. `dask`)."""
+    if name not in EXECUTORS and name in PLUGINS:
+        import importlib
+
+        importlib.import_module(f"{__package__}.{PLUGINS[name]}")
     if name not in EXECUTORS:
-        known = ", ".join(sorted(EXECUTORS))
+        known = ", ".join(sorted(set(EXECUTORS) | set(PLUGINS)))
         raise UsageError(f"Unknown executor '{name}'; choose one of: {known}.")
     factory = EXECUTORS[name]
     if name == "inprocess":

@@ -92,6 +92,7 @@ COMMAND_MODULES = (
     "runs",
     "flow",
     "data",
+    "share",  # after data: `gittrack push` sends runs and outputs
     "ui",
 )
 for _module in COMMAND_MODULES:

@@ -101,40 +101,6 @@ def checkout(obj: Context, run_ref: str, names: tuple[str, ...], to: str | None,
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@pass_context
-def push(obj: Context, as_json: bool) -> None:
-    """Push run outputs not yet on the DVC remote (no git remote needed).
-
-    \b
-    Example:
-      gittrack push
-    """
-    from ..dataops import push_outputs
-
-    report = push_outputs(obj.repo())
-    if as_json:
-        _echo_json({
-            "remote": report.url, "copied": report.copied, "bytes": report.bytes,
-            "already": report.already,
-            "missing": [{"run": m.run, "output": m.name} for m in report.missing],
-        })  # fmt: skip
-    else:
-        click.echo(
-            f"Pushed {report.copied} object(s) ({_size(report.bytes)}) to {report.url}; "
-            f"{report.already} output(s) were there already."
-        )
-        for ref in report.missing:
-            click.echo(
-                f"Warning: output '{ref.name}' of run {ref.run[:8]} is neither in the local cache "
-                "nor on the remote; push it from the clone that recorded it.",
-                err=True,
-            )
-    if report.missing:
-        sys.exit(1)
-
-
-@cli.command()
 @click.argument("run_refs", nargs=-1, required=True, metavar="RUN...")
 @click.option("--json", "as_json", is_flag=True, help="Print the removed ids as JSON.")
 @pass_context

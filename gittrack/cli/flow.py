@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from . import Context, cli, pass_context
-from .table import STATUS_COLOURS
+from .table import STATUS_COLOURS, text
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -21,10 +21,16 @@ from .table import STATUS_COLOURS
 @click.option("--force", is_flag=True, help="Record every run anew, even when an identical one exists.")
 @click.option("--allow-failed", is_flag=True, help="Accept failed or died runs as RunRef inputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--scheduler", default=None, help="Dask: the scheduler to use, e.g. tcp://head:8786 (default: a local cluster).")
+@click.option("--retries", type=click.IntRange(min=0), default=None, help="Dask: run a failed or lost task again up to N times.")
+@click.option("--cores", type=int, default=None, help="slurm/pbs/sge: cores per job.")
+@click.option("--memory", default=None, help="slurm/pbs/sge: memory per job, e.g. 8GB.")
+@click.option("--walltime", default=None, help="slurm/pbs/sge: time limit per job, e.g. 01:00:00.")
+@click.option("--queue", default=None, help="slurm/pbs/sge: the queue or partition.")
 @click.argument("script")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_context
-def sweep(obj: Context, jobs: int, name: str, fail_fast: bool, executor: str, force: bool, allow_failed: bool, as_json: bool, script: str, args: tuple[str, ...]) -> None:  # fmt: skip
+def sweep(obj: Context, jobs: int, name: str, fail_fast: bool, executor: str, force: bool, allow_failed: bool, as_json: bool, scheduler: str | None, retries: int | None, cores: int | None, memory: str | None, walltime: str | None, queue: str | None, script: str, args: tuple[str, ...]) -> None:  # fmt: skip
     """Run SCRIPT over every combination of the given values, as one experiment.
 
     An option's value `a,b,c` is a list, `start:stop[:step]` a range (stop excluded, as in
@@ -34,16 +40,24 @@ def sweep(obj: Context, jobs: int, name: str, fail_fast: bool, executor: str, fo
     \b
     Example:
       gittrack sweep sim.py --temp 100,200,300 --seed 1:4 -j 2 --name temp-scan
+      gittrack sweep sim.py --temp 100:1000:50 --executor dask --scheduler tcp://head:8786
     """
+    from ..errors import UsageError
     from ..experiment import sweep as run_sweep
 
     obj.repo()  # fail early outside a repository
+    cluster = {"scheduler": scheduler, "retries": retries, "cores": cores, "memory": memory, "walltime": walltime, "queue": queue}  # fmt: skip
+    executor_options = {k: v for k, v in cluster.items() if v is not None}
+    if executor_options and executor in ("local", "inprocess"):
+        flags = ", ".join("--" + k for k in executor_options)
+        verb = "is" if len(executor_options) == 1 else "are"
+        raise UsageError(f"{flags} {verb} only for --executor dask, slurm, pbs or sge; add one of those or drop it.")
     bar = _progress_bar(script, args, as_json)
     try:
         report = run_sweep(
             script, args, name=name, jobs=jobs, executor=executor, fail_fast=fail_fast,
             force=force, allow_failed=allow_failed, repo=obj.repo_path,
-            on_result=(lambda r: bar.update(1)) if bar else None,
+            on_result=(lambda r: bar.update(1)) if bar else None, executor_options=executor_options,
         )  # fmt: skip
     finally:
         if bar:
@@ -75,7 +89,7 @@ def format_sweep(report: Any, color: bool = False) -> str:
         status = "reused" if r.reused else r.status
         row = [r.run_id[:8] or "-", status]
         row += [str(r.task.params.get(k, "")) for k in report.varying]
-        row += [_metric(r.metrics.get(k)) for k in headers[2 + len(report.varying) :]]
+        row += [text(r.metrics.get(k), k) for k in headers[2 + len(report.varying) :]]
         rows.append(row)
     widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
@@ -91,14 +105,6 @@ def format_sweep(report: Any, color: bool = False) -> str:
     if report.stopped:
         lines.append("Stopped early (--fail-fast).")
     return "\n".join(lines)
-
-
-def _metric(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 @cli.command()
