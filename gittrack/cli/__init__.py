@@ -89,4 +89,5 @@ def main() -> None:
     cli(prog_name="gittrack")
 
 
+from . import query as _query  # noqa: E402,F401
 from . import runs as _runs  # noqa: E402,F401  (registers commands)

@@ -1,4 +1,4 @@
-"""Commands about recording and reading runs: init, run, ls, show."""
+"""Commands about recording and reading runs: init, run, show (ls lives in query.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 import click
 
 from . import Context, cli, pass_context
-from .table import render_runs
 
 
 @cli.command()
@@ -88,35 +87,6 @@ def run(obj: Context, name: str, tags: tuple[str, ...], note: str, script: str, 
         # the simulation's own error: it is recorded; show it as Python would
         click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
         sys.exit(1)
-
-
-@cli.command("ls")
-@click.option("--where", default="", help="Only runs matching this query, e.g. \"params.temp >= 200\".")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many runs.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
-    help="Output format.",
-)  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@pass_context
-def ls(obj: Context, where: str, limit: int | None, fmt: str, as_json: bool) -> None:
-    """List recorded runs, newest first.
-
-    Runs still running, and runs whose process died, are listed too.
-
-    \b
-    Example:
-      gittrack ls --limit 10
-      gittrack ls --where "params.temp >= 200 and status = 'completed'" --format csv
-    """
-    from ..listing import list_runs
-
-    repo = obj.repo()
-    listing = list_runs(repo, where=where or None, limit=limit)
-    fmt = "json" if as_json else fmt
-    click.echo(render_runs(listing, fmt, color=sys.stdout.isatty()), nl=fmt != "csv")
-    for problem in listing.problems:
-        click.echo(f"Warning: {problem}", err=True)
 
 
 @cli.command()
