@@ -344,7 +344,7 @@ class Index:
 
     # -- reading ------------------------------------------------------------------------
 
-    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Sync, then run a read; a file found corrupt at this point is rebuilt and read again."""
         self.sync()
         try:
@@ -358,25 +358,25 @@ class Index:
 
     def ids_with_prefix(self, prefix: str, limit: int = 50) -> list[str]:
         upper = prefix + "\uffff"
-        rows = self._query(
+        rows = self.query(
             "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT ?", (prefix, upper, limit)
         )
         return [r[0] for r in rows]
 
     def ids_named(self, name: str) -> list[str]:
-        rows = self._query("SELECT id FROM runs WHERE name = ? ORDER BY started_ts DESC", (name,))
+        rows = self.query("SELECT id FROM runs WHERE name = ? ORDER BY started_ts DESC", (name,))
         return [r[0] for r in rows]
 
     def latest(self) -> str | None:
-        rows = self._query("SELECT id FROM runs ORDER BY started_ts DESC, id LIMIT 1")
+        rows = self.query("SELECT id FROM runs ORDER BY started_ts DESC, id LIMIT 1")
         return rows[0][0] if rows else None
 
     def all_ids(self) -> list[str]:
-        return [r[0] for r in self._query("SELECT id FROM runs")]
+        return [r[0] for r in self.query("SELECT id FROM runs")]
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         """The indexed row of one run: record (as JSON data), commit and any problem."""
-        rows = self._query(
+        rows = self.query(
             "SELECT id, record, commit_sha, problem, tags, note FROM runs WHERE id = ?", (run_id,)
         )
         return _row(rows[0]) if rows else None
@@ -399,15 +399,15 @@ class Index:
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"
             args += [-1 if limit is None else limit, offset]
-        return [_row(r) for r in self._query(sql, args)]
+        return [_row(r) for r in self.query(sql, args)]
 
     def count(self, where_sql: str = "", params: Iterable[Any] = ()) -> int:
         sql = "SELECT count(*) FROM runs" + (f" WHERE {where_sql}" if where_sql else "")
-        return int(self._query(sql, params)[0][0])
+        return int(self.query(sql, params)[0][0])
 
     def keys(self, family: str) -> list[str]:
         """The keys seen in a family (params, metrics, env) across all runs."""
-        rows = self._query("SELECT key FROM keys WHERE family = ? ORDER BY key", (family,))
+        rows = self.query("SELECT key FROM keys WHERE family = ? ORDER BY key", (family,))
         return [r[0] for r in rows]
 
 
@@ -433,14 +433,18 @@ def _iso(value: Any) -> Any:
 
 
 def _row(r: tuple[Any, ...]) -> dict[str, Any]:
+    """A row for readers: the record carries the run's current tags and note (git notes
+    included); `recorded` keeps the tags and note its run.toml holds."""
     record = json.loads(r[1]) if r[1] else None
+    recorded: dict[str, Any] = {}
     if record is not None:
+        recorded = {"tags": record.get("tags") or [], "note": record.get("note") or ""}
         record["tags"] = json.loads(r[4]) if r[4] else []
         if r[5]:
             record["note"] = r[5]
         else:
             record.pop("note", None)
-    return {"id": r[0], "record": record, "commit": r[2], "problem": r[3]}
+    return {"id": r[0], "record": record, "commit": r[2], "problem": r[3], "recorded": recorded}
 
 
 def _effective(record: dict[str, Any], notes: list[Any]) -> tuple[list[str], str]:

@@ -109,7 +109,7 @@ def _change(repo: gitstore.Repo, ref: str, change: Callable[[RunNote, dict[str, 
         raise UsageError(f"Run {run_id[:8]} has no commit on the runs branch yet; tag it once it is recorded.")  # fmt: skip
     target = row["commit"]
     others = [o for o in index.note_objects(run_id) if o != target]
-    record = row["record"] or {}
+    record = row["recorded"]  # tags and note as the run recorded them, before any git note
     record_tags = list(record.get("tags") or [])
     result: dict[str, RunNote] = {}
 
@@ -121,6 +121,7 @@ def _change(repo: gitstore.Repo, ref: str, change: Callable[[RunNote, dict[str, 
                 note.merge(parse_note(data))
         note.run = run_id
         change(note, record)
+        note = parse_note(note.to_bytes())  # as stored: lines sorted
         result["note"] = note
         changes: dict[str, bytes | None] = {c: None for c in others if read(c) is not None}
         empty = not (note.tags or note.untags or note.notes)

@@ -37,8 +37,8 @@ COLUMNS_NUMBER = ("duration_s",)
 COLUMNS_DATE = ("started", "finished")
 FAMILIES = ("params", "metrics", "env")
 FIELDS_HINT = (
-    "a field (id, name, status, command, experiment, started, finished, duration_s, tags, "
-    "params.X, metrics.X or env.X)"
+    "a field: id, name, status, command, experiment, started, finished, duration_s, tags, "
+    "params.X, metrics.X or env.X"
 )
 OPERATORS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}  # fmt: skip
 KEYWORDS = {"and", "or", "not", "in", "like", "true", "false"}
@@ -70,6 +70,8 @@ def tokenize(query: str) -> list[Token]:
     pos = 0
     while pos < len(query):
         match = _TOKEN.match(query, pos)
+        if match is None and query[pos] in "'\"":
+            raise QueryError(query, pos, f"a closing {query[pos]} for the text that starts here")
         if match is None:
             tokens.append(Token("bad", query[pos], pos))
             pos += 1
@@ -115,15 +117,17 @@ def parse_field(text: str, pos: int, query: str) -> Field:
             return Field("", lowered, pos)
         if lowered == "tags":
             return Field("tags", "tags", pos)
+        if lowered in FAMILIES:
+            raise QueryError(query, pos + len(head), f"a key after '{head}', e.g. {lowered}.temp")
     elif lowered in FAMILIES:
         parts = re.findall(r'"([^"]*)"|([^."]+)', rest)
         key = ".".join(quoted or plain for quoted, plain in parts)
         if key:
             return Field(lowered, key, pos)
         raise QueryError(query, pos + len(head) + 1, f"a key after '{head}.'")
-    hint = f" (not '{text}')"
-    if not rest and lowered not in FAMILIES:
-        hint = f" (not '{text}'; did you mean params.{text} or metrics.{text}?)"
+    hint = f", found '{text}'"
+    if not rest:
+        hint += f" (did you mean params.{text} or metrics.{text}?)"
     raise QueryError(query, pos, FIELDS_HINT + hint)
 
 
