@@ -27,11 +27,11 @@ try:  # the compiled tomli parses records ~3x faster than the standard library's
 except ImportError:  # pragma: no cover
     import tomllib as toml_reader  # type: ignore[no-redef]
 
-INDEX_VERSION = "2"
+INDEX_VERSION = "3"
 BATCH = 2000  # runs read and written at a time: bounds memory during a full build
 
 SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE IF NOT EXISTS run_fields (
     rid INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     name TEXT,
@@ -42,13 +42,15 @@ CREATE TABLE IF NOT EXISTS runs (
     finished TEXT,
     duration_s REAL,
     commit_sha TEXT,
-    record TEXT,
     problem TEXT,
     started_ts REAL,
     finished_ts REAL,
     tags TEXT,
     note TEXT
 );
+CREATE TABLE IF NOT EXISTS records (rid INTEGER PRIMARY KEY, record TEXT);
+CREATE VIEW IF NOT EXISTS runs AS
+    SELECT f.*, r.record AS record FROM run_fields AS f LEFT JOIN records AS r ON r.rid = f.rid;
 CREATE TABLE IF NOT EXISTS keys (
     key_id INTEGER PRIMARY KEY, family TEXT NOT NULL, key TEXT NOT NULL, UNIQUE (family, key)
 );
@@ -60,9 +62,9 @@ CREATE INDEX IF NOT EXISTS notes_run ON notes(run_id);
 
 # secondary indexes: dropped during a full build and created after it (much faster)
 INDEXES_SQL = """
-CREATE INDEX IF NOT EXISTS runs_name ON runs(name);
-CREATE INDEX IF NOT EXISTS runs_started ON runs(started_ts);
-CREATE INDEX IF NOT EXISTS runs_commit ON runs(commit_sha);
+CREATE INDEX IF NOT EXISTS runs_name ON run_fields(name);
+CREATE INDEX IF NOT EXISTS runs_started ON run_fields(started_ts);
+CREATE INDEX IF NOT EXISTS runs_commit ON run_fields(commit_sha);
 CREATE INDEX IF NOT EXISTS kv_num ON kv(key_id, num, run) WHERE num IS NOT NULL;
 CREATE INDEX IF NOT EXISTS kv_text ON kv(key_id, text, run);
 CREATE INDEX IF NOT EXISTS kv_run ON kv(run, key_id);
@@ -72,7 +74,7 @@ INDEX_NAMES = re.findall(r"EXISTS (\w+) ON", INDEXES_SQL)
 
 RUN_COLUMNS = (
     "rid, id, name, status, command, experiment, started, finished, duration_s, commit_sha, "
-    "record, problem, started_ts, finished_ts, tags, note"
+    "problem, started_ts, finished_ts, tags, note"
 )
 NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
 
@@ -206,31 +208,33 @@ class Index:
         if full:
             for name in INDEX_NAMES:
                 db.execute(f"DROP INDEX IF EXISTS {name}")
-            for table in ("runs", "kv", "tags"):
+            for table in ("run_fields", "records", "kv", "tags"):
                 db.execute(f"DELETE FROM {table}")
         else:
             self._delete_runs(removed | changed)
         notes = self._notes_by_run()
         keys = dict(((f, k), i) for i, f, k in db.execute("SELECT key_id, family, key FROM keys"))
-        rid = (db.execute("SELECT max(rid) FROM runs").fetchone()[0] or 0) + 1
+        rid = (db.execute("SELECT max(rid) FROM run_fields").fetchone()[0] or 0) + 1
         ids = sorted(changed)
         for start in range(0, len(ids), BATCH):
             batch = ids[start : start + BATCH]
-            runs, kv, tags = [], [], []
+            runs, records, kv, tags = [], [], [], []
             for row in self._rows(tip, batch, commits):
                 record = row["record"]
                 tag_list, note = _effective(record, notes.get(row["id"], []))
                 runs.append((
                     rid, row["id"], record.get("name", ""), row["status"], record.get("command", ""),
                     record.get("experiment", ""), _iso(record.get("started")), _iso(record.get("finished")),
-                    record.get("duration_s"), row["commit"], row["json"], row["problem"],
+                    record.get("duration_s"), row["commit"], row["problem"],
                     _timestamp(record.get("started")), _timestamp(record.get("finished")),
                     json.dumps(tag_list), note,
                 ))  # fmt: skip
+                records.append((rid, row["json"]))
                 kv.extend((rid, _key_id(db, keys, f, k), n, t) for f, k, n, t in kv_rows(record))
                 tags.extend((t, rid) for t in tag_list)
                 rid += 1
-            db.executemany(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * 16)})", runs)
+            db.executemany(f"INSERT INTO run_fields ({RUN_COLUMNS}) VALUES ({', '.join('?' * 15)})", runs)
+            db.executemany("INSERT INTO records VALUES (?, ?)", records)
             db.executemany("INSERT INTO kv VALUES (?, ?, ?, ?)", kv)
             db.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?)", tags)
         if full:
@@ -241,10 +245,11 @@ class Index:
 
     def _delete_runs(self, ids: Iterable[str]) -> None:
         db = self.db
-        rids = [(r[0],) for i in ids for r in db.execute("SELECT rid FROM runs WHERE id = ?", (i,))]
+        rids = [(r[0],) for i in ids for r in db.execute("SELECT rid FROM run_fields WHERE id = ?", (i,))]  # fmt: skip
         db.executemany("DELETE FROM kv WHERE run = ?", rids)
         db.executemany("DELETE FROM tags WHERE run = ?", rids)
-        db.executemany("DELETE FROM runs WHERE rid = ?", rids)
+        db.executemany("DELETE FROM records WHERE rid = ?", rids)
+        db.executemany("DELETE FROM run_fields WHERE rid = ?", rids)
 
     def _rows(self, tip: str, ids: list[str], commits: dict[str, str]) -> Iterator[dict[str, Any]]:
         revs = [f"{tip}:{run_folder(i)}/run.toml" for i in ids]
@@ -333,7 +338,7 @@ class Index:
             if row is None:
                 continue
             tag_list, note = _effective(json.loads(row[1]) if row[1] else {}, notes.get(run_id, []))
-            db.execute("UPDATE runs SET tags = ?, note = ? WHERE rid = ?", (json.dumps(tag_list), note, row[0]))  # fmt: skip
+            db.execute("UPDATE run_fields SET tags = ?, note = ? WHERE rid = ?", (json.dumps(tag_list), note, row[0]))  # fmt: skip
             db.execute("DELETE FROM tags WHERE run = ?", (row[0],))
             db.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?)", [(t, row[0]) for t in tag_list])
 
@@ -390,7 +395,7 @@ class Index:
 
         The record of each row carries the run's current tags and note (git notes included).
         """
-        sql = "SELECT id, record, commit_sha, problem, tags, note FROM runs"
+        sql = "SELECT rid FROM runs"
         args = list(params)
         if where_sql:
             sql += f" WHERE {where_sql}"
@@ -399,7 +404,18 @@ class Index:
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"
             args += [-1 if limit is None else limit, offset]
-        return [_row(r) for r in self.query(sql, args)]
+        # records are read only for the rows returned, not for every row the query looks at
+        rids = [r[0] for r in self.query(sql, args)]
+        found: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(rids), 500):
+            chunk = rids[start : start + 500]
+            for r in self.db.execute(
+                f"SELECT f.id, r.record, f.commit_sha, f.problem, f.tags, f.note, f.rid FROM run_fields AS f "
+                f"LEFT JOIN records AS r ON r.rid = f.rid WHERE f.rid IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ):  # fmt: skip
+                found[r[6]] = _row(r)
+        return [found[rid] for rid in rids if rid in found]
 
     def count(self, where_sql: str = "", params: Iterable[Any] = ()) -> int:
         sql = "SELECT count(*) FROM runs" + (f" WHERE {where_sql}" if where_sql else "")

@@ -25,7 +25,7 @@ class Listing:
     rows: list[dict[str, Any]]
     total: int  # runs in the repository
     problems: list[str] = field(default_factory=list)
-    matched: int | None = None  # runs matching the query (None: all of `rows`)
+    more: bool = False  # --limit left out further matching runs
     columns: list[str] = field(default_factory=list)  # what the table shows
 
 
@@ -44,7 +44,10 @@ def list_runs(
     index = Index(repo)
     sql, params = compile_where(where) if where and where.strip() else ("", [])
     order, order_params = compile_order(sort) if sort and sort.strip() else ("runs.started_ts DESC, runs.id", [])  # fmt: skip
-    rows = index.select(sql, params, order, limit=limit, order_params=order_params)
+    # one row beyond the limit tells whether more match, without counting them all
+    rows = index.select(sql, params, order, limit=None if limit is None else limit + 1, order_params=order_params)  # fmt: skip
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit]
     problems = [f"run {r['id'][:8]} is skipped: {r['problem']}" for r in rows if r["problem"]]
     records = [r["record"] | {"commit": r["commit"]} for r in rows if r["record"]]
     staged = []
@@ -52,14 +55,10 @@ def list_runs(
         staged = [rec.to_json_dict() | {"status": state, "commit": ""} for rec, state in tracker.stale_runs(repo)]  # fmt: skip
     records = staged + records
     if limit is not None:
+        more = more or len(records) > limit
         records = records[:limit]
     total = index.count() + len(staged)
-    matched = None
-    if where and limit is not None and len(rows) >= limit:
-        matched = index.count(sql, params)
-    elif not where and limit is not None:
-        matched = total
-    return Listing(records, total, problems, matched, pick_columns(records, columns, varying))
+    return Listing(records, total, problems, more, pick_columns(records, columns, varying))
 
 
 def pick_columns(rows: list[dict[str, Any]], spec: str | list[str] | None, varying: bool = True) -> list[str]:  # fmt: skip

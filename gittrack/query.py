@@ -261,6 +261,9 @@ def parse(query: str) -> Node:
 # -- SQL generation -------------------------------------------------------------------------
 
 KEY_ID = "(SELECT key_id FROM keys WHERE family = ? AND key = ?)"
+# `+` keeps SQLite from driving the query by a (possibly huge) list of matching runs: it walks
+# the runs in the asked order and probes each list, so `--limit 20` stops after 20 matches
+IN_RUNS = "+runs.rid IN"
 
 
 class Compiler:
@@ -346,18 +349,18 @@ class Compiler:
         select = f"SELECT run FROM kv WHERE key_id = {KEY_ID}"
         if c.op == "like":
             self.params += [*fam_key, c.values[0].value]
-            return f"runs.rid IN ({select} AND text LIKE ?)"
+            return f"{IN_RUNS} ({select} AND text LIKE ?)"
         if c.op in ("=", "in"):
-            return f"runs.rid IN ({select} AND {self.kv_match(c.values, fam_key)})"
+            return f"{IN_RUNS} ({select} AND {self.kv_match(c.values, fam_key)})"
         if c.op == "!=":  # has a value, and not an equal one
             self.params += fam_key
-            has = f"runs.rid IN ({select})"
-            equal = f"runs.rid IN ({select} AND {self.kv_match(c.values, fam_key)})"
+            has = f"{IN_RUNS} ({select})"
+            equal = f"{IN_RUNS} ({select} AND {self.kv_match(c.values, fam_key)})"
             return f"({has} AND NOT {equal})"
         tok = c.values[0]
         column = "num" if tok.kind == "number" else "text"
         self.params += [*fam_key, tok.value]
-        return f"runs.rid IN ({select} AND {column} {c.op} ?)"
+        return f"{IN_RUNS} ({select} AND {column} {c.op} ?)"
 
     def kv_match(self, values: list[Token], fam_key: list[str]) -> str:
         self.params += fam_key
@@ -378,8 +381,8 @@ class Compiler:
         values = [self.text_of(v, c.field) for v in c.values]
         self.params += values
         if c.op == "like":
-            return "runs.rid IN (SELECT run FROM tags WHERE tag LIKE ?)"
-        sql = f"runs.rid IN (SELECT run FROM tags WHERE tag IN ({', '.join('?' * len(values))}))"
+            return f"{IN_RUNS} (SELECT run FROM tags WHERE tag LIKE ?)"
+        sql = f"{IN_RUNS} (SELECT run FROM tags WHERE tag IN ({', '.join('?' * len(values))}))"
         return f"(NOT {sql})" if c.op == "!=" else sql
 
 

@@ -37,7 +37,8 @@ def ls_json(run_cli, repo: Path, *args: str) -> list[dict]:
     return json.loads(result.output)
 
 
-def test_what_a_user_does(repo: Path, run_cli) -> None:
+def test_what_a_user_does(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
     write_script(repo, "sim.py", SIM)
     assert run_cli(repo, "init").exit_code == 0
     for name, temp, seed in [("scan-100", 100, 1), ("scan-200", 200, 3), ("scan-300", 300, 2), ("bad-250", 250, 13)]:  # fmt: skip
@@ -107,12 +108,13 @@ def test_what_a_user_does(repo: Path, run_cli) -> None:
 
 def test_default_table_shows_what_varies_and_fits(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     write_runs(repo, scan(6))
+    monkeypatch.setenv("COLUMNS", "200")
     lines = run_cli(repo, "ls", "--limit", "4").output.splitlines()
     # method and steps_done are equal everywhere: hidden; limit says how many exist
     assert lines[0].split() == ["id", "name", "status", "started", "duration_s", "temp", "seed", "energy"]  # fmt: skip
-    assert lines[-1] == "4 of 6 runs"
+    assert lines[-1] == "4 of 6 runs (more match: raise --limit)"
     lines = run_cli(repo, "ls", "--where", "status = 'completed'", "--limit", "2").output.splitlines()
-    assert lines[-1] == "2 of 6 runs (5 match; raise --limit to see more)"
+    assert lines[-1] == "2 of 6 runs (more match: raise --limit)"
     monkeypatch.setenv("COLUMNS", "60")
     lines = run_cli(repo, "ls").output.splitlines()
     assert all(len(line) <= 60 for line in lines[:-1])
@@ -166,7 +168,7 @@ def test_injection_is_a_syntax_error_and_the_index_is_intact(repo: Path, run_cli
         assert result.exit_code == 1 and result.output.startswith("Error: Invalid query at position")
     assert len(ls_json(run_cli, repo, "--where", "name = 'x''); DROP TABLE runs; --'")) == 0
     index = Index(gitstore.find_repo(repo))
-    assert index.count() == 3 and {t for (t,) in index.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} >= {"runs", "kv", "tags"}  # fmt: skip
+    assert index.count() == 3 and {t for (t,) in index.db.execute("SELECT name FROM sqlite_master")} >= {"runs", "run_fields", "records", "kv", "tags"}  # fmt: skip
 
 
 def test_deleted_index_is_rebuilt_silently(repo: Path, run_cli) -> None:

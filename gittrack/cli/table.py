@@ -99,11 +99,10 @@ def render_runs(listing: Any, fmt: str, columns: list[str] | None = None, color:
 
 
 def footer(listing: Any, shown: int, hidden: int) -> str:
-    """`N of M runs`, how many match when --limit cut the list, and hidden columns."""
+    """`N of M runs`, whether --limit left matching runs out, and hidden columns."""
     text_ = f"{shown} of {listing.total} runs"
-    matched = getattr(listing, "matched", None)
-    if matched is not None and matched > shown and matched != listing.total:
-        text_ += f" ({matched} match; raise --limit to see more)"
+    if getattr(listing, "more", False) and shown < listing.total:
+        text_ += " (more match: raise --limit)"
     if hidden:
         text_ += f"; {hidden} columns hidden (widen the terminal, pick --columns or use --format csv)"
     return text_
