@@ -307,7 +307,7 @@ class Index:
         return touched
 
     def _run_of_commit(self, commit: str) -> str:
-        row = self.db.execute("SELECT id FROM runs WHERE commit_sha = ?", (commit,)).fetchone()
+        row = self.db.execute("SELECT id FROM run_fields WHERE commit_sha = ?", (commit,)).fetchone()
         if row:
             return str(row[0])
         found = self.repo.reader().read(commit)
@@ -364,20 +364,20 @@ class Index:
     def ids_with_prefix(self, prefix: str, limit: int = 50) -> list[str]:
         upper = prefix + "\uffff"
         rows = self.query(
-            "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT ?", (prefix, upper, limit)
+            "SELECT id FROM run_fields WHERE id >= ? AND id < ? ORDER BY id LIMIT ?", (prefix, upper, limit)
         )
         return [r[0] for r in rows]
 
     def ids_named(self, name: str) -> list[str]:
-        rows = self.query("SELECT id FROM runs WHERE name = ? ORDER BY started_ts DESC", (name,))
+        rows = self.query("SELECT id FROM run_fields WHERE name = ? ORDER BY started_ts DESC", (name,))
         return [r[0] for r in rows]
 
     def latest(self) -> str | None:
-        rows = self.query("SELECT id FROM runs ORDER BY started_ts DESC, id LIMIT 1")
+        rows = self.query("SELECT id FROM run_fields ORDER BY started_ts DESC, id LIMIT 1")
         return rows[0][0] if rows else None
 
     def all_ids(self) -> list[str]:
-        return [r[0] for r in self.query("SELECT id FROM runs")]
+        return [r[0] for r in self.query("SELECT id FROM run_fields")]
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         """The indexed row of one run: record (as JSON data), commit and any problem."""
@@ -395,7 +395,7 @@ class Index:
 
         The record of each row carries the run's current tags and note (git notes included).
         """
-        sql = "SELECT rid FROM runs"
+        sql = "SELECT rid FROM run_fields AS runs"  # the view's fields, without the records
         args = list(params)
         if where_sql:
             sql += f" WHERE {where_sql}"
@@ -418,7 +418,7 @@ class Index:
         return [found[rid] for rid in rids if rid in found]
 
     def count(self, where_sql: str = "", params: Iterable[Any] = ()) -> int:
-        sql = "SELECT count(*) FROM runs" + (f" WHERE {where_sql}" if where_sql else "")
+        sql = "SELECT count(*) FROM run_fields AS runs" + (f" WHERE {where_sql}" if where_sql else "")
         return int(self.query(sql, params)[0][0])
 
     def keys(self, family: str) -> list[str]:
