@@ -241,6 +241,7 @@ class Index:
             for stmt in INDEXES_SQL.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
+            db.execute("PRAGMA analysis_limit = 1000")
             db.execute("ANALYZE")
 
     def _delete_runs(self, ids: Iterable[str]) -> None:
