@@ -94,12 +94,14 @@ def test_what_a_user_does(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) 
     result = run_cli(repo, "ls", "--where", "tags = 'reference'")
     assert result.output.splitlines()[0].split()[5] == "tags" and "reference" in result.output
     assert git(repo, "notes", "--ref=gittrack", "list").split()[1] == runs["scan-400"]["commit"]
+    assert "  tags:        reference" in run_cli(repo, "show", b[:6]).output.splitlines()
     assert run_cli(repo, "note", "scan-400", "best so far").output == f"Run {b[:8]} note set.\n"
     assert ls_json(run_cli, repo, "--where", "tags = 'reference'")[0]["note"] == "best so far"
     assert run_cli(repo, "untag", "scan-400", "reference").output == f"Run {b[:8]} tags: (none)\n"
     assert ls_json(run_cli, repo, "--where", "tags = 'reference'") == []
 
     # table = gittrack.runs(where="params.temp >= 200"); df = table.to_pandas()
+    assert [r.name for r in gittrack.runs(sort="-metrics.energy", limit=2, repo=repo)] == ["scan-100", "scan-200"]  # fmt: skip
     table_ = gittrack.runs(where="params.temp >= 200", repo=repo)
     assert len(table_) == 4 and table_.get("scan-300").params["temp"] == 300.0
     df = table_.to_pandas()

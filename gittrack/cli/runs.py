@@ -108,6 +108,11 @@ def show(obj: Context, run_ref: str, as_json: bool) -> None:
     run = Run(run_ref, obj.repo())
     data = run.record.to_json_dict()
     data["commit"] = run.commit
+    from ..index import Index  # tags and notes added later live in git notes, read by the index
+
+    row = Index(run.repo).get(run.id)
+    if row and row["record"]:
+        data["tags"], data["note"] = row["record"]["tags"], row["record"].get("note", "")
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
