@@ -177,12 +177,13 @@ class Index:
             known, known_notes = self._known()  # another process may have synced meanwhile
             tip, notes = tips
             touched: set[str] = set()
+            changed, removed, full = set(), set(), False
             if known != tip:
-                self._sync_runs(known, tip)
+                changed, removed, full = self._sync_runs(known, tip)
             if known_notes != notes:
                 touched = self._sync_notes(known_notes, notes)
             self._refresh_tags(touched)
-            self.on_sync(db, touched)
+            self.on_sync(db, changed | touched, removed, full)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('notes', ?)", (notes,))
             db.execute("COMMIT")
@@ -191,10 +192,11 @@ class Index:
                 db.execute("ROLLBACK")
             raise
 
-    def on_sync(self, db: sqlite3.Connection, touched: set[str]) -> None:
-        """Hook for further derived tables, called inside the sync transaction."""
+    def on_sync(self, db: sqlite3.Connection, changed: set[str], removed: set[str], full: bool) -> None:  # fmt: skip
+        """Hook for derived tables, inside the sync transaction: run ids added or changed
+        (tags and notes included), removed, and whether everything was rebuilt."""
 
-    def _sync_runs(self, known: str, tip: str) -> None:
+    def _sync_runs(self, known: str, tip: str) -> tuple[set[str], set[str], bool]:
         db = self.db
         if known and tip and gitstore.is_ancestor(self.repo, known, tip):
             changed, removed = gitstore.changed_runs(self.repo, known, tip)
@@ -243,6 +245,7 @@ class Index:
                     db.execute(stmt)
             db.execute("PRAGMA analysis_limit = 1000")
             db.execute("ANALYZE")
+        return changed, removed, full
 
     def _delete_runs(self, ids: Iterable[str]) -> None:
         db = self.db

@@ -11,7 +11,6 @@ import pytest
 from lookup_support import scan, write_runs
 
 from gittrack import gitstore, notes
-from gittrack import index as index_module
 from gittrack.index import Index, kv_rows
 from gittrack.query import compile_where
 
@@ -213,7 +212,3 @@ def test_notes_merged_by_cat_sort_uniq_keep_both_sides(repo: Path) -> None:
     theirs = parse_note(b"run: x\ntag: c\nuntag: b\nnote: \"theirs\"\n")
     merged = parse_note(b"".join(sorted(set((ours.to_bytes() + theirs.to_bytes()).splitlines(keepends=True)))))  # fmt: skip
     assert effective(["b"], "", [merged]) == (["a", "c"], "theirs")
-
-
-def test_index_module_has_no_import_of_notes_on_the_common_path() -> None:
-    assert "notes" not in index_module.__dict__
