@@ -243,8 +243,7 @@ class Index:
             for stmt in INDEXES_SQL.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
-            db.execute("PRAGMA analysis_limit = 1000")
-            db.execute("ANALYZE")
+            db.execute("ANALYZE")  # full statistics (~0.4 s at 100,000 runs): sampled ones mislead
         return changed, removed, full
 
     def _delete_runs(self, ids: Iterable[str]) -> None:
