@@ -185,3 +185,45 @@ def test_help_has_examples(repo: Path, run_cli) -> None:
     for command in ("ls", "diff", "tag", "untag", "note"):
         result = run_cli(repo, command, "--help")
         assert result.exit_code == 0 and "Example:" in result.output
+
+
+def test_diff_lists_what_differs_by_section(repo: Path, run_cli) -> None:
+    from gittrack.diff import code_diff
+    from gittrack.record import Code, Output
+
+    first = git(repo, "rev-parse", "HEAD")
+    write_script(repo, "sim.py", "print('changed')\n")
+    second = git(repo, "rev-parse", "HEAD")
+    write_runs(repo, [
+        {"name": "a", "params": {"temp": 1, "dt": 0.1}, "metrics": {"e": 1.0}, "env": {"host": "n1"},
+         "outputs": {"traj": Output(path="traj.npy", md5="a" * 32, size=1200)},
+         "code": Code(commit=first, script="sim.py")},
+        {"name": "b", "params": {"temp": 2, "dt": 0.1}, "metrics": {"e": 1.0, "f": 2}, "env": {"host": "n2"},
+         "outputs": {"traj": Output(path="traj.npy", md5="b" * 32, size=1200)},
+         "code": Code(commit=second, script="sim.py")},
+    ])  # fmt: skip
+    result = run_cli(repo, "diff", "a", "b", "--no-color")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[2:16] == [
+        "run:",
+        "  name        a  ->  b",
+        "  duration_s  60.0  ->  61.0",
+        "params:",
+        "  temp  1  ->  2",
+        "metrics:",
+        "  f  (none)  ->  2",
+        "env:",
+        "  host  n1  ->  n2",
+        "outputs:",
+        "  traj  md5 aaaaaaaaaaaa (1.2 KB)  ->  md5 bbbbbbbbbbbb (1.2 KB)",
+        f"code: {first[:10]} -> {second[:10]}",
+        "diff --git a/sim.py b/sim.py",
+        f"index {git(repo, 'rev-parse', first + ':sim.py')[:7]}..{git(repo, 'rev-parse', second + ':sim.py')[:7]} 100644",
+    ]  # fmt: skip
+    assert "+print('changed')" in result.output
+    assert "no code" not in run_cli(repo, "diff", "a", "b", "--no-code").output
+    assert "diff --git" not in run_cli(repo, "diff", "a", "b", "--no-code").output
+    same = run_cli(repo, "diff", "a", "a").output.splitlines()
+    assert same[2] == "The runs do not differ in fields, params, metrics, env, outputs or code."
+    r = gitstore.find_repo(repo)
+    assert code_diff(r, first, "1" * 40) == ("", "code commit 1111111111 is not in this repository (fetch it with 'gittrack pull')")  # fmt: skip
