@@ -20,26 +20,39 @@ from .tracker import command as command, log_metadata as log_metadata
 
 if TYPE_CHECKING:
     from .api import RunSet as RunSet, runs as runs
+    from .experiment import Experiment as Experiment
+    from .outputs import log as log, output_dir as output_dir, save as save
     from .refs import Run as Run
+    from .runref import RunRef as RunRef
 
 __all__ = [
     "AmbiguousRun",
+    "Experiment",
     "GittrackError",
     "NotAGitRepo",
     "QueryError",
     "Run",
     "RunNotFound",
+    "RunRef",
     "RunSet",
     "__version__",
     "command",
+    "log",
     "log_metadata",
+    "output_dir",
     "runs",
+    "save",
 ]
 
 _LAZY = {
     "Run": ("refs", "Run"),
     "runs": ("api", "runs"),
     "RunSet": ("api", "RunSet"),
+    "RunRef": ("runref", "RunRef"),
+    "Experiment": ("experiment", "Experiment"),
+    "log": ("outputs", "log"),
+    "output_dir": ("outputs", "output_dir"),
+    "save": ("outputs", "save"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -33,20 +34,56 @@ def click_params(ctx: click.Context) -> tuple[dict[str, Any], dict[str, str]]:
     return params, sources
 
 
+RESERVED_ENV = frozenset(
+    {"python", "implementation", "platform", "host", "user", "gittrack", "packages"}
+)
+
+
 def environment() -> dict[str, Any]:
     """Interpreter, platform and host; the packages digest comes from `packages_listing`."""
+    uname = os.uname()
+    libc = ""
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    # platform.platform() reads the interpreter binary to find the libc: ~5 ms, so not that
+    system = "-".join(p for p in (uname.sysname, uname.release, uname.machine, libc.replace(" ", "")) if p)
     return {
         "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
+        "implementation": sys.implementation.name,
+        "platform": system,
         "host": socket.gethostname(),
         "user": os.environ.get("USER") or os.environ.get("USERNAME", ""),
         "gittrack": __version__,
     }
 
 
-def packages_listing() -> str:
-    """Installed distributions as sorted `name==version` lines (what `pip freeze` shows)."""
+def packages_listing(cache_dir: Path | None = None) -> str:
+    """Installed distributions as sorted `name==version` lines (what `pip freeze` shows).
+
+    Scanning every distribution costs ~100 ms in a large environment, so the listing is cached
+    under a key made of the import path and its folders' modification times, which change
+    whenever a package is installed, upgraded or removed.
+    """
+    if cache_dir is None:
+        return _scan_packages()
+    key_parts = []
+    for entry in sys.path:
+        with contextlib.suppress(OSError):
+            key_parts.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
+    key = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()[:24]
+    cached = cache_dir / f"packages-{key}.txt"
+    with contextlib.suppress(OSError):
+        return cached.read_text()
+    listing = _scan_packages()
+    with contextlib.suppress(OSError):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(listing)
+        os.replace(tmp, cached)
+    return listing
+
+
+def _scan_packages() -> str:
     from importlib import metadata
 
     lines = set()
@@ -119,7 +156,8 @@ class Tee(io.TextIOBase):
 class OutputCapture:
     """Tees sys.stdout and sys.stderr into stdout.log and stderr.log for the run's duration."""
 
-    def __init__(self, folder: Path, limit: int = LOG_LIMIT) -> None:
+    def __init__(self, folder: Path, limit: int | None = None) -> None:
+        limit = LOG_LIMIT if limit is None else limit
         self.logs = {
             "stdout": BoundedLog(folder / "stdout.log", limit),
             "stderr": BoundedLog(folder / "stderr.log", limit),
@@ -131,10 +169,8 @@ class OutputCapture:
     def stop(self) -> dict[str, Any]:
         """Restore the streams; returns the `[logs]` table of the record."""
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass
         sys.stdout, sys.stderr = self._saved
         info: dict[str, Any] = {}
         for name, log in self.logs.items():

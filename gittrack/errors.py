@@ -110,3 +110,78 @@ class RemoteError(GittrackError):
 
 class ConflictError(GittrackError):
     """Two histories disagree about the same run."""
+
+
+# -- outputs (data management) --------------------------------------------------------------
+
+
+class OutputNameError(OutputError, ValueError):
+    def __init__(self, name: object) -> None:
+        self.name = name
+        super().__init__(
+            f"Output name {name!r} is not allowed: use a plain file name without '/', '\\\\', "
+            "'..' or a leading '.', e.g. 'trajectory'."
+        )
+
+
+class UnsupportedOutput(OutputError, TypeError):
+    KINDS = (
+        "numpy arrays, pandas DataFrames, bytes, JSON-able lists, or a pathlib.Path to a file "
+        "or folder the run wrote"
+    )
+
+    def __init__(self, name: str, value: object, detail: str = "") -> None:
+        self.output = name
+        kind = type(value).__module__ + "." + type(value).__qualname__
+        kind = kind.removeprefix("builtins.")
+        extra = f" ({detail})" if detail else ""
+        super().__init__(
+            f"Output '{name}' of type {kind} cannot be stored{extra}; return {self.KINDS}."
+        )
+
+
+class StorageFull(OutputError):
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(
+            f"No space left to store {what} ({reason}); free disk space in the working tree "
+            "or the DVC cache and rerun."
+        )
+
+
+class RunConflict(ConflictError):
+    """The same run id holds different content here and on the other side of a pull."""
+
+    def __init__(self, source: str, run_ids: Sequence[str]) -> None:
+        self.source = source
+        self.run_ids = list(run_ids)
+        shown = ", ".join(r[:8] for r in self.run_ids[:5])
+        more = f" and {len(self.run_ids) - 5} more" if len(self.run_ids) > 5 else ""
+        super().__init__(
+            f"Run(s) {shown}{more} differ between this repository and {source}; nothing was "
+            f"joined. Compare them with 'git diff gittrack/runs {source} -- runs/', remove the "
+            "wrong copy on one side ('gittrack rm'), then pull again."
+        )
+
+
+class RemoteMoved(RemoteError):
+    """The remote's runs branch has commits we do not have."""
+
+    def __init__(self, remote: str, refs: Sequence[str]) -> None:
+        self.remote = remote
+        self.refs = list(refs)
+        super().__init__(
+            f"The git remote '{remote}' has runs you do not have yet ({', '.join(self.refs)} moved); "
+            f"run 'gittrack pull {remote}' first, then push again."
+        )
+
+
+class NoSuchRemote(RemoteError):
+    def __init__(self, remote: str, known: Sequence[str]) -> None:
+        self.remote = remote
+        hint = f" (configured: {', '.join(known)})" if known else ""
+        super().__init__(
+            f"There is no git remote named '{remote}'{hint}; add it with "
+            f"'git remote add {remote} URL'."
+        )

@@ -184,6 +184,9 @@ class Index:
                 touched = self._sync_notes(known_notes, notes)
             self._refresh_tags(touched)
             self.on_sync(db, changed | touched, removed, full)
+            from .edges import sync_tables  # lineage edges, outputs by md5, memo keys
+
+            sync_tables(db, sorted(changed), removed, full)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('notes', ?)", (notes,))
             db.execute("COMMIT")

@@ -10,7 +10,7 @@ from . import gitstore, tracker
 from .errors import UsageError
 from .index import Index
 
-BASE_COLUMNS = ["id", "name", "status", "started", "duration_s", "tags"]
+BASE_COLUMNS = ["id", "name", "status", "started", "duration_s"]
 PLAIN_COLUMNS = (
     "id", "name", "status", "command", "experiment", "started", "finished", "duration_s",
     "tags", "note", "commit",
@@ -77,11 +77,14 @@ def pick_columns(rows: list[dict[str, Any]], spec: str | list[str] | None, varyi
                     "metrics.X or env.X (params.* for all params)."
                 )
         return out
-    cols = [c for c in BASE_COLUMNS if c not in ("name", "tags") or any(r.get(c) for r in rows)]
+    # a table leaves out what says nothing here; CSV (for analysis) keeps a stable set
+    cols = [c for c in BASE_COLUMNS if not varying or c != "name" or any(r.get(c) for r in rows)]
     for family in ("params", "metrics"):
         for column in family_columns(rows, family):
             if not varying or len(rows) < 2 or _varies(rows, column):
                 cols.append(column)
+    if not varying or any(r.get("tags") for r in rows):
+        cols.append("tags")
     return cols
 
 
@@ -119,12 +122,3 @@ def cell(row: dict[str, Any], column: str) -> Any:
             return data[match.group(2)]
         return flat(data).get(match.group(2))
     return row.get(column)
-
-
-def summary(row: dict[str, Any]) -> dict[str, Any]:
-    """The JSON object of one run in `gittrack ls --format json`."""
-    keys = ("id", "name", "status", "command", "experiment", "started", "finished", "duration_s")
-    out = {k: row.get(k) for k in keys}
-    out |= {"params": row.get("params") or {}, "metrics": row.get("metrics") or {}}
-    out |= {"tags": row.get("tags") or [], "note": row.get("note") or "", "commit": row.get("commit", "")}  # fmt: skip
-    return out

@@ -41,6 +41,8 @@ def init(repo: gitstore.Repo) -> bool:
     repo.state_dir.mkdir(parents=True, exist_ok=True)
     if gitstore.tip(repo) is not None:
         return False
+    if gitstore.adopt_remote_branch(repo):  # a clone: continue the shared branch
+        return True
     return gitstore.init_branch(repo, initial_files(repo)) is not None
 
 

@@ -80,6 +80,7 @@ class RunRecord:
     experiment: str = ""
     parent: str = ""  # the tracked run that launched this one (an experiment driver)
     rerun_of: str = ""
+    memo: str = ""  # hash of command, code tree, params and input files: equal means reusable
     tags: list[str] = field(default_factory=list)
     note: str = ""
     params: dict[str, Any] = field(default_factory=dict)
@@ -109,7 +110,7 @@ class RunRecord:
         data["code"] = asdict(self.code)
         data["inputs"] = [asdict(i) for i in self.inputs]
         data["outputs"] = {
-            name: {k: v for k, v in asdict(o).items() if v not in ("", None) or k == "md5"}
+            name: {k: v for k, v in asdict(o).items() if v not in ("", None) or k in ("md5", "path")}
             for name, o in self.outputs.items()
         }
         data["metrics"] = _clean(self.metrics)
@@ -181,7 +182,7 @@ class RunRecord:
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 _OPTIONAL_EMPTY = {
-    "name", "experiment", "parent", "rerun_of", "note", "tags", "error", "inputs", "outputs",
+    "name", "experiment", "parent", "rerun_of", "memo", "note", "tags", "error", "inputs", "outputs",
     "logs", "finished",
 }  # fmt: skip
 

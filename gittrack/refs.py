@@ -100,13 +100,29 @@ class Run:
         """Local path of output `name`, fetched from the cache or remote when needed."""
         from . import outputs
 
-        return outputs.output_path(self, name)
+        path = outputs.output_path(self, name)
+        self._consumed(name)
+        return path
 
     def load(self, name: str) -> Any:
         """Output `name` loaded back: arrays as numpy arrays, tables as DataFrames, files as paths."""
         from . import outputs
 
-        return outputs.load_output(self, name)
+        value = outputs.load_output(self, name)
+        self._consumed(name)
+        return value
+
+    def _consumed(self, name: str) -> None:
+        """Inside a tracked run, record output `name` of this run as one of its inputs."""
+        from .tracker import current
+
+        session = current()
+        if session is not None and session.id != self.id:
+            output = self.record.outputs.get(name)
+            session.add_input(self.id, self.commit, name, output.md5 if output else "")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Run:
+        return self  # a handle: records holding it as a param value copy it as is
 
     def __repr__(self) -> str:
         return f"<Run {self.short} {self.status}>"

@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import click
 
 from . import capture, gitstore, project
-from .errors import UsageError
+from .errors import GittrackError, UsageError
 from .record import Input, RunRecord, is_scalar, metric_value
 
 HEARTBEAT_S = 10.0
@@ -50,6 +49,8 @@ class RunOptions:
     repo: str | None = None
     force: bool = False
     script: Path | None = None
+    allow_failed: bool = False  # RunRef accepts failed/died runs (gittrack run --allow-failed)
+    parent: str = ""  # the launching run when it is in another process (an experiment driver)
 
 
 _pending: contextvars.ContextVar[RunOptions | None] = contextvars.ContextVar(
@@ -84,8 +85,9 @@ class RunSession:
         self.repo = gitstore.find_repo(
             options.repo or os.environ.get("GITTRACK_REPO") or (self.script.parent if self.script else None)
         )
-        project.ensure_initialised(self.repo)
+        gitstore.head_state(self.repo)  # no commits yet: fail before anything is written
         gitstore.check_writable(self.repo)
+        project.ensure_initialised(self.repo)
         self.id = new_run_id()
         parent = _current.get()
         params, sources = capture.click_params(ctx)
@@ -102,11 +104,19 @@ class RunSession:
             tags=list(options.tags),
             note=options.note,
             experiment=options.experiment or (parent.record.experiment if parent else ""),
-            parent=parent.id if parent else "",
+            parent=options.parent or (parent.id if parent else ""),
             rerun_of=options.rerun_of,
             env=capture.environment(),
         )
         self.record.code = gitstore.snapshot_code(self.repo, self.script, self.id)
+        # the committer identity costs a git process: fetch it while the simulation runs
+        threading.Thread(target=gitstore.Identity.get, args=(self.repo,), daemon=True).start()
+        from . import runref  # inputs from RunRef and file arguments, and memoisation
+
+        runref.record_inputs(self, ctx)
+        self.reused = None if _forced(options) else runref.find_reusable(self)
+        if self.reused is not None:
+            return  # an identical completed run exists: nothing is staged or recorded
         self.folder = self.repo.state_dir / "running" / self.id
         self.folder.mkdir(parents=True)
         self._heartbeat_stop = threading.Event()
@@ -127,9 +137,8 @@ class RunSession:
     # -- during the run -----------------------------------------------------------------
 
     def log_metadata(self, **values: Any) -> None:
-        reserved = set(capture.environment()) | {"packages"}
         for key, value in values.items():
-            if key in reserved:
+            if key in capture.RESERVED_ENV:
                 raise UsageError(f"Metadata key '{key}' is reserved by gittrack; choose another name.")
             self.record.env[key] = value
 
@@ -230,7 +239,7 @@ class RunSession:
 
     def _collect_packages(self) -> None:
         try:
-            listing = capture.packages_listing()
+            listing = capture.packages_listing(self.repo.state_dir / "cache")
             self._packages = {"packages.txt": listing, "digest": capture.packages_digest(listing)}
         except Exception:  # the environment listing is best effort, never fails a run
             self._packages = {}
@@ -250,7 +259,15 @@ class TrackedCommand(click.Command):
         return ctx
 
     def invoke(self, ctx: click.Context) -> Any:
-        session = RunSession(self, ctx)
+        try:
+            session = RunSession(self, ctx)
+        except GittrackError as exc:  # before the simulation starts: one clear sentence
+            raise click.ClickException(str(exc)) from exc
+        if session.reused is not None:
+            ctx.meta["gittrack.record"] = session.reused
+            ctx.meta["gittrack.reused"] = True
+            click.echo(f"run {session.reused.short} reused (same code, params and inputs; --force records anew)", err=True)  # fmt: skip
+            return None
         previous = signal.getsignal(signal.SIGTERM)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -273,6 +290,7 @@ class TrackedCommand(click.Command):
         except BaseException as exc:
             record = session.finish("failed", exc=exc, exit_code=1)
             _report(record)
+            ctx.meta["gittrack.record"] = record
             raise
         finally:
             if threading.current_thread() is threading.main_thread():
@@ -281,6 +299,15 @@ class TrackedCommand(click.Command):
         _report(record)
         ctx.meta["gittrack.record"] = record
         return result
+
+
+def _forced(options: RunOptions) -> bool:
+    return options.force or os.environ.get("GITTRACK_FORCE", "") not in ("", "0")
+
+
+def next_options() -> RunOptions | None:
+    """The options the next run started in this context will pick up, if any were set."""
+    return _pending.get()
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -382,15 +409,25 @@ def _pid_alive(pid: int) -> bool:
 def record_died(repo: gitstore.Repo) -> list[str]:
     """Commit runs whose process is gone as `died`, keeping the logs they wrote."""
     recorded = []
+    host = socket.gethostname()
     for record, state in stale_runs(repo):
         if state != "died":
             continue
         folder = repo.state_dir / "running" / record.id
+        try:
+            beat = json.loads((folder / "heartbeat").read_text())
+        except (OSError, ValueError):
+            continue
+        if beat.get("host") != host and time.time() - float(beat.get("time", 0)) < 10 * STALE_S:
+            continue  # another host's run: shown as died, committed only when long silent
         if gitstore.read_record_bytes(repo, record.id) is None:
             record.status = "died"
             record.finished = record.finished or now()
             files = {n: folder / n for n in ("stdout.log", "stderr.log") if (folder / n).exists()}
             record.logs = {n.removesuffix(".log"): n for n in files}
+            from . import outputs
+
+            outputs.finalize_died(repo, record, folder, files)
             gitstore.write_run(repo, record, files)
             recorded.append(record.id)
         shutil.rmtree(folder, ignore_errors=True)
@@ -401,8 +438,9 @@ def run_script(script: Path, args: list[str], function: str | None = None, optio
     """Load `script`, find its tracked command and invoke it in-process with `args`."""
     from .loader import find_command
 
-    cmd = find_command(script, function)
     opts = options or RunOptions()
+    gitstore.find_repo(opts.repo or os.environ.get("GITTRACK_REPO") or script.resolve().parent)
+    cmd = find_command(script, function)
     opts.script = script
     token = pending(opts)
     try:

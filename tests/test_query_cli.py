@@ -13,7 +13,9 @@ from lookup_support import scan, write_runs
 
 import gittrack
 from gittrack import gitstore
+from gittrack.cli.table import render_runs
 from gittrack.index import Index
+from gittrack.listing import list_runs
 
 SIM = """\
 import click
@@ -61,7 +63,7 @@ def test_what_a_user_does(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) 
     # $ gittrack ls --where "params.seed in (1, 3) and name like 'scan-%'" --sort=-metrics.energy --limit 10
     found = ls_json(run_cli, repo, "--where", "params.seed in (1, 3) and name like 'scan-%'", "--sort=-metrics.energy", "--limit", "10")  # fmt: skip
     assert [r["name"] for r in found] == ["scan-100", "scan-200", "scan-400"]
-    assert set(found[0]) == {"id", "name", "status", "command", "experiment", "started", "finished", "duration_s", "params", "metrics", "tags", "note", "commit"}  # fmt: skip
+    assert set(found[0]) >= {"id", "name", "status", "command", "started", "finished", "duration_s", "params", "metrics", "tags", "env", "code", "commit"}  # fmt: skip
     assert found[0]["params"] == {"temp": 100.0, "seed": 1, "steps": 100}
 
     # $ gittrack ls --columns id,params.temp,metrics.energy --format csv > table.csv
@@ -92,7 +94,7 @@ def test_what_a_user_does(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) 
     assert result.output == f"Run {b[:8]} tags: reference\n"
     assert [r["name"] for r in ls_json(run_cli, repo, "--where", "tags = 'reference'")] == ["scan-400"]
     result = run_cli(repo, "ls", "--where", "tags = 'reference'")
-    assert result.output.splitlines()[0].split()[5] == "tags" and "reference" in result.output
+    assert result.output.splitlines()[0].split()[-1] == "tags" and "reference" in result.output
     assert git(repo, "notes", "--ref=gittrack", "list").split()[1] == runs["scan-400"]["commit"]
     assert "  tags:        reference" in run_cli(repo, "show", b[:6]).output.splitlines()
     assert run_cli(repo, "note", "scan-400", "best so far").output == f"Run {b[:8]} note set.\n"
@@ -117,8 +119,11 @@ def test_default_table_shows_what_varies_and_fits(repo: Path, run_cli, monkeypat
     assert lines[-1] == "4 of 6 runs (more match: raise --limit)"
     lines = run_cli(repo, "ls", "--where", "status = 'completed'", "--limit", "2").output.splitlines()
     assert lines[-1] == "2 of 6 runs (more match: raise --limit)"
-    monkeypatch.setenv("COLUMNS", "60")
-    lines = run_cli(repo, "ls").output.splitlines()
+    lines = run_cli(repo, "ls").output.splitlines()  # not a terminal: every column
+    assert lines[0].split()[-4:] == ["temp", "seed", "energy", "tags"] and lines[-1] == "6 of 6 runs"
+    monkeypatch.setenv("COLUMNS", "60")  # on a terminal the table fits its width
+    listing = list_runs(gitstore.find_repo(repo))
+    lines = render_runs(listing, "table", fit=True).splitlines()
     assert all(len(line) <= 60 for line in lines[:-1])
     assert lines[-1] == "6 of 6 runs; 4 columns hidden (widen the terminal, pick --columns or use --format csv)"  # fmt: skip
     markdown = run_cli(repo, "ls", "--format", "markdown", "--columns", "name,params.*", "--limit", "1").output  # fmt: skip

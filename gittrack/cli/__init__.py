@@ -6,7 +6,7 @@ exits 1; anything unexpected prints one line and the hint to rerun with --debug.
 
 from __future__ import annotations
 
-import os
+import importlib
 import sys
 import traceback
 from typing import Any
@@ -81,13 +81,19 @@ def cli(ctx: click.Context, repo: str | None, debug: bool) -> None:
       gittrack show latest             one run's whole record
     """
     ctx.obj = Context(repo, debug)
-    if repo:
-        os.environ["GITTRACK_REPO"] = os.path.abspath(repo)
 
 
 def main() -> None:
     cli(prog_name="gittrack")
 
 
-from . import query as _query  # noqa: E402,F401
-from . import runs as _runs  # noqa: E402,F401  (registers commands)
+# command modules register themselves on `cli` when imported
+COMMAND_MODULES = (
+    "runs",
+    "query",  # ls, diff, tag, untag, note
+    "flow",
+    "data",
+    "share",  # after data: `gittrack push` sends runs and outputs
+)
+for _module in COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_module}")

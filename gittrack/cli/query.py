@@ -46,7 +46,8 @@ def ls(obj: Context, where: str, columns: str, sort: str, limit: int | None, fmt
         varying=fmt in ("table", "markdown"),
     )  # fmt: skip
     chosen = listing.columns if columns else None
-    output = render_runs(listing, fmt, chosen, color=sys.stdout.isatty())
+    tty = sys.stdout.isatty()
+    output = render_runs(listing, fmt, chosen, color=tty, fit=tty)
     click.echo(output, nl=fmt != "csv")
     for problem in listing.problems:
         click.echo(f"Warning: {problem}", err=True)

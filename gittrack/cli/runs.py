@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -53,14 +54,17 @@ def init(obj: Context, make_git: bool) -> None:
 @click.option("--name", default="", help="A human name for the run, usable wherever an id is.")
 @click.option("--tag", "tags", multiple=True, help="Tag the run (repeatable).")
 @click.option("--note", default="", help="A free-text note stored with the run.")
+@click.option("--force", is_flag=True, help="Record a new run even when an identical completed run exists.")
+@click.option("--allow-failed", is_flag=True, help="Accept failed or died runs as RunRef inputs.")
 @click.argument("script")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_context
-def run(obj: Context, name: str, tags: tuple[str, ...], note: str, script: str, args: tuple[str, ...]) -> None:  # fmt: skip
+def run(obj: Context, name: str, tags: tuple[str, ...], note: str, force: bool, allow_failed: bool, script: str, args: tuple[str, ...]) -> None:  # fmt: skip
     """Run SCRIPT's tracked command with ARGS and record the run.
 
     SCRIPT may name the command as SCRIPT:FUNCTION when the file defines several.
-    `python SCRIPT ARGS` records the run just the same.
+    `python SCRIPT ARGS` records the run just the same. A run with the same code, params and
+    inputs as an earlier completed run reuses it (prints its id, "reused"); --force records anew.
 
     \b
     Example:
@@ -69,8 +73,14 @@ def run(obj: Context, name: str, tags: tuple[str, ...], note: str, script: str, 
     """
     from ..tracker import RunOptions, run_script
 
+    cwd = os.getcwd()
+    if obj.repo_path:
+        os.chdir(obj.repo_path)  # as if started there, like git -C
     path, _, function = script.partition(":") if not Path(script).exists() else (script, "", "")
-    options = RunOptions(name=name, tags=list(tags), note=note, repo=obj.repo_path)
+    options = RunOptions(
+        name=name, tags=list(tags), note=note, repo=obj.repo_path, force=force,
+        allow_failed=allow_failed,
+    )  # fmt: skip
     try:
         run_script(Path(path), list(args), function or None, options)
     except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -87,6 +97,8 @@ def run(obj: Context, name: str, tags: tuple[str, ...], note: str, script: str, 
         # the simulation's own error: it is recorded; show it as Python would
         click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
         sys.exit(1)
+    finally:
+        os.chdir(cwd)
 
 
 @cli.command()

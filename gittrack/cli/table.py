@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..listing import cell, pick_columns, summary
+from ..listing import cell, pick_columns
 
 STATUS_COLOURS = {
     "completed": "green", "failed": "red", "died": "magenta", "interrupted": "yellow",
@@ -60,12 +60,13 @@ def headers_for(cols: list[str]) -> list[str]:
     return [s if short.count(s) == 1 else c for s, c in zip(short, cols, strict=True)]
 
 
-def render_runs(listing: Any, fmt: str, columns: list[str] | None = None, color: bool = False) -> str:  # fmt: skip
-    """The listing as text in `fmt` (table, json, csv or markdown)."""
+def render_runs(listing: Any, fmt: str, columns: list[str] | None = None, color: bool = False, fit: bool = False) -> str:  # fmt: skip
+    """The listing as text in `fmt` (table, json, csv or markdown); `fit` drops columns
+    that do not fit the terminal."""
     rows = listing.rows
     cols = columns or getattr(listing, "columns", None) or columns_for(rows)
     if fmt == "json":
-        data = [summary(r) for r in rows] if not columns else [{c: cell(r, c) for c in cols} for r in rows]  # fmt: skip
+        data = rows if not columns else [{c: cell(r, c) for c in cols} for r in rows]
         return json.dumps(data, indent=2, ensure_ascii=False, default=str)
     if fmt == "csv":
         buf = io.StringIO()
@@ -81,7 +82,8 @@ def render_runs(listing: Any, fmt: str, columns: list[str] | None = None, color:
         lines += ["| " + " | ".join(v.replace("|", "\\|") for v in r) + " |" for r in table]
         return "\n".join(lines)
     widths = [max([len(h)] + [len(r[i]) for r in table]) for i, h in enumerate(headers)]
-    width = shutil.get_terminal_size((120, 24)).columns
+    # fit the terminal; piped output (files, scripts) keeps every column
+    width = shutil.get_terminal_size((120, 24)).columns if fit else 1 << 30
     keep = len(cols)
     while keep > 3 and sum(w + 2 for w in widths[:keep]) - 2 > width:
         keep -= 1

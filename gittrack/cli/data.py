@@ -1,0 +1,216 @@
+"""Commands about run outputs: remote, checkout, push, rm, gc, status, verify."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from . import Context, cli, pass_context
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@cli.group()
+def remote() -> None:
+    """Show or set the DVC remote where run outputs are pushed.
+
+    \b
+    Example:
+      gittrack remote show
+      gittrack remote set s3://bucket/path
+    """
+
+
+@remote.command("set")
+@click.argument("url")
+@pass_context
+def remote_set(obj: Context, url: str) -> None:
+    """Make URL the default DVC remote (committed on the runs branch, so clones know it).
+
+    URL is any DVC remote: a local folder, s3://, ssh://, gs://, ... (cloud ones need DVC's
+    plugin, e.g. `pip install dvc-s3`). Outputs already stored go there with `gittrack push`.
+
+    \b
+    Example:
+      gittrack remote set /mnt/shared/gittrack-storage
+    """
+    from ..datastore import set_remote
+
+    stored = set_remote(obj.repo(), url)
+    click.echo(f"DVC remote set to {stored}. 'gittrack push' copies existing outputs there.")
+
+
+@remote.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_context
+def remote_show(obj: Context, as_json: bool) -> None:
+    """Print the default DVC remote's URL.
+
+    \b
+    Example:
+      gittrack remote show
+    """
+    from ..datastore import remote_url
+
+    url = remote_url(obj.repo())
+    if as_json:
+        _echo_json({"url": url})
+    else:
+        click.echo(url or "(no remote: set one with 'gittrack remote set URL')")
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("names", nargs=-1, metavar="[OUTPUT]...")
+@click.option("--to", "to", type=click.Path(file_okay=False), help="Copy the outputs into this folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the paths as JSON.")
+@pass_context
+def checkout(obj: Context, run_ref: str, names: tuple[str, ...], to: str | None, as_json: bool) -> None:  # fmt: skip
+    """Materialise a run's outputs, fetching them from the remote when needed.
+
+    Without --to they appear in the run's output folder (.gittrack/outputs/<id>/);
+    with --to they are copied into that folder as independent files.
+
+    \b
+    Example:
+      gittrack checkout 3f2a
+      gittrack checkout 3f2a trajectory --to results/
+    """
+    from ..dataops import checkout as do_checkout
+
+    paths = do_checkout(obj.repo(), run_ref, names, to, progress=sys.stderr.isatty())
+    if as_json:
+        _echo_json([str(p) for p in paths])
+        return
+    for path in paths:
+        click.echo(str(path))
+
+
+@cli.command()
+@click.argument("run_refs", nargs=-1, required=True, metavar="RUN...")
+@click.option("--json", "as_json", is_flag=True, help="Print the removed ids as JSON.")
+@pass_context
+def rm(obj: Context, run_refs: tuple[str, ...], as_json: bool) -> None:
+    """Remove runs from the runs branch (git history keeps them).
+
+    Their outputs stay in the cache until `gittrack gc`. A warning names runs that used
+    a removed run as an input; their lineage shows it as removed.
+
+    \b
+    Example:
+      gittrack rm 3f2a 9c1e
+      gittrack rm 3f2a && gittrack gc
+    """
+    from ..dataops import remove
+
+    removed, users = remove(obj.repo(), run_refs)
+    for run_id, dependent in users.items():
+        shown = ", ".join(d[:8] for d in dependent)
+        click.echo(f"Warning: run {run_id[:8]} was an input of run(s) {shown}.", err=True)
+    if as_json:
+        _echo_json({"removed": removed, "dependents": users})
+    else:
+        click.echo(f"Removed {len(removed)} run(s): {', '.join(r[:8] for r in removed)}.")
+
+
+@cli.command()
+@click.option("--remote", "on_remote", is_flag=True, help="Also delete unused objects on the DVC remote.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_context
+def gc(obj: Context, on_remote: bool, as_json: bool) -> None:
+    """Delete stored outputs that no run on the runs branch references any more.
+
+    Only runs on this clone's branch count: `gittrack pull` before `gc --remote` on a
+    shared remote, or collaborators' outputs are deleted.
+
+    \b
+    Example:
+      gittrack rm 3f2a && gittrack gc
+      gittrack gc --remote
+    """
+    from ..dataops import gc as do_gc
+
+    report = do_gc(obj.repo(), remote=on_remote)
+    if as_json:
+        _echo_json(report.__dict__)
+        return
+    click.echo(
+        f"Freed {_size(report.bytes)} locally ({report.objects} cache object(s), "
+        f"{report.folders} output folder(s))."
+    )
+    if on_remote:
+        click.echo(f"Freed {_size(report.remote_bytes)} on the remote ({report.remote_objects} object(s)).")  # fmt: skip
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@pass_context
+def status(obj: Context, as_json: bool) -> None:
+    """Show outputs not yet pushed, and runs still running or whose process died.
+
+    \b
+    Example:
+      gittrack status
+    """
+    from ..dataops import status as do_status
+
+    result = do_status(obj.repo())
+    if as_json:
+        _echo_json({
+            "remote": result.url, "remote_problem": result.remote_problem,
+            "unpushed": [{"run": u.run, "output": u.name, "size": u.output.size} for u in result.unpushed],
+            "runs": [{"run": r, "command": c, "state": s} for r, c, s in result.running],
+        })  # fmt: skip
+        return
+    if result.remote_problem:
+        click.echo(f"Warning: {result.remote_problem}", err=True)
+    if result.unpushed:
+        total = sum(u.output.size for u in result.unpushed)
+        click.echo(f"{len(result.unpushed)} output(s) not pushed ({_size(total)}); 'gittrack push' sends them:")  # fmt: skip
+        for ref in result.unpushed:
+            click.echo(f"  {ref.run[:8]}  {ref.name}  {_size(ref.output.size)}")
+    else:
+        click.echo(f"All outputs are on the remote {result.url}.")
+    for run_id, command, state in result.running:
+        click.echo(f"{state}: {run_id[:8]}  {command}")
+
+
+@cli.command()
+@click.argument("run_refs", nargs=-1, metavar="[RUN]...")
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+@pass_context
+def verify(obj: Context, run_refs: tuple[str, ...], as_json: bool) -> None:
+    """Re-hash stored outputs (of RUN, else of every run) and name any that do not match.
+
+    Exits 1 when an output is missing or corrupted.
+
+    \b
+    Example:
+      gittrack verify
+      gittrack verify 3f2a
+    """
+    from ..dataops import verify as do_verify
+
+    checked, problems = do_verify(obj.repo(), run_refs)
+    if as_json:
+        _echo_json({"checked": checked, "problems": [p.__dict__ for p in problems]})
+    else:
+        for problem in problems:
+            click.echo(f"{problem.run[:8]} {problem.name}: {problem.message}")
+        click.echo(f"{checked} output(s) checked, {len(problems)} problem(s).")
+    if problems:
+        sys.exit(1)

@@ -1,0 +1,182 @@
+"""Commands about chaining runs: sweep, rerun and lineage."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import Context, cli, pass_context
+from .table import STATUS_COLOURS, text
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, help="Runs at the same time.")
+@click.option("--name", default="", help="Experiment name recorded with every run (default: script-date-time).")
+@click.option("--fail-fast", is_flag=True, help="Stop the sweep at the first run that does not complete.")
+@click.option("--executor", default="local", help="Where runs execute: local (worker processes) or a registered one, e.g. dask.")
+@click.option("--force", is_flag=True, help="Record every run anew, even when an identical one exists.")
+@click.option("--allow-failed", is_flag=True, help="Accept failed or died runs as RunRef inputs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--scheduler", default=None, help="Dask: the scheduler to use, e.g. tcp://head:8786 (default: a local cluster).")
+@click.option("--retries", type=click.IntRange(min=0), default=None, help="Dask: run a failed or lost task again up to N times.")
+@click.option("--cores", type=int, default=None, help="slurm/pbs/sge: cores per job.")
+@click.option("--memory", default=None, help="slurm/pbs/sge: memory per job, e.g. 8GB.")
+@click.option("--walltime", default=None, help="slurm/pbs/sge: time limit per job, e.g. 01:00:00.")
+@click.option("--queue", default=None, help="slurm/pbs/sge: the queue or partition.")
+@click.argument("script")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_context
+def sweep(obj: Context, jobs: int, name: str, fail_fast: bool, executor: str, force: bool, allow_failed: bool, as_json: bool, scheduler: str | None, retries: int | None, cores: int | None, memory: str | None, walltime: str | None, queue: str | None, script: str, args: tuple[str, ...]) -> None:  # fmt: skip
+    """Run SCRIPT over every combination of the given values, as one experiment.
+
+    An option's value `a,b,c` is a list, `start:stop[:step]` a range (stop excluded, as in
+    Python); the runs are the product of all lists. Failures do not stop the other runs
+    unless --fail-fast. Runs identical to earlier completed ones are reused.
+
+    \b
+    Example:
+      gittrack sweep sim.py --temp 100,200,300 --seed 1:4 -j 2 --name temp-scan
+      gittrack sweep sim.py --temp 100:1000:50 --executor dask --scheduler tcp://head:8786
+    """
+    from ..errors import UsageError
+    from ..experiment import sweep as run_sweep
+
+    obj.repo()  # fail early outside a repository
+    cluster = {"scheduler": scheduler, "retries": retries, "cores": cores, "memory": memory, "walltime": walltime, "queue": queue}  # fmt: skip
+    executor_options = {k: v for k, v in cluster.items() if v is not None}
+    if executor_options and executor in ("local", "inprocess"):
+        flags = ", ".join("--" + k for k in executor_options)
+        verb = "is" if len(executor_options) == 1 else "are"
+        raise UsageError(f"{flags} {verb} only for --executor dask, slurm, pbs or sge; add one of those or drop it.")
+    bar = _progress_bar(script, args, as_json)
+    try:
+        report = run_sweep(
+            script, args, name=name, jobs=jobs, executor=executor, fail_fast=fail_fast,
+            force=force, allow_failed=allow_failed, repo=obj.repo_path,
+            on_result=(lambda r: bar.update(1)) if bar else None, executor_options=executor_options,
+        )  # fmt: skip
+    finally:
+        if bar:
+            bar.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+    else:
+        click.echo(format_sweep(report, color=sys.stdout.isatty()))
+    if report.failed:
+        sys.exit(1)
+
+
+def _progress_bar(script: str, args: tuple[str, ...], quiet: bool) -> Any:
+    from ..experiment import grid_points, parse_grid
+
+    total = len(grid_points(parse_grid(args)))
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="run", desc=Path(script).name, file=sys.stderr, disable=None, leave=False)  # fmt: skip
+
+
+def format_sweep(report: Any, color: bool = False) -> str:
+    """The summary table of a sweep: one row per run, then the counts."""
+    headers = ["id", "status", *report.varying, *sorted({k for r in report.results for k in r.metrics})]
+    rows = []
+    for r in report.results:
+        status = "reused" if r.reused else r.status
+        row = [r.run_id[:8] or "-", status]
+        row += [str(r.task.params.get(k, "")) for k in report.varying]
+        row += [text(r.metrics.get(k), k) for k in headers[2 + len(report.varying) :]]
+        rows.append(row)
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        cells = [v.ljust(w) for v, w in zip(row, widths, strict=True)]
+        if color:
+            cells[1] = click.style(cells[1], fg=STATUS_COLOURS.get(row[1], "blue"))
+        lines.append("  ".join(cells).rstrip())
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items()))
+    lines.append(f"experiment {report.name}: {len(report.results)} runs ({counts})")
+    for r in report.failed:
+        lines.append(f"  {r.run_id[:8] or '-'} {r.status}: {r.error}")
+    if report.stopped:
+        lines.append("Stopped early (--fail-fast).")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@pass_context
+def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
+    """Run RUN again with its exact code, params and inputs, and compare.
+
+    The code commit RUN executed is checked out in a temporary git worktree (your files are not
+    touched); the new run records `rerun_of`. Each output is reported "identical" or
+    "differs", each metric with its change.
+
+    \b
+    Example:
+      gittrack rerun 3f2a
+    """
+    from ..experiment import rerun as do_rerun
+
+    report = do_rerun(obj.repo(), run_ref)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+    else:
+        click.echo(f"rerun {report.rerun[:8]} of {report.original[:8]}: {report.status}")
+        for name, verdict in report.outputs.items():
+            click.echo(f"  output {name}: {verdict}")
+        for name, m in report.metrics.items():
+            change = "identical" if m["same"] else "differs"
+            delta = f" ({m['before']} -> {m['after']}, delta {m['delta']:+.6g})" if "delta" in m and not m["same"] else ""  # fmt: skip
+            if not m["same"] and "delta" not in m:
+                delta = f" ({m['before']!r} -> {m['after']!r})"
+            click.echo(f"  metric {name}: {change}{delta}")
+        click.echo("identical" if report.identical else "differs")
+    if report.status != "completed":
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None, help="Write the graph to this file (format from its suffix).")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["svg", "png", "pdf", "dot"]), default=None, help="Output format (default: from -o, else dot).")  # fmt: skip
+@click.option("--downstream", is_flag=True, help="Show what used RUN instead of where it came from.")
+@click.option("--depth", type=click.IntRange(min=0), default=None, help="Follow at most N steps.")
+@click.option("--collapse", is_flag=True, help="Fold each experiment into one node with its swept ranges.")
+@click.option("--code", is_flag=True, help="Show the code commit of each run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the graph as JSON nodes and edges.")
+@pass_context
+def lineage(obj: Context, run_ref: str, output: str | None, fmt: str | None, downstream: bool, depth: int | None, collapse: bool, code: bool, as_json: bool) -> None:  # fmt: skip
+    """Draw where RUN's results came from (or, with --downstream, what used them).
+
+    Runs are boxes coloured by status with their varying params; outputs sit on the edges;
+    experiments are clusters. Without Graphviz installed only --format dot works.
+
+    \b
+    Example:
+      gittrack lineage 7d0b -o flow.svg
+      gittrack lineage 3f2a --downstream --depth 2 --format dot
+    """
+    from .. import lineage as lin
+
+    graph = lin.build(obj.repo(), run_ref, downstream=downstream, depth=depth, collapse=collapse, code=code)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(graph.to_json(), indent=2))
+        return
+    if fmt is None:
+        suffix = Path(output).suffix.lstrip(".").lower() if output else ""
+        fmt = suffix if suffix in lin.FORMATS else ("svg" if output else "dot")
+    data = lin.render(graph, fmt)
+    if output:
+        Path(output).write_bytes(data)
+        click.echo(f"Wrote {output} ({len(graph.run_ids)} runs, {len(graph.edges)} edges).", err=True)
+    elif fmt in ("dot", "svg"):
+        click.echo(data.decode(), nl=False)
+    else:
+        sys.stdout.buffer.write(data)

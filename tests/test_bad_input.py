@@ -1,0 +1,138 @@
+"""Bad input: one clear sentence, a non-zero exit, no traceback, nothing recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from conftest import branch_log, git, run_python, write_script
+
+from gittrack import gitstore
+from gittrack.cli import cli
+from gittrack.record import RunRecord, run_folder
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_not_a_git_repo(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "sim.py").write_text("import gittrack\n")
+    for args in (["ls"], ["run", "sim.py"], ["init"], ["show", "latest"]):
+        result = invoke("-C", str(plain), *args)
+        assert result.exit_code == 1, args
+        assert result.output == (
+            f"Error: {plain} is not inside a git repository. "
+            "Run 'git init' there first (or 'gittrack init --git').\n"
+        )
+    made = invoke("-C", str(plain), "init", "--git")
+    assert made.exit_code == 0, made.output
+    assert (plain / ".git").is_dir()
+    assert branch_log(plain) == ["gittrack: initialise runs branch"]
+
+
+def test_no_commits_yet(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    write_script(empty, "sim.py", (Path(__file__).parent / "conftest.py").read_text().split("SIM = '''\\\n")[1].split("'''")[0], commit=False)  # fmt: skip
+    result = invoke("-C", str(empty), "run", "sim.py")
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: The git repository at {empty} has no commits yet. "
+        "Commit your code first, e.g. 'git add -A && git commit -m start'.\n"
+    )
+    assert git(empty, "branch", "--list", "gittrack/runs") == ""
+    assert not (empty / ".git" / "gittrack" / "running").exists()
+
+
+def test_script_problems(tracked_repo: Path, run_cli) -> None:
+    (tracked_repo / "notes.txt").write_text("hello")
+    write_script(tracked_repo, "plain.py", "x = 1\n", commit=False)
+    write_script(tracked_repo, "two.py", """
+        import click, gittrack
+
+        @gittrack.command()
+        def a():
+            pass
+
+        @gittrack.command()
+        def b():
+            pass
+    """, commit=False)  # fmt: skip
+    write_script(tracked_repo, "broken.py", "def f(:\n", commit=False)
+    cases = {
+        ("missing.py",): "Error: Script missing.py does not exist; check the path.",
+        ("notes.txt",): "Error: Script notes.txt is not a Python file (.py); give the simulation's .py file.",
+        ("plain.py",): "Error: Script plain.py defines no tracked command; decorate its function with @gittrack.command().",
+        ("two.py",): "Error: Script two.py defines several tracked commands (a, b); name one as two.py:FUNCTION.",
+        ("two.py:c",): "Error: Script two.py has no tracked command named 'c' (tracked commands: a, b).",
+        ("broken.py",): "Error: Script broken.py has a syntax error at line 1: invalid syntax.",
+    }  # fmt: skip
+    for args, message in cases.items():
+        result = run_cli(tracked_repo, "run", *args)
+        assert result.exit_code == 1, args
+        assert result.output.strip() == message
+    named = run_cli(tracked_repo, "run", "two.py:b")
+    assert named.exit_code == 0, named.output
+    assert len(branch_log(tracked_repo)) == 2  # init + the one good run
+
+
+def test_bad_option_values_are_clicks_message_and_record_nothing(tracked_repo: Path, run_cli) -> None:
+    bad = run_cli(tracked_repo, "run", "sim.py", "--temp", "hot")
+    assert bad.exit_code == 2
+    assert "Error: Invalid value for '--temp': 'hot' is not a valid float." in bad.output
+    unknown = run_cli(tracked_repo, "run", "sim.py", "--pressure", "3")
+    assert unknown.exit_code == 2
+    assert "Error: No such option '--pressure'." in unknown.output
+    proc = run_python(tracked_repo, "sim.py", "--steps", "many", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(branch_log(tracked_repo)) == 1
+
+
+def test_unknown_and_ambiguous_ids(tracked_repo: Path, run_cli) -> None:
+    repo = gitstore.find_repo(tracked_repo)
+    for run_id in ("abcd1111" + "0" * 24, "abcd2222" + "0" * 24, "abce3333" + "0" * 24):
+        gitstore.write_run(repo, RunRecord(id=run_id, command="sim.py", status="completed"), {})
+    missing = run_cli(tracked_repo, "show", "zzzz")
+    assert missing.exit_code == 1
+    assert missing.output == "Error: No run matches \"zzzz\". ('gittrack ls' lists runs.)\n"
+    ambiguous = run_cli(tracked_repo, "show", "abcd")
+    assert ambiguous.exit_code == 1
+    assert ambiguous.output == (
+        'Error: "abcd" matches 2 runs (abcd11110000, abcd22220000); give more characters of the id.\n'
+    )
+    assert json.loads(run_cli(tracked_repo, "show", "abcd2", "--json").output)["id"].startswith("abcd2222")
+    assert run_cli(tracked_repo, "show", "abc").exit_code == 1  # under 4 characters: no prefix match
+    near = run_cli(tracked_repo, "show", "abcf")
+    assert near.output.startswith('Error: No run matches "abcf". Did you mean ')
+    run_cli(tracked_repo, "run", "--name", "twin", "sim.py")
+    run_cli(tracked_repo, "run", "--force", "--name", "twin", "sim.py")
+    twin = run_cli(tracked_repo, "show", "twin")
+    assert twin.exit_code == 1
+    assert twin.output.startswith('Error: "twin" matches 2 runs (')
+    near = run_cli(tracked_repo, "show", "twim")
+    assert near.output == "Error: No run matches \"twim\". Did you mean twin? ('gittrack ls' lists runs.)\n"
+
+
+def test_hand_edited_invalid_toml_is_reported_and_skipped(tracked_repo: Path, run_cli) -> None:
+    run_cli(tracked_repo, "run", "sim.py", "--temp", "1")
+    run_cli(tracked_repo, "run", "sim.py", "--temp", "2")
+    rows = json.loads(run_cli(tracked_repo, "ls", "--json").output)
+    victim = rows[0]["id"]
+    # edit run.toml on the branch by hand, with plain git plumbing in a temporary worktree
+    wt = tracked_repo.parent / "edit"
+    git(tracked_repo, "worktree", "add", "-q", str(wt), "gittrack/runs")
+    (wt / run_folder(victim) / "run.toml").write_text("schema = 1\nid = [broken\n")
+    git(wt, "commit", "-qam", "hand edit")
+    git(tracked_repo, "worktree", "remove", "--force", str(wt))
+    listing = run_cli(tracked_repo, "ls", "--json")
+    assert listing.exit_code == 0
+    assert [r["id"] for r in json.loads(listing.stdout)] == [rows[1]["id"]]
+    assert f"Warning: run {victim[:8]} is skipped: invalid TOML" in listing.stderr
+    shown = run_cli(tracked_repo, "show", victim[:6])
+    assert shown.exit_code == 1
+    assert shown.output.startswith(f"Error: The record of run {victim[:8]} is unreadable: invalid TOML")

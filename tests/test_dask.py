@@ -1,0 +1,299 @@
+"""Sweeps on a real Dask scheduler and workers started as separate processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import git, write_script
+
+from gittrack import gitstore
+from gittrack.dask_executor import Task, jobqueue_cluster, run_tasks
+from gittrack.errors import UsageError
+from gittrack.record import RunRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SLOW = '''\
+import os, time
+from pathlib import Path
+import click
+import gittrack
+
+
+@gittrack.command()
+@click.option("--i", type=int)
+@click.option("--marker-dir", default="")
+@click.option("--sleep", type=float, default=0.0)
+def main(i, marker_dir, sleep):
+    if marker_dir:
+        Path(marker_dir, f"{i}-{os.getpid()}").touch()
+    time.sleep(sleep)
+    print(f"task {i} done")
+    return {"i2": i * i}
+'''
+
+
+class DaskProcesses:
+    """`dask scheduler` and `dask worker` processes, as an operator would start them."""
+
+    def __init__(self, tmp: Path, workers: int = 2) -> None:
+        self.tmp = tmp
+        self.file = tmp / "scheduler.json"
+        home = tmp / "worker-home"
+        home.mkdir(exist_ok=True)
+        self.env = {
+            **os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp), "HOME": str(home),
+            "GIT_CONFIG_NOSYSTEM": "1", "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
+        }  # fmt: skip
+        bindir = Path(sys.executable).parent
+        self.scheduler = subprocess.Popen(
+            [str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard", "--scheduler-file", str(self.file)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not self.file.exists():
+            assert time.monotonic() < deadline, "dask scheduler did not start"
+            time.sleep(0.1)
+        self.workers = [
+            subprocess.Popen(
+                [str(bindir / "dask"), "worker", "--scheduler-file", str(self.file), "--nthreads", "1",
+                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{n}"],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for n in range(workers)
+        ]
+        from distributed import Client
+
+        self.client = Client(scheduler_file=str(self.file), timeout="60s")
+        self.client.wait_for_workers(workers, timeout=120)
+
+    def close(self) -> None:
+        self.client.close()
+        for proc in [*self.workers, self.scheduler]:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.workers, self.scheduler]:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory):
+    cluster = DaskProcesses(tmp_path_factory.mktemp("dask"))
+    yield cluster
+    cluster.close()
+
+
+def records(repo: Path) -> list[RunRecord]:
+    store = gitstore.find_repo(repo)
+    return [RunRecord.from_toml(gitstore.read_record_bytes(store, i), i) for i in gitstore.list_run_ids(store)]
+
+
+@pytest.mark.slow
+def test_a_sweep_through_a_scheduler_without_shared_filesystem(tracked_repo: Path, dask_cluster) -> None:
+    store = gitstore.find_repo(tracked_repo)
+    head = git(tracked_repo, "rev-parse", "HEAD")
+    tasks = [("sim.py", None, ["--temp", str(t)], {"experiment": "grid"}) for t in (1, 2, 3, -1)]
+    outcomes = run_tasks(store, tasks, client=dask_cluster.client, progress=False)
+    assert [o.status for o in outcomes] == ["completed", "completed", "completed", "failed"]
+    found = {r.id: r for r in records(tracked_repo)}
+    assert set(found) == {o.run for o in outcomes}
+    by_temp = {r.params["temp"]: r for r in found.values()}
+    assert by_temp[2.0].metrics == {"energy": 4.0, "steps_done": 10}
+    assert by_temp[2.0].code.commit == head and by_temp[2.0].code.branch == "main"
+    assert by_temp[2.0].experiment == "grid"
+    assert by_temp[-1.0].status == "failed" and "negative temperature" in by_temp[-1.0].error["traceback"]
+    log = git(tracked_repo, "show", f"gittrack/runs:runs/{by_temp[3.0].id[:2]}/{by_temp[3.0].id}/stdout.log")
+    assert log == "simulating at 3.0"
+    assert git(tracked_repo, "for-each-ref", f"refs/gittrack/code/{head}") != ""
+    assert not git(tracked_repo, "for-each-ref", "refs/gittrack/bundle/")
+    assert git(tracked_repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.slow
+def test_retries_and_shared_filesystem(tracked_repo: Path, dask_cluster) -> None:
+    store = gitstore.find_repo(tracked_repo)
+    outcomes = run_tasks(
+        store, [Task("sim.py", args=["--temp", "-5"]), Task("sim.py", args=["--temp", "5"])],
+        client=dask_cluster.client, shared_fs=True, retries=2, progress=False,
+    )  # fmt: skip
+    assert [(o.status, o.attempts, len(o.runs)) for o in outcomes] == [("failed", 3, 3), ("completed", 1, 1)]
+    statuses = sorted(r.status for r in records(tracked_repo))
+    assert statuses == ["completed", "failed", "failed", "failed"]
+    assert len(git(tracked_repo, "log", "--format=%H", "gittrack/runs").splitlines()) == 5
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_sweep_leaves_a_died_run(tracked_repo: Path, tmp_path: Path) -> None:
+    write_script(tracked_repo, "slow.py", SLOW)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    cluster = DaskProcesses(tmp_path)
+    try:
+        store = gitstore.find_repo(tracked_repo)
+        tasks = [("slow.py", None, ["--i", str(i), "--marker-dir", str(markers), "--sleep", "3"], {}) for i in range(4)]
+        import threading
+
+        result: dict[str, object] = {}
+        sweep = threading.Thread(target=lambda: result.update(out=run_tasks(store, tasks, client=cluster.client, progress=False)))  # fmt: skip
+        sweep.start()
+        deadline = time.monotonic() + 60
+        while len(list(markers.iterdir())) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)  # the worker has announced its run
+        cluster.workers[0].send_signal(signal.SIGKILL)
+        sweep.join(timeout=120)
+        assert not sweep.is_alive(), "the sweep hangs after a worker died"
+    finally:
+        cluster.close()
+    outcomes = result["out"]
+    assert [o.status for o in outcomes] == ["completed"] * 4  # the lost task ran again elsewhere
+    found = records(tracked_repo)
+    assert sorted(r.status for r in found).count("completed") == 4
+    died = [r for r in found if r.status == "died"]
+    assert len(died) == 1
+    assert died[0].params["sleep"] == 3.0 and died[0].error["type"] == "WorkerLost"
+    assert {r.id for r in found} == {run for o in outcomes for run in o.runs}
+
+
+def test_slurm_job_script_from_flags_and_gittrack_yaml(tmp_path: Path) -> None:
+    (tmp_path / "gittrack.yaml").write_text(
+        "cluster:\n  slurm:\n    queue: long\n    account: physics\n    job_extra_directives: ['--gres=gpu:1']\n"
+    )
+    cluster = jobqueue_cluster(
+        "slurm", cores=4, memory="8GB", walltime="01:00:00", repo_root=tmp_path,
+        scheduler_options={"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"},
+    )  # fmt: skip
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    lines = script.splitlines()
+    for expected in ("#SBATCH -p long", "#SBATCH -A physics", "#SBATCH --cpus-per-task=4",
+                     "#SBATCH --mem=8G", "#SBATCH -t 01:00:00", "#SBATCH --gres=gpu:1"):  # fmt: skip
+        assert expected in lines
+    assert "tcp://127.0.0.1:" in lines[-1]
+
+
+def test_cluster_configuration_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"Unknown cluster kind 'lsf'; use one of slurm, pbs, sge\."):
+        jobqueue_cluster("lsf")
+    (tmp_path / "gittrack.yaml").write_text("cluster:\n  slurm: [1, 2]\n")
+    with pytest.raises(UsageError, match=r"'cluster.slurm' must be a mapping"):
+        jobqueue_cluster("slurm", repo_root=tmp_path)
+
+
+DRIVER = """
+import sys
+from distributed import Client
+from gittrack import gitstore
+from gittrack.dask_executor import run_tasks
+
+client = Client(scheduler_file=sys.argv[1])
+tasks = [("slow.py", None, ["--i", str(i), "--marker-dir", sys.argv[2], "--sleep", "60"], {}) for i in range(6)]
+try:
+    run_tasks(gitstore.find_repo("."), tasks, client=client, progress=False)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_pending_tasks_and_records_running_ones(tracked_repo: Path, tmp_path: Path, dask_cluster) -> None:
+    write_script(tracked_repo, "slow.py", SLOW)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(dask_cluster.file), str(markers)], cwd=tracked_repo,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(list(markers.iterdir())) < 2:
+        assert time.monotonic() < deadline and driver.poll() is None, driver.stderr.read() if driver.poll() is not None else ""
+        time.sleep(0.05)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=60)
+    assert time.monotonic() - t0 < 30  # the 60 s runs were stopped, not waited for
+    assert driver.returncode == 130, err
+    assert out == "interrupted\n"
+    found = records(tracked_repo)
+    assert sorted(r.status for r in found) == ["interrupted", "interrupted"]
+    assert len(list(markers.iterdir())) == 2  # the queued tasks never started
+    assert {r.params["i"] for r in found} == {int(m.name.split("-")[0]) for m in markers.iterdir()}
+
+
+@pytest.mark.slow
+def test_a_local_cluster_on_a_shared_filesystem(tracked_repo: Path) -> None:
+    store = gitstore.find_repo(tracked_repo)
+    outcomes = run_tasks(store, [("sim.py", None, ["--temp", str(t)], {}) for t in (7, 8)], workers=2, progress=False)
+    assert [o.status for o in outcomes] == ["completed", "completed"]
+    assert sorted(r.params["temp"] for r in records(tracked_repo)) == [7.0, 8.0]
+
+
+@pytest.mark.slow
+def test_gittrack_sweep_with_executor_dask_and_a_scheduler(run_cli, tracked_repo: Path, dask_cluster) -> None:
+    address = dask_cluster.client.scheduler.address
+    result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "1,2,3", "--executor", "dask",
+                     "--scheduler", address, "--name", "on-dask", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = records(tracked_repo)
+    assert sorted(r.params["temp"] for r in found) == [1.0, 2.0, 3.0]
+    assert {r.status for r in found} == {"completed"} and {r.experiment for r in found} == {"on-dask"}
+    assert '"energy": 4.0' in result.output
+
+
+@pytest.mark.slow
+def test_gittrack_sweep_on_a_local_dask_cluster_reuses_identical_runs(run_cli, tracked_repo: Path) -> None:
+    first = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "4,5", "--executor", "dask", "-j", "2")
+    assert first.exit_code == 0, first.output
+    again = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "4,5", "--executor", "dask", "-j", "2", "--json")
+    assert again.exit_code == 0, again.output
+    assert again.output.count('"reused": true') == 2
+    assert len(records(tracked_repo)) == 2
+
+
+def test_cluster_flags_need_a_dask_executor(run_cli, tracked_repo: Path) -> None:
+    result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "1,2", "--scheduler", "tcp://127.0.0.1:1")
+    assert result.exit_code == 1
+    assert result.output == "Error: --scheduler is only for --executor dask, slurm, pbs or sge; add one of those or drop it.\n"
+
+
+ANALYSE = '''\
+import click
+import gittrack
+
+
+@gittrack.command()
+@click.option("--sim", type=gittrack.RunRef())
+def main(sim):
+    return {"double": sim.metrics["energy"] * 2}
+'''
+
+
+@pytest.mark.slow
+def test_an_analysis_of_an_earlier_run_on_a_worker_without_shared_filesystem(run_cli, tracked_repo: Path, dask_cluster) -> None:
+    assert run_cli(tracked_repo, "run", "--name", "base", "sim.py", "--temp", "3").exit_code == 0
+    write_script(tracked_repo, "analyse.py", ANALYSE)
+    store = gitstore.find_repo(tracked_repo)
+    (outcome,) = run_tasks(store, [("analyse.py", None, ["--sim", "base"], {})], client=dask_cluster.client, progress=False)
+    assert outcome.status == "completed", outcome.error
+    found = {r.id: r for r in records(tracked_repo)}
+    analysis = found[outcome.run]
+    assert analysis.metrics == {"double": 12.0}
+    (edge,) = analysis.inputs
+    base = next(r for r in found.values() if r.name == "base")
+    assert edge.run == base.id
+    assert edge.commit == git(tracked_repo, "log", "-1", "--format=%H", "gittrack/runs", "--", f"runs/{base.id[:2]}/{base.id}")

@@ -1,0 +1,64 @@
+"""Recording a run stays light: no heavy imports and a fixed number of git processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import run_python, write_script
+
+PROBE = """
+import atexit, sys, click, gittrack
+
+HEAVY = ("dvc", "dvc_data", "git", "graphviz", "pandas", "numpy", "starlette", "distributed")
+
+@atexit.register
+def report():
+    print("HEAVY=" + ",".join(m for m in HEAVY if m in sys.modules), file=sys.stderr)
+
+@gittrack.command()
+@click.option("--x", type=int, default=1)
+def main(x):
+    return {"y": x}
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_recording_imports_nothing_heavy(tracked_repo: Path) -> None:
+    write_script(tracked_repo, "probe.py", PROBE)
+    proc = run_python(tracked_repo, "probe.py", "--x", "3")
+    assert "recorded (completed" in proc.stderr
+    assert "HEAVY=\n" in proc.stderr or proc.stderr.rstrip().endswith("HEAVY=")
+
+
+def test_git_processes_per_run_do_not_grow_with_history(tracked_repo: Path) -> None:
+    """Count git processes with a PATH shim that logs each call, at 1 and at 500 runs."""
+    from gittrack import gitstore
+    from gittrack.record import RunRecord
+
+    write_script(tracked_repo, "probe.py", PROBE)
+    shim = tracked_repo.parent / "shim"
+    shim.mkdir()
+    real_git = __import__("shutil").which("git")
+    log = tracked_repo.parent / "git-calls.log"
+    (shim / "git").write_text(f'#!/bin/sh\necho "$1 $2" >> {log}\nexec {real_git} "$@"\n')
+    (shim / "git").chmod(0o755)
+    seen: list[int] = []
+    env = {"PATH": f"{shim}:{__import__('os').environ['PATH']}"}
+
+    def calls() -> list[str]:
+        log.write_text("")
+        run_python(tracked_repo, "probe.py", "--x", str(len(seen)), env=env)
+        seen.append(1)
+        return sorted(log.read_text().split("\n")[:-1])
+
+    calls()  # the first run initialises the lookup table
+    first = calls()
+    repo = gitstore.find_repo(tracked_repo)
+    gitstore.import_runs(
+        repo, (RunRecord(id=f"{i:032x}", command="probe.py", status="completed") for i in range(500))
+    )
+    calls()  # catches the lookup table up with the imported history
+    assert calls() == first
+    assert len(first) <= 9, first

@@ -1,0 +1,129 @@
+"""Nothing recorded is lost: failures, interrupts, kills at any moment, compare-and-swap."""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import branch_log, git, run_python, write_script
+
+from gittrack import gitstore
+from gittrack.record import RunRecord
+
+SLOW = """
+import sys, time, click, gittrack
+
+@gittrack.command()
+@click.option("--seconds", type=float, default=30.0)
+def main(seconds):
+    print("started", flush=True)
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def ls_json(repo: Path) -> list[dict]:
+    return json.loads(run_python(repo, "-m", "gittrack", "ls", "--json").stdout)
+
+
+def test_failing_simulation_is_recorded_as_failed(tracked_repo: Path, run_cli) -> None:
+    result = run_cli(tracked_repo, "run", "sim.py", "--temp", "-1")
+    assert result.exit_code == 1
+    assert "ValueError: negative temperature" in result.output
+    assert "recorded (failed in" in result.output
+    record = ls_json(tracked_repo)[0]
+    assert record["status"] == "failed" and record["exit_code"] == 1
+    assert record["error"]["type"] == "ValueError"
+    assert 'raise ValueError("negative temperature")' in record["error"]["traceback"]
+    proc = run_python(tracked_repo, "sim.py", "--temp", "-2", check=False)
+    assert proc.returncode == 1 and "ValueError: negative temperature" in proc.stderr
+    assert [r["status"] for r in ls_json(tracked_repo)] == ["failed", "failed"]
+
+
+def test_ctrl_c_is_recorded_as_interrupted(tracked_repo: Path) -> None:
+    write_script(tracked_repo, "slow.py", SLOW)
+    proc = subprocess.Popen([sys.executable, "slow.py"], cwd=tracked_repo, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout and proc.stdout.readline().strip() == "started"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) != 0
+    record = ls_json(tracked_repo)[0]
+    assert record["status"] == "interrupted" and record["exit_code"] == 130
+    assert record["params"] == {"seconds": 30.0}
+
+
+def test_sigkill_shows_died_and_is_recorded_once(tracked_repo: Path) -> None:
+    write_script(tracked_repo, "slow.py", SLOW)
+    proc = subprocess.Popen([sys.executable, "slow.py"], cwd=tracked_repo, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout and proc.stdout.readline().strip() == "started"
+    proc.kill()
+    proc.wait()
+    rows = ls_json(tracked_repo)
+    assert [(r["status"], r["params"]) for r in rows] == [("died", {"seconds": 30.0})]
+    assert branch_log(tracked_repo)[0].endswith("slow.py")
+    died_id = rows[0]["id"]
+    stdout = git(tracked_repo, "show", f"gittrack/runs:runs/{died_id[:2]}/{died_id}/stdout.log")
+    assert stdout == "started"
+    assert ls_json(tracked_repo) == rows  # listed once, not again from local state
+    git(tracked_repo, "fsck", "--strict")
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_leaves_a_consistent_repo(tracked_repo: Path) -> None:
+    """Kill trivial runs at spread-out moments, including while they commit."""
+    timings = []
+    for attempt in range(12):
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "sim.py", "--steps", str(attempt)], cwd=tracked_repo,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        if attempt == 0:
+            proc.wait()
+            timings.append(time.perf_counter() - start)
+            continue
+        time.sleep(timings[0] * attempt / 11)
+        proc.kill()
+        proc.wait()
+    rows = ls_json(tracked_repo)
+    steps = sorted(r["params"]["steps"] for r in rows if r["status"] == "completed")
+    assert steps[0] == 0
+    assert {r["status"] for r in rows} <= {"completed", "died"}
+    assert len({r["id"] for r in rows}) == len(rows)
+    git(tracked_repo, "fsck", "--strict")
+    assert not list((tracked_repo / ".git").rglob("*.lock"))
+    after = run_python(tracked_repo, "sim.py", "--steps", "99")
+    assert "recorded (completed" in after.stderr
+
+
+def test_compare_and_swap_refuses_a_stale_old_value(tracked_repo: Path) -> None:
+    repo = gitstore.find_repo(tracked_repo)
+    first = gitstore.write_run(repo, RunRecord(id="aa" * 16, command="x", status="completed"), {})
+    second = gitstore.write_run(repo, RunRecord(id="bb" * 16, command="x", status="completed"), {})
+    stale = gitstore._update_refs(repo, [f"update {gitstore.RUNS_REF} {first} {first}"])
+    assert stale.returncode != 0
+    assert git(tracked_repo, "rev-parse", "gittrack/runs") == second
+    assert git(tracked_repo, "rev-parse", "gittrack/runs^") == first
+
+
+def test_unwritable_repo_fails_before_the_simulation_starts(tracked_repo: Path) -> None:
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    proc = subprocess.run([sys.executable, "sim.py"], cwd=tracked_repo, capture_output=True,
+                          text=True, preexec_fn=limit)  # fmt: skip
+    assert proc.returncode == 1
+    assert "simulating" not in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"Error: Cannot write to the git repository at {tracked_repo} (File too large)."
+    )
+    assert "Traceback" not in proc.stderr
+    assert len(branch_log(tracked_repo)) == 1
+
