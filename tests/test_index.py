@@ -212,3 +212,16 @@ def test_notes_merged_by_cat_sort_uniq_keep_both_sides(repo: Path) -> None:
     theirs = parse_note(b"run: x\ntag: c\nuntag: b\nnote: \"theirs\"\n")
     merged = parse_note(b"".join(sorted(set((ours.to_bytes() + theirs.to_bytes()).splitlines(keepends=True)))))  # fmt: skip
     assert effective(["b"], "", [merged]) == (["a", "c"], "theirs")
+
+
+def test_diverged_notes_merged_by_git_union_their_tags(repo: Path) -> None:
+    """`gittrack pull` merges notes with `git notes merge -s cat_sort_uniq`: both sides' tags."""
+    ids = write_runs(repo, scan(1))
+    r = gitstore.find_repo(repo)
+    notes.add_tags(r, ids[0], ["a"])
+    git(repo, "update-ref", "refs/notes/theirs", "refs/notes/gittrack")
+    notes.add_tags(r, ids[0], ["b"])
+    commit = open_index(repo).get(ids[0])["commit"]  # type: ignore[index]
+    git(repo, "notes", "--ref=theirs", "add", "-f", "-m", f"run: {ids[0]}\ntag: a\ntag: c\nuntag: baseline", commit)  # fmt: skip
+    git(repo, "notes", "--ref=gittrack", "merge", "-q", "-s", "cat_sort_uniq", "refs/notes/theirs")
+    assert open_index(repo).get(ids[0])["record"]["tags"] == ["a", "b", "c"]  # type: ignore[index]
