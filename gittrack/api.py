@@ -81,13 +81,19 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def runs(where: str | None = None, repo: str | os.PathLike[str] | None = None, *, limit: int | None = None) -> RunSet:  # fmt: skip
-    """The runs of a repository matching `where` (the query language of `gittrack ls`)."""
+def runs(where: str | None = None, repo: str | os.PathLike[str] | None = None, *, sort: str | None = None, limit: int | None = None) -> RunSet:  # fmt: skip
+    """The runs of a repository matching `where` (the query language of `gittrack ls`).
+
+    `sort` orders them like `gittrack ls --sort` (e.g. "-metrics.energy"); newest first by default.
+    """
     r = open_repo(repo)
     index = Index(r)
-    sql, params = "", []
-    if where:
-        from .query import compile_where
+    sql, params, order, order_params = "", [], "runs.started_ts DESC, runs.id", []
+    if where or sort:
+        from .query import compile_order, compile_where
 
-        sql, params = compile_where(where)
-    return RunSet(r, index.select(sql, params, limit=limit))
+        if where:
+            sql, params = compile_where(where)
+        if sort:
+            order, order_params = compile_order(sort)
+    return RunSet(r, index.select(sql, params, order, limit=limit, order_params=order_params))

@@ -46,7 +46,7 @@ def sync_tables(db: sqlite3.Connection, ids: list[str], removed: Iterable[str], 
     if full:
         for table in ("lineage_edges", "lineage_outputs", "lineage_memo"):
             db.execute(f"DELETE FROM {table}")
-        rows: Iterable[tuple[str, str | None]] = db.execute("SELECT id, record FROM runs").fetchall()
+        rows: Iterable[tuple[str, str | None]] = db.execute("SELECT id, record FROM runs")  # streamed
     else:
         gone = sorted(set(ids) | set(removed))
         for chunk in _chunks(gone):

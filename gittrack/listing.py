@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import gitstore, tracker
+from .errors import UsageError
 from .index import Index
+
+BASE_COLUMNS = ["id", "name", "status", "started", "duration_s"]
+PLAIN_COLUMNS = (
+    "id", "name", "status", "command", "experiment", "started", "finished", "duration_s",
+    "tags", "note", "commit",
+)  # fmt: skip
+FAMILY_COLUMN = re.compile(r"^(params|metrics|env)\.(.+)$")
 
 
 @dataclass
@@ -14,28 +23,102 @@ class Listing:
     """Rows of runs as JSON-ready dicts, newest first, and how many runs exist in all."""
 
     rows: list[dict[str, Any]]
-    total: int
+    total: int  # runs in the repository
     problems: list[str] = field(default_factory=list)
+    more: bool = False  # --limit left out further matching runs
+    columns: list[str] = field(default_factory=list)  # what the table shows
 
 
-def list_runs(repo: gitstore.Repo, where: str | None = None, limit: int | None = None) -> Listing:
-    """The runs matching `where`, with locally staged runs (running, died) first."""
+def list_runs(
+    repo: gitstore.Repo, where: str | None = None, limit: int | None = None, *,
+    sort: str | None = None, columns: str | list[str] | None = None, varying: bool = True,
+) -> Listing:  # fmt: skip
+    """The runs matching `where`, sorted (`-metrics.energy,params.temp`), locally staged first.
+
+    `columns` picks what to show (`id,params.temp,metrics.*`); by default the run fields, then
+    the params and metrics that vary among the listed runs (all of them when `varying` is off).
+    """
+    from .query import compile_order, compile_where
+
     tracker.record_died(repo)
     index = Index(repo)
-    sql, params = "", []
-    if where:
-        from .query import compile_where
-
-        sql, params = compile_where(where)
-    rows = index.select(sql, params, limit=limit)
+    sql, params = compile_where(where) if where and where.strip() else ("", [])
+    order, order_params = compile_order(sort) if sort and sort.strip() else ("runs.started_ts DESC, runs.id", [])  # fmt: skip
+    # one row beyond the limit tells whether more match, without counting them all
+    rows = index.select(sql, params, order, limit=None if limit is None else limit + 1, order_params=order_params)  # fmt: skip
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit]
     problems = [f"run {r['id'][:8]} is skipped: {r['problem']}" for r in rows if r["problem"]]
     records = [r["record"] | {"commit": r["commit"]} for r in rows if r["record"]]
-    staged = [
-        rec.to_json_dict() | {"status": state}
-        for rec, state in tracker.stale_runs(repo)
-        if not where
-    ]
+    staged = []
+    if not where and not sort:
+        staged = [rec.to_json_dict() | {"status": state, "commit": ""} for rec, state in tracker.stale_runs(repo)]  # fmt: skip
     records = staged + records
     if limit is not None:
+        more = more or len(records) > limit
         records = records[:limit]
-    return Listing(records, index.count() + len(staged), problems)
+    total = index.count() + len(staged)
+    return Listing(records, total, problems, more, pick_columns(records, columns, varying))
+
+
+def pick_columns(rows: list[dict[str, Any]], spec: str | list[str] | None, varying: bool = True) -> list[str]:  # fmt: skip
+    """The columns to show: those asked for (`params.*` expands), or the informative ones."""
+    if spec:
+        asked = [c.strip() for c in (spec.split(",") if isinstance(spec, str) else spec) if c.strip()]
+        out: list[str] = []
+        for column in asked:
+            if column.endswith(".*") and column[:-2] in ("params", "metrics", "env"):
+                out += [c for c in family_columns(rows, column[:-2]) if c not in out]
+            elif column in PLAIN_COLUMNS or FAMILY_COLUMN.match(column):
+                out.append(column)
+            else:
+                raise UsageError(
+                    f"Unknown column '{column}'; use {', '.join(PLAIN_COLUMNS)}, params.X, "
+                    "metrics.X or env.X (params.* for all params)."
+                )
+        return out
+    # a table leaves out what says nothing here; CSV (for analysis) keeps a stable set
+    cols = [c for c in BASE_COLUMNS if not varying or c != "name" or any(r.get(c) for r in rows)]
+    for family in ("params", "metrics"):
+        for column in family_columns(rows, family):
+            if not varying or len(rows) < 2 or _varies(rows, column):
+                cols.append(column)
+    if not varying or any(r.get("tags") for r in rows):
+        cols.append("tags")
+    return cols
+
+
+def family_columns(rows: list[dict[str, Any]], family: str) -> list[str]:
+    """`family.key` for every (flattened) key seen in the rows, in first-seen order."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        for key in flat(row.get(family) or {}):
+            seen[f"{family}.{key}"] = None
+    return list(seen)
+
+
+def _varies(rows: list[dict[str, Any]], column: str) -> bool:
+    first = cell(rows[0], column)
+    return any(cell(r, column) != first for r in rows[1:])
+
+
+def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def cell(row: dict[str, Any], column: str) -> Any:
+    """The value of `column` (`status`, `params.temp`, `metrics.val.loss`) in a row."""
+    match = FAMILY_COLUMN.match(column)
+    if match:
+        data = row.get(match.group(1)) or {}
+        if match.group(2) in data:
+            return data[match.group(2)]
+        return flat(data).get(match.group(2))
+    return row.get(column)

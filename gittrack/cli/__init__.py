@@ -90,6 +90,7 @@ def main() -> None:
 # command modules register themselves on `cli` when imported
 COMMAND_MODULES = (
     "runs",
+    "query",  # ls, diff, tag, untag, note
     "flow",
     "data",
     "share",  # after data: `gittrack push` sends runs and outputs

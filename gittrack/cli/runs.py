@@ -1,4 +1,4 @@
-"""Commands about recording and reading runs: init, run, ls, show."""
+"""Commands about recording and reading runs: init, run, show (ls lives in query.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any
 import click
 
 from . import Context, cli, pass_context
-from .table import render_runs
 
 
 @cli.command()
@@ -102,36 +101,6 @@ def run(obj: Context, name: str, tags: tuple[str, ...], note: str, force: bool, 
         os.chdir(cwd)
 
 
-@cli.command("ls")
-@click.option("--where", default="", help="Only runs matching this query, e.g. \"params.temp >= 200\".")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many runs.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
-    help="Output format.",
-)  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@pass_context
-def ls(obj: Context, where: str, limit: int | None, fmt: str, as_json: bool) -> None:
-    """List recorded runs, newest first.
-
-    Runs still running, and runs whose process died, are listed too.
-
-    \b
-    Example:
-      gittrack ls --limit 10
-      gittrack ls --where "params.temp >= 200 and status = 'completed'" --format csv
-    """
-    from ..listing import list_runs
-
-    repo = obj.repo()
-    listing = list_runs(repo, where=where or None, limit=limit)
-    fmt = "json" if as_json else fmt
-    tty = sys.stdout.isatty()
-    click.echo(render_runs(listing, fmt, color=tty, fit=tty), nl=fmt != "csv")
-    for problem in listing.problems:
-        click.echo(f"Warning: {problem}", err=True)
-
-
 @cli.command()
 @click.argument("run_ref", metavar="RUN")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
@@ -151,6 +120,11 @@ def show(obj: Context, run_ref: str, as_json: bool) -> None:
     run = Run(run_ref, obj.repo())
     data = run.record.to_json_dict()
     data["commit"] = run.commit
+    from ..index import Index  # tags and notes added later live in git notes, read by the index
+
+    row = Index(run.repo).get(run.id)
+    if row and row["record"]:
+        data["tags"], data["note"] = row["record"]["tags"], row["record"].get("note", "")
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return

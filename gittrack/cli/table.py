@@ -10,32 +10,18 @@ from typing import Any
 
 import click
 
+from ..listing import cell, pick_columns
+
 STATUS_COLOURS = {
     "completed": "green", "failed": "red", "died": "magenta", "interrupted": "yellow",
     "running": "cyan", "unreadable": "red",
 }  # fmt: skip
+MAX_CELL = 28  # wider values are cut with "…" in the table (CSV and JSON keep them whole)
 
 
 def columns_for(rows: list[dict[str, Any]]) -> list[str]:
-    """id, name, status, started, duration, then every param and metric seen."""
-    cols = ["id", "name", "status", "started", "duration_s"]
-    for family in ("params", "metrics"):
-        seen: dict[str, None] = {}
-        for row in rows:
-            for key in row.get(family) or {}:
-                seen[f"{family}.{key}"] = None
-        cols += list(seen)
-    return cols
-
-
-def cell(row: dict[str, Any], column: str) -> Any:
-    if "." in column:
-        family, _, key = column.partition(".")
-        value: Any = row.get(family) or {}
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        return value
-    return row.get(column)
+    """The run fields, then every param and metric seen."""
+    return pick_columns(rows, None, varying=False)
 
 
 def text(value: Any, column: str) -> str:
@@ -47,28 +33,50 @@ def text(value: Any, column: str) -> str:
         return value[:19].replace("T", " ")
     if column == "duration_s" and isinstance(value, int | float):
         return f"{value:.1f}s"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         shown = f"{value:.6g}"
-        return shown if any(c in shown for c in ".en") else shown + ".0"
+        return shown if any(c in shown for c in ".eni") else shown + ".0"
     if isinstance(value, list):
         return ",".join(map(str, value))
     return str(value)
 
 
+def plain(value: Any) -> Any:
+    """A value for CSV: lists joined by commas, None empty, the rest as is."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def headers_for(cols: list[str]) -> list[str]:
+    """Column titles: params and metrics keys without the family when that is unambiguous."""
+    short = [c.split(".", 1)[1] if c.startswith(("params.", "metrics.")) else c for c in cols]
+    return [s if short.count(s) == 1 else c for s, c in zip(short, cols, strict=True)]
+
+
 def render_runs(listing: Any, fmt: str, columns: list[str] | None = None, color: bool = False, fit: bool = False) -> str:  # fmt: skip
+    """The listing as text in `fmt` (table, json, csv or markdown); `fit` drops columns
+    that do not fit the terminal."""
     rows = listing.rows
+    cols = columns or getattr(listing, "columns", None) or columns_for(rows)
     if fmt == "json":
-        return json.dumps(rows, indent=2, ensure_ascii=False, default=str)
-    cols = columns or columns_for(rows)
+        data = rows if not columns else [{c: cell(r, c) for c in cols} for r in rows]
+        return json.dumps(data, indent=2, ensure_ascii=False, default=str)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(cols)
         for row in rows:
-            writer.writerow(["" if cell(row, c) is None else cell(row, c) for c in cols])
+            writer.writerow([plain(cell(row, c)) for c in cols])
         return buf.getvalue()
-    table = [[text(cell(row, c), c) for c in cols] for row in rows]
-    headers = [c.split(".", 1)[-1] if c.startswith(("params.", "metrics.")) else c for c in cols]
+    table = [[_cut(text(cell(row, c), c)) for c in cols] for row in rows]
+    headers = headers_for(cols)
     if fmt == "markdown":
         lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(v.replace("|", "\\|") for v in r) + " |" for r in table]
@@ -77,7 +85,7 @@ def render_runs(listing: Any, fmt: str, columns: list[str] | None = None, color:
     # fit the terminal; piped output (files, scripts) keeps every column
     width = shutil.get_terminal_size((120, 24)).columns if fit else 1 << 30
     keep = len(cols)
-    while keep > 3 and sum(w + 2 for w in widths[:keep]) > width:
+    while keep > 3 and sum(w + 2 for w in widths[:keep]) - 2 > width:
         keep -= 1
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers[:keep], widths, strict=False)).rstrip()]
     for r in table:
@@ -88,9 +96,19 @@ def render_runs(listing: Any, fmt: str, columns: list[str] | None = None, color:
                 value = click.style(value, fg=STATUS_COLOURS.get(r[i].strip()))
             parts.append(value)
         lines.append("  ".join(parts).rstrip())
-    hidden = len(cols) - keep
-    footer = f"{len(rows)} of {listing.total} runs"
-    if hidden:
-        footer += f" ({hidden} columns hidden: widen the terminal or use --format csv)"
-    lines.append(footer)
+    lines.append(footer(listing, len(rows), len(cols) - keep))
     return "\n".join(lines)
+
+
+def footer(listing: Any, shown: int, hidden: int) -> str:
+    """`N of M runs`, whether --limit left matching runs out, and hidden columns."""
+    text_ = f"{shown} of {listing.total} runs"
+    if getattr(listing, "more", False) and shown < listing.total:
+        text_ += " (more match: raise --limit)"
+    if hidden:
+        text_ += f"; {hidden} columns hidden (widen the terminal, pick --columns or use --format csv)"
+    return text_
+
+
+def _cut(value: str) -> str:
+    return value if len(value) <= MAX_CELL else value[: MAX_CELL - 1] + "…"

@@ -1,0 +1,227 @@
+"""The index: incremental sync, rebuilds (rewritten branch, deleted or corrupt file), notes."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from lookup_support import scan, write_runs
+
+from gittrack import gitstore, notes
+from gittrack.index import Index, kv_rows
+from gittrack.query import compile_where
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+
+def open_index(repo: Path) -> Index:
+    return Index(gitstore.find_repo(repo))
+
+
+def rows(repo: Path, where: str = "") -> dict[str, int]:
+    """{run name: its rid} for a query (a rebuilt row gets a new rid)."""
+    ix = open_index(repo)
+    sql, params = compile_where(where) if where else ("1", [])
+    found = dict(ix.query(f"SELECT name, rid FROM runs WHERE {sql}", params))
+    ix.close()
+    return found
+
+
+class Counter:
+    """Counts calls of a gitstore reader while delegating to the real function."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> None:
+        self.calls = 0
+        real = getattr(module, name)
+
+        def counted(*args: object, **kwargs: object) -> object:
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+
+
+def test_sync_is_incremental_and_free_when_up_to_date(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    write_runs(repo, scan(3))
+    before = rows(repo)
+    full = Counter(monkeypatch, gitstore, "list_run_ids")
+    delta = Counter(monkeypatch, gitstore, "changed_runs")
+    ix = open_index(repo)
+    ix.sync()
+    ix.sync()
+    assert (full.calls, delta.calls) == (0, 0)  # up to date: nothing read but the two tips
+    write_runs(repo, [{"id": "ffff" + "0" * 28, "name": "new", "params": {"temp": 5}}])
+    after = rows(repo)
+    assert (full.calls, delta.calls) == (0, 1)
+    assert {k: after[k] for k in before} == before  # old rows untouched
+    assert set(after) == {"scan-0", "scan-1", "scan-2", "new"}
+    assert rows(repo, "params.temp = 5") == {"new": after["new"]}
+    ix.close()
+
+
+def test_rewritten_run_and_removed_run(repo: Path) -> None:
+    ids = write_runs(repo, scan(3))
+    write_runs(repo, [{"id": ids[1], "name": "renamed", "status": "failed", "params": {"temp": 999}}])
+    gitstore.remove_runs(gitstore.find_repo(repo), [ids[0]], "remove scan-0")
+    assert set(rows(repo)) == {"renamed", "scan-2"}
+    assert rows(repo, "params.temp = 200") == {}  # old values gone
+
+
+def test_rewritten_branch_triggers_a_rebuild(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_runs(repo, scan(3))
+    assert len(rows(repo)) == 3
+    git(repo, "update-ref", "refs/heads/gittrack/runs", "gittrack/runs~2")  # drop two runs
+    write_runs(repo, [{"id": "eeee" + "0" * 28, "name": "other"}])
+    full = Counter(monkeypatch, gitstore, "list_run_ids")
+    assert set(rows(repo)) == {"scan-0", "other"}
+    assert full.calls == 1
+
+
+@pytest.mark.parametrize("damage", ["delete", "garbage", "truncate", "old-version", "drop-table"])
+def test_damaged_index_is_rebuilt_silently(repo: Path, damage: str) -> None:
+    write_runs(repo, scan(4))
+    assert len(rows(repo)) == 4
+    path = gitstore.find_repo(repo).state_dir / "index.sqlite"
+    if damage == "delete":
+        path.unlink()
+    elif damage == "garbage":
+        path.write_bytes(b"this is not a database" * 500)
+    elif damage == "truncate":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    else:
+        db = sqlite3.connect(path)
+        if damage == "old-version":
+            db.execute("UPDATE meta SET value = '0' WHERE key = 'version'")
+        else:
+            db.execute("DROP TABLE kv")
+        db.commit()
+        db.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    assert set(rows(repo, "params.temp >= 300")) == {"scan-2", "scan-3"}
+
+
+def test_unreadable_record_is_indexed_as_a_problem(repo: Path) -> None:
+    r = gitstore.find_repo(repo)
+    write_runs(repo, scan(1))
+    writer = gitstore.ObjectWriter(r)
+    blob = writer.write("blob", b"schema = 1\nid = [broken")
+    gitstore.commit_to_branch(r, "bad run", {"runs/ba/bad0" + "0" * 28 + "/run.toml": ("100644", blob)})
+    ix = open_index(repo)
+    row = ix.get("bad0" + "0" * 28)
+    assert row is not None and row["record"] is None and "invalid TOML" in row["problem"]
+    assert ix.count() == 2
+    ix.close()
+
+
+def test_concurrent_syncs_agree(repo: Path) -> None:
+    write_runs(repo, scan(20))
+    errors: list[BaseException] = []
+    counts: list[int] = []
+
+    def work() -> None:
+        try:
+            ix = open_index(repo)
+            counts.append(ix.count())
+            ix.close()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and counts == [20] * 4
+
+
+def test_kv_rows_flatten_and_type() -> None:
+    record = {
+        "params": {"a": 1, "b": "2.5", "c": "x", "d": True, "e": [1, "y"], "f": {"g": 0.5}},
+        "metrics": {"nan": float("nan")}, "env": {"host": "n1"},
+    }  # fmt: skip
+    assert list(kv_rows(record)) == [
+        ("params", "a", 1.0, "1"), ("params", "b", 2.5, "2.5"), ("params", "c", None, "x"),
+        ("params", "d", 1.0, "true"), ("params", "e", 1.0, "1"), ("params", "e", None, "y"),
+        ("params", "f.g", 0.5, "0.5"), ("metrics", "nan", None, "nan"), ("env", "host", None, "n1"),
+    ]  # fmt: skip
+
+
+# -- notes ----------------------------------------------------------------------------------
+
+
+def test_tags_and_notes_are_git_notes_seen_by_the_index(repo: Path) -> None:
+    ids = write_runs(repo, [*scan(2)])
+    r = gitstore.find_repo(repo)
+    assert notes.add_tags(r, ids[1], ["reference", "paper"]) == (ids[1], ["paper", "reference"])
+    notes.set_note(r, ids[1], "checked by hand")
+    commit = open_index(repo).get(ids[1])["commit"]  # type: ignore[index]
+    assert git(repo, "notes", "--ref=gittrack", "show", commit).splitlines() == [
+        'note: "checked by hand"', f"run: {ids[1]}", "tag: paper", "tag: reference",
+    ]  # fmt: skip
+    assert rows(repo, "tags = 'reference'") == {"scan-1": 2}
+    record = open_index(repo).get(ids[1])["record"]  # type: ignore[index]
+    assert (record["tags"], record["note"]) == (["paper", "reference"], "checked by hand")
+    # a tag given when the run was recorded can be removed, and comes back when re-added
+    assert notes.remove_tags(r, ids[0], ["baseline"]) == (ids[0], [])
+    assert rows(repo, "tags = 'baseline'") == {}
+    assert notes.add_tags(r, ids[0], ["baseline"]) == (ids[0], ["baseline"])
+    assert len(git(repo, "notes", "--ref=gittrack", "list").splitlines()) == 1  # none on ids[0]
+
+
+def test_notes_written_by_plain_git_and_removed(repo: Path) -> None:
+    ids = write_runs(repo, scan(2))
+    commit = open_index(repo).get(ids[0])["commit"]  # type: ignore[index]
+    git(repo, "notes", "--ref=gittrack", "add", "-m", "written with git notes", commit)
+    assert open_index(repo).get(ids[0])["record"]["note"] == "written with git notes"  # type: ignore[index]
+    git(repo, "notes", "--ref=gittrack", "add", "-f", "-m", f"run: {ids[0]}\ntag: by-git", commit)
+    assert rows(repo, "tags = 'by-git'") == {"scan-0": 1}
+    git(repo, "notes", "--ref=gittrack", "remove", commit)
+    record = open_index(repo).get(ids[0])["record"]  # type: ignore[index]
+    assert record["tags"] == ["baseline"] and "note" not in record
+    git(repo, "update-ref", "-d", "refs/notes/gittrack")
+    assert rows(repo, "tags like '%'") == {"scan-0": 1}
+
+
+def test_tags_follow_a_run_rewritten_to_a_new_commit(repo: Path) -> None:
+    ids = write_runs(repo, scan(1))
+    r = gitstore.find_repo(repo)
+    notes.add_tags(r, ids[0], ["keep"])
+    old_commit = open_index(repo).get(ids[0])["commit"]  # type: ignore[index]
+    write_runs(repo, [{"id": ids[0], "name": "scan-0", "status": "died"}])
+    record = open_index(repo).get(ids[0])["record"]  # type: ignore[index]
+    assert record["tags"] == ["keep"]  # the note names its run
+    notes.add_tags(r, ids[0], ["more"])  # moves the note to the run's current commit
+    new_commit = open_index(repo).get(ids[0])["commit"]  # type: ignore[index]
+    assert git(repo, "notes", "--ref=gittrack", "list").split()[1::2] == [new_commit]
+    assert gitstore.read_note(r, old_commit) is None
+    assert open_index(repo).get(ids[0])["record"]["tags"] == ["keep", "more"]  # type: ignore[index]
+
+
+def test_notes_merged_by_cat_sort_uniq_keep_both_sides(repo: Path) -> None:
+    """What `gittrack pull` does with diverged notes: lines of both sides, removals win."""
+    from gittrack.notes import effective, parse_note
+
+    ours = parse_note(b"run: x\ntag: a\ntag: b\n")
+    theirs = parse_note(b"run: x\ntag: c\nuntag: b\nnote: \"theirs\"\n")
+    merged = parse_note(b"".join(sorted(set((ours.to_bytes() + theirs.to_bytes()).splitlines(keepends=True)))))  # fmt: skip
+    assert effective(["b"], "", [merged]) == (["a", "c"], "theirs")
+
+
+def test_diverged_notes_merged_by_git_union_their_tags(repo: Path) -> None:
+    """`gittrack pull` merges notes with `git notes merge -s cat_sort_uniq`: both sides' tags."""
+    ids = write_runs(repo, scan(1))
+    r = gitstore.find_repo(repo)
+    notes.add_tags(r, ids[0], ["a"])
+    git(repo, "update-ref", "refs/notes/theirs", "refs/notes/gittrack")
+    notes.add_tags(r, ids[0], ["b"])
+    commit = open_index(repo).get(ids[0])["commit"]  # type: ignore[index]
+    git(repo, "notes", "--ref=theirs", "add", "-f", "-m", f"run: {ids[0]}\ntag: a\ntag: c\nuntag: baseline", commit)  # fmt: skip
+    git(repo, "notes", "--ref=gittrack", "merge", "-q", "-s", "cat_sort_uniq", "refs/notes/theirs")
+    assert open_index(repo).get(ids[0])["record"]["tags"] == ["a", "b", "c"]  # type: ignore[index]
