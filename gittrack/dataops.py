@@ -112,7 +112,7 @@ def status(repo: gitstore.Repo) -> Status:
             result.remote_problem = str(exc)
         result.unpushed = [ref for m, refs in todo.items() if m not in found for ref in refs]
     for record, state in tracker.stale_runs(repo):
-        result.running.append((record.id, " ".join([record.command, *record.argv]), state))
+        result.running.append((record.id, record.command_line, state))
     return result
 
 

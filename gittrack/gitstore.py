@@ -465,7 +465,7 @@ def write_run(repo: Repo, record: RunRecord, files: Mapping[str, bytes | Path]) 
     edits = {base: None, **edits} if _folder_exists(repo, base) else edits
     keep = [record.code.commit] if record.code.commit else []
     keep += [i.commit for i in record.inputs if i.commit]
-    subject = f"run {record.short}: {record.command} {' '.join(record.argv)}".strip()
+    subject = f"run {record.short}: {record.command_line}"
     if len(subject) > 200:
         subject = subject[:197] + "..."
     message = f"{subject}\n\nStatus: {record.status}\nRun-Id: {record.id}\n"
@@ -658,7 +658,7 @@ def import_runs(repo: Repo, records: Iterable[RunRecord]) -> int:
     stamp = _timestamp()
     for record in records:
         data = record.to_toml().encode()
-        message = f"run {record.short}: {record.command} {' '.join(record.argv)}".strip()
+        message = f"run {record.short}: {record.command_line}"
         message += f"\n\nStatus: {record.status}\nRun-Id: {record.id}\n"
         raw = message.encode()
         chunk = [

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import shlex
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -96,6 +97,11 @@ class RunRecord:
     @property
     def short(self) -> str:
         return self.id[:SHORT]
+
+    @property
+    def command_line(self) -> str:
+        """The command and its arguments, quoted so that a shell can run it again."""
+        return shlex.join([self.command, *self.argv])
 
     # -- encoding -------------------------------------------------------------------------
 

@@ -315,7 +315,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _report(record: RunRecord) -> None:
-    line = " ".join([record.command, *record.argv])
+    line = record.command_line
     name = f" '{record.name}'" if record.name else ""
     click.echo(
         f"run {record.short}{name} recorded ({record.status} in {record.duration_s:.1f} s): {line}",
