@@ -37,8 +37,11 @@ def _has_tables(db: sqlite3.Connection) -> bool:
     return row.fetchone() is not None
 
 
-def sync_tables(db: sqlite3.Connection, ids: list[str], removed: Iterable[str], full: bool) -> None:
-    """Bring the lineage tables in step with `runs` for changed and removed ids (in a transaction)."""
+def sync_tables(db: sqlite3.Connection, ids: list[str], removed: Iterable[str], full: bool) -> list[tuple[str, str, str]]:  # fmt: skip
+    """Bring the lineage tables in step with `runs` for changed and removed ids (in a transaction).
+
+    Returns the (memo key, run id, started) of the completed runs it saw, for memo.py's files.
+    """
     if not _has_tables(db):
         for statement in TABLES:
             db.execute(statement)
@@ -78,6 +81,7 @@ def sync_tables(db: sqlite3.Connection, ids: list[str], removed: Iterable[str], 
     db.executemany("INSERT INTO lineage_edges VALUES (?,?,?,?,?,?)", edges)
     db.executemany("INSERT INTO lineage_outputs VALUES (?,?,?,?,?)", outputs)
     db.executemany("INSERT INTO lineage_memo VALUES (?,?,?)", memos)
+    return memos
 
 
 def _chunks(items: list[str], size: int = CHUNK) -> Iterable[list[str]]:
@@ -133,6 +137,12 @@ def reusable(index: Index, key: str) -> str | None:
         "SELECT run FROM lineage_memo WHERE key = ? ORDER BY started DESC LIMIT 1", (key,)
     ).fetchone()
     return row[0] if row else None
+
+
+def all_memos(index: Index) -> list[tuple[str, str, str]]:
+    """(memo key, run id, started) of every completed run that has a memo key."""
+    db = ready(index)
+    return [tuple(r) for r in db.execute("SELECT key, run, started FROM lineage_memo")]
 
 
 def file_md5(index: Index, path: Path) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import gitstore
+from . import gitstore, memo
 from .errors import RecordError
 from .record import SCHEMA, RunRecord, run_folder
 
@@ -186,7 +186,7 @@ class Index:
             self.on_sync(db, changed | touched, removed, full)
             from .edges import sync_tables  # lineage edges, outputs by md5, memo keys
 
-            sync_tables(db, sorted(changed), removed, full)
+            memos = sync_tables(db, sorted(changed), removed, full)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('notes', ?)", (notes,))
             db.execute("COMMIT")
@@ -194,6 +194,9 @@ class Index:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
+        if memos and memo.folder(self.repo).is_dir():
+            for key, run_id, started in memos:  # runs recorded elsewhere (pulled, other clones)
+                memo.remember(self.repo, key, run_id, started)
 
     def on_sync(self, db: sqlite3.Connection, changed: set[str], removed: set[str], full: bool) -> None:  # fmt: skip
         """Hook for derived tables, inside the sync transaction: run ids added or changed

@@ -197,20 +197,24 @@ def _repo_for(ctx: click.Context | None) -> gitstore.Repo:
 
 def record_inputs(session: RunSession, ctx: click.Context) -> None:
     """Record RunRef values and files that are recorded outputs as inputs; set the memo key."""
-    from .index import Index
-    from .refs import Run
-
-    index = Index(session.repo)
+    index: Any = None  # opened only for file arguments: most runs never touch the index
     files: dict[str, Any] = {}
     memoisable = True
     for param in ctx.command.params:
         if not param.name or param.name not in ctx.params:
             continue
         value = ctx.params[param.name]
-        for run in _flatten(value):
-            if isinstance(run, Run):
-                session.add_input(run.id, run.commit)
+        if isinstance(param.type, RunRef):
+            from .refs import Run
+
+            for run in _flatten(value):
+                if isinstance(run, Run):
+                    session.add_input(run.id, run.commit)
         if isinstance(param.type, click.Path | click.File):
+            if index is None:
+                from .index import Index
+
+                index = Index(session.repo)
             hashes = []
             for item in _flatten(value):
                 path = _file_of(item, param.type)
@@ -294,15 +298,27 @@ def memo_key(record: RunRecord, files: dict[str, Any]) -> str:
 
 
 def find_reusable(session: RunSession) -> RunRecord | None:
-    """The newest completed run with the same memo key as this one, if any."""
-    from . import edges, gitstore
-    from .index import Index
+    """The newest completed run with the same memo key as this one, if any.
+
+    Looked up in memo.py's files rather than the lookup table, so that the start of a run
+    neither opens nor syncs the index; a hit is checked against the branch.
+    """
+    from . import gitstore, memo
+    from .errors import RecordError
     from .record import RunRecord
 
-    if not session.record.memo:
+    key = session.record.memo
+    if not key:
         return None
-    run_id = edges.reusable(Index(session.repo), session.record.memo)
+    run_id = memo.lookup(session.repo, key)
     if run_id is None:
         return None
     data = gitstore.read_record_bytes(session.repo, run_id)
-    return RunRecord.from_toml(data, run_id) if data else None
+    try:
+        record = RunRecord.from_toml(data, run_id) if data else None
+    except RecordError:
+        record = None
+    if record is None or record.status != "completed" or record.memo != key:
+        memo.forget(session.repo, key)  # removed or rewritten since: a miss
+        return None
+    return record

@@ -188,17 +188,28 @@ class RunSession:
         if "packages.txt" in self._packages:
             files["packages.txt"] = self._packages["packages.txt"].encode()
         files.update(self.extra_files)
-        try:
+        if self._may_have_outputs():
             from . import outputs
 
             outputs.finalize(self, files)
-        except ImportError:
-            pass
         self._stage()
         gitstore.write_run(self.repo, record, files)
+        if record.status == "completed" and record.memo:
+            from . import memo
+
+            memo.remember(self.repo, record.memo, record.id, record.started.isoformat() if record.started else "")
         self._heartbeat_stop.set()
         shutil.rmtree(self.folder, ignore_errors=True)
         return record
+
+    def _may_have_outputs(self) -> bool:
+        """Whether outputs.py must look at this run (it is not imported for plain metrics)."""
+        return bool(
+            self.pending_outputs
+            or hasattr(self, "_gittrack_data")  # gittrack.save / gittrack.log were used
+            or any(isinstance(v, str) for v in self.record.metrics.values())  # maybe a path
+            or (project.outputs_root(self.repo) / self.id).is_dir()
+        )
 
     def _take_result(self, result: Any) -> None:
         if not isinstance(result, Mapping):

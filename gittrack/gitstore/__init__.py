@@ -9,6 +9,8 @@ but never blocks forever. Everything here is independent of the number of runs r
 
 from __future__ import annotations
 
+from typing import Any
+
 from .branch import (
     _folder_exists as _folder_exists,
     _remove_stale_ref_locks as _remove_stale_ref_locks,
@@ -27,12 +29,6 @@ from .branch import (
     tip as tip,
     write_run as write_run,
     write_settings as write_settings,
-)
-from .notes import (
-    _note_paths as _note_paths,
-    notes_tip as notes_tip,
-    read_note as read_note,
-    update_notes as update_notes,
 )
 from .objects import (
     BRANCH as BRANCH,
@@ -61,33 +57,6 @@ from .objects import (
     parse_tree as parse_tree,
     write_blobs as write_blobs,
 )
-from .remotes import (
-    BUNDLE_CACHE_S as BUNDLE_CACHE_S,
-    REMOTE_REF_PREFIX as REMOTE_REF_PREFIX,
-    JoinResult as JoinResult,
-    PushResult as PushResult,
-    _as_tree as _as_tree,
-    _commit_tree as _commit_tree,
-    _is_run_folder as _is_run_folder,
-    _merge3 as _merge3,
-    _remote_failure as _remote_failure,
-    _runs_in_edits as _runs_in_edits,
-    _tree_of as _tree_of,
-    adopt_remote_branch as adopt_remote_branch,
-    clone_from_bundle as clone_from_bundle,
-    fetch_shared as fetch_shared,
-    git_remotes as git_remotes,
-    join_branch as join_branch,
-    make_bundle as make_bundle,
-    merge_notes as merge_notes,
-    push_shared as push_shared,
-    ref_value as ref_value,
-    remote_notes_ref as remote_notes_ref,
-    remote_runs_ref as remote_runs_ref,
-    run_folder_contents as run_folder_contents,
-    secrets_token as secrets_token,
-    settings_commit as settings_commit,
-)
 from .workspace import (
     check_writable as check_writable,
     ensure_excluded as ensure_excluded,
@@ -95,3 +64,46 @@ from .workspace import (
     snapshot_code as snapshot_code,
     temporary_worktree as temporary_worktree,
 )
+
+# sharing and notes are not needed to record a run: loaded on first use
+_LAZY = {
+    "BUNDLE_CACHE_S": "remotes",
+    "REMOTE_REF_PREFIX": "remotes",
+    "JoinResult": "remotes",
+    "PushResult": "remotes",
+    "_as_tree": "remotes",
+    "_commit_tree": "remotes",
+    "_is_run_folder": "remotes",
+    "_merge3": "remotes",
+    "_remote_failure": "remotes",
+    "_runs_in_edits": "remotes",
+    "_tree_of": "remotes",
+    "adopt_remote_branch": "remotes",
+    "clone_from_bundle": "remotes",
+    "fetch_shared": "remotes",
+    "git_remotes": "remotes",
+    "join_branch": "remotes",
+    "make_bundle": "remotes",
+    "merge_notes": "remotes",
+    "push_shared": "remotes",
+    "ref_value": "remotes",
+    "remote_notes_ref": "remotes",
+    "remote_runs_ref": "remotes",
+    "run_folder_contents": "remotes",
+    "secrets_token": "remotes",
+    "settings_commit": "remotes",
+    "_note_paths": "notes",
+    "notes_tip": "notes",
+    "read_note": "notes",
+    "update_notes": "notes",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gittrack.gitstore' has no attribute {name!r}")
