@@ -61,13 +61,15 @@ def packages_listing(cache_dir: Path | None = None) -> str:
     """Installed distributions as sorted `name==version` lines (what `pip freeze` shows).
 
     Scanning every distribution costs ~100 ms in a large environment, so the listing is cached
-    under a key made of the import path and its folders' modification times, which change
-    whenever a package is installed, upgraded or removed.
+    under a key made of the interpreter prefix and the modification times of the site-packages
+    folders on the import path, which change whenever a package is installed, upgraded or removed.
     """
     if cache_dir is None:
         return _scan_packages()
-    key_parts = []
+    key_parts = [sys.prefix]
     for entry in sys.path:
+        if not entry.endswith(("site-packages", "dist-packages")):
+            continue  # the script's own folder changes often and holds no installed packages
         with contextlib.suppress(OSError):
             key_parts.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
     key = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()[:24]
