@@ -45,7 +45,7 @@ test: $(TEST_STAMP) $(SYSTEM_STAMP) lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: $(TEST_STAMP) $(SYSTEM_STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 docs: $(STAMP)
 	$(PY) docs/gen_cli_reference.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.util
+import inspect
 import os
 import platform
 import subprocess
@@ -37,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     parser.add_argument("--only", help="run only benchmarks/bench_ONLY.py")
+    parser.add_argument("--dvc", action="store_true", help="also time `dvc exp show` (~10 minutes)")
     args = parser.parse_args()
     print(f"gittrack benchmarks, {dt.date.today()}, {machine()}")
     for path in sorted(HERE.glob("bench_*.py")):
@@ -48,7 +50,10 @@ def main() -> None:
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        module.main(quick=args.quick)
+        if "dvc" in inspect.signature(module.main).parameters:
+            module.main(quick=args.quick, dvc=args.dvc)
+        else:
+            module.main(quick=args.quick)
 
 
 if __name__ == "__main__":
