@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import subprocess
@@ -72,14 +73,33 @@ class Repo:
         return proc
 
     def reader(self) -> CatFile:
+        """The repository's `git cat-file --batch` process, shared by every Repo of this root."""
         if self._reader is None or not self._reader.alive():
-            self._reader = CatFile(self)
+            shared = _READERS.get(self.root)
+            if shared is None or not shared.alive():
+                if shared is not None:
+                    shared.close()  # its process ended (e.g. the repository was moved)
+                shared = _READERS[self.root] = CatFile(self)
+            self._reader = shared
         return self._reader
 
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
+            if _READERS.get(self.root) is self._reader:
+                del _READERS[self.root]
             self._reader = None
+
+
+# one reader process per repository and process, closed at exit (a Repo is cheap to make anew)
+_READERS: dict[Path, CatFile] = {}
+
+
+@atexit.register
+def _close_readers() -> None:
+    for reader in list(_READERS.values()):
+        reader.close()
+    _READERS.clear()
 
 
 def find_repo(start: str | os.PathLike[str] | None = None) -> Repo:
@@ -178,6 +198,9 @@ class CatFile:
             self._proc.wait(timeout=2)
         if self._proc.poll() is None:
             self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout:
+            self._proc.stdout.close()
 
 
 def parse_tree(data: bytes) -> dict[str, tuple[str, str]]:
