@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -127,3 +128,23 @@ def test_unwritable_repo_fails_before_the_simulation_starts(tracked_repo: Path) 
     assert "Traceback" not in proc.stderr
     assert len(branch_log(tracked_repo)) == 1
 
+
+
+def test_ctrl_c_during_a_local_sweep_records_every_running_run_as_interrupted(tracked_repo: Path) -> None:
+    write_script(tracked_repo, "slow.py", SLOW)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gittrack", "sweep", "slow.py", "--seconds", "30,31,32", "-j", "2"],
+        cwd=tracked_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    running = tracked_repo / ".git" / "gittrack" / "running"
+    deadline = time.monotonic() + 60
+    while not (running.is_dir() and len([p for p in running.iterdir() if (p / "stdout.log").exists()]) == 2):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C on a terminal does: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 15  # workers were stopped, not waited for
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert sorted(r["status"] for r in ls_json(tracked_repo)) == ["interrupted", "interrupted"]
