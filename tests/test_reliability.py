@@ -40,6 +40,8 @@ def test_failing_simulation_is_recorded_as_failed(tracked_repo: Path, run_cli) -
     result = run_cli(tracked_repo, "run", "sim.py", "--temp", "-1")
     assert result.exit_code == 1
     assert "ValueError: negative temperature" in result.output
+    shown = result.output.split("Traceback")[1]
+    assert "tracker.py" not in shown and "core.py" not in shown  # the script's frames only
     assert "recorded (failed in" in result.output
     record = ls_json(tracked_repo)[0]
     assert record["status"] == "failed" and record["exit_code"] == 1
@@ -148,3 +150,13 @@ def test_ctrl_c_during_a_local_sweep_records_every_running_run_as_interrupted(tr
     assert time.monotonic() - t0 < 15  # workers were stopped, not waited for
     assert proc.returncode == 130 and "Traceback" not in err
     assert sorted(r["status"] for r in ls_json(tracked_repo)) == ["interrupted", "interrupted"]
+
+
+def test_ctrl_c_of_gittrack_run_exits_130(tracked_repo: Path) -> None:
+    write_script(tracked_repo, "slow.py", SLOW)
+    proc = subprocess.Popen([sys.executable, "-m", "gittrack", "run", "slow.py"], cwd=tracked_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout and proc.stdout.readline().strip() == "started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err and "recorded (interrupted" in err
+    assert ls_json(tracked_repo)[0]["status"] == "interrupted"
