@@ -106,6 +106,8 @@ def _local_path(url: str) -> str:
 
 def set_remote(repo: gitstore.Repo, url: str) -> str:
     """Make `url` the default remote (a commit on the runs branch); returns the stored URL."""
+    if not url.strip():
+        raise RemoteError("The DVC remote URL is empty; give a folder or a URL such as s3://bucket/path.")
     if _is_local(url):
         path = Path(_local_path(url)).expanduser().resolve()
         try:

@@ -202,6 +202,7 @@ class _Worker:
             stderr=subprocess.DEVNULL,
             text=True,
             bufsize=1,
+            start_new_session=True,  # Ctrl-C reaches the sweep only; it stops each worker once
         )
         assert self.proc.stdin and self.proc.stdout
         self.out: IO[str] = self.proc.stdout

@@ -25,6 +25,7 @@ the SQL: every value and key is a bound parameter.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,7 +127,12 @@ def parse_field(text: str, pos: int, query: str) -> Field:
             return Field(lowered, key, pos)
         raise QueryError(query, pos + len(head) + 1, f"a key after '{head}.'")
     hint = f", found '{text}'"
-    if not rest:
+    close = difflib.get_close_matches(lowered, [*COLUMNS_TEXT, *COLUMNS_NUMBER, *COLUMNS_DATE, "tags", *FAMILIES], n=1, cutoff=0.75)  # fmt: skip
+    if close and close[0] in FAMILIES and rest:
+        hint += f" (did you mean {close[0]}.{rest}?)"
+    elif close and not rest and close[0] not in FAMILIES:
+        hint += f" (did you mean {close[0]}?)"
+    elif not rest:
         hint += f" (did you mean params.{text} or metrics.{text}?)"
     raise QueryError(query, pos, FIELDS_HINT + hint)
 

@@ -162,7 +162,7 @@ def suggest(index: Index, ref: str) -> list[str]:
     """Close matches for a reference that matched nothing: names, then similar id prefixes."""
     names = [r[0] for r in index.db.execute("SELECT DISTINCT name FROM runs WHERE name != ''")]
     close = difflib.get_close_matches(ref, names, n=3, cutoff=0.6)
-    if HEX.match(ref.lower()) and len(ref) >= 2:
+    if len(ref) >= 2 and HEX.match(ref.lower()[:2]):  # "5c8x" is a typo for an id too
         short = ref.lower()[:2]
         ids = [r[:8] for r in index.ids_with_prefix(short, limit=200)]
         close += difflib.get_close_matches(ref.lower()[:8], ids, n=3, cutoff=0.5)

@@ -109,6 +109,8 @@ def test_unknown_and_ambiguous_ids(tracked_repo: Path, run_cli) -> None:
     assert run_cli(tracked_repo, "show", "abc").exit_code == 1  # under 4 characters: no prefix match
     near = run_cli(tracked_repo, "show", "abcf")
     assert near.output.startswith('Error: No run matches "abcf". Did you mean ')
+    typo = run_cli(tracked_repo, "show", "abcx")  # the typo is not a hex digit
+    assert typo.output.startswith('Error: No run matches "abcx". Did you mean abc')
     run_cli(tracked_repo, "run", "--name", "twin", "sim.py")
     run_cli(tracked_repo, "run", "--force", "--name", "twin", "sim.py")
     twin = run_cli(tracked_repo, "show", "twin")

@@ -408,6 +408,9 @@ def test_remote_set_commits_the_setting(sim_repo: Path, run_cli, tmp_path: Path)
     assert object_path(target, md5).exists()
     bad = run_cli(sim_repo, "remote", "set", "nosuchscheme://x/y")
     assert bad.exit_code == 1 and bad.output.startswith("Error: Cannot use the DVC remote")
+    empty = run_cli(sim_repo, "remote", "set", "")  # would have made the working tree the remote
+    assert empty.exit_code == 1 and empty.output == "Error: The DVC remote URL is empty; give a folder or a URL such as s3://bucket/path.\n"
+    assert run_cli(sim_repo, "remote", "show").output.strip() == str(target)
 
 
 def test_outputs_kept_from_the_output_folder_and_log_columns_widen(sim_repo: Path, run_cli) -> None:

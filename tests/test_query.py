@@ -42,6 +42,8 @@ def scanned(repo: Path) -> Path:
         ("((params.temp > 1) or (status = 'failed')", 41, "')' to close the '(' at position 1, found the end of the query"),
         ("foo.bar = 1", 0, "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'foo.bar'"),
         ("temp > 1", 0, "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'temp' (did you mean params.temp or metrics.temp?)"),
+        ("stauts = 'failed'", 0, "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'stauts' (did you mean status?)"),
+        ("param.temp > 1", 0, "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'param.temp' (did you mean params.temp?)"),
         ("params.temp > 1; DROP TABLE runs", 15, "'and', 'or' or the end of the query, found ';'"),
         ("name = 'scan", 7, "a closing ' for the text that starts here"),
         ("params = 1", 6, "a key after 'params', e.g. params.temp"),

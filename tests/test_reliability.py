@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -39,6 +40,8 @@ def test_failing_simulation_is_recorded_as_failed(tracked_repo: Path, run_cli) -
     result = run_cli(tracked_repo, "run", "sim.py", "--temp", "-1")
     assert result.exit_code == 1
     assert "ValueError: negative temperature" in result.output
+    shown = result.output.split("Traceback")[1]
+    assert "tracker.py" not in shown and "core.py" not in shown  # the script's frames only
     assert "recorded (failed in" in result.output
     record = ls_json(tracked_repo)[0]
     assert record["status"] == "failed" and record["exit_code"] == 1
@@ -127,3 +130,33 @@ def test_unwritable_repo_fails_before_the_simulation_starts(tracked_repo: Path) 
     assert "Traceback" not in proc.stderr
     assert len(branch_log(tracked_repo)) == 1
 
+
+
+def test_ctrl_c_during_a_local_sweep_records_every_running_run_as_interrupted(tracked_repo: Path) -> None:
+    write_script(tracked_repo, "slow.py", SLOW)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gittrack", "sweep", "slow.py", "--seconds", "30,31,32", "-j", "2"],
+        cwd=tracked_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    running = tracked_repo / ".git" / "gittrack" / "running"
+    deadline = time.monotonic() + 60
+    while not (running.is_dir() and len([p for p in running.iterdir() if (p / "stdout.log").exists()]) == 2):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C on a terminal does: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 15  # workers were stopped, not waited for
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert sorted(r["status"] for r in ls_json(tracked_repo)) == ["interrupted", "interrupted"]
+
+
+def test_ctrl_c_of_gittrack_run_exits_130(tracked_repo: Path) -> None:
+    write_script(tracked_repo, "slow.py", SLOW)
+    proc = subprocess.Popen([sys.executable, "-m", "gittrack", "run", "slow.py"], cwd=tracked_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout and proc.stdout.readline().strip() == "started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err and "recorded (interrupted" in err
+    assert ls_json(tracked_repo)[0]["status"] == "interrupted"

@@ -352,6 +352,16 @@ def test_ui_binds_loopback_by_default(lab):
         proc.wait(timeout=10)
 
 
+def test_ui_on_a_port_in_use_says_so_in_one_sentence(lab):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["-C", str(lab[0]), "ui", "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: Cannot serve on 127.0.0.1:{port} (Address already in use); stop what uses it or pick another port with --port.\n"
+
+
 def test_templates_found_from_an_installed_wheel(tmp_path):
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.run([sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)], cwd=root, capture_output=True, text=True)  # fmt: skip

@@ -83,9 +83,9 @@ def run(obj: Context, name: str, tags: tuple[str, ...], note: str, force: bool, 
     )  # fmt: skip
     try:
         run_script(Path(path), list(args), function or None, options)
-    except (click.ClickException, click.exceptions.Exit, click.Abort):
+    except (click.ClickException, click.exceptions.Exit):
         raise
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, click.Abort):  # click turns Ctrl-C into Abort; the run is recorded
         sys.exit(130)
     except SystemExit as exc:
         raise click.exceptions.Exit(exc.code if isinstance(exc.code, int) else 1) from exc
@@ -95,10 +95,19 @@ def run(obj: Context, name: str, tags: tuple[str, ...], note: str, force: bool, 
         if isinstance(exc, GittrackError):
             raise
         # the simulation's own error: it is recorded; show it as Python would
-        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        click.echo(_user_traceback(exc), err=True)
         sys.exit(1)
     finally:
         os.chdir(cwd)
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback of the script's own error, from its first frame outside gittrack and click."""
+    skip = (str(Path(click.__file__).parent), str(Path(__file__).resolve().parents[1]))
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(skip):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__)).rstrip()
 
 
 @cli.command()

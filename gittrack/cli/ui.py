@@ -20,11 +20,19 @@ def ui(obj: Context, port: int, host: str, open_browser: bool) -> None:
       gittrack ui                 # http://127.0.0.1:8765/
       gittrack ui --port 9000 --open
     """
+    import os
+    import socket
+
     import uvicorn
 
+    from ..errors import UsageError
     from ..ui import create_app
 
     repo = obj.repo()
+    try:
+        socket.create_server((host, port)).close()  # fail here, in one sentence, not in uvicorn
+    except OSError as exc:
+        raise UsageError(f"Cannot serve on {host}:{port} ({os.strerror(exc.errno) if exc.errno else exc}); stop what uses it or pick another port with --port.") from exc  # fmt: skip
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(
             f"Warning: serving on {host} makes every run, parameter, log and output of "
