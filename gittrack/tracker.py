@@ -114,7 +114,8 @@ class RunSession:
         from . import runref  # inputs from RunRef and file arguments, and memoisation
 
         runref.record_inputs(self, ctx)
-        self.reused = None if _forced(options) else runref.find_reusable(self)
+        forced = _forced(options) or not command.memoize
+        self.reused = None if forced else runref.find_reusable(self)
         if self.reused is not None:
             return  # an identical completed run exists: nothing is staged or recorded
         self.folder = self.repo.state_dir / "running" / self.id
@@ -259,9 +260,10 @@ class RunSession:
 class TrackedCommand(click.Command):
     """A click command whose every invocation is recorded as one run."""
 
-    def __init__(self, *args: Any, metadata: Callable[[], Mapping[str, Any]] | None = None, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(self, *args: Any, metadata: Callable[[], Mapping[str, Any]] | None = None, memoize: bool = True, **kwargs: Any) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)
         self.metadata = metadata
+        self.memoize = memoize
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:  # fmt: skip
         argv = list(args)
@@ -326,6 +328,9 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _report(record: RunRecord) -> None:
+    for name, output in record.outputs.items():
+        if output.error:
+            click.echo(f"Warning: output '{name}' was not stored: {output.error}", err=True)
     line = record.command_line
     name = f" '{record.name}'" if record.name else ""
     click.echo(
@@ -334,13 +339,15 @@ def _report(record: RunRecord) -> None:
     )
 
 
-def command(name: str | None = None, *, metadata: Callable[[], Mapping[str, Any]] | None = None, **attrs: Any) -> Callable[[Callable[..., Any]], TrackedCommand]:  # fmt: skip
+def command(name: str | None = None, *, metadata: Callable[[], Mapping[str, Any]] | None = None, memoize: bool = True, **attrs: Any) -> Callable[[Callable[..., Any]], TrackedCommand]:  # fmt: skip
     """Decorate a function as a click command whose every run is recorded.
 
     `metadata` is called at the start of each run and its mapping is stored in `[env]`
-    (e.g. a simulation engine's version). All other arguments go to `click.command`.
+    (e.g. a simulation engine's version). `memoize=False` records every run anew even when an
+    identical completed run exists (for stochastic commands without a seed parameter). All
+    other arguments go to `click.command`.
     """
-    return click.command(name, cls=TrackedCommand, metadata=metadata, **attrs)
+    return click.command(name, cls=TrackedCommand, metadata=metadata, memoize=memoize, **attrs)
 
 
 def log_metadata(**values: Any) -> None:

@@ -32,3 +32,24 @@ def test_reuse_survives_index_loss_and_misses_after_rm(tracked_repo: Path, run_c
     assert "recorded (completed" in fresh.stderr
     rows = json.loads(run_cli(tracked_repo, "ls", "--json").output)
     assert [r["params"]["temp"] for r in rows] == [3.0] and rows[0]["id"] != run_id
+
+
+def test_memoize_false_records_every_run_and_bad_outputs_warn(tracked_repo: Path) -> None:
+    from conftest import write_script
+
+    write_script(tracked_repo, "noisy.py", """
+        import random, click, gittrack
+
+        @gittrack.command(memoize=False)
+        @click.option("--n", type=int, default=3)
+        def main(n):
+            return {"sample": random.random(), "odd": {1, 2}}
+
+        if __name__ == "__main__":
+            main()
+    """)  # fmt: skip
+    for _ in range(2):
+        proc = run_python(tracked_repo, "noisy.py")
+        assert "recorded (completed" in proc.stderr
+        assert "Warning: output 'odd' was not stored: " in proc.stderr
+    assert len(branch_log(tracked_repo)) == 3
