@@ -11,10 +11,13 @@ import itertools
 import math
 import os
 import re
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import click
 
 from .errors import GittrackError, UsageError
 from .executors import Result, Task, execute, get_executor
@@ -211,6 +214,7 @@ def sweep(script: str, args: Iterable[str], *, name: str = "", jobs: int = 1, ex
         raise UsageError(f"Script {path} does not exist; check the path.")
     axes = parse_grid(args)
     points = grid_points(axes)
+    check_arguments(script_path, function or None, [argv for argv, _ in points])
     name = name or default_name(script)
     parent = current()
     common = {
@@ -238,6 +242,26 @@ def sweep(script: str, args: Iterable[str], *, name: str = "", jobs: int = 1, ex
             close()
     report.results.sort(key=lambda r: order.get(id(r.task), _grid_index(tasks, r.task)))
     return report
+
+
+def check_arguments(script: Path, function: str | None, argvs: list[list[str]]) -> None:
+    """Parse every grid point with the command's own options before anything runs.
+
+    A misspelt option or a value of the wrong type is refused up front with click's sentence,
+    instead of failing once per task.
+    """
+    from .loader import find_command
+
+    command = find_command(script, function)
+    for argv in argvs:
+        try:
+            command.make_context(script.name, list(argv), resilient_parsing=False).close()
+        except click.exceptions.Exit:
+            continue  # --help or --version among the arguments: nothing to check
+        except click.ClickException as exc:
+            raise UsageError(
+                f"The sweep cannot run {script.name} {shlex.join(argv)}: {exc.format_message()}"
+            ) from exc
 
 
 def _grid_index(tasks: list[Task], task: Task) -> int:

@@ -143,3 +143,20 @@ def test_rerun_is_identical_and_uses_the_old_code(tracked_repo: Path, run_cli) -
     assert rerun["code"]["commit"] == original["code"]["commit"]
     assert git(tracked_repo, "worktree", "list").count("\n") == 0  # the temporary worktree is gone
     assert "temp * 3.0" in sim.read_text()
+
+
+def test_misspelt_option_or_bad_value_is_refused_before_anything_runs(tracked_repo: Path, run_cli) -> None:
+    from conftest import branch_log
+
+    typo = run_cli(tracked_repo, "sweep", "sim.py", "--tmp", "1,2")
+    assert typo.exit_code == 1
+    assert typo.output == (
+        "Error: The sweep cannot run sim.py --tmp 1: No such option '--tmp'. "
+        "(Did you mean one of: '--steps', '--temp'?)\n"
+    )
+    bad = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "1,hot")
+    assert bad.exit_code == 1
+    assert bad.output == (
+        "Error: The sweep cannot run sim.py --temp hot: Invalid value for '--temp': 'hot' is not a valid float.\n"
+    )
+    assert len(branch_log(tracked_repo)) == 1
