@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,29 @@ def list_runs(
         more = more or len(records) > limit
         records = records[:limit]
     total = index.count() + len(staged)
-    return Listing(records, total, problems, more, pick_columns(records, columns, varying))
+    shown = pick_columns(records, columns, varying)
+    problems += unknown_keys(index, where, sort, shown if columns else None)
+    return Listing(records, total, problems, more, shown)
+
+
+def unknown_keys(index: Index, where: str | None, sort: str | None, columns: list[str] | None) -> list[str]:  # fmt: skip
+    """One hint per params/metrics/env name that no run has (a typo matches nothing silently)."""
+    from .query import family_keys
+
+    names = family_keys(where, sort, columns)
+    if not names:
+        return []
+    known = {f"{family}.{key}" for family in ("params", "metrics", "env") for key in index.keys(family)}
+    hints = []
+    for name in names:
+        if name in known:
+            continue
+        family, _, key = name.partition(".")
+        same_family = [k.partition(".")[2] for k in known if k.startswith(family + ".")]
+        close = difflib.get_close_matches(key, same_family, n=1)
+        hint = f" (did you mean {family}.{close[0]}?)" if close else ""
+        hints.append(f"no run has {name}{hint}")
+    return hints
 
 
 def pick_columns(rows: list[dict[str, Any]], spec: str | list[str] | None, varying: bool = True) -> list[str]:  # fmt: skip

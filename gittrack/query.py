@@ -399,6 +399,30 @@ def compile_where(query: str) -> tuple[str, list[Any]]:
     return sql, compiler.params
 
 
+def family_keys(query: str | None = None, sort: str | None = None, columns: list[str] | None = None) -> list[str]:  # fmt: skip
+    """The `params.X` / `metrics.X` / `env.X` names a query, sort spec and columns refer to."""
+    found: list[str] = []
+
+    def walk(node: Node) -> None:
+        if isinstance(node, Compare):
+            if node.field.family in FAMILIES:
+                found.append(node.field.label)
+        elif isinstance(node, BoolOp):
+            for item in node.items:
+                walk(item)
+        else:
+            walk(node.item)
+
+    if query and query.strip():
+        walk(parse(query))
+    for part in (sort or "").split(","):
+        name = part.strip().lstrip("-+")
+        if name.partition(".")[0] in FAMILIES and name.partition(".")[2]:
+            found.append(name)
+    found += [c for c in columns or [] if c.partition(".")[0] in FAMILIES and not c.endswith(".*")]
+    return list(dict.fromkeys(found))
+
+
 # -- sorting --------------------------------------------------------------------------------
 
 

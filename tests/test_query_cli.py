@@ -232,3 +232,14 @@ def test_diff_lists_what_differs_by_section(repo: Path, run_cli) -> None:
     assert same[2] == "The runs do not differ in fields, params, metrics, env, outputs or code."
     r = gitstore.find_repo(repo)
     assert code_diff(r, first, "1" * 40) == ("", "code commit 1111111111 is not in this repository (fetch it with 'gittrack pull')")  # fmt: skip
+
+
+def test_misspelt_keys_get_a_hint(tracked_repo: Path, run_cli) -> None:
+    assert run_cli(tracked_repo, "run", "sim.py", "--temp", "3").exit_code == 0
+    result = run_cli(tracked_repo, "ls", "--where", "params.tmep > 2", "--sort=-metrics.enrgy")
+    assert result.exit_code == 0
+    assert result.stdout.strip().endswith("0 of 1 runs")
+    assert result.stderr.splitlines() == [
+        "Warning: no run has params.tmep (did you mean params.temp?)",
+        "Warning: no run has metrics.enrgy (did you mean metrics.energy?)",
+    ]
