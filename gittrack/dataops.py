@@ -145,12 +145,29 @@ def verify(repo: gitstore.Repo, refs: Sequence[str] = ()) -> tuple[int, list[Pro
                 )  # fmt: skip
             except RemoteError:
                 message += " (the remote cannot be reached to check)"
+        elif message.startswith("corrupted") and not ref.output.md5.endswith(".dir"):
+            message += _drop_corrupted(store, ref.output.md5, ref.run)
         if message:
             problems.append(Problem(ref.run, ref.name, message))
     if wanted and not checked:
         for run_id in wanted:
             Run(run_id, repo).record  # noqa: B018 (raises when the record is unreadable)
     return checked, problems
+
+
+def _drop_corrupted(store: Any, md5: str, run_id: str) -> str:
+    """Remove a corrupted cache object when the remote has a good copy; the fix, as text."""
+    try:
+        there = bool(store.on_remote([md5]))
+    except RemoteError:
+        return "; the remote cannot be reached to fetch a good copy"
+    if not there:
+        return "; the remote has no copy either, so it was left in place"
+    path = store.cache_path(md5)
+    with contextlib.suppress(OSError):
+        path.chmod(0o644)
+        path.unlink()
+    return f"; it was removed from the cache and 'gittrack checkout {run_id[:8]}' fetches the remote's copy"
 
 
 def checkout(repo: gitstore.Repo, ref: str, names: Sequence[str] = (), to: str | os.PathLike[str] | None = None, progress: bool = False) -> list[Path]:  # fmt: skip

@@ -187,6 +187,9 @@ def test_output_deleted_from_cache_is_named_and_refetched(sim_repo: Path, run_cl
     broken.write_bytes(b"garbage")
     result = run_cli(sim_repo, "verify")
     assert "frames: corrupted in the cache" in result.output
+    assert f"it was removed from the cache and 'gittrack checkout {rec['id'][:8]}' fetches" in result.output
+    assert run_cli(sim_repo, "checkout", rec["id"][:6]).exit_code == 0
+    assert run_cli(sim_repo, "verify").exit_code == 0  # repaired from the remote
 
 
 def test_checkout_to_a_folder_gives_independent_copies(sim_repo: Path, run_cli, tmp_path: Path) -> None:
