@@ -165,7 +165,7 @@ def test_remote_unreachable_records_run_and_push_later(sim_repo: Path, run_cli) 
     for output in rec["outputs"].values():
         assert object_path(remote, output["md5"]).exists()
     assert run_cli(sim_repo, "status").output.startswith("All outputs are on the remote")
-    assert run_cli(sim_repo, "push").output.startswith("Pushed 0 object(s)")
+    assert run_cli(sim_repo, "push").output.startswith("All outputs are already on the DVC remote ")
 
 
 def test_output_deleted_from_cache_is_named_and_refetched(sim_repo: Path, run_cli) -> None:

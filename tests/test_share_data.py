@@ -39,7 +39,8 @@ def test_outputs_pushed_with_the_runs_load_in_a_clone(run_cli, alice: Path, tmp_
     assert run_cli(alice, "run", "arrays.py", "--n", "4").exit_code == 0
     pushed = run_cli(alice, "push")
     assert pushed.exit_code == 0, pushed.output
-    assert pushed.output.startswith("Pushed ") and "output(s) were there already.\nPushed runs to origin (" in pushed.output
+    assert pushed.output.startswith("All outputs are already on the DVC remote ")  # pushed by the run
+    assert "\nPushed runs to origin (" in pushed.output
     bob = tmp_path / "bob"
     git(tmp_path, "clone", "-q", str(tmp_path / "remote.git"), str(bob))
     assert run_cli(bob, "pull").exit_code == 0

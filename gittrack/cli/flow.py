@@ -175,7 +175,8 @@ def lineage(obj: Context, run_ref: str, output: str | None, fmt: str | None, dow
     data = lin.render(graph, fmt)
     if output:
         Path(output).write_bytes(data)
-        click.echo(f"Wrote {output} ({len(graph.run_ids)} runs, {len(graph.edges)} edges).", err=True)
+        runs, edges = len(graph.run_ids), len(graph.edges)
+        click.echo(f"Wrote {output} ({runs} run{'s' * (runs != 1)}, {edges} edge{'s' * (edges != 1)}).", err=True)
     elif fmt in ("dot", "svg"):
         click.echo(data.decode(), nl=False)
     else:

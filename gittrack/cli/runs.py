@@ -161,6 +161,8 @@ def format_record(data: dict[str, Any]) -> str:
         for key, value in values.items():
             if isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items())
+            if value == "" and section == "env":
+                continue  # e.g. no USER in the environment
             lines.append(f"  {key + ':':<12} {value}")
     for item in data.get("inputs") or []:
         lines.append("inputs:" if item is data["inputs"][0] else "")

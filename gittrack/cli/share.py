@@ -65,6 +65,8 @@ def _data_line(report: object) -> str:
     if hasattr(report, "copied") and hasattr(report, "url"):
         from .data import _size
 
+        if not report.copied:
+            return f"All outputs are already on the DVC remote {report.url}."
         return (
             f"Pushed {report.copied} object(s) ({_size(getattr(report, 'bytes', 0))}) to {report.url}; "
             f"{getattr(report, 'already', 0)} output(s) were there already."
