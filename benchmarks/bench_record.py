@@ -19,6 +19,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 TRACKED = """
+import atexit, sys
+
+@atexit.register
+def peak():  # this process's own peak RSS (VmHWM), not what it inherited from the parent
+    with open("/proc/self/status") as fh:
+        sys.stderr.write([l for l in fh if l.startswith("VmHWM")][0])
+
 import click, gittrack
 
 @gittrack.command()
@@ -34,19 +41,23 @@ UNTRACKED = TRACKED.replace("import click, gittrack", "import click").replace(
 )
 
 
+# as users run: bytecode caching on (a development shell may turn it off)
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def git(repo: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, int]:
-    """Wall time in seconds and peak RSS in KiB of one child process."""
+    """Wall time in seconds and peak RSS in KiB of one child process (as it reports it)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
     elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{cmd} failed")
-    return elapsed, usage.ru_maxrss
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed: {proc.stderr}")
+    hwm = [line for line in proc.stderr.splitlines() if line.startswith("VmHWM")]
+    return elapsed, int(hwm[-1].split()[1])
 
 
 def make_repo(root: Path) -> Path:
@@ -80,6 +91,8 @@ def fill_history(repo: Path, n: int) -> None:
 def measure(repo: Path, reps: int) -> dict[str, float]:
     tracked, untracked, mem_t, mem_u, commit = [], [], [], [], []
     py = sys.executable
+    for script in ("tracked.py", "untracked.py"):  # warm-up: bytecode caches, packages listing
+        timed([py, script, "--x", "-1"], repo)
     for i in range(reps):
         t, m = timed([py, "tracked.py", "--x", str(i)], repo)
         tracked.append(t)

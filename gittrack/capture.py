@@ -6,8 +6,6 @@ import contextlib
 import hashlib
 import io
 import os
-import platform
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -39,6 +37,11 @@ RESERVED_ENV = frozenset(
 )
 
 
+def hostname() -> str:
+    """This machine's name (what socket.gethostname() says, without importing socket)."""
+    return os.uname().nodename
+
+
 def environment() -> dict[str, Any]:
     """Interpreter, platform and host; the packages digest comes from `packages_listing`."""
     uname = os.uname()
@@ -48,10 +51,10 @@ def environment() -> dict[str, Any]:
     # platform.platform() reads the interpreter binary to find the libc: ~5 ms, so not that
     system = "-".join(p for p in (uname.sysname, uname.release, uname.machine, libc.replace(" ", "")) if p)
     return {
-        "python": platform.python_version(),
+        "python": "{}.{}.{}".format(*sys.version_info[:3]),
         "implementation": sys.implementation.name,
         "platform": system,
-        "host": socket.gethostname(),
+        "host": hostname(),
         "user": os.environ.get("USER") or os.environ.get("USERNAME", ""),
         "gittrack": __version__,
     }

@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import shlex
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePath
@@ -142,6 +141,8 @@ class RunRecord:
                 text = text.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise RecordError(run_id, f"not UTF-8 ({exc.reason})") from exc
+        import tomllib  # reading only: recording a run never parses TOML
+
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

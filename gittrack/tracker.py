@@ -11,13 +11,10 @@ import contextvars
 import datetime as dt
 import json
 import os
-import secrets
 import shutil
 import signal
-import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +57,7 @@ _pending: contextvars.ContextVar[RunOptions | None] = contextvars.ContextVar(
 
 def new_run_id() -> str:
     """32 random hex characters: short ids of a sweep's runs do not collide."""
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()
 
 
 def now() -> dt.datetime:
@@ -175,7 +172,7 @@ class RunSession:
             record.error = {
                 "type": type(exc).__name__,
                 "message": str(exc),
-                "traceback": "".join(traceback.format_exception(exc)),
+                "traceback": "".join(__import__("traceback").format_exception(exc)),
             }
         if result is not None and status == "completed":
             self._take_result(result)
@@ -237,7 +234,7 @@ class RunSession:
         os.replace(tmp, self.folder / "run.toml")
 
     def _write_heartbeat(self) -> None:
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+        info = {"pid": os.getpid(), "host": capture.hostname(), "time": time.time()}
         tmp = self.folder / "heartbeat.tmp"
         tmp.write_text(json.dumps(info))
         os.replace(tmp, self.folder / "heartbeat")
@@ -393,7 +390,7 @@ def stale_runs(repo: gitstore.Repo) -> list[tuple[RunRecord, str]]:
     folder = repo.state_dir / "running"
     if not folder.is_dir():
         return []
-    host = socket.gethostname()
+    host = capture.hostname()
     found = []
     for entry in sorted(folder.iterdir()):
         try:
@@ -427,7 +424,7 @@ def _pid_alive(pid: int) -> bool:
 def record_died(repo: gitstore.Repo) -> list[str]:
     """Commit runs whose process is gone as `died`, keeping the logs they wrote."""
     recorded = []
-    host = socket.gethostname()
+    host = capture.hostname()
     for record, state in stale_runs(repo):
         if state != "died":
             continue

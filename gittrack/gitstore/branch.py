@@ -6,7 +6,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import random
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -29,6 +28,7 @@ from .objects import (
     Repo,
     _timestamp,
     edit_tree,
+    jitter,
     make_commit,
     parse_tree,
     write_blobs,
@@ -57,7 +57,7 @@ def branch_lock(repo: Repo, timeout: float = LOCK_TIMEOUT_S) -> Iterator[bool]:
                     break  # filesystems without flock: rely on CAS
                 if time.monotonic() > deadline:
                     break
-                time.sleep(0.002 + random.random() * 0.01)
+                time.sleep(0.002 + jitter() * 0.01)
         yield locked
     finally:
         if locked:
@@ -120,7 +120,7 @@ def commit_to_branch(
                 raise RepoNotWritable(str(repo.root), err.strip().splitlines()[-1])
             if attempt > 1000:
                 raise GitError(f"could not update {RUNS_REF}: {err.strip()}")
-            time.sleep(min(0.2, 0.001 * attempt) * random.random())
+            time.sleep(min(0.2, 0.001 * attempt) * jitter())
 
 
 def _update_refs(repo: Repo, lines: list[str]) -> subprocess.CompletedProcess[bytes]:

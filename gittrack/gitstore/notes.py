@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Mapping
 
@@ -18,6 +17,7 @@ from .objects import (
     ObjectWriter,
     Repo,
     edit_tree,
+    jitter,
     make_commit,
 )
 
@@ -94,4 +94,4 @@ def update_notes(
                 raise RepoNotWritable(str(repo.root), err.strip().splitlines()[-1])
             if attempt > 1000:
                 raise GitError(f"could not update {NOTES_REF}: {err.strip()}")
-            time.sleep(min(0.2, 0.001 * attempt) * random.random())
+            time.sleep(min(0.2, 0.001 * attempt) * jitter())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import os
 import subprocess
-import tempfile
 import threading
 import time
 import zlib
@@ -118,6 +118,25 @@ def find_repo(start: str | os.PathLike[str] | None = None) -> Repo:
                     common = (git_dir / (git_dir / "commondir").read_text().strip()).resolve()
                 return Repo(candidate, git_dir, common)
     raise NotAGitRepo(str(path))
+
+
+_TEMP_COUNTER = itertools.count()
+
+
+def exclusive_temp(folder: Path, prefix: str) -> tuple[int, str]:
+    """A new file in `folder` opened exclusively: tempfile.mkstemp without importing tempfile
+    (and random, hashlib's hmac...) on the recording path."""
+    while True:
+        path = folder / f"{prefix}{os.getpid()}_{next(_TEMP_COUNTER)}_{os.urandom(4).hex()}"
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), str(path)
+        except FileExistsError:
+            continue
+
+
+def jitter() -> float:
+    """A random fraction in [0, 1) for back-off, without importing random."""
+    return int.from_bytes(os.urandom(2), "big") / 65536
 
 
 # -- reading objects ------------------------------------------------------------------------
@@ -249,7 +268,7 @@ class ObjectWriter:
         if path.exists():
             return sha
         folder.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=folder)
+        fd, tmp = exclusive_temp(folder, "tmp_obj_")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(zlib.compress(raw, 1))

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from hashlib import sha256
 from pathlib import Path
 
 from ..errors import NoCommits, RepoNotWritable
 from ..record import Code
-from .objects import Identity, ObjectWriter, Repo, make_commit
+from .objects import Identity, ObjectWriter, Repo, exclusive_temp, make_commit
 
 # -- code capture ---------------------------------------------------------------------------
 
@@ -38,7 +37,7 @@ def snapshot_code(repo: Repo, script: Path | None, run_id: str) -> Code:
     head_tree = repo.reader().read(f"{head}^{{tree}}")
     assert head_tree is not None
     repo.state_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_index = tempfile.mkstemp(prefix="index-", dir=repo.state_dir)
+    fd, tmp_index = exclusive_temp(repo.state_dir, "index-")
     os.close(fd)
     try:
         index = repo.git_dir / "index"
@@ -89,7 +88,7 @@ def check_writable(repo: Repo) -> None:
     objects = repo.common_dir / "objects"
     try:
         repo.state_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="tmp_check_", dir=objects)
+        fd, tmp = exclusive_temp(objects, "tmp_check_")
         try:
             os.write(fd, b"gittrack")  # an empty file proves too little (quota, full disk)
         finally:
@@ -105,6 +104,8 @@ def check_writable(repo: Repo) -> None:
 @contextlib.contextmanager
 def temporary_worktree(repo: Repo, commit: str) -> Iterator[Path]:
     """A detached `git worktree` of `commit` in a temporary folder, removed afterwards."""
+    import tempfile
+
     folder = Path(tempfile.mkdtemp(prefix="gittrack-rerun-"))
     tree = folder / "tree"
     try:
