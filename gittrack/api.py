@@ -9,6 +9,7 @@ from typing import Any
 from . import gitstore
 from .errors import RecordError
 from .index import Index
+from .listing import flat
 from .refs import Run, iter_runs, open_repo
 
 
@@ -66,19 +67,9 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     }
     row["tags"] = ",".join(record.get("tags", []))
     for family in ("params", "metrics"):
-        for key, value in _flat(record.get(family, {})).items():
+        for key, value in flat(record.get(family, {})).items():
             row[f"{family}.{key}"] = value
     return row
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def runs(where: str | None = None, repo: str | os.PathLike[str] | None = None, *, sort: str | None = None, limit: int | None = None) -> RunSet:  # fmt: skip
