@@ -9,7 +9,7 @@ but never blocks forever. Everything here is independent of the number of runs r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .branch import (
     _folder_exists as _folder_exists,
@@ -64,6 +64,41 @@ from .workspace import (
     snapshot_code as snapshot_code,
     temporary_worktree as temporary_worktree,
 )
+
+if TYPE_CHECKING:  # the lazy names below, for the type checker
+    from .notes import (
+        _note_paths as _note_paths,
+        notes_tip as notes_tip,
+        read_note as read_note,
+        update_notes as update_notes,
+    )
+    from .remotes import (
+        BUNDLE_CACHE_S as BUNDLE_CACHE_S,
+        REMOTE_REF_PREFIX as REMOTE_REF_PREFIX,
+        JoinResult as JoinResult,
+        PushResult as PushResult,
+        _as_tree as _as_tree,
+        _commit_tree as _commit_tree,
+        _is_run_folder as _is_run_folder,
+        _merge3 as _merge3,
+        _remote_failure as _remote_failure,
+        _runs_in_edits as _runs_in_edits,
+        _tree_of as _tree_of,
+        adopt_remote_branch as adopt_remote_branch,
+        clone_from_bundle as clone_from_bundle,
+        fetch_shared as fetch_shared,
+        git_remotes as git_remotes,
+        join_branch as join_branch,
+        make_bundle as make_bundle,
+        merge_notes as merge_notes,
+        push_shared as push_shared,
+        ref_value as ref_value,
+        remote_notes_ref as remote_notes_ref,
+        remote_runs_ref as remote_runs_ref,
+        run_folder_contents as run_folder_contents,
+        secrets_token as secrets_token,
+        settings_commit as settings_commit,
+    )
 
 # sharing and notes are not needed to record a run: loaded on first use
 _LAZY = {

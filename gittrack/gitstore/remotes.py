@@ -133,6 +133,8 @@ def join_branch(repo: Repo, other: str, label: str) -> JoinResult:
             theirs_tree = _commit_tree(reader, other)
             base = repo.git("merge-base", ours, other, check=False).stdout.decode().strip()
             base_tree = _commit_tree(reader, base) if base else None
+            edits: dict[str, Entry]
+            kept: list[str]
             if base == ours:
                 kind, new, edits, kept = "fast-forward", other, {}, []
             else:
