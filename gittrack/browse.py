@@ -85,7 +85,7 @@ def _select(index: Index, cond: str, args: list[Any], order: str, order_args: li
     import inspect
 
     if "offset" in inspect.signature(index.select).parameters:
-        return index.select(cond, args, order, limit=limit, order_params=order_args, offset=offset)  # type: ignore[call-arg]
+        return index.select(cond, args, order, limit=limit, order_params=order_args, offset=offset)
     sql = "SELECT id, record, commit_sha, problem FROM runs" + (f" WHERE {cond}" if cond else "")
     sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
     return [
@@ -152,7 +152,7 @@ def ls_json(row: dict[str, Any]) -> dict[str, Any]:
     from . import listing
 
     summary = getattr(listing, "summary", None)
-    return summary(row) if summary is not None else row  # type: ignore[no-any-return]
+    return summary(row) if summary is not None else row
 
 
 def cell(row: dict[str, Any], column: str) -> Any:

@@ -168,8 +168,8 @@ class OutputCapture:
             "stderr": BoundedLog(folder / "stderr.log", limit),
         }
         self._saved = (sys.stdout, sys.stderr)
-        sys.stdout = Tee(sys.stdout, self.logs["stdout"])  # type: ignore[assignment]
-        sys.stderr = Tee(sys.stderr, self.logs["stderr"])  # type: ignore[assignment]
+        sys.stdout = Tee(sys.stdout, self.logs["stdout"])
+        sys.stderr = Tee(sys.stderr, self.logs["stderr"])
 
     def stop(self) -> dict[str, Any]:
         """Restore the streams; returns the `[logs]` table of the record."""

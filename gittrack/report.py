@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from . import browse, gitstore
+from .errors import UsageError
 
 MAX_ROWS = 5000  # rows listed in a report's table
 MAX_GRAPH = 300  # runs drawn in a report's flow graph
@@ -26,7 +27,7 @@ def build_report(repo: gitstore.Repo, where: str | None = None, *, title: str | 
     if graph.edges:
         try:
             svg = browse.render_svg(graph, url="#run-{id}")
-        except browse.UsageError as exc:
+        except UsageError as exc:
             graph_note = str(exc)
     else:
         graph_note = "No run consumed another run's outputs: there is no flow to draw."
