@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from .refs import Run
     from .tracker import RunSession
 
+    # click >= 8.4 makes ParamType generic; subscripting it at run time would break older clicks
+    _ParamType = click.ParamType[Any]
+else:
+    _ParamType = click.ParamType
+
 TOKEN = re.compile(r"^[\w.\-]+$")
 USABLE = ("completed",)
 
@@ -100,7 +105,7 @@ def check_usable(runs: Iterable[Run]) -> None:
         raise UnusableRun(bad)
 
 
-class RunRef(click.ParamType):
+class RunRef(_ParamType):
     """A click parameter naming earlier runs; the command receives `gittrack.Run` objects.
 
     `multiple=True` yields a tuple of runs (a query, or ids separated by commas); otherwise the
@@ -215,7 +220,7 @@ def record_inputs(session: RunSession, ctx: click.Context) -> None:
                 from .index import Index
 
                 index = Index(session.repo)
-            hashes = []
+            hashes: list[str | None] = []
             for item in _flatten(value):
                 path = _file_of(item, param.type)
                 if path is None:
@@ -243,7 +248,7 @@ def _flatten(value: Any) -> list[Any]:
     return [value]
 
 
-def _file_of(value: Any, kind: click.ParamType) -> Path | None:
+def _file_of(value: Any, kind: click.ParamType[Any]) -> Path | None:
     """The existing regular file a click.Path/File value reads, or None."""
     if value is None:
         return None
