@@ -226,7 +226,7 @@ class Store:
 
     def __init__(self, repo: gitstore.Repo) -> None:
         from dvc_data.hashfile.db.local import LocalHashFileDB
-        from dvc_objects.fs import localfs
+        from dvc_objects.fs.local import localfs
 
         self.repo = repo
         self.localfs = localfs
@@ -385,7 +385,7 @@ class Store:
         remote = self.remote()
         try:
             result = transfer(self.cache, remote, {_hash_info(o) for o in oids}, shallow=False)
-            done = {h.value for h in result.transferred}
+            done = {h.value for h in result.transferred if h.value is not None}
         except Exception as exc:
             raise RemoteError(
                 f"Cannot push to the DVC remote {self.url} ({_reason(exc)}); "

@@ -209,7 +209,7 @@ def place(name: str, value: Any, out_dir: Path) -> _Placed:
             raise UnsupportedOutput(name, value, "arrays of Python objects need pickling")
         file = f"{name}.npy"
         with datastore.hashing_writer(out_dir / file) as writer:
-            np.save(writer, array, allow_pickle=False)  # type: ignore[arg-type]
+            np.save(writer, array, allow_pickle=False)
         return _Placed(file, "npy", writer.md5.hexdigest(), writer.size)
     if top == "pandas" and hasattr(value, "to_csv"):
         return _place_table(name, value, out_dir)
@@ -363,9 +363,9 @@ def store_outputs(repo: gitstore.Repo, record: RunRecord, out_dir: Path, wanted:
             path=item.path, md5=stored.md5, size=stored.size, kind=item.kind, nfiles=stored.nfiles
         )
         files[f"{name}.dvc"] = datastore.pointer_file(item.path, stored)
-    stored = sorted(o.path for o in record.outputs.values() if o.md5)
-    if stored:  # as `dvc add` does: a `git status` in a checkout stays clean after `dvc pull`
-        files[".gitignore"] = "".join(f"/{p}\n" for p in stored).encode()
+    ignored = sorted(o.path for o in record.outputs.values() if o.md5)
+    if ignored:  # as `dvc add` does: a `git status` in a checkout stays clean after `dvc pull`
+        files[".gitignore"] = "".join(f"/{p}\n" for p in ignored).encode()
     oids = {o.md5 for o in record.outputs.values() if o.md5}
     try:
         store.push(oids)
