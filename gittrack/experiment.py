@@ -7,6 +7,7 @@ excluded, as in Python); every grid point is one run recorded with `experiment =
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import math
 import os
@@ -217,12 +218,12 @@ def sweep(script: str, args: Iterable[str], *, name: str = "", jobs: int = 1, ex
     check_arguments(script_path, function or None, [argv for argv, _ in points])
     name = name or default_name(script)
     parent = current()
-    common = {
-        "script": str(script_path), "function": function or None, "experiment": name,
-        "force": force, "allow_failed": allow_failed, "parent": parent.id if parent else "",
-        "repo": repo, "cwd": os.getcwd(),
-    }  # fmt: skip
-    tasks = [Task(args=argv, params=varying, **common) for argv, varying in points]
+    common = functools.partial(
+        Task, script=str(script_path), function=function or None, experiment=name,
+        force=force, allow_failed=allow_failed, parent=parent.id if parent else "",
+        repo=repo, cwd=os.getcwd(),
+    )  # fmt: skip
+    tasks = [common(args=argv, params=varying) for argv, varying in points]
     varying_names = [a.param or f"arg{i}" for i, a in enumerate(axes) if len(a.values) > 1]
     report = SweepReport(name, varying_names)
     order = {id(t): i for i, t in enumerate(tasks)}
