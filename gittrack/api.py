@@ -79,7 +79,9 @@ def runs(where: str | None = None, repo: str | os.PathLike[str] | None = None, *
     """
     r = open_repo(repo)
     index = Index(r)
-    sql, params, order, order_params = "", [], "runs.started_ts DESC, runs.id", []
+    sql, order = "", "runs.started_ts DESC, runs.id"
+    params: list[Any] = []
+    order_params: list[Any] = []
     if where or sort:
         from .query import compile_order, compile_where
 

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -308,7 +308,7 @@ class DaskRunner:
         """Run every task; the outcomes in the order of `tasks`."""
         return sorted(self.iter_run(tasks), key=lambda o: o.index)
 
-    def iter_run(self, tasks: Iterable[Task | Sequence[Any] | Mapping[str, Any]]) -> Iterator[TaskOutcome]:  # fmt: skip
+    def iter_run(self, tasks: Iterable[Task | Sequence[Any] | Mapping[str, Any]]) -> Generator[TaskOutcome, None, None]:  # fmt: skip
         """Run tasks, yielding each task's outcome as it ends (after its last attempt).
 
         Ctrl-C, or closing the iterator early, cancels the queued tasks and interrupts the
@@ -371,6 +371,7 @@ class DaskRunner:
 
     def _collect(self, future: Any, outcome: TaskOutcome, key: str, task: Task) -> str:
         """Record one finished attempt; returns its status."""
+        result: dict[str, Any]
         try:
             result = future.result()
         except Exception as exc:  # KilledWorker, a lost connection: the attempt died
@@ -389,7 +390,7 @@ class DaskRunner:
                     row = index.get(item.run)
                     item.commit = (row or {}).get("commit") or item.commit
             gitstore.write_run(self.repo, record, files)
-        status = result.get("status", "error")
+        status: str = result.get("status", "error")
         outcome.reused = bool(result.get("reused"))
         if run_id and (data := gitstore.read_record_bytes(self.repo, run_id)):
             record = RunRecord.from_toml(data, run_id)

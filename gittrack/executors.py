@@ -108,7 +108,7 @@ def execute(task: Task, command: Any = None) -> Result:
             ctx_holder["ctx"] = ctx
             return original(ctx)
 
-        cmd.invoke = invoke
+        cmd.invoke = invoke  # type: ignore[method-assign]  # patched on this instance only, deleted below
         options_token = pending(options)
         try:
             cmd.main(list(task.args), prog_name=Path(task.script).name or "command", standalone_mode=False)  # fmt: skip

@@ -177,7 +177,9 @@ class Index:
             known, known_notes = self._known()  # another process may have synced meanwhile
             tip, notes = tips
             touched: set[str] = set()
-            changed, removed, full = set(), set(), False
+            changed: set[str] = set()
+            removed: set[str] = set()
+            full = False
             if known != tip:
                 changed, removed, full = self._sync_runs(known, tip)
             if known_notes != notes:
@@ -226,7 +228,9 @@ class Index:
         ids = sorted(changed)
         for start in range(0, len(ids), BATCH):
             batch = ids[start : start + BATCH]
-            runs, records, kv, tags = [], [], [], []
+            runs, records = [], []
+            kv: list[tuple[int, int, float | None, str]] = []
+            tags: list[tuple[str, int]] = []
             for row in self._rows(tip, batch, commits):
                 record = row["record"]
                 tag_list, note = _effective(record, notes.get(row["id"], []))
@@ -327,6 +331,7 @@ class Index:
         from .notes import parse_note
 
         found: dict[str, list[Any]] = {}
+        rows: Iterable[tuple[str, str]]
         if run_ids is None:
             rows = self.db.execute("SELECT run_id, content FROM notes ORDER BY object")
         else:

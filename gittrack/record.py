@@ -129,7 +129,8 @@ class RunRecord:
         for key in ("started", "finished"):
             value = getattr(self, key)
             data[key] = value.isoformat() if value else None
-        return json.loads(json.dumps(data, default=str))
+        clean: dict[str, Any] = json.loads(json.dumps(data, default=str))
+        return clean
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict(), multiline_strings=True)

@@ -90,7 +90,7 @@ class RunSession:
         params, sources = capture.click_params(ctx)
         argv = list(getattr(ctx, "_gittrack_argv", None) or [])
         started = now()
-        self.record = RunRecord(
+        self.record: RunRecord = RunRecord(
             id=self.id,
             command=_command_name(command, self.script, self.repo),
             name=options.name,
@@ -438,7 +438,7 @@ def record_died(repo: gitstore.Repo) -> list[str]:
         if gitstore.read_record_bytes(repo, record.id) is None:
             record.status = "died"
             record.finished = record.finished or now()
-            files = {n: folder / n for n in ("stdout.log", "stderr.log") if (folder / n).exists()}
+            files: dict[str, Path | bytes] = {n: folder / n for n in ("stdout.log", "stderr.log") if (folder / n).exists()}
             record.logs = {n.removesuffix(".log"): n for n in files}
             from . import outputs
 

@@ -145,7 +145,7 @@ def format_record(data: dict[str, Any]) -> str:
     lines = [f"run {data['id']}"]
     for key in ("name", "status", "command", "argv", "experiment", "parent", "rerun_of",
                 "started", "finished", "duration_s", "exit_code", "tags", "note", "commit"):  # fmt: skip
-        value = data.get(key)
+        value: Any = data.get(key)
         if value in (None, "", [], {}) and key not in ("status",):
             continue
         if key == "argv":
