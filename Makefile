@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.installed-test
 SYSTEM_STAMP := $(VENV)/.system-packages
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench docs clean system-packages
+.PHONY: demo test lint bench docs screenshots clean system-packages
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench: $(TEST_STAMP) $(SYSTEM_STAMP)
 
 docs: $(STAMP)
 	$(PY) docs/gen_cli_reference.py
+
+# refresh docs/screenshots/ from the browser tests (a plain test run writes them to /tmp)
+screenshots: $(TEST_STAMP) $(SYSTEM_STAMP)
+	GITTRACK_SCREENSHOTS=1 $(PY) -m pytest tests/test_ui_browser.py -q
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -100,7 +100,6 @@ def test_failed_runs_refused_unless_allowed(tracked_repo: Path, run_cli) -> None
 
 
 def test_query_selects_runs(tracked_repo: Path, run_cli) -> None:
-    pytest.importorskip("gittrack.query")
     sims(run_cli, tracked_repo, 100.0, 200.0, 300.0)
     write_script(tracked_repo, "analyse.py", ANALYSE)
     before = branch_log(tracked_repo)
@@ -139,7 +138,6 @@ def test_file_argument_equal_to_an_output_becomes_an_edge(tracked_repo: Path, ru
 
 
 def test_loaded_outputs_are_recorded_with_name_and_md5(tracked_repo: Path, run_cli) -> None:
-    pytest.importorskip("gittrack.outputs")
     write_script(tracked_repo, "make.py", """\
         import gittrack
 

@@ -7,9 +7,6 @@ from pathlib import Path
 import pytest
 from conftest import git, write_script
 
-pytest.importorskip("gittrack.dataops", reason="the data layer is not merged yet")
-np = pytest.importorskip("numpy")
-
 ARRAY = '''\
 import click
 import numpy as np

@@ -12,16 +12,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-pytest.importorskip("starlette")
 from conftest import write_script
 from starlette.testclient import TestClient
 from uidata import XSS, build
 
 from gittrack.cli import cli
 from gittrack.ui import allowed_host, create_app
-
-HAS_QUERY = __import__("importlib").util.find_spec("gittrack.query") is not None
 
 
 @pytest.fixture
@@ -77,7 +73,6 @@ def test_group_by_experiment(client):
     assert "experiment temp-scan" in text_of(html)
 
 
-@pytest.mark.skipif(not HAS_QUERY, reason="the query language (gittrack/query.py) has not landed")
 def test_filter_box_speaks_the_query_language(client, lab):
     html = client.get("/", params={"where": "params.temp >= 200"}).text
     ids = set(re.findall(r'data-id="([0-9a-f]+)"', html))
