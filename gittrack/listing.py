@@ -145,3 +145,23 @@ def cell(row: dict[str, Any], column: str) -> Any:
             return data[match.group(2)]
         return flat(data).get(match.group(2))
     return row.get(column)
+
+
+def cell_text(value: Any, column: str = "", *, list_sep: str = ",") -> str:
+    """A listed value as short text: ids shortened, times trimmed, floats to 6 digits."""
+    if value is None:
+        return ""
+    if column == "id":
+        return str(value)[:8]
+    if column in ("started", "finished") and isinstance(value, str):
+        return value[:19].replace("T", " ")
+    if column == "duration_s" and isinstance(value, int | float):
+        return f"{value:.1f}s"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        shown = f"{value:.6g}"
+        return shown if any(c in shown for c in ".ena") else shown + ".0"  # 1e+06, nan, inf
+    if isinstance(value, list):
+        return list_sep.join(map(str, value))
+    return str(value)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..listing import cell, pick_columns
+from ..listing import cell, cell_text, pick_columns
 
 STATUS_COLOURS = {
     "completed": "green", "failed": "red", "died": "magenta", "interrupted": "yellow",
@@ -25,22 +25,8 @@ def columns_for(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def text(value: Any, column: str) -> str:
-    if value is None:
-        return ""
-    if column == "id":
-        return str(value)[:8]
-    if column in ("started", "finished") and isinstance(value, str):
-        return value[:19].replace("T", " ")
-    if column == "duration_s" and isinstance(value, int | float):
-        return f"{value:.1f}s"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        shown = f"{value:.6g}"
-        return shown if any(c in shown for c in ".eni") else shown + ".0"
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return str(value)
+    """A cell of the terminal table (see listing.cell_text)."""
+    return cell_text(value, column)
 
 
 def plain(value: Any) -> Any:

@@ -16,6 +16,7 @@ from starlette.templating import Jinja2Templates
 
 from .. import __version__, browse
 from ..errors import GittrackError, RunNotFound
+from ..listing import cell_text
 from . import request_repo, templates_dir
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -26,25 +27,12 @@ PAGE_SIZES = (25, 50, 100, 250, 500)
 
 
 def show(value: Any, column: str = "") -> str:
-    """A cell value as short text (ids shortened, times trimmed, floats to 6 digits)."""
-    if value is None:
-        return ""
-    if column == "id":
-        return str(value)[:8]
-    if column in ("started", "finished") and isinstance(value, str):
-        return value[:19].replace("T", " ")
+    """A cell value as short text (listing.cell_text, with durations in s or min)."""
     if column == "duration_s" and isinstance(value, int | float):
         return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        shown = f"{value:.6g}"
-        return shown if any(c in shown for c in ".ena") else shown + ".0"
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    return cell_text(value, column, list_sep=", ")
 
 
 def size(n: Any) -> str:
