@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from . import Context, cli, pass_context
-from .table import STATUS_COLOURS, text
+from .table import STATUS_COLOURS, headers_for, text
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -83,13 +83,15 @@ def _progress_bar(script: str, args: tuple[str, ...], quiet: bool) -> Any:
 
 def format_sweep(report: Any, color: bool = False) -> str:
     """The summary table of a sweep: one row per run, then the counts."""
-    headers = ["id", "status", *report.varying, *sorted({k for r in report.results for k in r.metrics})]
+    metric_keys = sorted({k for r in report.results for k in r.metrics})
+    titles = headers_for([f"params.{k}" for k in report.varying] + [f"metrics.{k}" for k in metric_keys])
+    headers = ["id", "status", *titles]
     rows = []
     for r in report.results:
         status = "reused" if r.reused else r.status
         row = [r.run_id[:8] or "-", status]
         row += [str(r.task.params.get(k, "")) for k in report.varying]
-        row += [text(r.metrics.get(k), k) for k in headers[2 + len(report.varying) :]]
+        row += [text(r.metrics.get(k), k) for k in metric_keys]
         rows.append(row)
     widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
