@@ -40,6 +40,7 @@ demo: $(STAMP)
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check gittrack tests benchmarks examples
+	$(VENV)/bin/ruff format --check gittrack tests benchmarks examples
 	$(VENV)/bin/mypy --strict gittrack
 
 test: $(TEST_STAMP) $(SYSTEM_STAMP) lint

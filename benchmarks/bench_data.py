@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # A tracked run that writes SIZE bytes into its output folder (1 MiB at a time) and returns the
 # path; it reports its own write time and the peak memory before and after recording.
-SIM = '''\
+SIM = """\
 import json, os, resource, sys, time
 import click, gittrack
 
@@ -48,7 +48,7 @@ if __name__ == "__main__":
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"total": total, "write": float(os.environ["BENCH_WRITE_S"]),
                       "rss_sim_kib": int(os.environ["BENCH_RSS_SIM"]), "rss_end_kib": rss}))
-'''
+"""
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip

@@ -299,7 +299,9 @@ def main(quick: bool = False, dvc: bool | None = None) -> list[dict[str, object]
         value, target, base = float(r["value"]), float(r["target"]), r["baseline"]  # type: ignore[arg-type]
         unit = str(r["unit"])
         show_v = f"{value * 1000:.0f} ms" if unit == "s" and value < 10 else f"{value:.1f} {unit}"
-        show_t = f"{target * 1000:.0f} ms" if unit == "s" and target < 10 else f"{target:.0f} {unit}"
+        show_t = (
+            f"{target * 1000:.0f} ms" if unit == "s" and target < 10 else f"{target:.0f} {unit}"
+        )
         show_b = "" if base is None else (f"{float(base):.1f} {unit}")  # type: ignore[arg-type]
         ratio = "" if base is None or unit != "s" else f"{float(base) / value:.0f}x"  # type: ignore[arg-type]
         ok = "yes" if value <= target else "NO"

@@ -36,7 +36,13 @@ if __name__ == "__main__":
 
 
 def make_repo(folder: Path) -> gitstore.Repo:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@x"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "b@x",
+    }
     os.environ.update({k: v for k, v in env.items() if k.startswith("GIT_")})
     subprocess.run(["git", "init", "-q", str(folder)], check=True)
     (folder / "sim.py").write_text(SIM)
@@ -51,7 +57,14 @@ def write_history(repo: gitstore.Repo, records: list[RunRecord]) -> None:
     writer = gitstore.ObjectWriter(repo)
     edits: dict[str, gitstore.Entry] = {}
     for record in records:
-        edits.update({f"{run_folder(record.id)}/{k}": v for k, v in gitstore.write_blobs(writer, {"run.toml": record.to_toml().encode()}).items()})
+        edits.update(
+            {
+                f"{run_folder(record.id)}/{k}": v
+                for k, v in gitstore.write_blobs(
+                    writer, {"run.toml": record.to_toml().encode()}
+                ).items()
+            }
+        )
     gitstore.commit_to_branch(repo, f"bench: {len(records)} runs", edits)
 
 
@@ -59,7 +72,14 @@ def rid(kind: str, n: int) -> str:
     return f"{kind}{n:031d}"[:32] if kind in "abcdef" else f"{n:032x}"
 
 
-def record(run_id: str, command: str, inputs: list[str], experiment: str = "", params: dict | None = None, t: int = 0) -> RunRecord:
+def record(
+    run_id: str,
+    command: str,
+    inputs: list[str],
+    experiment: str = "",
+    params: dict | None = None,
+    t: int = 0,
+) -> RunRecord:
     start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=t)
     rec = RunRecord(
         id=run_id, command=command, status="completed", started=start, finished=start,
@@ -117,7 +137,15 @@ def main(quick: bool = False) -> list[tuple[str, float, float]]:
         seconds, found = timed(lambda: lineage.ancestry(repo2, final))
         assert len(found) == len(records) - 1, len(found)
         rows.append((f"ancestry, {len(records)} runs ({len(found)} ancestors)", seconds, 1.0))
-        scan_s, _ = timed(lambda: [RunRecord.from_toml(d or b"", "x") for _, d in repo2.reader().read_many(f"{gitstore.RUNS_REF}:{run_folder(i)}/run.toml" for i in gitstore.list_run_ids(repo2))])
+        scan_s, _ = timed(
+            lambda: [
+                RunRecord.from_toml(d or b"", "x")
+                for _, d in repo2.reader().read_many(
+                    f"{gitstore.RUNS_REF}:{run_folder(i)}/run.toml"
+                    for i in gitstore.list_run_ids(repo2)
+                )
+            ]
+        )
         rows.append(("  baseline: parse every run.toml", scan_s, 0.0))
         rows.append(("  (first index build, once)", build_s, 0.0))
 
@@ -129,14 +157,21 @@ def main(quick: bool = False) -> list[tuple[str, float, float]]:
         old = os.getcwd()
         os.chdir(repo3.root)
         try:
-            seconds, report = timed(lambda: sweep("sim.py", ["--x", f"0:{n}"], jobs=2, name="bench"))
+            seconds, report = timed(
+                lambda: sweep("sim.py", ["--x", f"0:{n}"], jobs=2, name="bench")
+            )
         finally:
             os.chdir(old)
         assert report.counts == {"completed": n}, report.counts
         rows.append((f"sweep -j 2, {n} runs (runs/s; target >= 5)", n / seconds, 5.0))
         t0 = time.perf_counter()
         for x in range(3):
-            subprocess.run([sys.executable, "sim.py", "--x", str(1000 + x)], cwd=repo3.root, check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "sim.py", "--x", str(1000 + x)],
+                cwd=repo3.root,
+                check=True,
+                capture_output=True,
+            )
         per_process = 3 / (time.perf_counter() - t0)
         rows.append(("  baseline: one 'python sim.py' at a time (runs/s)", per_process, 0.0))
     print(f"{'measurement':<52} {'value':>9} {'target':>8} {'ratio':>7}")

@@ -127,7 +127,9 @@ def main(quick: bool = False) -> list[dict[str, object]]:
         built = time.perf_counter() - start
         second = measure(repo, reps)
         rows.append({"history": history, **second})
-    print(f"\nRecording overhead (median of {reps}; history of {history} runs built in {built:.1f} s)")
+    print(
+        f"\nRecording overhead (median of {reps}; history of {history} runs built in {built:.1f} s)"
+    )
     print(f"{'runs recorded':>14} {'untracked':>10} {'tracked':>10} {'overhead':>10} "
           f"{'goal':>8} {'git commit':>11} {'overhead/git commit':>20} {'mem overhead':>13}")  # fmt: skip
     for row in rows:

@@ -48,7 +48,9 @@ print(gitstore.STATS["commits"], gitstore.STATS["retries"])
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def env() -> dict[str, str]:
@@ -90,7 +92,10 @@ def throughput(root: Path, runs: int, workers: int) -> list[tuple[str, float]]:
     from gittrack.executors import LocalExecutor, Task
 
     repo = make_repo(root / "sweep-local")
-    tasks = [Task(str(repo / "trivial.py"), ["--x", str(i)], repo=str(repo), cwd=str(repo)) for i in range(runs)]
+    tasks = [
+        Task(str(repo / "trivial.py"), ["--x", str(i)], repo=str(repo), cwd=str(repo))
+        for i in range(runs)
+    ]
     os.environ.update(env())
     start = time.perf_counter()
     results = list(LocalExecutor(jobs=workers).run(tasks))
@@ -151,8 +156,16 @@ def sharing(root: Path, history: int) -> list[tuple[str, float, float]]:
     gitstore.import_runs(store, records)
     for c in range(20):  # runs reference a few code commits
         git(alice, "commit", "-q", "--allow-empty", "-m", f"code {c}")
-        git(alice, "update-ref", f"refs/gittrack/code/{git(alice, 'rev-parse', 'HEAD').strip()}", "HEAD")
-    specs = ["refs/heads/gittrack/runs:refs/heads/gittrack/runs", "refs/gittrack/code/*:refs/gittrack/code/*"]
+        git(
+            alice,
+            "update-ref",
+            f"refs/gittrack/code/{git(alice, 'rev-parse', 'HEAD').strip()}",
+            "HEAD",
+        )
+    specs = [
+        "refs/heads/gittrack/runs:refs/heads/gittrack/runs",
+        "refs/gittrack/code/*:refs/gittrack/code/*",
+    ]
     rows = []
     # baseline: plain git moving the same refs
     plain = root / "plain.git"
@@ -170,18 +183,42 @@ def sharing(root: Path, history: int) -> list[tuple[str, float, float]]:
     git(root, "clone", "-q", str(plain), str(fetch_dir))
     git_fetch = timed(lambda: git(fetch_dir, "fetch", "-q", "origin", "+refs/heads/gittrack/runs:refs/heads/gittrack/runs",
                                   "+refs/gittrack/code/*:refs/gittrack/code/*"))  # fmt: skip
-    rows.append((f"pull {history} runs (fresh clone)", timed(lambda: sync.pull(bob_store)), git_fetch))
+    rows.append(
+        (f"pull {history} runs (fresh clone)", timed(lambda: sync.pull(bob_store)), git_fetch)
+    )
     assert run_count(bob) == history
-    subprocess.run([sys.executable, "trivial.py", "--x", "1"], cwd=alice, env=env(), check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "trivial.py", "--x", "1"],
+        cwd=alice,
+        env=env(),
+        check=True,
+        capture_output=True,
+    )
     incremental_push = timed(lambda: git(alice, "push", "-q", str(plain), *specs))
     rows.append(("push 1 new run", timed(lambda: sync.push(store, data=False)), incremental_push))
     incremental_fetch = timed(lambda: git(fetch_dir, "fetch", "-q", "origin", "+refs/heads/gittrack/runs:refs/heads/gittrack/runs"))  # fmt: skip
-    rows.append(("pull 1 new run (fast-forward)", timed(lambda: sync.pull(bob_store)), incremental_fetch))
-    subprocess.run([sys.executable, "trivial.py", "--x", "2"], cwd=alice, env=env(), check=True, capture_output=True)
+    rows.append(
+        ("pull 1 new run (fast-forward)", timed(lambda: sync.pull(bob_store)), incremental_fetch)
+    )
+    subprocess.run(
+        [sys.executable, "trivial.py", "--x", "2"],
+        cwd=alice,
+        env=env(),
+        check=True,
+        capture_output=True,
+    )
     sync.push(store, data=False)
-    proc = subprocess.run([sys.executable, "trivial.py", "--x", "3"], cwd=bob, env=env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "trivial.py", "--x", "3"],
+        cwd=bob,
+        env=env(),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
-    rows.append(("pull, diverged (merge commit)", timed(lambda: sync.pull(bob_store)), incremental_fetch))
+    rows.append(
+        ("pull, diverged (merge commit)", timed(lambda: sync.pull(bob_store)), incremental_fetch)
+    )
     assert run_count(bob) == history + 3
     return rows
 

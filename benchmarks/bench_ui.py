@@ -38,7 +38,9 @@ def make_repo(path: Path) -> gitstore.Repo:
     return repo
 
 
-def synthetic_record(i: int, code: str, inputs: list[str] | None = None, experiment: str = "") -> RunRecord:
+def synthetic_record(
+    i: int, code: str, inputs: list[str] | None = None, experiment: str = ""
+) -> RunRecord:
     """A completed run record with a few params and metrics, deterministic in `i`."""
     run_id = f"{(i * 2654435761) % 2**32:08x}{i:024x}"
     return RunRecord(
@@ -164,10 +166,14 @@ def main(quick: bool = False) -> list[tuple[str, float, float, float]]:
             rows.append(("table visible in Chromium", browser_time(f"http://127.0.0.1:{port}"), 1.5, rows[0][1]))  # fmt: skip
         finally:
             server.should_exit = True
-    print(f"{'measurement':<34} {'seconds':>8} {'target':>7} {'ok':>3} {'baseline':>9} {'ratio':>6}")
+    print(
+        f"{'measurement':<34} {'seconds':>8} {'target':>7} {'ok':>3} {'baseline':>9} {'ratio':>6}"
+    )
     for what, secs, target, base in rows:
         ok = "yes" if secs <= target else "NO"
-        print(f"{what:<34} {secs:8.3f} {target:7.2f} {ok:>3} {base:9.3f} {secs / base if base else 0:6.2f}")
+        print(
+            f"{what:<34} {secs:8.3f} {target:7.2f} {ok:>3} {base:9.3f} {secs / base if base else 0:6.2f}"
+        )
     return rows
 
 

@@ -63,7 +63,16 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     """One flat row of a record's JSON data: scalar fields, then params.X and metrics.X."""
     row: dict[str, Any] = {
         k: record.get(k)
-        for k in ("id", "name", "status", "command", "experiment", "started", "finished", "duration_s")
+        for k in (
+            "id",
+            "name",
+            "status",
+            "command",
+            "experiment",
+            "started",
+            "finished",
+            "duration_s",
+        )
     }
     row["tags"] = ",".join(record.get("tags", []))
     for family in ("params", "metrics"):

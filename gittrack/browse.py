@@ -138,7 +138,14 @@ def page(repo: gitstore.Repo, where: str | None = None, *, sort: str = "started"
     for row in _select(index, cond, args, order, order_args, limit, offset):
         data = row["record"] or {"id": row["id"], "status": "unreadable", "problem": row["problem"]}
         rows.append(data | {"commit": row["commit"]})
-    if offset == 0 and not where and experiment is None and not group and sort == "started" and desc:
+    if (
+        offset == 0
+        and not where
+        and experiment is None
+        and not group
+        and sort == "started"
+        and desc
+    ):
         from . import tracker
 
         staged = [rec.to_json_dict() | {"status": state, "commit": ""} for rec, state in tracker.stale_runs(repo)]  # fmt: skip
@@ -211,7 +218,9 @@ def run_view(repo: gitstore.Repo, ref: str) -> RunView:
         blob = gitstore.read_file(repo, f"{run_folder(run_id)}/{name}")
         if blob:
             text = blob.decode("utf-8", "replace")
-            view.logs[name] = text if len(text) <= LOG_LIMIT else text[:LOG_LIMIT] + "\n[... truncated]"
+            view.logs[name] = (
+                text if len(text) <= LOG_LIMIT else text[:LOG_LIMIT] + "\n[... truncated]"
+            )
     summaries = run_summaries(index, [i["run"] for i in view.data.get("inputs", [])])
     for item in view.data.get("inputs", []):
         view.inputs.append(item | {"info": summaries.get(item["run"])})
@@ -279,7 +288,9 @@ def _record(repo: gitstore.Repo, run_id: str) -> RunRecord:
 def timeseries_output(data: dict[str, Any]) -> str | None:
     """The name of a run's time-series output (`metrics.csv`, written by gittrack.log)."""
     for name, output in (data.get("outputs") or {}).items():
-        if name in ("metrics.csv", "metrics") or str(output.get("path", "")).endswith("metrics.csv"):
+        if name in ("metrics.csv", "metrics") or str(output.get("path", "")).endswith(
+            "metrics.csv"
+        ):
             return str(name)
     return None
 
@@ -324,7 +335,9 @@ def plot_rows(repo: gitstore.Repo, where: str | None, columns: list[str], limit:
     index = Index(repo)
     index.sync()
     select = ", ".join(["runs.id", "runs.status"] + ["json_extract(runs.record, ?)"] * len(fields))
-    sql = f"SELECT {select} FROM runs WHERE runs.record IS NOT NULL" + (f" AND ({cond})" if cond else "")
+    sql = f"SELECT {select} FROM runs WHERE runs.record IS NOT NULL" + (
+        f" AND ({cond})" if cond else ""
+    )
     sql += " ORDER BY runs.started DESC LIMIT ?"
     out: dict[str, list[Any]] = {"id": [], "status": []} | {c: [] for c in fields}
     for row in index.db.execute(sql, [*(_json_path(c) for c in fields), *args, limit]):
@@ -369,7 +382,9 @@ def graph(repo: gitstore.Repo, run_id: str, *, upstream: bool = True, downstream
 
     def node(rid: str) -> dict[str, Any] | None:
         if rid not in nodes:
-            row = index.db.execute("SELECT record, status FROM runs WHERE id = ?", (rid,)).fetchone()
+            row = index.db.execute(
+                "SELECT record, status FROM runs WHERE id = ?", (rid,)
+            ).fetchone()
             data = json.loads(row[0]) if row and row[0] else {"id": rid, "status": row[1] if row else "missing"}  # fmt: skip
             nodes[rid] = data
         return nodes[rid]
@@ -434,12 +449,14 @@ def to_dot(g: Graph, url: str = "/runs/{id}") -> str:
             status = data.get("status", "")
             title = data.get("name") or data.get("command") or ""
             params = ", ".join(f"{k}={v}" for k, v in list((data.get("params") or {}).items())[:3])
-            label = "\\n".join(x for x in (rid[:8] + (f"  {title}" if title else ""), params, status) if x)
+            label = "\\n".join(
+                x for x in (rid[:8] + (f"  {title}" if title else ""), params, status) if x
+            )
             label = label.replace('"', "'")
             width = ', penwidth=2.5, color="#2563eb"' if rid == g.focus else ""
             lines.append(
                 f'{indent}{q(rid)} [label="{label}", fillcolor="{STATUS_FILL.get(status, "#f8fafc")}", '
-                f"URL={q(url.format(id=rid))}, target=\"_top\", tooltip={q(rid + ' ' + status)}, id={q('node-' + rid)}{width}];"
+                f'URL={q(url.format(id=rid))}, target="_top", tooltip={q(rid + " " + status)}, id={q("node-" + rid)}{width}];'
             )
         if experiment:
             lines.append("  }")
@@ -478,7 +495,11 @@ def flow_svg(repo: gitstore.Repo, run_id: str, *, direction: str = "up", depth: 
 
 def _inline(svg: str) -> str:
     """An SVG document made fit to sit inside HTML (no XML prolog, plain href links)."""
-    return svg[svg.find("<svg"):].replace(" xlink:href=", " href=").replace(" xlink:title=", " title=")
+    return (
+        svg[svg.find("<svg") :]
+        .replace(" xlink:href=", " href=")
+        .replace(" xlink:title=", " title=")
+    )
 
 
 def render_svg(g: Graph, url: str = "/runs/{id}") -> str:

@@ -49,7 +49,9 @@ def environment() -> dict[str, Any]:
     with contextlib.suppress(ValueError, OSError, AttributeError):
         libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
     # platform.platform() reads the interpreter binary to find the libc: ~5 ms, so not that
-    system = "-".join(p for p in (uname.sysname, uname.release, uname.machine, libc.replace(" ", "")) if p)
+    system = "-".join(
+        p for p in (uname.sysname, uname.release, uname.machine, libc.replace(" ", "")) if p
+    )
     return {
         "python": "{}.{}.{}".format(*sys.version_info[:3]),
         "implementation": sys.implementation.name,

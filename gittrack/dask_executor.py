@@ -43,7 +43,9 @@ class Task:
     script: str
     function: str | None = None
     args: list[str] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)  # RunOptions fields: name, tags, note, experiment
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # RunOptions fields: name, tags, note, experiment
 
 
 @dataclass
@@ -69,7 +71,9 @@ def as_task(item: Task | Sequence[Any] | Mapping[str, Any]) -> Task:
         return Task(**item)
     script, function, args, options = [*list(item), None, None, None][:4]
     if options is not None and not isinstance(options, Mapping):
-        options = {k: v for k, v in vars(options).items() if k in ("name", "tags", "note", "experiment")}
+        options = {
+            k: v for k, v in vars(options).items() if k in ("name", "tags", "note", "experiment")
+        }
     return Task(str(script), function or None, [str(a) for a in args or []], dict(options or {}))
 
 
@@ -86,7 +90,9 @@ def load_cluster_config(repo_root: Path, kind: str) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text()) or {}
     section = (data.get("cluster") or {}).get(kind) or {}
     if not isinstance(section, Mapping):
-        raise UsageError(f"gittrack.yaml: 'cluster.{kind}' must be a mapping of dask-jobqueue options.")
+        raise UsageError(
+            f"gittrack.yaml: 'cluster.{kind}' must be a mapping of dask-jobqueue options."
+        )
     return dict(section)
 
 
@@ -161,7 +167,9 @@ def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, A
         cache = Path(tempfile.gettempdir()) / f"gittrack-dask-{os.getuid()}"
         cache.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="task-", dir=cache))
-        repo = gitstore.clone_from_bundle(bundle, payload["code"], payload["settings"], workdir / "repo", cache)
+        repo = gitstore.clone_from_bundle(
+            bundle, payload["code"], payload["settings"], workdir / "repo", cache
+        )
     try:
         repo.state_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="run-id-", dir=repo.state_dir)
@@ -187,7 +195,9 @@ def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, A
             if run_id and not announced:
                 with contextlib.suppress(OSError):
                     staged = (repo.state_dir / "running" / run_id / "run.toml").read_text()
-                    worker.log_event(payload["topic"], {"key": payload["key"], "run": run_id, "record": staged})
+                    worker.log_event(
+                        payload["topic"], {"key": payload["key"], "run": run_id, "record": staged}
+                    )
                     announced = True
             if time.monotonic() - last_check > CANCEL_POLL_S:
                 last_check = time.monotonic()
@@ -202,7 +212,11 @@ def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, A
             reported = json.loads(result_file.read_text())
             result_file.unlink()
         if reported.get("reused"):
-            return {"run": reported.get("run_id", ""), "status": reported.get("status", ""), "reused": True}
+            return {
+                "run": reported.get("run_id", ""),
+                "status": reported.get("status", ""),
+                "reused": True,
+            }
         run_id = reported.get("run_id") or run_id
         reader.join(timeout=5)
         result: dict[str, Any] = {"run": run_id, "status": "error", "stderr": b"".join(stderr).decode(errors="replace")[-4000:]}  # fmt: skip
@@ -302,7 +316,9 @@ class DaskRunner:
     def _on_event(self, event: Any) -> None:
         message = event[1] if isinstance(event, tuple) else event
         with self._lock:
-            self._announced.setdefault(message["key"], []).append((message["run"], message["record"]))
+            self._announced.setdefault(message["key"], []).append(
+                (message["run"], message["record"])
+            )
 
     def run(self, tasks: Iterable[Task | Sequence[Any] | Mapping[str, Any]]) -> list[TaskOutcome]:
         """Run every task; the outcomes in the order of `tasks`."""
@@ -329,10 +345,14 @@ class DaskRunner:
         self.code = gitstore.snapshot_code(self.repo, None, "dask-sweep")
         if not self.shared_fs:
             # runs consuming earlier runs (RunRef inputs) need the records in their checkout
-            with_runs = any(t.options.get("pinned") or _consumes_runs(self.repo.root / t.script) for t in items)
+            with_runs = any(
+                t.options.get("pinned") or _consumes_runs(self.repo.root / t.script) for t in items
+            )
             base["settings"] = gitstore.settings_commit(self.repo, with_runs=with_runs)
             base["code"] = self.code.commit
-            data = gitstore.make_bundle(self.repo, {"code": self.code.commit, "settings": base["settings"]})
+            data = gitstore.make_bundle(
+                self.repo, {"code": self.code.commit, "settings": base["settings"]}
+            )
             bundle = self.client.scatter(data, broadcast=True)
         self.client.subscribe_topic(self.topic, self._on_event)
         cancel = Event(self.topic + "-cancel", client=self.client)
@@ -349,7 +369,9 @@ class DaskRunner:
         if self.progress and getattr(self.client, "dashboard_link", None):
             print(f"Dask dashboard: {self.client.dashboard_link}", file=sys.stderr)
         pending = as_completed([submit(i, 1) for i in range(len(items))])
-        bar = tqdm(total=len(items), unit="run", disable=not self.progress, file=sys.stderr, desc="sweep")
+        bar = tqdm(
+            total=len(items), unit="run", disable=not self.progress, file=sys.stderr, desc="sweep"
+        )
         try:
             for future in pending:
                 i, attempt = futures.pop(future)
@@ -401,7 +423,9 @@ class DaskRunner:
             outcome.runs.append(run_id)
         outcome.run = run_id or (died[-1] if died else "")
         outcome.status = status
-        outcome.error = result.get("error") or (result.get("stderr", "") if status == "error" else "")
+        outcome.error = result.get("error") or (
+            result.get("stderr", "") if status == "error" else ""
+        )
         return status
 
     def _record_died(self, key: str, *, keep: str = "", task: Task | None = None, reason: str = "", always: bool = False, status: str = "died") -> list[str]:  # fmt: skip
@@ -424,7 +448,11 @@ class DaskRunner:
                 name=str(task.options.get("name", "")), experiment=str(task.options.get("experiment", "")),
                 code=self.code,
             )  # fmt: skip
-            recorded.append(self._write_lost(record, status, reason or "the worker was lost before the run started"))
+            recorded.append(
+                self._write_lost(
+                    record, status, reason or "the worker was lost before the run started"
+                )
+            )
         return recorded
 
     def _write_lost(self, record: RunRecord, status: str, reason: str) -> str:
@@ -434,7 +462,10 @@ class DaskRunner:
         record.finished = record.finished or now()
         if record.started:
             record.duration_s = round((record.finished - record.started).total_seconds(), 3)
-        record.error = {"type": "WorkerLost" if status == "died" else "Interrupted", "message": reason or status}
+        record.error = {
+            "type": "WorkerLost" if status == "died" else "Interrupted",
+            "message": reason or status,
+        }
         record.env.setdefault("executor", "dask")
         gitstore.write_run(self.repo, record, {})
         return record.id
@@ -460,7 +491,9 @@ class DaskRunner:
                 self._collect(future, outcomes[i], key, items[i])
             else:
                 future.cancel()
-                outcomes[i].runs += self._record_died(key, status="interrupted", reason="sweep interrupted (Ctrl-C)")
+                outcomes[i].runs += self._record_died(
+                    key, status="interrupted", reason="sweep interrupted (Ctrl-C)"
+                )
                 outcomes[i].status = "interrupted"
 
 
@@ -488,15 +521,28 @@ def run_tasks(repo: gitstore.Repo, tasks: Iterable[Task | Sequence[Any] | Mappin
     if shared_fs is None:
         shared_fs = client is None and scheduler is None and kind == "dask"
     if client is not None:
-        return DaskRunner(repo, client, shared_fs=shared_fs, retries=retries, progress=progress).run(tasks)
+        return DaskRunner(
+            repo, client, shared_fs=shared_fs, retries=retries, progress=progress
+        ).run(tasks)
     with connect(kind, scheduler=scheduler, workers=workers, repo_root=repo.root, **cluster_options) as dask_client:  # fmt: skip
-        runner = DaskRunner(repo, dask_client, shared_fs=shared_fs, retries=retries, progress=progress)
+        runner = DaskRunner(
+            repo, dask_client, shared_fs=shared_fs, retries=retries, progress=progress
+        )
         return runner.run(tasks)
 
 
 # -- behind the executors interface (gittrack sweep --executor dask|slurm|pbs|sge) ----------
 
-TASK_OPTIONS = ("name", "experiment", "tags", "force", "allow_failed", "parent", "rerun_of", "pinned")
+TASK_OPTIONS = (
+    "name",
+    "experiment",
+    "tags",
+    "force",
+    "allow_failed",
+    "parent",
+    "rerun_of",
+    "pinned",
+)
 
 
 class DaskExecutor:
@@ -504,7 +550,9 @@ class DaskExecutor:
 
     def __init__(self, jobs: int = 1, *, kind: str = "dask", scheduler: str | None = None, retries: int = 0, shared_fs: bool | None = None, progress: bool = False, workers: int | None = None, **cluster_options: Any) -> None:  # fmt: skip
         if kind not in ("dask", *JOBQUEUE):
-            raise UsageError(f"Unknown Dask cluster kind '{kind}'; use dask, {', '.join(JOBQUEUE)}.")
+            raise UsageError(
+                f"Unknown Dask cluster kind '{kind}'; use dask, {', '.join(JOBQUEUE)}."
+            )
         if retries < 0:
             raise UsageError(f"--retries must be 0 or more, not {retries}.")
         self.kind, self.scheduler, self.retries, self.progress = kind, scheduler, retries, progress
@@ -532,7 +580,9 @@ class DaskExecutor:
         if self.kind in JOBQUEUE:
             options.setdefault("jobs", self.jobs)
         with connect(self.kind, scheduler=self.scheduler, workers=self.workers, repo_root=repo.root, **options) as client:  # fmt: skip
-            runner = DaskRunner(repo, client, shared_fs=shared, retries=self.retries, progress=self.progress)
+            runner = DaskRunner(
+                repo, client, shared_fs=shared, retries=self.retries, progress=self.progress
+            )
             with contextlib.closing(runner.iter_run(mine)) as outcomes:
                 for outcome in outcomes:
                     yield Result(

@@ -229,7 +229,9 @@ def remove(repo: gitstore.Repo, refs: Sequence[str]) -> tuple[list[str], dict[st
     """Commit the removal of runs; returns (removed ids, {removed id: dependent run ids})."""
     ids = list(dict.fromkeys(resolve_id(repo, r) for r in refs))
     users = dependents(repo, ids)
-    shown = ", ".join(i[:8] for i in ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    shown = ", ".join(i[:8] for i in ids[:5]) + (
+        f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    )
     gitstore.remove_runs(repo, ids, f"gittrack: remove run{'s' * (len(ids) > 1)} {shown}")
     return ids, users
 

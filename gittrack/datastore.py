@@ -37,7 +37,9 @@ CONFIG_PATH = ".dvc/config"
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 DVC_GITIGNORE = b"/config.local\n/tmp\n/cache\n"
-DVCIGNORE = b"# DVC ignore patterns for checkouts of the gittrack runs branch (see .gitignore syntax)\n"
+DVCIGNORE = (
+    b"# DVC ignore patterns for checkouts of the gittrack runs branch (see .gitignore syntax)\n"
+)
 
 
 # -- where things live ----------------------------------------------------------------------
@@ -107,7 +109,9 @@ def _local_path(url: str) -> str:
 def set_remote(repo: gitstore.Repo, url: str) -> str:
     """Make `url` the default remote (a commit on the runs branch); returns the stored URL."""
     if not url.strip():
-        raise RemoteError("The DVC remote URL is empty; give a folder or a URL such as s3://bucket/path.")
+        raise RemoteError(
+            "The DVC remote URL is empty; give a folder or a URL such as s3://bucket/path."
+        )
     if _is_local(url):
         path = Path(_local_path(url)).expanduser().resolve()
         try:
@@ -256,7 +260,9 @@ class Store:
         except OSError as exc:
             md5 = ""
             if exc.errno in FULL_ERRNOS:
-                raise StorageFull(f"'{path.name}' in the DVC cache", exc.strerror or str(exc)) from exc
+                raise StorageFull(
+                    f"'{path.name}' in the DVC cache", exc.strerror or str(exc)
+                ) from exc
             raise
         finally:
             if prepush is not None:
@@ -307,7 +313,7 @@ class Store:
         return Path(self.cache.oid_to_path(oid))
 
     def check(self, oid: str) -> str:
-        """"" when the cached object re-hashes to `oid`; else what is wrong with it."""
+        """ "" when the cached object re-hashes to `oid`; else what is wrong with it."""
         if oid.endswith(".dir"):
             if not self.cache.exists(oid):
                 return "missing from the cache"
@@ -438,7 +444,9 @@ class Store:
                     callback=callback,
                 )  # fmt: skip
         except Exception as exc:
-            raise RemoteError(f"Cannot fetch from the DVC remote {self.url} ({_reason(exc)}).") from exc
+            raise RemoteError(
+                f"Cannot fetch from the DVC remote {self.url} ({_reason(exc)})."
+            ) from exc
         missing = [o for o in wanted if not self.cache.exists(o)]
         if result.failed or missing:
             raise RemoteError(
@@ -575,7 +583,9 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _link_or_copy(src: Path, dest: Path, link: bool, progress: Callable[[int], None] | None) -> None:
+def _link_or_copy(
+    src: Path, dest: Path, link: bool, progress: Callable[[int], None] | None
+) -> None:
     from dvc_objects.fs import system
 
     with contextlib.suppress(OSError):

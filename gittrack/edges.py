@@ -49,7 +49,9 @@ def sync_tables(db: sqlite3.Connection, ids: list[str], removed: Iterable[str], 
     if full:
         for table in ("lineage_edges", "lineage_outputs", "lineage_memo"):
             db.execute(f"DELETE FROM {table}")
-        rows: Iterable[tuple[str, str | None]] = db.execute("SELECT id, record FROM runs")  # streamed
+        rows: Iterable[tuple[str, str | None]] = db.execute(
+            "SELECT id, record FROM runs"
+        )  # streamed
     else:
         gone = sorted(set(ids) | set(removed))
         for chunk in _chunks(gone):
@@ -60,7 +62,9 @@ def sync_tables(db: sqlite3.Connection, ids: list[str], removed: Iterable[str], 
         rows = []
         for chunk in _chunks(sorted(set(ids))):
             marks = ",".join("?" * len(chunk))
-            rows += db.execute(f"SELECT id, record FROM runs WHERE id IN ({marks})", chunk).fetchall()
+            rows += db.execute(
+                f"SELECT id, record FROM runs WHERE id IN ({marks})", chunk
+            ).fetchall()
     edges, outputs, memos = [], [], []
     for run_id, text in rows:
         if not text:

@@ -43,7 +43,7 @@ class RunNotFound(GittrackError, LookupError):
         hint = ""
         if self.suggestions:
             hint = f" Did you mean {', '.join(self.suggestions)}?"
-        super().__init__(f'No run matches "{ref}".{hint} (\'gittrack ls\' lists runs.)')
+        super().__init__(f"No run matches \"{ref}\".{hint} ('gittrack ls' lists runs.)")
 
 
 class AmbiguousRun(GittrackError, LookupError):

@@ -258,7 +258,12 @@ EXECUTORS: dict[str, Callable[..., Executor]] = {
 
 
 # executors registered by a module imported on first use (it adds itself to EXECUTORS)
-PLUGINS = {"dask": "dask_executor", "slurm": "dask_executor", "pbs": "dask_executor", "sge": "dask_executor"}
+PLUGINS = {
+    "dask": "dask_executor",
+    "slurm": "dask_executor",
+    "pbs": "dask_executor",
+    "sge": "dask_executor",
+}
 
 
 def get_executor(name: str, **options: Any) -> Executor:

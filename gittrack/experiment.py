@@ -472,7 +472,9 @@ def rerun(repo: gitstore.Repo, ref: str) -> RerunReport:
     record = original.record
     code = record.code
     if not code.commit or not code.script:
-        raise CodeUnavailable(record.id, code.commit or "?", "the record names no code commit or script")
+        raise CodeUnavailable(
+            record.id, code.commit or "?", "the record names no code commit or script"
+        )
     if repo.reader().read(f"{code.commit}^{{commit}}") is None:
         raise CodeUnavailable(record.id, code.commit, "the commit is not in this repository")
     inputs = {i.run for i in record.inputs}

@@ -126,7 +126,9 @@ class Index:
                     for stmt in (SCHEMA_SQL + INDEXES_SQL).split(";"):
                         if stmt.strip():
                             db.execute(stmt)
-                    db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (INDEX_VERSION,))
+                    db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('version', ?)", (INDEX_VERSION,)
+                    )
                 db.execute("COMMIT")
             elif version[0] != INDEX_VERSION:
                 raise sqlite3.DatabaseError("index version changed")
@@ -245,7 +247,9 @@ class Index:
                 kv.extend((rid, _key_id(db, keys, f, k), n, t) for f, k, n, t in kv_rows(record))
                 tags.extend((t, rid) for t in tag_list)
                 rid += 1
-            db.executemany(f"INSERT INTO run_fields ({RUN_COLUMNS}) VALUES ({', '.join('?' * 15)})", runs)
+            db.executemany(
+                f"INSERT INTO run_fields ({RUN_COLUMNS}) VALUES ({', '.join('?' * 15)})", runs
+            )
             db.executemany("INSERT INTO records VALUES (?, ?)", records)
             db.executemany("INSERT INTO kv VALUES (?, ?, ?, ?)", kv)
             db.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?)", tags)
@@ -320,7 +324,9 @@ class Index:
         return touched
 
     def _run_of_commit(self, commit: str) -> str:
-        row = self.db.execute("SELECT id FROM run_fields WHERE commit_sha = ?", (commit,)).fetchone()
+        row = self.db.execute(
+            "SELECT id FROM run_fields WHERE commit_sha = ?", (commit,)
+        ).fetchone()
         if row:
             return str(row[0])
         found = self.repo.reader().read(commit)
@@ -354,12 +360,16 @@ class Index:
             tag_list, note = _effective(json.loads(row[1]) if row[1] else {}, notes.get(run_id, []))
             db.execute("UPDATE run_fields SET tags = ?, note = ? WHERE rid = ?", (json.dumps(tag_list), note, row[0]))  # fmt: skip
             db.execute("DELETE FROM tags WHERE run = ?", (row[0],))
-            db.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?)", [(t, row[0]) for t in tag_list])
+            db.executemany(
+                "INSERT OR IGNORE INTO tags VALUES (?, ?)", [(t, row[0]) for t in tag_list]
+            )
 
     def note_objects(self, run_id: str) -> list[str]:
         """The commits carrying git notes of a run (normally just its own commit)."""
         self.sync()
-        return [r[0] for r in self.db.execute("SELECT object FROM notes WHERE run_id = ?", (run_id,))]
+        return [
+            r[0] for r in self.db.execute("SELECT object FROM notes WHERE run_id = ?", (run_id,))
+        ]
 
     # -- reading ------------------------------------------------------------------------
 
@@ -369,7 +379,9 @@ class Index:
         try:
             return self.db.execute(sql, list(args)).fetchall()
         except sqlite3.DatabaseError as exc:
-            if _busy(exc) or (isinstance(exc, sqlite3.OperationalError) and "no such" not in str(exc)):
+            if _busy(exc) or (
+                isinstance(exc, sqlite3.OperationalError) and "no such" not in str(exc)
+            ):
                 raise
             self._discard()
             self.sync()
@@ -378,12 +390,15 @@ class Index:
     def ids_with_prefix(self, prefix: str, limit: int = 50) -> list[str]:
         upper = prefix + "\uffff"
         rows = self.query(
-            "SELECT id FROM run_fields WHERE id >= ? AND id < ? ORDER BY id LIMIT ?", (prefix, upper, limit)
+            "SELECT id FROM run_fields WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            (prefix, upper, limit),
         )
         return [r[0] for r in rows]
 
     def ids_named(self, name: str) -> list[str]:
-        rows = self.query("SELECT id FROM run_fields WHERE name = ? ORDER BY started_ts DESC", (name,))
+        rows = self.query(
+            "SELECT id FROM run_fields WHERE name = ? ORDER BY started_ts DESC", (name,)
+        )
         return [r[0] for r in rows]
 
     def latest(self) -> str | None:
@@ -432,7 +447,9 @@ class Index:
         return [found[rid] for rid in rids if rid in found]
 
     def count(self, where_sql: str = "", params: Iterable[Any] = ()) -> int:
-        sql = "SELECT count(*) FROM run_fields AS runs" + (f" WHERE {where_sql}" if where_sql else "")
+        sql = "SELECT count(*) FROM run_fields AS runs" + (
+            f" WHERE {where_sql}" if where_sql else ""
+        )
         return int(self.query(sql, params)[0][0])
 
     def keys(self, family: str) -> list[str]:

@@ -220,7 +220,9 @@ def _collapse(graph: Graph, records: dict[str, dict[str, Any]]) -> Graph:
             rename[run_id] = exp_id
         statuses = sorted({records[i].get("status", "") for i in ids if i in records})
         lines = [f"experiment {name}", f"{len(ids)} runs"]
-        lines += [f"{k}: {v}" for k, v in _ranges([records[i] for i in ids if i in records]).items()]
+        lines += [
+            f"{k}: {v}" for k, v in _ranges([records[i] for i in ids if i in records]).items()
+        ]
         if statuses != ["completed"]:
             lines.append(", ".join(statuses))
         new.nodes[exp_id] = Node(

@@ -71,7 +71,9 @@ def unknown_keys(index: Index, where: str | None, sort: str | None, columns: lis
     names = family_keys(where, sort, columns)
     if not names:
         return []
-    known = {f"{family}.{key}" for family in ("params", "metrics", "env") for key in index.keys(family)}
+    known = {
+        f"{family}.{key}" for family in ("params", "metrics", "env") for key in index.keys(family)
+    }
     hints = []
     for name in names:
         if name in known:
@@ -87,7 +89,9 @@ def unknown_keys(index: Index, where: str | None, sort: str | None, columns: lis
 def pick_columns(rows: list[dict[str, Any]], spec: str | list[str] | None, varying: bool = True) -> list[str]:  # fmt: skip
     """The columns to show: those asked for (`params.*` expands), or the informative ones."""
     if spec:
-        asked = [c.strip() for c in (spec.split(",") if isinstance(spec, str) else spec) if c.strip()]
+        asked = [
+            c.strip() for c in (spec.split(",") if isinstance(spec, str) else spec) if c.strip()
+        ]
         out: list[str] = []
         for column in asked:
             if column.endswith(".*") and column[:-2] in ("params", "metrics", "env"):

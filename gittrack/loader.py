@@ -18,7 +18,9 @@ def find_command(script: Path, function: str | None = None) -> click.Command:
     if not script.exists():
         raise ScriptError(f"Script {script} does not exist; check the path.")
     if script.suffix != ".py":
-        raise ScriptError(f"Script {script} is not a Python file (.py); give the simulation's .py file.")
+        raise ScriptError(
+            f"Script {script} is not a Python file (.py); give the simulation's .py file."
+        )
     module_name = f"__gittrack_script_{abs(hash(str(script.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, script)
     if spec is None or spec.loader is None:
@@ -31,7 +33,9 @@ def find_command(script: Path, function: str | None = None) -> click.Command:
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
-        raise ScriptError(f"Script {script} has a syntax error at line {exc.lineno}: {exc.msg}.") from exc
+        raise ScriptError(
+            f"Script {script} has a syntax error at line {exc.lineno}: {exc.msg}."
+        ) from exc
     except Exception as exc:
         line = _script_line(exc, script)
         raise ScriptError(
@@ -66,5 +70,9 @@ def _script_line(exc: BaseException, script: Path) -> str:
     """' at line N' for the deepest traceback frame inside `script`, if any."""
     import traceback
 
-    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == script.resolve()]
+    lines = [
+        f.lineno
+        for f in traceback.extract_tb(exc.__traceback__)
+        if Path(f.filename) == script.resolve()
+    ]
     return f" at line {lines[-1]}" if lines else ""

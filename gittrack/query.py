@@ -191,7 +191,7 @@ class Parser:
 
     def parse(self) -> Node:
         if self.tok.kind == "end":
-            raise self.fail("a condition such as \"params.temp >= 200\"")
+            raise self.fail('a condition such as "params.temp >= 200"')
         node = self.or_expr()
         if self.tok.kind != "end":
             expected = "'and', 'or' or the end of the query"
@@ -508,7 +508,9 @@ def date_span(text: str) -> tuple[float, float] | None:
                 padded += "-01"
             elif len(padded) == 13:
                 padded += ":00"
-            start = _localise(dt.datetime.fromisoformat(padded + ("+00:00" if zone == "Z" else zone)))
+            start = _localise(
+                dt.datetime.fromisoformat(padded + ("+00:00" if zone == "Z" else zone))
+            )
             if width(start) == dt.timedelta(days=31):  # a month: up to the next month's first day
                 nxt = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
                 return start.timestamp(), nxt.timestamp()

@@ -115,7 +115,9 @@ class RunRecord:
         data["code"] = asdict(self.code)
         data["inputs"] = [asdict(i) for i in self.inputs]
         data["outputs"] = {
-            name: {k: v for k, v in asdict(o).items() if v not in ("", None) or k in ("md5", "path")}
+            name: {
+                k: v for k, v in asdict(o).items() if v not in ("", None) or k in ("md5", "path")
+            }
             for name, o in self.outputs.items()
         }
         data["metrics"] = _clean(self.metrics)

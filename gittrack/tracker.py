@@ -80,7 +80,9 @@ class RunSession:
         self.options = options
         self.script = options.script or _script_of(command)
         self.repo = gitstore.find_repo(
-            options.repo or os.environ.get("GITTRACK_REPO") or (self.script.parent if self.script else None)
+            options.repo
+            or os.environ.get("GITTRACK_REPO")
+            or (self.script.parent if self.script else None)
         )
         gitstore.head_state(self.repo)  # no commits yet: fail before anything is written
         gitstore.check_writable(self.repo)
@@ -137,7 +139,9 @@ class RunSession:
     def log_metadata(self, **values: Any) -> None:
         for key, value in values.items():
             if key in capture.RESERVED_ENV:
-                raise UsageError(f"Metadata key '{key}' is reserved by gittrack; choose another name.")
+                raise UsageError(
+                    f"Metadata key '{key}' is reserved by gittrack; choose another name."
+                )
             self.record.env[key] = value
 
     def add_input(self, run_id: str, commit: str, output: str = "", md5: str = "") -> None:
@@ -195,7 +199,12 @@ class RunSession:
         if record.status == "completed" and record.memo:
             from . import memo
 
-            memo.remember(self.repo, record.memo, record.id, record.started.isoformat() if record.started else "")
+            memo.remember(
+                self.repo,
+                record.memo,
+                record.id,
+                record.started.isoformat() if record.started else "",
+            )
         self._heartbeat_stop.set()
         shutil.rmtree(self.folder, ignore_errors=True)
         return record
@@ -438,7 +447,9 @@ def record_died(repo: gitstore.Repo) -> list[str]:
         if gitstore.read_record_bytes(repo, record.id) is None:
             record.status = "died"
             record.finished = record.finished or now()
-            files: dict[str, Path | bytes] = {n: folder / n for n in ("stdout.log", "stderr.log") if (folder / n).exists()}
+            files: dict[str, Path | bytes] = {
+                n: folder / n for n in ("stdout.log", "stderr.log") if (folder / n).exists()
+            }
             record.logs = {n.removesuffix(".log"): n for n in files}
             from . import outputs
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from gittrack.cli import cli
 
-SIM = '''\
+SIM = """\
 import click
 import gittrack
 
@@ -31,7 +31,7 @@ def main(temp, steps, label):
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +81,9 @@ def run_cli(monkeypatch: pytest.MonkeyPatch):
 
     def invoke(repo: Path, *args: str, input: str | None = None):
         monkeypatch.chdir(repo)
-        return CliRunner().invoke(cli, ["-C", str(repo), *args], input=input, catch_exceptions=False)
+        return CliRunner().invoke(
+            cli, ["-C", str(repo), *args], input=input, catch_exceptions=False
+        )
 
     return invoke
 
@@ -95,7 +97,9 @@ def write_script(repo: Path, name: str, body: str, commit: bool = True) -> Path:
     return path
 
 
-def run_python(repo: Path, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
+def run_python(
+    repo: Path, *args: str, check: bool = True, **kwargs
+) -> subprocess.CompletedProcess[str]:
     """Run a Python process (a script or `-m gittrack.cli`) in `repo` as a user would."""
     proc = subprocess.run(
         [sys.executable, *args], cwd=repo, capture_output=True, text=True,

@@ -81,7 +81,9 @@ def test_script_problems(tracked_repo: Path, run_cli) -> None:
     assert len(branch_log(tracked_repo)) == 2  # init + the one good run
 
 
-def test_bad_option_values_are_clicks_message_and_record_nothing(tracked_repo: Path, run_cli) -> None:
+def test_bad_option_values_are_clicks_message_and_record_nothing(
+    tracked_repo: Path, run_cli
+) -> None:
     bad = run_cli(tracked_repo, "run", "sim.py", "--temp", "hot")
     assert bad.exit_code == 2
     assert "Error: Invalid value for '--temp': 'hot' is not a valid float." in bad.output
@@ -105,8 +107,12 @@ def test_unknown_and_ambiguous_ids(tracked_repo: Path, run_cli) -> None:
     assert ambiguous.output == (
         'Error: "abcd" matches 2 runs (abcd11110000, abcd22220000); give more characters of the id.\n'
     )
-    assert json.loads(run_cli(tracked_repo, "show", "abcd2", "--json").output)["id"].startswith("abcd2222")
-    assert run_cli(tracked_repo, "show", "abc").exit_code == 1  # under 4 characters: no prefix match
+    assert json.loads(run_cli(tracked_repo, "show", "abcd2", "--json").output)["id"].startswith(
+        "abcd2222"
+    )
+    assert (
+        run_cli(tracked_repo, "show", "abc").exit_code == 1
+    )  # under 4 characters: no prefix match
     near = run_cli(tracked_repo, "show", "abcf")
     assert near.output.startswith('Error: No run matches "abcf". Did you mean ')
     typo = run_cli(tracked_repo, "show", "abcx")  # the typo is not a hex digit
@@ -117,7 +123,10 @@ def test_unknown_and_ambiguous_ids(tracked_repo: Path, run_cli) -> None:
     assert twin.exit_code == 1
     assert twin.output.startswith('Error: "twin" matches 2 runs (')
     near = run_cli(tracked_repo, "show", "twim")
-    assert near.output == "Error: No run matches \"twim\". Did you mean twin? ('gittrack ls' lists runs.)\n"
+    assert (
+        near.output
+        == "Error: No run matches \"twim\". Did you mean twin? ('gittrack ls' lists runs.)\n"
+    )
 
 
 def test_hand_edited_invalid_toml_is_reported_and_skipped(tracked_repo: Path, run_cli) -> None:
@@ -137,4 +146,6 @@ def test_hand_edited_invalid_toml_is_reported_and_skipped(tracked_repo: Path, ru
     assert f"Warning: run {victim[:8]} is skipped: invalid TOML" in listing.stderr
     shown = run_cli(tracked_repo, "show", victim[:6])
     assert shown.exit_code == 1
-    assert shown.output.startswith(f"Error: The record of run {victim[:8]} is unreadable: invalid TOML")
+    assert shown.output.startswith(
+        f"Error: The record of run {victim[:8]} is unreadable: invalid TOML"
+    )

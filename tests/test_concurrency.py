@@ -36,9 +36,13 @@ def assert_consistent(repo: Path, runs: int) -> None:
     subjects = git(repo, "log", "--format=%s", "gittrack/runs").splitlines()
     assert len([s for s in subjects if s.startswith("run ")]) == runs  # exactly one commit per run
     assert len({s.split()[1] for s in subjects if s.startswith("run ")}) == runs
-    fsck = subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo, capture_output=True, text=True)
+    fsck = subprocess.run(
+        ["git", "fsck", "--no-dangling"], cwd=repo, capture_output=True, text=True
+    )
     assert fsck.returncode == 0 and "error" not in fsck.stderr, fsck.stderr
-    assert list((repo / ".git").rglob("*.lock")) == [p for p in (repo / ".git").rglob("*.lock") if p.name == "branch.lock"]
+    assert list((repo / ".git").rglob("*.lock")) == [
+        p for p in (repo / ".git").rglob("*.lock") if p.name == "branch.lock"
+    ]
     assert not list((repo / ".git" / "gittrack" / "running").glob("*"))
     assert git(repo, "status", "--porcelain") == ""
 
@@ -75,7 +79,9 @@ def test_a_stale_ref_lock_left_by_a_crash_is_cleared(tracked_repo: Path) -> None
     lock.write_text("0" * 40 + "\n")
     old = time.time() - 60
     os.utime(lock, (old, old))
-    proc = subprocess.run([sys.executable, "sim.py"], cwd=tracked_repo, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "sim.py"], cwd=tracked_repo, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert not lock.exists()
     assert_consistent(tracked_repo, 1)
@@ -84,7 +90,9 @@ def test_a_stale_ref_lock_left_by_a_crash_is_cleared(tracked_repo: Path) -> None
 def test_a_fresh_ref_lock_makes_the_writer_wait_not_fail(tracked_repo: Path) -> None:
     lock = tracked_repo / ".git" / "refs" / "heads" / "gittrack" / "runs.lock"
     lock.write_text("0" * 40 + "\n")
-    proc = subprocess.Popen([sys.executable, "sim.py"], cwd=tracked_repo, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "sim.py"], cwd=tracked_repo, stderr=subprocess.PIPE, text=True
+    )
     time.sleep(1.5)
     assert proc.poll() is None  # still retrying while another writer holds the ref
     lock.unlink()
@@ -101,7 +109,9 @@ def test_a_writer_killed_while_holding_the_branch_lock_blocks_nobody(tracked_rep
     holder.kill()
     holder.wait()
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "sim.py"], cwd=tracked_repo, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "sim.py"], cwd=tracked_repo, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - t0 < 20
     assert_consistent(tracked_repo, 1)

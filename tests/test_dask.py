@@ -19,7 +19,7 @@ from gittrack.record import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SLOW = '''\
+SLOW = """\
 import os, time
 from pathlib import Path
 import click
@@ -36,7 +36,7 @@ def main(i, marker_dir, sleep):
     time.sleep(sleep)
     print(f"task {i} done")
     return {"i2": i * i}
-'''
+"""
 
 
 class DaskProcesses:
@@ -63,9 +63,23 @@ class DaskProcesses:
             time.sleep(0.1)
         self.workers = [
             subprocess.Popen(
-                [str(bindir / "dask"), "worker", "--scheduler-file", str(self.file), "--nthreads", "1",
-                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{n}"],
-                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    str(bindir / "dask"),
+                    "worker",
+                    "--scheduler-file",
+                    str(self.file),
+                    "--nthreads",
+                    "1",
+                    "--no-nanny",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                    "--name",
+                    f"w{n}",
+                ],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             for n in range(workers)
         ]
@@ -95,11 +109,16 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory):
 
 def records(repo: Path) -> list[RunRecord]:
     store = gitstore.find_repo(repo)
-    return [RunRecord.from_toml(gitstore.read_record_bytes(store, i), i) for i in gitstore.list_run_ids(store)]
+    return [
+        RunRecord.from_toml(gitstore.read_record_bytes(store, i), i)
+        for i in gitstore.list_run_ids(store)
+    ]
 
 
 @pytest.mark.slow
-def test_a_sweep_through_a_scheduler_without_shared_filesystem(tracked_repo: Path, dask_cluster) -> None:
+def test_a_sweep_through_a_scheduler_without_shared_filesystem(
+    tracked_repo: Path, dask_cluster
+) -> None:
     store = gitstore.find_repo(tracked_repo)
     head = git(tracked_repo, "rev-parse", "HEAD")
     tasks = [("sim.py", None, ["--temp", str(t)], {"experiment": "grid"}) for t in (1, 2, 3, -1)]
@@ -111,8 +130,15 @@ def test_a_sweep_through_a_scheduler_without_shared_filesystem(tracked_repo: Pat
     assert by_temp[2.0].metrics == {"energy": 4.0, "steps_done": 10}
     assert by_temp[2.0].code.commit == head and by_temp[2.0].code.branch == "main"
     assert by_temp[2.0].experiment == "grid"
-    assert by_temp[-1.0].status == "failed" and "negative temperature" in by_temp[-1.0].error["traceback"]
-    log = git(tracked_repo, "show", f"gittrack/runs:runs/{by_temp[3.0].id[:2]}/{by_temp[3.0].id}/stdout.log")
+    assert (
+        by_temp[-1.0].status == "failed"
+        and "negative temperature" in by_temp[-1.0].error["traceback"]
+    )
+    log = git(
+        tracked_repo,
+        "show",
+        f"gittrack/runs:runs/{by_temp[3.0].id[:2]}/{by_temp[3.0].id}/stdout.log",
+    )
     assert log == "simulating at 3.0"
     assert git(tracked_repo, "for-each-ref", f"refs/gittrack/code/{head}") != ""
     assert not git(tracked_repo, "for-each-ref", "refs/gittrack/bundle/")
@@ -126,7 +152,10 @@ def test_retries_and_shared_filesystem(tracked_repo: Path, dask_cluster) -> None
         store, [Task("sim.py", args=["--temp", "-5"]), Task("sim.py", args=["--temp", "5"])],
         client=dask_cluster.client, shared_fs=True, retries=2, progress=False,
     )  # fmt: skip
-    assert [(o.status, o.attempts, len(o.runs)) for o in outcomes] == [("failed", 3, 3), ("completed", 1, 1)]
+    assert [(o.status, o.attempts, len(o.runs)) for o in outcomes] == [
+        ("failed", 3, 3),
+        ("completed", 1, 1),
+    ]
     statuses = sorted(r.status for r in records(tracked_repo))
     assert statuses == ["completed", "failed", "failed", "failed"]
     assert len(git(tracked_repo, "log", "--format=%H", "gittrack/runs").splitlines()) == 5
@@ -140,7 +169,10 @@ def test_a_worker_killed_mid_sweep_leaves_a_died_run(tracked_repo: Path, tmp_pat
     cluster = DaskProcesses(tmp_path)
     try:
         store = gitstore.find_repo(tracked_repo)
-        tasks = [("slow.py", None, ["--i", str(i), "--marker-dir", str(markers), "--sleep", "3"], {}) for i in range(4)]
+        tasks = [
+            ("slow.py", None, ["--i", str(i), "--marker-dir", str(markers), "--sleep", "3"], {})
+            for i in range(4)
+        ]
         import threading
 
         result: dict[str, object] = {}
@@ -186,7 +218,9 @@ def test_slurm_job_script_from_flags_and_gittrack_yaml(tmp_path: Path) -> None:
 
 
 def test_cluster_configuration_errors_are_clear(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"Unknown cluster kind 'lsf'; use one of slurm, pbs, sge\."):
+    with pytest.raises(
+        UsageError, match=r"Unknown cluster kind 'lsf'; use one of slurm, pbs, sge\."
+    ):
         jobqueue_cluster("lsf")
     (tmp_path / "gittrack.yaml").write_text("cluster:\n  slurm: [1, 2]\n")
     with pytest.raises(UsageError, match=r"'cluster.slurm' must be a mapping"):
@@ -210,7 +244,9 @@ except KeyboardInterrupt:
 
 
 @pytest.mark.slow
-def test_ctrl_c_cancels_pending_tasks_and_records_running_ones(tracked_repo: Path, tmp_path: Path, dask_cluster) -> None:
+def test_ctrl_c_cancels_pending_tasks_and_records_running_ones(
+    tracked_repo: Path, tmp_path: Path, dask_cluster
+) -> None:
     write_script(tracked_repo, "slow.py", SLOW)
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -220,7 +256,9 @@ def test_ctrl_c_cancels_pending_tasks_and_records_running_ones(tracked_repo: Pat
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while len(list(markers.iterdir())) < 2:
-        assert time.monotonic() < deadline and driver.poll() is None, driver.stderr.read() if driver.poll() is not None else ""
+        assert time.monotonic() < deadline and driver.poll() is None, (
+            driver.stderr.read() if driver.poll() is not None else ""
+        )
         time.sleep(0.05)
     time.sleep(0.5)
     t0 = time.monotonic()
@@ -238,40 +276,57 @@ def test_ctrl_c_cancels_pending_tasks_and_records_running_ones(tracked_repo: Pat
 @pytest.mark.slow
 def test_a_local_cluster_on_a_shared_filesystem(tracked_repo: Path) -> None:
     store = gitstore.find_repo(tracked_repo)
-    outcomes = run_tasks(store, [("sim.py", None, ["--temp", str(t)], {}) for t in (7, 8)], workers=2, progress=False)
+    outcomes = run_tasks(
+        store, [("sim.py", None, ["--temp", str(t)], {}) for t in (7, 8)], workers=2, progress=False
+    )
     assert [o.status for o in outcomes] == ["completed", "completed"]
     assert sorted(r.params["temp"] for r in records(tracked_repo)) == [7.0, 8.0]
 
 
 @pytest.mark.slow
-def test_gittrack_sweep_with_executor_dask_and_a_scheduler(run_cli, tracked_repo: Path, dask_cluster) -> None:
+def test_gittrack_sweep_with_executor_dask_and_a_scheduler(
+    run_cli, tracked_repo: Path, dask_cluster
+) -> None:
     address = dask_cluster.client.scheduler.address
     result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "1,2,3", "--executor", "dask",
                      "--scheduler", address, "--name", "on-dask", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     found = records(tracked_repo)
     assert sorted(r.params["temp"] for r in found) == [1.0, 2.0, 3.0]
-    assert {r.status for r in found} == {"completed"} and {r.experiment for r in found} == {"on-dask"}
+    assert {r.status for r in found} == {"completed"} and {r.experiment for r in found} == {
+        "on-dask"
+    }
     assert '"energy": 4.0' in result.output
 
 
 @pytest.mark.slow
-def test_gittrack_sweep_on_a_local_dask_cluster_reuses_identical_runs(run_cli, tracked_repo: Path) -> None:
-    first = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "4,5", "--executor", "dask", "-j", "2")
+def test_gittrack_sweep_on_a_local_dask_cluster_reuses_identical_runs(
+    run_cli, tracked_repo: Path
+) -> None:
+    first = run_cli(
+        tracked_repo, "sweep", "sim.py", "--temp", "4,5", "--executor", "dask", "-j", "2"
+    )
     assert first.exit_code == 0, first.output
-    again = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "4,5", "--executor", "dask", "-j", "2", "--json")
+    again = run_cli(
+        tracked_repo, "sweep", "sim.py", "--temp", "4,5", "--executor", "dask", "-j", "2", "--json"
+    )
     assert again.exit_code == 0, again.output
     assert again.output.count('"reused": true') == 2
     assert len(records(tracked_repo)) == 2
 
 
 def test_cluster_flags_need_a_dask_executor(run_cli, tracked_repo: Path) -> None:
-    result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "1,2", "--scheduler", "tcp://127.0.0.1:1")
+    result = run_cli(
+        tracked_repo, "sweep", "sim.py", "--temp", "1,2", "--scheduler", "tcp://127.0.0.1:1"
+    )
     assert result.exit_code == 1
-    assert result.output == "Error: --scheduler is only for --executor dask, slurm, pbs or sge; add one of those or drop it.\n"
+    assert (
+        result.output
+        == "Error: --scheduler is only for --executor dask, slurm, pbs or sge; add one of those or drop it.\n"
+    )
 
 
-ANALYSE = '''\
+ANALYSE = """\
 import click
 import gittrack
 
@@ -280,15 +335,22 @@ import gittrack
 @click.option("--sim", type=gittrack.RunRef())
 def main(sim):
     return {"double": sim.metrics["energy"] * 2}
-'''
+"""
 
 
 @pytest.mark.slow
-def test_an_analysis_of_an_earlier_run_on_a_worker_without_shared_filesystem(run_cli, tracked_repo: Path, dask_cluster) -> None:
+def test_an_analysis_of_an_earlier_run_on_a_worker_without_shared_filesystem(
+    run_cli, tracked_repo: Path, dask_cluster
+) -> None:
     assert run_cli(tracked_repo, "run", "--name", "base", "sim.py", "--temp", "3").exit_code == 0
     write_script(tracked_repo, "analyse.py", ANALYSE)
     store = gitstore.find_repo(tracked_repo)
-    (outcome,) = run_tasks(store, [("analyse.py", None, ["--sim", "base"], {})], client=dask_cluster.client, progress=False)
+    (outcome,) = run_tasks(
+        store,
+        [("analyse.py", None, ["--sim", "base"], {})],
+        client=dask_cluster.client,
+        progress=False,
+    )
     assert outcome.status == "completed", outcome.error
     found = {r.id: r for r in records(tracked_repo)}
     analysis = found[outcome.run]
@@ -296,4 +358,12 @@ def test_an_analysis_of_an_earlier_run_on_a_worker_without_shared_filesystem(run
     (edge,) = analysis.inputs
     base = next(r for r in found.values() if r.name == "base")
     assert edge.run == base.id
-    assert edge.commit == git(tracked_repo, "log", "-1", "--format=%H", "gittrack/runs", "--", f"runs/{base.id[:2]}/{base.id}")
+    assert edge.commit == git(
+        tracked_repo,
+        "log",
+        "-1",
+        "--format=%H",
+        "gittrack/runs",
+        "--",
+        f"runs/{base.id[:2]}/{base.id}",
+    )

@@ -102,7 +102,9 @@ def test_user_flow(sim_repo: Path, run_cli) -> None:
     assert metrics["step"].tolist() == [0, 10, 20]
 
 
-def test_real_dvc_pull_in_a_worktree_restores_outputs(sim_repo: Path, run_cli, tmp_path: Path) -> None:
+def test_real_dvc_pull_in_a_worktree_restores_outputs(
+    sim_repo: Path, run_cli, tmp_path: Path
+) -> None:
     write_script(sim_repo, "folder.py", """\
         import click, gittrack
 
@@ -136,7 +138,9 @@ def test_real_dvc_pull_in_a_worktree_restores_outputs(sim_repo: Path, run_cli, t
         original = outputs / rel.parts[1] / Path(*rel.parts[2:])
         assert (wt / "runs" / rel).read_bytes() == original.read_bytes(), rel
     assert (wt / "runs" / restored[0].parts[0] / restored[0].parts[1]).is_dir()
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=wt, capture_output=True, text=True)
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=wt, capture_output=True, text=True
+    )
     assert status.stdout.strip() == ""
 
 
@@ -187,12 +191,17 @@ def test_output_deleted_from_cache_is_named_and_refetched(sim_repo: Path, run_cl
     broken.write_bytes(b"garbage")
     result = run_cli(sim_repo, "verify")
     assert "frames: corrupted in the cache" in result.output
-    assert f"it was removed from the cache and 'gittrack checkout {rec['id'][:8]}' fetches" in result.output
+    assert (
+        f"it was removed from the cache and 'gittrack checkout {rec['id'][:8]}' fetches"
+        in result.output
+    )
     assert run_cli(sim_repo, "checkout", rec["id"][:6]).exit_code == 0
     assert run_cli(sim_repo, "verify").exit_code == 0  # repaired from the remote
 
 
-def test_checkout_to_a_folder_gives_independent_copies(sim_repo: Path, run_cli, tmp_path: Path) -> None:
+def test_checkout_to_a_folder_gives_independent_copies(
+    sim_repo: Path, run_cli, tmp_path: Path
+) -> None:
     assert run_cli(sim_repo, "run", "sim.py", "--temp", "3").exit_code == 0
     shutil.rmtree(sim_repo / ".gittrack" / "outputs")
     target = tmp_path / "results"
@@ -201,9 +210,7 @@ def test_checkout_to_a_folder_gives_independent_copies(sim_repo: Path, run_cli, 
     assert result.output.strip() == str(target / "trajectory.npy")
     np.testing.assert_array_equal(np.load(target / "trajectory.npy"), np.arange(1000) * 3.0)
     assert (target / "trajectory.npy").stat().st_nlink == 1
-    assert run_cli(sim_repo, "checkout", "latest", "nope").output.startswith(
-        "Error: Run "
-    )
+    assert run_cli(sim_repo, "checkout", "latest", "nope").output.startswith("Error: Run ")
     # Run.path refills the output folder from the cache
     assert gittrack.Run("latest", sim_repo).path("frames").is_file()
 
@@ -255,7 +262,9 @@ def test_unsupported_return_type_is_recorded_with_an_error(sim_repo: Path, run_c
         gittrack.Run("latest", sim_repo).load("thing")
 
 
-def test_single_value_and_dataframe_and_path_outside_repo(sim_repo: Path, run_cli, tmp_path: Path) -> None:
+def test_single_value_and_dataframe_and_path_outside_repo(
+    sim_repo: Path, run_cli, tmp_path: Path
+) -> None:
     outside = tmp_path / "elsewhere.dat"
     outside.write_bytes(b"written by an external tool")
     write_script(sim_repo, "table.py", f"""\
@@ -371,7 +380,10 @@ def test_rm_warns_about_dependents_and_gc_frees_space(sim_repo: Path, run_cli) -
     assert analysis["inputs"][0]["output"] == "trajectory"
     result = run_cli(sim_repo, "rm", sim["id"][:8])
     assert result.exit_code == 0
-    assert f"Warning: run {sim['id'][:8]} was an input of run(s) {analysis['id'][:8]}." in result.output
+    assert (
+        f"Warning: run {sim['id'][:8]} was an input of run(s) {analysis['id'][:8]}."
+        in result.output
+    )
     assert f"Removed 1 run(s): {sim['id'][:8]}." in result.output
     assert branch_log(sim_repo)[0] == f"gittrack: remove run {sim['id'][:8]}"
     md5 = sim["outputs"]["trajectory"]["md5"]
@@ -412,7 +424,11 @@ def test_remote_set_commits_the_setting(sim_repo: Path, run_cli, tmp_path: Path)
     bad = run_cli(sim_repo, "remote", "set", "nosuchscheme://x/y")
     assert bad.exit_code == 1 and bad.output.startswith("Error: Cannot use the DVC remote")
     empty = run_cli(sim_repo, "remote", "set", "")  # would have made the working tree the remote
-    assert empty.exit_code == 1 and empty.output == "Error: The DVC remote URL is empty; give a folder or a URL such as s3://bucket/path.\n"
+    assert (
+        empty.exit_code == 1
+        and empty.output
+        == "Error: The DVC remote URL is empty; give a folder or a URL such as s3://bucket/path.\n"
+    )
     assert run_cli(sim_repo, "remote", "show").output.strip() == str(target)
 
 

@@ -27,7 +27,8 @@ def one_run(tracked_repo: Path, run_cli) -> Path:
 
 
 @pytest.mark.parametrize(
-    "command", ["remote", "remote set", "remote show", "checkout", "push", "rm", "gc", "status", "verify"]
+    "command",
+    ["remote", "remote set", "remote show", "checkout", "push", "rm", "gc", "status", "verify"],
 )
 def test_every_command_has_help_with_an_example(command: str) -> None:
     group = cli

@@ -17,7 +17,19 @@ def ls(run_cli, repo: Path) -> list[dict]:
 
 
 def test_sweep_runs_the_grid_as_one_experiment(tracked_repo: Path, run_cli) -> None:
-    result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "100,200", "--steps", "1:4", "-j", "2", "--name", "temp-scan")
+    result = run_cli(
+        tracked_repo,
+        "sweep",
+        "sim.py",
+        "--temp",
+        "100,200",
+        "--steps",
+        "1:4",
+        "-j",
+        "2",
+        "--name",
+        "temp-scan",
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["id", "status", "temp", "steps", "energy", "steps_done"]
@@ -28,7 +40,9 @@ def test_sweep_runs_the_grid_as_one_experiment(tracked_repo: Path, run_cli) -> N
     assert sorted((r["params"]["temp"], r["params"]["steps"]) for r in rows) == [
         (100.0, 1), (100.0, 2), (100.0, 3), (200.0, 1), (200.0, 2), (200.0, 3)
     ]  # fmt: skip
-    again = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "100,200", "--steps", "1:4", "--json")
+    again = run_cli(
+        tracked_repo, "sweep", "sim.py", "--temp", "100,200", "--steps", "1:4", "--json"
+    )
     assert json.loads(again.output)["counts"] == {"reused": 6}
     assert len(branch_log(tracked_repo)) == 7  # init + 6 runs
 
@@ -38,7 +52,9 @@ def test_failures_do_not_stop_the_sweep_unless_fail_fast(tracked_repo: Path, run
     assert result.exit_code == 1
     assert "experiment mixed: 3 runs (2 completed, 1 failed)" in result.output
     assert "failed: ValueError: negative temperature" in result.output
-    result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "-2,5,6,7", "--fail-fast", "--name", "ff")
+    result = run_cli(
+        tracked_repo, "sweep", "sim.py", "--temp", "-2,5,6,7", "--fail-fast", "--name", "ff"
+    )
     assert result.exit_code == 1
     assert "Stopped early (--fail-fast)." in result.output
     assert len([r for r in ls(run_cli, tracked_repo) if r["experiment"] == "ff"]) == 1
@@ -66,17 +82,24 @@ def test_grid_parsing() -> None:
     assert expand("a,b\\,c") == ["a", "b,c"]
     axes = parse_grid(["--temp", "1,2", "--verbose", "--seed=0:2", "input.csv"])
     points = grid_points(axes)
-    assert points[0] == (["--temp", "1", "--verbose", "--seed", "0", "input.csv"], {"temp": "1", "seed": "0"})
+    assert points[0] == (
+        ["--temp", "1", "--verbose", "--seed", "0", "input.csv"],
+        {"temp": "1", "seed": "0"},
+    )
     assert len(points) == 4
 
 
-def test_experiment_run_and_raising_command(tracked_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_experiment_run_and_raising_command(
+    tracked_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tracked_repo)
     exp = Experiment("fine-scan")
     runs = [exp.run("sim.py", temp=t) for t in (2.2, 2.3)]
     assert [r.metrics["energy"] for r in runs] == [4.4, 4.6]
     assert {r.experiment for r in runs} == {"fine-scan"}
-    with pytest.raises(RunFailed, match=r"failed: ValueError: negative temperature; 'gittrack show") as info:
+    with pytest.raises(
+        RunFailed, match=r"failed: ValueError: negative temperature; 'gittrack show"
+    ) as info:
         exp.run("sim.py", temp=-1.0)
     assert info.value.run is not None and info.value.run.status == "failed"
     assert len(exp.runs) == 3
@@ -85,7 +108,10 @@ def test_experiment_run_and_raising_command(tracked_repo: Path, monkeypatch: pyt
 
 
 def test_driver_script_launches_children(tracked_repo: Path, run_cli) -> None:
-    write_script(tracked_repo, "drive.py", """\
+    write_script(
+        tracked_repo,
+        "drive.py",
+        """\
         import gittrack
         from sim import main
 
@@ -100,7 +126,8 @@ def test_driver_script_launches_children(tracked_repo: Path, run_cli) -> None:
 
         if __name__ == "__main__":
             drive()
-        """)
+        """,
+    )
     run_python(tracked_repo, "drive.py")
     rows = ls(run_cli, tracked_repo)
     driver = next(r for r in rows if r["command"] == "drive.py:drive")
@@ -115,12 +142,17 @@ def test_memoisation_reuses_and_force_records_anew(tracked_repo: Path, run_cli) 
     assert first.exit_code == 0
     run_id = ls(run_cli, tracked_repo)[0]["id"]
     again = run_cli(tracked_repo, "run", "sim.py", "--temp", "7")
-    assert again.output.strip() == f"run {run_id[:8]} reused (same code, params and inputs; --force records anew)"
+    assert (
+        again.output.strip()
+        == f"run {run_id[:8]} reused (same code, params and inputs; --force records anew)"
+    )
     assert len(branch_log(tracked_repo)) == 2
     assert run_cli(tracked_repo, "run", "--force", "sim.py", "--temp", "7").exit_code == 0
     assert len(branch_log(tracked_repo)) == 3
     (tracked_repo / "sim.py").write_text((tracked_repo / "sim.py").read_text() + "\n# changed\n")
-    assert "recorded" in run_cli(tracked_repo, "run", "sim.py", "--temp", "7").output  # new code tree
+    assert (
+        "recorded" in run_cli(tracked_repo, "run", "sim.py", "--temp", "7").output
+    )  # new code tree
     assert len(branch_log(tracked_repo)) == 4
     proc = run_python(tracked_repo, "sim.py", "--temp", "7")
     assert "reused" in proc.stderr
@@ -145,7 +177,9 @@ def test_rerun_is_identical_and_uses_the_old_code(tracked_repo: Path, run_cli) -
     assert "temp * 3.0" in sim.read_text()
 
 
-def test_misspelt_option_or_bad_value_is_refused_before_anything_runs(tracked_repo: Path, run_cli) -> None:
+def test_misspelt_option_or_bad_value_is_refused_before_anything_runs(
+    tracked_repo: Path, run_cli
+) -> None:
     from conftest import branch_log
 
     typo = run_cli(tracked_repo, "sweep", "sim.py", "--tmp", "1,2")

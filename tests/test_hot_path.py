@@ -57,7 +57,8 @@ def test_git_processes_per_run_do_not_grow_with_history(tracked_repo: Path) -> N
     first = calls()
     repo = gitstore.find_repo(tracked_repo)
     gitstore.import_runs(
-        repo, (RunRecord(id=f"{i:032x}", command="probe.py", status="completed") for i in range(500))
+        repo,
+        (RunRecord(id=f"{i:032x}", command="probe.py", status="completed") for i in range(500)),
     )
     calls()  # catches the lookup table up with the imported history
     assert calls() == first

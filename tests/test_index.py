@@ -66,7 +66,9 @@ def test_sync_is_incremental_and_free_when_up_to_date(repo: Path, monkeypatch: p
 
 def test_rewritten_run_and_removed_run(repo: Path) -> None:
     ids = write_runs(repo, scan(3))
-    write_runs(repo, [{"id": ids[1], "name": "renamed", "status": "failed", "params": {"temp": 999}}])
+    write_runs(
+        repo, [{"id": ids[1], "name": "renamed", "status": "failed", "params": {"temp": 999}}]
+    )
     gitstore.remove_runs(gitstore.find_repo(repo), [ids[0]], "remove scan-0")
     assert set(rows(repo)) == {"renamed", "scan-2"}
     assert rows(repo, "params.temp = 200") == {}  # old values gone
@@ -112,7 +114,9 @@ def test_unreadable_record_is_indexed_as_a_problem(repo: Path) -> None:
     write_runs(repo, scan(1))
     writer = gitstore.ObjectWriter(r)
     blob = writer.write("blob", b"schema = 1\nid = [broken")
-    gitstore.commit_to_branch(r, "bad run", {"runs/ba/bad0" + "0" * 28 + "/run.toml": ("100644", blob)})
+    gitstore.commit_to_branch(
+        r, "bad run", {"runs/ba/bad0" + "0" * 28 + "/run.toml": ("100644", blob)}
+    )
     ix = open_index(repo)
     row = ix.get("bad0" + "0" * 28)
     assert row is not None and row["record"] is None and "invalid TOML" in row["problem"]
@@ -209,7 +213,7 @@ def test_notes_merged_by_cat_sort_uniq_keep_both_sides(repo: Path) -> None:
     from gittrack.notes import effective, parse_note
 
     ours = parse_note(b"run: x\ntag: a\ntag: b\n")
-    theirs = parse_note(b"run: x\ntag: c\nuntag: b\nnote: \"theirs\"\n")
+    theirs = parse_note(b'run: x\ntag: c\nuntag: b\nnote: "theirs"\n')
     merged = parse_note(b"".join(sorted(set((ours.to_bytes() + theirs.to_bytes()).splitlines(keepends=True)))))  # fmt: skip
     assert effective(["b"], "", [merged]) == (["a", "c"], "theirs")
 

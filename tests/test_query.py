@@ -38,18 +38,50 @@ def scanned(repo: Path) -> Path:
     [
         ("params.temp >>> 2", 13, "a value (a number, 'text', true or false), found '>'"),
         ("(params.temp > 1", 16, "')' to close the '(' at position 1, found the end of the query"),
-        ("params.temp > 1)", 15, "'and', 'or' or the end of the query (this ')' has no '('), found ')'"),
-        ("((params.temp > 1) or (status = 'failed')", 41, "')' to close the '(' at position 1, found the end of the query"),
-        ("foo.bar = 1", 0, "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'foo.bar'"),
-        ("temp > 1", 0, "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'temp' (did you mean params.temp or metrics.temp?)"),
-        ("stauts = 'failed'", 0, "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'stauts' (did you mean status?)"),
-        ("param.temp > 1", 0, "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'param.temp' (did you mean params.temp?)"),
+        (
+            "params.temp > 1)",
+            15,
+            "'and', 'or' or the end of the query (this ')' has no '('), found ')'",
+        ),
+        (
+            "((params.temp > 1) or (status = 'failed')",
+            41,
+            "')' to close the '(' at position 1, found the end of the query",
+        ),
+        (
+            "foo.bar = 1",
+            0,
+            "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'foo.bar'",
+        ),
+        (
+            "temp > 1",
+            0,
+            "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'temp' (did you mean params.temp or metrics.temp?)",
+        ),
+        (
+            "stauts = 'failed'",
+            0,
+            "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'stauts' (did you mean status?)",
+        ),
+        (
+            "param.temp > 1",
+            0,
+            "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'param.temp' (did you mean params.temp?)",
+        ),
         ("params.temp > 1; DROP TABLE runs", 15, "'and', 'or' or the end of the query, found ';'"),
         ("name = 'scan", 7, "a closing ' for the text that starts here"),
         ("params = 1", 6, "a key after 'params', e.g. params.temp"),
         ("", 0, 'a condition such as "params.temp >= 200", found the end of the query'),
-        ("params.temp", 11, "an operator (=, !=, <, <=, >, >=, in, like), found the end of the query"),
-        ("params.seed in (1, 3", 20, "',' or ')' in the list of values, found the end of the query"),
+        (
+            "params.temp",
+            11,
+            "an operator (=, !=, <, <=, >, >=, in, like), found the end of the query",
+        ),
+        (
+            "params.seed in (1, 3",
+            20,
+            "',' or ')' in the list of values, found the end of the query",
+        ),
         ("name like 5", 10, "a quoted pattern after 'like', e.g. 'scan-%', found '5'"),
         ("tags > 'x'", 0, "=, !=, in or like after 'tags' (a run carries a tag or not)"),
         ("started > 5", 10, "a date such as '2024-05-01' or '2024-05-01 14:30' for started"),
@@ -77,7 +109,7 @@ def test_values_are_bound_parameters_never_pasted() -> None:
 def test_tokens_keywords_are_case_insensitive_and_strings_unescape() -> None:
     kinds = [(t.kind, t.text) for t in tokenize("NOT x.y IN ('it''s', -1.5e3) And")]
     assert kinds[0] == ("keyword", "not") and kinds[3] == ("punct", "(")
-    assert [t.value for t in tokenize("'it''s' \"say \"\"hi\"\"\"")[:2]] == ["it's", 'say "hi"']
+    assert [t.value for t in tokenize('\'it\'\'s\' "say ""hi"""')[:2]] == ["it's", 'say "hi"']
 
 
 # -- what queries find --------------------------------------------------------------------------
@@ -175,7 +207,11 @@ def test_sorting_numbers_then_text_missing_last(repo: Path) -> None:
     ("spec", "position", "expected"),
     [
         ("-metrics.energy,,name", 16, "a field to sort by, e.g. -metrics.energy"),
-        ("bogus", 0, "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'bogus' (did you mean params.bogus or metrics.bogus?)"),
+        (
+            "bogus",
+            0,
+            "a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'bogus' (did you mean params.bogus or metrics.bogus?)",
+        ),
         ("name, -tags", 7, "a field other than tags to sort by"),
         ("-1", 1, "a field to sort by, e.g. -metrics.energy"),
     ],

@@ -83,8 +83,8 @@ def test_what_a_user_does(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) 
     assert "params:" in out and "  temp  200.0  ->  400.0" in out
     assert "  seed" not in result.output  # equal values are not shown
     assert any(line.startswith("  energy  -1.333333") and "->  -2.857" in line for line in out)
-    assert "-    return {\"energy\": -temp / 150.0, \"steps_done\": steps}" in out
-    assert "+    return {\"energy\": -temp / 140.0, \"steps_done\": steps}" in out
+    assert '-    return {"energy": -temp / 150.0, "steps_done": steps}' in out
+    assert '+    return {"energy": -temp / 140.0, "steps_done": steps}' in out
     data = json.loads(run_cli(repo, "diff", a, b, "--json").output)
     assert {"key": "temp", "a": 200.0, "b": 400.0} in data["changes"]["params"]
     assert data["code"]["a"] != data["code"]["b"] and "-temp / 140.0" in data["code"]["diff"]
@@ -92,7 +92,9 @@ def test_what_a_user_does(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) 
     # $ gittrack tag 3f2a reference ; gittrack ls --where "tags = 'reference'"
     result = run_cli(repo, "tag", b[:4], "reference")
     assert result.output == f"Run {b[:8]} tags: reference\n"
-    assert [r["name"] for r in ls_json(run_cli, repo, "--where", "tags = 'reference'")] == ["scan-400"]
+    assert [r["name"] for r in ls_json(run_cli, repo, "--where", "tags = 'reference'")] == [
+        "scan-400"
+    ]
     result = run_cli(repo, "ls", "--where", "tags = 'reference'")
     assert result.output.splitlines()[0].split()[-1] == "tags" and "reference" in result.output
     assert git(repo, "notes", "--ref=gittrack", "list").split()[1] == runs["scan-400"]["commit"]
@@ -107,7 +109,9 @@ def test_what_a_user_does(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) 
     table_ = gittrack.runs(where="params.temp >= 200", repo=repo)
     assert len(table_) == 4 and table_.get("scan-300").params["temp"] == 300.0
     df = table_.to_pandas()
-    assert next(iter(df["id"])) == b and {"status", "params.temp", "metrics.energy"} <= set(df.columns)
+    assert next(iter(df["id"])) == b and {"status", "params.temp", "metrics.energy"} <= set(
+        df.columns
+    )
 
 
 def test_default_table_shows_what_varies_and_fits(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
@@ -117,10 +121,14 @@ def test_default_table_shows_what_varies_and_fits(repo: Path, run_cli, monkeypat
     # method and steps_done are equal everywhere: hidden; limit says how many exist
     assert lines[0].split() == ["id", "name", "status", "started", "duration_s", "temp", "seed", "energy"]  # fmt: skip
     assert lines[-1] == "4 of 6 runs (more match: raise --limit)"
-    lines = run_cli(repo, "ls", "--where", "status = 'completed'", "--limit", "2").output.splitlines()
+    lines = run_cli(
+        repo, "ls", "--where", "status = 'completed'", "--limit", "2"
+    ).output.splitlines()
     assert lines[-1] == "2 of 6 runs (more match: raise --limit)"
     lines = run_cli(repo, "ls").output.splitlines()  # not a terminal: every column
-    assert lines[0].split()[-4:] == ["temp", "seed", "energy", "tags"] and lines[-1] == "6 of 6 runs"
+    assert (
+        lines[0].split()[-4:] == ["temp", "seed", "energy", "tags"] and lines[-1] == "6 of 6 runs"
+    )
     monkeypatch.setenv("COLUMNS", "60")  # on a terminal the table fits its width
     listing = list_runs(gitstore.find_repo(repo))
     lines = render_runs(listing, "table", fit=True).splitlines()
@@ -133,31 +141,51 @@ def test_default_table_shows_what_varies_and_fits(repo: Path, run_cli, monkeypat
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["ls", "--where", "params.temp >>> 2"], [
-            "Error: Invalid query at position 14: expected a value (a number, 'text', true or false), found '>'.",
-            "  params.temp >>> 2",
-            "               ^",
-        ]),
-        (["ls", "--where", "(params.temp > 2"], [
-            "Error: Invalid query at position 17: expected ')' to close the '(' at position 1, found the end of the query.",
-            "  (params.temp > 2",
-            "                  ^",
-        ]),
-        (["ls", "--where", "results.energy < 0"], [
-            "Error: Invalid query at position 1: expected a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'results.energy'.",
-            "  results.energy < 0",
-            "  ^",
-        ]),
-        (["ls", "--sort", "energy"], [
-            "Error: Invalid query at position 1: expected a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'energy' (did you mean params.energy or metrics.energy?).",
-            "  energy",
-            "  ^",
-        ]),
-        (["ls", "--columns", "id,temp"], [
-            "Error: Unknown column 'temp'; use id, name, status, command, experiment, started, finished, duration_s, tags, note, commit, params.X, metrics.X or env.X (params.* for all params).",
-        ]),
+        (
+            ["ls", "--where", "params.temp >>> 2"],
+            [
+                "Error: Invalid query at position 14: expected a value (a number, 'text', true or false), found '>'.",
+                "  params.temp >>> 2",
+                "               ^",
+            ],
+        ),
+        (
+            ["ls", "--where", "(params.temp > 2"],
+            [
+                "Error: Invalid query at position 17: expected ')' to close the '(' at position 1, found the end of the query.",
+                "  (params.temp > 2",
+                "                  ^",
+            ],
+        ),
+        (
+            ["ls", "--where", "results.energy < 0"],
+            [
+                "Error: Invalid query at position 1: expected a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'results.energy'.",
+                "  results.energy < 0",
+                "  ^",
+            ],
+        ),
+        (
+            ["ls", "--sort", "energy"],
+            [
+                "Error: Invalid query at position 1: expected a field: id, name, status, command, experiment, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'energy' (did you mean params.energy or metrics.energy?).",
+                "  energy",
+                "  ^",
+            ],
+        ),
+        (
+            ["ls", "--columns", "id,temp"],
+            [
+                "Error: Unknown column 'temp'; use id, name, status, command, experiment, started, finished, duration_s, tags, note, commit, params.X, metrics.X or env.X (params.* for all params).",
+            ],
+        ),
         (["tag", "nope", "x"], ["Error: No run matches \"nope\". ('gittrack ls' lists runs.)"]),
-        (["tag", "scan-1", "a,b"], ["Error: Invalid tag 'a,b': a tag is a non-empty word without commas or newlines; quote it if it has spaces."]),
+        (
+            ["tag", "scan-1", "a,b"],
+            [
+                "Error: Invalid tag 'a,b': a tag is a non-empty word without commas or newlines; quote it if it has spaces."
+            ],
+        ),
     ],
 )
 def test_bad_input_is_one_clear_error(repo: Path, run_cli, args: list[str], message: list[str]) -> None:  # fmt: skip
@@ -172,7 +200,9 @@ def test_injection_is_a_syntax_error_and_the_index_is_intact(repo: Path, run_cli
     write_runs(repo, scan(3))
     for query in ["params.temp > 1; DROP TABLE runs", "name = 'x'; DROP TABLE runs; --'", "name = 'x' or 1=1"]:  # fmt: skip
         result = run_cli(repo, "ls", "--where", query)
-        assert result.exit_code == 1 and result.output.startswith("Error: Invalid query at position")
+        assert result.exit_code == 1 and result.output.startswith(
+            "Error: Invalid query at position"
+        )
     assert len(ls_json(run_cli, repo, "--where", "name = 'x''); DROP TABLE runs; --'")) == 0
     index = Index(gitstore.find_repo(repo))
     assert index.count() == 3 and {t for (t,) in index.db.execute("SELECT name FROM sqlite_master")} >= {"runs", "run_fields", "records", "kv", "tags"}  # fmt: skip

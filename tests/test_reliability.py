@@ -124,15 +124,20 @@ def test_unwritable_repo_fails_before_the_simulation_starts(tracked_repo: Path) 
                           text=True, preexec_fn=limit)  # fmt: skip
     assert proc.returncode == 1
     assert "simulating" not in proc.stdout
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        f"Error: Cannot write to the git repository at {tracked_repo} (File too large)."
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"Error: Cannot write to the git repository at {tracked_repo} (File too large)."
+        )
     )
     assert "Traceback" not in proc.stderr
     assert len(branch_log(tracked_repo)) == 1
 
 
-
-def test_ctrl_c_during_a_local_sweep_records_every_running_run_as_interrupted(tracked_repo: Path) -> None:
+def test_ctrl_c_during_a_local_sweep_records_every_running_run_as_interrupted(
+    tracked_repo: Path,
+) -> None:
     write_script(tracked_repo, "slow.py", SLOW)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gittrack", "sweep", "slow.py", "--seconds", "30,31,32", "-j", "2"],
@@ -140,7 +145,9 @@ def test_ctrl_c_during_a_local_sweep_records_every_running_run_as_interrupted(tr
     )  # fmt: skip
     running = tracked_repo / ".git" / "gittrack" / "running"
     deadline = time.monotonic() + 60
-    while not (running.is_dir() and len([p for p in running.iterdir() if (p / "stdout.log").exists()]) == 2):
+    while not (
+        running.is_dir() and len([p for p in running.iterdir() if (p / "stdout.log").exists()]) == 2
+    ):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.05)
     time.sleep(0.5)

@@ -64,7 +64,10 @@ def test_ids_prefixes_names_latest_become_runs_and_inputs(tracked_repo: Path, ru
     assert all(i["commit"] for i in record["inputs"])
     write_script(tracked_repo, "one.py", ONE)
     assert run_cli(tracked_repo, "run", "one.py", "--sim", "latest").exit_code == 0
-    assert show(run_cli, tracked_repo, "latest")["inputs"][0]["run"] == show(run_cli, tracked_repo, "latest")["params"]["sim"]
+    assert (
+        show(run_cli, tracked_repo, "latest")["inputs"][0]["run"]
+        == show(run_cli, tracked_repo, "latest")["params"]["sim"]
+    )
 
 
 def test_unknown_ref_is_a_usage_error_and_nothing_is_recorded(tracked_repo: Path, run_cli) -> None:
@@ -115,9 +118,14 @@ def test_query_selects_runs(tracked_repo: Path, run_cli) -> None:
 def test_file_argument_equal_to_an_output_becomes_an_edge(tracked_repo: Path, run_cli) -> None:
     repo = gitstore.find_repo(tracked_repo)
     producer = RunRecord(id="ab" * 16, command="make.py", status="completed")
-    producer.outputs["table"] = Output(path="table.csv", md5="49f68a5c8493ec2c0bf489821c21fc3b", size=2)  # md5("hi")
+    producer.outputs["table"] = Output(
+        path="table.csv", md5="49f68a5c8493ec2c0bf489821c21fc3b", size=2
+    )  # md5("hi")
     gitstore.write_run(repo, producer, {})
-    write_script(tracked_repo, "use.py", """\
+    write_script(
+        tracked_repo,
+        "use.py",
+        """\
         import click
         import gittrack
 
@@ -126,11 +134,19 @@ def test_file_argument_equal_to_an_output_becomes_an_edge(tracked_repo: Path, ru
         @click.argument("table", type=click.Path(exists=True))
         def use(table):
             return {"size": len(open(table).read())}
-        """)
+        """,
+    )
     (tracked_repo / "elsewhere.csv").write_text("hi")
     assert run_cli(tracked_repo, "run", "use.py", "elsewhere.csv").exit_code == 0
     inputs = show(run_cli, tracked_repo, "latest")["inputs"]
-    assert inputs == [{"run": "ab" * 16, "commit": inputs[0]["commit"], "output": "table", "md5": "49f68a5c8493ec2c0bf489821c21fc3b"}]
+    assert inputs == [
+        {
+            "run": "ab" * 16,
+            "commit": inputs[0]["commit"],
+            "output": "table",
+            "md5": "49f68a5c8493ec2c0bf489821c21fc3b",
+        }
+    ]
     assert inputs[0]["commit"]
     (tracked_repo / "other.csv").write_text("no match")
     assert run_cli(tracked_repo, "run", "use.py", "other.csv").exit_code == 0
@@ -138,17 +154,24 @@ def test_file_argument_equal_to_an_output_becomes_an_edge(tracked_repo: Path, ru
 
 
 def test_loaded_outputs_are_recorded_with_name_and_md5(tracked_repo: Path, run_cli) -> None:
-    write_script(tracked_repo, "make.py", """\
+    write_script(
+        tracked_repo,
+        "make.py",
+        """\
         import gittrack
 
 
         @gittrack.command()
         def make():
             return {"data": b"payload", "other": b"x"}
-        """)
+        """,
+    )
     assert run_cli(tracked_repo, "run", "make.py").exit_code == 0
     made = show(run_cli, tracked_repo, "latest")
-    write_script(tracked_repo, "use.py", """\
+    write_script(
+        tracked_repo,
+        "use.py",
+        """\
         import click
         import gittrack
 
@@ -158,10 +181,13 @@ def test_loaded_outputs_are_recorded_with_name_and_md5(tracked_repo: Path, run_c
         def use(src):
             src.path("data")
             return {"ok": True}
-        """)
+        """,
+    )
     assert run_cli(tracked_repo, "run", "use.py", "--src", made["id"]).exit_code == 0
     inputs = show(run_cli, tracked_repo, "latest")["inputs"]
-    assert [(i["run"], i["output"], i["md5"]) for i in inputs] == [(made["id"], "data", made["outputs"]["data"]["md5"])]
+    assert [(i["run"], i["output"], i["md5"]) for i in inputs] == [
+        (made["id"], "data", made["outputs"]["data"]["md5"])
+    ]
 
 
 def test_param_type_contract(tracked_repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,7 +207,10 @@ def test_param_type_contract(tracked_repo: Path, run_cli, monkeypatch: pytest.Mo
 
 def test_inputs_only_name_runs_finished_before_the_run_started(tracked_repo: Path, run_cli) -> None:
     """Cycles are impossible: a run in progress is not on the branch, so nothing can name it."""
-    write_script(tracked_repo, "chain.py", """\
+    write_script(
+        tracked_repo,
+        "chain.py",
+        """\
         import click
         import gittrack
 
@@ -193,7 +222,8 @@ def test_inputs_only_name_runs_finished_before_the_run_started(tracked_repo: Pat
             if self_ref:
                 gittrack.Run(gittrack.tracker.current().id)   # itself: not resolvable
             return {"n": len(up or ())}
-        """)
+        """,
+    )
     assert run_cli(tracked_repo, "run", "chain.py").exit_code == 0
     for _ in range(3):
         assert run_cli(tracked_repo, "run", "--force", "chain.py", "--up", "latest").exit_code == 0

@@ -19,7 +19,9 @@ def run_ids(repo: Path) -> set[str]:
 
 
 def fsck_clean(repo: Path) -> None:
-    proc = subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "fsck", "--no-dangling"], cwd=repo, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "missing" not in proc.stdout + proc.stderr
     assert "error" not in proc.stdout + proc.stderr
@@ -56,7 +58,9 @@ def test_push_then_pull_in_a_clone(run_cli, alice: Path, remote: Path, tmp_path:
     assert "\nPushed runs to origin (refs/heads/gittrack/runs, refs/gittrack/code/" in result.output
     assert git(remote, "rev-parse", "gittrack/runs") == git(alice, "rev-parse", "gittrack/runs")
     code_refs = git(remote, "for-each-ref", "--format=%(refname)", "refs/gittrack/code/")
-    assert code_refs and code_refs == git(alice, "for-each-ref", "--format=%(refname)", "refs/gittrack/code/")
+    assert code_refs and code_refs == git(
+        alice, "for-each-ref", "--format=%(refname)", "refs/gittrack/code/"
+    )
 
     bob = clone(remote, tmp_path / "bob")
     result = run_cli(bob, "pull")
@@ -70,7 +74,9 @@ def test_push_then_pull_in_a_clone(run_cli, alice: Path, remote: Path, tmp_path:
     assert run_cli(alice, "push").output.endswith("\nRuns: origin is up to date.\n")
 
 
-def test_diverged_branches_join_by_a_union_merge(run_cli, alice: Path, remote: Path, tmp_path: Path) -> None:
+def test_diverged_branches_join_by_a_union_merge(
+    run_cli, alice: Path, remote: Path, tmp_path: Path
+) -> None:
     run_cli(alice, "push")
     bob = clone(remote, tmp_path / "bob")
     record(run_cli, bob, "--temp", "1")  # the clone continues the shared branch
@@ -99,7 +105,9 @@ def test_diverged_branches_join_by_a_union_merge(run_cli, alice: Path, remote: P
     assert git(bob, "status", "--porcelain") == ""
 
 
-def test_the_same_run_with_different_content_is_a_conflict(run_cli, alice: Path, remote: Path, tmp_path: Path) -> None:
+def test_the_same_run_with_different_content_is_a_conflict(
+    run_cli, alice: Path, remote: Path, tmp_path: Path
+) -> None:
     record(run_cli, alice, "--temp", "5")
     run_cli(alice, "push")
     bob = clone(remote, tmp_path / "bob")
@@ -114,12 +122,16 @@ def test_the_same_run_with_different_content_is_a_conflict(run_cli, alice: Path,
     before = git(bob, "rev-parse", "gittrack/runs")
     result = run_cli(bob, "pull")
     assert result.exit_code == 1
-    assert result.output.startswith(f"Error: Run(s) {run_id[:8]} differ between this repository and origin's")
+    assert result.output.startswith(
+        f"Error: Run(s) {run_id[:8]} differ between this repository and origin's"
+    )
     assert "nothing was joined" in result.output
     assert git(bob, "rev-parse", "gittrack/runs") == before
 
 
-def test_runs_removed_on_one_side_stay_removed(run_cli, alice: Path, remote: Path, tmp_path: Path) -> None:
+def test_runs_removed_on_one_side_stay_removed(
+    run_cli, alice: Path, remote: Path, tmp_path: Path
+) -> None:
     record(run_cli, alice, "--temp", "6")
     record(run_cli, alice, "--temp", "7")
     run_cli(alice, "push")
@@ -146,16 +158,25 @@ def test_notes_are_merged(run_cli, alice: Path, remote: Path, tmp_path: Path) ->
     refused = run_cli(bob, "push")
     assert refused.exit_code == 1 and "refs/notes/gittrack moved" in refused.output
     assert run_cli(bob, "pull").exit_code == 0
-    assert git(bob, "notes", "--ref=gittrack", "show", head).splitlines() == ["checked by alice", "checked by bob"]
+    assert git(bob, "notes", "--ref=gittrack", "show", head).splitlines() == [
+        "checked by alice",
+        "checked by bob",
+    ]
     assert run_cli(bob, "push").exit_code == 0
     run_cli(alice, "pull")
-    assert git(alice, "notes", "--ref=gittrack", "show", head).splitlines() == ["checked by alice", "checked by bob"]
+    assert git(alice, "notes", "--ref=gittrack", "show", head).splitlines() == [
+        "checked by alice",
+        "checked by bob",
+    ]
 
 
 def test_remote_errors_are_one_clear_line(run_cli, tracked_repo: Path, tmp_path: Path) -> None:
     result = run_cli(tracked_repo, "pull", "lab")
     assert result.exit_code == 1
-    assert result.output == "Error: There is no git remote named 'lab'; add it with 'git remote add lab URL'.\n"
+    assert (
+        result.output
+        == "Error: There is no git remote named 'lab'; add it with 'git remote add lab URL'.\n"
+    )
     assert "No git remote: the runs stay in this repository" in run_cli(tracked_repo, "push").output
     git(tracked_repo, "remote", "add", "origin", str(tmp_path / "nowhere.git"))
     result = run_cli(tracked_repo, "pull")
@@ -178,7 +199,9 @@ for i in range({n}):
 
 
 @pytest.mark.slow
-def test_two_clones_record_concurrently_and_join(run_cli, alice: Path, remote: Path, tmp_path: Path) -> None:
+def test_two_clones_record_concurrently_and_join(
+    run_cli, alice: Path, remote: Path, tmp_path: Path
+) -> None:
     run_cli(alice, "push")
     bob = clone(remote, tmp_path / "bob")
     run_cli(bob, "pull")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import git, write_script
 
-ARRAY = '''\
+ARRAY = """\
 import click
 import numpy as np
 import gittrack
@@ -17,7 +17,7 @@ import gittrack
 @click.option("--n", type=int, default=5)
 def main(n):
     return {"traj": np.arange(n) * 1.5, "total": float(n)}
-'''
+"""
 
 
 @pytest.fixture
@@ -36,7 +36,9 @@ def test_outputs_pushed_with_the_runs_load_in_a_clone(run_cli, alice: Path, tmp_
     assert run_cli(alice, "run", "arrays.py", "--n", "4").exit_code == 0
     pushed = run_cli(alice, "push")
     assert pushed.exit_code == 0, pushed.output
-    assert pushed.output.startswith("All outputs are already on the DVC remote ")  # pushed by the run
+    assert pushed.output.startswith(
+        "All outputs are already on the DVC remote "
+    )  # pushed by the run
     assert "\nPushed runs to origin (" in pushed.output
     bob = tmp_path / "bob"
     git(tmp_path, "clone", "-q", str(tmp_path / "remote.git"), str(bob))

@@ -131,7 +131,9 @@ def test_code_commits_survive_gc_and_branch_deletion(tracked_repo: Path, run_cli
     git(tracked_repo, "gc", "-q", "--prune=now")
     assert git(tracked_repo, "cat-file", "-t", code["commit"]) == "commit"
     assert git(tracked_repo, "cat-file", "-t", code["head"]) == "commit"
-    assert f"refs/gittrack/code/{code['commit']}" in git(tracked_repo, "for-each-ref", "refs/gittrack")
+    assert f"refs/gittrack/code/{code['commit']}" in git(
+        tracked_repo, "for-each-ref", "refs/gittrack"
+    )
     git(tracked_repo, "fsck", "--strict")
 
 
@@ -184,7 +186,9 @@ def test_metadata_tags_and_command_from_python(tracked_repo: Path) -> None:
     assert data["command"] == "engine.py:run_engine"
 
 
-def test_logs_are_bounded_with_a_truncation_marker(tracked_repo: Path, run_cli, monkeypatch) -> None:
+def test_logs_are_bounded_with_a_truncation_marker(
+    tracked_repo: Path, run_cli, monkeypatch
+) -> None:
     from gittrack import capture
 
     monkeypatch.setattr(capture, "LOG_LIMIT", 64)
@@ -203,7 +207,9 @@ def test_logs_are_bounded_with_a_truncation_marker(tracked_repo: Path, run_cli, 
     run_id = latest_id(tracked_repo, run_cli)
     stdout = git(tracked_repo, "show", f"gittrack/runs:{run_folder(run_id)}/stdout.log")
     assert stdout.startswith("line 000\nline 001\n")
-    assert stdout.endswith("[gittrack: output truncated: 836 more bytes were not kept (limit 64 bytes)]")
+    assert stdout.endswith(
+        "[gittrack: output truncated: 836 more bytes were not kept (limit 64 bytes)]"
+    )
     assert git(tracked_repo, "show", f"gittrack/runs:{run_folder(run_id)}/stderr.log") == "warning!"
     assert run_toml(tracked_repo, run_id)["logs"] == {
         "stdout": "stdout.log", "stderr": "stderr.log", "stdout_truncated": 836,

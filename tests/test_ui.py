@@ -64,7 +64,11 @@ def test_sorting_by_a_param_and_pagination(client, lab):
 
 def test_column_chooser_shows_exactly_the_chosen_columns(client):
     html = client.get("/?cols=id,status,metrics.energy").text
-    assert re.findall(r'<a href="[^"]*" title="([^"]+)"', html) == ["id", "status", "metrics.energy"]
+    assert re.findall(r'<a href="[^"]*" title="([^"]+)"', html) == [
+        "id",
+        "status",
+        "metrics.energy",
+    ]
 
 
 def test_group_by_experiment(client):
@@ -206,7 +210,10 @@ def test_api_plot_columns(client, lab):
 
 
 def test_real_outputs_download_and_time_series(tracked_repo, run_cli, tmp_path):
-    write_script(tracked_repo, "logsim.py", """
+    write_script(
+        tracked_repo,
+        "logsim.py",
+        """
         import click, numpy as np, gittrack
 
         @gittrack.command()
@@ -218,12 +225,17 @@ def test_real_outputs_download_and_time_series(tracked_repo, run_cli, tmp_path):
 
         if __name__ == "__main__":
             main()
-    """)
+    """,
+    )
     result = run_cli(tracked_repo, "run", "--name", "logged", "logsim.py", "--n", "6")
     assert result.exit_code == 0, result.output
     client = TestClient(create_app(tracked_repo, port=8765), base_url="http://127.0.0.1:8765")
     page = client.get("/runs/logged").text
-    data = json.loads(unescape(re.search(r'id="series-data">(.*?)</script>', page, re.S).group(1)).replace("\\u003c", "<"))
+    data = json.loads(
+        unescape(re.search(r'id="series-data">(.*?)</script>', page, re.S).group(1)).replace(
+            "\\u003c", "<"
+        )
+    )
     (series,) = data.values()
     assert series["step"] == [0, 1, 2, 3, 4, 5] and series["loss"][1] == 0.5
     link = re.search(r'href="(/runs/[0-9a-f]+/outputs/trajectory)"', page).group(1)
@@ -252,7 +264,9 @@ def test_user_strings_are_escaped_everywhere(client, lab):
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
-@pytest.mark.parametrize("path", ["/", "/runs/{id}", "/api/runs", "/api/runs/{id}", "/static/app.css"])
+@pytest.mark.parametrize(
+    "path", ["/", "/runs/{id}", "/api/runs", "/api/runs/{id}", "/static/app.css"]
+)
 def test_read_only(client, lab, method, path):
     r = client.request(method, path.format(id=lab[1]["final"]))
     assert r.status_code == 405
@@ -332,7 +346,10 @@ def test_ui_binds_loopback_by_default(lab):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert proc.stdout.readline().strip() == f"gittrack UI for {lab[0]} at http://127.0.0.1:{port}/ (Ctrl+C to stop)"
+        assert (
+            proc.stdout.readline().strip()
+            == f"gittrack UI for {lab[0]} at http://127.0.0.1:{port}/ (Ctrl+C to stop)"
+        )
         for _ in range(100):
             try:
                 body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tip", timeout=2).read()
@@ -354,7 +371,10 @@ def test_ui_on_a_port_in_use_says_so_in_one_sentence(lab):
         port = busy.getsockname()[1]
         result = CliRunner().invoke(cli, ["-C", str(lab[0]), "ui", "--port", str(port)])
     assert result.exit_code == 1
-    assert result.output == f"Error: Cannot serve on 127.0.0.1:{port} (Address already in use); stop what uses it or pick another port with --port.\n"
+    assert (
+        result.output
+        == f"Error: Cannot serve on 127.0.0.1:{port} (Address already in use); stop what uses it or pick another port with --port.\n"
+    )
 
 
 def test_templates_found_from_an_installed_wheel(tmp_path):

@@ -59,7 +59,9 @@ def server(repo: Path, monkeypatch: pytest.MonkeyPatch):
 def page(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 860}, device_scale_factor=1)
+        context = browser.new_context(
+            viewport={"width": 1360, "height": 860}, device_scale_factor=1
+        )
         pg = context.new_page()
         errors: list[str] = []
         pg.on("pageerror", lambda exc: errors.append(str(exc)))

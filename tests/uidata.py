@@ -64,7 +64,9 @@ def build(path: Path, monkeypatch, extra: int = 0) -> dict[str, str]:
     # a record hand-edited into invalid TOML on the branch
     bad = "d0" + "0" * 30
     writer = gitstore.ObjectWriter(repo)
-    edits = gitstore.write_blobs(writer, {f"{run_folder(bad)}/run.toml": b"schema = 1\nid = 'd0\n[params\n"})
+    edits = gitstore.write_blobs(
+        writer, {f"{run_folder(bad)}/run.toml": b"schema = 1\nid = 'd0\n[params\n"}
+    )
     writer.sync()
     gitstore.commit_to_branch(repo, f"run {bad[:8]}: hand edit\n\nRun-Id: {bad}\n", edits)
     for j in range(extra):  # more of the sweep, for plots worth looking at

@@ -6,8 +6,12 @@ import gittrack
 
 
 @gittrack.command()
-@click.option("--sims", type=gittrack.RunRef(multiple=True), required=True,
-              help="Simulation runs: ids, a name, or a query such as \"params.stiffness >= 1\".")
+@click.option(
+    "--sims",
+    type=gittrack.RunRef(multiple=True),
+    required=True,
+    help='Simulation runs: ids, a name, or a query such as "params.stiffness >= 1".',
+)
 def main(sims):
     """Return the relative error of the plateau for each simulation."""
     worst = 0.0
@@ -17,7 +21,9 @@ def main(sims):
         plateau = float(msd[len(msd) // 2 :].mean())
         error = abs(plateau - theory) / theory
         worst = max(worst, error)
-        print(f"{run.short} k={run.params['stiffness']}: plateau {plateau:.3f}, theory {theory:.3f}")
+        print(
+            f"{run.short} k={run.params['stiffness']}: plateau {plateau:.3f}, theory {theory:.3f}"
+        )
     return {"worst_relative_error": worst, "n_sims": len(sims)}
 
 

@@ -76,7 +76,9 @@ def remote_show(obj: Context, as_json: bool) -> None:
 @cli.command()
 @click.argument("run_ref", metavar="RUN")
 @click.argument("names", nargs=-1, metavar="[OUTPUT]...")
-@click.option("--to", "to", type=click.Path(file_okay=False), help="Copy the outputs into this folder.")
+@click.option(
+    "--to", "to", type=click.Path(file_okay=False), help="Copy the outputs into this folder."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the paths as JSON.")
 @pass_context
 def checkout(obj: Context, run_ref: str, names: tuple[str, ...], to: str | None, as_json: bool) -> None:  # fmt: skip
@@ -128,7 +130,9 @@ def rm(obj: Context, run_refs: tuple[str, ...], as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--remote", "on_remote", is_flag=True, help="Also delete unused objects on the DVC remote.")
+@click.option(
+    "--remote", "on_remote", is_flag=True, help="Also delete unused objects on the DVC remote."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_context
 def gc(obj: Context, on_remote: bool, as_json: bool) -> None:

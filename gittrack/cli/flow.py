@@ -15,14 +15,35 @@ from .table import STATUS_COLOURS, headers_for, text
 
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, help="Runs at the same time.")
-@click.option("--name", default="", help="Experiment name recorded with every run (default: script-date-time).")
-@click.option("--fail-fast", is_flag=True, help="Stop the sweep at the first run that does not complete.")
-@click.option("--executor", default="local", help="Where runs execute: local (worker processes) or a registered one, e.g. dask.")
-@click.option("--force", is_flag=True, help="Record every run anew, even when an identical one exists.")
+@click.option(
+    "--name",
+    default="",
+    help="Experiment name recorded with every run (default: script-date-time).",
+)
+@click.option(
+    "--fail-fast", is_flag=True, help="Stop the sweep at the first run that does not complete."
+)
+@click.option(
+    "--executor",
+    default="local",
+    help="Where runs execute: local (worker processes) or a registered one, e.g. dask.",
+)
+@click.option(
+    "--force", is_flag=True, help="Record every run anew, even when an identical one exists."
+)
 @click.option("--allow-failed", is_flag=True, help="Accept failed or died runs as RunRef inputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--scheduler", default=None, help="Dask: the scheduler to use, e.g. tcp://head:8786 (default: a local cluster).")
-@click.option("--retries", type=click.IntRange(min=0), default=None, help="Dask: run a failed or lost task again up to N times.")
+@click.option(
+    "--scheduler",
+    default=None,
+    help="Dask: the scheduler to use, e.g. tcp://head:8786 (default: a local cluster).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Dask: run a failed or lost task again up to N times.",
+)
 @click.option("--cores", type=int, default=None, help="slurm/pbs/sge: cores per job.")
 @click.option("--memory", default=None, help="slurm/pbs/sge: memory per job, e.g. 8GB.")
 @click.option("--walltime", default=None, help="slurm/pbs/sge: time limit per job, e.g. 01:00:00.")
@@ -51,7 +72,9 @@ def sweep(obj: Context, jobs: int, name: str, fail_fast: bool, executor: str, fo
     if executor_options and executor in ("local", "inprocess"):
         flags = ", ".join("--" + k for k in executor_options)
         verb = "is" if len(executor_options) == 1 else "are"
-        raise UsageError(f"{flags} {verb} only for --executor dask, slurm, pbs or sge; add one of those or drop it.")
+        raise UsageError(
+            f"{flags} {verb} only for --executor dask, slurm, pbs or sge; add one of those or drop it."
+        )
     bar = _progress_bar(script, args, as_json)
     try:
         report = run_sweep(
@@ -84,7 +107,9 @@ def _progress_bar(script: str, args: tuple[str, ...], quiet: bool) -> Any:
 def format_sweep(report: Any, color: bool = False) -> str:
     """The summary table of a sweep: one row per run, then the counts."""
     metric_keys = sorted({k for r in report.results for k in r.metrics})
-    titles = headers_for([f"params.{k}" for k in report.varying] + [f"metrics.{k}" for k in metric_keys])
+    titles = headers_for(
+        [f"params.{k}" for k in report.varying] + [f"metrics.{k}" for k in metric_keys]
+    )
     headers = ["id", "status", *titles]
     rows = []
     for r in report.results:
@@ -148,9 +173,13 @@ def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
 @click.argument("run_ref", metavar="RUN")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None, help="Write the graph to this file (format from its suffix).")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["svg", "png", "pdf", "dot"]), default=None, help="Output format (default: from -o, else dot).")  # fmt: skip
-@click.option("--downstream", is_flag=True, help="Show what used RUN instead of where it came from.")
+@click.option(
+    "--downstream", is_flag=True, help="Show what used RUN instead of where it came from."
+)
 @click.option("--depth", type=click.IntRange(min=0), default=None, help="Follow at most N steps.")
-@click.option("--collapse", is_flag=True, help="Fold each experiment into one node with its swept ranges.")
+@click.option(
+    "--collapse", is_flag=True, help="Fold each experiment into one node with its swept ranges."
+)
 @click.option("--code", is_flag=True, help="Show the code commit of each run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the graph as JSON nodes and edges.")
 @pass_context
@@ -178,7 +207,10 @@ def lineage(obj: Context, run_ref: str, output: str | None, fmt: str | None, dow
     if output:
         Path(output).write_bytes(data)
         runs, edges = len(graph.run_ids), len(graph.edges)
-        click.echo(f"Wrote {output} ({runs} run{'s' * (runs != 1)}, {edges} edge{'s' * (edges != 1)}).", err=True)
+        click.echo(
+            f"Wrote {output} ({runs} run{'s' * (runs != 1)}, {edges} edge{'s' * (edges != 1)}).",
+            err=True,
+        )
     elif fmt in ("dot", "svg"):
         click.echo(data.decode(), nl=False)
     else:

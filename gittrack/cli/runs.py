@@ -15,7 +15,9 @@ from . import Context, cli, pass_context
 
 
 @cli.command()
-@click.option("--git", "make_git", is_flag=True, help="Run 'git init' first when this is no git repository.")
+@click.option(
+    "--git", "make_git", is_flag=True, help="Run 'git init' first when this is no git repository."
+)
 @pass_context
 def init(obj: Context, make_git: bool) -> None:
     """Prepare this repository for gittrack (safe to run again).
@@ -54,7 +56,9 @@ def init(obj: Context, make_git: bool) -> None:
 @click.option("--name", default="", help="A human name for the run, usable wherever an id is.")
 @click.option("--tag", "tags", multiple=True, help="Tag the run (repeatable).")
 @click.option("--note", default="", help="A free-text note stored with the run.")
-@click.option("--force", is_flag=True, help="Record a new run even when an identical completed run exists.")
+@click.option(
+    "--force", is_flag=True, help="Record a new run even when an identical completed run exists."
+)
 @click.option("--allow-failed", is_flag=True, help="Accept failed or died runs as RunRef inputs.")
 @click.argument("script")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -167,8 +171,12 @@ def format_record(data: dict[str, Any]) -> str:
     for item in data.get("inputs") or []:
         lines.append("inputs:" if item is data["inputs"][0] else "")
         lines[-1:] = [lines[-1]] if lines[-1] else []
-        lines.append(f"  {item['run'][:8]} {item.get('output', '')} {item.get('md5', '')[:12]}".rstrip())
+        lines.append(
+            f"  {item['run'][:8]} {item.get('output', '')} {item.get('md5', '')[:12]}".rstrip()
+        )
     if err := data.get("error"):
         lines.append("error:")
-        lines.extend("  " + line for line in err.get("traceback", err.get("message", "")).splitlines())
+        lines.extend(
+            "  " + line for line in err.get("traceback", err.get("message", "")).splitlines()
+        )
     return "\n".join(lines)

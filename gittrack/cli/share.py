@@ -37,7 +37,11 @@ def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None
         if hasattr(report, "url"):
             out = {"remote": report.url, "copied": report.copied, "bytes": report.bytes,
                    "already": report.already, "missing": [{"run": m.run, "output": m.name} for m in missing]}  # fmt: skip
-        out["git"] = {"remote": summary.remote, "updated": summary.updated, "up_to_date": summary.up_to_date}
+        out["git"] = {
+            "remote": summary.remote,
+            "updated": summary.updated,
+            "up_to_date": summary.up_to_date,
+        }
         if summary.data_error:
             out["data_error"] = summary.data_error
         click.echo(json.dumps(out, indent=2))
@@ -50,7 +54,9 @@ def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None
                     "nor on the remote; push it from the clone that recorded it.", err=True,
                 )  # fmt: skip
         if not summary.remote:
-            click.echo("No git remote: the runs stay in this repository (add one with 'git remote add origin URL').")
+            click.echo(
+                "No git remote: the runs stay in this repository (add one with 'git remote add origin URL')."
+            )
         elif summary.updated:
             click.echo(f"Pushed runs to {summary.remote} ({', '.join(summary.updated)}).")
         else:
@@ -104,6 +110,8 @@ def pull(obj: Context, remote: str | None, as_json: bool) -> None:
     }[summary.kind]
     click.echo(text)
     if summary.removed:
-        click.echo(f"{len(summary.removed)} run(s) removed on {summary.remote} were removed here too.")
+        click.echo(
+            f"{len(summary.removed)} run(s) removed on {summary.remote} were removed here too."
+        )
     for path in summary.kept_ours:
         click.echo(f"Warning: {path} was changed on both sides; kept yours.", err=True)

@@ -92,7 +92,9 @@ def footer(listing: Any, shown: int, hidden: int) -> str:
     if getattr(listing, "more", False) and shown < listing.total:
         text_ += " (more match: raise --limit)"
     if hidden:
-        text_ += f"; {hidden} columns hidden (widen the terminal, pick --columns or use --format csv)"
+        text_ += (
+            f"; {hidden} columns hidden (widen the terminal, pick --columns or use --format csv)"
+        )
     return text_
 
 

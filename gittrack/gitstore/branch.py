@@ -228,7 +228,9 @@ def run_files(repo: Repo, run_id: str, rev: str = RUNS_REF) -> dict[str, str]:
 
 def changed_runs(repo: Repo, old: str, new: str) -> tuple[set[str], set[str]]:
     """(changed or added, removed) run ids between two branch commits, via git diff-tree."""
-    proc = repo.git("diff-tree", "-r", "--no-renames", "--name-status", "-z", old, new, "--", "runs")
+    proc = repo.git(
+        "diff-tree", "-r", "--no-renames", "--name-status", "-z", old, new, "--", "runs"
+    )
     fields = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
     changed: set[str] = set()
     removed: set[str] = set()

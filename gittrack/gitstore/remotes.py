@@ -76,7 +76,9 @@ def _remote_failure(remote: str, proc: subprocess.CompletedProcess[bytes]) -> Gi
     from ..errors import RemoteError
 
     lines = proc.stderr.decode(errors="replace").strip().splitlines()
-    reason = next((ln for ln in lines if ln.startswith(("fatal:", "error:"))), lines[-1] if lines else "")
+    reason = next(
+        (ln for ln in lines if ln.startswith(("fatal:", "error:"))), lines[-1] if lines else ""
+    )
     reason = reason.removeprefix("fatal: ").removeprefix("error: ")
     return RemoteError(
         f"Cannot reach the git remote '{remote}' ({reason}); "
@@ -95,7 +97,9 @@ def fetch_shared(repo: Repo, remote: str) -> str | None:
         specs.append(f"+{RUNS_REF}:{remote_runs_ref(remote)}")
     if NOTES_REF in present:
         specs.append(f"+{NOTES_REF}:{remote_notes_ref(remote)}")
-    proc = repo.git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *specs, check=False)
+    proc = repo.git(
+        "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *specs, check=False
+    )
     if proc.returncode != 0:
         raise _remote_failure(remote, proc)
     return ref_value(repo, remote_runs_ref(remote)) if RUNS_REF in present else None
@@ -139,7 +143,15 @@ def join_branch(repo: Repo, other: str, label: str) -> JoinResult:
                 kind, new, edits, kept = "fast-forward", other, {}, []
             else:
                 edits, kept = {}, []
-                _merge3(reader, "", _as_tree(base_tree), _as_tree(ours_tree), _as_tree(theirs_tree), edits, kept)
+                _merge3(
+                    reader,
+                    "",
+                    _as_tree(base_tree),
+                    _as_tree(ours_tree),
+                    _as_tree(theirs_tree),
+                    edits,
+                    kept,
+                )
                 clashes = [p.rsplit("/", 1)[1] for p in kept if _is_run_folder(p)]
                 if clashes:
                     raise RunConflict(label, clashes)
@@ -227,7 +239,15 @@ def _merge3(
     listed = [_tree_of(reader, e) for e in (base, ours, theirs)]
     for name in sorted(set(listed[0]) | set(listed[2])):
         sub = f"{path}/{name}" if path else name
-        _merge3(reader, sub, listed[0].get(name), listed[1].get(name), listed[2].get(name), edits, conflicts)
+        _merge3(
+            reader,
+            sub,
+            listed[0].get(name),
+            listed[1].get(name),
+            listed[2].get(name),
+            edits,
+            conflicts,
+        )
 
 
 def _tree_of(reader: CatFile, entry: Entry) -> dict[str, tuple[str, str]]:
@@ -243,7 +263,15 @@ def merge_notes(repo: Repo, remote: str) -> bool:
     """Merge `remote`'s fetched gittrack notes into ours (lines of both kept); True if any."""
     if ref_value(repo, remote_notes_ref(remote)) is None:
         return False
-    repo.git("notes", f"--ref={NOTES_REF}", "merge", "--quiet", "-s", "cat_sort_uniq", remote_notes_ref(remote))
+    repo.git(
+        "notes",
+        f"--ref={NOTES_REF}",
+        "merge",
+        "--quiet",
+        "-s",
+        "cat_sort_uniq",
+        remote_notes_ref(remote),
+    )
     return True
 
 
@@ -283,7 +311,9 @@ def push_shared(repo: Repo, remote: str) -> PushResult:
 
 def adopt_remote_branch(repo: Repo) -> str | None:
     """In a fresh clone, start the runs branch from the remote's (origin first); its tip or None."""
-    proc = repo.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/remotes/", check=False)
+    proc = repo.git(
+        "for-each-ref", "--format=%(refname) %(objectname)", "refs/remotes/", check=False
+    )
     found = {}
     for line in proc.stdout.decode().splitlines():
         ref, _, sha = line.partition(" ")
@@ -306,7 +336,9 @@ def settings_commit(repo: Repo, with_runs: bool = False) -> str:
         raise GitError("the runs branch is missing; run 'gittrack init'")
     writer = ObjectWriter(repo)
     tree = current[1] if with_runs else edit_tree(repo.reader(), writer, current[1], {"runs": None})
-    commit = make_commit(writer, Identity.get(repo), tree, [], "gittrack: shared settings for workers")
+    commit = make_commit(
+        writer, Identity.get(repo), tree, [], "gittrack: shared settings for workers"
+    )
     writer.sync()
     return commit
 

@@ -80,7 +80,9 @@ def ensure_excluded(repo: Repo, patterns: Iterable[str]) -> None:
     if missing:
         prefix = "" if not text or text.endswith("\n") else "\n"
         with exclude.open("a") as fh:
-            fh.write(prefix + "# gittrack\n" * (not text.count("# gittrack")) + "\n".join(missing) + "\n")
+            fh.write(
+                prefix + "# gittrack\n" * (not text.count("# gittrack")) + "\n".join(missing) + "\n"
+            )
 
 
 def check_writable(repo: Repo) -> None:

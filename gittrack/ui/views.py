@@ -92,7 +92,9 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
 
 def _table_args(request: Request) -> dict[str, Any]:
     q = request.query_params
-    cols = [c for part in q.getlist("col") + q.get("cols", "").split(",") for c in [part.strip()] if c]
+    cols = [
+        c for part in q.getlist("col") + q.get("cols", "").split(",") for c in [part.strip()] if c
+    ]
     try:
         limit = int(q.get("limit", "50"))
         offset = max(0, int(q.get("offset", "0")))
@@ -181,7 +183,11 @@ async def run_page(request: Request) -> Response:
             diff = {"error": str(exc)}
     series = browse.timeseries(repo, view.id, view.data)
     downloadable = {
-        name: (out.get("size", 0) <= browse.DOWNLOAD_LIMIT and out.get("kind") != "dir" and not out.get("error"))
+        name: (
+            out.get("size", 0) <= browse.DOWNLOAD_LIMIT
+            and out.get("kind") != "dir"
+            and not out.get("error")
+        )
         for name, out in (view.data.get("outputs") or {}).items()
     }
     return render(request, "run.html", {
@@ -201,7 +207,9 @@ async def lineage(request: Request) -> Response:
     collapse = q.get("collapse") == "1"
     error, svg, count = "", "", 0
     try:
-        svg, count = browse.flow_svg(repo, view.id, direction=direction, depth=depth, collapse=collapse)
+        svg, count = browse.flow_svg(
+            repo, view.id, direction=direction, depth=depth, collapse=collapse
+        )
     except GittrackError as exc:
         error = str(exc)
     return render(request, "lineage.html", {
@@ -246,7 +254,16 @@ async def compare(request: Request) -> Response:
         except GittrackError as exc:
             errors.append(str(exc))
     runs = [v.data or {"id": v.id, "status": "unreadable"} for v in views]
-    keys = ["name", "status", "command", "experiment", "started", "duration_s", "code.commit", "code.dirty"]
+    keys = [
+        "name",
+        "status",
+        "command",
+        "experiment",
+        "started",
+        "duration_s",
+        "code.commit",
+        "code.dirty",
+    ]
     for family in ("params", "metrics", "env"):
         seen: dict[str, None] = {}
         for run in runs:
@@ -355,5 +372,3 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 async def gittrack_error(request: Request, exc: Exception) -> Response:
     return error_page(request, 400, str(exc))
-
-
