@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import branch_log, git, run_python, write_script
+from conftest import SIM, branch_log, git, run_python, write_script
 
 from gittrack import gitstore
 from gittrack.cli import cli
@@ -38,7 +38,7 @@ def test_no_commits_yet(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     git(empty, "init", "-q")
-    write_script(empty, "sim.py", (Path(__file__).parent / "conftest.py").read_text().split("SIM = '''\\\n")[1].split("'''")[0], commit=False)  # fmt: skip
+    write_script(empty, "sim.py", SIM, commit=False)
     result = invoke("-C", str(empty), "run", "sim.py")
     assert result.exit_code == 1
     assert result.output == (
