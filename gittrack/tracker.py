@@ -132,7 +132,11 @@ class RunSession:
         self.extra_files: dict[str, Path | bytes] = {}
         self._token = _current.set(self)
         if metadata := command.metadata:
-            self.log_metadata(**metadata())
+            try:
+                self.log_metadata(**metadata())
+            except Exception as exc:  # the run has started: record it as failed, then raise
+                _report(self.finish("failed", exc=exc, exit_code=1))
+                raise
 
     # -- during the run -----------------------------------------------------------------
 

@@ -214,3 +214,29 @@ def test_logs_are_bounded_with_a_truncation_marker(
     assert run_toml(tracked_repo, run_id)["logs"] == {
         "stdout": "stdout.log", "stderr": "stderr.log", "stdout_truncated": 836,
     }  # fmt: skip
+
+
+def test_failing_metadata_is_a_failed_run(tracked_repo: Path) -> None:
+    write_script(
+        tracked_repo,
+        "meta.py",
+        """
+        import click, gittrack
+
+        @gittrack.command(metadata=lambda: {"python": "mine"})
+        def main():
+            print("never runs")
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    proc = run_python(tracked_repo, "meta.py", check=False)
+    assert proc.returncode == 1
+    assert "never runs" not in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "Error: Metadata key 'python' is reserved by gittrack; choose another name."
+    )
+    data = json.loads(run_python(tracked_repo, "-m", "gittrack", "show", "latest", "--json").stdout)
+    assert data["status"] == "failed" and data["error"]["type"] == "UsageError"
+    assert not list((tracked_repo / ".git" / "gittrack" / "running").iterdir())
