@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,9 +115,11 @@ def jobqueue_cluster(kind: str, *, cores: int | None = None, memory: str | None 
     try:
         return cls(**options)
     except ValueError as exc:
+        # dask-jobqueue's message goes on with a code example: keep its first sentence
+        reason = re.sub(r",?\s*for example:?$", "", str(exc).splitlines()[0]).rstrip(":, ")
         raise UsageError(
-            f"Cannot configure the {kind} cluster: {exc} (give --cores and --memory, or set them "
-            f"under cluster.{kind} in gittrack.yaml)."
+            f"Cannot configure the {kind} cluster: {reason} (give --cores and --memory, or set "
+            f"them under cluster.{kind} in gittrack.yaml)."
         ) from exc
 
 

@@ -225,6 +225,13 @@ def test_cluster_configuration_errors_are_clear(tmp_path: Path) -> None:
     (tmp_path / "gittrack.yaml").write_text("cluster:\n  slurm: [1, 2]\n")
     with pytest.raises(UsageError, match=r"'cluster.slurm' must be a mapping"):
         jobqueue_cluster("slurm", repo_root=tmp_path)
+    with pytest.raises(UsageError) as missing:
+        jobqueue_cluster("slurm", cores=1)
+    assert str(missing.value) == (
+        "Cannot configure the slurm cluster: You must specify how much cores and memory per job "
+        "you want to use (give --cores and --memory, or set them under cluster.slurm in "
+        "gittrack.yaml)."
+    )
 
 
 DRIVER = """
