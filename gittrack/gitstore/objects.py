@@ -143,9 +143,16 @@ def jitter() -> float:
 
 
 class CatFile:
-    """One long-lived `git cat-file --batch` process answering object queries."""
+    """One long-lived `git cat-file --batch` process answering object queries.
+
+    Shared by every Repo of a repository in this process, so it is safe to use from several
+    threads (one query at a time), from inside a `read_many` loop (such a nested query goes to a
+    short-lived process of its own), and with a `read_many` loop left early (its remaining
+    answers are drained, keeping the protocol in step).
+    """
 
     def __init__(self, repo: Repo) -> None:
+        self._root = repo.root
         self._proc = subprocess.Popen(
             ["git", "cat-file", "--batch"],
             cwd=repo.root,
@@ -154,44 +161,81 @@ class CatFile:
             stderr=subprocess.DEVNULL,
         )
         self._lock = threading.Lock()
+        self._owner: int | None = None
 
     def alive(self) -> bool:
         return self._proc.poll() is None
 
+    def _acquire(self) -> bool:
+        """Take the process; False when this thread already holds it (a nested query)."""
+        if self._owner == threading.get_ident():
+            return False
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+        return True
+
+    def _release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+    def _nested(self) -> CatFile:
+        return CatFile(Repo(self._root, self._root / ".git", self._root / ".git"))
+
     def read(self, rev: str) -> tuple[str, str, bytes] | None:
         """(sha, type, content) of `rev` (any revision expression), or None when missing."""
         assert self._proc.stdin and self._proc.stdout
-        with self._lock:
+        if not self._acquire():
+            other = self._nested()
+            try:
+                return other.read(rev)
+            finally:
+                other.close()
+        try:
             self._proc.stdin.write(rev.encode() + b"\n")
             self._proc.stdin.flush()
-            header = self._proc.stdout.readline()
-            if not header:
-                raise GitError("git cat-file stopped unexpectedly")
-            parts = header.split()
-            if len(parts) != 3:  # "<rev> missing" or "<rev> ambiguous"
-                return None
-            size = int(parts[2])
-            data = self._read_exact(size)
-            self._proc.stdout.read(1)  # trailing newline
+            found = self._answer()
+        finally:
+            self._release()
+        return (found[0], found[1], found[2]) if found else None
+
+    def _answer(self) -> tuple[str, str, bytes] | None:
+        """Read one answer: (sha, type, content), or None for a missing object."""
+        assert self._proc.stdout
+        header = self._proc.stdout.readline()
+        if not header:
+            raise GitError("git cat-file stopped unexpectedly")
+        parts = header.split()
+        if len(parts) != 3:  # "<rev> missing" or "<rev> ambiguous"
+            return None
+        data = self._read_exact(int(parts[2]))
+        self._proc.stdout.read(1)  # trailing newline
         return parts[0].decode(), parts[1].decode(), data
 
     def read_many(self, revs: Iterable[str]) -> Iterator[tuple[str, bytes | None]]:
         """Stream (rev, content) for many revisions through one process; missing -> None."""
         assert self._proc.stdin and self._proc.stdout
         revs = list(revs)
-        with self._lock:
-            writer = threading.Thread(target=self._write_all, args=(revs,), daemon=True)
+        if not self._acquire():
+            other = self._nested()
+            try:
+                yield from other.read_many(revs)
+            finally:
+                other.close()
+            return
+        writer = threading.Thread(target=self._write_all, args=(revs,), daemon=True)
+        answered = 0
+        try:
             writer.start()
             for rev in revs:
-                header = self._proc.stdout.readline()
-                parts = header.split()
-                if len(parts) != 3:
-                    yield rev, None
-                    continue
-                data = self._read_exact(int(parts[2]))
-                self._proc.stdout.read(1)
-                yield rev, data
+                found = self._answer()
+                answered += 1
+                yield rev, (found[2] if found else None)
+        finally:
+            while answered < len(revs) and self.alive():  # left early: drain the rest
+                self._answer()
+                answered += 1
             writer.join()
+            self._release()
 
     def _write_all(self, revs: list[str]) -> None:
         assert self._proc.stdin
