@@ -118,6 +118,8 @@ class BoundedLog:
 
     def write(self, data: bytes) -> None:
         with self._lock:
+            if self._fh.closed:
+                return  # a child process outlived the run: what it writes now is not kept
             room = self.limit - self.written
             if room > 0:
                 self._fh.write(data[:room])
@@ -126,6 +128,8 @@ class BoundedLog:
 
     def close(self) -> None:
         with self._lock:
+            if self._fh.closed:
+                return
             if self.dropped:
                 self._fh.write(
                     f"\n[gittrack: output truncated: {self.dropped} more bytes were not kept "
@@ -160,8 +164,65 @@ class Tee(io.TextIOBase):
         return getattr(self._stream, "encoding", "utf-8")
 
 
+class FdTee:
+    """Tees a file descriptor (1 or 2) through a pipe, so that child processes are captured too.
+
+    Used when the stream is not a terminal (batch jobs, workers, redirected output): replacing a
+    terminal by a pipe would change what programs see from isatty().
+    """
+
+    def __init__(self, fd: int, log: BoundedLog) -> None:
+        self.fd = fd
+        self.log = log
+        self.saved = os.dup(fd)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        self._read_end = read_end
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                data = os.read(self._read_end, 1 << 16)
+            except OSError:
+                return
+            if not data:
+                return
+            view = memoryview(data)
+            with contextlib.suppress(OSError):
+                while view:
+                    view = view[os.write(self.saved, view) :]
+            self.log.write(data)
+
+    def stop(self) -> None:
+        os.dup2(self.saved, self.fd)  # closes our write end of the pipe
+        self._thread.join(timeout=2)  # a child still running may hold the pipe open
+        if not self._thread.is_alive():
+            os.close(self._read_end)
+            os.close(self.saved)
+
+
+def _fd_capturable(stream: Any, fd: int) -> bool:
+    """Whether `stream` writes to file descriptor `fd`, which is not a terminal."""
+    if os.environ.get("GITTRACK_CAPTURE", "") == "python":
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False  # e.g. a Dask worker thread: the descriptors are the whole process's
+    try:
+        return stream.fileno() == fd and not os.isatty(fd)
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 class OutputCapture:
-    """Tees sys.stdout and sys.stderr into stdout.log and stderr.log for the run's duration."""
+    """Tees standard output and error into stdout.log and stderr.log for the run's duration.
+
+    Where a stream is a file or pipe (batch jobs, workers), its file descriptor is captured, so
+    the output of child processes (a simulation engine run with subprocess) is kept too; on a
+    terminal, and under test runners, the Python streams are tee'd instead.
+    """
 
     def __init__(self, folder: Path, limit: int | None = None) -> None:
         limit = LOG_LIMIT if limit is None else limit
@@ -170,8 +231,15 @@ class OutputCapture:
             "stderr": BoundedLog(folder / "stderr.log", limit),
         }
         self._saved = (sys.stdout, sys.stderr)
-        sys.stdout = Tee(sys.stdout, self.logs["stdout"])
-        sys.stderr = Tee(sys.stderr, self.logs["stderr"])
+        self._fd_tees: list[FdTee] = []
+        for name, fd in (("stdout", 1), ("stderr", 2)):
+            stream = getattr(sys, name)
+            if _fd_capturable(stream, fd):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+                self._fd_tees.append(FdTee(fd, self.logs[name]))
+            else:
+                setattr(sys, name, Tee(stream, self.logs[name]))
 
     def stop(self) -> dict[str, Any]:
         """Restore the streams; returns the `[logs]` table of the record."""
@@ -179,6 +247,8 @@ class OutputCapture:
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
         sys.stdout, sys.stderr = self._saved
+        for tee in self._fd_tees:
+            tee.stop()
         info: dict[str, Any] = {}
         for name, log in self.logs.items():
             log.close()

@@ -240,3 +240,34 @@ def test_failing_metadata_is_a_failed_run(tracked_repo: Path) -> None:
     data = json.loads(run_python(tracked_repo, "-m", "gittrack", "show", "latest", "--json").stdout)
     assert data["status"] == "failed" and data["error"]["type"] == "UsageError"
     assert not list((tracked_repo / ".git" / "gittrack" / "running").iterdir())
+
+
+def test_output_of_child_processes_is_captured_in_batch_jobs(tracked_repo: Path) -> None:
+    """With output going to a file or pipe (a batch job), the engine's own output is kept."""
+    write_script(
+        tracked_repo,
+        "engine.py",
+        """
+        import subprocess, sys, click, gittrack
+
+        @gittrack.command()
+        def main():
+            print("python says hello")
+            subprocess.run(["sh", "-c", "echo engine step 1; echo engine warning >&2"], check=True)
+            print("python says bye")
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    proc = run_python(tracked_repo, "engine.py")
+    assert proc.stdout.splitlines() == ["python says hello", "engine step 1", "python says bye"]
+    assert "engine warning" in proc.stderr and "recorded (completed" in proc.stderr
+    data = json.loads(run_python(tracked_repo, "-m", "gittrack", "show", "latest", "--json").stdout)
+    folder = f"gittrack/runs:{run_folder(data['id'])}"
+    assert git(tracked_repo, "show", f"{folder}/stdout.log").splitlines() == [
+        "python says hello",
+        "engine step 1",
+        "python says bye",
+    ]
+    assert git(tracked_repo, "show", f"{folder}/stderr.log") == "engine warning"
