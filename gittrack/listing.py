@@ -64,6 +64,11 @@ def list_runs(
     return Listing(records, total, problems, more, shown)
 
 
+def query_hints(repo: gitstore.Repo, where: str | None, sort: str | None = None) -> list[str]:
+    """Hints for a query and sort whose params/metrics/env names no run has (for the UI)."""
+    return unknown_keys(Index(repo), where, sort, None)
+
+
 def unknown_keys(index: Index, where: str | None, sort: str | None, columns: list[str] | None) -> list[str]:  # fmt: skip
     """One hint per params/metrics/env name that no run has (a typo matches nothing silently)."""
     from .query import family_keys

@@ -390,3 +390,13 @@ def test_templates_found_from_an_installed_wheel(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(target / "gittrack" / "templates")
+
+
+def test_filter_with_a_misspelt_key_shows_a_hint(tracked_repo: Path, run_cli) -> None:
+    assert run_cli(tracked_repo, "run", "sim.py", "--temp", "2").exit_code == 0
+    client = TestClient(create_app(tracked_repo, port=8765), base_url="http://127.0.0.1:8765")
+    page = client.get("/?where=params.tmep%20%3E%201")
+    assert page.status_code == 200
+    assert 'id="query-hints"' in page.text
+    assert "No run has params.tmep (did you mean params.temp?)." in page.text
+    assert 'id="query-hints"' not in client.get("/?where=params.temp%20%3E%201").text

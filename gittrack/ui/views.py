@@ -16,7 +16,7 @@ from starlette.templating import Jinja2Templates
 
 from .. import __version__, browse
 from ..errors import GittrackError, RunNotFound
-from ..listing import cell_text
+from ..listing import cell_text, query_hints
 from . import request_repo, templates_dir
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -116,8 +116,11 @@ def _table_args(request: Request) -> dict[str, Any]:
 def _table_context(request: Request, experiment: str | None = None) -> dict[str, Any]:
     args = _table_args(request)
     error = ""
+    hints: list[str] = []
     try:
         page = browse.page(request_repo(request), args["where"] or None, sort=args["sort"], desc=args["desc"], offset=args["offset"], limit=args["limit"], columns=args["columns"], group=args["group"], experiment=experiment)  # fmt: skip
+        if args["where"] or args["sort"]:
+            hints = query_hints(request_repo(request), args["where"] or None, args["sort"])
     except GittrackError as exc:
         error = str(exc)
         page = browse.Page([], 0, browse.BASE_COLUMNS, browse.BASE_COLUMNS, tip=browse.tip(request_repo(request)))  # fmt: skip
@@ -137,7 +140,7 @@ def _table_context(request: Request, experiment: str | None = None) -> dict[str,
             groups.append((name, []))
         groups[-1][1].append(row)
     return {
-        "page": page, "args": args, "error": error, "link": link, "groups": groups,
+        "page": page, "args": args, "error": error, "hints": hints, "link": link, "groups": groups,
         "experiment": experiment, "page_sizes": PAGE_SIZES,
         "plot_columns": [c for c in page.columns if browse.FIELD.match(c)],
     }  # fmt: skip
