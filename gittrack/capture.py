@@ -146,8 +146,8 @@ class Tee(io.TextIOBase):
         self._log = log
 
     def write(self, text: str) -> int:
+        self._log.write(text.encode("utf-8", "replace"))  # logged before anyone can see it
         self._stream.write(text)
-        self._log.write(text.encode("utf-8", "replace"))
         return len(text)
 
     def flush(self) -> None:
@@ -190,11 +190,11 @@ class FdTee:
                 return
             if not data:
                 return
+            self.log.write(data)  # first: whoever sees the output may kill us right after
             view = memoryview(data)
             with contextlib.suppress(OSError):
                 while view:
                     view = view[os.write(self.saved, view) :]
-            self.log.write(data)
 
     def stop(self) -> None:
         os.dup2(self.saved, self.fd)  # closes our write end of the pipe

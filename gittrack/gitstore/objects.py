@@ -391,17 +391,19 @@ class Identity:
     """Author/committer line for commits gittrack writes: the user's git identity."""
 
     _cached: ClassVar[dict[Path, str]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()  # one `git var` even when prefetched
 
     @classmethod
     def get(cls, repo: Repo) -> str:
-        if repo.common_dir not in cls._cached:
-            proc = repo.git("var", "GIT_COMMITTER_IDENT", check=False)
-            ident = proc.stdout.decode().strip()
-            if proc.returncode != 0 or not ident:
-                ident = f"gittrack <gittrack@localhost> {int(time.time())} +0000"
-            # keep name and email; the time part is filled in per commit
-            cls._cached[repo.common_dir] = ident.rsplit(" ", 2)[0]
-        return cls._cached[repo.common_dir]
+        with cls._lock:
+            if repo.common_dir not in cls._cached:
+                proc = repo.git("var", "GIT_COMMITTER_IDENT", check=False)
+                ident = proc.stdout.decode().strip()
+                if proc.returncode != 0 or not ident:
+                    ident = f"gittrack <gittrack@localhost> {int(time.time())} +0000"
+                # keep name and email; the time part is filled in per commit
+                cls._cached[repo.common_dir] = ident.rsplit(" ", 2)[0]
+            return cls._cached[repo.common_dir]
 
 
 def _timestamp() -> str:
