@@ -134,15 +134,6 @@ def producers(index: Index, md5: str) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
-def reusable(index: Index, key: str) -> str | None:
-    """The newest completed run recorded with memo `key`, if any."""
-    db = ready(index)
-    row = db.execute(
-        "SELECT run FROM lineage_memo WHERE key = ? ORDER BY started DESC LIMIT 1", (key,)
-    ).fetchone()
-    return row[0] if row else None
-
-
 def all_memos(index: Index) -> list[tuple[str, str, str]]:
     """(memo key, run id, started) of every completed run that has a memo key."""
     db = ready(index)

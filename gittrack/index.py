@@ -405,9 +405,6 @@ class Index:
         rows = self.query("SELECT id FROM run_fields ORDER BY started_ts DESC, id LIMIT 1")
         return rows[0][0] if rows else None
 
-    def all_ids(self) -> list[str]:
-        return [r[0] for r in self.query("SELECT id FROM run_fields")]
-
     def get(self, run_id: str) -> dict[str, Any] | None:
         """The indexed row of one run: record (as JSON data), commit and any problem."""
         rows = self.query(

@@ -7,7 +7,6 @@ gittrack refuses a newer record with a clear message and a newer one migrates ol
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import shlex
@@ -247,14 +246,6 @@ def metric_value(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return float(value) if not math.isnan(float(value)) else math.nan
-
-
-def params_hash(params: Mapping[str, Any]) -> str:
-    """Hash of parameters from key-sorted canonical JSON, used for memoisation."""
-    canonical = json.dumps(
-        {k: _toml_value(v) for k, v in params.items()}, sort_keys=True, default=str
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def run_folder(run_id: str) -> str:
