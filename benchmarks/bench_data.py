@@ -51,7 +51,9 @@ if __name__ == "__main__":
 """
 
 
-def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def _run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -60,12 +62,17 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subpr
 
 def _env(home: Path) -> dict[str, str]:
     return {
-        **os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / "data"),
-        "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x",
-        "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@x",
+        **os.environ,
+        "HOME": str(home),
+        "XDG_DATA_HOME": str(home / "data"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "b@x",
         "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         "DVC_NO_ANALYTICS": "1",
-    }  # fmt: skip
+    }
 
 
 def _drop_caches_hint() -> None:
@@ -167,9 +174,14 @@ def main(quick: bool = False) -> dict[str, float]:
     else:
         print("(the 3 s goal is for 1 GiB; run without --quick to check it)")
     return {
-        "mib": mib, "gittrack_s": gt["store_s"], "dvc_s": dv["store_s"], "cp_s": cp, "md5_s": md5,
-        "ratio": dv["store_s"] / gt["store_s"], "peak_extra_mib": gt["peak_extra_mib"],
-    }  # fmt: skip
+        "mib": mib,
+        "gittrack_s": gt["store_s"],
+        "dvc_s": dv["store_s"],
+        "cp_s": cp,
+        "md5_s": md5,
+        "ratio": dv["store_s"] / gt["store_s"],
+        "peak_extra_mib": gt["peak_extra_mib"],
+    }
 
 
 if __name__ == "__main__":

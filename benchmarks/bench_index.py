@@ -92,14 +92,25 @@ def synthetic_run(i: int, code: str, tree: str, rng: random.Random) -> tuple[str
     failed = rng.random() < 0.05
     temp = 50 * rng.randint(1, 20)
     text = TEMPLATE.format(
-        id=run_id, i=i, status="failed" if failed else "completed", temp=float(temp),
-        seed=rng.randint(0, 9), started=started.isoformat(sep=" ").replace(".000", ""),
+        id=run_id,
+        i=i,
+        status="failed" if failed else "completed",
+        temp=float(temp),
+        seed=rng.randint(0, 9),
+        started=started.isoformat(sep=" ").replace(".000", ""),
         finished=(started + dt.timedelta(seconds=duration)).isoformat(sep=" "),
-        duration=duration, exit_code=1 if failed else 0, experiment=f"exp-{i // 1000}",
-        tags='"reference"' if i % 997 == 0 else "", energy=round(rng.gauss(-1.0, 0.5), 6),
-        acceptance=round(rng.random(), 4), host=i % 16, method=rng.choice(["verlet", "leapfrog"]),
-        code=code, tree=tree, hash="e" * 64,
-    )  # fmt: skip
+        duration=duration,
+        exit_code=1 if failed else 0,
+        experiment=f"exp-{i // 1000}",
+        tags='"reference"' if i % 997 == 0 else "",
+        energy=round(rng.gauss(-1.0, 0.5), 6),
+        acceptance=round(rng.random(), 4),
+        host=i % 16,
+        method=rng.choice(["verlet", "leapfrog"]),
+        code=code,
+        tree=tree,
+        hash="e" * 64,
+    )
     return run_id, text
 
 
@@ -120,7 +131,9 @@ def append_runs(repo: Path, count: int, start: int = 0, seed: int = 1) -> list[s
         run_id, text = synthetic_run(i, code, tree, rng)
         ids.append(run_id)
         body = text.encode()
-        message = f"run {run_id[:8]}: sim.py --temp {i}\n\nStatus: completed\nRun-Id: {run_id}\n".encode()  # fmt: skip
+        message = (
+            f"run {run_id[:8]}: sim.py --temp {i}\n\nStatus: completed\nRun-Id: {run_id}\n".encode()
+        )
         header = (
             f"commit refs/heads/gittrack/runs\n"
             f"committer Ada <ada@example.org> {stamp + 37 * (i - start)} +0000\n"
@@ -128,7 +141,14 @@ def append_runs(repo: Path, count: int, start: int = 0, seed: int = 1) -> list[s
         ).encode()
         frm = f"from {tip}\n".encode() if i == start else b""
         path = f"runs/{run_id[:2]}/{run_id}/run.toml"
-        chunks.append(header + message + frm + f"M 100644 inline {path}\ndata {len(body)}\n".encode() + body + b"\n")  # fmt: skip
+        chunks.append(
+            header
+            + message
+            + frm
+            + f"M 100644 inline {path}\ndata {len(body)}\n".encode()
+            + body
+            + b"\n"
+        )
         if len(chunks) >= 500:
             proc.stdin.write(b"".join(chunks))
             chunks = []
@@ -140,21 +160,31 @@ def append_runs(repo: Path, count: int, start: int = 0, seed: int = 1) -> list[s
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def make_repo(folder: Path) -> Path:
     """A git repository with one code commit and an initialised runs branch."""
     repo = folder / "project"
     repo.mkdir()
-    env = {**os.environ, "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.org",
-           "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.org"}  # fmt: skip
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Ada",
+        "GIT_AUTHOR_EMAIL": "ada@example.org",
+        "GIT_COMMITTER_NAME": "Ada",
+        "GIT_COMMITTER_EMAIL": "ada@example.org",
+    }
     os.environ.update({k: v for k, v in env.items() if k.startswith("GIT_")})
     git(repo, "init", "-q", "-b", "main")
     (repo / "sim.py").write_text("print('simulate')\n")
     git(repo, "add", "sim.py")
     git(repo, "commit", "-qm", "code")
-    run_py(repo, "from gittrack import gitstore, project; project.init(gitstore.find_repo('.'))")
+    run_py(
+        repo,
+        "from gittrack import store; from gittrack.store import project; project.init(store.find_repo('.'))",
+    )
     return repo
 
 
@@ -178,7 +208,9 @@ def run_py(repo: Path, code: str) -> tuple[float, int]:
 def timed(repo: Path, argv: list[str]) -> tuple[float, int]:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        argv, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -191,7 +223,9 @@ def timed(repo: Path, argv: list[str]) -> tuple[float, int]:
 
 def cli(repo: Path, *args: str) -> float:
     """Median wall time of five runs of `gittrack ARGS` as a user would start it."""
-    return statistics.median(timed(repo, [sys.executable, "-m", "gittrack", *args])[0] for _ in range(5))  # fmt: skip
+    return statistics.median(
+        timed(repo, [sys.executable, "-m", "gittrack", *args])[0] for _ in range(5)
+    )
 
 
 FULL_SCAN = """
@@ -244,12 +278,22 @@ def dvc_comparison(folder: Path, count: int) -> tuple[float, float] | None:
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "dvc project")
     for i in range(count):
-        subprocess.run([str(dvc), "exp", "run", "-q", "-S", f"temp={i + 1}"], cwd=repo, check=True, capture_output=True)  # fmt: skip
-    show = statistics.median(timed(repo, [str(dvc), "exp", "show", "--no-pager", "--json"])[0] for _ in range(3))  # fmt: skip
+        subprocess.run(
+            [str(dvc), "exp", "run", "-q", "-S", f"temp={i + 1}"],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
+    show = statistics.median(
+        timed(repo, [str(dvc), "exp", "show", "--no-pager", "--json"])[0] for _ in range(3)
+    )
     (folder / "small").mkdir()
     small = make_repo(folder / "small")
     append_runs(small, count)
-    run_py(small, "from gittrack import gitstore; from gittrack.index import Index; Index(gitstore.find_repo('.')).sync()")  # fmt: skip
+    run_py(
+        small,
+        "from gittrack import store; from gittrack.index.db import Index; Index(store.find_repo('.')).sync()",
+    )
     return show, cli(small, "ls")
 
 
@@ -270,18 +314,36 @@ def main(quick: bool = False, dvc: bool | None = None) -> list[dict[str, object]
         print(f"synthetic history: {n:,} runs in {built:.1f} s (git fast-import)", file=sys.stderr)
 
         scan, scan_rss = run_py(repo, FULL_SCAN)
-        build, build_rss = run_py(repo, "from gittrack import gitstore; from gittrack.index import Index; Index(gitstore.find_repo('.')).sync()")  # fmt: skip
+        build, build_rss = run_py(
+            repo,
+            "from gittrack import store; from gittrack.index.db import Index; Index(store.find_repo('.')).sync()",
+        )
         ls = cli(repo, "ls", "--where", QUERY, "--limit", "20")
-        sort = cli(repo, "ls", "--where", "params.seed in (1, 3) and name like 'scan-1%'", "--sort=-metrics.energy", "--limit", "10")  # fmt: skip
+        sort = cli(
+            repo,
+            "ls",
+            "--where",
+            "params.seed in (1, 3) and name like 'scan-1%'",
+            "--sort=-metrics.energy",
+            "--limit",
+            "10",
+        )
         show = cli(repo, "show", ids[n // 2][:6])
         bare, _ = timed(repo, [sys.executable, "-c", "import gittrack.cli"])
         append_runs(repo, 1_000, start=n)
-        sync, sync_rss = run_py(repo, "from gittrack import gitstore; from gittrack.index import Index; Index(gitstore.find_repo('.')).sync()")  # fmt: skip
+        sync, sync_rss = run_py(
+            repo,
+            "from gittrack import store; from gittrack.index.db import Index; Index(store.find_repo('.')).sync()",
+        )
         size = (repo / ".git" / "gittrack" / "index.sqlite").stat().st_size
         versus_dvc = dvc_comparison(Path(tmp), 200) if dvc else None
 
-    def row(what: str, value: float, target: float, baseline: float | None = None, unit: str = "s") -> None:  # fmt: skip
-        rows.append({"what": what, "value": value, "target": target, "baseline": baseline, "unit": unit})  # fmt: skip
+    def row(
+        what: str, value: float, target: float, baseline: float | None = None, unit: str = "s"
+    ) -> None:
+        rows.append(
+            {"what": what, "value": value, "target": target, "baseline": baseline, "unit": unit}
+        )
 
     row(f"ls --where ... --limit 20 (warm, {n:,} runs)", ls, 0.300, scan)
     row("ls --where ... --sort=-metrics.energy --limit 10", sort, 0.300, scan)
@@ -291,8 +353,12 @@ def main(quick: bool = False, dvc: bool | None = None) -> list[dict[str, object]
     row("peak memory of the first build", build_rss / 2**20, 200.0, scan_rss / 2**20, "MiB")
     row("peak memory of a sync", sync_rss / 2**20, 200.0, None, "MiB")
     if versus_dvc:
-        row("ls at 200 runs (baseline: dvc exp show, 200 exps)", versus_dvc[1], 0.300, versus_dvc[0])  # fmt: skip
-    print(f"\nLookup table at {n:,} runs (index file {size / 2**20:.0f} MiB; python + import gittrack.cli alone: {bare * 1000:.0f} ms)")  # fmt: skip
+        row(
+            "ls at 200 runs (baseline: dvc exp show, 200 exps)", versus_dvc[1], 0.300, versus_dvc[0]
+        )
+    print(
+        f"\nLookup table at {n:,} runs (index file {size / 2**20:.0f} MiB; python + import gittrack.cli alone: {bare * 1000:.0f} ms)"
+    )
     print("baseline: a full scan parsing every run.toml from git (or what the row names)")
     print(f"{'measure':<52} {'gittrack':>10} {'target':>9} {'baseline':>10} {'speed-up':>9}  ok")
     for r in rows:

@@ -1,6 +1,6 @@
 """Lineage and sweep speed: SVG of a 2,000-run flow, ancestry in 10,000 runs, sweep throughput.
 
-Histories are written straight through gitstore (one commit holding every run folder), so
+Histories are written straight through store (one commit holding every run folder), so
 building them takes seconds; the measured steps are the ones a user waits for.
 """
 
@@ -14,10 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from gittrack import gitstore, lineage, project
-from gittrack.edges import ready
-from gittrack.index import Index
-from gittrack.record import Code, Input, Output, RunRecord, run_folder
+from gittrack import store
+from gittrack.index.db import Index
+from gittrack.index.edges import ready
+from gittrack.library import lineage
+from gittrack.model.record import Code, Input, Output, RunRecord, run_folder
+from gittrack.store import project
 
 SIM = """\
 import click
@@ -35,7 +37,7 @@ if __name__ == "__main__":
 """
 
 
-def make_repo(folder: Path) -> gitstore.Repo:
+def make_repo(folder: Path) -> store.Repo:
     env = {
         **os.environ,
         "GIT_AUTHOR_NAME": "bench",
@@ -48,24 +50,24 @@ def make_repo(folder: Path) -> gitstore.Repo:
     (folder / "sim.py").write_text(SIM)
     subprocess.run(["git", "add", "sim.py"], cwd=folder, check=True)
     subprocess.run(["git", "commit", "-qm", "sim"], cwd=folder, check=True)
-    repo = gitstore.find_repo(folder)
+    repo = store.find_repo(folder)
     project.init(repo)
     return repo
 
 
-def write_history(repo: gitstore.Repo, records: list[RunRecord]) -> None:
-    writer = gitstore.ObjectWriter(repo)
-    edits: dict[str, gitstore.Entry] = {}
+def write_history(repo: store.Repo, records: list[RunRecord]) -> None:
+    writer = store.ObjectWriter(repo)
+    edits: dict[str, store.Entry] = {}
     for record in records:
         edits.update(
             {
                 f"{run_folder(record.id)}/{k}": v
-                for k, v in gitstore.write_blobs(
+                for k, v in store.write_blobs(
                     writer, {"run.toml": record.to_toml().encode()}
                 ).items()
             }
         )
-    gitstore.commit_to_branch(repo, f"bench: {len(records)} runs", edits)
+    store.commit_to_branch(repo, f"bench: {len(records)} runs", edits)
 
 
 def rid(kind: str, n: int) -> str:
@@ -82,10 +84,16 @@ def record(
 ) -> RunRecord:
     start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=t)
     rec = RunRecord(
-        id=run_id, command=command, status="completed", started=start, finished=start,
-        experiment=experiment, params=params or {}, code=Code(commit="0" * 40),
+        id=run_id,
+        command=command,
+        status="completed",
+        started=start,
+        finished=start,
+        experiment=experiment,
+        params=params or {},
+        code=Code(commit="0" * 40),
         inputs=[Input(run=i, output="data", md5="0" * 32) for i in inputs],
-    )  # fmt: skip
+    )
     rec.outputs["data"] = Output(path="data.npy", md5=f"{int(run_id, 16):032x}", size=10)
     return rec
 
@@ -141,8 +149,7 @@ def main(quick: bool = False) -> list[tuple[str, float, float]]:
             lambda: [
                 RunRecord.from_toml(d or b"", "x")
                 for _, d in repo2.reader().read_many(
-                    f"{gitstore.RUNS_REF}:{run_folder(i)}/run.toml"
-                    for i in gitstore.list_run_ids(repo2)
+                    f"{store.RUNS_REF}:{run_folder(i)}/run.toml" for i in store.list_run_ids(repo2)
                 )
             ]
         )
@@ -150,7 +157,7 @@ def main(quick: bool = False) -> list[tuple[str, float, float]]:
         rows.append(("  (first index build, once)", build_s, 0.0))
 
         # 3. sweep throughput, -j 2, trivial runs
-        from gittrack.experiment import sweep
+        from gittrack.execute.experiment import sweep
 
         repo3 = make_repo(Path(tmp) / "sweep")
         n = 10 if quick else 40

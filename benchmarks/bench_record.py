@@ -52,7 +52,9 @@ def git(repo: Path, *args: str) -> None:
 def timed(cmd: list[str], cwd: Path) -> tuple[float, int]:
     """Wall time in seconds and peak RSS in KiB of one child process (as it reports it)."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed: {proc.stderr}")
@@ -70,20 +72,28 @@ def make_repo(root: Path) -> Path:
     (repo / "untracked.py").write_text(UNTRACKED)
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "scripts")
-    subprocess.run([sys.executable, "-m", "gittrack", "-C", str(repo), "init"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "gittrack", "-C", str(repo), "init"], check=True, capture_output=True
+    )
     return repo
 
 
 def fill_history(repo: Path, n: int) -> None:
-    from gittrack import gitstore
-    from gittrack.record import RunRecord
+    from gittrack import store as gitstore
+    from gittrack.model.record import RunRecord
 
     store = gitstore.find_repo(repo)
     records = (
-        RunRecord(id=os.urandom(16).hex(), command="tracked.py", status="completed",
-                  argv=["--x", str(i)], params={"x": i}, metrics={"y": 2 * i})
+        RunRecord(
+            id=os.urandom(16).hex(),
+            command="tracked.py",
+            status="completed",
+            argv=["--x", str(i)],
+            params={"x": i},
+            metrics={"y": 2 * i},
+        )
         for i in range(n)
-    )  # fmt: skip
+    )
     gitstore.import_runs(store, records)
     store.close()
 
@@ -130,8 +140,10 @@ def main(quick: bool = False) -> list[dict[str, object]]:
     print(
         f"\nRecording overhead (median of {reps}; history of {history} runs built in {built:.1f} s)"
     )
-    print(f"{'runs recorded':>14} {'untracked':>10} {'tracked':>10} {'overhead':>10} "
-          f"{'goal':>8} {'git commit':>11} {'overhead/git commit':>20} {'mem overhead':>13}")  # fmt: skip
+    print(
+        f"{'runs recorded':>14} {'untracked':>10} {'tracked':>10} {'overhead':>10} "
+        f"{'goal':>8} {'git commit':>11} {'overhead/git commit':>20} {'mem overhead':>13}"
+    )
     for row in rows:
         print(
             f"{row['history']:>14} {row['untracked_s'] * 1000:>8.0f}ms {row['tracked_s'] * 1000:>8.0f}ms "

@@ -36,8 +36,8 @@ if __name__ == "__main__":
 WRITER = """
 import sys
 from pathlib import Path
-from gittrack import gitstore
-from gittrack.tracker import run_script
+from gittrack import store as gitstore
+from gittrack.recording.invoke import run_script
 start = Path(sys.argv[1])
 while not start.exists():
     pass
@@ -54,9 +54,14 @@ def git(repo: Path, *args: str) -> str:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(HERE.parent), "GIT_AUTHOR_NAME": "bench",
-            "GIT_AUTHOR_EMAIL": "bench@example.org", "GIT_COMMITTER_NAME": "bench",
-            "GIT_COMMITTER_EMAIL": "bench@example.org"}  # fmt: skip
+    return {
+        **os.environ,
+        "PYTHONPATH": str(HERE.parent),
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@example.org",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@example.org",
+    }
 
 
 def make_repo(path: Path) -> Path:
@@ -65,7 +70,12 @@ def make_repo(path: Path) -> Path:
     (path / "trivial.py").write_text(TRIVIAL)
     git(path, "add", ".")
     git(path, "commit", "-qm", "trivial script")
-    subprocess.run([sys.executable, "-m", "gittrack", "-C", str(path), "init"], check=True, capture_output=True, env=env())  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "gittrack", "-C", str(path), "init"],
+        check=True,
+        capture_output=True,
+        env=env(),
+    )
     return path
 
 
@@ -78,18 +88,28 @@ def run_count(repo: Path) -> int:
 
 
 def throughput(root: Path, runs: int, workers: int) -> list[tuple[str, float]]:
-    from gittrack import gitstore
-    from gittrack.dask_executor import connect, run_tasks
+    from gittrack import store as gitstore
+    from gittrack.execute.dask_executor import connect, run_tasks
 
     rows = []
     repo = make_repo(root / "local")
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda i: subprocess.run([sys.executable, "trivial.py", "--x", str(i)], cwd=repo, env=env(),
-                                               check=True, capture_output=True), range(runs)))  # fmt: skip
+        list(
+            pool.map(
+                lambda i: subprocess.run(
+                    [sys.executable, "trivial.py", "--x", str(i)],
+                    cwd=repo,
+                    env=env(),
+                    check=True,
+                    capture_output=True,
+                ),
+                range(runs),
+            )
+        )
     rows.append(("python sim.py processes", runs / (time.perf_counter() - start)))
     assert run_count(repo) == runs
-    from gittrack.executors import LocalExecutor, Task
+    from gittrack.execute.executors import LocalExecutor, Task
 
     repo = make_repo(root / "sweep-local")
     tasks = [
@@ -121,9 +141,17 @@ def contention(root: Path, writers: int, each: int) -> list[tuple[str, float, in
     for n, per in ((1, writers * each), (writers, each)):
         repo = make_repo(root / f"writers-{n}")
         go = repo.parent / f"go-{n}"
-        procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(go), str(per), str(w * 10_000)], cwd=repo,
-                                  env=env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                 for w in range(n)]  # fmt: skip
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, str(go), str(per), str(w * 10_000)],
+                cwd=repo,
+                env=env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            for w in range(n)
+        ]
         time.sleep(1.0)  # let every writer import gittrack first
         start = time.perf_counter()
         go.touch()
@@ -145,14 +173,24 @@ def timed(fn) -> float:
 
 
 def sharing(root: Path, history: int) -> list[tuple[str, float, float]]:
-    from gittrack import gitstore, sync
-    from gittrack.record import RunRecord
+    from gittrack import store as gitstore
+    from gittrack.model.record import RunRecord
+    from gittrack.ops import sync
 
     os.environ.update(env())
     alice = make_repo(root / "alice")
     store = gitstore.find_repo(alice)
-    records = (RunRecord(id=os.urandom(16).hex(), command="trivial.py", status="completed", argv=["--x", str(i)],
-                         params={"x": i}, metrics={"y": 2 * i}) for i in range(history))  # fmt: skip
+    records = (
+        RunRecord(
+            id=os.urandom(16).hex(),
+            command="trivial.py",
+            status="completed",
+            argv=["--x", str(i)],
+            params={"x": i},
+            metrics={"y": 2 * i},
+        )
+        for i in range(history)
+    )
     gitstore.import_runs(store, records)
     for c in range(20):  # runs reference a few code commits
         git(alice, "commit", "-q", "--allow-empty", "-m", f"code {c}")
@@ -181,8 +219,16 @@ def sharing(root: Path, history: int) -> list[tuple[str, float, float]]:
     bob_store = gitstore.find_repo(bob)
     fetch_dir = root / "fetch"
     git(root, "clone", "-q", str(plain), str(fetch_dir))
-    git_fetch = timed(lambda: git(fetch_dir, "fetch", "-q", "origin", "+refs/heads/gittrack/runs:refs/heads/gittrack/runs",
-                                  "+refs/gittrack/code/*:refs/gittrack/code/*"))  # fmt: skip
+    git_fetch = timed(
+        lambda: git(
+            fetch_dir,
+            "fetch",
+            "-q",
+            "origin",
+            "+refs/heads/gittrack/runs:refs/heads/gittrack/runs",
+            "+refs/gittrack/code/*:refs/gittrack/code/*",
+        )
+    )
     rows.append(
         (f"pull {history} runs (fresh clone)", timed(lambda: sync.pull(bob_store)), git_fetch)
     )
@@ -196,7 +242,11 @@ def sharing(root: Path, history: int) -> list[tuple[str, float, float]]:
     )
     incremental_push = timed(lambda: git(alice, "push", "-q", str(plain), *specs))
     rows.append(("push 1 new run", timed(lambda: sync.push(store, data=False)), incremental_push))
-    incremental_fetch = timed(lambda: git(fetch_dir, "fetch", "-q", "origin", "+refs/heads/gittrack/runs:refs/heads/gittrack/runs"))  # fmt: skip
+    incremental_fetch = timed(
+        lambda: git(
+            fetch_dir, "fetch", "-q", "origin", "+refs/heads/gittrack/runs:refs/heads/gittrack/runs"
+        )
+    )
     rows.append(
         ("pull 1 new run (fast-forward)", timed(lambda: sync.pull(bob_store)), incremental_fetch)
     )

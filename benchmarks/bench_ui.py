@@ -19,13 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gittrack import gitstore, project  # noqa: E402
-from gittrack.record import Code, Input, Output, RunRecord, run_folder  # noqa: E402
+from gittrack import store  # noqa: E402
+from gittrack.model.record import Code, Input, Output, RunRecord, run_folder  # noqa: E402
+from gittrack.store import project  # noqa: E402
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def make_repo(path: Path) -> gitstore.Repo:
+def make_repo(path: Path) -> store.Repo:
     """A git repository with one commit and gittrack initialised."""
     path.mkdir(parents=True, exist_ok=True)
     env = ["-c", "user.name=bench", "-c", "user.email=bench@example.org"]
@@ -33,7 +34,7 @@ def make_repo(path: Path) -> gitstore.Repo:
     (path / "sim.py").write_text("print('sim')\n")
     subprocess.run(["git", "-C", str(path), "add", "sim.py"], check=True)
     subprocess.run(["git", "-C", str(path), *env, "commit", "-qm", "sim"], check=True)
-    repo = gitstore.find_repo(path)
+    repo = store.find_repo(path)
     project.init(repo)
     return repo
 
@@ -44,29 +45,36 @@ def synthetic_record(
     """A completed run record with a few params and metrics, deterministic in `i`."""
     run_id = f"{(i * 2654435761) % 2**32:08x}{i:024x}"
     return RunRecord(
-        id=run_id, command="sim.py" if not inputs else "analyse.py", status="completed" if i % 17 else "failed",
-        name=f"run-{i}", argv=["--temp", str(i % 50)],
-        started=T0 + dt.timedelta(seconds=i), finished=T0 + dt.timedelta(seconds=i + 2),
-        duration_s=2.0 + (i % 7) * 0.1, experiment=experiment,
+        id=run_id,
+        command="sim.py" if not inputs else "analyse.py",
+        status="completed" if i % 17 else "failed",
+        name=f"run-{i}",
+        argv=["--temp", str(i % 50)],
+        started=T0 + dt.timedelta(seconds=i),
+        finished=T0 + dt.timedelta(seconds=i + 2),
+        duration_s=2.0 + (i % 7) * 0.1,
+        experiment=experiment,
         params={"temp": float(i % 50), "steps": 1000 + i % 3 * 500, "seed": i % 10},
         metrics={"energy": -1.5 + (i % 50) * 0.01, "accept": (i % 13) / 13},
         code=Code(commit=code, dirty=False, script="sim.py"),
         inputs=[Input(run=r, output="trajectory") for r in inputs or []],
-        outputs={"trajectory": Output(path="trajectory.npy", md5=f"{i:032x}", size=8000 + i, kind="npy")},
+        outputs={
+            "trajectory": Output(path="trajectory.npy", md5=f"{i:032x}", size=8000 + i, kind="npy")
+        },
         env={"python": "3.11", "host": "bench"},
-    )  # fmt: skip
+    )
 
 
-def write_batch(repo: gitstore.Repo, records: list[RunRecord]) -> None:
+def write_batch(repo: store.Repo, records: list[RunRecord]) -> None:
     """Commit many run folders at once (a fast way to build a large synthetic history)."""
-    writer = gitstore.ObjectWriter(repo)
+    writer = store.ObjectWriter(repo)
     files = {f"{run_folder(r.id)}/run.toml": r.to_toml().encode() for r in records}
-    edits = gitstore.write_blobs(writer, files)
+    edits = store.write_blobs(writer, files)
     writer.sync()
-    gitstore.commit_to_branch(repo, f"bench: {len(records)} runs", edits)
+    store.commit_to_branch(repo, f"bench: {len(records)} runs", edits)
 
 
-def build(path: Path, n: int, chain: int) -> tuple[gitstore.Repo, str]:
+def build(path: Path, n: int, chain: int) -> tuple[store.Repo, str]:
     """`n` independent runs plus a chain of `chain` analyses each consuming the previous two."""
     repo = make_repo(path)
     code = repo.git("rev-parse", "HEAD").stdout.decode().strip()
@@ -94,12 +102,16 @@ def timed(fn: Any, repeat: int = 3) -> float:
     return best
 
 
-def serve(repo: gitstore.Repo, port: int) -> Any:
+def serve(repo: store.Repo, port: int) -> Any:
     import uvicorn
 
     from gittrack.ui import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(repo, port=port), host="127.0.0.1", port=port, log_level="warning"))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(repo, port=port), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -120,7 +132,17 @@ def browser_time(url: str) -> float:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"])  # fmt: skip
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page()
         page.goto(url + "/about-blank-warmup")
         best = float("inf")
@@ -137,8 +159,8 @@ def main(quick: bool = False) -> list[tuple[str, float, float, float]]:
     """Run the benchmark and print a table; returns (what, seconds, target, baseline) rows."""
     from starlette.testclient import TestClient
 
-    from gittrack import browse
-    from gittrack.index import Index
+    from gittrack.index.db import Index
+    from gittrack.library import browse
     from gittrack.ui import create_app
 
     n = 1000 if quick else 10_000
@@ -153,17 +175,52 @@ def main(quick: bool = False) -> list[tuple[str, float, float, float]]:
         client.get("/")
         # baseline: reading every record through the lookup table (what a naive page would do)
         baseline = timed(lambda: Index(repo).select())
-        rows.append(("table first page served", timed(lambda: client.get("/").raise_for_status()), 0.300, baseline))  # fmt: skip
-        rows.append(("table sorted by a param", timed(lambda: client.get("/?sort=params.temp&desc=1").raise_for_status()), 0.300, baseline))  # fmt: skip
-        rows.append(("api/runs first 100", timed(lambda: client.get("/api/runs").raise_for_status()), 0.300, baseline))  # fmt: skip
+        rows.append(
+            (
+                "table first page served",
+                timed(lambda: client.get("/").raise_for_status()),
+                0.300,
+                baseline,
+            )
+        )
+        rows.append(
+            (
+                "table sorted by a param",
+                timed(lambda: client.get("/?sort=params.temp&desc=1").raise_for_status()),
+                0.300,
+                baseline,
+            )
+        )
+        rows.append(
+            (
+                "api/runs first 100",
+                timed(lambda: client.get("/api/runs").raise_for_status()),
+                0.300,
+                baseline,
+            )
+        )
         flow_page = client.get(f"/runs/{last}/lineage").text
         assert f"{chain} runs" in flow_page, "the flow graph does not hold the whole ancestry"
         dot = timed(lambda: browse.render_svg(browse.Graph({"a": {"id": "a"}}, [], "a")), repeat=2)
-        rows.append((f"flow graph of {chain}-run ancestry", timed(lambda: client.get(f"/runs/{last}/lineage").raise_for_status(), repeat=2), 2.0, dot))  # fmt: skip
+        rows.append(
+            (
+                f"flow graph of {chain}-run ancestry",
+                timed(lambda: client.get(f"/runs/{last}/lineage").raise_for_status(), repeat=2),
+                2.0,
+                dot,
+            )
+        )
         port = free_port()
         server = serve(repo, port)
         try:
-            rows.append(("table visible in Chromium", browser_time(f"http://127.0.0.1:{port}"), 1.5, rows[0][1]))  # fmt: skip
+            rows.append(
+                (
+                    "table visible in Chromium",
+                    browser_time(f"http://127.0.0.1:{port}"),
+                    1.5,
+                    rows[0][1],
+                )
+            )
         finally:
             server.should_exit = True
     print(

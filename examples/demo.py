@@ -32,14 +32,23 @@ def main() -> None:
     project = root / "random-walk"
     shutil.copytree(HERE / "random_walk", project)
     print(f"Demo project: {project}")
-    step("git init -q && git add -A && git -c user.name=Demo -c user.email=demo@example.org "
-         "commit -qm 'random walk simulation' && git config user.name Demo && "
-         "git config user.email demo@example.org", project)  # fmt: skip
+    step(
+        "git init -q && git add -A && git -c user.name=Demo -c user.email=demo@example.org "
+        "commit -qm 'random walk simulation' && git config user.name Demo && "
+        "git config user.email demo@example.org",
+        project,
+    )
     step("gittrack init", project)
     step("gittrack run sim.py --stiffness 1.0 --steps 1000", project)
     step("python sim.py --stiffness 2.0 --steps 1000 --seed 1", project)
-    step("gittrack sweep sim.py --stiffness 0.5,4 --seed 2:4 --steps 500 -j 2 --name stiffness-scan", project)  # fmt: skip
-    step("gittrack run --name check analyse.py --sims \"params.steps >= 500 and status = 'completed'\"", project)  # fmt: skip
+    step(
+        "gittrack sweep sim.py --stiffness 0.5,4 --seed 2:4 --steps 500 -j 2 --name stiffness-scan",
+        project,
+    )
+    step(
+        "gittrack run --name check analyse.py --sims \"params.steps >= 500 and status = 'completed'\"",
+        project,
+    )
     step("gittrack ls", project)
     step("gittrack show check", project)
     step("gittrack lineage check -o flow.svg", project)

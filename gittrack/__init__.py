@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
+from ._version import __version__ as __version__
 from .errors import (
     AmbiguousRun as AmbiguousRun,
     GittrackError as GittrackError,
@@ -16,14 +15,14 @@ from .errors import (
     QueryError as QueryError,
     RunNotFound as RunNotFound,
 )
-from .tracker import command as command, log_metadata as log_metadata
+from .recording.command import command as command, log_metadata as log_metadata
 
 if TYPE_CHECKING:
-    from .api import RunSet as RunSet, runs as runs
-    from .experiment import Experiment as Experiment
-    from .outputs import log as log, output_dir as output_dir, save as save
-    from .refs import Run as Run
-    from .runref import RunRef as RunRef
+    from .execute.experiment import Experiment as Experiment
+    from .library.run import Run as Run
+    from .library.runset import RunSet as RunSet, runs as runs
+    from .recording.outputs import log as log, output_dir as output_dir, save as save
+    from .recording.runref import RunRef as RunRef
 
 __all__ = [
     "AmbiguousRun",
@@ -45,14 +44,14 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Run": ("refs", "Run"),
-    "runs": ("api", "runs"),
-    "RunSet": ("api", "RunSet"),
-    "RunRef": ("runref", "RunRef"),
-    "Experiment": ("experiment", "Experiment"),
-    "log": ("outputs", "log"),
-    "output_dir": ("outputs", "output_dir"),
-    "save": ("outputs", "save"),
+    "Run": ("library.run", "Run"),
+    "runs": ("library.runset", "runs"),
+    "RunSet": ("library.runset", "RunSet"),
+    "RunRef": ("recording.runref", "RunRef"),
+    "Experiment": ("execute.experiment", "Experiment"),
+    "log": ("recording.outputs", "log"),
+    "output_dir": ("recording.outputs", "output_dir"),
+    "save": ("recording.outputs", "save"),
 }
 
 

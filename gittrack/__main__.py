@@ -1,3 +1,3 @@
-from gittrack.cli import main
+from .cli import main
 
 main()

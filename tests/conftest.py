@@ -102,9 +102,13 @@ def run_python(
 ) -> subprocess.CompletedProcess[str]:
     """Run a Python process (a script or `-m gittrack.cli`) in `repo` as a user would."""
     proc = subprocess.run(
-        [sys.executable, *args], cwd=repo, capture_output=True, text=True,
-        env={**os.environ, **kwargs.pop("env", {})}, **kwargs,
-    )  # fmt: skip
+        [sys.executable, *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **kwargs.pop("env", {})},
+        **kwargs,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc

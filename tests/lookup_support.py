@@ -1,4 +1,4 @@
-"""Building run histories fast for the lookup-table tests: records written through gitstore."""
+"""Building run histories fast for the lookup-table tests: records written through store."""
 
 from __future__ import annotations
 
@@ -7,28 +7,35 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from gittrack import gitstore, project
-from gittrack.record import Code, RunRecord
+from gittrack import store
+from gittrack.model.record import Code, RunRecord
+from gittrack.store import project
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def write_runs(path: Path, specs: list[dict[str, Any]]) -> list[str]:
     """Write one run commit per spec (RunRecord fields; `i` orders start times); returns ids."""
-    repo = gitstore.find_repo(path)
+    repo = store.find_repo(path)
     project.init(repo)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True
+    ).stdout.strip()
     ids = []
     for i, spec in enumerate(specs):
         spec = dict(spec)
         run_id = spec.pop("id", f"{i:04x}" + "0a1b2c3d" * 3 + "beef")
         fields: dict[str, Any] = {
-            "command": "sim.py", "status": "completed", "started": T0 + dt.timedelta(hours=i),
-            "finished": T0 + dt.timedelta(hours=i, minutes=1), "duration_s": 60.0 + i,
-            "code": Code(commit=head, script="sim.py"), "env": {"python": "3.11", "host": "node1"},
-        }  # fmt: skip
+            "command": "sim.py",
+            "status": "completed",
+            "started": T0 + dt.timedelta(hours=i),
+            "finished": T0 + dt.timedelta(hours=i, minutes=1),
+            "duration_s": 60.0 + i,
+            "code": Code(commit=head, script="sim.py"),
+            "env": {"python": "3.11", "host": "node1"},
+        }
         fields.update(spec)
-        gitstore.write_run(repo, RunRecord(id=run_id, **fields), {})
+        store.write_run(repo, RunRecord(id=run_id, **fields), {})
         ids.append(run_id)
     repo.close()
     return ids

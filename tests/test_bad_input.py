@@ -8,9 +8,9 @@ from pathlib import Path
 from click.testing import CliRunner
 from conftest import SIM, branch_log, git, run_python, write_script
 
-from gittrack import gitstore
+from gittrack import store
 from gittrack.cli import cli
-from gittrack.record import RunRecord, run_folder
+from gittrack.model.record import RunRecord, run_folder
 
 
 def invoke(*args: str):
@@ -52,7 +52,10 @@ def test_no_commits_yet(tmp_path: Path) -> None:
 def test_script_problems(tracked_repo: Path, run_cli) -> None:
     (tracked_repo / "notes.txt").write_text("hello")
     write_script(tracked_repo, "plain.py", "x = 1\n", commit=False)
-    write_script(tracked_repo, "two.py", """
+    write_script(
+        tracked_repo,
+        "two.py",
+        """
         import click, gittrack
 
         @gittrack.command()
@@ -62,16 +65,26 @@ def test_script_problems(tracked_repo: Path, run_cli) -> None:
         @gittrack.command()
         def b():
             pass
-    """, commit=False)  # fmt: skip
+    """,
+        commit=False,
+    )
     write_script(tracked_repo, "broken.py", "def f(:\n", commit=False)
     cases = {
         ("missing.py",): "Error: Script missing.py does not exist; check the path.",
-        ("notes.txt",): "Error: Script notes.txt is not a Python file (.py); give the simulation's .py file.",
-        ("plain.py",): "Error: Script plain.py defines no tracked command; decorate its function with @gittrack.command().",
-        ("two.py",): "Error: Script two.py defines several tracked commands (a, b); name one as two.py:FUNCTION.",
-        ("two.py:c",): "Error: Script two.py has no tracked command named 'c' (tracked commands: a, b).",
+        (
+            "notes.txt",
+        ): "Error: Script notes.txt is not a Python file (.py); give the simulation's .py file.",
+        (
+            "plain.py",
+        ): "Error: Script plain.py defines no tracked command; decorate its function with @gittrack.command().",
+        (
+            "two.py",
+        ): "Error: Script two.py defines several tracked commands (a, b); name one as two.py:FUNCTION.",
+        (
+            "two.py:c",
+        ): "Error: Script two.py has no tracked command named 'c' (tracked commands: a, b).",
         ("broken.py",): "Error: Script broken.py has a syntax error at line 1: invalid syntax.",
-    }  # fmt: skip
+    }
     for args, message in cases.items():
         result = run_cli(tracked_repo, "run", *args)
         assert result.exit_code == 1, args
@@ -96,9 +109,9 @@ def test_bad_option_values_are_clicks_message_and_record_nothing(
 
 
 def test_unknown_and_ambiguous_ids(tracked_repo: Path, run_cli) -> None:
-    repo = gitstore.find_repo(tracked_repo)
+    repo = store.find_repo(tracked_repo)
     for run_id in ("abcd1111" + "0" * 24, "abcd2222" + "0" * 24, "abce3333" + "0" * 24):
-        gitstore.write_run(repo, RunRecord(id=run_id, command="sim.py", status="completed"), {})
+        store.write_run(repo, RunRecord(id=run_id, command="sim.py", status="completed"), {})
     missing = run_cli(tracked_repo, "show", "zzzz")
     assert missing.exit_code == 1
     assert missing.output == "Error: No run matches \"zzzz\". ('gittrack ls' lists runs.)\n"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from gittrack import gitstore
-from gittrack.record import RunRecord
+from gittrack import store
+from gittrack.model.record import RunRecord
 
 
 def test_reader_survives_nesting_early_exit_and_threads(tracked_repo: Path) -> None:
-    repo = gitstore.find_repo(tracked_repo)
+    repo = store.find_repo(tracked_repo)
     ids = [f"{i:032x}" for i in range(1, 41)]
-    gitstore.import_runs(repo, (RunRecord(id=i, command="sim.py", status="completed") for i in ids))
-    revs = [f"{gitstore.RUNS_REF}:runs/{i[:2]}/{i}/run.toml" for i in ids]
+    store.import_runs(repo, (RunRecord(id=i, command="sim.py", status="completed") for i in ids))
+    revs = [f"{store.RUNS_REF}:runs/{i[:2]}/{i}/run.toml" for i in ids]
     reader = repo.reader()
 
     # a query inside a read_many loop goes to a process of its own
@@ -25,7 +25,7 @@ def test_reader_survives_nesting_early_exit_and_threads(tracked_repo: Path) -> N
     # a loop left early leaves the shared process in step
     for _ in reader.read_many(revs):
         break
-    again = gitstore.find_repo(tracked_repo).reader()
+    again = store.find_repo(tracked_repo).reader()
     assert again is reader
     found = again.read(revs[5])
     assert found is not None and ids[5].encode() in found[2]

@@ -14,14 +14,14 @@ from conftest import git
 WRITER = """
 import os, sys, time
 from pathlib import Path
-from gittrack.tracker import run_script
-from gittrack import gitstore
+from gittrack.recording.invoke import run_script
+from gittrack import store
 start = Path(sys.argv[1])
 while not start.exists():
     time.sleep(0.005)
 for i in range(int(sys.argv[2])):
     run_script(Path("sim.py"), ["--temp", str(int(sys.argv[3]) * 100 + i), "--steps", "1"])  # all distinct
-print(gitstore.STATS["commits"], gitstore.STATS["retries"])
+print(store.STATS["commits"], store.STATS["retries"])
 """
 
 
@@ -49,10 +49,14 @@ def assert_consistent(repo: Path, runs: int) -> None:
 
 def test_sixteen_runs_started_at_once_all_land(tracked_repo: Path) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "sim.py", "--temp", str(i)], cwd=tracked_repo,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "sim.py", "--temp", str(i)],
+            cwd=tracked_repo,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         for i in range(16)
-    ]  # fmt: skip
+    ]
     assert [p.wait(timeout=120) for p in procs] == [0] * 16
     assert_consistent(tracked_repo, 16)
 
@@ -62,10 +66,16 @@ def test_two_hundred_runs_from_sixteen_processes(tracked_repo: Path) -> None:
     start = tracked_repo.parent / "start"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(start), str(13 if i < 8 else 12), str(i)],
-                         cwd=tracked_repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(start), str(13 if i < 8 else 12), str(i)],
+            cwd=tracked_repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(16)
-    ]  # fmt: skip
+    ]
     time.sleep(0.5)
     start.touch()
     outs = [p.communicate(timeout=600) for p in procs]
@@ -101,10 +111,19 @@ def test_a_fresh_ref_lock_makes_the_writer_wait_not_fail(tracked_repo: Path) -> 
 
 
 def test_a_writer_killed_while_holding_the_branch_lock_blocks_nobody(tracked_repo: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time; fd = os.open('.git/gittrack/branch.lock', os.O_RDWR | os.O_CREAT);"
-        "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(600)"
-    )], cwd=tracked_repo, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys, time; fd = os.open('.git/gittrack/branch.lock', os.O_RDWR | os.O_CREAT);"
+                "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(600)"
+            ),
+        ],
+        cwd=tracked_repo,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     holder.kill()
     holder.wait()

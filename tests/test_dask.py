@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import git, write_script
 
-from gittrack import gitstore
-from gittrack.dask_executor import Task, jobqueue_cluster, run_tasks
+from gittrack import store as gitstore
 from gittrack.errors import UsageError
-from gittrack.record import RunRecord
+from gittrack.execute.dask_executor import Task, jobqueue_cluster, run_tasks
+from gittrack.model.record import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,15 +48,30 @@ class DaskProcesses:
         home = tmp / "worker-home"
         home.mkdir(exist_ok=True)
         self.env = {
-            **os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp), "HOME": str(home),
-            "GIT_CONFIG_NOSYSTEM": "1", "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
-        }  # fmt: skip
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "TMPDIR": str(tmp),
+            "HOME": str(home),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
+        }
         bindir = Path(sys.executable).parent
         self.scheduler = subprocess.Popen(
-            [str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--no-dashboard", "--scheduler-file", str(self.file)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                str(bindir / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(self.file),
+            ],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 60
         while not self.file.exists():
             assert time.monotonic() < deadline, "dask scheduler did not start"
@@ -149,9 +164,13 @@ def test_a_sweep_through_a_scheduler_without_shared_filesystem(
 def test_retries_and_shared_filesystem(tracked_repo: Path, dask_cluster) -> None:
     store = gitstore.find_repo(tracked_repo)
     outcomes = run_tasks(
-        store, [Task("sim.py", args=["--temp", "-5"]), Task("sim.py", args=["--temp", "5"])],
-        client=dask_cluster.client, shared_fs=True, retries=2, progress=False,
-    )  # fmt: skip
+        store,
+        [Task("sim.py", args=["--temp", "-5"]), Task("sim.py", args=["--temp", "5"])],
+        client=dask_cluster.client,
+        shared_fs=True,
+        retries=2,
+        progress=False,
+    )
     assert [(o.status, o.attempts, len(o.runs)) for o in outcomes] == [
         ("failed", 3, 3),
         ("completed", 1, 1),
@@ -176,7 +195,11 @@ def test_a_worker_killed_mid_sweep_leaves_a_died_run(tracked_repo: Path, tmp_pat
         import threading
 
         result: dict[str, object] = {}
-        sweep = threading.Thread(target=lambda: result.update(out=run_tasks(store, tasks, client=cluster.client, progress=False)))  # fmt: skip
+        sweep = threading.Thread(
+            target=lambda: result.update(
+                out=run_tasks(store, tasks, client=cluster.client, progress=False)
+            )
+        )
         sweep.start()
         deadline = time.monotonic() + 60
         while len(list(markers.iterdir())) < 2:
@@ -203,16 +226,26 @@ def test_slurm_job_script_from_flags_and_gittrack_yaml(tmp_path: Path) -> None:
         "cluster:\n  slurm:\n    queue: long\n    account: physics\n    job_extra_directives: ['--gres=gpu:1']\n"
     )
     cluster = jobqueue_cluster(
-        "slurm", cores=4, memory="8GB", walltime="01:00:00", repo_root=tmp_path,
+        "slurm",
+        cores=4,
+        memory="8GB",
+        walltime="01:00:00",
+        repo_root=tmp_path,
         scheduler_options={"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"},
-    )  # fmt: skip
+    )
     try:
         script = cluster.job_script()
     finally:
         cluster.close()
     lines = script.splitlines()
-    for expected in ("#SBATCH -p long", "#SBATCH -A physics", "#SBATCH --cpus-per-task=4",
-                     "#SBATCH --mem=8G", "#SBATCH -t 01:00:00", "#SBATCH --gres=gpu:1"):  # fmt: skip
+    for expected in (
+        "#SBATCH -p long",
+        "#SBATCH -A physics",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --mem=8G",
+        "#SBATCH -t 01:00:00",
+        "#SBATCH --gres=gpu:1",
+    ):
         assert expected in lines
     assert "tcp://127.0.0.1:" in lines[-1]
 
@@ -237,8 +270,8 @@ def test_cluster_configuration_errors_are_clear(tmp_path: Path) -> None:
 DRIVER = """
 import sys
 from distributed import Client
-from gittrack import gitstore
-from gittrack.dask_executor import run_tasks
+from gittrack import store as gitstore
+from gittrack.execute.dask_executor import run_tasks
 
 client = Client(scheduler_file=sys.argv[1])
 tasks = [("slow.py", None, ["--i", str(i), "--marker-dir", sys.argv[2], "--sleep", "60"], {}) for i in range(6)]
@@ -258,9 +291,13 @@ def test_ctrl_c_cancels_pending_tasks_and_records_running_ones(
     markers = tmp_path / "markers"
     markers.mkdir()
     driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(dask_cluster.file), str(markers)], cwd=tracked_repo,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-c", DRIVER, str(dask_cluster.file), str(markers)],
+        cwd=tracked_repo,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while len(list(markers.iterdir())) < 2:
         assert time.monotonic() < deadline and driver.poll() is None, (
@@ -295,8 +332,20 @@ def test_gittrack_sweep_with_executor_dask_and_a_scheduler(
     run_cli, tracked_repo: Path, dask_cluster
 ) -> None:
     address = dask_cluster.client.scheduler.address
-    result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "1,2,3", "--executor", "dask",
-                     "--scheduler", address, "--name", "on-dask", "--json")  # fmt: skip
+    result = run_cli(
+        tracked_repo,
+        "sweep",
+        "sim.py",
+        "--temp",
+        "1,2,3",
+        "--executor",
+        "dask",
+        "--scheduler",
+        address,
+        "--name",
+        "on-dask",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     found = records(tracked_repo)
     assert sorted(r.params["temp"] for r in found) == [1.0, 2.0, 3.0]

@@ -18,9 +18,12 @@ import pytest
 from conftest import branch_log, git, run_python, write_script
 
 import gittrack
-from gittrack import datastore, gitstore
+from gittrack import store
 from gittrack.errors import OutputNameError, UsageError
-from gittrack.refs import Run
+from gittrack.library.run import Run
+from gittrack.ops.data import gc
+from gittrack.recording.outputs import validate_name
+from gittrack.store import datastore
 
 SIM = """\
 import click
@@ -51,15 +54,15 @@ def md5_of(path: Path) -> str:
 
 def record_of(repo: Path, run_id: str = "latest") -> dict:
     run = Run(run_id, repo)
-    return tomllib.loads(gitstore.read_record_bytes(gitstore.find_repo(repo), run.id).decode())
+    return tomllib.loads(store.read_record_bytes(store.find_repo(repo), run.id).decode())
 
 
 def remote_dir(repo: Path) -> Path:
-    return Path(datastore.remote_url(gitstore.find_repo(repo)))
+    return Path(datastore.remote_url(store.find_repo(repo)))
 
 
 def cache_dir(repo: Path) -> Path:
-    return datastore.cache_dir(gitstore.find_repo(repo))
+    return datastore.cache_dir(store.find_repo(repo))
 
 
 def object_path(root: Path, md5: str) -> Path:
@@ -105,7 +108,10 @@ def test_user_flow(sim_repo: Path, run_cli) -> None:
 def test_real_dvc_pull_in_a_worktree_restores_outputs(
     sim_repo: Path, run_cli, tmp_path: Path
 ) -> None:
-    write_script(sim_repo, "folder.py", """\
+    write_script(
+        sim_repo,
+        "folder.py",
+        """\
         import click, gittrack
 
         @gittrack.command()
@@ -115,7 +121,8 @@ def test_real_dvc_pull_in_a_worktree_restores_outputs(
             (d / "a.txt").write_text("alpha")
             (d / "deep" / "b.bin").write_bytes(bytes(range(256)) * 50)
             return {"snapshots": d, "blob": b"\\x00\\x01raw"}
-        """)  # fmt: skip
+        """,
+    )
     assert run_cli(sim_repo, "run", "sim.py").exit_code == 0
     assert run_cli(sim_repo, "run", "folder.py").exit_code == 0
     rec = record_of(sim_repo)
@@ -130,9 +137,10 @@ def test_real_dvc_pull_in_a_worktree_restores_outputs(
     outputs = sim_repo / ".gittrack" / "outputs"
     own = {"run.toml", "stdout.log", "stderr.log", "packages.txt", ".gitignore"}
     restored = sorted(
-        p.relative_to(wt / "runs") for p in (wt / "runs").rglob("*")
+        p.relative_to(wt / "runs")
+        for p in (wt / "runs").rglob("*")
         if p.is_file() and p.suffix != ".dvc" and p.name not in own
-    )  # fmt: skip
+    )
     assert len(restored) == 6  # trajectory, frames, metrics; blob, a.txt, deep/b.bin
     for rel in restored:
         original = outputs / rel.parts[1] / Path(*rel.parts[2:])
@@ -216,7 +224,10 @@ def test_checkout_to_a_folder_gives_independent_copies(
 
 
 def test_bad_output_names(sim_repo: Path, run_cli) -> None:
-    write_script(sim_repo, "names.py", """\
+    write_script(
+        sim_repo,
+        "names.py",
+        """\
         import click, gittrack
 
         @gittrack.command()
@@ -227,7 +238,8 @@ def test_bad_output_names(sim_repo: Path, run_cli) -> None:
                 except gittrack.GittrackError as exc:
                     print(type(exc).__name__, exc)
             return {"../escape": b"data", "ok": b"fine"}
-        """)  # fmt: skip
+        """,
+    )
     result = run_cli(sim_repo, "run", "names.py")
     assert result.exit_code == 0, result.output
     assert result.output.count("OutputNameError Output name") == 5
@@ -238,17 +250,21 @@ def test_bad_output_names(sim_repo: Path, run_cli) -> None:
     assert rec["outputs"]["ok"]["md5"] == hashlib.md5(b"fine").hexdigest()
     assert not (sim_repo / ".gittrack" / "escape").exists()
     with pytest.raises(OutputNameError):
-        gittrack.outputs.validate_name("x\\y")
+        validate_name("x\\y")
 
 
 def test_unsupported_return_type_is_recorded_with_an_error(sim_repo: Path, run_cli) -> None:
-    write_script(sim_repo, "weird.py", """\
+    write_script(
+        sim_repo,
+        "weird.py",
+        """\
         import click, gittrack
 
         @gittrack.command()
         def main():
             return {"thing": {1, 2}, "score": 0.5, "values": [1, 2.5]}
-        """)  # fmt: skip
+        """,
+    )
     result = run_cli(sim_repo, "run", "weird.py")
     assert result.exit_code == 0
     rec = record_of(sim_repo)
@@ -267,7 +283,10 @@ def test_single_value_and_dataframe_and_path_outside_repo(
 ) -> None:
     outside = tmp_path / "elsewhere.dat"
     outside.write_bytes(b"written by an external tool")
-    write_script(sim_repo, "table.py", f"""\
+    write_script(
+        sim_repo,
+        "table.py",
+        f"""\
         import click, gittrack, pandas as pd
         from pathlib import Path
 
@@ -278,7 +297,8 @@ def test_single_value_and_dataframe_and_path_outside_repo(
                 return pd.DataFrame({{"x": [1, 2], "y": [0.5, 1.5]}})
             Path({str(outside)!r}).write_bytes(b"written by an external tool")  # during the run
             return {{"tool": Path({str(outside)!r}), "log": {str(outside)!r}}}
-        """)  # fmt: skip
+        """,
+    )
     assert run_cli(sim_repo, "run", "table.py", "--what", "table").exit_code == 0
     rec = record_of(sim_repo)
     assert rec["outputs"]["result"]["kind"] == "parquet"
@@ -300,7 +320,10 @@ def _limit_file_size() -> None:
 
 
 def test_disk_full_fails_the_run_cleanly(sim_repo: Path) -> None:
-    write_script(sim_repo, "huge.py", """\
+    write_script(
+        sim_repo,
+        "huge.py",
+        """\
         import click, numpy as np, gittrack
 
         @gittrack.command()
@@ -309,16 +332,22 @@ def test_disk_full_fails_the_run_cleanly(sim_repo: Path) -> None:
 
         if __name__ == "__main__":
             main()
-        """)  # fmt: skip
+        """,
+    )
     proc = subprocess.run(
-        [sys.executable, "huge.py"], cwd=sim_repo, capture_output=True, text=True,
+        [sys.executable, "huge.py"],
+        cwd=sim_repo,
+        capture_output=True,
+        text=True,
         preexec_fn=_limit_file_size,
-    )  # fmt: skip
+    )
     assert "recorded (failed" in proc.stderr, proc.stderr
     rec = record_of(sim_repo)
     assert rec["status"] == "failed"
     assert rec["error"]["type"] == "StorageFull"
-    assert rec["error"]["message"].startswith("No space left to store output 'field' (File too large)")  # fmt: skip
+    assert rec["error"]["message"].startswith(
+        "No space left to store output 'field' (File too large)"
+    )
     assert rec["outputs"]["small"]["md5"] == hashlib.md5(b"ok").hexdigest()
     out_dir = sim_repo / ".gittrack" / "outputs" / rec["id"]
     assert not (out_dir / "field.npy").exists()
@@ -328,7 +357,10 @@ def test_disk_full_fails_the_run_cleanly(sim_repo: Path) -> None:
 
 
 def test_killed_run_keeps_logged_metrics(sim_repo: Path, run_cli) -> None:
-    write_script(sim_repo, "long.py", """\
+    write_script(
+        sim_repo,
+        "long.py",
+        """\
         import time, click, gittrack
 
         @gittrack.command()
@@ -340,7 +372,8 @@ def test_killed_run_keeps_logged_metrics(sim_repo: Path, run_cli) -> None:
 
         if __name__ == "__main__":
             main()
-        """)  # fmt: skip
+        """,
+    )
     proc = subprocess.Popen([sys.executable, "long.py"], cwd=sim_repo)
     csv = None
     deadline = time.monotonic() + 30
@@ -353,7 +386,7 @@ def test_killed_run_keeps_logged_metrics(sim_repo: Path, run_cli) -> None:
     assert csv is not None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    result = run_cli(sim_repo, "ls")
+    result = run_cli(sim_repo, "doctor")
     assert result.exit_code == 0
     rec = record_of(sim_repo)
     assert rec["status"] == "died"
@@ -364,14 +397,18 @@ def test_killed_run_keeps_logged_metrics(sim_repo: Path, run_cli) -> None:
 
 
 def test_rm_warns_about_dependents_and_gc_frees_space(sim_repo: Path, run_cli) -> None:
-    write_script(sim_repo, "analyse.py", """\
+    write_script(
+        sim_repo,
+        "analyse.py",
+        """\
         import click, gittrack
 
         @gittrack.command()
         @click.option("--sim")
         def main(sim):
             return {"mean": float(gittrack.Run(sim).load("trajectory").mean())}
-        """)  # fmt: skip
+        """,
+    )
     assert run_cli(sim_repo, "run", "sim.py", "--temp", "5").exit_code == 0
     sim = record_of(sim_repo)
     assert run_cli(sim_repo, "run", "analyse.py", "--sim", sim["id"]).exit_code == 0
@@ -405,7 +442,7 @@ def test_gc_reports_freed_bytes(sim_repo: Path, run_cli) -> None:
     size = sum(o["size"] for o in rec["outputs"].values())
     assert run_cli(sim_repo, "gc").output.startswith("Freed 0 B locally")
     run_cli(sim_repo, "rm", "latest")
-    freed = gittrack.dataops.gc(gitstore.find_repo(sim_repo))
+    freed = gc(store.find_repo(sim_repo))
     assert freed.bytes == size  # hardlinked output folder and cache counted once
 
 
@@ -433,7 +470,10 @@ def test_remote_set_commits_the_setting(sim_repo: Path, run_cli, tmp_path: Path)
 
 
 def test_outputs_kept_from_the_output_folder_and_log_columns_widen(sim_repo: Path, run_cli) -> None:
-    write_script(sim_repo, "loose.py", """\
+    write_script(
+        sim_repo,
+        "loose.py",
+        """\
         import click, gittrack
 
         @gittrack.command()
@@ -442,7 +482,8 @@ def test_outputs_kept_from_the_output_folder_and_log_columns_widen(sim_repo: Pat
             gittrack.log(a=1)
             gittrack.log(b=2)
             gittrack.log(step=7, a=3, b=4)
-        """)  # fmt: skip
+        """,
+    )
     assert run_cli(sim_repo, "run", "loose.py").exit_code == 0
     rec = record_of(sim_repo)
     assert rec["outputs"]["notes"]["path"] == "notes.txt"
@@ -460,7 +501,10 @@ def test_calls_outside_a_run_and_public_api() -> None:
 
 
 def test_runs_without_outputs_do_not_import_dvc(tracked_repo: Path) -> None:
-    write_script(tracked_repo, "plain.py", """\
+    write_script(
+        tracked_repo,
+        "plain.py",
+        """\
         import sys, click, gittrack
 
         @gittrack.command()
@@ -470,13 +514,17 @@ def test_runs_without_outputs_do_not_import_dvc(tracked_repo: Path) -> None:
         if __name__ == "__main__":
             main(standalone_mode=False)
             print("dvc loaded:", any(m.startswith(("dvc", "numpy")) for m in sys.modules))
-        """)  # fmt: skip
+        """,
+    )
     proc = run_python(tracked_repo, "plain.py")
     assert "dvc loaded: False" in proc.stdout
 
 
 def test_large_file_is_copied_to_the_remote_while_hashed(sim_repo: Path, run_cli) -> None:
-    write_script(sim_repo, "large.py", """\
+    write_script(
+        sim_repo,
+        "large.py",
+        """\
         import os, click, gittrack
 
         @gittrack.command()
@@ -486,7 +534,8 @@ def test_large_file_is_copied_to_the_remote_while_hashed(sim_repo: Path, run_cli
                 for i in range(20):
                     fh.write(os.urandom(1 << 20))
             return {"big": path}
-        """)  # fmt: skip
+        """,
+    )
     assert run_cli(sim_repo, "run", "large.py").exit_code == 0
     rec = record_of(sim_repo)
     big = rec["outputs"]["big"]
@@ -500,13 +549,17 @@ def test_large_file_is_copied_to_the_remote_while_hashed(sim_repo: Path, run_cli
 
 def test_dataframe_falls_back_to_csv_without_pyarrow(sim_repo: Path, run_cli, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if pyarrow were not installed
-    write_script(sim_repo, "frame.py", """\
+    write_script(
+        sim_repo,
+        "frame.py",
+        """\
         import click, gittrack, pandas as pd
 
         @gittrack.command()
         def main():
             return {"table": pd.DataFrame({"a": [1, 2, 3]})}
-        """)  # fmt: skip
+        """,
+    )
     assert run_cli(sim_repo, "run", "frame.py").exit_code == 0
     table = record_of(sim_repo)["outputs"]["table"]
     assert table["path"] == "table.csv" and table["kind"] == "csv"

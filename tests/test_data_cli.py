@@ -45,7 +45,9 @@ def test_json_outputs(one_run: Path, run_cli, tmp_path: Path) -> None:
     assert verify == {"checked": 1, "problems": []}
     push = json.loads(run_cli(one_run, "push", "--json").output)
     assert push["copied"] == 0 and push["missing"] == []
-    paths = json.loads(run_cli(one_run, "checkout", "latest", "--to", str(tmp_path / "o"), "--json").output)  # fmt: skip
+    paths = json.loads(
+        run_cli(one_run, "checkout", "latest", "--to", str(tmp_path / "o"), "--json").output
+    )
     assert [Path(p).read_bytes() for p in paths] == [b"payload"]
     remote = json.loads(run_cli(one_run, "remote", "show", "--json").output)
     assert remote["url"] == status["remote"]

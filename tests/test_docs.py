@@ -46,9 +46,10 @@ def test_cli_reference_is_up_to_date() -> None:
 def test_public_api_matches_all() -> None:
     """__all__ lists exactly the public names, eager and lazy, and each resolves."""
     eager = {
-        name for name, value in vars(gittrack).items()
+        name
+        for name, value in vars(gittrack).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
-    } - {"TYPE_CHECKING", "Any", "annotations"}  # fmt: skip
+    } - {"TYPE_CHECKING", "Any", "annotations"}
     assert eager | set(gittrack._LAZY) == set(gittrack.__all__) - {"__version__"}
     for name in gittrack.__all__:
         assert getattr(gittrack, name) is not None

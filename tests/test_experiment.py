@@ -9,7 +9,7 @@ import pytest
 from conftest import branch_log, git, run_python, write_script
 
 from gittrack.errors import UsageError
-from gittrack.experiment import Experiment, RunFailed, expand, grid_points, parse_grid
+from gittrack.execute.experiment import Experiment, RunFailed, expand, grid_points, parse_grid
 
 
 def ls(run_cli, repo: Path) -> list[dict]:
@@ -38,8 +38,13 @@ def test_sweep_runs_the_grid_as_one_experiment(tracked_repo: Path, run_cli) -> N
     assert len(rows) == 6
     assert {r["experiment"] for r in rows} == {"temp-scan"}
     assert sorted((r["params"]["temp"], r["params"]["steps"]) for r in rows) == [
-        (100.0, 1), (100.0, 2), (100.0, 3), (200.0, 1), (200.0, 2), (200.0, 3)
-    ]  # fmt: skip
+        (100.0, 1),
+        (100.0, 2),
+        (100.0, 3),
+        (200.0, 1),
+        (200.0, 2),
+        (200.0, 3),
+    ]
     again = run_cli(
         tracked_repo, "sweep", "sim.py", "--temp", "100,200", "--steps", "1:4", "--json"
     )

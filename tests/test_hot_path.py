@@ -34,8 +34,8 @@ def test_recording_imports_nothing_heavy(tracked_repo: Path) -> None:
 
 def test_git_processes_per_run_do_not_grow_with_history(tracked_repo: Path) -> None:
     """Count git processes with a PATH shim that logs each call, at 1 and at 500 runs."""
-    from gittrack import gitstore
-    from gittrack.record import RunRecord
+    from gittrack import store
+    from gittrack.model.record import RunRecord
 
     write_script(tracked_repo, "probe.py", PROBE)
     shim = tracked_repo.parent / "shim"
@@ -55,8 +55,8 @@ def test_git_processes_per_run_do_not_grow_with_history(tracked_repo: Path) -> N
 
     calls()  # the first run initialises the lookup table
     first = calls()
-    repo = gitstore.find_repo(tracked_repo)
-    gitstore.import_runs(
+    repo = store.find_repo(tracked_repo)
+    store.import_runs(
         repo,
         (RunRecord(id=f"{i:032x}", command="probe.py", status="completed") for i in range(500)),
     )

@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 from lookup_support import scan, write_runs
 
-from gittrack import gitstore, notes
-from gittrack.index import Index, kv_rows
-from gittrack.query import compile_where
+from gittrack import store as gitstore
+from gittrack.index.db import Index, kv_rows
+from gittrack.index.query import compile_where
+from gittrack.ops import tags as notes
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def open_index(repo: Path) -> Index:
@@ -46,7 +49,9 @@ class Counter:
         monkeypatch.setattr(module, name, counted)
 
 
-def test_sync_is_incremental_and_free_when_up_to_date(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_sync_is_incremental_and_free_when_up_to_date(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_runs(repo, scan(3))
     before = rows(repo)
     full = Counter(monkeypatch, gitstore, "list_run_ids")
@@ -148,13 +153,20 @@ def test_concurrent_syncs_agree(repo: Path) -> None:
 def test_kv_rows_flatten_and_type() -> None:
     record = {
         "params": {"a": 1, "b": "2.5", "c": "x", "d": True, "e": [1, "y"], "f": {"g": 0.5}},
-        "metrics": {"nan": float("nan")}, "env": {"host": "n1"},
-    }  # fmt: skip
+        "metrics": {"nan": float("nan")},
+        "env": {"host": "n1"},
+    }
     assert list(kv_rows(record)) == [
-        ("params", "a", 1.0, "1"), ("params", "b", 2.5, "2.5"), ("params", "c", None, "x"),
-        ("params", "d", 1.0, "true"), ("params", "e", 1.0, "1"), ("params", "e", None, "y"),
-        ("params", "f.g", 0.5, "0.5"), ("metrics", "nan", None, "nan"), ("env", "host", None, "n1"),
-    ]  # fmt: skip
+        ("params", "a", 1.0, "1"),
+        ("params", "b", 2.5, "2.5"),
+        ("params", "c", None, "x"),
+        ("params", "d", 1.0, "true"),
+        ("params", "e", 1.0, "1"),
+        ("params", "e", None, "y"),
+        ("params", "f.g", 0.5, "0.5"),
+        ("metrics", "nan", None, "nan"),
+        ("env", "host", None, "n1"),
+    ]
 
 
 # -- notes ----------------------------------------------------------------------------------
@@ -167,8 +179,11 @@ def test_tags_and_notes_are_git_notes_seen_by_the_index(repo: Path) -> None:
     notes.set_note(r, ids[1], "checked by hand")
     commit = open_index(repo).get(ids[1])["commit"]  # type: ignore[index]
     assert git(repo, "notes", "--ref=gittrack", "show", commit).splitlines() == [
-        'note: "checked by hand"', f"run: {ids[1]}", "tag: paper", "tag: reference",
-    ]  # fmt: skip
+        'note: "checked by hand"',
+        f"run: {ids[1]}",
+        "tag: paper",
+        "tag: reference",
+    ]
     assert rows(repo, "tags = 'reference'") == {"scan-1": 2}
     record = open_index(repo).get(ids[1])["record"]  # type: ignore[index]
     assert (record["tags"], record["note"]) == (["paper", "reference"], "checked by hand")
@@ -210,11 +225,13 @@ def test_tags_follow_a_run_rewritten_to_a_new_commit(repo: Path) -> None:
 
 def test_notes_merged_by_cat_sort_uniq_keep_both_sides(repo: Path) -> None:
     """What `gittrack pull` does with diverged notes: lines of both sides, removals win."""
-    from gittrack.notes import effective, parse_note
+    from gittrack.model.notes import effective, parse_note
 
     ours = parse_note(b"run: x\ntag: a\ntag: b\n")
     theirs = parse_note(b'run: x\ntag: c\nuntag: b\nnote: "theirs"\n')
-    merged = parse_note(b"".join(sorted(set((ours.to_bytes() + theirs.to_bytes()).splitlines(keepends=True)))))  # fmt: skip
+    merged = parse_note(
+        b"".join(sorted(set((ours.to_bytes() + theirs.to_bytes()).splitlines(keepends=True))))
+    )
     assert effective(["b"], "", [merged]) == (["a", "c"], "theirs")
 
 
@@ -226,6 +243,15 @@ def test_diverged_notes_merged_by_git_union_their_tags(repo: Path) -> None:
     git(repo, "update-ref", "refs/notes/theirs", "refs/notes/gittrack")
     notes.add_tags(r, ids[0], ["b"])
     commit = open_index(repo).get(ids[0])["commit"]  # type: ignore[index]
-    git(repo, "notes", "--ref=theirs", "add", "-f", "-m", f"run: {ids[0]}\ntag: a\ntag: c\nuntag: baseline", commit)  # fmt: skip
+    git(
+        repo,
+        "notes",
+        "--ref=theirs",
+        "add",
+        "-f",
+        "-m",
+        f"run: {ids[0]}\ntag: a\ntag: c\nuntag: baseline",
+        commit,
+    )
     git(repo, "notes", "--ref=gittrack", "merge", "-q", "-s", "cat_sort_uniq", "refs/notes/theirs")
     assert open_index(repo).get(ids[0])["record"]["tags"] == ["a", "b", "c"]  # type: ignore[index]

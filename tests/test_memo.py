@@ -37,7 +37,10 @@ def test_reuse_survives_index_loss_and_misses_after_rm(tracked_repo: Path, run_c
 def test_memoize_false_records_every_run_and_bad_outputs_warn(tracked_repo: Path) -> None:
     from conftest import write_script
 
-    write_script(tracked_repo, "noisy.py", """
+    write_script(
+        tracked_repo,
+        "noisy.py",
+        """
         import random, click, gittrack
 
         @gittrack.command(memoize=False)
@@ -47,7 +50,8 @@ def test_memoize_false_records_every_run_and_bad_outputs_warn(tracked_repo: Path
 
         if __name__ == "__main__":
             main()
-    """)  # fmt: skip
+    """,
+    )
     for _ in range(2):
         proc = run_python(tracked_repo, "noisy.py")
         assert "recorded (completed" in proc.stderr

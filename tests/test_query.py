@@ -8,18 +8,20 @@ import pytest
 from lookup_support import scan, write_runs
 
 import gittrack
-from gittrack import gitstore
+from gittrack import store
 from gittrack.errors import QueryError
-from gittrack.index import Index
-from gittrack.query import compile_order, compile_where, date_span, tokenize
+from gittrack.index.db import Index
+from gittrack.index.query import compile_order, compile_where, date_span, tokenize
 
 
 def names(repo: Path, where: str, sort: str | None = None) -> list[str]:
     sql, params = compile_where(where)
     order, order_params = compile_order(sort) if sort else ("runs.started_ts DESC, runs.id", [])
-    index = Index(gitstore.find_repo(repo))
+    index = Index(store.find_repo(repo))
     try:
-        return [r["record"]["name"] for r in index.select(sql, params, order, order_params=order_params)]  # fmt: skip
+        return [
+            r["record"]["name"] for r in index.select(sql, params, order, order_params=order_params)
+        ]
     finally:
         index.close()
 
@@ -89,7 +91,9 @@ def scanned(repo: Path) -> Path:
         ("params.temp not = 3", 16, "'in' or 'like' after 'not', found '='"),
     ],
 )
-def test_malformed_queries_name_position_and_expectation(query: str, position: int, expected: str) -> None:  # fmt: skip
+def test_malformed_queries_name_position_and_expectation(
+    query: str, position: int, expected: str
+) -> None:
     with pytest.raises(QueryError) as info:
         compile_where(query)
     assert (info.value.position, info.value.expected) == (position, expected)
@@ -117,12 +121,19 @@ def test_tokens_keywords_are_case_insensitive_and_strings_unescape() -> None:
 
 def test_issue_queries(scanned: Path) -> None:
     # energy = -0.2 i, temp = 100 (i + 1), failed when i % 5 == 4
-    assert names(scanned, "params.temp >= 200 and (metrics.energy < -1.5 or status = 'failed')") == [
-        "scan-11", "scan-10", "scan-9", "scan-8", "scan-4",
-    ]  # fmt: skip
+    assert names(
+        scanned, "params.temp >= 200 and (metrics.energy < -1.5 or status = 'failed')"
+    ) == [
+        "scan-11",
+        "scan-10",
+        "scan-9",
+        "scan-8",
+        "scan-4",
+    ]
     assert names(scanned, "params.seed in (1, 3) and name like 'scan-1%'", "-metrics.energy") == [
-        "scan-1", "scan-11",
-    ]  # fmt: skip
+        "scan-1",
+        "scan-11",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -169,13 +180,16 @@ def test_dates_cover_their_precision() -> None:
 def test_mixed_int_and_str_params(repo: Path) -> None:
     """A param that is an int in one run and a string in another: numbers compare numerically
     (numeric strings included), text compares the written spelling."""
-    write_runs(repo, [
-        {"name": "int", "params": {"size": 200, "flag": True}},
-        {"name": "str-number", "params": {"size": "300", "flag": "yes"}},
-        {"name": "str-word", "params": {"size": "large", "flag": False}},
-        {"name": "float", "params": {"size": 200.0}},
-        {"name": "list", "params": {"size": [10, 20]}},
-    ])  # fmt: skip
+    write_runs(
+        repo,
+        [
+            {"name": "int", "params": {"size": 200, "flag": True}},
+            {"name": "str-number", "params": {"size": "300", "flag": "yes"}},
+            {"name": "str-word", "params": {"size": "large", "flag": False}},
+            {"name": "float", "params": {"size": 200.0}},
+            {"name": "list", "params": {"size": [10, 20]}},
+        ],
+    )
     assert names(repo, "params.size > 100") == ["float", "str-number", "int"]
     assert names(repo, "params.size = 200") == ["float", "int"]
     assert names(repo, "params.size = '200'") == ["int"]
@@ -191,12 +205,15 @@ def test_mixed_int_and_str_params(repo: Path) -> None:
 
 
 def test_sorting_numbers_then_text_missing_last(repo: Path) -> None:
-    write_runs(repo, [
-        {"name": "a", "params": {"x": 10}, "metrics": {"m": 1.5}},
-        {"name": "b", "params": {"x": 2}, "metrics": {"m": 1.5}},
-        {"name": "c", "params": {"x": "word"}},
-        {"name": "d", "params": {}, "metrics": {"m": -3.0}},
-    ])  # fmt: skip
+    write_runs(
+        repo,
+        [
+            {"name": "a", "params": {"x": 10}, "metrics": {"m": 1.5}},
+            {"name": "b", "params": {"x": 2}, "metrics": {"m": 1.5}},
+            {"name": "c", "params": {"x": "word"}},
+            {"name": "d", "params": {}, "metrics": {"m": -3.0}},
+        ],
+    )
     assert names(repo, "status = 'completed'", "params.x") == ["b", "a", "c", "d"]
     assert names(repo, "status = 'completed'", "-params.x") == ["a", "b", "c", "d"]
     assert names(repo, "status = 'completed'", "-metrics.m,params.x") == ["b", "a", "d", "c"]
@@ -229,7 +246,15 @@ def test_python_api_runs_and_pandas(scanned: Path) -> None:
     assert table.get("scan-10").params["temp"] == 1100
     df = table.to_pandas()
     assert list(df["id"]) == table.ids
-    assert {"id", "status", "params.temp", "params.seed", "metrics.energy", "tags", "started"} <= set(df.columns)  # fmt: skip
+    assert {
+        "id",
+        "status",
+        "params.temp",
+        "params.seed",
+        "metrics.energy",
+        "tags",
+        "started",
+    } <= set(df.columns)
     assert df["params.temp"].tolist() == [1200, 1100, 1000]
     assert str(df["params.temp"].dtype) == "int64"
     with pytest.raises(QueryError):

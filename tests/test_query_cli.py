@@ -12,10 +12,10 @@ from conftest import git, write_script
 from lookup_support import scan, write_runs
 
 import gittrack
-from gittrack import gitstore
+from gittrack import store
 from gittrack.cli.table import render_runs
-from gittrack.index import Index
-from gittrack.listing import list_runs
+from gittrack.index.db import Index
+from gittrack.library.listing import list_runs
 
 SIM = """\
 import click
@@ -43,27 +43,73 @@ def test_what_a_user_does(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("COLUMNS", "200")
     write_script(repo, "sim.py", SIM)
     assert run_cli(repo, "init").exit_code == 0
-    for name, temp, seed in [("scan-100", 100, 1), ("scan-200", 200, 3), ("scan-300", 300, 2), ("bad-250", 250, 13)]:  # fmt: skip
+    for name, temp, seed in [
+        ("scan-100", 100, 1),
+        ("scan-200", 200, 3),
+        ("scan-300", 300, 2),
+        ("bad-250", 250, 13),
+    ]:
         run_cli(repo, "run", "--name", name, "sim.py", "--temp", str(temp), "--seed", str(seed))
     write_script(repo, "sim.py", SIM.replace("-temp / 150.0", "-temp / 140.0"))
-    assert run_cli(repo, "run", "--name", "scan-400", "sim.py", "--temp", "400", "--seed", "3").exit_code == 0  # fmt: skip
+    assert (
+        run_cli(
+            repo, "run", "--name", "scan-400", "sim.py", "--temp", "400", "--seed", "3"
+        ).exit_code
+        == 0
+    )
     runs = {r["name"]: r for r in ls_json(run_cli, repo)}
-    assert runs["bad-250"]["status"] == "failed" and runs["scan-400"]["metrics"]["energy"] == pytest.approx(-2.857, abs=1e-3)  # fmt: skip
+    assert runs["bad-250"]["status"] == "failed" and runs["scan-400"]["metrics"][
+        "energy"
+    ] == pytest.approx(-2.857, abs=1e-3)
 
     # $ gittrack ls --where "params.temp >= 200 and (metrics.energy < -1.5 or status = 'failed')"
-    result = run_cli(repo, "ls", "--where", "params.temp >= 200 and (metrics.energy < -1.5 or status = 'failed')")  # fmt: skip
+    result = run_cli(
+        repo, "ls", "--where", "params.temp >= 200 and (metrics.energy < -1.5 or status = 'failed')"
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     # what varies among these runs (the failed one has no metrics)
-    assert lines[0].split() == ["id", "name", "status", "started", "duration_s", "temp", "seed", "energy", "steps_done"]  # fmt: skip
+    assert lines[0].split() == [
+        "id",
+        "name",
+        "status",
+        "started",
+        "duration_s",
+        "temp",
+        "seed",
+        "energy",
+        "steps_done",
+    ]
     assert [line.split()[1] for line in lines[1:-1]] == ["scan-400", "bad-250", "scan-300"]
     assert lines[-1] == "3 of 5 runs"
     assert lines[1].split()[0] == runs["scan-400"]["id"][:8]
 
     # $ gittrack ls --where "params.seed in (1, 3) and name like 'scan-%'" --sort=-metrics.energy --limit 10
-    found = ls_json(run_cli, repo, "--where", "params.seed in (1, 3) and name like 'scan-%'", "--sort=-metrics.energy", "--limit", "10")  # fmt: skip
+    found = ls_json(
+        run_cli,
+        repo,
+        "--where",
+        "params.seed in (1, 3) and name like 'scan-%'",
+        "--sort=-metrics.energy",
+        "--limit",
+        "10",
+    )
     assert [r["name"] for r in found] == ["scan-100", "scan-200", "scan-400"]
-    assert set(found[0]) >= {"id", "name", "status", "command", "started", "finished", "duration_s", "params", "metrics", "tags", "env", "code", "commit"}  # fmt: skip
+    assert set(found[0]) >= {
+        "id",
+        "name",
+        "status",
+        "command",
+        "started",
+        "finished",
+        "duration_s",
+        "params",
+        "metrics",
+        "tags",
+        "env",
+        "code",
+        "commit",
+    }
     assert found[0]["params"] == {"temp": 100.0, "seed": 1, "steps": 100}
 
     # $ gittrack ls --columns id,params.temp,metrics.energy --format csv > table.csv
@@ -105,7 +151,10 @@ def test_what_a_user_does(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) 
     assert ls_json(run_cli, repo, "--where", "tags = 'reference'") == []
 
     # table = gittrack.runs(where="params.temp >= 200"); df = table.to_pandas()
-    assert [r.name for r in gittrack.runs(sort="-metrics.energy", limit=2, repo=repo)] == ["scan-100", "scan-200"]  # fmt: skip
+    assert [r.name for r in gittrack.runs(sort="-metrics.energy", limit=2, repo=repo)] == [
+        "scan-100",
+        "scan-200",
+    ]
     table_ = gittrack.runs(where="params.temp >= 200", repo=repo)
     assert len(table_) == 4 and table_.get("scan-300").params["temp"] == 300.0
     df = table_.to_pandas()
@@ -114,12 +163,23 @@ def test_what_a_user_does(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) 
     )
 
 
-def test_default_table_shows_what_varies_and_fits(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_default_table_shows_what_varies_and_fits(
+    repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_runs(repo, scan(6))
     monkeypatch.setenv("COLUMNS", "200")
     lines = run_cli(repo, "ls", "--limit", "4").output.splitlines()
     # method and steps_done are equal everywhere: hidden; limit says how many exist
-    assert lines[0].split() == ["id", "name", "status", "started", "duration_s", "temp", "seed", "energy"]  # fmt: skip
+    assert lines[0].split() == [
+        "id",
+        "name",
+        "status",
+        "started",
+        "duration_s",
+        "temp",
+        "seed",
+        "energy",
+    ]
     assert lines[-1] == "4 of 6 runs (more match: raise --limit)"
     lines = run_cli(
         repo, "ls", "--where", "status = 'completed'", "--limit", "2"
@@ -130,12 +190,21 @@ def test_default_table_shows_what_varies_and_fits(repo: Path, run_cli, monkeypat
         lines[0].split()[-4:] == ["temp", "seed", "energy", "tags"] and lines[-1] == "6 of 6 runs"
     )
     monkeypatch.setenv("COLUMNS", "60")  # on a terminal the table fits its width
-    listing = list_runs(gitstore.find_repo(repo))
+    listing = list_runs(store.find_repo(repo))
     lines = render_runs(listing, "table", fit=True).splitlines()
     assert all(len(line) <= 60 for line in lines[:-1])
-    assert lines[-1] == "6 of 6 runs; 4 columns hidden (widen the terminal, pick --columns or use --format csv)"  # fmt: skip
-    markdown = run_cli(repo, "ls", "--format", "markdown", "--columns", "name,params.*", "--limit", "1").output  # fmt: skip
-    assert markdown.splitlines() == ["| name | temp | seed | method |", "|---|---|---|---|", "| scan-5 | 600 | 1 | verlet |"]  # fmt: skip
+    assert (
+        lines[-1]
+        == "6 of 6 runs; 4 columns hidden (widen the terminal, pick --columns or use --format csv)"
+    )
+    markdown = run_cli(
+        repo, "ls", "--format", "markdown", "--columns", "name,params.*", "--limit", "1"
+    ).output
+    assert markdown.splitlines() == [
+        "| name | temp | seed | method |",
+        "|---|---|---|---|",
+        "| scan-5 | 600 | 1 | verlet |",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -188,7 +257,9 @@ def test_default_table_shows_what_varies_and_fits(repo: Path, run_cli, monkeypat
         ),
     ],
 )
-def test_bad_input_is_one_clear_error(repo: Path, run_cli, args: list[str], message: list[str]) -> None:  # fmt: skip
+def test_bad_input_is_one_clear_error(
+    repo: Path, run_cli, args: list[str], message: list[str]
+) -> None:
     write_runs(repo, scan(2))
     result = run_cli(repo, *args)
     assert result.exit_code == 1
@@ -198,21 +269,29 @@ def test_bad_input_is_one_clear_error(repo: Path, run_cli, args: list[str], mess
 
 def test_injection_is_a_syntax_error_and_the_index_is_intact(repo: Path, run_cli) -> None:
     write_runs(repo, scan(3))
-    for query in ["params.temp > 1; DROP TABLE runs", "name = 'x'; DROP TABLE runs; --'", "name = 'x' or 1=1"]:  # fmt: skip
+    for query in [
+        "params.temp > 1; DROP TABLE runs",
+        "name = 'x'; DROP TABLE runs; --'",
+        "name = 'x' or 1=1",
+    ]:
         result = run_cli(repo, "ls", "--where", query)
         assert result.exit_code == 1 and result.output.startswith(
             "Error: Invalid query at position"
         )
     assert len(ls_json(run_cli, repo, "--where", "name = 'x''); DROP TABLE runs; --'")) == 0
-    index = Index(gitstore.find_repo(repo))
-    assert index.count() == 3 and {t for (t,) in index.db.execute("SELECT name FROM sqlite_master")} >= {"runs", "run_fields", "records", "kv", "tags"}  # fmt: skip
+    index = Index(store.find_repo(repo))
+    assert index.count() == 3 and {
+        t for (t,) in index.db.execute("SELECT name FROM sqlite_master")
+    } >= {"runs", "run_fields", "records", "kv", "tags"}
 
 
 def test_deleted_index_is_rebuilt_silently(repo: Path, run_cli) -> None:
     write_runs(repo, scan(3))
     assert len(ls_json(run_cli, repo)) == 3
-    (gitstore.find_repo(repo).state_dir / "index.sqlite").unlink()
-    result = run_cli(repo, "ls", "--where", "params.temp >= 200", "--format", "csv", "--columns", "name")  # fmt: skip
+    (store.find_repo(repo).state_dir / "index.sqlite").unlink()
+    result = run_cli(
+        repo, "ls", "--where", "params.temp >= 200", "--format", "csv", "--columns", "name"
+    )
     assert result.output == "name\nscan-2\nscan-1\n"
 
 
@@ -223,20 +302,33 @@ def test_help_has_examples(repo: Path, run_cli) -> None:
 
 
 def test_diff_lists_what_differs_by_section(repo: Path, run_cli) -> None:
-    from gittrack.diff import code_diff
-    from gittrack.record import Code, Output
+    from gittrack.library.diff import code_diff
+    from gittrack.model.record import Code, Output
 
     first = git(repo, "rev-parse", "HEAD")
     write_script(repo, "sim.py", "print('changed')\n")
     second = git(repo, "rev-parse", "HEAD")
-    write_runs(repo, [
-        {"name": "a", "params": {"temp": 1, "dt": 0.1}, "metrics": {"e": 1.0}, "env": {"host": "n1"},
-         "outputs": {"traj": Output(path="traj.npy", md5="a" * 32, size=1200)},
-         "code": Code(commit=first, script="sim.py")},
-        {"name": "b", "params": {"temp": 2, "dt": 0.1}, "metrics": {"e": 1.0, "f": 2}, "env": {"host": "n2"},
-         "outputs": {"traj": Output(path="traj.npy", md5="b" * 32, size=1200)},
-         "code": Code(commit=second, script="sim.py")},
-    ])  # fmt: skip
+    write_runs(
+        repo,
+        [
+            {
+                "name": "a",
+                "params": {"temp": 1, "dt": 0.1},
+                "metrics": {"e": 1.0},
+                "env": {"host": "n1"},
+                "outputs": {"traj": Output(path="traj.npy", md5="a" * 32, size=1200)},
+                "code": Code(commit=first, script="sim.py"),
+            },
+            {
+                "name": "b",
+                "params": {"temp": 2, "dt": 0.1},
+                "metrics": {"e": 1.0, "f": 2},
+                "env": {"host": "n2"},
+                "outputs": {"traj": Output(path="traj.npy", md5="b" * 32, size=1200)},
+                "code": Code(commit=second, script="sim.py"),
+            },
+        ],
+    )
     result = run_cli(repo, "diff", "a", "b", "--no-color")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[2:16] == [
@@ -254,14 +346,17 @@ def test_diff_lists_what_differs_by_section(repo: Path, run_cli) -> None:
         f"code: {first[:10]} -> {second[:10]}",
         "diff --git a/sim.py b/sim.py",
         f"index {git(repo, 'rev-parse', first + ':sim.py')[:7]}..{git(repo, 'rev-parse', second + ':sim.py')[:7]} 100644",
-    ]  # fmt: skip
+    ]
     assert "+print('changed')" in result.output
     assert "no code" not in run_cli(repo, "diff", "a", "b", "--no-code").output
     assert "diff --git" not in run_cli(repo, "diff", "a", "b", "--no-code").output
     same = run_cli(repo, "diff", "a", "a").output.splitlines()
     assert same[2] == "The runs do not differ in fields, params, metrics, env, outputs or code."
-    r = gitstore.find_repo(repo)
-    assert code_diff(r, first, "1" * 40) == ("", "code commit 1111111111 is not in this repository (fetch it with 'gittrack pull')")  # fmt: skip
+    r = store.find_repo(repo)
+    assert code_diff(r, first, "1" * 40) == (
+        "",
+        "code commit 1111111111 is not in this repository (fetch it with 'gittrack pull')",
+    )
 
 
 def test_misspelt_keys_get_a_hint(tracked_repo: Path, run_cli) -> None:

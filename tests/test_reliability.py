@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import branch_log, git, run_python, write_script
 
-from gittrack import gitstore
-from gittrack.record import RunRecord
+from gittrack import store
+from gittrack.model.record import RunRecord
 
 SLOW = """
 import sys, time, click, gittrack
@@ -54,7 +54,9 @@ def test_failing_simulation_is_recorded_as_failed(tracked_repo: Path, run_cli) -
 
 def test_ctrl_c_is_recorded_as_interrupted(tracked_repo: Path) -> None:
     write_script(tracked_repo, "slow.py", SLOW)
-    proc = subprocess.Popen([sys.executable, "slow.py"], cwd=tracked_repo, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "slow.py"], cwd=tracked_repo, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout and proc.stdout.readline().strip() == "started"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) != 0
@@ -65,13 +67,24 @@ def test_ctrl_c_is_recorded_as_interrupted(tracked_repo: Path) -> None:
 
 def test_sigkill_shows_died_and_is_recorded_once(tracked_repo: Path) -> None:
     write_script(tracked_repo, "slow.py", SLOW)
-    proc = subprocess.Popen([sys.executable, "slow.py"], cwd=tracked_repo, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "slow.py"], cwd=tracked_repo, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout and proc.stdout.readline().strip() == "started"
     proc.kill()
     proc.wait()
     rows = ls_json(tracked_repo)
     assert [(r["status"], r["params"]) for r in rows] == [("died", {"seconds": 30.0})]
+    assert not branch_log(tracked_repo)[0].endswith("slow.py")  # reads never write
+    doctor = subprocess.run(
+        [sys.executable, "-m", "gittrack", "doctor"],
+        cwd=tracked_repo,
+        capture_output=True,
+        text=True,
+    )
+    assert doctor.returncode == 0 and "recorded as died" in doctor.stdout
     assert branch_log(tracked_repo)[0].endswith("slow.py")
+    rows = ls_json(tracked_repo)
     died_id = rows[0]["id"]
     stdout = git(tracked_repo, "show", f"gittrack/runs:runs/{died_id[:2]}/{died_id}/stdout.log")
     assert stdout == "started"
@@ -85,8 +98,12 @@ def test_sigkill_at_any_moment_leaves_a_consistent_repo(tracked_repo: Path) -> N
     timings = []
     for attempt in range(12):
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "sim.py", "--steps", str(attempt)], cwd=tracked_repo,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "sim.py", "--steps", str(attempt)],
+            cwd=tracked_repo,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if attempt == 0:
             proc.wait()
             timings.append(time.perf_counter() - start)
@@ -106,10 +123,10 @@ def test_sigkill_at_any_moment_leaves_a_consistent_repo(tracked_repo: Path) -> N
 
 
 def test_compare_and_swap_refuses_a_stale_old_value(tracked_repo: Path) -> None:
-    repo = gitstore.find_repo(tracked_repo)
-    first = gitstore.write_run(repo, RunRecord(id="aa" * 16, command="x", status="completed"), {})
-    second = gitstore.write_run(repo, RunRecord(id="bb" * 16, command="x", status="completed"), {})
-    stale = gitstore._update_refs(repo, [f"update {gitstore.RUNS_REF} {first} {first}"])
+    repo = store.find_repo(tracked_repo)
+    first = store.write_run(repo, RunRecord(id="aa" * 16, command="x", status="completed"), {})
+    second = store.write_run(repo, RunRecord(id="bb" * 16, command="x", status="completed"), {})
+    stale = store._update_refs(repo, [f"update {store.RUNS_REF} {first} {first}"])
     assert stale.returncode != 0
     assert git(tracked_repo, "rev-parse", "gittrack/runs") == second
     assert git(tracked_repo, "rev-parse", "gittrack/runs^") == first
@@ -120,8 +137,13 @@ def test_unwritable_repo_fails_before_the_simulation_starts(tracked_repo: Path) 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 
-    proc = subprocess.run([sys.executable, "sim.py"], cwd=tracked_repo, capture_output=True,
-                          text=True, preexec_fn=limit)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "sim.py"],
+        cwd=tracked_repo,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+    )
     assert proc.returncode == 1
     assert "simulating" not in proc.stdout
     assert (
@@ -141,8 +163,12 @@ def test_ctrl_c_during_a_local_sweep_records_every_running_run_as_interrupted(
     write_script(tracked_repo, "slow.py", SLOW)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gittrack", "sweep", "slow.py", "--seconds", "30,31,32", "-j", "2"],
-        cwd=tracked_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        cwd=tracked_repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     running = tracked_repo / ".git" / "gittrack" / "running"
     deadline = time.monotonic() + 60
     while not (
@@ -161,7 +187,13 @@ def test_ctrl_c_during_a_local_sweep_records_every_running_run_as_interrupted(
 
 def test_ctrl_c_of_gittrack_run_exits_130(tracked_repo: Path) -> None:
     write_script(tracked_repo, "slow.py", SLOW)
-    proc = subprocess.Popen([sys.executable, "-m", "gittrack", "run", "slow.py"], cwd=tracked_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gittrack", "run", "slow.py"],
+        cwd=tracked_repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout and proc.stdout.readline().strip() == "started"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)

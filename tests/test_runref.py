@@ -10,9 +10,9 @@ import pytest
 from conftest import branch_log, write_script
 
 import gittrack
-from gittrack import gitstore
-from gittrack.record import Output, RunRecord
-from gittrack.runref import RunRef
+from gittrack import store
+from gittrack.model.record import Output, RunRecord
+from gittrack.recording.runref import RunRef
 
 ANALYSE = """\
 import click
@@ -116,12 +116,12 @@ def test_query_selects_runs(tracked_repo: Path, run_cli) -> None:
 
 
 def test_file_argument_equal_to_an_output_becomes_an_edge(tracked_repo: Path, run_cli) -> None:
-    repo = gitstore.find_repo(tracked_repo)
+    repo = store.find_repo(tracked_repo)
     producer = RunRecord(id="ab" * 16, command="make.py", status="completed")
     producer.outputs["table"] = Output(
         path="table.csv", md5="49f68a5c8493ec2c0bf489821c21fc3b", size=2
     )  # md5("hi")
-    gitstore.write_run(repo, producer, {})
+    store.write_run(repo, producer, {})
     write_script(
         tracked_repo,
         "use.py",
@@ -219,8 +219,10 @@ def test_inputs_only_name_runs_finished_before_the_run_started(tracked_repo: Pat
         @click.option("--up", type=gittrack.RunRef(multiple=True), default=None)
         @click.option("--self-ref", is_flag=True)
         def chain(up, self_ref):
+            from gittrack.recording.context import current
+
             if self_ref:
-                gittrack.Run(gittrack.tracker.current().id)   # itself: not resolvable
+                gittrack.Run(current().id)   # itself: not resolvable
             return {"n": len(up or ())}
         """,
     )

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import branch_log, git
 
-from gittrack import gitstore
-from gittrack.record import RunRecord
+from gittrack import store as gitstore
+from gittrack.model.record import RunRecord
 
 
 def run_ids(repo: Path) -> set[str]:

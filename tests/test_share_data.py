@@ -50,12 +50,17 @@ def test_outputs_pushed_with_the_runs_load_in_a_clone(run_cli, alice: Path, tmp_
 @pytest.mark.slow
 def test_outputs_of_dask_workers_without_shared_filesystem(alice: Path) -> None:
     import gittrack
-    from gittrack import gitstore
-    from gittrack.dask_executor import run_tasks
+    from gittrack import store as gitstore
+    from gittrack.execute.dask_executor import run_tasks
 
     store = gitstore.find_repo(alice)
-    outcomes = run_tasks(store, [("arrays.py", None, ["--n", str(n)], {}) for n in (2, 3)],
-                         workers=2, shared_fs=False, progress=False)  # fmt: skip
+    outcomes = run_tasks(
+        store,
+        [("arrays.py", None, ["--n", str(n)], {}) for n in (2, 3)],
+        workers=2,
+        shared_fs=False,
+        progress=False,
+    )
     assert [o.status for o in outcomes] == ["completed", "completed"]
     loaded = sorted(gittrack.Run(o.run, alice).load("traj").tolist() for o in outcomes)
     assert loaded == [[0.0, 1.5], [0.0, 1.5, 3.0]]

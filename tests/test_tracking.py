@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import branch_log, git, run_python, write_script
 
-from gittrack.record import run_folder
+from gittrack.model.record import run_folder
 
 
 def run_toml(repo: Path, run_id: str) -> dict:
@@ -77,7 +77,19 @@ def test_python_script_is_tracked_and_initialises(repo: Path) -> None:
 def test_ls_and_show(tracked_repo: Path, run_cli) -> None:
     for temp in ("1", "2"):
         run_cli(tracked_repo, "run", "sim.py", "--temp", temp)
-    run_cli(tracked_repo, "run", "--name", "hot", "--tag", "ref", "--note", "baseline", "sim.py", "--temp", "9")  # fmt: skip
+    run_cli(
+        tracked_repo,
+        "run",
+        "--name",
+        "hot",
+        "--tag",
+        "ref",
+        "--note",
+        "baseline",
+        "sim.py",
+        "--temp",
+        "9",
+    )
     table = run_cli(tracked_repo, "ls").output.splitlines()
     assert table[0].split()[:5] == ["id", "name", "status", "started", "duration_s"]
     assert table[1].split()[1:3] == ["hot", "completed"]
@@ -164,8 +176,9 @@ def test_unicode_and_long_values_round_trip(tracked_repo: Path, run_cli) -> None
 
 def test_metadata_tags_and_command_from_python(tracked_repo: Path) -> None:
     write_script(
-        tracked_repo, "engine.py",
-        '''
+        tracked_repo,
+        "engine.py",
+        """
         import click, gittrack
 
         @gittrack.command(metadata=lambda: {"engine": "lammps 2Aug2023"})
@@ -176,8 +189,8 @@ def test_metadata_tags_and_command_from_python(tracked_repo: Path) -> None:
 
         if __name__ == "__main__":
             run_engine.main(["--n", "5"], standalone_mode=False)
-        ''',
-    )  # fmt: skip
+        """,
+    )
     run_python(tracked_repo, "engine.py")
     data = json.loads(run_python(tracked_repo, "-m", "gittrack", "show", "latest", "--json").stdout)
     assert data["env"]["engine"] == "lammps 2Aug2023"
@@ -189,10 +202,13 @@ def test_metadata_tags_and_command_from_python(tracked_repo: Path) -> None:
 def test_logs_are_bounded_with_a_truncation_marker(
     tracked_repo: Path, run_cli, monkeypatch
 ) -> None:
-    from gittrack import capture
+    from gittrack.recording import capture
 
     monkeypatch.setattr(capture, "LOG_LIMIT", 64)
-    write_script(tracked_repo, "chatty.py", """
+    write_script(
+        tracked_repo,
+        "chatty.py",
+        """
         import sys, click, gittrack
 
         @gittrack.command()
@@ -200,7 +216,8 @@ def test_logs_are_bounded_with_a_truncation_marker(
             for i in range(100):
                 print(f"line {i:03d}")
             print("warning!", file=sys.stderr)
-    """)  # fmt: skip
+    """,
+    )
     result = run_cli(tracked_repo, "run", "chatty.py")
     assert result.exit_code == 0
     assert "line 099" in result.output  # the terminal still sees everything
@@ -212,8 +229,10 @@ def test_logs_are_bounded_with_a_truncation_marker(
     )
     assert git(tracked_repo, "show", f"gittrack/runs:{run_folder(run_id)}/stderr.log") == "warning!"
     assert run_toml(tracked_repo, run_id)["logs"] == {
-        "stdout": "stdout.log", "stderr": "stderr.log", "stdout_truncated": 836,
-    }  # fmt: skip
+        "stdout": "stdout.log",
+        "stderr": "stderr.log",
+        "stdout_truncated": 836,
+    }
 
 
 def test_failing_metadata_is_a_failed_run(tracked_repo: Path) -> None:

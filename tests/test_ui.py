@@ -96,7 +96,16 @@ def test_run_page_shows_everything(client, lab):
     sim = ids["sims"].split(",")[0]
     html = client.get(f"/runs/{sim[:6]}").text
     page = text_of(html)
-    for expected in ("scan-100", "temp 100", "energy -1", "python 3.11.2", "trajectory.npy", "4.0 KB", "step 0", "temp-scan"):  # fmt: skip
+    for expected in (
+        "scan-100",
+        "temp 100",
+        "energy -1",
+        "python 3.11.2",
+        "trajectory.npy",
+        "4.0 KB",
+        "step 0",
+        "temp-scan",
+    ):
         assert expected in page, expected
     assert f'href="/runs/{ids["analysis"]}"' in html  # downstream
     assert 'id="series-data"' in html and '"loss"' in html  # time series plotted
@@ -128,7 +137,15 @@ def test_download_small_output_and_refuse_others(client, lab):
     assert client.get(f"/runs/{sim}/outputs/nothing").status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/runs/{id}/outputs/..%2f..%2fsim.py", "/runs/{id}/outputs/%2e%2e/sim.py", "/runs/{id}/outputs/%2Fetc%2Fpasswd", "/runs/{id}/outputs/../../../sim.py"])  # fmt: skip
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/runs/{id}/outputs/..%2f..%2fsim.py",
+        "/runs/{id}/outputs/%2e%2e/sim.py",
+        "/runs/{id}/outputs/%2Fetc%2Fpasswd",
+        "/runs/{id}/outputs/../../../sim.py",
+    ],
+)
 def test_download_refuses_traversal(client, lab, path):
     sim = lab[1]["sims"].split(",")[0]
     r = client.get(path.format(id=sim))
@@ -136,7 +153,17 @@ def test_download_refuses_traversal(client, lab, path):
     assert "add simulation" not in r.text and "gittrack.command" not in r.text
 
 
-@pytest.mark.parametrize("path", ["/static/../views.py", "/static/..%2fviews.py", "/static/%2e%2e/__init__.py", "/static//etc/passwd", "/static/%2fetc%2fpasswd", "/static/..%252fviews.py"])  # fmt: skip
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../views.py",
+        "/static/..%2fviews.py",
+        "/static/%2e%2e/__init__.py",
+        "/static//etc/passwd",
+        "/static/%2fetc%2fpasswd",
+        "/static/..%252fviews.py",
+    ],
+)
 def test_static_refuses_traversal(client, path):
     r = client.get(path)
     assert r.status_code == 404
@@ -157,7 +184,9 @@ def test_lineage_graph_is_inline_svg_with_clickable_nodes(client, lab):
     assert "<svg" in html
     for run_id in [*ids["sims"].split(","), ids["analysis"], ids["final"]]:
         assert f'href="/runs/{run_id}"' in html
-    down = client.get(f"/runs/{ids['sims'].split(',')[0]}/lineage", params={"direction": "down", "depth": "1"}).text  # fmt: skip
+    down = client.get(
+        f"/runs/{ids['sims'].split(',')[0]}/lineage", params={"direction": "down", "depth": "1"}
+    ).text
     assert f'href="/runs/{ids["analysis"]}"' in down and f'href="/runs/{ids["final"]}"' not in down
     assert "<script>alert" not in html
 
@@ -173,7 +202,10 @@ def test_experiments_pages(client):
 def test_compare_highlights_differences(client, lab):
     sims = lab[1]["sims"].split(",")
     html = client.get("/compare", params={"ids": f"{sims[0][:6]},{sims[2][:6]}"}).text
-    rows = dict(re.findall(r'<tr class="(differs|)"><th>([^<]+)</th>', html)[i][::-1] for i in range(len(re.findall(r'<tr class="(differs|)"><th>', html))))  # fmt: skip
+    rows = dict(
+        re.findall(r'<tr class="(differs|)"><th>([^<]+)</th>', html)[i][::-1]
+        for i in range(len(re.findall(r'<tr class="(differs|)"><th>', html)))
+    )
     assert rows["params.temp"] == "differs"
     assert rows["params.steps"] == ""
     assert 'id="series-data"' in html
@@ -256,7 +288,14 @@ def test_real_outputs_download_and_time_series(tracked_repo, run_cli, tmp_path):
 
 def test_user_strings_are_escaped_everywhere(client, lab):
     ids = lab[1]
-    for path in ["/", f"/runs/{ids['final']}", f"/runs/{ids['real']}", f"/compare?ids={ids['final']},{ids['real']}", f"/runs/{ids['final']}/lineage", "/?cols=id,params.style,params.label"]:  # fmt: skip
+    for path in [
+        "/",
+        f"/runs/{ids['final']}",
+        f"/runs/{ids['real']}",
+        f"/compare?ids={ids['final']},{ids['real']}",
+        f"/runs/{ids['final']}/lineage",
+        "/?cols=id,params.style,params.label",
+    ]:
         html = client.get(path).text
         assert "<script>alert" not in html, path
     html = client.get(f"/runs/{ids['final']}").text
@@ -323,9 +362,22 @@ def test_ui_help_and_warning_on_public_host(lab):
     help_text = CliRunner().invoke(cli, ["ui", "--help"]).output
     assert "--port" in help_text and "gittrack ui --port 9000" in help_text
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gittrack", "-C", str(lab[0]), "ui", "--host", "0.0.0.0", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gittrack",
+            "-C",
+            str(lab[0]),
+            "ui",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stderr.readline()
         assert line.startswith("Warning: serving on 0.0.0.0 makes every run")
@@ -343,8 +395,10 @@ def test_ui_binds_loopback_by_default(lab):
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "gittrack", "-C", str(lab[0]), "ui", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert (
             proc.stdout.readline().strip()
@@ -379,7 +433,12 @@ def test_ui_on_a_port_in_use_says_so_in_one_sentence(lab):
 
 def test_templates_found_from_an_installed_wheel(tmp_path):
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)], cwd=root, capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-500:]
     import zipfile
 
@@ -387,7 +446,13 @@ def test_templates_found_from_an_installed_wheel(tmp_path):
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     code = "import gittrack.ui as u; print(u.templates_dir())"
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(target / "gittrack" / "templates")
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 if not Path("/usr/bin/chromium").exists():
-    raise RuntimeError("These tests need Debian's chromium at /usr/bin/chromium: run `make test`, which installs it.")  # fmt: skip
+    raise RuntimeError(
+        "These tests need Debian's chromium at /usr/bin/chromium: run `make test`, which installs it."
+    )
 
 import uvicorn
 from playwright.sync_api import expect, sync_playwright
@@ -27,7 +29,14 @@ SHOTS = (
     if os.environ.get("GITTRACK_SCREENSHOTS")
     else Path(tempfile.gettempdir()) / "gittrack-screenshots"
 )
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +51,9 @@ def free_port() -> int:
 def server(repo: Path, monkeypatch: pytest.MonkeyPatch):
     ids = build(repo, monkeypatch, extra=12)
     port = free_port()
-    config = uvicorn.Config(create_app(repo, port=port), host="127.0.0.1", port=port, log_level="warning")  # fmt: skip
+    config = uvicorn.Config(
+        create_app(repo, port=port), host="127.0.0.1", port=port, log_level="warning"
+    )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .. import __version__
+from .._version import __version__
 from ..errors import GittrackError
 
 
@@ -25,7 +25,7 @@ class Context:
         self.debug = debug
 
     def repo(self) -> Any:
-        from ..refs import open_repo
+        from ..library.run import open_repo
 
         return open_repo(self.repo_path)
 
@@ -64,9 +64,13 @@ def _debug(ctx: click.Context) -> bool:
 
 @click.group(cls=GittrackGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "-C", "--repo", "repo", envvar="GITTRACK_REPO", type=click.Path(file_okay=False),
+    "-C",
+    "--repo",
+    "repo",
+    envvar="GITTRACK_REPO",
+    type=click.Path(file_okay=False),
     help="Run as if started in this repository (also GITTRACK_REPO).",
-)  # fmt: skip
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
 @click.version_option(__version__, prog_name="gittrack")
 @click.pass_context

@@ -48,7 +48,7 @@ def remote_set(obj: Context, url: str) -> None:
     Example:
       gittrack remote set /mnt/shared/gittrack-storage
     """
-    from ..datastore import set_remote
+    from ..ops.data import set_remote
 
     stored = set_remote(obj.repo(), url)
     click.echo(f"DVC remote set to {stored}. 'gittrack push' copies existing outputs there.")
@@ -64,7 +64,7 @@ def remote_show(obj: Context, as_json: bool) -> None:
     Example:
       gittrack remote show
     """
-    from ..datastore import remote_url
+    from ..ops.data import remote_url
 
     url = remote_url(obj.repo())
     if as_json:
@@ -81,7 +81,9 @@ def remote_show(obj: Context, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the paths as JSON.")
 @pass_context
-def checkout(obj: Context, run_ref: str, names: tuple[str, ...], to: str | None, as_json: bool) -> None:  # fmt: skip
+def checkout(
+    obj: Context, run_ref: str, names: tuple[str, ...], to: str | None, as_json: bool
+) -> None:
     """Materialise a run's outputs, fetching them from the remote when needed.
 
     Without --to they appear in the run's output folder (.gittrack/outputs/<id>/);
@@ -92,7 +94,7 @@ def checkout(obj: Context, run_ref: str, names: tuple[str, ...], to: str | None,
       gittrack checkout 3f2a
       gittrack checkout 3f2a trajectory --to results/
     """
-    from ..dataops import checkout as do_checkout
+    from ..ops.data import checkout as do_checkout
 
     paths = do_checkout(obj.repo(), run_ref, names, to, progress=sys.stderr.isatty())
     if as_json:
@@ -117,7 +119,7 @@ def rm(obj: Context, run_refs: tuple[str, ...], as_json: bool) -> None:
       gittrack rm 3f2a 9c1e
       gittrack rm 3f2a && gittrack gc
     """
-    from ..dataops import remove
+    from ..ops.data import remove
 
     removed, users = remove(obj.repo(), run_refs)
     for run_id, dependent in users.items():
@@ -146,7 +148,7 @@ def gc(obj: Context, on_remote: bool, as_json: bool) -> None:
       gittrack rm 3f2a && gittrack gc
       gittrack gc --remote
     """
-    from ..dataops import gc as do_gc
+    from ..ops.data import gc as do_gc
 
     report = do_gc(obj.repo(), remote=on_remote)
     if as_json:
@@ -157,7 +159,9 @@ def gc(obj: Context, on_remote: bool, as_json: bool) -> None:
         f"{report.folders} output folder(s))."
     )
     if on_remote:
-        click.echo(f"Freed {_size(report.remote_bytes)} on the remote ({report.remote_objects} object(s)).")  # fmt: skip
+        click.echo(
+            f"Freed {_size(report.remote_bytes)} on the remote ({report.remote_objects} object(s))."
+        )
 
 
 @cli.command()
@@ -170,21 +174,28 @@ def status(obj: Context, as_json: bool) -> None:
     Example:
       gittrack status
     """
-    from ..dataops import status as do_status
+    from ..ops.data import status as do_status
 
     result = do_status(obj.repo())
     if as_json:
-        _echo_json({
-            "remote": result.url, "remote_problem": result.remote_problem,
-            "unpushed": [{"run": u.run, "output": u.name, "size": u.output.size} for u in result.unpushed],
-            "runs": [{"run": r, "command": c, "state": s} for r, c, s in result.running],
-        })  # fmt: skip
+        _echo_json(
+            {
+                "remote": result.url,
+                "remote_problem": result.remote_problem,
+                "unpushed": [
+                    {"run": u.run, "output": u.name, "size": u.output.size} for u in result.unpushed
+                ],
+                "runs": [{"run": r, "command": c, "state": s} for r, c, s in result.running],
+            }
+        )
         return
     if result.remote_problem:
         click.echo(f"Warning: {result.remote_problem}", err=True)
     if result.unpushed:
         total = sum(u.output.size for u in result.unpushed)
-        click.echo(f"{len(result.unpushed)} output(s) not pushed ({_size(total)}); 'gittrack push' sends them:")  # fmt: skip
+        click.echo(
+            f"{len(result.unpushed)} output(s) not pushed ({_size(total)}); 'gittrack push' sends them:"
+        )
         for ref in result.unpushed:
             click.echo(f"  {ref.run[:8]}  {ref.name}  {_size(ref.output.size)}")
     else:
@@ -207,7 +218,7 @@ def verify(obj: Context, run_refs: tuple[str, ...], as_json: bool) -> None:
       gittrack verify
       gittrack verify 3f2a
     """
-    from ..dataops import verify as do_verify
+    from ..ops.data import verify as do_verify
 
     checked, problems = do_verify(obj.repo(), run_refs)
     if as_json:
@@ -218,3 +229,28 @@ def verify(obj: Context, run_refs: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"{checked} output(s) checked, {len(problems)} problem(s).")
     if problems:
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@pass_context
+def doctor(obj: Context, as_json: bool) -> None:
+    """Repair gittrack's state: record runs whose process died, and say what was done.
+
+    Listing never writes; a died run stays staged until a run ends, a sweep, `push` or this
+    command records it.
+
+    \b
+    Example:
+      gittrack doctor
+    """
+    from ..ops.doctor import doctor as do_doctor
+
+    report = do_doctor(obj.repo())
+    if as_json:
+        click.echo(json.dumps({"died": report.died, "actions": report.actions}, indent=2))
+        return
+    for line in report.actions:
+        click.echo(line)
+    if not report.actions:
+        click.echo("Nothing to repair.")

@@ -51,7 +51,24 @@ from .table import STATUS_COLOURS, headers_for, text
 @click.argument("script")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_context
-def sweep(obj: Context, jobs: int, name: str, fail_fast: bool, executor: str, force: bool, allow_failed: bool, as_json: bool, scheduler: str | None, retries: int | None, cores: int | None, memory: str | None, walltime: str | None, queue: str | None, script: str, args: tuple[str, ...]) -> None:  # fmt: skip
+def sweep(
+    obj: Context,
+    jobs: int,
+    name: str,
+    fail_fast: bool,
+    executor: str,
+    force: bool,
+    allow_failed: bool,
+    as_json: bool,
+    scheduler: str | None,
+    retries: int | None,
+    cores: int | None,
+    memory: str | None,
+    walltime: str | None,
+    queue: str | None,
+    script: str,
+    args: tuple[str, ...],
+) -> None:
     """Run SCRIPT over every combination of the given values, as one experiment.
 
     An option's value `a,b,c` is a list, `start:stop[:step]` a range (stop excluded, as in
@@ -64,10 +81,17 @@ def sweep(obj: Context, jobs: int, name: str, fail_fast: bool, executor: str, fo
       gittrack sweep sim.py --temp 100:1000:50 --executor dask --scheduler tcp://head:8786
     """
     from ..errors import UsageError
-    from ..experiment import sweep as run_sweep
+    from ..execute.experiment import sweep as run_sweep
 
     obj.repo()  # fail early outside a repository
-    cluster = {"scheduler": scheduler, "retries": retries, "cores": cores, "memory": memory, "walltime": walltime, "queue": queue}  # fmt: skip
+    cluster = {
+        "scheduler": scheduler,
+        "retries": retries,
+        "cores": cores,
+        "memory": memory,
+        "walltime": walltime,
+        "queue": queue,
+    }
     executor_options = {k: v for k, v in cluster.items() if v is not None}
     if executor_options and executor in ("local", "inprocess"):
         flags = ", ".join("--" + k for k in executor_options)
@@ -78,10 +102,18 @@ def sweep(obj: Context, jobs: int, name: str, fail_fast: bool, executor: str, fo
     bar = _progress_bar(script, args, as_json)
     try:
         report = run_sweep(
-            script, args, name=name, jobs=jobs, executor=executor, fail_fast=fail_fast,
-            force=force, allow_failed=allow_failed, repo=obj.repo_path,
-            on_result=(lambda r: bar.update(1)) if bar else None, executor_options=executor_options,
-        )  # fmt: skip
+            script,
+            args,
+            name=name,
+            jobs=jobs,
+            executor=executor,
+            fail_fast=fail_fast,
+            force=force,
+            allow_failed=allow_failed,
+            repo=obj.repo_path,
+            on_result=(lambda r: bar.update(1)) if bar else None,
+            executor_options=executor_options,
+        )
     finally:
         if bar:
             bar.close()
@@ -94,14 +126,16 @@ def sweep(obj: Context, jobs: int, name: str, fail_fast: bool, executor: str, fo
 
 
 def _progress_bar(script: str, args: tuple[str, ...], quiet: bool) -> Any:
-    from ..experiment import grid_points, parse_grid
+    from ..execute.experiment import grid_points, parse_grid
 
     total = len(grid_points(parse_grid(args)))
     if quiet:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="run", desc=Path(script).name, file=sys.stderr, disable=None, leave=False)  # fmt: skip
+    return tqdm(
+        total=total, unit="run", desc=Path(script).name, file=sys.stderr, disable=None, leave=False
+    )
 
 
 def format_sweep(report: Any, color: bool = False) -> str:
@@ -149,7 +183,7 @@ def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
     Example:
       gittrack rerun 3f2a
     """
-    from ..experiment import rerun as do_rerun
+    from ..execute.experiment import rerun as do_rerun
 
     report = do_rerun(obj.repo(), run_ref)
     if as_json:
@@ -160,7 +194,11 @@ def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
             click.echo(f"  output {name}: {verdict}")
         for name, m in report.metrics.items():
             change = "identical" if m["same"] else "differs"
-            delta = f" ({m['before']} -> {m['after']}, delta {m['delta']:+.6g})" if "delta" in m and not m["same"] else ""  # fmt: skip
+            delta = (
+                f" ({m['before']} -> {m['after']}, delta {m['delta']:+.6g})"
+                if "delta" in m and not m["same"]
+                else ""
+            )
             if not m["same"] and "delta" not in m:
                 delta = f" ({m['before']!r} -> {m['after']!r})"
             click.echo(f"  metric {name}: {change}{delta}")
@@ -171,8 +209,21 @@ def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("run_ref", metavar="RUN")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None, help="Write the graph to this file (format from its suffix).")  # fmt: skip
-@click.option("--format", "fmt", type=click.Choice(["svg", "png", "pdf", "dot"]), default=None, help="Output format (default: from -o, else dot).")  # fmt: skip
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the graph to this file (format from its suffix).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["svg", "png", "pdf", "dot"]),
+    default=None,
+    help="Output format (default: from -o, else dot).",
+)
 @click.option(
     "--downstream", is_flag=True, help="Show what used RUN instead of where it came from."
 )
@@ -183,7 +234,17 @@ def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
 @click.option("--code", is_flag=True, help="Show the code commit of each run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the graph as JSON nodes and edges.")
 @pass_context
-def lineage(obj: Context, run_ref: str, output: str | None, fmt: str | None, downstream: bool, depth: int | None, collapse: bool, code: bool, as_json: bool) -> None:  # fmt: skip
+def lineage(
+    obj: Context,
+    run_ref: str,
+    output: str | None,
+    fmt: str | None,
+    downstream: bool,
+    depth: int | None,
+    collapse: bool,
+    code: bool,
+    as_json: bool,
+) -> None:
     """Draw where RUN's results came from (or, with --downstream, what used them).
 
     Runs are boxes coloured by status with their varying params; outputs sit on the edges;
@@ -194,9 +255,11 @@ def lineage(obj: Context, run_ref: str, output: str | None, fmt: str | None, dow
       gittrack lineage 7d0b -o flow.svg
       gittrack lineage 3f2a --downstream --depth 2 --format dot
     """
-    from .. import lineage as lin
+    from ..library import lineage as lin
 
-    graph = lin.build(obj.repo(), run_ref, downstream=downstream, depth=depth, collapse=collapse, code=code)  # fmt: skip
+    graph = lin.build(
+        obj.repo(), run_ref, downstream=downstream, depth=depth, collapse=collapse, code=code
+    )
     if as_json:
         click.echo(json.dumps(graph.to_json(), indent=2))
         return

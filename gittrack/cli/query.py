@@ -12,20 +12,42 @@ from .table import render_runs
 
 
 @cli.command("ls")
-@click.option("--where", "-w", default="", metavar="QUERY",
-              help="Only runs matching QUERY, e.g. \"params.temp >= 200 and status = 'completed'\".")  # fmt: skip
-@click.option("--columns", "-c", default="", metavar="LIST",
-              help="Columns to show, e.g. id,params.temp,metrics.energy (params.* for all params).")  # fmt: skip
-@click.option("--sort", "-s", default="", metavar="KEYS",
-              help="Sort by these fields, '-' for descending, e.g. -metrics.energy,params.temp.")  # fmt: skip
-@click.option("--limit", "-n", type=click.IntRange(min=1), default=None, help="Show at most this many runs.")  # fmt: skip
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
+    "--where",
+    "-w",
+    default="",
+    metavar="QUERY",
+    help="Only runs matching QUERY, e.g. \"params.temp >= 200 and status = 'completed'\".",
+)
+@click.option(
+    "--columns",
+    "-c",
+    default="",
+    metavar="LIST",
+    help="Columns to show, e.g. id,params.temp,metrics.energy (params.* for all params).",
+)
+@click.option(
+    "--sort",
+    "-s",
+    default="",
+    metavar="KEYS",
+    help="Sort by these fields, '-' for descending, e.g. -metrics.energy,params.temp.",
+)
+@click.option(
+    "--limit", "-n", type=click.IntRange(min=1), default=None, help="Show at most this many runs."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "markdown"]),
+    default="table",
     help="Output format (csv and json hold every param and metric).",
-)  # fmt: skip
+)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @pass_context
-def ls(obj: Context, where: str, columns: str, sort: str, limit: int | None, fmt: str, as_json: bool) -> None:  # fmt: skip
+def ls(
+    obj: Context, where: str, columns: str, sort: str, limit: int | None, fmt: str, as_json: bool
+) -> None:
     """List recorded runs, newest first (the query language is in docs/query.md).
 
     The table shows the params and metrics that vary among the listed runs. Runs still
@@ -38,13 +60,17 @@ def ls(obj: Context, where: str, columns: str, sort: str, limit: int | None, fmt
       gittrack ls --columns id,params.temp,metrics.energy --format csv > table.csv
       gittrack ls --where "tags = 'reference'" --json
     """
-    from ..listing import list_runs
+    from ..library.listing import list_runs
 
     fmt = "json" if as_json else fmt
     listing = list_runs(
-        obj.repo(), where=where or None, limit=limit, sort=sort or None, columns=columns or None,
+        obj.repo(),
+        where=where or None,
+        limit=limit,
+        sort=sort or None,
+        columns=columns or None,
         varying=fmt in ("table", "markdown"),
-    )  # fmt: skip
+    )
     chosen = listing.columns if columns else None
     tty = sys.stdout.isatty()
     output = render_runs(listing, fmt, chosen, color=tty, fit=tty)
@@ -58,9 +84,13 @@ def ls(obj: Context, where: str, columns: str, sort: str, limit: int | None, fmt
 @click.argument("run_b", metavar="B")
 @click.option("--no-code", is_flag=True, help="Leave out the code diff.")
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
-@click.option("--color/--no-color", default=None, help="Colour the output (default: on a terminal).")  # fmt: skip
+@click.option(
+    "--color/--no-color", default=None, help="Colour the output (default: on a terminal)."
+)
 @pass_context
-def diff(obj: Context, run_a: str, run_b: str, no_code: bool, as_json: bool, color: bool | None) -> None:  # fmt: skip
+def diff(
+    obj: Context, run_a: str, run_b: str, no_code: bool, as_json: bool, color: bool | None
+) -> None:
     """Show what differs between runs A and B: params, metrics, env, outputs and code.
 
     The code part is `git diff` between the commits the two runs executed.
@@ -71,7 +101,7 @@ def diff(obj: Context, run_a: str, run_b: str, no_code: bool, as_json: bool, col
       gittrack diff baseline latest --no-code
       gittrack diff 3f2a 9c1e --json
     """
-    from ..diff import diff_runs, format_diff
+    from ..library.diff import diff_runs, format_diff
 
     colour = sys.stdout.isatty() if color is None else color
     result = diff_runs(obj.repo(), run_a, run_b, code=not no_code, color=colour and not as_json)
@@ -95,7 +125,7 @@ def tag(obj: Context, run_ref: str, tags: tuple[str, ...]) -> None:
       gittrack tag 3f2a reference
       gittrack tag latest checked paper-figure-2
     """
-    from ..notes import add_tags
+    from ..ops.tags import add_tags
 
     run_id, now = add_tags(obj.repo(), run_ref, tags)
     click.echo(f"Run {run_id[:8]} tags: {', '.join(now) or '(none)'}")
@@ -112,7 +142,7 @@ def untag(obj: Context, run_ref: str, tags: tuple[str, ...]) -> None:
     Example:
       gittrack untag 3f2a reference
     """
-    from ..notes import remove_tags
+    from ..ops.tags import remove_tags
 
     run_id, now = remove_tags(obj.repo(), run_ref, tags)
     click.echo(f"Run {run_id[:8]} tags: {', '.join(now) or '(none)'}")
@@ -129,7 +159,7 @@ def note(obj: Context, run_ref: str, text: str) -> None:
     Example:
       gittrack note 3f2a "energy drift after step 5000; rerun with smaller dt"
     """
-    from ..notes import set_note
+    from ..ops.tags import set_note
 
     run_id = set_note(obj.repo(), run_ref, text)
     click.echo(f"Run {run_id[:8]} note {'set' if text.strip() else 'removed'}.")

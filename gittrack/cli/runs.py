@@ -29,23 +29,11 @@ def init(obj: Context, make_git: bool) -> None:
     Example:
       gittrack init
     """
-    from .. import gitstore, project
-    from ..errors import NotAGitRepo
+    from ..ops.setup import initialise
 
-    try:
-        repo = obj.repo()
-    except NotAGitRepo:
-        if not make_git:
-            raise
-        path = Path(obj.repo_path or ".").resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        import subprocess
-
-        subprocess.run(["git", "init", "-q", str(path)], check=True)
-        repo = gitstore.find_repo(path)
-    created = project.init(repo)
+    repo, created = initialise(obj.repo_path, make_git=make_git)
     if created:
-        click.echo(f"Initialised gittrack in {repo.root} (runs branch {gitstore.BRANCH}).")
+        click.echo(f"Initialised gittrack in {repo.root} (runs branch gittrack/runs).")
     else:
         click.echo(f"gittrack is already initialised in {repo.root}.")
 
@@ -63,7 +51,16 @@ def init(obj: Context, make_git: bool) -> None:
 @click.argument("script")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_context
-def run(obj: Context, name: str, tags: tuple[str, ...], note: str, force: bool, allow_failed: bool, script: str, args: tuple[str, ...]) -> None:  # fmt: skip
+def run(
+    obj: Context,
+    name: str,
+    tags: tuple[str, ...],
+    note: str,
+    force: bool,
+    allow_failed: bool,
+    script: str,
+    args: tuple[str, ...],
+) -> None:
     """Run SCRIPT's tracked command with ARGS and record the run.
 
     SCRIPT may name the command as SCRIPT:FUNCTION when the file defines several.
@@ -75,16 +72,21 @@ def run(obj: Context, name: str, tags: tuple[str, ...], note: str, force: bool, 
       gittrack run sim.py --temp 300
       gittrack run --name baseline analysis.py:fit --sim latest
     """
-    from ..tracker import RunOptions, run_script
+    from ..recording.context import RunOptions
+    from ..recording.invoke import run_script
 
     cwd = os.getcwd()
     if obj.repo_path:
         os.chdir(obj.repo_path)  # as if started there, like git -C
     path, _, function = script.partition(":") if not Path(script).exists() else (script, "", "")
     options = RunOptions(
-        name=name, tags=list(tags), note=note, repo=obj.repo_path, force=force,
+        name=name,
+        tags=list(tags),
+        note=note,
+        repo=obj.repo_path,
+        force=force,
         allow_failed=allow_failed,
-    )  # fmt: skip
+    )
     try:
         run_script(Path(path), list(args), function or None, options)
     except (click.ClickException, click.exceptions.Exit):
@@ -128,16 +130,9 @@ def show(obj: Context, run_ref: str, as_json: bool) -> None:
       gittrack show 3f2a
       gittrack show latest --json
     """
-    from ..refs import Run
+    from ..library import Run
 
-    run = Run(run_ref, obj.repo())
-    data = run.record.to_json_dict()
-    data["commit"] = run.commit
-    from ..index import Index  # tags and notes added later live in git notes, read by the index
-
-    row = Index(run.repo).get(run.id)
-    if row and row["record"]:
-        data["tags"], data["note"] = row["record"]["tags"], row["record"].get("note", "")
+    data = Run(run_ref, obj.repo()).to_json()
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
@@ -147,8 +142,22 @@ def show(obj: Context, run_ref: str, as_json: bool) -> None:
 def format_record(data: dict[str, Any]) -> str:
     """A run's record as readable text, one section per table."""
     lines = [f"run {data['id']}"]
-    for key in ("name", "status", "command", "argv", "experiment", "parent", "rerun_of",
-                "started", "finished", "duration_s", "exit_code", "tags", "note", "commit"):  # fmt: skip
+    for key in (
+        "name",
+        "status",
+        "command",
+        "argv",
+        "experiment",
+        "parent",
+        "rerun_of",
+        "started",
+        "finished",
+        "duration_s",
+        "exit_code",
+        "tags",
+        "note",
+        "commit",
+    ):
         value: Any = data.get(key)
         if value in (None, "", [], {}) and key not in ("status",):
             continue

@@ -26,7 +26,7 @@ def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None
       gittrack push
       gittrack push lab --no-data
     """
-    from ..sync import push as push_runs
+    from ..ops.sync import push as push_runs
 
     summary = push_runs(obj.repo(), remote, data=not no_data)
     report = summary.data
@@ -35,8 +35,13 @@ def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None
         data = summary.to_json_dict()
         out = dict(data["data"]) if isinstance(data["data"], dict) else {}
         if hasattr(report, "url"):
-            out = {"remote": report.url, "copied": report.copied, "bytes": report.bytes,
-                   "already": report.already, "missing": [{"run": m.run, "output": m.name} for m in missing]}  # fmt: skip
+            out = {
+                "remote": report.url,
+                "copied": report.copied,
+                "bytes": report.bytes,
+                "already": report.already,
+                "missing": [{"run": m.run, "output": m.name} for m in missing],
+            }
         out["git"] = {
             "remote": summary.remote,
             "updated": summary.updated,
@@ -51,8 +56,9 @@ def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None
             for ref in missing:
                 click.echo(
                     f"Warning: output '{ref.name}' of run {ref.run[:8]} is neither in the local cache "
-                    "nor on the remote; push it from the clone that recorded it.", err=True,
-                )  # fmt: skip
+                    "nor on the remote; push it from the clone that recorded it.",
+                    err=True,
+                )
         if not summary.remote:
             click.echo(
                 "No git remote: the runs stay in this repository (add one with 'git remote add origin URL')."
@@ -95,7 +101,7 @@ def pull(obj: Context, remote: str | None, as_json: bool) -> None:
       gittrack pull
       gittrack pull lab --json
     """
-    from ..sync import pull as pull_runs
+    from ..ops.sync import pull as pull_runs
 
     summary = pull_runs(obj.repo(), remote)
     if as_json:

@@ -10,12 +10,17 @@ from typing import Any
 
 import click
 
-from ..listing import cell, cell_text, pick_columns
+from ..library.listing import pick_columns
+from ..model.values import cell, cell_text
 
 STATUS_COLOURS = {
-    "completed": "green", "failed": "red", "died": "magenta", "interrupted": "yellow",
-    "running": "cyan", "unreadable": "red",
-}  # fmt: skip
+    "completed": "green",
+    "failed": "red",
+    "died": "magenta",
+    "interrupted": "yellow",
+    "running": "cyan",
+    "unreadable": "red",
+}
 MAX_CELL = 28  # wider values are cut with "…" in the table (CSV and JSON keep them whole)
 
 
@@ -46,7 +51,9 @@ def headers_for(cols: list[str]) -> list[str]:
     return [s if short.count(s) == 1 else c for s, c in zip(short, cols, strict=True)]
 
 
-def render_runs(listing: Any, fmt: str, columns: list[str] | None = None, color: bool = False, fit: bool = False) -> str:  # fmt: skip
+def render_runs(
+    listing: Any, fmt: str, columns: list[str] | None = None, color: bool = False, fit: bool = False
+) -> str:
     """The listing as text in `fmt` (table, json, csv or markdown); `fit` drops columns
     that do not fit the terminal."""
     rows = listing.rows

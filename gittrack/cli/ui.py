@@ -8,9 +8,22 @@ from . import Context, cli, pass_context
 
 
 @cli.command("ui")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port to listen on.")  # fmt: skip
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes the UI to the network.")  # fmt: skip
-@click.option("--open", "open_browser", is_flag=True, help="Open the UI in the default web browser.")  # fmt: skip
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to listen on.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; 0.0.0.0 exposes the UI to the network.",
+)
+@click.option(
+    "--open", "open_browser", is_flag=True, help="Open the UI in the default web browser."
+)
 @pass_context
 def ui(obj: Context, port: int, host: str, open_browser: bool) -> None:
     """Serve the local, read-only web UI: runs table, plots, comparisons and flow graphs.
@@ -32,7 +45,9 @@ def ui(obj: Context, port: int, host: str, open_browser: bool) -> None:
     try:
         socket.create_server((host, port)).close()  # fail here, in one sentence, not in uvicorn
     except OSError as exc:
-        raise UsageError(f"Cannot serve on {host}:{port} ({os.strerror(exc.errno) if exc.errno else exc}); stop what uses it or pick another port with --port.") from exc  # fmt: skip
+        raise UsageError(
+            f"Cannot serve on {host}:{port} ({os.strerror(exc.errno) if exc.errno else exc}); stop what uses it or pick another port with --port."
+        ) from exc
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(
             f"Warning: serving on {host} makes every run, parameter, log and output of "
@@ -52,7 +67,15 @@ def ui(obj: Context, port: int, host: str, open_browser: bool) -> None:
 
 
 @cli.command("report")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, writable=True), default="report.html", show_default=True, help="The HTML file to write.")  # fmt: skip
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, writable=True),
+    default="report.html",
+    show_default=True,
+    help="The HTML file to write.",
+)
 @click.option("--where", default="", help="Only runs matching this query.")
 @click.option("--title", default="", help="Title of the report (default: the repository's name).")
 @pass_context
@@ -66,7 +89,7 @@ def report(obj: Context, output: str, where: str, title: str) -> None:
     """
     from pathlib import Path
 
-    from ..report import build_report
+    from ..ui.report import build_report
 
     repo = obj.repo()
     html, count = build_report(repo, where or None, title=title or None)

@@ -6,30 +6,19 @@
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import gitstore
 from ..errors import GittrackError, RunNotFound
-from ..refs import open_repo
+from ..library import Repo, open_repo
+from .shared import request_repo as request_repo, templates_dir as templates_dir
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
-
-
-def templates_dir() -> Path:
-    """templates/ from an installed wheel (gittrack/templates) or from a source checkout."""
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (package / "templates", package.parent / "templates"):
-        if (candidate / "base.html").is_file():
-            return candidate
-    raise FileNotFoundError(f"gittrack's HTML templates are missing near {package}; reinstall gittrack.")  # fmt: skip
 
 
 def allowed_host(host_header: str, served: str, port: int | None) -> bool:
@@ -71,8 +60,9 @@ class HostCheck:
                 response = Response(
                     "403 Forbidden: this gittrack UI only answers to its own address "
                     f"({self.host}); open it through that address.",
-                    status_code=403, media_type="text/plain",
-                )  # fmt: skip
+                    status_code=403,
+                    media_type="text/plain",
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -82,7 +72,7 @@ def create_app(repo: Any = None, *, host: str = "127.0.0.1", port: int | None = 
     """The UI app for a repository (path, Repo or None for the current one), read-only."""
     from . import views
 
-    r: gitstore.Repo = open_repo(repo)
+    r: Repo = open_repo(repo)
     routes = [
         Route("/", views.runs_table, methods=["GET"]),
         Route("/experiments", views.experiments, methods=["GET"]),
@@ -106,7 +96,3 @@ def create_app(repo: Any = None, *, host: str = "127.0.0.1", port: int | None = 
     app.state.repo = r
     app.state.templates = views.make_templates()
     return HostCheck(app, host, port)
-
-
-def request_repo(request: Request) -> gitstore.Repo:
-    return request.app.state.repo  # type: ignore[no-any-return]

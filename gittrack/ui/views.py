@@ -14,10 +14,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
-from .. import __version__, browse
+from .._version import __version__
 from ..errors import GittrackError, RunNotFound
-from ..listing import cell_text, query_hints
-from . import request_repo, templates_dir
+from ..library import browse
+from ..library.listing import query_hints
+from ..model.values import cell_text
+from .shared import request_repo, templates_dir
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_SIZES = (25, 50, 100, 250, 500)
@@ -46,12 +48,20 @@ def size(n: Any) -> str:
 
 
 def header(column: str) -> str:
-    return column.split(".", 1)[1] if column.startswith(("params.", "metrics.")) else column.replace("_s", "")  # fmt: skip
+    return (
+        column.split(".", 1)[1]
+        if column.startswith(("params.", "metrics."))
+        else column.replace("_s", "")
+    )
 
 
 def script_json(data: Any) -> str:
     """JSON safe inside a <script> element (no '</script>' or '<!--' can appear)."""
-    text = json.dumps(data, ensure_ascii=False, default=str, allow_nan=False) if _finite(data) else json.dumps(_nan_to_none(data), default=str)  # fmt: skip
+    text = (
+        json.dumps(data, ensure_ascii=False, default=str, allow_nan=False)
+        if _finite(data)
+        else json.dumps(_nan_to_none(data), default=str)
+    )
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -118,12 +128,24 @@ def _table_context(request: Request, experiment: str | None = None) -> dict[str,
     error = ""
     hints: list[str] = []
     try:
-        page = browse.page(request_repo(request), args["where"] or None, sort=args["sort"], desc=args["desc"], offset=args["offset"], limit=args["limit"], columns=args["columns"], group=args["group"], experiment=experiment)  # fmt: skip
+        page = browse.page(
+            request_repo(request),
+            args["where"] or None,
+            sort=args["sort"],
+            desc=args["desc"],
+            offset=args["offset"],
+            limit=args["limit"],
+            columns=args["columns"],
+            group=args["group"],
+            experiment=experiment,
+        )
         if args["where"] or args["sort"]:
             hints = query_hints(request_repo(request), args["where"] or None, args["sort"])
     except GittrackError as exc:
         error = str(exc)
-        page = browse.Page([], 0, browse.BASE_COLUMNS, browse.BASE_COLUMNS, tip=browse.tip(request_repo(request)))  # fmt: skip
+        page = browse.Page(
+            [], 0, browse.BASE_COLUMNS, browse.BASE_COLUMNS, tip=browse.tip(request_repo(request))
+        )
     base = {k: v for k, v in request.query_params.multi_items() if k not in ("offset", "partial")}
 
     def link(**changes: Any) -> str:
@@ -140,10 +162,16 @@ def _table_context(request: Request, experiment: str | None = None) -> dict[str,
             groups.append((name, []))
         groups[-1][1].append(row)
     return {
-        "page": page, "args": args, "error": error, "hints": hints, "link": link, "groups": groups,
-        "experiment": experiment, "page_sizes": PAGE_SIZES,
+        "page": page,
+        "args": args,
+        "error": error,
+        "hints": hints,
+        "link": link,
+        "groups": groups,
+        "experiment": experiment,
+        "page_sizes": PAGE_SIZES,
         "plot_columns": [c for c in page.columns if browse.FIELD.match(c)],
-    }  # fmt: skip
+    }
 
 
 async def runs_table(request: Request) -> Response:
@@ -193,10 +221,19 @@ async def run_page(request: Request) -> Response:
         )
         for name, out in (view.data.get("outputs") or {}).items()
     }
-    return render(request, "run.html", {
-        "view": view, "run": view.data, "diff": diff, "diff_ref": diff_ref, "series": series,
-        "downloadable": downloadable, "title": f"Run {view.id[:8]}",
-    })  # fmt: skip
+    return render(
+        request,
+        "run.html",
+        {
+            "view": view,
+            "run": view.data,
+            "diff": diff,
+            "diff_ref": diff_ref,
+            "series": series,
+            "downloadable": downloadable,
+            "title": f"Run {view.id[:8]}",
+        },
+    )
 
 
 async def lineage(request: Request) -> Response:
@@ -215,11 +252,21 @@ async def lineage(request: Request) -> Response:
         )
     except GittrackError as exc:
         error = str(exc)
-    return render(request, "lineage.html", {
-        "view": view, "run": view.data or {"id": view.id}, "svg": svg, "error": error,
-        "direction": direction, "depth": depth or "", "count": count, "collapse": collapse,
-        "title": f"Flow of {view.id[:8]}",
-    })  # fmt: skip
+    return render(
+        request,
+        "lineage.html",
+        {
+            "view": view,
+            "run": view.data or {"id": view.id},
+            "svg": svg,
+            "error": error,
+            "direction": direction,
+            "depth": depth or "",
+            "count": count,
+            "collapse": collapse,
+            "title": f"Flow of {view.id[:8]}",
+        },
+    )
 
 
 SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
@@ -236,12 +283,22 @@ async def download(request: Request) -> Response:
     if name not in outputs:
         raise HTTPException(404, f'Run {run_id[:8]} has no output named "{name}".')
     if outputs[name].get("size", 0) > browse.DOWNLOAD_LIMIT:
-        raise HTTPException(404, f'Output "{name}" is too large to download here; use \'gittrack checkout {run_id[:8]}\'.')  # fmt: skip
+        raise HTTPException(
+            404,
+            f"Output \"{name}\" is too large to download here; use 'gittrack checkout {run_id[:8]}'.",
+        )
     path = browse.output_file(repo, run_id, name)
     if path is None:
-        raise HTTPException(404, f"Output \"{name}\" is not available locally; run 'gittrack checkout {run_id[:8]}' or 'gittrack pull'.")  # fmt: skip
+        raise HTTPException(
+            404,
+            f"Output \"{name}\" is not available locally; run 'gittrack checkout {run_id[:8]}' or 'gittrack pull'.",
+        )
     filename = Path(outputs[name].get("path") or name).name
-    return FileResponse(path, filename=filename, media_type=mimetypes.guess_type(filename)[0] or "application/octet-stream")  # fmt: skip
+    return FileResponse(
+        path,
+        filename=filename,
+        media_type=mimetypes.guess_type(filename)[0] or "application/octet-stream",
+    )
 
 
 # -- compare ---------------------------------------------------------------------------------
@@ -249,7 +306,12 @@ async def download(request: Request) -> Response:
 
 async def compare(request: Request) -> Response:
     repo = request_repo(request)
-    refs = [r.strip() for part in request.query_params.getlist("ids") for r in part.split(",") if r.strip()]  # fmt: skip
+    refs = [
+        r.strip()
+        for part in request.query_params.getlist("ids")
+        for r in part.split(",")
+        if r.strip()
+    ]
     views, errors = [], []
     for ref in dict.fromkeys(refs[:20]):
         try:
@@ -276,13 +338,27 @@ async def compare(request: Request) -> Response:
     rows = []
     for key in keys:
         values = [_lookup(run, key) for run in runs]
-        rows.append({"key": key, "cells": values, "differs": len({json.dumps(v, default=str, sort_keys=True) for v in values}) > 1})  # fmt: skip
+        rows.append(
+            {
+                "key": key,
+                "cells": values,
+                "differs": len({json.dumps(v, default=str, sort_keys=True) for v in values}) > 1,
+            }
+        )
     series = {v.id: browse.timeseries(repo, v.id, v.data) for v in views if v.data}
-    return render(request, "compare.html", {
-        "runs": runs, "rows": rows, "errors": errors, "series": {k: s for k, s in series.items() if s},
-        "only_diff": request.query_params.get("only") == "diff", "ids": ",".join(r["id"] for r in runs),
-        "title": "Compare runs",
-    })  # fmt: skip
+    return render(
+        request,
+        "compare.html",
+        {
+            "runs": runs,
+            "rows": rows,
+            "errors": errors,
+            "series": {k: s for k, s in series.items() if s},
+            "only_diff": request.query_params.get("only") == "diff",
+            "ids": ",".join(r["id"] for r in runs),
+            "title": "Compare runs",
+        },
+    )
 
 
 def _lookup(run: dict[str, Any], key: str) -> Any:
@@ -299,10 +375,19 @@ def _lookup(run: dict[str, Any], key: str) -> Any:
 async def api_runs(request: Request) -> Response:
     args = _table_args(request)
     try:
-        page = browse.page(request_repo(request), args["where"] or None, sort=args["sort"], desc=args["desc"], offset=args["offset"], limit=int(request.query_params.get("limit", "100")) if request.query_params.get("limit", "").isdigit() else 100)  # fmt: skip
+        page = browse.page(
+            request_repo(request),
+            args["where"] or None,
+            sort=args["sort"],
+            desc=args["desc"],
+            offset=args["offset"],
+            limit=int(request.query_params.get("limit", "100"))
+            if request.query_params.get("limit", "").isdigit()
+            else 100,
+        )
     except GittrackError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    rows = [browse.ls_json(row) for row in page.rows if "problem" not in row]
+    rows = [row for row in page.rows if "problem" not in row]
     return JSONResponse(rows, headers={"X-Total-Count": str(page.total)})
 
 
@@ -314,13 +399,16 @@ async def api_run(request: Request) -> Response:
     except GittrackError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     if view.data is None:
-        return JSONResponse({"id": view.id, "status": "unreadable", "problem": view.problem}, status_code=200)  # fmt: skip
-    data = view.data | {"commit": view.commit}
-    return JSONResponse(data | browse.ls_json(data))
+        return JSONResponse(
+            {"id": view.id, "status": "unreadable", "problem": view.problem}, status_code=200
+        )
+    return JSONResponse(view.data | {"commit": view.commit})
 
 
 async def api_tip(request: Request) -> Response:
-    return JSONResponse({"tip": browse.tip(request_repo(request))}, headers={"Cache-Control": "no-store"})  # fmt: skip
+    return JSONResponse(
+        {"tip": browse.tip(request_repo(request))}, headers={"Cache-Control": "no-store"}
+    )
 
 
 async def api_plot(request: Request) -> Response:
@@ -345,10 +433,17 @@ def plotly_js() -> Path:
 async def static(request: Request) -> Response:
     name = request.path_params["path"]
     raw = request.scope.get("raw_path", b"").decode("latin-1")
-    if ".." in name or name.startswith("/") or "\\" in name or "%" in raw.split("?")[0][len("/static/"):]:  # fmt: skip
+    if (
+        ".." in name
+        or name.startswith("/")
+        or "\\" in name
+        or "%" in raw.split("?")[0][len("/static/") :]
+    ):
         raise HTTPException(404, "No such file.")
     if name == "plotly.min.js":
-        return FileResponse(plotly_js(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})  # fmt: skip
+        return FileResponse(
+            plotly_js(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"}
+        )
     path = (STATIC / name).resolve()
     if not path.is_relative_to(STATIC) or not path.is_file():
         raise HTTPException(404, "No such file.")
@@ -359,13 +454,27 @@ def error_page(request: Request, status: int, message: str) -> Response:
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": message}, status_code=status)
     if status == 405:
-        return Response("405 Method Not Allowed: this UI is read-only.", status_code=405, media_type="text/plain", headers={"Allow": "GET, HEAD"})  # fmt: skip
-    return render(request, "error.html", {"status": status, "message": message, "title": f"{status}"}, status=status)  # fmt: skip
+        return Response(
+            "405 Method Not Allowed: this UI is read-only.",
+            status_code=405,
+            media_type="text/plain",
+            headers={"Allow": "GET, HEAD"},
+        )
+    return render(
+        request,
+        "error.html",
+        {"status": status, "message": message, "title": f"{status}"},
+        status=status,
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    message = exc.detail if exc.status_code != 404 or exc.detail != "Not Found" else "There is no page at this address."  # fmt: skip
+    message = (
+        exc.detail
+        if exc.status_code != 404 or exc.detail != "Not Found"
+        else "There is no page at this address."
+    )
     return error_page(request, exc.status_code, message)
 
 

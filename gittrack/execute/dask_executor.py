@@ -1,0 +1,728 @@
+"""Run a sweep's tasks on Dask: a given scheduler, a LocalCluster, or SLURM/PBS/SGE via dask-jobqueue.
+
+Workers need not share a filesystem with the client. Each task carries the code commit (in a git
+bundle scattered once to every worker) and its arguments; the worker runs the command in a
+temporary checkout, pushes outputs to the DVC remote and sends the run's folder back, and the
+client writes the commit. With a shared filesystem (`shared_fs=True`, the default for a
+LocalCluster) the worker runs in the repository itself and commits directly (compare-and-swap).
+
+A worker that dies mid-task leaves its run recorded as `died`: workers announce every run they
+start, and a run announced but never finished is recorded from its staged record at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import store
+from ..errors import UsageError
+from ..model.record import RunRecord
+
+JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster"}
+POLL_S = 0.05
+CANCEL_POLL_S = 0.5
+GRACE_S = 30.0  # how long Ctrl-C waits for running tasks to record themselves as interrupted
+
+
+@dataclass
+class Task:
+    """One run to execute: a script (relative to the repository), its command and arguments."""
+
+    script: str
+    function: str | None = None
+    args: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # RunOptions fields: name, tags, note, experiment
+
+
+@dataclass
+class TaskOutcome:
+    """How a task ended: the run that recorded it last, and every attempt's run."""
+
+    index: int
+    status: str = "pending"  # completed, failed, died, interrupted, cancelled, error
+    run: str = ""
+    attempts: int = 0
+    runs: list[str] = field(default_factory=list)
+    error: str = ""
+    reused: bool = False  # an identical completed run existed (shared filesystem only)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+
+def as_task(item: Task | Sequence[Any] | Mapping[str, Any]) -> Task:
+    """A Task from a Task, a (script, function, args, options) tuple or a mapping."""
+    if isinstance(item, Task):
+        return item
+    if isinstance(item, Mapping):
+        return Task(**item)
+    script, function, args, options = [*list(item), None, None, None][:4]
+    if options is not None and not isinstance(options, Mapping):
+        options = {
+            k: v for k, v in vars(options).items() if k in ("name", "tags", "note", "experiment")
+        }
+    return Task(str(script), function or None, [str(a) for a in args or []], dict(options or {}))
+
+
+# -- clusters -------------------------------------------------------------------------------
+
+
+def load_cluster_config(repo_root: Path, kind: str) -> dict[str, Any]:
+    """Options for `kind` from gittrack.yaml (`cluster: {slurm: {...}}`) in the repository."""
+    path = repo_root / "gittrack.yaml"
+    if not path.exists():
+        return {}
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    section = (data.get("cluster") or {}).get(kind) or {}
+    if not isinstance(section, Mapping):
+        raise UsageError(
+            f"gittrack.yaml: 'cluster.{kind}' must be a mapping of dask-jobqueue options."
+        )
+    return dict(section)
+
+
+def jobqueue_cluster(
+    kind: str,
+    *,
+    cores: int | None = None,
+    memory: str | None = None,
+    walltime: str | None = None,
+    queue: str | None = None,
+    repo_root: Path | None = None,
+    **extra: Any,
+) -> Any:
+    """A dask-jobqueue cluster (SLURM, PBS or SGE) from flags, gittrack.yaml and dask's config.
+
+    Flags win over gittrack.yaml, which wins over dask's own `jobqueue.<kind>` configuration.
+    Nothing is submitted until the cluster is scaled.
+    """
+    if kind not in JOBQUEUE:
+        raise UsageError(f"Unknown cluster kind '{kind}'; use one of {', '.join(JOBQUEUE)}.")
+    import dask_jobqueue
+
+    options = load_cluster_config(repo_root, kind) if repo_root else {}
+    flags = {"cores": cores, "memory": memory, "walltime": walltime, "queue": queue}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    options.update(extra)
+    cls = getattr(dask_jobqueue, JOBQUEUE[kind])
+    try:
+        return cls(**options)
+    except ValueError as exc:
+        # dask-jobqueue's message goes on with a code example: keep its first sentence
+        reason = re.sub(r",?\s*for example:?$", "", str(exc).splitlines()[0]).rstrip(":, ")
+        raise UsageError(
+            f"Cannot configure the {kind} cluster: {reason} (give --cores and --memory, or set "
+            f"them under cluster.{kind} in gittrack.yaml)."
+        ) from exc
+
+
+@contextlib.contextmanager
+def connect(
+    kind: str = "dask",
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    jobs: int | None = None,
+    repo_root: Path | None = None,
+    **cluster_options: Any,
+) -> Any:
+    """A Dask client for `kind`: the given scheduler, a LocalCluster, or a jobqueue cluster."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as exc:
+            raise UsageError(
+                f"Cannot reach the Dask scheduler at {scheduler} ({exc}); check the address "
+                "and that 'dask scheduler' is running."
+            ) from exc
+        with client:
+            yield client
+        return
+    if kind == "dask":
+        n = workers or os.cpu_count() or 1
+        with (
+            LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
+    cluster = jobqueue_cluster(kind, repo_root=repo_root, **cluster_options)
+    try:
+        cluster.scale(jobs=jobs or 1)
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+# -- on the worker --------------------------------------------------------------------------
+
+
+def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, Any]:
+    """Run one task on a Dask worker; returns the run (and in clone mode its folder's files)."""
+    from distributed import Event, get_worker
+
+    worker = get_worker()
+    cancel = Event(payload["topic"] + "-cancel")
+    workdir = None
+    if payload["shared_repo"]:
+        repo = store.find_repo(payload["shared_repo"])
+    else:
+        assert bundle is not None
+        cache = Path(tempfile.gettempdir()) / f"gittrack-dask-{os.getuid()}"
+        cache.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix="task-", dir=cache))
+        repo = store.clone_from_bundle(
+            bundle, payload["code"], payload["settings"], workdir / "repo", cache
+        )
+    try:
+        repo.state_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="run-id-", dir=repo.state_dir)
+        os.close(fd)
+        id_file = Path(name)
+        result_file = id_file.with_suffix(".result")
+        env = {
+            **os.environ,
+            "GITTRACK_REPO": str(repo.root),
+            "GITTRACK_DASK_ID_FILE": str(id_file),
+            "GITTRACK_DASK_RESULT_FILE": str(result_file),
+        }
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "gittrack.execute.dask_executor",
+                json.dumps(payload["task"]),
+            ],
+            cwd=repo.root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
+        )
+        stderr: list[bytes] = []
+        reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        run_id, announced, last_check = "", False, 0.0
+        while proc.poll() is None:
+            if not run_id:
+                run_id = id_file.read_text().strip()
+            if run_id and not announced:
+                with contextlib.suppress(OSError):
+                    staged = (repo.state_dir / "running" / run_id / "run.toml").read_text()
+                    worker.log_event(
+                        payload["topic"], {"key": payload["key"], "run": run_id, "record": staged}
+                    )
+                    announced = True
+            if time.monotonic() - last_check > CANCEL_POLL_S:
+                last_check = time.monotonic()
+                with contextlib.suppress(Exception):
+                    if cancel.is_set():
+                        proc.send_signal(signal.SIGINT)
+            time.sleep(POLL_S)
+        run_id = run_id or id_file.read_text().strip()
+        id_file.unlink()
+        reported: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            reported = json.loads(result_file.read_text())
+            result_file.unlink()
+        if reported.get("reused"):
+            return {
+                "run": reported.get("run_id", ""),
+                "status": reported.get("status", ""),
+                "reused": True,
+            }
+        run_id = reported.get("run_id") or run_id
+        reader.join(timeout=5)
+        result: dict[str, Any] = {
+            "run": run_id,
+            "status": "error",
+            "stderr": b"".join(stderr).decode(errors="replace")[-4000:],
+        }
+        data = store.read_record_bytes(repo, run_id) if run_id else None
+        if data is None:
+            return result
+        record = RunRecord.from_toml(data, run_id)
+        result["status"] = record.status
+        if not payload["shared_repo"]:
+            result["data"] = _push_outputs(repo)
+            result["files"] = store.run_folder_contents(repo, run_id)
+        return result
+    finally:
+        repo.close()
+        if workdir is not None:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In the child: die with the worker, so that a killed worker leaves no orphan run."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    os.setpgrp()  # Ctrl-C on the client's terminal reaches the client only
+
+
+def _push_outputs(repo: store.Repo) -> Any:
+    """Push the run's outputs from the worker's checkout to the DVC remote."""
+    from ..ops.data import push_outputs
+
+    result = push_outputs(repo)
+    return result if isinstance(result, int | str | list | dict | None) else str(result)
+
+
+def _announcer(path: str) -> Callable[[str], None] | None:
+    """A callback writing the task's run id to `path`, for the worker to announce it."""
+    if not path:
+        return None
+
+    def announce(run_id: str) -> None:
+        Path(path + ".tmp").write_text(run_id)
+        os.replace(path + ".tmp", path)
+
+    return announce
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m gittrack.execute.dask_executor TASK_JSON`: run one task's command in this process."""
+    task = Task(**json.loads(argv[0]))
+    from . import executors
+
+    fields = set(executors.Task.__dataclass_fields__)
+    job = executors.Task(
+        script=str(Path(task.script).resolve()),
+        args=list(task.args),
+        function=task.function,
+        repo=os.environ.get("GITTRACK_REPO"),
+        cwd=os.getcwd(),
+        **{
+            k: v
+            for k, v in task.options.items()
+            if k in fields and k not in ("script", "args", "function", "repo", "cwd")
+        },
+    )
+    result = executors.execute(
+        job, on_start=_announcer(os.environ.get("GITTRACK_DASK_ID_FILE", ""))
+    )
+    if path := os.environ.get("GITTRACK_DASK_RESULT_FILE"):
+        Path(path).write_text(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "status": result.status,
+                    "reused": result.reused,
+                    "error": result.error,
+                }
+            )
+        )
+    if result.error and result.status == "error":
+        print(result.error, file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+# -- on the client --------------------------------------------------------------------------
+
+
+class DaskRunner:
+    """Submits tasks to a Dask client, records what comes back, retries and reconciles."""
+
+    def __init__(
+        self,
+        repo: store.Repo,
+        client: Any,
+        *,
+        shared_fs: bool = False,
+        retries: int = 0,
+        progress: bool = True,
+    ) -> None:
+        self.repo = repo
+        self.client = client
+        self.shared_fs = shared_fs
+        self.retries = retries
+        self.progress = progress
+        self.topic = "gittrack-" + store.secrets_token()
+        self._announced: dict[str, list[tuple[str, str]]] = {}  # key -> [(run id, staged toml)]
+        self._lock = threading.Lock()
+
+    def _on_event(self, event: Any) -> None:
+        message = event[1] if isinstance(event, tuple) else event
+        with self._lock:
+            self._announced.setdefault(message["key"], []).append(
+                (message["run"], message["record"])
+            )
+
+    def run(self, tasks: Iterable[Task | Sequence[Any] | Mapping[str, Any]]) -> list[TaskOutcome]:
+        """Run every task; the outcomes in the order of `tasks`."""
+        return sorted(self.iter_run(tasks), key=lambda o: o.index)
+
+    def iter_run(
+        self, tasks: Iterable[Task | Sequence[Any] | Mapping[str, Any]]
+    ) -> Generator[TaskOutcome, None, None]:
+        """Run tasks, yielding each task's outcome as it ends (after its last attempt).
+
+        Ctrl-C, or closing the iterator early, cancels the queued tasks and interrupts the
+        running ones, which are recorded as `interrupted`.
+        """
+        from distributed import Event, as_completed
+        from tqdm import tqdm
+
+        items = [as_task(t) for t in tasks]
+        for task in items:
+            script = Path(task.script)
+            if script.is_absolute():
+                with contextlib.suppress(ValueError):
+                    task.script = script.resolve().relative_to(self.repo.root.resolve()).as_posix()
+        outcomes = [TaskOutcome(i) for i in range(len(items))]
+        base = {"topic": self.topic, "shared_repo": str(self.repo.root) if self.shared_fs else ""}
+        bundle = None
+        self.code = store.snapshot_code(self.repo, None, "dask-sweep")
+        if not self.shared_fs:
+            # runs consuming earlier runs (RunRef inputs) need the records in their checkout
+            with_runs = any(
+                t.options.get("pinned") or _consumes_runs(self.repo.root / t.script) for t in items
+            )
+            base["settings"] = store.settings_commit(self.repo, with_runs=with_runs)
+            base["code"] = self.code.commit
+            data = store.make_bundle(
+                self.repo, {"code": self.code.commit, "settings": base["settings"]}
+            )
+            bundle = self.client.scatter(data, broadcast=True)
+        self.client.subscribe_topic(self.topic, self._on_event)
+        cancel = Event(self.topic + "-cancel", client=self.client)
+        futures: dict[Any, tuple[int, int]] = {}
+
+        def submit(i: int, attempt: int) -> Any:
+            key = f"{self.topic}-{i}-{attempt}"
+            payload = {**base, "key": key, "task": asdict(items[i])}
+            future = self.client.submit(execute, payload, bundle, key=key, pure=False, retries=0)
+            futures[future] = (i, attempt)
+            outcomes[i].attempts = attempt
+            return future
+
+        if self.progress and getattr(self.client, "dashboard_link", None):
+            print(f"Dask dashboard: {self.client.dashboard_link}", file=sys.stderr)
+        pending = as_completed([submit(i, 1) for i in range(len(items))])
+        bar = tqdm(
+            total=len(items), unit="run", disable=not self.progress, file=sys.stderr, desc="sweep"
+        )
+        try:
+            for future in pending:
+                i, attempt = futures.pop(future)
+                outcome = outcomes[i]
+                done = self._collect(future, outcome, f"{self.topic}-{i}-{attempt}", items[i])
+                if done in ("failed", "died", "error") and attempt <= self.retries:
+                    pending.add(submit(i, attempt + 1))
+                    continue
+                bar.update(1)
+                bar.set_postfix_str(_counts(outcomes), refresh=False)
+                yield outcome
+        except (KeyboardInterrupt, GeneratorExit):
+            self._interrupt(cancel, futures, outcomes, items)
+            raise
+        finally:
+            bar.close()
+            with contextlib.suppress(Exception):
+                self.client.unsubscribe_topic(self.topic)
+
+    def _collect(self, future: Any, outcome: TaskOutcome, key: str, task: Task) -> str:
+        """Record one finished attempt; returns its status."""
+        result: dict[str, Any]
+        try:
+            result = future.result()
+        except Exception as exc:  # KilledWorker, a lost connection: the attempt died
+            result = {"run": "", "status": "died", "error": f"{type(exc).__name__}: {exc}"}
+        run_id = result.get("run", "")
+        if run_id and "files" in result:
+            files = dict(result["files"])
+            record = RunRecord.from_toml(files.pop("run.toml"), run_id)
+            record.code.head, record.code.branch = self.code.head, self.code.branch
+            record.code.detached, record.code.dirty = self.code.detached, self.code.dirty
+            if record.inputs:  # the worker's checkout knows the inputs' runs, not their commits
+                from ..index.db import Index
+
+                index = Index(self.repo)
+                for item in record.inputs:
+                    row = index.get(item.run)
+                    item.commit = (row or {}).get("commit") or item.commit
+            store.write_run(self.repo, record, files)
+        status: str = result.get("status", "error")
+        outcome.reused = bool(result.get("reused"))
+        if run_id and (data := store.read_record_bytes(self.repo, run_id)):
+            record = RunRecord.from_toml(data, run_id)
+            outcome.metrics, outcome.duration_s = dict(record.metrics), record.duration_s
+        died = self._record_died(
+            key,
+            keep=run_id,
+            task=task,
+            reason=result.get("error", ""),
+            always=status == "died" and not run_id,
+        )
+        outcome.runs.extend(died)
+        if run_id:
+            outcome.runs.append(run_id)
+        outcome.run = run_id or (died[-1] if died else "")
+        outcome.status = status
+        outcome.error = result.get("error") or (
+            result.get("stderr", "") if status == "error" else ""
+        )
+        return status
+
+    def _record_died(
+        self,
+        key: str,
+        *,
+        keep: str = "",
+        task: Task | None = None,
+        reason: str = "",
+        always: bool = False,
+        status: str = "died",
+    ) -> list[str]:
+        """Record runs announced for `key` that never finished (and, if none, the attempt)."""
+        if always:
+            time.sleep(0.2)  # let the worker's last announcement arrive
+        with self._lock:
+            announced = [a for a in self._announced.pop(key, []) if a[0] != keep]
+        recorded = []
+        for run_id, staged in announced:
+            if store.read_record_bytes(self.repo, run_id) is not None:
+                continue
+            record = RunRecord.from_toml(staged, run_id)
+            recorded.append(self._write_lost(record, status, reason))
+        if always and not announced and task is not None:
+            from ..recording.context import new_run_id, now
+
+            record = RunRecord(
+                id=new_run_id(),
+                command=task.script,
+                argv=list(task.args),
+                started=now(),
+                name=str(task.options.get("name", "")),
+                experiment=str(task.options.get("experiment", "")),
+                code=self.code,
+            )
+            recorded.append(
+                self._write_lost(
+                    record, status, reason or "the worker was lost before the run started"
+                )
+            )
+        return recorded
+
+    def _write_lost(self, record: RunRecord, status: str, reason: str) -> str:
+        from ..recording.context import now
+
+        record.status = status
+        record.finished = record.finished or now()
+        if record.started:
+            record.duration_s = round((record.finished - record.started).total_seconds(), 3)
+        record.error = {
+            "type": "WorkerLost" if status == "died" else "Interrupted",
+            "message": reason or status,
+        }
+        record.env.setdefault("executor", "dask")
+        store.write_run(self.repo, record, {})
+        return record.id
+
+    def _interrupt(
+        self,
+        cancel: Any,
+        futures: dict[Any, tuple[int, int]],
+        outcomes: list[TaskOutcome],
+        items: list[Task],
+    ) -> None:
+        """Ctrl-C: cancel queued tasks, let running ones record `interrupted`, record the rest."""
+        from distributed import wait
+
+        with contextlib.suppress(Exception):
+            cancel.set()
+        started = {k for k in self._announced}
+        queued = [f for f, (i, a) in futures.items() if f"{self.topic}-{i}-{a}" not in started]
+        self.client.cancel(queued)
+        for f in queued:
+            outcomes[futures.pop(f)[0]].status = "cancelled"
+        running = list(futures)
+        with contextlib.suppress(Exception):
+            wait(running, timeout=GRACE_S)
+        for future in running:
+            i, attempt = futures.pop(future)
+            key = f"{self.topic}-{i}-{attempt}"
+            if future.done():
+                self._collect(future, outcomes[i], key, items[i])
+            else:
+                future.cancel()
+                outcomes[i].runs += self._record_died(
+                    key, status="interrupted", reason="sweep interrupted (Ctrl-C)"
+                )
+                outcomes[i].status = "interrupted"
+
+
+def _consumes_runs(script: Path) -> bool:
+    """Whether a script may take earlier runs as inputs (it mentions RunRef)."""
+    try:
+        return "RunRef" in script.read_text(errors="replace")
+    except OSError:
+        return True
+
+
+def _counts(outcomes: list[TaskOutcome]) -> str:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        if o.status != "pending":
+            counts[o.status] = counts.get(o.status, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def run_tasks(
+    repo: store.Repo,
+    tasks: Iterable[Task | Sequence[Any] | Mapping[str, Any]],
+    *,
+    kind: str = "dask",
+    scheduler: str | None = None,
+    client: Any = None,
+    shared_fs: bool | None = None,
+    retries: int = 0,
+    progress: bool = True,
+    workers: int | None = None,
+    **cluster_options: Any,
+) -> list[TaskOutcome]:
+    """Run tasks (script, function, args, options) on Dask and record every run on the branch.
+
+    `shared_fs` defaults to True for a LocalCluster (same machine) and False otherwise.
+    """
+    if shared_fs is None:
+        shared_fs = client is None and scheduler is None and kind == "dask"
+    if client is not None:
+        return DaskRunner(
+            repo, client, shared_fs=shared_fs, retries=retries, progress=progress
+        ).run(tasks)
+    with connect(
+        kind, scheduler=scheduler, workers=workers, repo_root=repo.root, **cluster_options
+    ) as dask_client:
+        runner = DaskRunner(
+            repo, dask_client, shared_fs=shared_fs, retries=retries, progress=progress
+        )
+        return runner.run(tasks)
+
+
+# -- behind the executors interface (gittrack sweep --executor dask|slurm|pbs|sge) ----------
+
+TASK_OPTIONS = (
+    "name",
+    "experiment",
+    "tags",
+    "force",
+    "allow_failed",
+    "parent",
+    "rerun_of",
+    "pinned",
+)
+
+
+class DaskExecutor:
+    """The `dask` (and `slurm`, `pbs`, `sge`) executor: runs a sweep's tasks through Dask."""
+
+    def __init__(
+        self,
+        jobs: int = 1,
+        *,
+        kind: str = "dask",
+        scheduler: str | None = None,
+        retries: int = 0,
+        shared_fs: bool | None = None,
+        progress: bool = False,
+        workers: int | None = None,
+        **cluster_options: Any,
+    ) -> None:
+        if kind not in ("dask", *JOBQUEUE):
+            raise UsageError(
+                f"Unknown Dask cluster kind '{kind}'; use dask, {', '.join(JOBQUEUE)}."
+            )
+        if retries < 0:
+            raise UsageError(f"--retries must be 0 or more, not {retries}.")
+        self.kind, self.scheduler, self.retries, self.progress = kind, scheduler, retries, progress
+        self.shared_fs = shared_fs
+        self.workers = workers or (jobs if jobs > 1 else None)
+        self.jobs = jobs
+        self.cluster_options = {k: v for k, v in cluster_options.items() if v is not None}
+
+    def run(self, tasks: Iterable[Any]) -> Iterator[Any]:
+        from .executors import Result
+
+        originals = list(tasks)
+        if not originals:
+            return
+        first = originals[0]
+        repo = store.find_repo(first.repo or first.cwd or None)
+        mine = [
+            Task(t.script, t.function, list(t.args), {k: getattr(t, k) for k in TASK_OPTIONS})
+            for t in originals
+        ]
+        shared = self.shared_fs
+        if shared is None:
+            shared = self.scheduler is None and self.kind == "dask"
+        options = dict(self.cluster_options)
+        if self.kind in JOBQUEUE:
+            options.setdefault("jobs", self.jobs)
+        with connect(
+            self.kind,
+            scheduler=self.scheduler,
+            workers=self.workers,
+            repo_root=repo.root,
+            **options,
+        ) as client:
+            runner = DaskRunner(
+                repo, client, shared_fs=shared, retries=self.retries, progress=self.progress
+            )
+            with contextlib.closing(runner.iter_run(mine)) as outcomes:
+                for outcome in outcomes:
+                    yield Result(
+                        originals[outcome.index],
+                        run_id=outcome.run,
+                        status=outcome.status,
+                        reused=outcome.reused,
+                        error=outcome.error,
+                        metrics=outcome.metrics,
+                        duration_s=outcome.duration_s,
+                    )
+
+
+def _register() -> None:
+    """Add `dask`, `slurm`, `pbs` and `sge` to the executor registry."""
+    import functools
+
+    from . import executors
+
+    for kind in ("dask", *JOBQUEUE):
+        executors.EXECUTORS.setdefault(kind, functools.partial(DaskExecutor, kind=kind))
+
+
+_register()
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

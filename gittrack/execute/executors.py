@@ -1,0 +1,284 @@
+"""Where the runs of an experiment execute: one interface, local worker processes by default.
+
+An executor takes `Task`s (a script, its arguments and run options, all plain data) and yields a
+`Result` per task as runs end. `execute(task)` runs one task in the current process and is what
+every executor calls in its workers; other modules register more executors (e.g. Dask) in
+`EXECUTORS`. Closing the iterator early (fail-fast) stops the tasks not yet started and
+interrupts the running ones, which are then recorded as interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from ..errors import UsageError
+
+
+@dataclass
+class Task:
+    """One run to make: `script` (absolute path) invoked with `args`, plus the run's options."""
+
+    script: str
+    args: list[str] = field(default_factory=list)
+    function: str | None = None
+    name: str = ""
+    experiment: str = ""
+    tags: list[str] = field(default_factory=list)
+    force: bool = False
+    allow_failed: bool = False
+    parent: str = ""
+    rerun_of: str = ""
+    repo: str | None = None
+    cwd: str | None = None
+    pinned: dict[str, list[str]] = field(default_factory=dict)  # RunRef params fixed to ids
+    params: dict[str, Any] = field(default_factory=dict)  # the grid point, for reports only
+
+
+@dataclass
+class Result:
+    """How a task ended: the run it recorded (or reused), or why no run was recorded."""
+
+    task: Task
+    run_id: str = ""
+    status: str = "error"  # a run status, or "error" when no run could start
+    reused: bool = False
+    error: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["task"] = asdict(self.task)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        return cls(**{**data, "task": Task(**data["task"])})
+
+
+class Executor(Protocol):
+    """Runs tasks and yields one Result per task, in the order they end."""
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[Result]: ...
+
+
+def execute(
+    task: Task, command: Any = None, on_start: Callable[[str], None] | None = None
+) -> Result:
+    """Run one task in this process: load the script (or use `command`), invoke it, report.
+
+    `on_start` is told the run's id as soon as the run is staged (a worker announcing it).
+    """
+    import click
+
+    from ..errors import GittrackError
+    from ..recording import runref
+    from ..recording.context import RunOptions
+    from ..recording.invoke import invoke
+    from ..recording.loader import find_command
+
+    t0 = time.perf_counter()
+    result = Result(task)
+    previous = os.getcwd()
+    token = runref.pinned.set(task.pinned or None)
+    options = RunOptions(
+        name=task.name,
+        tags=list(task.tags),
+        experiment=task.experiment,
+        rerun_of=task.rerun_of,
+        repo=task.repo,
+        force=task.force,
+        allow_failed=task.allow_failed,
+        parent=task.parent,
+        script=Path(task.script) if task.script else None,
+        on_start=on_start,
+    )
+    try:
+        if task.cwd:
+            os.chdir(task.cwd)
+        cmd = command or find_command(Path(task.script), task.function)
+        invoke(cmd, task.args, options, Path(task.script).name or "command")
+    except click.exceptions.Exit as exc:
+        if exc.exit_code:
+            result.error = f"exit code {exc.exit_code}"
+    except click.ClickException as exc:
+        result.error = exc.format_message()
+    except GittrackError as exc:
+        result.error = str(exc)
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        runref.pinned.reset(token)
+        os.chdir(previous)
+    record = options.record
+    if record is not None:
+        result.run_id = record.id
+        result.status = record.status
+        result.metrics = dict(record.metrics)
+        result.reused = options.reused
+        if record.error and not result.error:
+            result.error = f"{record.error.get('type', '')}: {record.error.get('message', '')}"
+    result.duration_s = round(time.perf_counter() - t0, 3)
+    return result
+
+
+class InProcessExecutor:
+    """Runs tasks one after another in this process (an experiment driver's children)."""
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[Result]:
+        for task in tasks:
+            yield execute(task)
+
+
+class LocalExecutor:
+    """`jobs` worker processes on this machine, each running tasks one after another."""
+
+    def __init__(self, jobs: int = 1) -> None:
+        if jobs < 1:
+            raise UsageError(f"-j/--jobs must be at least 1, not {jobs}.")
+        self.jobs = jobs
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[Result]:
+        queue = deque(tasks)
+        workers: list[_Worker] = []
+        selector = selectors.DefaultSelector()
+        try:
+            for _ in range(min(self.jobs, len(queue))):
+                worker = _Worker()
+                workers.append(worker)
+                worker.assign(queue.popleft())
+                selector.register(worker.out, selectors.EVENT_READ, worker)
+            busy = len(workers)
+            while busy:
+                for key, _ in selector.select():
+                    worker = key.data
+                    result = worker.receive()
+                    if result is None:  # the worker died: report its task, start a new one
+                        selector.unregister(worker.out)
+                        result = Result(
+                            worker.task,
+                            error=f"worker process died (exit code {worker.proc.wait()})",
+                        )
+                        worker = _Worker()
+                        workers.append(worker)
+                        selector.register(worker.out, selectors.EVENT_READ, worker)
+                    if queue:
+                        worker.assign(queue.popleft())
+                    else:
+                        worker.task = None
+                        busy -= 1
+                    yield result
+        finally:
+            for worker in workers:
+                worker.stop(interrupt=worker.task is not None)
+            selector.close()
+
+
+class _Worker:
+    """A `python -m gittrack.execute.executors` process reading tasks and writing results as JSON lines."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gittrack.execute.executors"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # Ctrl-C reaches the sweep only; it stops each worker once
+        )
+        assert self.proc.stdin and self.proc.stdout
+        self.out: IO[str] = self.proc.stdout
+        self.task: Task | None = None
+
+    def assign(self, task: Task) -> None:
+        self.task = task
+        assert self.proc.stdin
+        try:
+            self.proc.stdin.write(json.dumps(asdict(task)) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # receive() reports the dead worker
+
+    def receive(self) -> Result | None:
+        line = self.out.readline()
+        if not line:
+            return None
+        return Result.from_json(json.loads(line))
+
+    def stop(self, interrupt: bool) -> None:
+        if interrupt and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(OSError):
+            assert self.proc.stdin
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            self.out.close()
+
+
+def worker_main() -> None:
+    """Worker loop: one task per line on stdin, one result per line on the original stdout."""
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the run's own prints go to its logs)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        result = execute(Task(**json.loads(line)))
+        protocol.write(json.dumps(result.to_json(), default=str) + "\n")
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {
+    "local": LocalExecutor,
+    "inprocess": InProcessExecutor,
+}
+
+
+# executors registered by a module imported on first use (it adds itself to EXECUTORS)
+PLUGINS = {
+    "dask": "dask_executor",
+    "slurm": "dask_executor",
+    "pbs": "dask_executor",
+    "sge": "dask_executor",
+}
+
+
+def get_executor(name: str, **options: Any) -> Executor:
+    """An executor by its registered name (`local`, or one a plugin added, e.g. `dask`)."""
+    if name not in EXECUTORS and name in PLUGINS:
+        import importlib
+
+        importlib.import_module(f"{__package__}.{PLUGINS[name]}")
+    if name not in EXECUTORS:
+        known = ", ".join(sorted(set(EXECUTORS) | set(PLUGINS)))
+        raise UsageError(f"Unknown executor '{name}'; choose one of: {known}.")
+    factory = EXECUTORS[name]
+    if name == "inprocess":
+        options.pop("jobs", None)
+    return factory(**options)
+
+
+if __name__ == "__main__":
+    worker_main()

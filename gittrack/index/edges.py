@@ -1,0 +1,200 @@
+"""Lineage tables derived from the lookup table: edges between runs, outputs by md5, memo keys.
+
+They live in the index database next to `runs`, are filled in the same transaction as each
+sync (so they are never ahead of or behind it) and can always be rebuilt from the records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .db import Index
+
+TABLES = (
+    "CREATE TABLE IF NOT EXISTS lineage_edges (child TEXT, parent TEXT, kind TEXT, output TEXT, md5 TEXT, commit_sha TEXT)",
+    "CREATE INDEX IF NOT EXISTS lineage_edges_child ON lineage_edges(child)",
+    "CREATE INDEX IF NOT EXISTS lineage_edges_parent ON lineage_edges(parent)",
+    "CREATE TABLE IF NOT EXISTS lineage_outputs (md5 TEXT, size INTEGER, run TEXT, name TEXT, started TEXT)",
+    "CREATE INDEX IF NOT EXISTS lineage_outputs_md5 ON lineage_outputs(md5)",
+    "CREATE INDEX IF NOT EXISTS lineage_outputs_size ON lineage_outputs(size)",
+    "CREATE INDEX IF NOT EXISTS lineage_outputs_run ON lineage_outputs(run)",
+    "CREATE TABLE IF NOT EXISTS lineage_memo (key TEXT, run TEXT, started TEXT)",
+    "CREATE INDEX IF NOT EXISTS lineage_memo_key ON lineage_memo(key)",
+    "CREATE INDEX IF NOT EXISTS lineage_memo_run ON lineage_memo(run)",
+    "CREATE TABLE IF NOT EXISTS lineage_filehash (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, md5 TEXT)",
+)
+CHUNK = 500  # ids per SQL statement (well under SQLite's variable limit)
+
+
+def _has_tables(db: sqlite3.Connection) -> bool:
+    row = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='lineage_memo'")
+    return row.fetchone() is not None
+
+
+def sync_tables(
+    db: sqlite3.Connection, ids: list[str], removed: Iterable[str], full: bool
+) -> list[tuple[str, str, str]]:
+    """Bring the lineage tables in step with `runs` for changed and removed ids (in a transaction).
+
+    Returns the (memo key, run id, started) of the completed runs it saw, for memo.py's files.
+    """
+    if not _has_tables(db):
+        for statement in TABLES:
+            db.execute(statement)
+        full = True
+    if full:
+        for table in ("lineage_edges", "lineage_outputs", "lineage_memo"):
+            db.execute(f"DELETE FROM {table}")
+        rows: Iterable[tuple[str, str | None]] = db.execute(
+            "SELECT id, record FROM runs"
+        )  # streamed
+    else:
+        gone = sorted(set(ids) | set(removed))
+        for chunk in _chunks(gone):
+            marks = ",".join("?" * len(chunk))
+            db.execute(f"DELETE FROM lineage_edges WHERE child IN ({marks})", chunk)
+            db.execute(f"DELETE FROM lineage_outputs WHERE run IN ({marks})", chunk)
+            db.execute(f"DELETE FROM lineage_memo WHERE run IN ({marks})", chunk)
+        rows = []
+        for chunk in _chunks(sorted(set(ids))):
+            marks = ",".join("?" * len(chunk))
+            rows += db.execute(
+                f"SELECT id, record FROM runs WHERE id IN ({marks})", chunk
+            ).fetchall()
+    edges, outputs, memos = [], [], []
+    for run_id, text in rows:
+        if not text:
+            continue
+        record = json.loads(text)
+        for item in record.get("inputs") or []:
+            edges.append(
+                (
+                    run_id,
+                    item.get("run", ""),
+                    "input",
+                    item.get("output", ""),
+                    item.get("md5", ""),
+                    item.get("commit", ""),
+                )
+            )
+        if record.get("parent"):
+            edges.append((run_id, record["parent"], "parent", "", "", ""))
+        if record.get("rerun_of"):
+            edges.append((run_id, record["rerun_of"], "rerun", "", "", ""))
+        started = record.get("started") or ""
+        for name, out in (record.get("outputs") or {}).items():
+            if out.get("md5"):
+                outputs.append((out["md5"], int(out.get("size") or 0), run_id, name, started))
+        if record.get("memo") and record.get("status") == "completed":
+            memos.append((record["memo"], run_id, started))
+    db.executemany("INSERT INTO lineage_edges VALUES (?,?,?,?,?,?)", edges)
+    db.executemany("INSERT INTO lineage_outputs VALUES (?,?,?,?,?)", outputs)
+    db.executemany("INSERT INTO lineage_memo VALUES (?,?,?)", memos)
+    return memos
+
+
+def _chunks(items: list[str], size: int = CHUNK) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def ready(index: Index) -> sqlite3.Connection:
+    """The index database, synced, with the lineage tables present (built once if missing)."""
+    index.sync()
+    db = index.db
+    if not _has_tables(db):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            sync_tables(db, [], (), full=True)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return db
+
+
+def edges_of(
+    index: Index, ids: Iterable[str], downstream: bool = False, kinds: Iterable[str] = ("input",)
+) -> list[tuple[str, str, str, str, str]]:
+    """(child, parent, kind, output, md5) edges touching `ids`: their inputs, or their consumers."""
+    db = ready(index)
+    column = "parent" if downstream else "child"
+    kinds = list(kinds)
+    found: list[tuple[str, str, str, str, str]] = []
+    for chunk in _chunks(sorted(set(ids))):
+        marks = ",".join("?" * len(chunk))
+        kind_marks = ",".join("?" * len(kinds))
+        found += db.execute(
+            f"SELECT child, parent, kind, output, md5 FROM lineage_edges "
+            f"WHERE {column} IN ({marks}) AND kind IN ({kind_marks})",
+            [*chunk, *kinds],
+        ).fetchall()
+    return found
+
+
+def producers(index: Index, md5: str) -> list[tuple[str, str]]:
+    """(run id, output name) of every recorded output with this md5, oldest run first."""
+    db = ready(index)
+    rows = db.execute(
+        "SELECT run, name FROM lineage_outputs WHERE md5 = ? ORDER BY started, run", (md5,)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def all_memos(index: Index) -> list[tuple[str, str, str]]:
+    """(memo key, run id, started) of every completed run that has a memo key."""
+    db = ready(index)
+    return [tuple(r) for r in db.execute("SELECT key, run, started FROM lineage_memo")]
+
+
+def file_md5(index: Index, path: Path) -> str:
+    """md5 of a file's content (as DVC computes it), cached by path, size, mtime and inode."""
+    st = path.stat()
+    key = str(path.resolve())
+    db = ready(index)
+    row = db.execute(
+        "SELECT md5 FROM lineage_filehash WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?",
+        (key, st.st_size, st.st_mtime_ns, st.st_ino),
+    ).fetchone()
+    if row:
+        return str(row[0])
+    digest = hashlib.md5()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    md5 = digest.hexdigest()
+    db.execute(
+        "INSERT OR REPLACE INTO lineage_filehash VALUES (?,?,?,?,?)",
+        (key, st.st_size, st.st_mtime_ns, st.st_ino, md5),
+    )
+    return md5
+
+
+def records(index: Index, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """{id: record JSON data} of indexed runs (missing or removed ids are left out)."""
+    db = ready(index)
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        marks = ",".join("?" * len(chunk))
+        for run_id, text, commit in db.execute(
+            f"SELECT id, record, commit_sha FROM runs WHERE id IN ({marks})", chunk
+        ):
+            if text:
+                found[run_id] = json.loads(text) | {"commit": commit}
+    return found
+
+
+def is_under(path: Path, folder: Path) -> bool:
+    """True when `path` lies inside `folder` (both resolved)."""
+    try:
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
+    except ValueError:
+        return False
+    return True

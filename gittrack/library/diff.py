@@ -1,0 +1,170 @@
+"""What differs between two runs: fields, params, metrics, env, outputs, and their code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import store
+from ..model.values import flat
+
+RUN_FIELDS = ("name", "status", "command", "experiment", "duration_s", "exit_code", "tags", "note")
+SECTIONS = ("run", "params", "metrics", "env", "outputs", "inputs")
+MISSING = None
+
+
+@dataclass
+class RunDiff:
+    """Two runs side by side: `changes[section]` lists (key, value in a, value in b)."""
+
+    a: dict[str, Any]
+    b: dict[str, Any]
+    changes: dict[str, list[tuple[str, Any, Any]]] = field(default_factory=dict)
+    code_a: str = ""
+    code_b: str = ""
+    code_diff: str = ""  # `git diff` between the code commits ("" when the code is the same)
+    code_problem: str = ""  # why the code diff could not be made
+
+    @property
+    def same(self) -> bool:
+        return not any(self.changes.values()) and self.code_a == self.code_b
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "changes": {
+                s: [{"key": k, "a": x, "b": y} for k, x, y in v] for s, v in self.changes.items()
+            },
+            "code": {
+                "a": self.code_a,
+                "b": self.code_b,
+                "diff": self.code_diff,
+                "problem": self.code_problem,
+            },
+        }
+
+
+def _output(o: dict[str, Any]) -> str:
+    size = o.get("size") or 0
+    return f"md5 {str(o.get('md5', ''))[:12]} ({_size(size)})"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""  # pragma: no cover
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, a value, b value) for each key whose values differ; missing values are None."""
+    keys = list(dict.fromkeys([*a, *b]))
+    return [
+        (k, a.get(k, MISSING), b.get(k, MISSING))
+        for k in keys
+        if a.get(k, MISSING) != b.get(k, MISSING)
+    ]
+
+
+def diff_runs(
+    repo: store.Repo, ref_a: str, ref_b: str, *, code: bool = True, color: bool = False
+) -> RunDiff:
+    """Compare runs `ref_a` and `ref_b` (ids, prefixes or names); `code` adds the `git diff`."""
+    from ..index.db import Index
+    from .run import resolve_id
+
+    index = Index(repo)
+    records = []
+    for ref in (ref_a, ref_b):
+        row = index.get(resolve_id(repo, ref))
+        assert row is not None
+        records.append((row["record"] or {}) | {"commit": row["commit"]})
+    ra, rb = records
+    head = ("id", "name", "status", "commit")
+    result = RunDiff({k: ra.get(k) for k in head}, {k: rb.get(k) for k in head})
+    result.changes["run"] = compare(
+        {k: ra.get(k) for k in RUN_FIELDS}, {k: rb.get(k) for k in RUN_FIELDS}
+    )
+    for section in ("params", "metrics", "env"):
+        result.changes[section] = compare(flat(ra.get(section) or {}), flat(rb.get(section) or {}))
+    outs = [{n: _output(o) for n, o in (r.get("outputs") or {}).items()} for r in (ra, rb)]
+    result.changes["outputs"] = compare(*outs)
+    ins = [
+        {
+            f"{i['run'][:8]}{':' + i['output'] if i.get('output') else ''}": i.get("md5", "")[:12]
+            or i.get("commit", "")[:8]
+            for i in r.get("inputs") or []
+        }
+        for r in (ra, rb)
+    ]
+    result.changes["inputs"] = compare(*ins)
+    result.code_a = (ra.get("code") or {}).get("commit", "")
+    result.code_b = (rb.get("code") or {}).get("commit", "")
+    if code and result.code_a and result.code_b and result.code_a != result.code_b:
+        result.code_diff, result.code_problem = code_diff(repo, result.code_a, result.code_b, color)
+    return result
+
+
+def code_diff(repo: store.Repo, a: str, b: str, color: bool = False) -> tuple[str, str]:
+    """(`git diff a b`, problem): the problem says why there is no diff (e.g. missing commits)."""
+    for sha in (a, b):
+        found = repo.reader().read(sha)
+        if found is None or found[1] != "commit":
+            return (
+                "",
+                f"code commit {sha[:10]} is not in this repository (fetch it with 'gittrack pull')",
+            )
+    proc = repo.git("diff", f"--color={'always' if color else 'never'}", a, b, check=False)
+    if proc.returncode != 0:
+        return "", proc.stderr.decode(errors="replace").strip()
+    return proc.stdout.decode("utf-8", "replace"), ""
+
+
+def format_diff(d: RunDiff, color: bool = False) -> str:
+    """A readable diff: one section per kind of change, then the code diff."""
+
+    def style(text: str, **kw: Any) -> str:
+        if not color:
+            return text
+        import click
+
+        return click.style(text, **kw)
+
+    def show(value: Any) -> str:
+        if value is None:
+            return "(none)"
+        if isinstance(value, list):
+            return ", ".join(map(str, value)) or "(none)"
+        return str(value)
+
+    lines = []
+    for label, run in (("a", d.a), ("b", d.b)):
+        fields = [str(run.get("id", ""))[:8], run.get("name") or "", run.get("status") or ""]
+        colour = "red" if label == "a" else "green"
+        lines.append(style(f"{label} {'  '.join(f for f in fields if f)}", fg=colour))
+    if d.same:
+        lines.append("The runs do not differ in fields, params, metrics, env, outputs or code.")
+    for section in SECTIONS:
+        changes = d.changes.get(section) or []
+        if not changes:
+            continue
+        lines.append(style(f"{section}:", bold=True))
+        width = max(len(k) for k, _, _ in changes)
+        for key, x, y in changes:
+            lines.append(
+                f"  {key.ljust(width)}  {style(show(x), fg='red')}  ->  {style(show(y), fg='green')}"
+            )
+    if d.code_a != d.code_b:
+        lines.append(
+            style("code:", bold=True)
+            + f" {d.code_a[:10] or '(none)'} -> {d.code_b[:10] or '(none)'}"
+        )
+        if d.code_problem:
+            lines.append(f"  (no code diff: {d.code_problem})")
+        elif d.code_diff:
+            lines.append(d.code_diff.rstrip("\n"))
+        else:
+            lines.append("  (same files)")
+    return "\n".join(lines)

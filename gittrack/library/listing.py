@@ -1,0 +1,158 @@
+"""What `gittrack ls` shows: indexed runs plus the runs staged locally (running or died)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import store
+from ..errors import UsageError
+from ..index.db import Index
+from ..model.values import FAMILY_COLUMN, cell, flat
+from ..store import staging
+
+BASE_COLUMNS = ["id", "name", "status", "started", "duration_s"]
+PLAIN_COLUMNS = (
+    "id",
+    "name",
+    "status",
+    "command",
+    "experiment",
+    "started",
+    "finished",
+    "duration_s",
+    "tags",
+    "note",
+    "commit",
+)
+
+
+@dataclass
+class Listing:
+    """Rows of runs as JSON-ready dicts, newest first, and how many runs exist in all."""
+
+    rows: list[dict[str, Any]]
+    total: int  # runs in the repository
+    problems: list[str] = field(default_factory=list)
+    more: bool = False  # --limit left out further matching runs
+    columns: list[str] = field(default_factory=list)  # what the table shows
+
+
+def list_runs(
+    repo: store.Repo,
+    where: str | None = None,
+    limit: int | None = None,
+    *,
+    sort: str | None = None,
+    columns: str | list[str] | None = None,
+    varying: bool = True,
+) -> Listing:
+    """The runs matching `where`, sorted (`-metrics.energy,params.temp`), locally staged first.
+
+    `columns` picks what to show (`id,params.temp,metrics.*`); by default the run fields, then
+    the params and metrics that vary among the listed runs (all of them when `varying` is off).
+    """
+    from ..index.query import compile_order, compile_where
+
+    index = Index(repo)
+    sql, params = compile_where(where) if where and where.strip() else ("", [])
+    order, order_params = (
+        compile_order(sort) if sort and sort.strip() else ("runs.started_ts DESC, runs.id", [])
+    )
+    # one row beyond the limit tells whether more match, without counting them all
+    rows = index.select(
+        sql, params, order, limit=None if limit is None else limit + 1, order_params=order_params
+    )
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit]
+    problems = [f"run {r['id'][:8]} is skipped: {r['problem']}" for r in rows if r["problem"]]
+    records = [r["record"] | {"commit": r["commit"]} for r in rows if r["record"]]
+    staged = []
+    if not where and not sort:
+        staged = [
+            rec.to_json_dict() | {"status": state, "commit": ""}
+            for rec, state in staging.stale_runs(repo)
+        ]
+    records = staged + records
+    if limit is not None:
+        more = more or len(records) > limit
+        records = records[:limit]
+    total = index.count() + len(staged)
+    shown = pick_columns(records, columns, varying)
+    problems += unknown_keys(index, where, sort, shown if columns else None)
+    return Listing(records, total, problems, more, shown)
+
+
+def query_hints(repo: store.Repo, where: str | None, sort: str | None = None) -> list[str]:
+    """Hints for a query and sort whose params/metrics/env names no run has (for the UI)."""
+    return unknown_keys(Index(repo), where, sort, None)
+
+
+def unknown_keys(
+    index: Index, where: str | None, sort: str | None, columns: list[str] | None
+) -> list[str]:
+    """One hint per params/metrics/env name that no run has (a typo matches nothing silently)."""
+    from ..index.query import family_keys
+
+    names = family_keys(where, sort, columns)
+    if not names:
+        return []
+    known = {
+        f"{family}.{key}" for family in ("params", "metrics", "env") for key in index.keys(family)
+    }
+    hints = []
+    for name in names:
+        if name in known:
+            continue
+        family, _, key = name.partition(".")
+        same_family = [k.partition(".")[2] for k in known if k.startswith(family + ".")]
+        close = difflib.get_close_matches(key, same_family, n=1)
+        hint = f" (did you mean {family}.{close[0]}?)" if close else ""
+        hints.append(f"no run has {name}{hint}")
+    return hints
+
+
+def pick_columns(
+    rows: list[dict[str, Any]], spec: str | list[str] | None, varying: bool = True
+) -> list[str]:
+    """The columns to show: those asked for (`params.*` expands), or the informative ones."""
+    if spec:
+        asked = [
+            c.strip() for c in (spec.split(",") if isinstance(spec, str) else spec) if c.strip()
+        ]
+        out: list[str] = []
+        for column in asked:
+            if column.endswith(".*") and column[:-2] in ("params", "metrics", "env"):
+                out += [c for c in family_columns(rows, column[:-2]) if c not in out]
+            elif column in PLAIN_COLUMNS or FAMILY_COLUMN.match(column):
+                out.append(column)
+            else:
+                raise UsageError(
+                    f"Unknown column '{column}'; use {', '.join(PLAIN_COLUMNS)}, params.X, "
+                    "metrics.X or env.X (params.* for all params)."
+                )
+        return out
+    # a table leaves out what says nothing here; CSV (for analysis) keeps a stable set
+    cols = [c for c in BASE_COLUMNS if not varying or c != "name" or any(r.get(c) for r in rows)]
+    for family in ("params", "metrics"):
+        for column in family_columns(rows, family):
+            if not varying or len(rows) < 2 or _varies(rows, column):
+                cols.append(column)
+    if not varying or any(r.get("tags") for r in rows):
+        cols.append("tags")
+    return cols
+
+
+def family_columns(rows: list[dict[str, Any]], family: str) -> list[str]:
+    """`family.key` for every (flattened) key seen in the rows, in first-seen order."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        for key in flat(row.get(family) or {}):
+            seen[f"{family}.{key}"] = None
+    return list(seen)
+
+
+def _varies(rows: list[dict[str, Any]], column: str) -> bool:
+    first = cell(rows[0], column)
+    return any(cell(r, column) != first for r in rows[1:])

@@ -1,0 +1,193 @@
+"""Run handles and how a user's reference (id, prefix, name, `latest`) resolves to runs."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .. import store
+from ..errors import AmbiguousRun, RecordError, RunNotFound
+from ..index.db import Index
+from ..model.record import Code, Input, Output, RunRecord
+from .consumers import consumed
+
+MIN_PREFIX = 4
+HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def open_repo(repo: str | os.PathLike[str] | store.Repo | None = None) -> store.Repo:
+    """A Repo from a path, an existing Repo, GITTRACK_REPO or the current directory."""
+    if isinstance(repo, store.Repo):
+        return repo
+    return store.find_repo(repo or os.environ.get("GITTRACK_REPO") or None)
+
+
+class Run:
+    """A recorded run: its record's fields, and its outputs on demand.
+
+    `gittrack.Run("3f2a")` resolves an id, prefix, name or `latest` in the current repository.
+    """
+
+    def __init__(
+        self,
+        ref: str,
+        repo: str | os.PathLike[str] | store.Repo | None = None,
+        *,
+        record: RunRecord | None = None,
+        commit: str = "",
+    ) -> None:
+        self._repo = open_repo(repo)
+        if record is None:
+            run_id = resolve_id(self._repo, ref)
+            self._record: RunRecord | None = None
+            self.id = run_id
+        else:
+            self.id = record.id
+            self._record = record
+        self._commit = commit
+
+    @property
+    def repo(self) -> store.Repo:
+        return self._repo
+
+    @property
+    def record(self) -> RunRecord:
+        if self._record is None:
+            data = store.read_record_bytes(self._repo, self.id)
+            if data is None:
+                raise RunNotFound(self.id)
+            self._record = RunRecord.from_toml(data, self.id)
+        return self._record
+
+    @property
+    def short(self) -> str:
+        return self.id[:8]
+
+    name = property(lambda self: self.record.name)
+    status = property(lambda self: self.record.status)
+    command = property(lambda self: self.record.command)
+    experiment = property(lambda self: self.record.experiment)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.record.params
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.record.metrics
+
+    @property
+    def outputs(self) -> dict[str, Output]:
+        return self.record.outputs
+
+    @property
+    def inputs(self) -> list[Input]:
+        return self.record.inputs
+
+    @property
+    def code(self) -> Code:
+        return self.record.code
+
+    @property
+    def env(self) -> dict[str, Any]:
+        return self.record.env
+
+    @property
+    def commit(self) -> str:
+        """The commit on the runs branch that recorded this run."""
+        if not self._commit:
+            row = Index(self._repo).get(self.id)
+            self._commit = row["commit"] if row else ""
+        return self._commit
+
+    def to_json(self) -> dict[str, Any]:
+        """The record in its one JSON form, with its commit and its current tags and note."""
+        row = Index(self._repo).get(self.id)
+        if row and row["record"]:
+            self._commit = self._commit or row["commit"]
+            return dict(row["record"]) | {"commit": row["commit"]}
+        return self.record.to_json_dict() | {"commit": self.commit}
+
+    def path(self, name: str) -> Path:
+        """Local path of output `name`, fetched from the cache or remote when needed."""
+        from . import outputs
+
+        path = outputs.output_path(self, name)
+        self._consumed(name)
+        return path
+
+    def load(self, name: str) -> Any:
+        """Output `name` loaded back: arrays as numpy arrays, tables as DataFrames, files as paths."""
+        from . import outputs
+
+        value = outputs.load_output(self, name)
+        self._consumed(name)
+        return value
+
+    def _consumed(self, name: str) -> None:
+        """Inside a tracked run, record output `name` of this run as one of its inputs."""
+        output = self.record.outputs.get(name)
+        consumed(self.id, self.commit, name, output.md5 if output else "")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Run:
+        return self  # a handle: records holding it as a param value copy it as is
+
+    def __repr__(self) -> str:
+        return f"<Run {self.short} {self.status}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+def resolve_id(repo: store.Repo, ref: str) -> str:
+    """The full id for `ref`: `latest`, a full id, a unique prefix of 4+ characters, or a name."""
+    ref = ref.strip()
+    index = Index(repo)
+    if ref == "latest":
+        latest = index.latest()
+        if latest is None:
+            raise RunNotFound(ref)
+        return latest
+    named = index.ids_named(ref)
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise AmbiguousRun(ref, named)
+    lowered = ref.lower()
+    if HEX.match(lowered) and len(lowered) >= MIN_PREFIX:
+        found = index.ids_with_prefix(lowered)
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise AmbiguousRun(ref, found)
+    raise RunNotFound(ref, suggest(index, ref))
+
+
+def suggest(index: Index, ref: str) -> list[str]:
+    """Close matches for a reference that matched nothing: names, then similar id prefixes."""
+    names = [r[0] for r in index.db.execute("SELECT DISTINCT name FROM runs WHERE name != ''")]
+    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.6)
+    if len(ref) >= 2 and HEX.match(ref.lower()[:2]):  # "5c8x" is a typo for an id too
+        short = ref.lower()[:2]
+        ids = [r[:8] for r in index.ids_with_prefix(short, limit=200)]
+        close += difflib.get_close_matches(ref.lower()[:8], ids, n=3, cutoff=0.5)
+    return close[:3]
+
+
+def iter_runs(repo: store.Repo, ids: list[str]) -> Iterator[Run | RecordError]:
+    """Runs for ids, reading their records through one git process; unreadable ones as errors."""
+    revs = [f"{store.RUNS_REF}:runs/{i[:2]}/{i}/run.toml" for i in ids]
+    for run_id, (_, data) in zip(ids, repo.reader().read_many(revs), strict=True):
+        try:
+            if data is None:
+                raise RecordError(run_id, "run.toml is missing")
+            yield Run(run_id, repo, record=RunRecord.from_toml(data, run_id))
+        except RecordError as exc:
+            yield exc

@@ -1,0 +1,1 @@
+"""Pure data: the run record, the note format, values as listed. No I/O happens here."""

@@ -1,0 +1,284 @@
+"""The run record: what `run.toml` holds, encoded and decoded without any I/O.
+
+Every key is documented in docs/storage-format.md; `schema` is checked first so that an older
+gittrack refuses a newer record with a clear message and a newer one migrates older records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+import tomli_w
+
+from ..errors import RecordError, SchemaTooNew
+
+SCHEMA = 1
+SHORT = 8
+
+STATUSES = ("running", "completed", "failed", "interrupted", "died")
+
+
+@dataclass
+class Code:
+    """The code a run executed: a commit on the user's history or a snapshot of a dirty tree."""
+
+    commit: str = ""  # the commit the run executed (HEAD, or the snapshot when dirty)
+    tree: str = ""  # that commit's tree id: equal trees mean equal code
+    hash: str = ""  # sha256 of the entry script's bytes
+    dirty: bool = False
+    script: str = ""  # path of the entry script relative to the repo root
+    head: str = ""  # HEAD when the run started (the snapshot's parent when dirty)
+    branch: str = ""  # the checked-out branch, "" when HEAD is detached
+    detached: bool = False
+    shallow: bool = False
+
+
+@dataclass
+class Input:
+    """One upstream output consumed by this run (or the whole run when `output` is empty)."""
+
+    run: str
+    commit: str = ""
+    output: str = ""
+    md5: str = ""
+
+
+@dataclass
+class Output:
+    """One stored output: a file or folder in the DVC cache, pointed at from the run folder."""
+
+    path: str  # relative to the run's output folder
+    md5: str = ""  # DVC's md5 (folders: the md5 of DVC's .dir listing, ending in ".dir")
+    size: int = 0
+    kind: str = "file"  # file, dir, npy, parquet, csv, bytes, text, json
+    pushed: bool = False
+    nfiles: int = 0  # folders only
+    error: str = ""  # set when the value could not be stored
+
+
+@dataclass
+class RunRecord:
+    """Everything gittrack knows about one run; the content of its `run.toml`."""
+
+    id: str
+    command: str = ""
+    status: str = "running"
+    name: str = ""
+    argv: list[str] = field(default_factory=list)
+    started: dt.datetime | None = None
+    finished: dt.datetime | None = None
+    duration_s: float = 0.0
+    exit_code: int = 0
+    experiment: str = ""
+    parent: str = ""  # the tracked run that launched this one (an experiment driver)
+    rerun_of: str = ""
+    memo: str = ""  # hash of command, code tree, params and input files: equal means reusable
+    tags: list[str] = field(default_factory=list)
+    note: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    param_sources: dict[str, str] = field(default_factory=dict)
+    code: Code = field(default_factory=Code)
+    inputs: list[Input] = field(default_factory=list)
+    outputs: dict[str, Output] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, str] = field(default_factory=dict)  # type, message, traceback
+    logs: dict[str, Any] = field(default_factory=dict)  # file names and truncation flags
+
+    @property
+    def short(self) -> str:
+        return self.id[:SHORT]
+
+    @property
+    def command_line(self) -> str:
+        """The command and its arguments, quoted so that a shell can run it again."""
+        return shlex.join([self.command, *self.argv])
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (TOML types: datetimes stay datetimes) in the documented key order."""
+        data: dict[str, Any] = {"schema": SCHEMA}
+        for key, value in asdict(self).items():
+            if key in ("code", "inputs", "outputs", "params"):
+                continue
+            data[key] = value
+        data["params"] = {k: _toml_value(v) for k, v in self.params.items() if v is not None}
+        data["code"] = asdict(self.code)
+        data["inputs"] = [asdict(i) for i in self.inputs]
+        data["outputs"] = {
+            name: {
+                k: v for k, v in asdict(o).items() if v not in ("", None) or k in ("md5", "path")
+            }
+            for name, o in self.outputs.items()
+        }
+        data["metrics"] = _clean(self.metrics)
+        data["env"] = _clean(self.env)
+        return {k: v for k, v in data.items() if v is not None and not _empty_optional(k, v)}
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The record's one JSON form (see `json_data`), for --json output and the index."""
+        return json_data(self.to_dict())
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict(), multiline_strings=True)
+
+    @classmethod
+    def from_toml(cls, text: str | bytes, run_id: str = "?") -> RunRecord:
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RecordError(run_id, f"not UTF-8 ({exc.reason})") from exc
+        import tomllib  # reading only: recording a run never parses TOML
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RecordError(run_id, f"invalid TOML ({exc})") from exc
+        return cls.from_dict(data, run_id)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], run_id: str = "?") -> RunRecord:
+        data = dict(data)
+        schema = data.pop("schema", None)
+        if not isinstance(schema, int):
+            raise RecordError(run_id, "missing or invalid 'schema' key")
+        if schema > SCHEMA:
+            raise SchemaTooNew(str(data.get("id", run_id)), schema, SCHEMA)
+        while schema < SCHEMA:
+            data = MIGRATIONS[schema](data)
+            schema += 1
+        if not isinstance(data.get("id"), str) or not data["id"]:
+            raise RecordError(run_id, "missing 'id'")
+        try:
+            code = Code(**data.pop("code", {}))
+            inputs = [Input(**i) for i in data.pop("inputs", [])]
+            outputs = {n: Output(**o) for n, o in data.pop("outputs", {}).items()}
+            known = set(cls.__dataclass_fields__)
+            extra = {k: v for k, v in data.items() if k not in known}
+            record = cls(
+                **{k: v for k, v in data.items() if k in known},
+                code=code,
+                inputs=inputs,
+                outputs=outputs,
+            )
+        except TypeError as exc:
+            raise RecordError(str(data.get("id", run_id)), f"unexpected layout ({exc})") from exc
+        if extra:
+            record.env.setdefault("_unknown_keys", sorted(extra))
+        params = dict(record.params)
+        for name in record.param_sources:
+            params.setdefault(name, None)  # None is not representable in TOML: omitted on write
+        record.params = params
+        return record
+
+
+def json_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The one JSON form of a record, from its TOML data (`to_dict()` or a parsed run.toml).
+
+    Datetimes become ISO 8601 strings, and a param whose value was None (which TOML cannot
+    hold, so run.toml leaves it out) is null. `ls --format json`, `show --json`, the Python
+    API and the UI's /api/runs all give this form.
+    """
+    out: dict[str, Any] = _jsonable(data)
+    params = out.get("params") or {}
+    for name in out.get("param_sources") or {}:
+        params.setdefault(name, None)
+    out["params"] = params
+    for key in ("started", "finished"):
+        out.setdefault(key, None)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    """TOML data as JSON data: tables and arrays copied, dates and times as ISO 8601 text."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return value
+
+
+# Older schemas migrate one step at a time: MIGRATIONS[n] turns schema n data into n + 1.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+_OPTIONAL_EMPTY = {
+    "name",
+    "experiment",
+    "parent",
+    "rerun_of",
+    "memo",
+    "note",
+    "tags",
+    "error",
+    "inputs",
+    "outputs",
+    "logs",
+    "finished",
+}
+
+
+def _empty_optional(key: str, value: Any) -> bool:
+    return key in _OPTIONAL_EMPTY and value in ("", [], {}, None)
+
+
+def _toml_value(value: Any) -> Any:
+    """Turn a click parameter value into its closest TOML type (int stays int)."""
+    if isinstance(value, bool | int | float | str | dt.datetime | dt.date):
+        return value
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_toml_value(v) for v in value if v is not None]
+    if isinstance(value, Mapping):
+        return {str(k): _toml_value(v) for k, v in value.items() if v is not None}
+    if hasattr(value, "id") and hasattr(value, "record"):  # a Run handle from RunRef
+        return value.id
+    if hasattr(value, "name") and hasattr(value, "read"):  # an open click.File
+        return str(value.name)
+    return str(value)
+
+
+def _clean(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k): _toml_value(v) for k, v in mapping.items() if v is not None}
+
+
+def is_scalar(value: Any) -> bool:
+    """True for values that become metrics: numbers, bools, strings and dicts of them."""
+    if isinstance(value, bool | int | float | str):
+        return True
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and is_scalar(v) for k, v in value.items())
+    try:  # numpy scalars
+        import numbers
+
+        return isinstance(value, numbers.Number) and not hasattr(value, "__len__")
+    except Exception:  # pragma: no cover
+        return False
+
+
+def metric_value(value: Any) -> Any:
+    """A metric as a plain Python value (numpy scalars become int/float)."""
+    if isinstance(value, Mapping):
+        return {k: metric_value(v) for k, v in value.items()}
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return float(value) if not math.isnan(float(value)) else math.nan
+
+
+def run_folder(run_id: str) -> str:
+    """The run's folder on the runs branch: sharded by the id's first two characters."""
+    return f"runs/{run_id[:2]}/{run_id}"

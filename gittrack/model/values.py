@@ -1,0 +1,51 @@
+"""Values as listed: flattening nested tables to dotted keys and short cell text."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+FAMILIES = ("params", "metrics", "env")
+FAMILY_COLUMN = re.compile(r"^(params|metrics|env)\.(.+)$")
+
+
+def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def cell(row: dict[str, Any], column: str) -> Any:
+    """The value of `column` (`status`, `params.temp`, `metrics.val.loss`) in a row."""
+    match = FAMILY_COLUMN.match(column)
+    if match:
+        data = row.get(match.group(1)) or {}
+        if match.group(2) in data:
+            return data[match.group(2)]
+        return flat(data).get(match.group(2))
+    return row.get(column)
+
+
+def cell_text(value: Any, column: str = "", *, list_sep: str = ",") -> str:
+    """A listed value as short text: ids shortened, times trimmed, floats to 6 digits."""
+    if value is None:
+        return ""
+    if column == "id":
+        return str(value)[:8]
+    if column in ("started", "finished") and isinstance(value, str):
+        return value[:19].replace("T", " ")
+    if column == "duration_s" and isinstance(value, int | float):
+        return f"{value:.1f}s"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        shown = f"{value:.6g}"
+        return shown if any(c in shown for c in ".ena") else shown + ".0"  # 1e+06, nan, inf
+    if isinstance(value, list):
+        return list_sep.join(map(str, value))
+    return str(value)

@@ -1,0 +1,320 @@
+"""Repository-wide data operations behind the CLI: push, status, verify, checkout, rm and gc.
+
+Each function finds what it needs in the lookup table (records on the runs branch) and leaves
+DVC to `datastore.py`. "Pushed" is tracked per clone in `.git/gittrack/pushed/` (a ledger per
+remote URL, rebuildable by asking the remote), because a run's record never changes after its
+commit: `pushed` in run.toml says whether the push succeeded when the run ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import store
+from ..errors import OutputError, RemoteError
+from ..index.db import Index
+from ..library.run import Run, resolve_id
+from ..model.record import Output
+from ..store import project, staging
+from ..store.datastore import remote_url as remote_url, set_remote as set_remote
+
+PROGRESS_MIN_BYTES = 64 << 20
+
+
+@dataclass
+class OutputRef:
+    """One stored output of one run."""
+
+    run: str
+    name: str
+    output: Output
+
+
+def iter_outputs(repo: store.Repo) -> Iterator[OutputRef]:
+    """Every stored output of every run on the runs branch."""
+    for row in Index(repo).select():
+        record = row.get("record") or {}
+        for name, data in (record.get("outputs") or {}).items():
+            if data.get("md5") and not data.get("error"):
+                known = {k: v for k, v in data.items() if k in Output.__dataclass_fields__}
+                yield OutputRef(row["id"], name, Output(**known))
+
+
+def _store(repo: store.Repo) -> Any:
+    from ..store import datastore
+
+    return datastore.Store(repo)
+
+
+# -- push and status ------------------------------------------------------------------------
+
+
+@dataclass
+class PushReport:
+    copied: int = 0  # objects copied to the remote now
+    bytes: int = 0
+    already: int = 0  # outputs found on the remote already
+    missing: list[OutputRef] = field(default_factory=list)  # neither local nor on the remote
+    url: str = ""
+
+
+def push_outputs(repo: store.Repo) -> PushReport:
+    """Push every output not yet known to be on the DVC remote (no git remote needed)."""
+    cache = _store(repo)
+    report = PushReport(url=cache.url)
+    todo = _not_known_pushed(cache, repo)
+    if not todo:
+        return report
+    cache.remote()  # fails early, with the fix, when the remote is unreachable
+    local = {m for m in todo if cache.in_cache(m)}
+    copied = cache.push(local)
+    report.copied = len(copied)
+    report.bytes = sum(todo[m][0].output.size for m in local if cache.expand([m]) & copied)
+    found = cache.on_remote(set(todo) - local)
+    report.already = sum(len(todo[m]) for m in found) + sum(
+        len(todo[m]) for m in local if not cache.expand([m]) & copied
+    )
+    report.missing = [ref for m in set(todo) - local - found for ref in todo[m]]
+    cache.mark_pushed(cache.expand(local | found))
+    return report
+
+
+def _not_known_pushed(cache: Any, repo: store.Repo) -> dict[str, list[OutputRef]]:
+    known = cache.known_pushed()
+    todo: dict[str, list[OutputRef]] = {}
+    for ref in iter_outputs(repo):
+        if ref.output.md5 not in known:
+            todo.setdefault(ref.output.md5, []).append(ref)
+    return todo
+
+
+@dataclass
+class Status:
+    unpushed: list[OutputRef] = field(default_factory=list)
+    remote_problem: str = ""
+    running: list[tuple[str, str, str]] = field(default_factory=list)  # (id, command, state)
+    url: str = ""
+
+
+def status(repo: store.Repo) -> Status:
+    """Outputs not on the remote yet, and runs still running or whose process died."""
+    cache = _store(repo)
+    result = Status(url=cache.url)
+    todo = _not_known_pushed(cache, repo)
+    if todo:
+        try:
+            found = cache.on_remote(todo)
+            cache.mark_pushed(cache.expand(found))
+        except RemoteError as exc:
+            found = set()
+            result.remote_problem = str(exc)
+        result.unpushed = [ref for m, refs in todo.items() if m not in found for ref in refs]
+    for record, state in staging.stale_runs(repo):
+        result.running.append((record.id, record.command_line, state))
+    return result
+
+
+# -- verify and checkout --------------------------------------------------------------------
+
+
+@dataclass
+class Problem:
+    run: str
+    name: str
+    message: str
+
+
+def verify(repo: store.Repo, refs: Sequence[str] = ()) -> tuple[int, list[Problem]]:
+    """Re-hash the cached data of outputs (of `refs`, else of every run); (checked, problems)."""
+    cache = _store(repo)
+    wanted = {resolve_id(repo, r) for r in refs}
+    checked, problems = 0, []
+    for ref in iter_outputs(repo):
+        if wanted and ref.run not in wanted:
+            continue
+        checked += 1
+        message = cache.check(ref.output.md5)
+        if message == "missing from the cache":
+            try:
+                there = bool(cache.on_remote([ref.output.md5]))
+                message += (
+                    f" (the remote has it: 'gittrack checkout {ref.run[:8]}' fetches it)"
+                    if there
+                    else " and from the remote: it is lost unless another clone has it"
+                )
+            except RemoteError:
+                message += " (the remote cannot be reached to check)"
+        elif message.startswith("corrupted") and not ref.output.md5.endswith(".dir"):
+            message += _drop_corrupted(cache, ref.output.md5, ref.run)
+        if message:
+            problems.append(Problem(ref.run, ref.name, message))
+    if wanted and not checked:
+        for run_id in wanted:
+            Run(run_id, repo).record  # noqa: B018 (raises when the record is unreadable)
+    return checked, problems
+
+
+def _drop_corrupted(cache: Any, md5: str, run_id: str) -> str:
+    """Remove a corrupted cache object when the remote has a good copy; the fix, as text."""
+    try:
+        there = bool(cache.on_remote([md5]))
+    except RemoteError:
+        return "; the remote cannot be reached to fetch a good copy"
+    if not there:
+        return "; the remote has no copy either, so it was left in place"
+    path = cache.cache_path(md5)
+    with contextlib.suppress(OSError):
+        path.chmod(0o644)
+        path.unlink()
+    return f"; it was removed from the cache and 'gittrack checkout {run_id[:8]}' fetches the remote's copy"
+
+
+def checkout(
+    repo: store.Repo,
+    ref: str,
+    names: Sequence[str] = (),
+    to: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> list[Path]:
+    """Materialise a run's outputs (all, or `names`) in its output folder or under `to`."""
+    run = Run(ref, repo)
+    stored = {n: o for n, o in run.outputs.items() if o.md5 and not o.error}
+    for name in names:
+        if name not in run.outputs:
+            raise OutputError(
+                f"Run {run.short} has no output '{name}' (its outputs: {', '.join(sorted(run.outputs)) or 'none'})."
+            )
+        if name not in stored:
+            raise OutputError(
+                f"Output '{name}' of run {run.short} was not stored: {run.outputs[name].error or 'no data'}"
+            )
+    chosen = {n: stored[n] for n in (names or sorted(stored))}
+    root = Path(to).absolute() if to else project.outputs_root(repo) / run.id
+    cache = _store(repo)
+    missing = [o for o in chosen.values() if not cache.in_cache(o.md5)]
+    if missing:
+        big = sum(o.size for o in missing) >= PROGRESS_MIN_BYTES
+        cache.fetch([o.md5 for o in missing], progress=progress and big)
+    total = sum(o.size for o in chosen.values())
+    paths = []
+    with _progress_bar(total, progress and total >= PROGRESS_MIN_BYTES) as update:
+        for output in chosen.values():
+            dest = root / output.path
+            if dest.is_dir() and not output.md5.endswith(".dir"):
+                shutil.rmtree(dest)
+            cache.materialise(output.md5, dest, link=to is None, progress=update)
+            paths.append(dest)
+    return paths
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, show: bool) -> Iterator[Callable[[int], None] | None]:
+    if not show:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="checkout", leave=False
+    ) as bar:
+        yield bar.update
+
+
+# -- rm and gc ------------------------------------------------------------------------------
+
+
+def dependents(repo: store.Repo, run_ids: Iterable[str]) -> dict[str, list[str]]:
+    """{run id: ids of other runs on the branch whose [[inputs]] name it}."""
+    ids = set(run_ids)
+    found: dict[str, list[str]] = {}
+    for row in Index(repo).select():
+        if row["id"] in ids:
+            continue
+        for item in (row.get("record") or {}).get("inputs") or []:
+            if item.get("run") in ids:
+                found.setdefault(item["run"], []).append(row["id"])
+    return found
+
+
+def remove(repo: store.Repo, refs: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Commit the removal of runs; returns (removed ids, {removed id: dependent run ids})."""
+    ids = list(dict.fromkeys(resolve_id(repo, r) for r in refs))
+    users = dependents(repo, ids)
+    shown = ", ".join(i[:8] for i in ids[:5]) + (
+        f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    )
+    store.remove_runs(repo, ids, f"gittrack: remove run{'s' * (len(ids) > 1)} {shown}")
+    return ids, users
+
+
+@dataclass
+class GcReport:
+    objects: int = 0
+    bytes: int = 0  # disk space actually freed locally (shared hardlinks counted once)
+    folders: int = 0  # output folders of removed runs deleted from the working tree
+    remote_objects: int = 0
+    remote_bytes: int = 0
+
+
+def gc(repo: store.Repo, remote: bool = False) -> GcReport:
+    """Delete cache (and with `remote`, remote) objects no run on the branch references."""
+    cache = _store(repo)
+    used = {ref.output.md5 for ref in iter_outputs(repo)}
+    live = staging.stale_runs(repo)
+    running = [r.started.timestamp() for r, state in live if state == "running" and r.started]
+    keep_newer = min(running) - 60 if running else None
+    report = GcReport()
+    on_branch = set(store.list_run_ids(repo))
+    staged = {r.id for r, _ in live}
+    doomed: list[Path] = cache.unused_in_cache(used, keep_newer)
+    report.objects = len(doomed)
+    folders = project.outputs_root(repo)
+    if folders.is_dir():
+        for entry in folders.iterdir():
+            if (
+                entry.is_dir()
+                and entry.name not in on_branch
+                and entry.name not in staged
+                and (keep_newer is None or entry.stat().st_mtime < keep_newer)
+            ):
+                doomed.extend(p for p in entry.rglob("*") if p.is_file() or p.is_symlink())
+                report.folders += 1
+                doomed.append(entry)
+    report.bytes = _delete(doomed)
+    if remote:
+        report.remote_objects, report.remote_bytes = cache.gc_remote(used)
+    return report
+
+
+def _delete(paths: list[Path]) -> int:
+    """Delete files (then folders); bytes freed, counting a file's size when its last link goes."""
+    groups: dict[tuple[int, int], list[Path]] = {}
+    folders = []
+    for path in paths:
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            folders.append(path)
+            continue
+        groups.setdefault((st.st_dev, st.st_ino), []).append(path)
+    freed = 0
+    for group in groups.values():
+        st = group[0].lstat()
+        if st.st_nlink <= len(group):
+            freed += st.st_size
+        for path in group:
+            with contextlib.suppress(FileNotFoundError):
+                if not os.access(path.parent, os.W_OK):
+                    os.chmod(path.parent, 0o755)
+                path.unlink()
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    return freed

@@ -1,0 +1,1 @@
+"""Recording a run: the decorator, the run session, what it captures, its inputs and outputs."""

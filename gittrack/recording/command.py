@@ -1,0 +1,116 @@
+"""The decorator: a click command whose every invocation is recorded as one run."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import click
+
+from ..errors import GittrackError, UsageError
+from .context import current
+from .session import RunSession, report
+
+
+class TrackedCommand(click.Command):
+    """A click command whose every invocation is recorded as one run."""
+
+    def __init__(
+        self,
+        *args: Any,
+        metadata: Callable[[], Mapping[str, Any]] | None = None,
+        memoize: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.metadata = metadata
+        self.memoize = memoize
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        argv = list(args)
+        ctx = super().make_context(info_name, args, parent, **extra)
+        ctx._gittrack_argv = argv  # type: ignore[attr-defined]
+        return ctx
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            session = RunSession(self, ctx)
+        except GittrackError as exc:  # before the simulation starts: one clear sentence
+            raise click.ClickException(str(exc)) from exc
+        outcome = session.options  # whoever set the options reads the record back from them
+        if session.reused is not None:
+            outcome.record, outcome.reused = session.reused, True
+            click.echo(
+                f"run {session.reused.short} reused "
+                "(same code, params and inputs; --force records anew)",
+                err=True,
+            )
+            return None
+        previous = signal.getsignal(signal.SIGTERM)
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread:
+            signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            result = super().invoke(ctx)
+        except (KeyboardInterrupt, click.Abort):
+            outcome.record = session.finish("interrupted", exit_code=130)
+            report(outcome.record)
+            raise
+        except click.exceptions.Exit as exc:
+            status = "completed" if exc.exit_code == 0 else "failed"
+            outcome.record = session.finish(status, exc=exc, exit_code=exc.exit_code)
+            report(outcome.record)
+            raise
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            status = "completed" if code == 0 else "failed"
+            outcome.record = session.finish(status, exc=exc, exit_code=code)
+            report(outcome.record)
+            raise
+        except BaseException as exc:
+            outcome.record = session.finish("failed", exc=exc, exit_code=1)
+            report(outcome.record)
+            raise
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
+        outcome.record = session.finish("completed", result=result)
+        report(outcome.record)
+        return result
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def command(
+    name: str | None = None,
+    *,
+    metadata: Callable[[], Mapping[str, Any]] | None = None,
+    memoize: bool = True,
+    **attrs: Any,
+) -> Callable[[Callable[..., Any]], TrackedCommand]:
+    """Decorate a function as a click command whose every run is recorded.
+
+    `metadata` is called at the start of each run and its mapping is stored in `[env]`
+    (e.g. a simulation engine's version). `memoize=False` records every run anew even when an
+    identical completed run exists (for stochastic commands without a seed parameter). All
+    other arguments go to `click.command`.
+    """
+    return click.command(name, cls=TrackedCommand, metadata=metadata, memoize=memoize, **attrs)
+
+
+def log_metadata(**values: Any) -> None:
+    """Store extra key/values in the current run's `[env]` (e.g. a dataset's commit hash)."""
+    session = current()
+    if session is None:
+        raise UsageError("gittrack.log_metadata() was called outside a tracked run.")
+    session.log_metadata(**values)

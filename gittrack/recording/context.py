@@ -1,0 +1,108 @@
+"""What ties a run in progress to the code around it: the current session, the pending options.
+
+`gittrack run`, sweeps, Experiment, rerun and the executors set `RunOptions` before invoking a
+tracked command; the run started next takes them and writes back what it recorded.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from ..model.record import RunRecord
+    from .session import RunSession
+
+
+@dataclass
+class RunOptions:
+    """What `gittrack run` (or an Experiment) adds to the next run it starts, and its outcome."""
+
+    name: str = ""
+    tags: list[str] = field(default_factory=list)
+    note: str = ""
+    experiment: str = ""
+    rerun_of: str = ""
+    repo: str | None = None
+    force: bool = False
+    script: Path | None = None
+    allow_failed: bool = False  # RunRef accepts failed/died runs (gittrack run --allow-failed)
+    parent: str = ""  # the launching run when it is in another process (an experiment driver)
+    on_start: Callable[[str], None] | None = None  # told the run's id once it is staged
+    # filled in by the run: the record it made (or reused)
+    record: RunRecord | None = None
+    reused: bool = False
+
+
+_current: contextvars.ContextVar[RunSession | None] = contextvars.ContextVar(
+    "gittrack_run", default=None
+)
+_pending: contextvars.ContextVar[RunOptions | None] = contextvars.ContextVar(
+    "gittrack_pending", default=None
+)
+
+
+def current() -> RunSession | None:
+    """The run being recorded in this context, if any."""
+    return _current.get()
+
+
+def pending(options: RunOptions | None) -> contextvars.Token[RunOptions | None]:
+    """Set the options the next run started in this context picks up."""
+    return _pending.set(options)
+
+
+def reset_pending(token: contextvars.Token[RunOptions | None]) -> None:
+    _pending.reset(token)
+
+
+def next_options() -> RunOptions | None:
+    """The options the next run started in this context will pick up, if any were set."""
+    return _pending.get()
+
+
+def take_options() -> RunOptions:
+    """The pending options, consumed: a nested run started later does not see them."""
+    options = _pending.get() or RunOptions()
+    _pending.set(None)
+    return options
+
+
+def forced(options: RunOptions) -> bool:
+    """Whether this run records anew even when an identical one exists."""
+    return options.force or os.environ.get("GITTRACK_FORCE", "") not in ("", "0")
+
+
+def allow_failed(options: RunOptions | None) -> bool:
+    env = os.environ.get("GITTRACK_ALLOW_FAILED", "") not in ("", "0")
+    return env or bool(options and options.allow_failed)
+
+
+def new_run_id() -> str:
+    """32 random hex characters: short ids of a sweep's runs do not collide."""
+    return os.urandom(16).hex()
+
+
+def now() -> dt.datetime:
+    """The current UTC time to the millisecond (what TOML datetimes keep)."""
+    stamp = dt.datetime.now(dt.UTC)
+    return stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
+
+
+def script_of(command: click.Command) -> Path | None:
+    """The file defining a command's callback, if it exists."""
+    callback = command.callback
+    while callback is not None and hasattr(callback, "__wrapped__"):
+        callback = callback.__wrapped__
+    code = getattr(callback, "__code__", None)
+    if code is None:
+        return None
+    path = Path(code.co_filename)
+    return path if path.exists() else None

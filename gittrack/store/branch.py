@@ -1,0 +1,308 @@
+"""The runs branch: compare-and-swap commits behind an flock, reading runs, bulk import."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+
+from ..errors import RepoNotWritable
+from ..model.record import RunRecord, run_folder
+from .objects import (
+    CODE_REF_PREFIX,
+    LOCK_TIMEOUT_S,
+    MODE_TREE,
+    RUNS_REF,
+    STALE_REF_LOCK_S,
+    STATS,
+    ZERO,
+    Entry,
+    GitError,
+    Identity,
+    ObjectWriter,
+    Repo,
+    _timestamp,
+    edit_tree,
+    jitter,
+    make_commit,
+    parse_tree,
+    write_blobs,
+)
+
+
+@contextlib.contextmanager
+def branch_lock(repo: Repo, timeout: float = LOCK_TIMEOUT_S) -> Iterator[bool]:
+    """Serialise writers of the runs branch; yields whether the lock was taken.
+
+    An flock dies with its process, so a crashed writer never blocks later runs; a writer that
+    hangs only delays others by `timeout`, after which they go on under compare-and-swap alone.
+    """
+    repo.state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(repo.state_dir / "branch.flock", os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    locked = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    break  # filesystems without flock: rely on CAS
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.002 + jitter() * 0.01)
+        yield locked
+    finally:
+        if locked:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def tip(repo: Repo) -> tuple[str, str] | None:
+    """(commit, tree) at the tip of the runs branch, or None before `gittrack init`."""
+    found = repo.reader().read(RUNS_REF)
+    if found is None:
+        return None
+    sha, _, data = found
+    return sha, data[5:45].decode()
+
+
+def commit_to_branch(
+    repo: Repo,
+    message: str,
+    edits: Mapping[str, Entry] | None = None,
+    *,
+    keep_alive: Iterable[str] = (),
+    merge_parent: str | None = None,
+    allow_create: bool = False,
+    unless: Callable[[], bool] | None = None,
+) -> str:
+    """Commit `edits` on top of the runs branch tip with compare-and-swap; retried until it lands.
+
+    `keep_alive` names code commits that get a ref under refs/gittrack/code/ in the same atomic
+    transaction, so that no commit a run references can be garbage-collected. `unless`, checked
+    under the lock before each attempt, cancels the commit (returning "") when it is true.
+    """
+    writer = ObjectWriter(repo)
+    ident = Identity.get(repo)
+    keep = sorted(set(keep_alive))
+    attempt = 0
+    with branch_lock(repo):
+        while True:
+            attempt += 1
+            if unless is not None and unless():
+                return ""
+            reader = repo.reader()
+            current = tip(repo)
+            if current is None and not allow_create:
+                raise GitError("the runs branch is missing; run 'gittrack init'")
+            old_commit, old_tree = current if current else (ZERO, None)
+            tree = edit_tree(reader, writer, old_tree, edits or {})
+            parents = [old_commit] if current else []
+            if merge_parent:
+                parents.append(merge_parent)
+            commit = make_commit(writer, ident, tree, parents, message)
+            writer.sync()
+            lines = [f"update {RUNS_REF} {commit} {old_commit}"]
+            lines += [f"update {CODE_REF_PREFIX}{c} {c}" for c in keep]
+            proc = _update_refs(repo, lines)
+            if proc.returncode == 0:
+                STATS["commits"] += 1
+                STATS["retries"] += attempt - 1
+                return commit
+            err = proc.stderr.decode(errors="replace")
+            if "File exists" in err or "Unable to create" in err:
+                _remove_stale_ref_locks(repo, [RUNS_REF, *(CODE_REF_PREFIX + c for c in keep)])
+            elif "No space left" in err or "Read-only" in err or "Permission denied" in err:
+                raise RepoNotWritable(str(repo.root), err.strip().splitlines()[-1])
+            if attempt > 1000:
+                raise GitError(f"could not update {RUNS_REF}: {err.strip()}")
+            time.sleep(min(0.2, 0.001 * attempt) * jitter())
+
+
+def _update_refs(repo: Repo, lines: list[str]) -> subprocess.CompletedProcess[bytes]:
+    script = "start\n" + "".join(line + "\n" for line in lines) + "prepare\ncommit\n"
+    return subprocess.run(
+        [
+            "git",
+            "-c",
+            "core.fsync=reference",
+            "-c",
+            "core.fsyncMethod=fsync",
+            "update-ref",
+            "--stdin",
+        ],
+        cwd=repo.root,
+        input=script.encode(),
+        capture_output=True,
+    )
+
+
+def _remove_stale_ref_locks(repo: Repo, refs: Iterable[str]) -> None:
+    for ref in refs:
+        lock = repo.common_dir / (ref + ".lock")
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - lock.stat().st_mtime > STALE_REF_LOCK_S:
+                lock.unlink()
+    packed = repo.common_dir / "packed-refs.lock"
+    with contextlib.suppress(FileNotFoundError):
+        if time.time() - packed.stat().st_mtime > STALE_REF_LOCK_S:
+            packed.unlink()
+
+
+def write_run(
+    repo: Repo, record: RunRecord, files: Mapping[str, bytes | Path], *, if_absent: bool = False
+) -> str:
+    """Commit one run folder (run.toml plus `files`) to the runs branch; returns the commit.
+
+    With `if_absent`, nothing is committed (and "" returned) when the branch already holds the
+    run: checked under the branch lock, so concurrent writers commit it once.
+    """
+    writer = ObjectWriter(repo)
+    folder_files: dict[str, bytes | Path] = {"run.toml": record.to_toml().encode()}
+    folder_files.update(files)
+    blobs = write_blobs(writer, folder_files)
+    base = run_folder(record.id)
+    edits = {f"{base}/{name}": entry for name, entry in blobs.items()}
+    # replace the whole folder: a re-written run must not keep stale files
+    edits = {base: None, **edits} if _folder_exists(repo, base) else edits
+    keep = [record.code.commit] if record.code.commit else []
+    keep += [i.commit for i in record.inputs if i.commit]
+    subject = f"run {record.short}: {record.command_line}"
+    if len(subject) > 200:
+        subject = subject[:197] + "..."
+    message = f"{subject}\n\nStatus: {record.status}\nRun-Id: {record.id}\n"
+    unless = (lambda: _folder_exists(repo, base)) if if_absent else None
+    return commit_to_branch(repo, message, edits, keep_alive=keep, unless=unless)
+
+
+def _folder_exists(repo: Repo, path: str) -> bool:
+    return repo.reader().read(f"{RUNS_REF}:{path}") is not None
+
+
+def remove_runs(repo: Repo, run_ids: Iterable[str], message: str) -> str:
+    """Commit the removal of run folders (history keeps them)."""
+    edits: dict[str, Entry] = {run_folder(r): None for r in run_ids}
+    return commit_to_branch(repo, message, edits)
+
+
+def init_branch(repo: Repo, files: Mapping[str, bytes]) -> str | None:
+    """Create the runs branch with its first commit holding shared settings; None if it exists."""
+    if tip(repo) is not None:
+        return None
+    writer = ObjectWriter(repo)
+    edits = write_blobs(writer, dict(files))
+    return commit_to_branch(repo, "gittrack: initialise runs branch", edits, allow_create=True)
+
+
+def write_settings(repo: Repo, files: Mapping[str, bytes | None], message: str) -> str:
+    """Commit changed shared settings (e.g. the DVC remote in .dvc/config)."""
+    writer = ObjectWriter(repo)
+    edits: dict[str, Entry] = {}
+    for path, content in files.items():
+        edits[path] = None if content is None else write_blobs(writer, {path: content})[path]
+    return commit_to_branch(repo, message, edits)
+
+
+def read_file(repo: Repo, path: str, rev: str = RUNS_REF) -> bytes | None:
+    found = repo.reader().read(f"{rev}:{path}")
+    return found[2] if found else None
+
+
+def read_record_bytes(repo: Repo, run_id: str, rev: str = RUNS_REF) -> bytes | None:
+    return read_file(repo, f"{run_folder(run_id)}/run.toml", rev)
+
+
+def list_run_ids(repo: Repo, prefix: str = "", rev: str = RUNS_REF) -> list[str]:
+    """Ids of the runs on the branch; with a 2+ character prefix only one shard is read."""
+    reader = repo.reader()
+    if len(prefix) >= 2:
+        found = reader.read(f"{rev}:runs/{prefix[:2]}")
+        if found is None:
+            return []
+        return sorted(n for n in parse_tree(found[2]) if n.startswith(prefix))
+    runs = reader.read(f"{rev}:runs")
+    if runs is None:
+        return []
+    ids: list[str] = []
+    for shard, (mode, sha) in sorted(parse_tree(runs[2]).items()):
+        if mode == MODE_TREE and shard.startswith(prefix):
+            sub = reader.read(sha)
+            if sub:
+                ids.extend(sorted(parse_tree(sub[2])))
+    return ids
+
+
+def run_files(repo: Repo, run_id: str, rev: str = RUNS_REF) -> dict[str, str]:
+    """{file name: blob sha} of a run's folder on the branch."""
+    found = repo.reader().read(f"{rev}:{run_folder(run_id)}")
+    return {n: sha for n, (_, sha) in parse_tree(found[2]).items()} if found else {}
+
+
+def changed_runs(repo: Repo, old: str, new: str) -> tuple[set[str], set[str]]:
+    """(changed or added, removed) run ids between two branch commits, via git diff-tree."""
+    proc = repo.git(
+        "diff-tree", "-r", "--no-renames", "--name-status", "-z", old, new, "--", "runs"
+    )
+    fields = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+    changed: set[str] = set()
+    removed: set[str] = set()
+    for status, path in zip(fields[0::2], fields[1::2], strict=False):
+        parts = path.split("/")
+        if len(parts) < 4 or parts[3] != "run.toml":
+            continue
+        (removed if status == "D" else changed).add(parts[2])
+    return changed - removed, removed - changed
+
+
+def is_ancestor(repo: Repo, old: str, new: str) -> bool:
+    return repo.git("merge-base", "--is-ancestor", old, new, check=False).returncode == 0
+
+
+# -- bulk import ----------------------------------------------------------------------------
+
+
+def import_runs(repo: Repo, records: Iterable[RunRecord]) -> int:
+    """Append many runs, one commit each, through one `git fast-import` (histories, tests).
+
+    Much faster than `write_run` per run because objects go into one pack and the branch moves
+    once; without the per-run fsync and lock, so it is meant for building histories, not for
+    concurrent recording.
+    """
+    current = tip(repo)
+    ident = Identity.get(repo)
+    proc = subprocess.Popen(
+        ["git", "fast-import", "--quiet", "--done"], cwd=repo.root, stdin=subprocess.PIPE
+    )
+    assert proc.stdin
+    count = 0
+    stamp = _timestamp()
+    for record in records:
+        data = record.to_toml().encode()
+        message = f"run {record.short}: {record.command_line}"
+        message += f"\n\nStatus: {record.status}\nRun-Id: {record.id}\n"
+        raw = message.encode()
+        chunk = [
+            f"commit {RUNS_REF}\ncommitter {ident} {stamp}\ndata {len(raw)}\n".encode(),
+            raw,
+            b"\n",
+        ]
+        if count == 0 and current:
+            chunk.append(f"from {current[0]}\n".encode())
+        path = f"{run_folder(record.id)}/run.toml"
+        chunk.append(f"M 100644 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
+        proc.stdin.write(b"".join(chunk))
+        count += 1
+    proc.stdin.write(b"done\n")
+    proc.stdin.close()
+    if proc.wait() != 0:
+        raise GitError("git fast-import failed while importing runs")
+    repo.close()  # the long-lived reader must see the new tip
+    return count

@@ -1,0 +1,430 @@
+"""Git objects: finding the repository, reading through cat-file, writing loose objects and trees."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import os
+import subprocess
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from hashlib import sha1
+from pathlib import Path
+from typing import ClassVar
+
+from ..errors import GittrackError, NotAGitRepo
+
+BRANCH = "gittrack/runs"
+RUNS_REF = f"refs/heads/{BRANCH}"
+CODE_REF_PREFIX = "refs/gittrack/code/"
+NOTES_REF = "refs/notes/gittrack"
+ZERO = "0" * 40
+
+MODE_TREE = "40000"
+MODE_BLOB = "100644"
+MODE_EXEC = "100755"
+
+LOCK_TIMEOUT_S = 60.0  # after this, go on without the lock: CAS alone keeps correctness
+STALE_REF_LOCK_S = 10.0  # a ref .lock older than this, while we hold the flock, is left by a crash
+
+
+STATS = {"commits": 0, "retries": 0}  # this process's branch commits and CAS retries
+
+
+class GitError(GittrackError):
+    """A git command failed in a way the user has to look at."""
+
+
+@dataclass
+class Repo:
+    """A git working tree and where its git data lives."""
+
+    root: Path  # the working tree
+    git_dir: Path  # .git of this worktree (index, HEAD)
+    common_dir: Path  # shared .git (objects, refs, config)
+    _reader: CatFile | None = field(default=None, repr=False)
+
+    @property
+    def state_dir(self) -> Path:
+        """Local, never committed state: index database, heartbeats, locks, temp files."""
+        return self.common_dir / "gittrack"
+
+    @property
+    def shallow(self) -> bool:
+        return (self.common_dir / "shallow").exists()
+
+    def git(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        full_env = None
+        if env:
+            full_env = {**os.environ, **env}
+        proc = subprocess.run(
+            ["git", *args], cwd=self.root, input=input, capture_output=True, env=full_env
+        )
+        if check and proc.returncode != 0:
+            message = proc.stderr.decode(errors="replace").strip() or f"exit {proc.returncode}"
+            raise GitError(f"git {args[0]} failed: {message}")
+        return proc
+
+    def reader(self) -> CatFile:
+        """The repository's `git cat-file --batch` process, shared by every Repo of this root."""
+        if self._reader is None or not self._reader.alive():
+            shared = _READERS.get(self.root)
+            if shared is None or not shared.alive():
+                if shared is not None:
+                    shared.close()  # its process ended (e.g. the repository was moved)
+                shared = _READERS[self.root] = CatFile(self)
+            self._reader = shared
+        return self._reader
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            if _READERS.get(self.root) is self._reader:
+                del _READERS[self.root]
+            self._reader = None
+
+
+# one reader process per repository and process, closed at exit (a Repo is cheap to make anew)
+_READERS: dict[Path, CatFile] = {}
+
+
+@atexit.register
+def _close_readers() -> None:
+    for reader in list(_READERS.values()):
+        reader.close()
+    _READERS.clear()
+
+
+def find_repo(start: str | os.PathLike[str] | None = None) -> Repo:
+    """The git repository holding `start` (default: the current directory), found without git."""
+    path = Path(start or os.getcwd()).resolve()
+    for candidate in (path, *path.parents):
+        dot_git = candidate / ".git"
+        if dot_git.is_dir():
+            return Repo(candidate, dot_git, dot_git)
+        if dot_git.is_file():  # a linked worktree or submodule: "gitdir: <path>"
+            text = dot_git.read_text().strip()
+            if text.startswith("gitdir:"):
+                git_dir = (candidate / text[7:].strip()).resolve()
+                common = git_dir
+                if (git_dir / "commondir").exists():
+                    common = (git_dir / (git_dir / "commondir").read_text().strip()).resolve()
+                return Repo(candidate, git_dir, common)
+    raise NotAGitRepo(str(path))
+
+
+_TEMP_COUNTER = itertools.count()
+
+
+def exclusive_temp(folder: Path, prefix: str) -> tuple[int, str]:
+    """A new file in `folder` opened exclusively: tempfile.mkstemp without importing tempfile
+    (and random, hashlib's hmac...) on the recording path."""
+    while True:
+        path = folder / f"{prefix}{os.getpid()}_{next(_TEMP_COUNTER)}_{os.urandom(4).hex()}"
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), str(path)
+        except FileExistsError:
+            continue
+
+
+def jitter() -> float:
+    """A random fraction in [0, 1) for back-off, without importing random."""
+    return int.from_bytes(os.urandom(2), "big") / 65536
+
+
+# -- reading objects ------------------------------------------------------------------------
+
+
+class CatFile:
+    """One long-lived `git cat-file --batch` process answering object queries.
+
+    Shared by every Repo of a repository in this process, so it is safe to use from several
+    threads (one query at a time), from inside a `read_many` loop (such a nested query goes to a
+    short-lived process of its own), and with a `read_many` loop left early (its remaining
+    answers are drained, keeping the protocol in step).
+    """
+
+    def __init__(self, repo: Repo) -> None:
+        self._root = repo.root
+        self._proc = subprocess.Popen(
+            ["git", "cat-file", "--batch"],
+            cwd=repo.root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def _acquire(self) -> bool:
+        """Take the process; False when this thread already holds it (a nested query)."""
+        if self._owner == threading.get_ident():
+            return False
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+        return True
+
+    def _release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+    def _nested(self) -> CatFile:
+        return CatFile(Repo(self._root, self._root / ".git", self._root / ".git"))
+
+    def read(self, rev: str) -> tuple[str, str, bytes] | None:
+        """(sha, type, content) of `rev` (any revision expression), or None when missing."""
+        assert self._proc.stdin and self._proc.stdout
+        if not self._acquire():
+            other = self._nested()
+            try:
+                return other.read(rev)
+            finally:
+                other.close()
+        try:
+            self._proc.stdin.write(rev.encode() + b"\n")
+            self._proc.stdin.flush()
+            found = self._answer()
+        finally:
+            self._release()
+        return (found[0], found[1], found[2]) if found else None
+
+    def _answer(self) -> tuple[str, str, bytes] | None:
+        """Read one answer: (sha, type, content), or None for a missing object."""
+        assert self._proc.stdout
+        header = self._proc.stdout.readline()
+        if not header:
+            raise GitError("git cat-file stopped unexpectedly")
+        parts = header.split()
+        if len(parts) != 3:  # "<rev> missing" or "<rev> ambiguous"
+            return None
+        data = self._read_exact(int(parts[2]))
+        self._proc.stdout.read(1)  # trailing newline
+        return parts[0].decode(), parts[1].decode(), data
+
+    def read_many(self, revs: Iterable[str]) -> Iterator[tuple[str, bytes | None]]:
+        """Stream (rev, content) for many revisions through one process; missing -> None."""
+        assert self._proc.stdin and self._proc.stdout
+        revs = list(revs)
+        if not self._acquire():
+            other = self._nested()
+            try:
+                yield from other.read_many(revs)
+            finally:
+                other.close()
+            return
+        writer = threading.Thread(target=self._write_all, args=(revs,), daemon=True)
+        answered = 0
+        try:
+            writer.start()
+            for rev in revs:
+                found = self._answer()
+                answered += 1
+                yield rev, (found[2] if found else None)
+        finally:
+            while answered < len(revs) and self.alive():  # left early: drain the rest
+                self._answer()
+                answered += 1
+            writer.join()
+            self._release()
+
+    def _write_all(self, revs: list[str]) -> None:
+        assert self._proc.stdin
+        self._proc.stdin.write(b"".join(r.encode() + b"\n" for r in revs))
+        self._proc.stdin.flush()
+
+    def _read_exact(self, size: int) -> bytes:
+        assert self._proc.stdout
+        chunks, left = [], size
+        while left:
+            chunk = self._proc.stdout.read(left)
+            if not chunk:
+                raise GitError("git cat-file stopped unexpectedly")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        if self._proc.stdin:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=2)
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout:
+            self._proc.stdout.close()
+
+
+def parse_tree(data: bytes) -> dict[str, tuple[str, str]]:
+    """Tree object bytes -> {name: (mode, sha)}."""
+    entries: dict[str, tuple[str, str]] = {}
+    pos = 0
+    while pos < len(data):
+        space = data.index(b" ", pos)
+        nul = data.index(b"\0", space)
+        mode = data[pos:space].decode()
+        name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
+        entries[name] = (mode, data[nul + 1 : nul + 21].hex())
+        pos = nul + 21
+    return entries
+
+
+def format_tree(entries: Mapping[str, tuple[str, str]]) -> bytes:
+    """{name: (mode, sha)} -> tree object bytes, in git's order (folders sort as "name/")."""
+
+    def key(name: str) -> bytes:
+        raw = name.encode("utf-8", "surrogateescape")
+        return raw + b"/" if entries[name][0] == MODE_TREE else raw
+
+    return b"".join(
+        entries[n][0].encode()
+        + b" "
+        + n.encode("utf-8", "surrogateescape")
+        + b"\0"
+        + bytes.fromhex(entries[n][1])
+        for n in sorted(entries, key=key)
+    )
+
+
+# -- writing objects ------------------------------------------------------------------------
+
+
+class ObjectWriter:
+    """Writes loose objects into the repository, fsynced, as git itself would."""
+
+    def __init__(self, repo: Repo) -> None:
+        self.objects = repo.common_dir / "objects"
+        self._dirs_to_sync: set[Path] = set()
+
+    def write(self, kind: str, data: bytes) -> str:
+        raw = f"{kind} {len(data)}\0".encode() + data
+        sha = sha1(raw).hexdigest()
+        folder = self.objects / sha[:2]
+        path = folder / sha[2:]
+        if path.exists():
+            return sha
+        folder.mkdir(exist_ok=True)
+        fd, tmp = exclusive_temp(folder, "tmp_obj_")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(zlib.compress(raw, 1))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o444)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self._dirs_to_sync.add(folder)
+        return sha
+
+    def sync(self) -> None:
+        """Make the new directory entries durable before a ref points at them."""
+        for folder in self._dirs_to_sync:
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._dirs_to_sync.clear()
+
+
+# -- the runs branch ------------------------------------------------------------------------
+
+Entry = tuple[str, str] | None  # (mode, sha), or None to delete
+
+
+def edit_tree(
+    reader: CatFile, writer: ObjectWriter, tree: str | None, edits: Mapping[str, Entry]
+) -> str:
+    """Apply path -> entry edits to `tree` (None: empty), reading only the edited subtrees."""
+    entries: dict[str, tuple[str, str]] = {}
+    if tree:
+        found = reader.read(tree)
+        if found is None:
+            raise GitError(f"tree {tree} is missing from the object database")
+        entries = parse_tree(found[2])
+    nested: dict[str, dict[str, Entry]] = {}
+    for path, entry in edits.items():
+        head, _, rest = path.partition("/")
+        if rest:
+            nested.setdefault(head, {})[rest] = entry
+        elif entry is None:
+            entries.pop(head, None)
+        else:
+            entries[head] = entry
+    for head, sub_edits in nested.items():
+        current = entries.get(head)
+        sub = current[1] if current and current[0] == MODE_TREE else None
+        new = edit_tree(reader, writer, sub, sub_edits)
+        if new == EMPTY_TREE:
+            entries.pop(head, None)
+        else:
+            entries[head] = (MODE_TREE, new)
+    return writer.write("tree", format_tree(entries))
+
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def write_blobs(writer: ObjectWriter, files: Mapping[str, bytes | Path]) -> dict[str, Entry]:
+    """Blobs for in-memory contents or files on disk, as tree entries keyed by relative path."""
+    entries: dict[str, Entry] = {}
+    for name, content in files.items():
+        mode = MODE_BLOB
+        if isinstance(content, Path):
+            if os.access(content, os.X_OK):
+                mode = MODE_EXEC
+            content = content.read_bytes()
+        entries[name] = (mode, writer.write("blob", content))
+    return entries
+
+
+class Identity:
+    """Author/committer line for commits gittrack writes: the user's git identity."""
+
+    _cached: ClassVar[dict[Path, str]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()  # one `git var` even when prefetched
+
+    @classmethod
+    def get(cls, repo: Repo) -> str:
+        with cls._lock:
+            if repo.common_dir not in cls._cached:
+                proc = repo.git("var", "GIT_COMMITTER_IDENT", check=False)
+                ident = proc.stdout.decode().strip()
+                if proc.returncode != 0 or not ident:
+                    ident = f"gittrack <gittrack@localhost> {int(time.time())} +0000"
+                # keep name and email; the time part is filled in per commit
+                cls._cached[repo.common_dir] = ident.rsplit(" ", 2)[0]
+            return cls._cached[repo.common_dir]
+
+
+def _timestamp() -> str:
+    offset = -time.timezone if not time.localtime().tm_isdst else -time.altzone
+    sign = "+" if offset >= 0 else "-"
+    offset = abs(offset)
+    return f"{int(time.time())} {sign}{offset // 3600:02d}{offset % 3600 // 60:02d}"
+
+
+def make_commit(
+    writer: ObjectWriter, ident: str, tree: str, parents: Iterable[str], message: str
+) -> str:
+    stamp = f"{ident} {_timestamp()}"
+    lines = [f"tree {tree}"] + [f"parent {p}" for p in parents]
+    lines += [f"author {stamp}", f"committer {stamp}", "", message.rstrip("\n"), ""]
+    return writer.write("commit", "\n".join(lines).encode("utf-8", "surrogateescape"))

@@ -1,0 +1,63 @@
+"""Runs staged under `.git/gittrack/running/<id>/` while they execute: read, judged alive or died.
+
+A run writes its partial record, logs and a heartbeat there; a process killed before its commit
+leaves only this folder. Reading it never writes: committing a died run is recording/died.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from ..model.record import RunRecord
+from .objects import Repo
+
+HEARTBEAT_S = 10.0
+STALE_S = 6 * HEARTBEAT_S  # a heartbeat older than this means the process is gone
+
+
+def hostname() -> str:
+    """This machine's name (what socket.gethostname() says, without importing socket)."""
+    return os.uname().nodename
+
+
+def folder(repo: Repo) -> Path:
+    return repo.state_dir / "running"
+
+
+def stale_runs(repo: Repo) -> list[tuple[RunRecord, str]]:
+    """Runs staged locally: (record, "running" or "died"), judged by pid and heartbeat."""
+    running = folder(repo)
+    if not running.is_dir():
+        return []
+    host = hostname()
+    found = []
+    for entry in sorted(running.iterdir()):
+        try:
+            record = RunRecord.from_toml((entry / "run.toml").read_bytes(), entry.name)
+            beat = json.loads((entry / "heartbeat").read_text())
+        except (OSError, ValueError):
+            continue
+        alive = time.time() - float(beat.get("time", 0)) < STALE_S
+        if beat.get("host") == host:
+            alive = pid_alive(int(beat.get("pid", -1)))
+        found.append((record, "running" if alive else "died"))
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) counts as dead
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
