@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from slurm_cluster import SlurmCluster
 
+import gittrack
+
 
 def test_wrap_job_writes_a_file(slurm: SlurmCluster, tmp_path: Path) -> None:
     job = slurm.sbatch(None, "--wrap", "echo job $SLURM_JOB_ID on $SLURMD_NODENAME > out.txt",
@@ -29,8 +31,6 @@ def test_job_script_runs_this_python_with_the_test_environment(
 """
     job = slurm.sbatch(script, "--output=env.out", cwd=tmp_path)
     assert slurm.wait(job) == "COMPLETED"
-    import gittrack
-
     expected = f"{gittrack.__file__} {slurm.env['HOME']}\n"
     assert (tmp_path / "env.out").read_text() == expected
 
