@@ -20,16 +20,29 @@ $(TEST_STAMP): pyproject.toml $(STAMP)
 	$(PIP) install -q -e '.[all]'
 	touch $@
 
-# Debian packages the tests use: git, Graphviz's dot and Chromium (for the UI tests).
-$(SYSTEM_STAMP):
-	@missing=""; \
+# Debian packages the tests use: git, Graphviz's dot, Chromium (for the UI tests), and SLURM with
+# munge (tests/slurm_cluster.py starts a one-node cluster). The daemons live in /usr/sbin.
+# SLURM is optional: if it cannot be installed, the SLURM tests skip and say why.
+$(SYSTEM_STAMP): Makefile
+	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; slurm=""; \
 	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v git >/dev/null 2>&1 || missing="$$missing git"; \
+	for tool in sbatch slurmctld slurmd; do \
+		command -v $$tool >/dev/null 2>&1 || slurm=" slurm-wlm"; \
+	done; \
+	command -v munged >/dev/null 2>&1 || slurm="$$slurm munge"; \
+	SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	if [ -n "$$missing$$slurm" ]; then \
+		echo "Installing system packages:$$missing$$slurm"; \
+		$$SUDO apt-get update -qq || true; \
+	fi; \
 	if [ -n "$$missing" ]; then \
-		echo "Installing system packages:$$missing"; \
-		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi; \
+	if [ -n "$$slurm" ]; then \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$slurm >/dev/null \
+		|| echo "WARNING: could not install$$slurm: the SLURM tests will be SKIPPED"; \
 	fi
 	mkdir -p $(VENV) && touch $@
 

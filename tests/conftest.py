@@ -13,6 +13,8 @@ from click.testing import CliRunner
 
 from gittrack.cli import cli
 
+pytest_plugins = ["slurm_cluster"]
+
 SIM = """\
 import click
 import gittrack
