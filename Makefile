@@ -20,28 +20,30 @@ $(TEST_STAMP): pyproject.toml $(STAMP)
 	$(PIP) install -q -e '.[all]'
 	touch $@
 
-# Debian packages the tests use: git, Graphviz's dot, Chromium (for the UI tests), and SLURM with
-# munge (tests/slurm_cluster.py starts a one-node cluster). The daemons live in /usr/sbin.
-# SLURM is optional: if it cannot be installed, the SLURM tests skip and say why.
+# Debian packages the tests use: git, Graphviz's dot, Chromium (for the UI tests), LAMMPS
+# (`lmp`, the compiled engine of the tests; without its recommends: 32 MB instead of 82 MB), and
+# SLURM with munge (tests/slurm_cluster.py starts a one-node cluster; the daemons live in
+# /usr/sbin). SLURM is optional: if it cannot be installed, the SLURM tests skip and say why.
 $(SYSTEM_STAMP): Makefile
-	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; slurm=""; \
+	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; lean=""; slurm=""; \
 	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v git >/dev/null 2>&1 || missing="$$missing git"; \
+	command -v lmp >/dev/null 2>&1 || lean="$$lean lammps"; \
 	for tool in sbatch slurmctld slurmd; do \
 		command -v $$tool >/dev/null 2>&1 || slurm=" slurm-wlm"; \
 	done; \
 	command -v munged >/dev/null 2>&1 || slurm="$$slurm munge"; \
 	SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	if [ -n "$$missing$$slurm" ]; then \
-		echo "Installing system packages:$$missing$$slurm"; \
+	APT="$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq"; \
+	if [ -n "$$missing$$lean$$slurm" ]; then \
+		echo "Installing system packages:$$missing$$lean$$slurm"; \
 		$$SUDO apt-get update -qq || true; \
 	fi; \
-	if [ -n "$$missing" ]; then \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	fi; \
+	if [ -n "$$missing" ]; then $$APT $$missing >/dev/null; fi; \
+	if [ -n "$$lean" ]; then $$APT --no-install-recommends $$lean >/dev/null; fi; \
 	if [ -n "$$slurm" ]; then \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$slurm >/dev/null \
+		$$APT $$slurm >/dev/null \
 		|| echo "WARNING: could not install$$slurm: the SLURM tests will be SKIPPED"; \
 	fi
 	mkdir -p $(VENV) && touch $@
