@@ -57,6 +57,7 @@ lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check gittrack tests benchmarks examples
 	$(VENV)/bin/ruff format --check gittrack tests benchmarks examples
 	$(VENV)/bin/mypy --strict gittrack
+	$(VENV)/bin/lint-imports
 
 test: $(TEST_STAMP) $(SYSTEM_STAMP) lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
