@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class GittrackError(Exception):
     """Base of every error gittrack raises on purpose; the CLI prints it as one line."""
+
+    exit_code = 1  # what the command line exits with
 
 
 class NotAGitRepo(GittrackError):
@@ -84,7 +87,9 @@ class SchemaTooNew(RecordError):
 
 
 class UsageError(GittrackError, ValueError):
-    """A value given by the user that gittrack cannot use."""
+    """A value given by the user that gittrack cannot use; the command line exits 2."""
+
+    exit_code = 2
 
 
 class QueryError(UsageError):
@@ -185,3 +190,76 @@ class NoSuchRemote(RemoteError):
             f"There is no git remote named '{remote}'{hint}; add it with "
             f"'git remote add {remote} URL'."
         )
+
+
+class GraphvizMissing(GittrackError):
+    def __init__(self, fmt: str) -> None:
+        super().__init__(
+            f"Rendering {fmt} needs Graphviz's 'dot' program, which is not installed; install it "
+            "(apt install graphviz, brew install graphviz, conda install graphviz) or use --format dot."
+        )
+
+
+class NoRunsMatch(UsageError, LookupError):
+    def __init__(self, query: str) -> None:
+        self.query = query
+        super().__init__(
+            f'No run matches the query "{query}"; check it with: gittrack ls --where "{query}"'
+        )
+
+
+class UnusableRun(UsageError):
+    def __init__(self, runs: list[tuple[str, str]]) -> None:
+        self.runs = runs
+        shown = ", ".join(f"{rid[:8]} ({status})" for rid, status in runs[:5])
+        more = f" and {len(runs) - 5} more" if len(runs) > 5 else ""
+        super().__init__(
+            f"Refusing to use runs that did not complete as inputs: {shown}{more}; "
+            "add \"and status = 'completed'\" to a query, or pass --allow-failed to 'gittrack run' "
+            "(RunRef(allow_failed=True) in code)."
+        )
+
+
+class TooManyRuns(UsageError):
+    def __init__(self, ref: str, count: int) -> None:
+        super().__init__(
+            f'"{ref}" matches {count} runs but this option takes one; narrow the query '
+            "or declare the option with RunRef(multiple=True)."
+        )
+
+
+class SweepSpecError(UsageError):
+    def __init__(self, spec: str, why: str) -> None:
+        self.spec = spec
+        super().__init__(
+            f"Sweep values '{spec}' do not parse: {why}; give a list a,b,c or a range "
+            "start:stop[:step] (stop excluded, e.g. 1:4 gives 1,2,3)."
+        )
+
+
+class RunFailed(GittrackError):
+    """A run launched by an Experiment did not complete; `.run` is the recorded run, if any."""
+
+    def __init__(self, result: Any, run: Any) -> None:
+        self.result = result
+        self.run = run
+        if run is not None:
+            message = (
+                f"Run {run.short} of {result.task.script} {result.status}: {result.error}; "
+                f"'gittrack show {run.short}' has its traceback and logs."
+            )
+        else:
+            message = f"No run of {result.task.script} could start: {result.error}"
+        super().__init__(message)
+
+
+class CodeUnavailable(GittrackError):
+    def __init__(self, run_id: str, commit: str, reason: str) -> None:
+        super().__init__(
+            f"The code of run {run_id[:8]} (commit {commit[:10]}) cannot be checked out: {reason}; "
+            "fetch it first (gittrack pull, or git fetch --unshallow)."
+        )
+
+
+class GitError(GittrackError):
+    """A git command failed in a way the user has to look at."""

@@ -375,7 +375,7 @@ def test_cluster_flags_need_a_dask_executor(run_cli, tracked_repo: Path) -> None
     result = run_cli(
         tracked_repo, "sweep", "sim.py", "--temp", "1,2", "--scheduler", "tcp://127.0.0.1:1"
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert (
         result.output
         == "Error: --scheduler is only for --executor dask, slurm, pbs or sge; add one of those or drop it.\n"

@@ -76,7 +76,7 @@ def test_failures_do_not_stop_the_sweep_unless_fail_fast(tracked_repo: Path, run
 )
 def test_bad_sweep_spec(tracked_repo: Path, run_cli, spec: str, message: str) -> None:
     result = run_cli(tracked_repo, "sweep", "sim.py", "--temp", spec)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.splitlines()[-1].startswith(f"Error: {message}; give a list a,b,c")
     assert len(branch_log(tracked_repo)) == 1
 
@@ -188,13 +188,13 @@ def test_misspelt_option_or_bad_value_is_refused_before_anything_runs(
     from conftest import branch_log
 
     typo = run_cli(tracked_repo, "sweep", "sim.py", "--tmp", "1,2")
-    assert typo.exit_code == 1
+    assert typo.exit_code == 2
     assert typo.output == (
         "Error: The sweep cannot run sim.py --tmp 1: No such option '--tmp'. "
         "(Did you mean one of: '--steps', '--temp'?)\n"
     )
     bad = run_cli(tracked_repo, "sweep", "sim.py", "--temp", "1,hot")
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2
     assert bad.output == (
         "Error: The sweep cannot run sim.py --temp hot: Invalid value for '--temp': 'hot' is not a valid float.\n"
     )

@@ -1,7 +1,8 @@
 """The `gittrack` command line: a thin click group over the library.
 
 Errors become exit codes here and only here: a GittrackError prints `Error: <sentence>` and
-exits 1; anything unexpected prints one line and the hint to rerun with --debug.
+exits with its `exit_code` (2 for usage errors, 1 for the rest); anything unexpected prints one
+line and the hint to rerun with --debug.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ class GittrackGroup(click.Group):
         except GittrackError as exc:
             if _debug(ctx):
                 traceback.print_exc()
-            raise click.ClickException(str(exc)) from exc
+            failure = click.ClickException(str(exc))
+            failure.exit_code = exc.exit_code
+            raise failure from exc
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)

@@ -38,14 +38,14 @@ def ui(obj: Context, port: int, host: str, open_browser: bool) -> None:
 
     import uvicorn
 
-    from ..errors import UsageError
+    from ..errors import GittrackError
     from ..ui import create_app
 
     repo = obj.repo()
     try:
         socket.create_server((host, port)).close()  # fail here, in one sentence, not in uvicorn
     except OSError as exc:
-        raise UsageError(
+        raise GittrackError(
             f"Cannot serve on {host}:{port} ({os.strerror(exc.errno) if exc.errno else exc}); stop what uses it or pick another port with --port."
         ) from exc
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import GittrackError, UsageError
+from ..errors import CodeUnavailable, RunFailed, SweepSpecError, UsageError
 from .executors import Result, Task, execute, get_executor
 
 if TYPE_CHECKING:
@@ -32,39 +32,6 @@ if TYPE_CHECKING:
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 RANGE = re.compile(rf"^({NUMBER}):({NUMBER})(?::({NUMBER}))?$")
 MAX_RUNS = 100_000
-
-
-class SweepSpecError(UsageError):
-    def __init__(self, spec: str, why: str) -> None:
-        self.spec = spec
-        super().__init__(
-            f"Sweep values '{spec}' do not parse: {why}; give a list a,b,c or a range "
-            "start:stop[:step] (stop excluded, e.g. 1:4 gives 1,2,3)."
-        )
-
-
-class RunFailed(GittrackError):
-    """A run launched by an Experiment did not complete; `.run` is the recorded run, if any."""
-
-    def __init__(self, result: Result, run: Run | None) -> None:
-        self.result = result
-        self.run = run
-        if run is not None:
-            message = (
-                f"Run {run.short} of {result.task.script} {result.status}: {result.error}; "
-                f"'gittrack show {run.short}' has its traceback and logs."
-            )
-        else:
-            message = f"No run of {result.task.script} could start: {result.error}"
-        super().__init__(message)
-
-
-class CodeUnavailable(GittrackError):
-    def __init__(self, run_id: str, commit: str, reason: str) -> None:
-        super().__init__(
-            f"The code of run {run_id[:8]} (commit {commit[:10]}) cannot be checked out: {reason}; "
-            "fetch it first (gittrack pull, or git fetch --unshallow)."
-        )
 
 
 # -- the grid ---------------------------------------------------------------------------------

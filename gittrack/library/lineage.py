@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import GittrackError, UsageError
+from ..errors import GittrackError, GraphvizMissing, UsageError
 from ..index import edges as edge_tables
 from ..index.db import Index
 
@@ -30,14 +30,6 @@ STATUS_FILL = {
     "missing": "#eeeeee",
 }
 MAX_PARAMS_SHOWN = 4
-
-
-class GraphvizMissing(GittrackError):
-    def __init__(self, fmt: str) -> None:
-        super().__init__(
-            f"Rendering {fmt} needs Graphviz's 'dot' program, which is not installed; install it "
-            "(apt install graphviz, brew install graphviz, conda install graphviz) or use --format dot."
-        )
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import GittrackError, UsageError
+from ..errors import GittrackError, NoRunsMatch, TooManyRuns, UnusableRun, UsageError
 
 if TYPE_CHECKING:
     from .. import store
@@ -39,34 +39,6 @@ USABLE = ("completed",)
 pinned: contextvars.ContextVar[dict[str, list[str]] | None] = contextvars.ContextVar(
     "gittrack_pinned_refs", default=None
 )
-
-
-class NoRunsMatch(UsageError, LookupError):
-    def __init__(self, query: str) -> None:
-        self.query = query
-        super().__init__(
-            f'No run matches the query "{query}"; check it with: gittrack ls --where "{query}"'
-        )
-
-
-class UnusableRun(UsageError):
-    def __init__(self, runs: list[tuple[str, str]]) -> None:
-        self.runs = runs
-        shown = ", ".join(f"{rid[:8]} ({status})" for rid, status in runs[:5])
-        more = f" and {len(runs) - 5} more" if len(runs) > 5 else ""
-        super().__init__(
-            f"Refusing to use runs that did not complete as inputs: {shown}{more}; "
-            "add \"and status = 'completed'\" to a query, or pass --allow-failed to 'gittrack run' "
-            "(RunRef(allow_failed=True) in code)."
-        )
-
-
-class TooManyRuns(UsageError):
-    def __init__(self, ref: str, count: int) -> None:
-        super().__init__(
-            f'"{ref}" matches {count} runs but this option takes one; narrow the query '
-            "or declare the option with RunRef(multiple=True)."
-        )
 
 
 def resolve_runs(repo: store.Repo, text: str) -> list[Run]:

@@ -16,7 +16,7 @@ from hashlib import sha1
 from pathlib import Path
 from typing import ClassVar
 
-from ..errors import GittrackError, NotAGitRepo
+from ..errors import GitError, NotAGitRepo
 
 BRANCH = "gittrack/runs"
 RUNS_REF = f"refs/heads/{BRANCH}"
@@ -33,10 +33,6 @@ STALE_REF_LOCK_S = 10.0  # a ref .lock older than this, while we hold the flock,
 
 
 STATS = {"commits": 0, "retries": 0}  # this process's branch commits and CAS retries
-
-
-class GitError(GittrackError):
-    """A git command failed in a way the user has to look at."""
 
 
 @dataclass
