@@ -34,6 +34,12 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
+class UsageFailure(click.ClickException):
+    """A usage error as click prints it (`Error: <sentence>`), exiting 2."""
+
+    exit_code = 2
+
+
 class GittrackGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -43,9 +49,8 @@ class GittrackGroup(click.Group):
         except GittrackError as exc:
             if _debug(ctx):
                 traceback.print_exc()
-            failure = click.ClickException(str(exc))
-            failure.exit_code = exc.exit_code
-            raise failure from exc
+            failure = UsageFailure if exc.exit_code == 2 else click.ClickException
+            raise failure(str(exc)) from exc
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import GitError as GitError
 from .branch import (
     _folder_exists as _folder_exists,
     _remove_stale_ref_locks as _remove_stale_ref_locks,
@@ -45,7 +46,6 @@ from .objects import (
     ZERO as ZERO,
     CatFile as CatFile,
     Entry as Entry,
-    GitError as GitError,
     Identity as Identity,
     ObjectWriter as ObjectWriter,
     Repo as Repo,

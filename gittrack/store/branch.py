@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from ..errors import RepoNotWritable
+from ..errors import GitError, RepoNotWritable
 from ..model.record import RunRecord, run_folder
 from .objects import (
     CODE_REF_PREFIX,
@@ -22,7 +22,6 @@ from .objects import (
     STATS,
     ZERO,
     Entry,
-    GitError,
     Identity,
     ObjectWriter,
     Repo,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from ..errors import RepoNotWritable
+from ..errors import GitError, RepoNotWritable
 from .branch import _remove_stale_ref_locks, _update_refs, branch_lock
 from .objects import (
     MODE_BLOB,
     NOTES_REF,
     ZERO,
     Entry,
-    GitError,
     Identity,
     ObjectWriter,
     Repo,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from hashlib import sha1
 from pathlib import Path
 
-from ..errors import GittrackError
+from ..errors import GitError, GittrackError
 from .branch import (
     _update_refs,
     branch_lock,
@@ -33,7 +33,6 @@ from .objects import (
     ZERO,
     CatFile,
     Entry,
-    GitError,
     Identity,
     ObjectWriter,
     Repo,
