@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 $(TEST_STAMP): pyproject.toml $(STAMP)
-	$(PIP) install -q -e '.[all]'
+	$(PIP) install -q -e '.[dev]'
 	touch $@
 
 # Debian packages the tests use: git, Graphviz's dot, Chromium (for the UI tests), LAMMPS
