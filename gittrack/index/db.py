@@ -21,7 +21,9 @@ from typing import Any
 from .. import store
 from ..errors import RecordError
 from ..model.record import SCHEMA, RunRecord, json_data, run_folder
+from ..model.values import FAMILIES, flat
 from . import memo
+from .sql import chunked
 
 try:  # the compiled tomli parses records ~3x faster than the standard library's tomllib
     import tomli as toml_reader
@@ -482,11 +484,11 @@ class Index:
         # records are read only for the rows returned, not for every row the query looks at
         rids = [r[0] for r in self.query(sql, args)]
         found: dict[int, dict[str, Any]] = {}
-        for start in range(0, len(rids), 500):
-            chunk = rids[start : start + 500]
+        for chunk, marks in chunked(rids):
             for r in self.db.execute(
-                f"SELECT f.id, r.record, f.commit_sha, f.problem, f.tags, f.note, f.rid FROM run_fields AS f "
-                f"LEFT JOIN records AS r ON r.rid = f.rid WHERE f.rid IN ({', '.join('?' * len(chunk))})",
+                "SELECT f.id, r.record, f.commit_sha, f.problem, f.tags, f.note, f.rid"
+                " FROM run_fields AS f LEFT JOIN records AS r ON r.rid = f.rid"
+                f" WHERE f.rid IN ({marks})",
                 chunk,
             ):
                 found[r[6]] = _row(r)
@@ -556,22 +558,12 @@ def kv_rows(record: dict[str, Any]) -> Iterator[tuple[str, str, float | None, st
     Nested tables become dotted keys; a list gives one row per element (a query matches when
     any element does); numbers, bools (1/0) and strings that read as numbers get a number.
     """
-    for family in ("params", "metrics", "env"):
-        yield from _kv(family, "", record.get(family) or {})
-
-
-def _kv(
-    family: str, prefix: str, data: dict[str, Any]
-) -> Iterator[tuple[str, str, float | None, str]]:
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            yield from _kv(family, f"{name}.", value)
-            continue
-        for item in value if isinstance(value, list) else [value]:
-            if item is None or isinstance(item, dict | list):
-                continue
-            yield (family, name, *_num_text(item))
+    for family in FAMILIES:
+        for name, value in flat(record.get(family) or {}).items():
+            for item in value if isinstance(value, list) else [value]:
+                if item is None or isinstance(item, dict | list):
+                    continue
+                yield (family, name, *_num_text(item))
 
 
 def _num_text(value: Any) -> tuple[float | None, str]:

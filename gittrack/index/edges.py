@@ -6,13 +6,15 @@ sync (so they are never ahead of or behind it) and can always be rebuilt from th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..store.datastore import hash_file
+from .sql import chunked
 
 if TYPE_CHECKING:
     from .db import Index
@@ -30,7 +32,6 @@ TABLES = (
     "CREATE INDEX IF NOT EXISTS lineage_memo_run ON lineage_memo(run)",
     "CREATE TABLE IF NOT EXISTS lineage_filehash (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, md5 TEXT)",
 )
-CHUNK = 500  # ids per SQL statement (well under SQLite's variable limit)
 
 
 def _has_tables(db: sqlite3.Connection) -> bool:
@@ -57,14 +58,12 @@ def sync_tables(
         )  # streamed
     else:
         gone = sorted(set(ids) | set(removed))
-        for chunk in _chunks(gone):
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in chunked(gone):
             db.execute(f"DELETE FROM lineage_edges WHERE child IN ({marks})", chunk)
             db.execute(f"DELETE FROM lineage_outputs WHERE run IN ({marks})", chunk)
             db.execute(f"DELETE FROM lineage_memo WHERE run IN ({marks})", chunk)
         rows = []
-        for chunk in _chunks(sorted(set(ids))):
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in chunked(sorted(set(ids))):
             rows += db.execute(
                 f"SELECT id, record FROM runs WHERE id IN ({marks})", chunk
             ).fetchall()
@@ -100,11 +99,6 @@ def sync_tables(
     return memos
 
 
-def _chunks(items: list[str], size: int = CHUNK) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def ready(index: Index) -> sqlite3.Connection:
     """The index database, synced, with the lineage tables present (built once if missing)."""
     index.sync()
@@ -128,8 +122,7 @@ def edges_of(
     column = "parent" if downstream else "child"
     kinds = list(kinds)
     found: list[tuple[str, str, str, str, str]] = []
-    for chunk in _chunks(sorted(set(ids))):
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in chunked(sorted(set(ids))):
         kind_marks = ",".join("?" * len(kinds))
         found += db.execute(
             f"SELECT child, parent, kind, output, md5 FROM lineage_edges "
@@ -165,11 +158,7 @@ def file_md5(index: Index, path: Path) -> str:
     ).fetchone()
     if row:
         return str(row[0])
-    digest = hashlib.md5()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    md5 = digest.hexdigest()
+    md5, _ = hash_file(path)
     db.execute(
         "INSERT OR REPLACE INTO lineage_filehash VALUES (?,?,?,?,?)",
         (key, st.st_size, st.st_mtime_ns, st.st_ino, md5),
@@ -181,8 +170,7 @@ def records(index: Index, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """{id: record JSON data} of indexed runs (missing or removed ids are left out)."""
     db = ready(index)
     found: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(sorted(set(ids))):
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in chunked(sorted(set(ids))):
         for run_id, text, commit in db.execute(
             f"SELECT id, record, commit_sha FROM runs WHERE id IN ({marks})", chunk
         ):

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import QueryError
+from ..model.values import FAMILIES
 
 COLUMNS_TEXT = ("id", "name", "status", "command", "experiment")
 COLUMNS_NUMBER = ("duration_s",)
 COLUMNS_DATE = ("started", "finished")
-FAMILIES = ("params", "metrics", "env")
 FIELDS_HINT = (
     "a field: id, name, status, command, experiment, started, finished, duration_s, tags, "
     "params.X, metrics.X or env.X"

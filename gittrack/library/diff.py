@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import store
-from ..model.values import flat
+from ..model.values import FAMILIES, flat
 
 RUN_FIELDS = ("name", "status", "command", "experiment", "duration_s", "exit_code", "tags", "note")
 SECTIONS = ("run", "params", "metrics", "env", "outputs", "inputs")
@@ -87,7 +87,7 @@ def diff_runs(
     result.changes["run"] = compare(
         {k: ra.get(k) for k in RUN_FIELDS}, {k: rb.get(k) for k in RUN_FIELDS}
     )
-    for section in ("params", "metrics", "env"):
+    for section in FAMILIES:
         result.changes[section] = compare(flat(ra.get(section) or {}), flat(rb.get(section) or {}))
     outs = [{n: _output(o) for n, o in (r.get("outputs") or {}).items()} for r in (ra, rb)]
     result.changes["outputs"] = compare(*outs)

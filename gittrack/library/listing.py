@@ -9,7 +9,7 @@ from typing import Any
 from .. import store
 from ..errors import UsageError
 from ..index.db import Index
-from ..model.values import FAMILY_COLUMN, cell, flat
+from ..model.values import FAMILIES, FAMILY_COLUMN, cell, flat
 from ..store import staging
 
 BASE_COLUMNS = ["id", "name", "status", "started", "duration_s"]
@@ -98,9 +98,7 @@ def unknown_keys(
     names = family_keys(where, sort, columns)
     if not names:
         return []
-    known = {
-        f"{family}.{key}" for family in ("params", "metrics", "env") for key in index.keys(family)
-    }
+    known = {f"{family}.{key}" for family in FAMILIES for key in index.keys(family)}
     hints = []
     for name in names:
         if name in known:
@@ -123,7 +121,7 @@ def pick_columns(
         ]
         out: list[str] = []
         for column in asked:
-            if column.endswith(".*") and column[:-2] in ("params", "metrics", "env"):
+            if column.endswith(".*") and column[:-2] in FAMILIES:
                 out += [c for c in family_columns(rows, column[:-2]) if c not in out]
             elif column in PLAIN_COLUMNS or FAMILY_COLUMN.match(column):
                 out.append(column)

@@ -85,6 +85,15 @@ def allow_failed(options: RunOptions | None) -> bool:
     return env or bool(options and options.allow_failed)
 
 
+def repo_path(options: RunOptions | None, script: Path | None) -> str | Path | None:
+    """Where a run records: --repo or GITTRACK_REPO, else the script's folder, else the cwd."""
+    if options is not None and options.repo:
+        return options.repo
+    if os.environ.get("GITTRACK_REPO"):
+        return os.environ["GITTRACK_REPO"]
+    return script.resolve().parent if script is not None else None
+
+
 def new_run_id() -> str:
     """32 random hex characters: short ids of a sweep's runs do not collide."""
     return os.urandom(16).hex()

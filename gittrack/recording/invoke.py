@@ -7,14 +7,13 @@ click's context.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from .. import store
 from ..model.record import RunRecord
-from .context import RunOptions, pending, reset_pending
+from .context import RunOptions, pending, repo_path, reset_pending
 from .loader import find_command
 
 
@@ -39,7 +38,7 @@ def run_script(
     """Load `script`, find its tracked command and invoke it in-process with `args`."""
     opts = options or RunOptions()
     # outside a repository: say so before the script is even loaded
-    store.find_repo(opts.repo or os.environ.get("GITTRACK_REPO") or script.resolve().parent)
+    store.find_repo(repo_path(opts, script))
     opts.script = script
     command = find_command(script, function)
     return invoke(command, args, opts, script.name).record

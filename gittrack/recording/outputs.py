@@ -42,7 +42,6 @@ LOG_NAME = "metrics"  # the output gittrack.log() writes
 LOG_FILE = "metrics.csv"
 MANIFEST = "outputs.json"  # in the run's staging folder: what save()/log() wrote so far
 RESERVED = {"run.toml", ".gitignore"}
-FULL_ERRNOS = {28, 122, 27}  # ENOSPC, EDQUOT, EFBIG
 
 
 def validate_name(name: object) -> str:
@@ -416,8 +415,10 @@ def store_outputs(
 
 def _fail(record: RunRecord, name: str, exc: BaseException) -> None:
     """An output that could not be written for lack of space fails the run, with the reason."""
+    from ..store import datastore
+
     reason = getattr(exc, "strerror", None) or str(exc)
-    full = isinstance(exc, StorageFull) or getattr(exc, "errno", None) in FULL_ERRNOS
+    full = isinstance(exc, StorageFull) or getattr(exc, "errno", None) in datastore.FULL_ERRNOS
     if full and not isinstance(exc, StorageFull):
         exc = StorageFull(f"output '{name}'", reason)
     message = str(exc) if full else f"Output '{name}' could not be stored ({reason})."

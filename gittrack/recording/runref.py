@@ -163,18 +163,14 @@ class RunRef(_ParamType):
 
 def _repo_for(ctx: click.Context | None) -> store.Repo:
     """The repository a tracked command records into, known before its run starts."""
-    from ..library.run import open_repo
-    from .context import next_options, script_of
+    from .. import store
+    from .context import next_options, repo_path, script_of
 
     options = next_options()
-    if options and options.repo:
-        return open_repo(options.repo)
-    if os.environ.get("GITTRACK_REPO"):
-        return open_repo(None)
     script = options.script if options and options.script else None
     if script is None and ctx is not None:
         script = script_of(ctx.command)
-    return open_repo(script.resolve().parent if script else None)
+    return store.find_repo(repo_path(options, script))
 
 
 # -- at the start of a run ---------------------------------------------------------------------

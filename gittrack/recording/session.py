@@ -25,7 +25,7 @@ from ..library.consumers import consuming
 from ..model.record import Input, RunRecord, is_scalar, metric_value
 from ..store import project, staging
 from . import capture
-from .context import _current, forced, new_run_id, now, script_of, take_options
+from .context import _current, forced, new_run_id, now, repo_path, script_of, take_options
 
 if TYPE_CHECKING:
     from .command import TrackedCommand
@@ -38,11 +38,7 @@ class RunSession:
         options = take_options()
         self.options = options
         self.script = options.script or script_of(command)
-        self.repo = store.find_repo(
-            options.repo
-            or os.environ.get("GITTRACK_REPO")
-            or (self.script.parent if self.script else None)
-        )
+        self.repo = store.find_repo(repo_path(options, self.script))
         store.head_state(self.repo)  # no commits yet: fail before anything is written
         store.check_writable(self.repo)
         project.ensure_initialised(self.repo)

@@ -18,7 +18,7 @@ from .._version import __version__
 from ..errors import GittrackError, RunNotFound
 from ..library import browse
 from ..library.listing import query_hints
-from ..model.values import cell_text
+from ..model.values import FAMILIES, cell_text
 from .shared import request_repo, templates_dir
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -329,7 +329,7 @@ async def compare(request: Request) -> Response:
         "code.commit",
         "code.dirty",
     ]
-    for family in ("params", "metrics", "env"):
+    for family in FAMILIES:
         seen: dict[str, None] = {}
         for run in runs:
             for key in run.get(family) or {}:
