@@ -50,7 +50,16 @@ $(SYSTEM_STAMP): Makefile
 
 system-packages: $(SYSTEM_STAMP)
 
-demo: $(STAMP)
+# the demo draws its flow graph with Graphviz's dot: installed when missing, as for the tests
+$(VENV)/.graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+		echo "Installing Graphviz (the demo draws a flow graph)"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq || true; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; }
+	mkdir -p $(VENV) && touch $@
+
+demo: $(STAMP) $(VENV)/.graphviz
 	$(PY) examples/demo.py
 
 lint: $(TEST_STAMP)
@@ -73,4 +82,4 @@ screenshots: $(TEST_STAMP) $(SYSTEM_STAMP)
 	GITTRACK_SCREENSHOTS=1 $(PY) -m pytest tests/test_ui_browser.py -q
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info .demo

@@ -1,6 +1,7 @@
-"""`make demo`: the bundled random-walk example end to end in a fresh temporary repository.
+"""`make demo`: the bundled random-walk example end to end in a fresh repository.
 
-Prints every command as a user would type it, then what was recorded and where to look.
+Prints every command as a user would type it, then what was recorded and where to look. The demo
+lives in `.demo/` of this checkout (its DVC remote too), replaced by the next `make demo`.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
+DEMO = HERE.parent / ".demo"
 
 
 def step(cmd: str, cwd: Path) -> str:
@@ -28,8 +29,9 @@ def step(cmd: str, cwd: Path) -> str:
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="gittrack-demo-"))
-    project = root / "random-walk"
+    shutil.rmtree(DEMO, ignore_errors=True)  # the previous demo, if any
+    DEMO.mkdir()
+    project = DEMO / "random-walk"
     shutil.copytree(HERE / "random_walk", project)
     print(f"Demo project: {project}")
     step(
@@ -39,6 +41,7 @@ def main() -> None:
         project,
     )
     step("gittrack init", project)
+    step(f"gittrack remote set {DEMO / 'storage'}", project)  # the data stays beside the demo
     step("gittrack run sim.py --stiffness 1.0 --steps 1000", project)
     step("python sim.py --stiffness 2.0 --steps 1000 --seed 1", project)
     step(
@@ -59,6 +62,8 @@ def main() -> None:
         f"  git log gittrack/runs        one commit per run (the lab notebook)\n"
         f"  gittrack ls / show / diff    read the runs; gittrack ui opens the web UI\n"
         f"  {project / 'flow.svg'}  the flow graph of the analysis\n"
+        f"  {DEMO / 'storage'}  the DVC remote holding the outputs\n"
+        f"The next 'make demo' replaces {DEMO}; 'make clean' removes it.\n"
     )
 
 

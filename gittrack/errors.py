@@ -263,3 +263,11 @@ class CodeUnavailable(GittrackError):
 
 class GitError(GittrackError):
     """A git command failed in a way the user has to look at."""
+
+
+class MissingExtra(GittrackError, ImportError):
+    """An optional part of gittrack whose packages are not installed."""
+
+    def __init__(self, what: str, extra: str) -> None:
+        self.extra = extra
+        super().__init__(f"{what} needs the '{extra}' extra: pip install 'gittrack[{extra}]'")

@@ -36,9 +36,12 @@ def ui(obj: Context, port: int, host: str, open_browser: bool) -> None:
     import os
     import socket
 
+    from .._extras import require
+    from ..errors import GittrackError
+
+    require("gittrack ui", "ui", "starlette", "jinja2", "uvicorn", "plotly")
     import uvicorn
 
-    from ..errors import GittrackError
     from ..ui import create_app
 
     repo = obj.repo()
@@ -89,6 +92,9 @@ def report(obj: Context, output: str, where: str, title: str) -> None:
     """
     from pathlib import Path
 
+    from .._extras import require
+
+    require("gittrack report", "ui", "starlette", "jinja2", "plotly")
     from ..ui.report import build_report
 
     repo = obj.repo()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import store
+from .._extras import require
 from ..errors import UsageError
 from ..model.record import RunRecord
 
@@ -114,6 +115,7 @@ def jobqueue_cluster(
     """
     if kind not in JOBQUEUE:
         raise UsageError(f"Unknown cluster kind '{kind}'; use one of {', '.join(JOBQUEUE)}.")
+    require(f"--executor {kind}", "cluster", "distributed", "dask_jobqueue")
     import dask_jobqueue
 
     options = load_cluster_config(repo_root, kind) if repo_root else {}
@@ -143,6 +145,7 @@ def connect(
     **cluster_options: Any,
 ) -> Any:
     """A Dask client for `kind`: the given scheduler, a LocalCluster, or a jobqueue cluster."""
+    require(f"--executor {kind}", "dask" if kind == "dask" else "cluster", "distributed")
     from distributed import Client, LocalCluster
 
     if scheduler:

@@ -54,6 +54,9 @@ class RunSet:
 
     def to_pandas(self) -> Any:
         """A DataFrame: id, name, status, command, experiment, times, params.*, metrics.*."""
+        from .._extras import require
+
+        require("RunSet.to_pandas()", "pandas", "pandas")
         import pandas as pd
 
         return pd.DataFrame([flatten(r["record"]) for r in self._rows if r["record"]])
