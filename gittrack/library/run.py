@@ -139,6 +139,18 @@ class Run:
     def __repr__(self) -> str:
         return f"<Run {self.short} {self.status}>"
 
+    def _repr_html_(self) -> str:
+        """The run in a notebook: status, params, metrics, outputs and inputs."""
+        from .notebook import run_html
+
+        return run_html(self)
+
+    def lineage(self, downstream: bool = False) -> Any:
+        """Where this run came from (or, `downstream`, what used it); shown as SVG in a notebook."""
+        from .notebook import LineageSVG
+
+        return LineageSVG(self, downstream)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Run) and other.id == self.id
 

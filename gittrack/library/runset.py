@@ -45,21 +45,57 @@ class RunSet:
         return iter(self._runs)
 
     def get(self, ref: str) -> Run:
-        for run in self:
+        """The run of this set that `ref` names: an id, a prefix, a name, or `latest`."""
+        runs = list(self)
+        if ref == "latest" and runs:
+            return runs[0]  # newest first
+        for run in runs:
             if run.id == ref or run.id.startswith(ref) or (run.name and run.name == ref):
                 return run
         from ..errors import RunNotFound
 
         raise RunNotFound(ref)
 
+    def __repr__(self) -> str:
+        shown = ", ".join(r["id"][:8] for r in self._rows[:5])
+        more = f", ... ({len(self)} runs)" if len(self) > 5 else ""
+        return f"<RunSet of {len(self)} run{'s' * (len(self) != 1)}: {shown}{more}>"
+
+    def _repr_html_(self) -> str:
+        """The runs as a table in a notebook (the columns `gittrack ls` would show)."""
+        from . import notebook
+
+        return notebook.runset_html(self)
+
     def to_pandas(self) -> Any:
-        """A DataFrame: id, name, status, command, experiment, times, params.*, metrics.*."""
+        """A DataFrame: id, name, status, command, experiment, times, params.*, metrics.*.
+
+        Times are timezone-aware datetimes; ints, bools and strings keep their types through
+        pandas' nullable dtypes even when some runs lack a value (no float64 for int params).
+        """
         from .._extras import require
 
         require("RunSet.to_pandas()", "pandas", "pandas")
         import pandas as pd
 
-        return pd.DataFrame([flatten(r["record"]) for r in self._rows if r["record"]])
+        rows = [flatten(r["record"]) for r in self._rows if r["record"]]
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            return frame
+        for column in frame.columns:
+            if column in ("started", "finished"):
+                frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+            elif dtype := _nullable_dtype([row.get(column) for row in rows]):
+                frame[column] = pd.array([row.get(column) for row in rows], dtype=dtype)
+        return frame
+
+
+def _nullable_dtype(values: list[Any]) -> str | None:
+    """pandas' nullable dtype for a column whose values are all of one plain type (or None)."""
+    kinds = {type(v) for v in values if v is not None}
+    return (
+        {bool: "boolean", int: "Int64", str: "string"}.get(kinds.pop()) if len(kinds) == 1 else None
+    )
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
