@@ -9,7 +9,7 @@ import base64
 import html
 from typing import TYPE_CHECKING, Any
 
-from ..model.values import cell_text, flat
+from ..model.values import cell, cell_text, flat
 from . import listing
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def runset_html(runs: RunSet) -> str:
     columns = listing.pick_columns(records, None)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_e(listing.cell(r, c), c)}</td>" for c in columns) + "</tr>"
+        "<tr>" + "".join(f"<td>{_e(cell(r, c), c)}</td>" for c in columns) + "</tr>"
         for r in records
     )
     more = len(runs) - len(records)
