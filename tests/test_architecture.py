@@ -196,3 +196,46 @@ def test_the_layer_contracts_hold() -> None:
     proc = subprocess.run([linter], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "0 broken" in proc.stdout
+
+
+# -- small terminal habits (issue 16, findings 9 and 12) ---------------------------------------
+
+
+def test_terminal_habits(tracked_repo: Path, run_cli, tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "sim.py", "--label", "温度スキャン"], cwd=tracked_repo, capture_output=True
+    )
+    assert run.returncode == 0
+    short = run_cli(tracked_repo, "show", "57")
+    assert short.exit_code == 2
+    assert "give at least 4 characters" in short.output
+    jpg = run_cli(tracked_repo, "lineage", "latest", "-o", str(tmp_path / "x.jpg"))
+    assert jpg.exit_code == 2 and "Cannot write a lineage graph as .jpg" in jpg.output
+    assert not (tmp_path / "x.jpg").exists()
+
+
+def test_a_fresh_clone_points_to_pull(tracked_repo: Path, tmp_path: Path) -> None:
+    assert subprocess.run([sys.executable, "sim.py"], cwd=tracked_repo).returncode == 0
+    bare = tmp_path / "shared.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    subprocess.run(["git", "remote", "add", "origin", str(bare)], cwd=tracked_repo, check=True)
+    assert _cli(tracked_repo, "push") is not None
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(bare), str(clone)], check=True)
+    subprocess.run(["git", "fetch", "-q", "origin", "gittrack/runs"], cwd=clone, check=True)
+    subprocess.run(
+        [
+            "git",
+            "fetch",
+            "-q",
+            "origin",
+            "+refs/heads/gittrack/runs:refs/remotes/origin/gittrack/runs",
+        ],
+        cwd=clone,
+        check=True,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "gittrack", "ls"], cwd=clone, capture_output=True, text=True
+    )
+    assert proc.returncode == 0
+    assert "'gittrack pull origin' brings them" in proc.stderr

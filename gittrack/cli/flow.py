@@ -255,6 +255,7 @@ def lineage(
       gittrack lineage 7d0b -o flow.svg
       gittrack lineage 3f2a --downstream --depth 2 --format dot
     """
+    from ..errors import UsageError
     from ..library import lineage as lin
 
     graph = lin.build(
@@ -265,6 +266,11 @@ def lineage(
         return
     if fmt is None:
         suffix = Path(output).suffix.lstrip(".").lower() if output else ""
+        if output and suffix and suffix not in lin.FORMATS:
+            raise UsageError(
+                f"Cannot write a lineage graph as .{suffix}; name the file .svg, .png, .pdf or "
+                ".dot, or give --format."
+            )
         fmt = suffix if suffix in lin.FORMATS else ("svg" if output else "dot")
     data = lin.render(graph, fmt)
     if output:

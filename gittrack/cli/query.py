@@ -8,7 +8,7 @@ import sys
 import click
 
 from . import Context, cli, pass_context
-from .table import render_runs
+from .table import no_color, render_runs
 
 
 @cli.command("ls")
@@ -73,7 +73,7 @@ def ls(
     )
     chosen = listing.columns if columns else None
     tty = sys.stdout.isatty()
-    output = render_runs(listing, fmt, chosen, color=tty, fit=tty)
+    output = render_runs(listing, fmt, chosen, color=tty and not no_color(), fit=tty)
     click.echo(output, nl=fmt != "csv")
     for problem in listing.problems:
         click.echo(f"Warning: {problem}", err=True)
@@ -103,7 +103,7 @@ def diff(
     """
     from ..library.diff import diff_runs, format_diff
 
-    colour = sys.stdout.isatty() if color is None else color
+    colour = (sys.stdout.isatty() and not no_color()) if color is None else color
     result = diff_runs(obj.repo(), run_a, run_b, code=not no_code, color=colour and not as_json)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import unicodedata
 from typing import Any
 
 import click
@@ -74,23 +76,39 @@ def render_runs(
         lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(v.replace("|", "\\|") for v in r) + " |" for r in table]
         return "\n".join(lines)
-    widths = [max([len(h)] + [len(r[i]) for r in table]) for i, h in enumerate(headers)]
+    widths = [
+        max([text_width(h)] + [text_width(r[i]) for r in table]) for i, h in enumerate(headers)
+    ]
     # fit the terminal; piped output (files, scripts) keeps every column
     width = shutil.get_terminal_size((120, 24)).columns if fit else 1 << 30
     keep = len(cols)
     while keep > 3 and sum(w + 2 for w in widths[:keep]) - 2 > width:
         keep -= 1
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers[:keep], widths, strict=False)).rstrip()]
+    lines = ["  ".join(pad(h, w) for h, w in zip(headers[:keep], widths, strict=False)).rstrip()]
     for r in table:
         parts = []
         for i in range(keep):
-            value = r[i].ljust(widths[i])
+            value = pad(r[i], widths[i])
             if color and cols[i] == "status":
                 value = click.style(value, fg=STATUS_COLOURS.get(r[i].strip()))
             parts.append(value)
         lines.append("  ".join(parts).rstrip())
     lines.append(footer(listing, len(rows), len(cols) - keep))
     return "\n".join(lines)
+
+
+def no_color() -> bool:
+    """The NO_COLOR convention (https://no-color.org): set and not empty means no colours."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def text_width(text_: str) -> int:
+    """Columns `text_` takes on a terminal: East Asian wide and full-width characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text_)
+
+
+def pad(text_: str, columns: int) -> str:
+    return text_ + " " * (columns - text_width(text_))
 
 
 def footer(listing: Any, shown: int, hidden: int) -> str:

@@ -79,9 +79,23 @@ def list_runs(
         more = more or len(records) > limit
         records = records[:limit]
     total = index.count() + len(staged)
+    if total == 0 and not where:
+        problems += _unpulled_hint(repo)
     shown = pick_columns(records, columns, varying)
     problems += unknown_keys(index, where, sort, shown if columns else None)
     return Listing(records, total, problems, more, shown)
+
+
+def _unpulled_hint(repo: store.Repo) -> list[str]:
+    """A hint when this clone has no runs but a remote's runs branch was fetched."""
+    proc = repo.git(
+        "for-each-ref", "--format=%(refname:short)", "refs/remotes/*/gittrack/runs", check=False
+    )
+    remotes = proc.stdout.decode().split()
+    if not remotes:
+        return []
+    name = remotes[0].partition("/")[0]
+    return [f"this clone has no runs yet, but {remotes[0]} has: 'gittrack pull {name}' brings them"]
 
 
 def query_hints(repo: store.Repo, where: str | None, sort: str | None = None) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import store
-from ..errors import AmbiguousRun, RecordError, RunNotFound
+from ..errors import AmbiguousRun, RecordError, RunNotFound, UsageError
 from ..index.db import Index
 from ..model.record import Code, Input, Output, RunRecord
 from .consumers import consumed
@@ -179,6 +179,11 @@ def resolve_id(repo: store.Repo, ref: str) -> str:
             return found[0]
         if len(found) > 1:
             raise AmbiguousRun(ref, found)
+    if HEX.match(lowered) and len(lowered) < MIN_PREFIX and not named:
+        raise UsageError(
+            f'"{ref}" is too short to name a run: give at least {MIN_PREFIX} characters of its '
+            "id, or its name ('gittrack ls' lists runs)."
+        )
     raise RunNotFound(ref, suggest(index, ref))
 
 
