@@ -125,7 +125,7 @@ def throughput(root: Path, runs: int, workers: int) -> list[tuple[str, float]]:
         for label, shared in (("dask, shared filesystem", True), ("dask, code by bundle", False)):
             repo = make_repo(root / label.replace(" ", "-").replace(",", ""))
             store = gitstore.find_repo(repo)
-            tasks = [("trivial.py", None, ["--x", str(i)], {}) for i in range(runs)]
+            tasks = [Task("trivial.py", ["--x", str(i)]) for i in range(runs)]
             start = time.perf_counter()
             outcomes = run_tasks(store, tasks, client=client, shared_fs=shared, progress=False)
             rows.append((label, runs / (time.perf_counter() - start)))

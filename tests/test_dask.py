@@ -14,7 +14,8 @@ from conftest import git, write_script
 
 from gittrack import store as gitstore
 from gittrack.errors import UsageError
-from gittrack.execute.dask_executor import Task, jobqueue_cluster, run_tasks
+from gittrack.execute.dask_executor import jobqueue_cluster, run_tasks
+from gittrack.execute.executors import Task
 from gittrack.model.record import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,11 +137,11 @@ def test_a_sweep_through_a_scheduler_without_shared_filesystem(
 ) -> None:
     store = gitstore.find_repo(tracked_repo)
     head = git(tracked_repo, "rev-parse", "HEAD")
-    tasks = [("sim.py", None, ["--temp", str(t)], {"experiment": "grid"}) for t in (1, 2, 3, -1)]
+    tasks = [Task("sim.py", ["--temp", str(t)], experiment="grid") for t in (1, 2, 3, -1)]
     outcomes = run_tasks(store, tasks, client=dask_cluster.client, progress=False)
     assert [o.status for o in outcomes] == ["completed", "completed", "completed", "failed"]
     found = {r.id: r for r in records(tracked_repo)}
-    assert set(found) == {o.run for o in outcomes}
+    assert set(found) == {o.run_id for o in outcomes}
     by_temp = {r.params["temp"]: r for r in found.values()}
     assert by_temp[2.0].metrics == {"energy": 4.0, "steps_done": 10}
     assert by_temp[2.0].code.commit == head and by_temp[2.0].code.branch == "main"
@@ -165,7 +166,7 @@ def test_retries_and_shared_filesystem(tracked_repo: Path, dask_cluster) -> None
     store = gitstore.find_repo(tracked_repo)
     outcomes = run_tasks(
         store,
-        [Task("sim.py", args=["--temp", "-5"]), Task("sim.py", args=["--temp", "5"])],
+        [Task("sim.py", ["--temp", "-5"]), Task("sim.py", ["--temp", "5"])],
         client=dask_cluster.client,
         shared_fs=True,
         retries=2,
@@ -189,7 +190,7 @@ def test_a_worker_killed_mid_sweep_leaves_a_died_run(tracked_repo: Path, tmp_pat
     try:
         store = gitstore.find_repo(tracked_repo)
         tasks = [
-            ("slow.py", None, ["--i", str(i), "--marker-dir", str(markers), "--sleep", "3"], {})
+            Task("slow.py", ["--i", str(i), "--marker-dir", str(markers), "--sleep", "3"])
             for i in range(4)
         ]
         import threading
@@ -272,9 +273,13 @@ import sys
 from distributed import Client
 from gittrack import store as gitstore
 from gittrack.execute.dask_executor import run_tasks
+from gittrack.execute.executors import Task
 
 client = Client(scheduler_file=sys.argv[1])
-tasks = [("slow.py", None, ["--i", str(i), "--marker-dir", sys.argv[2], "--sleep", "60"], {}) for i in range(6)]
+tasks = [
+    Task("slow.py", ["--i", str(i), "--marker-dir", sys.argv[2], "--sleep", "60"])
+    for i in range(6)
+]
 try:
     run_tasks(gitstore.find_repo("."), tasks, client=client, progress=False)
 except KeyboardInterrupt:
@@ -321,7 +326,7 @@ def test_ctrl_c_cancels_pending_tasks_and_records_running_ones(
 def test_a_local_cluster_on_a_shared_filesystem(tracked_repo: Path) -> None:
     store = gitstore.find_repo(tracked_repo)
     outcomes = run_tasks(
-        store, [("sim.py", None, ["--temp", str(t)], {}) for t in (7, 8)], workers=2, progress=False
+        store, [Task("sim.py", ["--temp", str(t)]) for t in (7, 8)], workers=2, progress=False
     )
     assert [o.status for o in outcomes] == ["completed", "completed"]
     assert sorted(r.params["temp"] for r in records(tracked_repo)) == [7.0, 8.0]
@@ -403,13 +408,13 @@ def test_an_analysis_of_an_earlier_run_on_a_worker_without_shared_filesystem(
     store = gitstore.find_repo(tracked_repo)
     (outcome,) = run_tasks(
         store,
-        [("analyse.py", None, ["--sim", "base"], {})],
+        [Task("analyse.py", ["--sim", "base"])],
         client=dask_cluster.client,
         progress=False,
     )
     assert outcome.status == "completed", outcome.error
     found = {r.id: r for r in records(tracked_repo)}
-    analysis = found[outcome.run]
+    analysis = found[outcome.run_id]
     assert analysis.metrics == {"double": 12.0}
     (edge,) = analysis.inputs
     base = next(r for r in found.values() if r.name == "base")

@@ -52,15 +52,16 @@ def test_outputs_of_dask_workers_without_shared_filesystem(alice: Path) -> None:
     import gittrack
     from gittrack import store as gitstore
     from gittrack.execute.dask_executor import run_tasks
+    from gittrack.execute.executors import Task
 
     store = gitstore.find_repo(alice)
     outcomes = run_tasks(
         store,
-        [("arrays.py", None, ["--n", str(n)], {}) for n in (2, 3)],
+        [Task("arrays.py", ["--n", str(n)]) for n in (2, 3)],
         workers=2,
         shared_fs=False,
         progress=False,
     )
     assert [o.status for o in outcomes] == ["completed", "completed"]
-    loaded = sorted(gittrack.Run(o.run, alice).load("traj").tolist() for o in outcomes)
+    loaded = sorted(gittrack.Run(o.run_id, alice).load("traj").tolist() for o in outcomes)
     assert loaded == [[0.0, 1.5], [0.0, 1.5, 3.0]]

@@ -22,8 +22,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,52 +31,12 @@ from .. import store
 from .._extras import require
 from ..errors import UsageError
 from ..model.record import RunRecord
+from .executors import Result, Task
 
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster"}
 POLL_S = 0.05
 CANCEL_POLL_S = 0.5
 GRACE_S = 30.0  # how long Ctrl-C waits for running tasks to record themselves as interrupted
-
-
-@dataclass
-class Task:
-    """One run to execute: a script (relative to the repository), its command and arguments."""
-
-    script: str
-    function: str | None = None
-    args: list[str] = field(default_factory=list)
-    options: dict[str, Any] = field(
-        default_factory=dict
-    )  # RunOptions fields: name, tags, note, experiment
-
-
-@dataclass
-class TaskOutcome:
-    """How a task ended: the run that recorded it last, and every attempt's run."""
-
-    index: int
-    status: str = "pending"  # completed, failed, died, interrupted, cancelled, error
-    run: str = ""
-    attempts: int = 0
-    runs: list[str] = field(default_factory=list)
-    error: str = ""
-    reused: bool = False  # an identical completed run existed (shared filesystem only)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    duration_s: float = 0.0
-
-
-def as_task(item: Task | Sequence[Any] | Mapping[str, Any]) -> Task:
-    """A Task from a Task, a (script, function, args, options) tuple or a mapping."""
-    if isinstance(item, Task):
-        return item
-    if isinstance(item, Mapping):
-        return Task(**item)
-    script, function, args, options = [*list(item), None, None, None][:4]
-    if options is not None and not isinstance(options, Mapping):
-        options = {
-            k: v for k, v in vars(options).items() if k in ("name", "tags", "note", "experiment")
-        }
-    return Task(str(script), function or None, [str(a) for a in args or []], dict(options or {}))
 
 
 # -- clusters -------------------------------------------------------------------------------
@@ -314,25 +274,14 @@ def _announcer(path: str) -> Callable[[str], None] | None:
 
 
 def _main(argv: list[str]) -> int:
-    """`python -m gittrack.execute.dask_executor TASK_JSON`: run one task's command in this process."""
-    task = Task(**json.loads(argv[0]))
+    """`python -m gittrack.execute.dask_executor TASK_JSON`: run one task in this process."""
     from . import executors
 
-    fields = set(executors.Task.__dataclass_fields__)
-    job = executors.Task(
-        script=str(Path(task.script).resolve()),
-        args=list(task.args),
-        function=task.function,
-        repo=os.environ.get("GITTRACK_REPO"),
-        cwd=os.getcwd(),
-        **{
-            k: v
-            for k, v in task.options.items()
-            if k in fields and k not in ("script", "args", "function", "repo", "cwd")
-        },
-    )
+    task = Task(**json.loads(argv[0]))
+    task.script = str(Path(task.script).resolve())
+    task.repo, task.cwd = os.environ.get("GITTRACK_REPO"), os.getcwd()
     result = executors.execute(
-        job, on_start=_announcer(os.environ.get("GITTRACK_DASK_ID_FILE", ""))
+        task, on_start=_announcer(os.environ.get("GITTRACK_DASK_ID_FILE", ""))
     )
     if path := os.environ.get("GITTRACK_DASK_RESULT_FILE"):
         Path(path).write_text(
@@ -381,14 +330,14 @@ class DaskRunner:
                 (message["run"], message["record"])
             )
 
-    def run(self, tasks: Iterable[Task | Sequence[Any] | Mapping[str, Any]]) -> list[TaskOutcome]:
-        """Run every task; the outcomes in the order of `tasks`."""
-        return sorted(self.iter_run(tasks), key=lambda o: o.index)
+    def run(self, tasks: Iterable[Task]) -> list[Result]:
+        """Run every task; the results in the order of `tasks`."""
+        items = list(tasks)
+        order = {id(t): i for i, t in enumerate(items)}
+        return sorted(self.iter_run(items), key=lambda r: order[id(r.task)])
 
-    def iter_run(
-        self, tasks: Iterable[Task | Sequence[Any] | Mapping[str, Any]]
-    ) -> Generator[TaskOutcome, None, None]:
-        """Run tasks, yielding each task's outcome as it ends (after its last attempt).
+    def iter_run(self, tasks: Iterable[Task]) -> Generator[Result, None, None]:
+        """Run tasks, yielding each task's Result as it ends (after its last attempt).
 
         Ctrl-C, or closing the iterator early, cancels the queued tasks and interrupts the
         running ones, which are recorded as `interrupted`.
@@ -396,20 +345,16 @@ class DaskRunner:
         from distributed import Event, as_completed
         from tqdm import tqdm
 
-        items = [as_task(t) for t in tasks]
-        for task in items:
-            script = Path(task.script)
-            if script.is_absolute():
-                with contextlib.suppress(ValueError):
-                    task.script = script.resolve().relative_to(self.repo.root.resolve()).as_posix()
-        outcomes = [TaskOutcome(i) for i in range(len(items))]
+        items = list(tasks)
+        payloads = [self._payload(t) for t in items]
+        results = [Result(t, status="pending", attempts=0) for t in items]
         base = {"topic": self.topic, "shared_repo": str(self.repo.root) if self.shared_fs else ""}
         bundle = None
         self.code = store.snapshot_code(self.repo, None, "dask-sweep")
         if not self.shared_fs:
             # runs consuming earlier runs (RunRef inputs) need the records in their checkout
             with_runs = any(
-                t.options.get("pinned") or _consumes_runs(self.repo.root / t.script) for t in items
+                t["pinned"] or _consumes_runs(self.repo.root / t["script"]) for t in payloads
             )
             base["settings"] = store.settings_commit(self.repo, with_runs=with_runs)
             base["code"] = self.code.commit
@@ -423,38 +368,46 @@ class DaskRunner:
 
         def submit(i: int, attempt: int) -> Any:
             key = f"{self.topic}-{i}-{attempt}"
-            payload = {**base, "key": key, "task": asdict(items[i])}
+            payload = {**base, "key": key, "task": payloads[i]}
             future = self.client.submit(execute, payload, bundle, key=key, pure=False, retries=0)
             futures[future] = (i, attempt)
-            outcomes[i].attempts = attempt
+            results[i].attempts = attempt
             return future
 
         if self.progress and getattr(self.client, "dashboard_link", None):
             print(f"Dask dashboard: {self.client.dashboard_link}", file=sys.stderr)
-        pending = as_completed([submit(i, 1) for i in range(len(items))])
         bar = tqdm(
             total=len(items), unit="run", disable=not self.progress, file=sys.stderr, desc="sweep"
         )
         try:
+            pending = as_completed([submit(i, 1) for i in range(len(items))])
             for future in pending:
                 i, attempt = futures.pop(future)
-                outcome = outcomes[i]
-                done = self._collect(future, outcome, f"{self.topic}-{i}-{attempt}", items[i])
+                result = results[i]
+                done = self._collect(future, result, f"{self.topic}-{i}-{attempt}")
                 if done in ("failed", "died", "error") and attempt <= self.retries:
                     pending.add(submit(i, attempt + 1))
                     continue
                 bar.update(1)
-                bar.set_postfix_str(_counts(outcomes), refresh=False)
-                yield outcome
+                bar.set_postfix_str(_counts(results), refresh=False)
+                yield result
         except (KeyboardInterrupt, GeneratorExit):
-            self._interrupt(cancel, futures, outcomes, items)
+            self._interrupt(cancel, futures, results)
             raise
         finally:
             bar.close()
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(self.topic)
 
-    def _collect(self, future: Any, outcome: TaskOutcome, key: str, task: Task) -> str:
+    def _payload(self, task: Task) -> dict[str, Any]:
+        """The task as the worker gets it: the script relative to the repository root."""
+        script = Path(task.script)
+        if script.is_absolute():
+            with contextlib.suppress(ValueError):
+                script = script.resolve().relative_to(self.repo.root.resolve())
+        return asdict(replace(task, script=script.as_posix(), repo=None, cwd=None))
+
+    def _collect(self, future: Any, outcome: Result, key: str) -> str:
         """Record one finished attempt; returns its status."""
         result: dict[str, Any]
         try:
@@ -483,14 +436,14 @@ class DaskRunner:
         died = self._record_died(
             key,
             keep=run_id,
-            task=task,
+            task=outcome.task,
             reason=result.get("error", ""),
             always=status == "died" and not run_id,
         )
         outcome.runs.extend(died)
         if run_id:
             outcome.runs.append(run_id)
-        outcome.run = run_id or (died[-1] if died else "")
+        outcome.run_id = run_id or (died[-1] if died else "")
         outcome.status = status
         outcome.error = result.get("error") or (
             result.get("stderr", "") if status == "error" else ""
@@ -526,8 +479,8 @@ class DaskRunner:
                 command=task.script,
                 argv=list(task.args),
                 started=now(),
-                name=str(task.options.get("name", "")),
-                experiment=str(task.options.get("experiment", "")),
+                name=task.name,
+                experiment=task.experiment,
                 code=self.code,
             )
             recorded.append(
@@ -553,36 +506,37 @@ class DaskRunner:
         return record.id
 
     def _interrupt(
-        self,
-        cancel: Any,
-        futures: dict[Any, tuple[int, int]],
-        outcomes: list[TaskOutcome],
-        items: list[Task],
+        self, cancel: Any, futures: dict[Any, tuple[int, int]], results: list[Result]
     ) -> None:
         """Ctrl-C: cancel queued tasks, let running ones record `interrupted`, record the rest."""
         from distributed import wait
 
         with contextlib.suppress(Exception):
             cancel.set()
-        started = {k for k in self._announced}
+        with self._lock:
+            started = set(self._announced)
         queued = [f for f, (i, a) in futures.items() if f"{self.topic}-{i}-{a}" not in started]
-        self.client.cancel(queued)
+        with contextlib.suppress(Exception):
+            self.client.cancel(queued)
         for f in queued:
-            outcomes[futures.pop(f)[0]].status = "cancelled"
+            cancelled = results[futures.pop(f)[0]]
+            cancelled.status, cancelled.error = "cancelled", "sweep interrupted before it started"
         running = list(futures)
         with contextlib.suppress(Exception):
             wait(running, timeout=GRACE_S)
         for future in running:
             i, attempt = futures.pop(future)
             key = f"{self.topic}-{i}-{attempt}"
-            if future.done():
-                self._collect(future, outcomes[i], key, items[i])
+            if future.done() and future.status == "finished":
+                self._collect(future, results[i], key)
             else:
-                future.cancel()
-                outcomes[i].runs += self._record_died(
+                with contextlib.suppress(Exception):
+                    future.cancel()
+                results[i].runs += self._record_died(
                     key, status="interrupted", reason="sweep interrupted (Ctrl-C)"
                 )
-                outcomes[i].status = "interrupted"
+                results[i].run_id = results[i].runs[-1] if results[i].runs else ""
+                results[i].status = "interrupted"
 
 
 def _consumes_runs(script: Path) -> bool:
@@ -593,7 +547,7 @@ def _consumes_runs(script: Path) -> bool:
         return True
 
 
-def _counts(outcomes: list[TaskOutcome]) -> str:
+def _counts(outcomes: list[Result]) -> str:
     counts: dict[str, int] = {}
     for o in outcomes:
         if o.status != "pending":
@@ -603,7 +557,7 @@ def _counts(outcomes: list[TaskOutcome]) -> str:
 
 def run_tasks(
     repo: store.Repo,
-    tasks: Iterable[Task | Sequence[Any] | Mapping[str, Any]],
+    tasks: Iterable[Task],
     *,
     kind: str = "dask",
     scheduler: str | None = None,
@@ -613,8 +567,8 @@ def run_tasks(
     progress: bool = True,
     workers: int | None = None,
     **cluster_options: Any,
-) -> list[TaskOutcome]:
-    """Run tasks (script, function, args, options) on Dask and record every run on the branch.
+) -> list[Result]:
+    """Run tasks on Dask and record every run on the branch; the results in task order.
 
     `shared_fs` defaults to True for a LocalCluster (same machine) and False otherwise.
     """
@@ -634,17 +588,6 @@ def run_tasks(
 
 
 # -- behind the executors interface (gittrack sweep --executor dask|slurm|pbs|sge) ----------
-
-TASK_OPTIONS = (
-    "name",
-    "experiment",
-    "tags",
-    "force",
-    "allow_failed",
-    "parent",
-    "rerun_of",
-    "pinned",
-)
 
 
 class DaskExecutor:
@@ -674,18 +617,11 @@ class DaskExecutor:
         self.jobs = jobs
         self.cluster_options = {k: v for k, v in cluster_options.items() if v is not None}
 
-    def run(self, tasks: Iterable[Any]) -> Iterator[Any]:
-        from .executors import Result
-
-        originals = list(tasks)
-        if not originals:
+    def run(self, tasks: Iterable[Task]) -> Iterator[Result]:
+        items = list(tasks)
+        if not items:
             return
-        first = originals[0]
-        repo = store.find_repo(first.repo or first.cwd or None)
-        mine = [
-            Task(t.script, t.function, list(t.args), {k: getattr(t, k) for k in TASK_OPTIONS})
-            for t in originals
-        ]
+        repo = store.find_repo(items[0].repo or items[0].cwd or None)
         shared = self.shared_fs
         if shared is None:
             shared = self.scheduler is None and self.kind == "dask"
@@ -702,17 +638,8 @@ class DaskExecutor:
             runner = DaskRunner(
                 repo, client, shared_fs=shared, retries=self.retries, progress=self.progress
             )
-            with contextlib.closing(runner.iter_run(mine)) as outcomes:
-                for outcome in outcomes:
-                    yield Result(
-                        originals[outcome.index],
-                        run_id=outcome.run,
-                        status=outcome.status,
-                        reused=outcome.reused,
-                        error=outcome.error,
-                        metrics=outcome.metrics,
-                        duration_s=outcome.duration_s,
-                    )
+            with contextlib.closing(runner.iter_run(items)) as results:
+                yield from results
 
 
 def _register() -> None:

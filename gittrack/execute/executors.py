@@ -1,7 +1,8 @@
 """Where the runs of an experiment execute: one interface, local worker processes by default.
 
 An executor takes `Task`s (a script, its arguments and run options, all plain data) and yields a
-`Result` per task as runs end. `execute(task)` runs one task in the current process and is what
+`Result` per task as runs end. `Task` and `Result` are the one task and result type of gittrack:
+sweeps, Experiment, rerun and every executor (local, in-process, Dask, SLURM) use them. `execute(task)` runs one task in the current process and is what
 every executor calls in its workers; other modules register more executors (e.g. Dask) in
 `EXECUTORS`. Closing the iterator early (fail-fast) stops the tasks not yet started and
 interrupts the running ones, which are then recorded as interrupted.
@@ -28,7 +29,11 @@ from ..errors import UsageError
 
 @dataclass
 class Task:
-    """One run to make: `script` (absolute path) invoked with `args`, plus the run's options."""
+    """One run to make: `script` invoked with `args`, plus the run's options.
+
+    `script` is absolute, or relative to the repository root (Dask workers without a shared
+    filesystem resolve it in their own checkout).
+    """
 
     script: str
     args: list[str] = field(default_factory=list)
@@ -36,6 +41,7 @@ class Task:
     name: str = ""
     experiment: str = ""
     tags: list[str] = field(default_factory=list)
+    note: str = ""
     force: bool = False
     allow_failed: bool = False
     parent: str = ""
@@ -48,15 +54,22 @@ class Task:
 
 @dataclass
 class Result:
-    """How a task ended: the run it recorded (or reused), or why no run was recorded."""
+    """How a task ended: the run it recorded (or reused), or why no run was recorded.
+
+    `status` is a run status, "error" when no run could start, or "cancelled" for a task that
+    never started because the sweep was interrupted. With retries, `run_id` is the last
+    attempt's run and `runs` every run recorded for the task (died attempts included).
+    """
 
     task: Task
     run_id: str = ""
-    status: str = "error"  # a run status, or "error" when no run could start
+    status: str = "error"
     reused: bool = False
     error: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
+    attempts: int = 1
+    runs: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -100,6 +113,7 @@ def execute(
     options = RunOptions(
         name=task.name,
         tags=list(task.tags),
+        note=task.note,
         experiment=task.experiment,
         rerun_of=task.rerun_of,
         repo=task.repo,
@@ -129,6 +143,7 @@ def execute(
     record = options.record
     if record is not None:
         result.run_id = record.id
+        result.runs = [record.id]
         result.status = record.status
         result.metrics = dict(record.metrics)
         result.reused = options.reused
