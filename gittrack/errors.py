@@ -92,6 +92,10 @@ class UsageError(GittrackError, ValueError):
     exit_code = 2
 
 
+class SchedulerUnavailable(UsageError):
+    """The batch scheduler asked for (sbatch, qsub) is missing or does not answer."""
+
+
 class QueryError(UsageError):
     """A --where query that does not parse; names the position and what was expected."""
 

@@ -99,6 +99,8 @@ def sweep(
         raise UsageError(
             f"{flags} {verb} only for --executor dask, slurm, pbs or sge; add one of those or drop it."
         )
+    from ..execute.executors import Interrupted
+
     bar = _progress_bar(script, args, as_json)
     try:
         report = run_sweep(
@@ -114,15 +116,26 @@ def sweep(
             on_result=(lambda r: bar.update(1)) if bar else None,
             executor_options=executor_options,
         )
+    except Interrupted as stop:  # Ctrl-C: one line per run, then exit 130
+        if bar:
+            bar.close()
+        if stop.report is not None:
+            _print_report(stop.report, as_json)
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
     finally:
         if bar:
             bar.close()
+    _print_report(report, as_json)
+    if report.failed:
+        sys.exit(1)
+
+
+def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, default=str))
     else:
         click.echo(format_sweep(report, color=sys.stdout.isatty()))
-    if report.failed:
-        sys.exit(1)
 
 
 def _progress_bar(script: str, args: tuple[str, ...], quiet: bool) -> Any:
@@ -162,7 +175,8 @@ def format_sweep(report: Any, color: bool = False) -> str:
     counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items()))
     lines.append(f"experiment {report.name}: {len(report.results)} runs ({counts})")
     for r in report.failed:
-        lines.append(f"  {r.run_id[:8] or '-'} {r.status}: {r.error}")
+        if r.status not in ("interrupted", "cancelled"):  # Ctrl-C: the table says it all
+            lines.append(f"  {r.run_id[:8] or '-'} {r.status}: {r.error}")
     if report.stopped:
         lines.append("Stopped early (--fail-fast).")
     return "\n".join(lines)

@@ -44,6 +44,7 @@ def init(obj: Context, make_git: bool) -> None:
 @click.option("--name", default="", help="A human name for the run, usable wherever an id is.")
 @click.option("--tag", "tags", multiple=True, help="Tag the run (repeatable).")
 @click.option("--note", default="", help="A free-text note stored with the run.")
+@click.option("--experiment", default="", help="Record the run as part of this experiment.")
 @click.option(
     "--force", is_flag=True, help="Record a new run even when an identical completed run exists."
 )
@@ -56,6 +57,7 @@ def run(
     name: str,
     tags: tuple[str, ...],
     note: str,
+    experiment: str,
     force: bool,
     allow_failed: bool,
     script: str,
@@ -83,6 +85,7 @@ def run(
         name=name,
         tags=list(tags),
         note=note,
+        experiment=experiment,
         repo=obj.repo_path,
         force=force,
         allow_failed=allow_failed,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -31,12 +32,13 @@ from .. import store
 from .._extras import require
 from ..errors import UsageError
 from ..model.record import RunRecord
-from .executors import Result, Task
+from .executors import Interrupted, Result, Task
 
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster"}
 POLL_S = 0.05
 CANCEL_POLL_S = 0.5
 GRACE_S = 30.0  # how long Ctrl-C waits for running tasks to record themselves as interrupted
+SETTLE_S = 3.0  # shared filesystem: how long a lost attempt's run may take to commit itself
 
 
 # -- clusters -------------------------------------------------------------------------------
@@ -66,11 +68,13 @@ def jobqueue_cluster(
     walltime: str | None = None,
     queue: str | None = None,
     repo_root: Path | None = None,
+    log_directory: str | None = None,
     **extra: Any,
 ) -> Any:
     """A dask-jobqueue cluster (SLURM, PBS or SGE) from flags, gittrack.yaml and dask's config.
 
-    Flags win over gittrack.yaml, which wins over dask's own `jobqueue.<kind>` configuration.
+    Flags win over gittrack.yaml, which wins over dask's own `jobqueue.<kind>` configuration;
+    `log_directory` (where the worker jobs' output goes) is a default gittrack.yaml may change.
     Nothing is submitted until the cluster is scaled.
     """
     if kind not in JOBQUEUE:
@@ -78,7 +82,8 @@ def jobqueue_cluster(
     require(f"--executor {kind}", "cluster", "distributed", "dask_jobqueue")
     import dask_jobqueue
 
-    options = load_cluster_config(repo_root, kind) if repo_root else {}
+    options: dict[str, Any] = {"log_directory": log_directory} if log_directory else {}
+    options.update(load_cluster_config(repo_root, kind) if repo_root else {})
     flags = {"cores": cores, "memory": memory, "walltime": walltime, "queue": queue}
     options.update({k: v for k, v in flags.items() if v is not None})
     options.update(extra)
@@ -122,19 +127,27 @@ def connect(
     if kind == "dask":
         n = workers or os.cpu_count() or 1
         with (
-            LocalCluster(
-                n_workers=n,
+            LocalCluster(  # worker threads: Ctrl-C reaches this process only (each run is a
+                n_workers=n,  # subprocess in its own process group, interrupted via an Event)
                 threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
+                processes=False,
                 dashboard_address="127.0.0.1:0",
             ) as cluster,
             Client(cluster) as client,
         ):
             yield client
         return
+    from .batch import check_scheduler, try_submit
+
+    check_scheduler(kind)  # in seconds: sbatch missing, or SLURM not answering
+    if repo_root is not None:  # the worker jobs' logs, out of the working tree
+        logs = store.find_repo(repo_root).state_dir / "jobs"
+        logs.mkdir(parents=True, exist_ok=True)
+        cluster_options["log_directory"] = str(logs)
     cluster = jobqueue_cluster(kind, repo_root=repo_root, **cluster_options)
     try:
+        if kind == "slurm":
+            try_submit(cluster.job_script())
         cluster.scale(jobs=jobs or 1)
         with Client(cluster) as client:
             yield client
@@ -391,9 +404,12 @@ class DaskRunner:
                 bar.update(1)
                 bar.set_postfix_str(_counts(results), refresh=False)
                 yield result
-        except (KeyboardInterrupt, GeneratorExit):
+        except GeneratorExit:  # the consumer stopped early (fail-fast)
             self._interrupt(cancel, futures, results)
             raise
+        except KeyboardInterrupt:
+            stopped = self._interrupt(cancel, futures, results)
+            raise Interrupted(stopped) from None
         finally:
             bar.close()
             with contextlib.suppress(Exception):
@@ -467,7 +483,13 @@ class DaskRunner:
             announced = [a for a in self._announced.pop(key, []) if a[0] != keep]
         recorded = []
         for run_id, staged in announced:
-            if store.read_record_bytes(self.repo, run_id) is not None:
+            if self.shared_fs:  # the run may still be committing itself (e.g. interrupted)
+                deadline = time.monotonic() + SETTLE_S
+                while not self._has(run_id) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            if self._has(run_id):
+                if run_id != keep:
+                    recorded.append(run_id)
                 continue
             record = RunRecord.from_toml(staged, run_id)
             recorded.append(self._write_lost(record, status, reason))
@@ -490,6 +512,9 @@ class DaskRunner:
             )
         return recorded
 
+    def _has(self, run_id: str) -> bool:
+        return store.read_record_bytes(self.repo, run_id) is not None
+
     def _write_lost(self, record: RunRecord, status: str, reason: str) -> str:
         from ..recording.context import now
 
@@ -502,15 +527,20 @@ class DaskRunner:
             "message": reason or status,
         }
         record.env.setdefault("executor", "dask")
-        store.write_run(self.repo, record, {})
+        store.write_run(self.repo, record, {}, if_absent=True)
         return record.id
 
     def _interrupt(
         self, cancel: Any, futures: dict[Any, tuple[int, int]], results: list[Result]
-    ) -> None:
-        """Ctrl-C: cancel queued tasks, let running ones record `interrupted`, record the rest."""
+    ) -> list[Result]:
+        """Ctrl-C: cancel queued tasks, let running ones record `interrupted`, record the rest.
+
+        Returns the Results of the tasks it stopped (interrupted or cancelled).
+        """
         from distributed import wait
 
+        logging.getLogger("distributed").setLevel(logging.ERROR)  # no warnings about cancelling
+        stopped = [results[i] for i, _ in futures.values()]
         with contextlib.suppress(Exception):
             cancel.set()
         with self._lock:
@@ -537,6 +567,7 @@ class DaskRunner:
                 )
                 results[i].run_id = results[i].runs[-1] if results[i].runs else ""
                 results[i].status = "interrupted"
+        return stopped
 
 
 def _consumes_runs(script: Path) -> bool:
@@ -616,6 +647,10 @@ class DaskExecutor:
         self.workers = workers or (jobs if jobs > 1 else None)
         self.jobs = jobs
         self.cluster_options = {k: v for k, v in cluster_options.items() if v is not None}
+        if kind in JOBQUEUE and not scheduler:
+            from .batch import check_scheduler
+
+            check_scheduler(kind)  # before importing Dask: a missing sbatch is said at once
 
     def run(self, tasks: Iterable[Task]) -> Iterator[Result]:
         items = list(tasks)

@@ -26,6 +26,8 @@ from typing import IO, Any, Protocol
 
 from ..errors import UsageError
 
+GRACE_S = 10.0  # how long Ctrl-C waits for a running task to record itself as interrupted
+
 
 @dataclass
 class Task:
@@ -85,8 +87,31 @@ class Result:
         return cls(**{**data, "task": Task(**data["task"])})
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped an executor; `results` says how each unfinished task ended.
+
+    Running tasks are `interrupted` (their runs recorded so), queued ones `cancelled` (no run).
+    Executors raise it from `run()` once every running task is recorded; `report` is set by the
+    sweep that was interrupted.
+    """
+
+    def __init__(self, results: list[Result]) -> None:
+        super().__init__("interrupted")
+        self.results = results
+        self.report: Any = None
+
+
+def cancelled(task: Task) -> Result:
+    """The Result of a task that never started because the sweep was interrupted."""
+    return Result(task, status="cancelled", error="the sweep was interrupted before it started")
+
+
 class Executor(Protocol):
-    """Runs tasks and yields one Result per task, in the order they end."""
+    """Runs tasks and yields one Result per task, in the order they end.
+
+    On Ctrl-C (KeyboardInterrupt, or thrown into the iterator) it cancels what has not started,
+    lets the running tasks record themselves as interrupted and raises `Interrupted`.
+    """
 
     def run(self, tasks: Iterable[Task]) -> Iterator[Result]: ...
 
@@ -157,8 +182,12 @@ class InProcessExecutor:
     """Runs tasks one after another in this process (an experiment driver's children)."""
 
     def run(self, tasks: Iterable[Task]) -> Iterator[Result]:
-        for task in tasks:
-            yield execute(task)
+        queue = deque(tasks)
+        while queue:
+            result = execute(queue.popleft())
+            if result.status == "interrupted" and "KeyboardInterrupt" in result.error:
+                raise Interrupted([result, *map(cancelled, queue)])
+            yield result
 
 
 class LocalExecutor:
@@ -199,6 +228,9 @@ class LocalExecutor:
                         worker.task = None
                         busy -= 1
                     yield result
+        except KeyboardInterrupt:
+            stopped = [w.interrupt() for w in workers if w.task is not None]
+            raise Interrupted([*stopped, *map(cancelled, queue)]) from None
         finally:
             for worker in workers:
                 worker.stop(interrupt=worker.task is not None)
@@ -237,6 +269,20 @@ class _Worker:
             return None
         return Result.from_json(json.loads(line))
 
+    def interrupt(self) -> Result:
+        """SIGTERM the running task (it records itself as interrupted) and read its Result."""
+        task = self.task
+        assert task is not None
+        self.task = None
+        with contextlib.suppress(OSError):
+            self.proc.send_signal(signal.SIGTERM)
+        result = None
+        with contextlib.suppress(OSError, ValueError):
+            result = self.receive() if _readable(self.out, GRACE_S) else None
+        if result is None:
+            result = Result(task, status="interrupted", error="the worker was stopped")
+        return result
+
     def stop(self, interrupt: bool) -> None:
         if interrupt and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -250,6 +296,13 @@ class _Worker:
             self.proc.wait()
         with contextlib.suppress(OSError):
             self.out.close()
+
+
+def _readable(stream: IO[str], timeout: float) -> bool:
+    """Whether `stream` has a line to read within `timeout` seconds."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        return bool(selector.select(timeout))
 
 
 def worker_main() -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import CodeUnavailable, RunFailed, SweepSpecError, UsageError
-from .executors import Result, Task, execute, get_executor
+from .executors import Interrupted, Result, Task, execute, get_executor
 
 if TYPE_CHECKING:
     import click
@@ -143,6 +143,7 @@ class SweepReport:
     varying: list[str]
     results: list[Result] = field(default_factory=list)
     stopped: bool = False  # --fail-fast stopped it early
+    interrupted: bool = False  # Ctrl-C stopped it: running runs interrupted, the rest cancelled
 
     @property
     def failed(self) -> list[Result]:
@@ -161,6 +162,7 @@ class SweepReport:
             "experiment": self.name,
             "varying": self.varying,
             "stopped": self.stopped,
+            "interrupted": self.interrupted,
             "counts": self.counts,
             "runs": [
                 {
@@ -234,12 +236,32 @@ def sweep(
             if fail_fast and not result.ok:
                 report.stopped = len(report.results) < len(tasks)
                 break
+    except KeyboardInterrupt as exc:
+        stop = exc if isinstance(exc, Interrupted) else _interrupt(results, exc)
+        report.results += stop.results
+        report.interrupted = True
+        report.results.sort(key=lambda r: order.get(id(r.task), _grid_index(tasks, r.task)))
+        stop.report = report
+        raise stop from None
     finally:
         close = getattr(results, "close", None)
         if close:
             close()
     report.results.sort(key=lambda r: order.get(id(r.task), _grid_index(tasks, r.task)))
     return report
+
+
+def _interrupt(results: Any, exc: KeyboardInterrupt) -> Interrupted:
+    """Ctrl-C reached the sweep between two results: pass it to the executor to stop its tasks."""
+    throw = getattr(results, "throw", None)
+    if throw is not None:
+        try:
+            throw(exc)
+        except Interrupted as stop:
+            return stop
+        except (KeyboardInterrupt, StopIteration):
+            pass
+    return Interrupted([])
 
 
 def check_arguments(script: Path, function: str | None, argvs: list[list[str]]) -> None:

@@ -15,6 +15,7 @@ import click
 
 from .._version import __version__
 from ..store import staging
+from . import scheduler
 
 LOG_LIMIT = 1 << 20  # bytes kept of each stream; the rest is counted and marked as truncated
 
@@ -35,11 +36,11 @@ def click_params(ctx: click.Context) -> tuple[dict[str, Any], dict[str, str]]:
 
 RESERVED_ENV = frozenset(
     {"python", "implementation", "platform", "host", "user", "gittrack", "packages"}
-)
+) | frozenset(scheduler.SCHEDULERS)
 
 
 def environment() -> dict[str, Any]:
-    """Interpreter, platform and host; the packages digest comes from `packages_listing`."""
+    """Interpreter, platform, host and batch job; the packages digest comes from `packages_listing`."""
     uname = os.uname()
     libc = ""
     with contextlib.suppress(ValueError, OSError, AttributeError):
@@ -55,6 +56,7 @@ def environment() -> dict[str, Any]:
         "host": staging.hostname(),
         "user": os.environ.get("USER") or os.environ.get("USERNAME", ""),
         "gittrack": __version__,
+        **scheduler.facts(),  # [env.slurm]: job id, array index, partition, node, cores, memory
     }
 
 

@@ -55,6 +55,11 @@ def _commit_died(repo: store.Repo, record: RunRecord, folder: Path) -> bool:
         return False
     record.status = "died"
     record.finished = record.finished or now()
+    if isinstance(job := record.env.get("slurm"), dict) and not record.error:
+        from .scheduler import slurm_outcome
+
+        if reason := slurm_outcome(job):  # e.g. killed over its memory limit
+            record.error = {"type": "SlurmJobEnded", "message": reason}
     files: dict[str, Path | bytes] = {
         n: folder / n for n in ("stdout.log", "stderr.log") if (folder / n).exists()
     }
