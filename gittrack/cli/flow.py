@@ -131,6 +131,64 @@ def sweep(
         sys.exit(1)
 
 
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--name", default="", help="Experiment name of the runs and the job (default: script-date)."
+)
+@click.option("--cores", type=int, default=None, help="Cores per task (--cpus-per-task).")
+@click.option("--memory", default=None, help="Memory per task, e.g. 4GB (--mem).")
+@click.option("--walltime", default=None, help="Time limit per task, e.g. 01:00:00 (--time).")
+@click.option("--queue", default=None, help="The partition (--partition).")
+@click.option("--dry-run", is_flag=True, help="Print the job script; submit nothing.")
+@click.argument("script")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_context
+def submit(
+    obj: Context,
+    name: str,
+    cores: int | None,
+    memory: str | None,
+    walltime: str | None,
+    queue: str | None,
+    dry_run: bool,
+    script: str,
+    args: tuple[str, ...],
+) -> None:
+    """Submit a sweep of SCRIPT as one SLURM array job: one array task per run.
+
+    The grid is given as for `gittrack sweep`. Each array task runs `gittrack run --experiment
+    NAME SCRIPT ARGS` in this folder, so the repository must be on a filesystem the nodes share.
+    The job script is saved under .git/gittrack/jobs/, next to the tasks' SLURM logs.
+
+    \b
+    Example:
+      gittrack submit sim.py --temp 1:3:0.5 --name scan --cores 1 --memory 1GB
+      gittrack ls --where experiment=scan
+    """
+    from ..execute.batch import plan_array, submit_array
+
+    job = plan_array(
+        script,
+        list(args),
+        repo_state=obj.repo().state_dir,
+        name=name,
+        cores=cores,
+        memory=memory,
+        walltime=walltime,
+        queue=queue,
+    )
+    if dry_run:
+        click.echo(job.script, nl=False)
+        return
+    submit_array(job)
+    click.echo(job.job_id)
+    click.echo(
+        f"Submitted array job {job.job_id}: {job.tasks} runs ({job.path}); follow them with "
+        f"'squeue -j {job.job_id}' and 'gittrack ls'.",
+        err=True,
+    )
+
+
 def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, default=str))

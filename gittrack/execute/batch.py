@@ -172,3 +172,42 @@ def submit_array(job: ArrayJob) -> ArrayJob:
         raise UsageError(f"sbatch refused the array job: {said.rstrip('.')}; see {job.path}.")
     job.job_id = proc.stdout.strip().split(";")[0]
     return job
+
+
+def plan_array(
+    script: str,
+    args: list[str],
+    *,
+    repo_state: Path,
+    name: str = "",
+    cores: int | None = None,
+    memory: str | None = None,
+    walltime: str | None = None,
+    queue: str | None = None,
+) -> ArrayJob:
+    """The array job of a sweep (`gittrack submit`): its grid checked, its script written out."""
+    from .experiment import check_arguments, default_name, grid_points, parse_grid
+
+    path, _, function = script.partition(":") if not Path(script).exists() else (script, "", "")
+    script_path = Path(path).resolve()
+    if not script_path.is_file():
+        raise UsageError(f"Script {path} does not exist; check the path.")
+    points = [argv for argv, _ in grid_points(parse_grid(args))]
+    check_arguments(script_path, function or None, points)
+    name = name or default_name(script)
+    if not re.fullmatch(r"[\w.+-]+", name):
+        raise UsageError(f"Experiment name '{name}' for a job: use letters, digits, . _ + - only.")
+    folder = repo_state / "jobs"
+    target = f"{script_path}:{function}" if function else str(script_path)
+    text = array_script(
+        cwd=Path.cwd(),
+        script=target,
+        points=points,
+        experiment=name,
+        logs=folder,
+        cores=cores,
+        memory=memory,
+        walltime=walltime,
+        queue=queue,
+    )
+    return ArrayJob(text, folder / f"{name}.sbatch", len(points))
