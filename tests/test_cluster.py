@@ -275,7 +275,7 @@ def test_a_sweep_through_slurmcluster(tracked_repo: Path, slurm: SlurmCluster) -
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    out, err = proc.communicate(timeout=180)
+    _, err = proc.communicate(timeout=180)
     watcher.join()
     assert proc.returncode == 0, err
     running = [s.split() for s in seen if " RUNNING " in s]

@@ -80,7 +80,7 @@ def jobqueue_cluster(
     if kind not in JOBQUEUE:
         raise UsageError(f"Unknown cluster kind '{kind}'; use one of {', '.join(JOBQUEUE)}.")
     require(f"--executor {kind}", "cluster", "distributed", "dask_jobqueue")
-    import dask_jobqueue
+    dask_jobqueue = _import_jobqueue()
 
     options: dict[str, Any] = {"log_directory": log_directory} if log_directory else {}
     options.update(load_cluster_config(repo_root, kind) if repo_root else {})
@@ -99,6 +99,20 @@ def jobqueue_cluster(
         ) from exc
 
 
+def _import_jobqueue() -> Any:
+    """dask_jobqueue, without the SIGINT handler its `runner` module installs on import.
+
+    That handler turns Ctrl-C into a silent `sys.exit()`: the sweep would end with exit 0 and
+    record nothing about its running tasks.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    import dask_jobqueue
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, previous)
+    return dask_jobqueue
+
+
 @contextlib.contextmanager
 def connect(
     kind: str = "dask",
@@ -110,8 +124,13 @@ def connect(
     **cluster_options: Any,
 ) -> Any:
     """A Dask client for `kind`: the given scheduler, a LocalCluster, or a jobqueue cluster."""
+    import warnings
+
     require(f"--executor {kind}", "dask" if kind == "dask" else "cluster", "distributed")
     from distributed import Client, LocalCluster
+
+    # another Dask (or gittrack ui) holds port 8787: the dashboard moves, no need to warn
+    warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
 
     if scheduler:
         try:
@@ -204,7 +223,7 @@ def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, A
         stderr: list[bytes] = []
         reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
         reader.start()
-        run_id, announced, last_check = "", False, 0.0
+        run_id, announced, last_check, signalled = "", False, 0.0, False
         while proc.poll() is None:
             if not run_id:
                 run_id = id_file.read_text().strip()
@@ -215,11 +234,12 @@ def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, A
                         payload["topic"], {"key": payload["key"], "run": run_id, "record": staged}
                     )
                     announced = True
-            if time.monotonic() - last_check > CANCEL_POLL_S:
+            if not signalled and time.monotonic() - last_check > CANCEL_POLL_S:
                 last_check = time.monotonic()
                 with contextlib.suppress(Exception):
-                    if cancel.is_set():
+                    if cancel.is_set():  # once: a second Ctrl-C would cut its recording short
                         proc.send_signal(signal.SIGINT)
+                        signalled = True
             time.sleep(POLL_S)
         run_id = run_id or id_file.read_text().strip()
         id_file.unlink()
