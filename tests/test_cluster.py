@@ -407,6 +407,7 @@ def test_scancel_of_a_running_run(tracked_repo: Path, slurm: SlurmCluster, tmp_p
     (record,) = records(tracked_repo, slurm.env)
     assert time.monotonic() - t0 < 15
     assert record["status"] in ("interrupted", "died")
+    assert record["error"]["message"].startswith(f"SLURM job {job} CANCELLED")
     assert record["env"]["slurm"]["job_id"] == job and record["env"]["slurm"]["node"] == slurm.node
     assert staged(tracked_repo) == []
 

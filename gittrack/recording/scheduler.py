@@ -111,8 +111,13 @@ def slurm_outcome(table: Mapping[str, Any]) -> str:
     if not state:
         return ""
     reason = fields.get("Reason", "")
-    text = f"SLURM job {job_id} {state}" + (f" ({reason})" if reason and reason != "None" else "")
     errors = _stepd_errors(fields.get("StdErr") or fields.get("StdOut") or "")
+    if state in ("RUNNING", "COMPLETING"):  # asked while the job ends: its output says how
+        for line in errors:
+            if "CANCELLED" in line:
+                state = "TIMEOUT" if "TIME LIMIT" in line else "CANCELLED"
+                reason = "TimeLimit" if state == "TIMEOUT" else reason
+    text = f"SLURM job {job_id} {state}" + (f" ({reason})" if reason and reason != "None" else "")
     return text + (": " + "; ".join(errors) if errors else "")
 
 

@@ -148,6 +148,11 @@ class RunSession:
                 "message": str(exc),
                 "traceback": "".join(traceback.format_exception(exc)),
             }
+        if status == "interrupted" and isinstance(job := record.env.get("slurm"), dict):
+            from .scheduler import slurm_outcome
+
+            if reason := slurm_outcome(job):  # scancel, a time limit: what SLURM says
+                record.error = {"type": "Interrupted", "message": reason}
         if result is not None and status == "completed":
             self._take_result(result)
         self._env_thread.join(timeout=30)
