@@ -317,6 +317,24 @@ def test_an_array_job_of_20_plain_runs_on_the_shared_repository(
     assert sorted(r["env"]["slurm"]["array_task_id"] for r in found) == list(range(20))
     assert {r["env"]["slurm"]["array_job_id"] for r in found} == {job}
     assert len(git(tracked_repo, "log", "--format=%H", "gittrack/runs").splitlines()) == 21
+    table = subprocess.run(
+        gittrack_cmd(
+            "ls",
+            "--where",
+            "env.slurm.array_task_id >= 10",
+            "--columns",
+            "id,env.slurm.node,env.slurm.array_task_id",
+            "--format",
+            "csv",
+        ),
+        cwd=tracked_repo,
+        env=env_with(slurm.env),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert len(table) == 11 and {row.split(",")[1] for row in table[1:]} == {slurm.node}
+    assert sorted(int(row.split(",")[2]) for row in table[1:]) == list(range(10, 20))
     assert no_locks(tracked_repo) == [] and staged(tracked_repo) == []
     subprocess.run(["git", "fsck", "--strict"], cwd=tracked_repo, check=True, capture_output=True)
 
@@ -371,7 +389,15 @@ def test_gittrack_submit_makes_and_submits_an_array_job(
     script = tracked_repo / ".git" / "gittrack" / "jobs" / "scan.sbatch"
     assert script.read_text() == dry.stdout
     assert slurm.wait(job, timeout=120) == "COMPLETED"
-    found = records(tracked_repo, slurm.env)
+    listed = subprocess.run(
+        gittrack_cmd("ls", "--where", "experiment = 'scan'", "--json"),
+        cwd=tracked_repo,
+        env=env_with(slurm.env),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(listed.stdout)
     assert sorted(r["params"]["temp"] for r in found) == [1.0, 1.5, 2.0, 2.5]
     assert {r["experiment"] for r in found} == {"scan"} and {r["status"] for r in found} == {
         "completed"
@@ -466,3 +492,32 @@ def test_ctrl_c_on_a_slurm_sweep(tracked_repo: Path, slurm: SlurmCluster, tmp_pa
     wait_for(lambda: slurm.squeue() == [], "the worker jobs to end", 30)
     for record in records(tracked_repo, slurm.env):
         assert record["env"]["slurm"]["node"] == slurm.node
+
+
+def test_the_job_script_in_the_docs_is_what_submit_writes(tracked_repo: Path) -> None:
+    doc = (ROOT / "docs" / "cluster.md").read_text()
+    shown = doc.split("The job script it submits")[1].split("```bash\n")[1].split("```")[0]
+    made = subprocess.run(
+        gittrack_cmd(
+            "submit",
+            "sim.py",
+            "--temp",
+            "1:3:0.5",
+            "--name",
+            "scan",
+            "--cores",
+            "1",
+            "--memory",
+            "1GB",
+            "--dry-run",
+        ),
+        cwd=tracked_repo,
+        env=env_with(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    made = made.replace(str(tracked_repo), "/home/ada/project").replace(
+        sys.executable, "/usr/bin/python3"
+    )
+    assert made == shown
