@@ -407,6 +407,7 @@ def test_gittrack_submit_makes_and_submits_an_array_job(
     assert git(tracked_repo, "status", "--porcelain") == ""
 
 
+@pytest.mark.slow
 def test_scancel_of_a_running_run(tracked_repo: Path, slurm: SlurmCluster, tmp_path: Path) -> None:
     write_script(tracked_repo, "slow.py", SLOW)
     job = slurm.sbatch(

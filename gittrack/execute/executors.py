@@ -185,7 +185,7 @@ class InProcessExecutor:
         queue = deque(tasks)
         while queue:
             result = execute(queue.popleft())
-            if result.status == "interrupted" and "KeyboardInterrupt" in result.error:
+            if result.status == "interrupted":  # Ctrl-C (or SIGTERM) reached this process
                 raise Interrupted([result, *map(cancelled, queue)])
             yield result
 
