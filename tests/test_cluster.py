@@ -339,6 +339,7 @@ def test_an_array_job_of_20_plain_runs_on_the_shared_repository(
     subprocess.run(["git", "fsck", "--strict"], cwd=tracked_repo, check=True, capture_output=True)
 
 
+@pytest.mark.slow
 def test_gittrack_submit_makes_and_submits_an_array_job(
     tracked_repo: Path, slurm: SlurmCluster
 ) -> None:
