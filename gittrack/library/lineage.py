@@ -98,7 +98,7 @@ def ancestry(
     repo: store.Repo, ref: str, downstream: bool = False, depth: int | None = None
 ) -> list[str]:
     """Ids of every run `ref` descends from (or, downstream, that descend from it), sorted."""
-    from .run import resolve_id
+    from .resolve import resolve_id
 
     root = resolve_id(repo, ref)
     seen, _ = walk(Index(repo), root, downstream, depth)
@@ -115,7 +115,7 @@ def build(
     code: bool = False,
 ) -> Graph:
     """The lineage graph of run `ref`: its upstream flow, or with `downstream` what used it."""
-    from .run import resolve_id
+    from .resolve import resolve_id
 
     if depth is not None and depth < 0:
         raise UsageError(f"--depth must be 0 or more, not {depth}.")

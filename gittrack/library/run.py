@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .. import store
-from ..errors import AmbiguousRun, RecordError, RunNotFound, UsageError
+from ..errors import RecordError, RunNotFound
 from ..index.db import Index
 from ..model.record import Code, Input, Output, RunRecord
 from .consumers import consumed
-
-MIN_PREFIX = 4
-HEX = re.compile(r"^[0-9a-f]+$")
+from .resolve import MIN_PREFIX as MIN_PREFIX, resolve_id as resolve_id, suggest as suggest
 
 
 def open_repo(repo: str | os.PathLike[str] | store.Repo | None = None) -> store.Repo:
@@ -156,46 +152,6 @@ class Run:
 
     def __hash__(self) -> int:
         return hash(self.id)
-
-
-def resolve_id(repo: store.Repo, ref: str) -> str:
-    """The full id for `ref`: `latest`, a full id, a unique prefix of 4+ characters, or a name."""
-    ref = ref.strip()
-    index = Index(repo)
-    if ref == "latest":
-        latest = index.latest()
-        if latest is None:
-            raise RunNotFound(ref)
-        return latest
-    named = index.ids_named(ref)
-    if len(named) == 1:
-        return named[0]
-    if len(named) > 1:
-        raise AmbiguousRun(ref, named)
-    lowered = ref.lower()
-    if HEX.match(lowered) and len(lowered) >= MIN_PREFIX:
-        found = index.ids_with_prefix(lowered)
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            raise AmbiguousRun(ref, found)
-    if HEX.match(lowered) and len(lowered) < MIN_PREFIX and not named:
-        raise UsageError(
-            f'"{ref}" is too short to name a run: give at least {MIN_PREFIX} characters of its '
-            "id, or its name ('gittrack ls' lists runs)."
-        )
-    raise RunNotFound(ref, suggest(index, ref))
-
-
-def suggest(index: Index, ref: str) -> list[str]:
-    """Close matches for a reference that matched nothing: names, then similar id prefixes."""
-    names = [r[0] for r in index.db.execute("SELECT DISTINCT name FROM runs WHERE name != ''")]
-    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.6)
-    if len(ref) >= 2 and HEX.match(ref.lower()[:2]):  # "5c8x" is a typo for an id too
-        short = ref.lower()[:2]
-        ids = [r[:8] for r in index.ids_with_prefix(short, limit=200)]
-        close += difflib.get_close_matches(ref.lower()[:8], ids, n=3, cutoff=0.5)
-    return close[:3]
 
 
 def iter_runs(repo: store.Repo, ids: list[str]) -> Iterator[Run | RecordError]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import GitError, RepoNotWritable
 from ..model.record import RunRecord, run_folder
+from . import housekeeping
 from .objects import (
     CODE_REF_PREFIX,
     LOCK_TIMEOUT_S,
@@ -179,7 +180,9 @@ def write_run(
         subject = subject[:197] + "..."
     message = f"{subject}\n\nStatus: {record.status}\nRun-Id: {record.id}\n"
     unless = (lambda: _folder_exists(repo, base)) if if_absent else None
-    return commit_to_branch(repo, message, edits, keep_alive=keep, unless=unless)
+    commit = commit_to_branch(repo, message, edits, keep_alive=keep, unless=unless)
+    housekeeping.after_commit(repo)
+    return commit
 
 
 def _folder_exists(repo: Repo, path: str) -> bool:
