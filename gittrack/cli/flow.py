@@ -81,7 +81,7 @@ def sweep(
       gittrack sweep sim.py --temp 100:1000:50 --executor dask --scheduler tcp://head:8786
     """
     from ..errors import UsageError
-    from ..execute.experiment import sweep as run_sweep
+    from ..execute.sweep import sweep as run_sweep
 
     obj.repo()  # fail early outside a repository
     cluster = {
@@ -126,7 +126,7 @@ def sweep(
 
 
 def _progress_bar(script: str, args: tuple[str, ...], quiet: bool) -> Any:
-    from ..execute.experiment import grid_points, parse_grid
+    from ..execute.grid import grid_points, parse_grid
 
     total = len(grid_points(parse_grid(args)))
     if quiet:
@@ -183,7 +183,7 @@ def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
     Example:
       gittrack rerun 3f2a
     """
-    from ..execute.experiment import rerun as do_rerun
+    from ..execute.rerun import rerun as do_rerun
 
     report = do_rerun(obj.repo(), run_ref)
     if as_json:

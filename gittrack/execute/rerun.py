@@ -1,0 +1,109 @@
+"""Re-running a recorded run from its exact code, params and inputs, and comparing the two."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CodeUnavailable, RunFailed
+from .executors import Task
+
+if TYPE_CHECKING:
+    from .. import store
+
+
+@dataclass
+class RerunReport:
+    """The original run, the new one, and per output / metric whether they agree."""
+
+    original: str
+    rerun: str
+    status: str
+    outputs: dict[str, str]  # name -> identical / differs / missing / new
+    metrics: dict[str, dict[str, Any]]  # name -> {before, after, delta?, same}
+    error: str = ""
+
+    @property
+    def identical(self) -> bool:
+        return all(v == "identical" for v in self.outputs.values()) and all(
+            m["same"] for m in self.metrics.values()
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "original": self.original,
+            "rerun": self.rerun,
+            "status": self.status,
+            "identical": self.identical,
+            "outputs": self.outputs,
+            "metrics": self.metrics,
+            "error": self.error,
+        }
+
+
+def compare(before: Any, after: Any) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Outputs (by md5) and metrics of two records side by side."""
+    outputs: dict[str, str] = {}
+    for name in sorted(set(before.outputs) | set(after.outputs)):
+        old, new = before.outputs.get(name), after.outputs.get(name)
+        if old is None:
+            outputs[name] = "new"
+        elif new is None:
+            outputs[name] = "missing"
+        else:
+            outputs[name] = "identical" if old.md5 and old.md5 == new.md5 else "differs"
+    metrics: dict[str, dict[str, Any]] = {}
+    for name in sorted(set(before.metrics) | set(after.metrics)):
+        old, new = before.metrics.get(name), after.metrics.get(name)
+        entry: dict[str, Any] = {"before": old, "after": new, "same": old == new}
+        numeric = (int, float)
+        if isinstance(old, numeric) and isinstance(new, numeric) and not isinstance(old, bool):
+            entry["delta"] = new - old
+        metrics[name] = entry
+    return outputs, metrics
+
+
+def rerun(repo: store.Repo, ref: str) -> RerunReport:
+    """Run `ref` again from its exact code commit (a temporary worktree), params and inputs."""
+    from .. import store
+    from ..library.run import Run
+    from .executors import LocalExecutor
+
+    original = Run(ref, repo)
+    record = original.record
+    code = record.code
+    if not code.commit or not code.script:
+        raise CodeUnavailable(
+            record.id, code.commit or "?", "the record names no code commit or script"
+        )
+    if repo.reader().read(f"{code.commit}^{{commit}}") is None:
+        raise CodeUnavailable(record.id, code.commit, "the commit is not in this repository")
+    inputs = {i.run for i in record.inputs}
+    pins: dict[str, list[str]] = {}
+    for key, value in record.params.items():
+        ids = value if isinstance(value, list) else [value]
+        if ids and all(isinstance(i, str) and i in inputs for i in ids):
+            pins[key] = list(ids)
+    _, _, function = record.command.partition(":")
+    try:
+        with store.temporary_worktree(repo, code.commit) as tree:
+            task = Task(
+                script=str(tree / code.script),
+                args=list(record.argv),
+                function=function or None,
+                experiment=record.experiment,
+                force=True,
+                allow_failed=True,
+                rerun_of=record.id,
+                repo=str(tree),
+                cwd=str(tree),
+                pinned=pins,
+            )
+            result = next(iter(LocalExecutor(1).run([task])))
+    except store.GitError as exc:
+        raise CodeUnavailable(record.id, code.commit, str(exc)) from exc
+    if not result.run_id:
+        raise RunFailed(result, None)
+    new = Run(result.run_id, repo)
+    outputs, metrics = compare(record, new.record)
+    return RerunReport(record.id, new.id, new.status, outputs, metrics, result.error)
