@@ -148,6 +148,7 @@ def format_record(data: dict[str, Any]) -> str:
         "command",
         "argv",
         "experiment",
+        "experiments",
         "parent",
         "rerun_of",
         "started",
@@ -163,7 +164,7 @@ def format_record(data: dict[str, Any]) -> str:
             continue
         if key == "argv":
             value = " ".join(value)
-        elif key == "tags":
+        elif key in ("tags", "experiments"):
             value = ", ".join(value)
         lines.append(f"  {key + ':':<12} {value}")
     for section in ("params", "metrics", "code", "env", "outputs", "logs"):

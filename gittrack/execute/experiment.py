@@ -100,7 +100,8 @@ class Experiment:
         from ..library.runset import RunSet
 
         repo = open_repo(self._repo_path())
-        return RunSet(repo, Index(repo).select("experiment = ?", [self.name]))
+        members = "runs.rid IN (SELECT run FROM members WHERE experiment = ?)"
+        return RunSet(repo, Index(repo).select(members, [self.name]))
 
     def _repo_path(self) -> str | None:
         return self.repo or os.environ.get("GITTRACK_REPO") or None

@@ -63,8 +63,12 @@ def compare(before: Any, after: Any) -> tuple[dict[str, str], dict[str, dict[str
     return outputs, metrics
 
 
-def rerun(repo: store.Repo, ref: str) -> RerunReport:
-    """Run `ref` again from its exact code commit (a temporary worktree), params and inputs."""
+def rerun(repo: store.Repo, ref: str, experiment: str = "") -> RerunReport:
+    """Run `ref` again from its exact code commit (a temporary worktree), params and inputs.
+
+    The new run records `rerun_of`; it is a member of `experiment` only (by default of none, so
+    that the original's experiment does not count the run twice).
+    """
     from .. import store
     from ..library.run import Run
     from .executors import LocalExecutor
@@ -78,12 +82,7 @@ def rerun(repo: store.Repo, ref: str) -> RerunReport:
         )
     if repo.reader().read(f"{code.commit}^{{commit}}") is None:
         raise CodeUnavailable(record.id, code.commit, "the commit is not in this repository")
-    inputs = {i.run for i in record.inputs}
-    pins: dict[str, list[str]] = {}
-    for key, value in record.params.items():
-        ids = value if isinstance(value, list) else [value]
-        if ids and all(isinstance(i, str) and i in inputs for i in ids):
-            pins[key] = list(ids)
+    pins = _pins(record)
     _, _, function = record.command.partition(":")
     try:
         with store.temporary_worktree(repo, code.commit) as tree:
@@ -91,7 +90,7 @@ def rerun(repo: store.Repo, ref: str) -> RerunReport:
                 script=str(tree / code.script),
                 args=list(record.argv),
                 function=function or None,
-                experiment=record.experiment,
+                experiment=experiment,
                 force=True,
                 allow_failed=True,
                 rerun_of=record.id,
@@ -107,3 +106,26 @@ def rerun(repo: store.Repo, ref: str) -> RerunReport:
     new = Run(result.run_id, repo)
     outputs, metrics = compare(record, new.record)
     return RerunReport(record.id, new.id, new.status, outputs, metrics, result.error)
+
+
+def _pins(record: Any) -> dict[str, Any]:
+    """Params whose recorded values are all ids of the run's inputs: the RunRef parameters.
+
+    Their recorded values (an id, a list, or a list of lists for a click option with
+    `multiple=True`) are given back to the rerun as they are: see `runref.Pins`.
+    """
+    inputs = {i.run for i in record.inputs}
+    pins: dict[str, Any] = {}
+    for key, value in record.params.items():
+        ids = list(_flat(value))
+        if ids and all(isinstance(i, str) and i in inputs for i in ids):
+            pins[key] = value
+    return pins
+
+
+def _flat(value: Any) -> Any:
+    if isinstance(value, list):
+        for item in value:
+            yield from _flat(item)
+    else:
+        yield value

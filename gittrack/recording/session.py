@@ -70,8 +70,12 @@ class RunSession:
         runref.record_inputs(self, ctx)
         fresh = forced(options) or not command.memoize
         self.reused = None if fresh else runref.find_reusable(self)
-        if self.reused is not None:
-            return  # an identical completed run exists: nothing is staged or recorded
+        if self.reused is not None:  # an identical completed run: nothing staged or recorded
+            if self.record.experiment and self.record.experiment != self.reused.experiment:
+                from .membership import join
+
+                join(self.repo, self.reused.id, self.record.experiment)
+            return
         self.folder = staging.folder(self.repo) / self.id
         self.folder.mkdir(parents=True)
         self._heartbeat_stop = threading.Event()
