@@ -463,7 +463,7 @@ class Index:
 
     def ids_named(self, name: str) -> list[str]:
         rows = self.query(
-            "SELECT id FROM run_fields WHERE name = ? ORDER BY started_ts DESC", (name,)
+            "SELECT id FROM run_fields WHERE name = ? ORDER BY started_ts DESC, id", (name,)
         )
         return [r[0] for r in rows]
 

@@ -36,7 +36,6 @@ TOKEN = re.compile(r"^[\w.\-]+$")
 USABLE = ("completed",)
 
 
-
 class Pins:
     """Set by `gittrack rerun`: the runs each RunRef parameter received the first time.
 
