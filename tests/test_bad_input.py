@@ -132,9 +132,9 @@ def test_unknown_and_ambiguous_ids(tracked_repo: Path, run_cli) -> None:
     assert typo.output.startswith('Error: No run matches "abcx". Did you mean abc')
     run_cli(tracked_repo, "run", "--name", "twin", "sim.py")
     run_cli(tracked_repo, "run", "--force", "--name", "twin", "sim.py")
-    twin = run_cli(tracked_repo, "show", "twin")
-    assert twin.exit_code == 1
-    assert twin.output.startswith('Error: "twin" matches 2 runs (')
+    twin = run_cli(tracked_repo, "show", "twin")  # a shared name means the newest run
+    assert twin.exit_code == 0
+    assert twin.output.splitlines()[1].startswith("  (the newest of 2 runs named 'twin'; ")
     near = run_cli(tracked_repo, "show", "twim")
     assert (
         near.output

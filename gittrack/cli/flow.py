@@ -176,12 +176,15 @@ def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
     """Run RUN again with its exact code, params and inputs, and compare.
 
     The code commit RUN executed is checked out in a temporary git worktree (your files are not
-    touched); the new run records `rerun_of`. Each output is reported "identical" or
-    "differs", each metric with its change.
+    touched); RunRef inputs get the runs they had; the new run records `rerun_of` and joins no
+    experiment. Each output is reported "identical bytes", "identical values" (arrays and
+    tables equal by value, e.g. when only a date in the file differs) or "differs" with where
+    (the bytes that differ, or the largest difference of floats); each metric with its change.
 
     \b
     Example:
       gittrack rerun 3f2a
+      gittrack rerun fss --json
     """
     from ..execute.rerun import rerun as do_rerun
 

@@ -10,6 +10,8 @@ from .executors import Task
 
 if TYPE_CHECKING:
     from .. import store
+    from ..library.compare import Verdict
+    from ..library.run import Run
 
 
 @dataclass
@@ -19,13 +21,14 @@ class RerunReport:
     original: str
     rerun: str
     status: str
-    outputs: dict[str, str]  # name -> identical / differs / missing / new
+    outputs: dict[str, Verdict]  # name -> identical bytes / identical values / differs / ...
     metrics: dict[str, dict[str, Any]]  # name -> {before, after, delta?, same}
     error: str = ""
 
     @property
     def identical(self) -> bool:
-        return all(v == "identical" for v in self.outputs.values()) and all(
+        """Every output identical (in bytes or in values) and every metric equal."""
+        return all(v.same for v in self.outputs.values()) and all(
             m["same"] for m in self.metrics.values()
         )
 
@@ -35,23 +38,22 @@ class RerunReport:
             "rerun": self.rerun,
             "status": self.status,
             "identical": self.identical,
-            "outputs": self.outputs,
+            "outputs": {
+                name: {"verdict": v.kind, "detail": v.detail} for name, v in self.outputs.items()
+            },
             "metrics": self.metrics,
             "error": self.error,
         }
 
 
-def compare(before: Any, after: Any) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    """Outputs (by md5) and metrics of two records side by side."""
-    outputs: dict[str, str] = {}
-    for name in sorted(set(before.outputs) | set(after.outputs)):
-        old, new = before.outputs.get(name), after.outputs.get(name)
-        if old is None:
-            outputs[name] = "new"
-        elif new is None:
-            outputs[name] = "missing"
-        else:
-            outputs[name] = "identical" if old.md5 and old.md5 == new.md5 else "differs"
+def compare(before: Run, after: Run) -> tuple[dict[str, Verdict], dict[str, dict[str, Any]]]:
+    """Outputs (bytes, then values) and metrics of two runs side by side."""
+    from ..library.compare import compare_output
+
+    outputs = {
+        name: compare_output(before, after, name)
+        for name in sorted(set(before.outputs) | set(after.outputs))
+    }
     metrics: dict[str, dict[str, Any]] = {}
     for name in sorted(set(before.metrics) | set(after.metrics)):
         old, new = before.metrics.get(name), after.metrics.get(name)
@@ -104,7 +106,7 @@ def rerun(repo: store.Repo, ref: str, experiment: str = "") -> RerunReport:
     if not result.run_id:
         raise RunFailed(result, None)
     new = Run(result.run_id, repo)
-    outputs, metrics = compare(record, new.record)
+    outputs, metrics = compare(original, new)
     return RerunReport(record.id, new.id, new.status, outputs, metrics, result.error)
 
 
