@@ -85,7 +85,9 @@ def sweep(
     executor_options: Mapping[str, Any] | None = None,
 ) -> SweepReport:
     """Run SCRIPT over the product grid of `args` (see `expand`); failures do not stop the rest."""
+    from .. import store
     from ..recording.context import current
+    from ..recording.membership import join
 
     path, _, function = script.partition(":") if not Path(script).exists() else (script, "", "")
     script_path = Path(path).resolve()
@@ -116,6 +118,8 @@ def sweep(
     try:
         for result in results:
             report.results.append(result)
+            if result.reused and result.run_id:  # joined where it ran; a remote worker cannot
+                join(store.find_repo(repo or script_path.parent), result.run_id, name)
             if on_result:
                 on_result(result)
             if fail_fast and not result.ok:
