@@ -59,6 +59,15 @@ def test_a_run_reused_by_a_sweep_is_a_member_of_its_experiment(tracked_repo: Pat
     assert earlier["id"] in {r["id"] for r in members}
     # the earlier run's commit is not rewritten to join
     assert show(run_cli, tracked_repo, earlier["id"])["commit"] == earlier["commit"]
+    assert "experiment: scan" in git(
+        tracked_repo, "notes", "--ref=gittrack", "show", earlier["commit"]
+    )
+    # tagging it later keeps the membership; sweeping again adds no second one
+    assert run_cli(tracked_repo, "tag", earlier["id"][:8], "checked").exit_code == 0
+    proc = gittrack(tracked_repo, "sweep", "sim.py", "--temp", "1,2,3", "--name", "scan")
+    assert proc.stdout.splitlines()[-1] == "experiment scan: 3 runs (3 reused)"
+    assert len(ls(run_cli, tracked_repo, "experiment = 'scan'")) == 3
+    assert len(ls(run_cli, tracked_repo, "experiment = 'scan' and tags = 'checked'")) == 1
 
 
 def test_a_run_reused_by_an_experiment_is_a_member(tracked_repo: Path, run_cli) -> None:
