@@ -124,8 +124,8 @@ def test_unknown_and_ambiguous_ids(tracked_repo: Path, run_cli) -> None:
         "abcd2222"
     )
     assert (
-        run_cli(tracked_repo, "show", "abc").exit_code == 1
-    )  # under 4 characters: no prefix match
+        run_cli(tracked_repo, "show", "abc").exit_code == 2
+    )  # under 4 characters: no prefix match, a usage error
     near = run_cli(tracked_repo, "show", "abcf")
     assert near.output.startswith('Error: No run matches "abcf". Did you mean ')
     typo = run_cli(tracked_repo, "show", "abcx")  # the typo is not a hex digit
