@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import git, run_python, write_script
+from starlette.testclient import TestClient
 
 from gittrack.library.compare import _arrays, bytes_differ
+from gittrack.ui import create_app
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -230,6 +232,11 @@ def test_a_name_used_again_warns_and_resolves_to_the_newest(tracked_repo: Path, 
     assert show(run_cli, tracked_repo, "fss")["id"] == newest["id"]
     named = ls(run_cli, tracked_repo, "name = 'fss'")
     assert {r["id"] for r in named} == {first["id"], newest["id"]}
+    # checkout and the web UI take the newest too
+    assert run_cli(tracked_repo, "checkout", "fss").exit_code == 0
+    client = TestClient(create_app(tracked_repo, port=8765), base_url="http://127.0.0.1:8765")
+    page = client.get("/runs/fss")
+    assert page.status_code == 200 and newest["id"][:8] in page.text
 
 
 # -- 9. diff --no-code -----------------------------------------------------------------------------
