@@ -157,7 +157,7 @@ def main(quick: bool = False) -> list[tuple[str, float, float]]:
         rows.append(("  (first index build, once)", build_s, 0.0))
 
         # 3. sweep throughput, -j 2, trivial runs
-        from gittrack.execute.experiment import sweep
+        from gittrack.execute.sweep import sweep
 
         repo3 = make_repo(Path(tmp) / "sweep")
         n = 10 if quick else 40

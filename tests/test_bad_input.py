@@ -124,17 +124,17 @@ def test_unknown_and_ambiguous_ids(tracked_repo: Path, run_cli) -> None:
         "abcd2222"
     )
     assert (
-        run_cli(tracked_repo, "show", "abc").exit_code == 1
-    )  # under 4 characters: no prefix match
+        run_cli(tracked_repo, "show", "abc").exit_code == 2
+    )  # under 4 characters: no prefix match, a usage error
     near = run_cli(tracked_repo, "show", "abcf")
     assert near.output.startswith('Error: No run matches "abcf". Did you mean ')
     typo = run_cli(tracked_repo, "show", "abcx")  # the typo is not a hex digit
     assert typo.output.startswith('Error: No run matches "abcx". Did you mean abc')
     run_cli(tracked_repo, "run", "--name", "twin", "sim.py")
     run_cli(tracked_repo, "run", "--force", "--name", "twin", "sim.py")
-    twin = run_cli(tracked_repo, "show", "twin")
-    assert twin.exit_code == 1
-    assert twin.output.startswith('Error: "twin" matches 2 runs (')
+    twin = run_cli(tracked_repo, "show", "twin")  # a shared name means the newest run
+    assert twin.exit_code == 0
+    assert twin.output.splitlines()[1].startswith("  (the newest of 2 runs named 'twin'; ")
     near = run_cli(tracked_repo, "show", "twim")
     assert (
         near.output

@@ -9,7 +9,8 @@ import pytest
 from conftest import branch_log, git, run_python, write_script
 
 from gittrack.errors import UsageError
-from gittrack.execute.experiment import Experiment, RunFailed, expand, grid_points, parse_grid
+from gittrack.execute.experiment import Experiment, RunFailed
+from gittrack.execute.grid import expand, grid_points, parse_grid
 
 
 def ls(run_cli, repo: Path) -> list[dict]:

@@ -81,7 +81,7 @@ def sweep(
       gittrack sweep sim.py --temp 100:1000:50 --executor dask --scheduler tcp://head:8786
     """
     from ..errors import UsageError
-    from ..execute.experiment import sweep as run_sweep
+    from ..execute.sweep import sweep as run_sweep
 
     obj.repo()  # fail early outside a repository
     cluster = {
@@ -197,7 +197,7 @@ def _print_report(report: Any, as_json: bool) -> None:
 
 
 def _progress_bar(script: str, args: tuple[str, ...], quiet: bool) -> Any:
-    from ..execute.experiment import grid_points, parse_grid
+    from ..execute.grid import grid_points, parse_grid
 
     total = len(grid_points(parse_grid(args)))
     if quiet:
@@ -248,14 +248,17 @@ def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
     """Run RUN again with its exact code, params and inputs, and compare.
 
     The code commit RUN executed is checked out in a temporary git worktree (your files are not
-    touched); the new run records `rerun_of`. Each output is reported "identical" or
-    "differs", each metric with its change.
+    touched); RunRef inputs get the runs they had; the new run records `rerun_of` and joins no
+    experiment. Each output is reported "identical bytes", "identical values" (arrays and
+    tables equal by value, e.g. when only a date in the file differs) or "differs" with where
+    (the bytes that differ, or the largest difference of floats); each metric with its change.
 
     \b
     Example:
       gittrack rerun 3f2a
+      gittrack rerun fss --json
     """
-    from ..execute.experiment import rerun as do_rerun
+    from ..execute.rerun import rerun as do_rerun
 
     report = do_rerun(obj.repo(), run_ref)
     if as_json:

@@ -126,20 +126,30 @@ def _user_traceback(exc: BaseException) -> str:
 def show(obj: Context, run_ref: str, as_json: bool) -> None:
     """Show a run's whole record.
 
-    RUN is an id, a unique prefix of 4+ characters, a name, or `latest`.
+    RUN is an id, a unique prefix of 4+ characters, a name (the newest run with that name),
+    or `latest`.
 
     \b
     Example:
       gittrack show 3f2a
       gittrack show latest --json
     """
-    from ..library import Run
+    from ..library import Run, named
 
-    data = Run(run_ref, obj.repo()).to_json()
+    repo = obj.repo()
+    data = Run(run_ref, repo).to_json()
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    click.echo(format_record(data))
+    text = format_record(data)
+    if data.get("name") == run_ref.strip() and len(same := named(repo, run_ref)) > 1:
+        first, _, rest = text.partition("\n")
+        where = f"name = '{data['name']}'".replace('"', '\\"')
+        text = (
+            f"{first}\n  (the newest of {len(same)} runs named {data['name']!r}; "
+            f'gittrack ls --where "{where}" lists them)\n{rest}'
+        )
+    click.echo(text)
 
 
 def format_record(data: dict[str, Any]) -> str:
@@ -151,6 +161,7 @@ def format_record(data: dict[str, Any]) -> str:
         "command",
         "argv",
         "experiment",
+        "experiments",
         "parent",
         "rerun_of",
         "started",
@@ -166,7 +177,7 @@ def format_record(data: dict[str, Any]) -> str:
             continue
         if key == "argv":
             value = " ".join(value)
-        elif key == "tags":
+        elif key in ("tags", "experiments"):
             value = ", ".join(value)
         lines.append(f"  {key + ':':<12} {value}")
     for section in ("params", "metrics", "code", "env", "outputs", "logs"):

@@ -186,7 +186,8 @@ def plan_array(
     queue: str | None = None,
 ) -> ArrayJob:
     """The array job of a sweep (`gittrack submit`): its grid checked, its script written out."""
-    from .experiment import check_arguments, default_name, grid_points, parse_grid
+    from .grid import grid_points, parse_grid
+    from .sweep import check_arguments, default_name
 
     path, _, function = script.partition(":") if not Path(script).exists() else (script, "", "")
     script_path = Path(path).resolve()

@@ -50,7 +50,7 @@ class Task:
     rerun_of: str = ""
     repo: str | None = None
     cwd: str | None = None
-    pinned: dict[str, list[str]] = field(default_factory=dict)  # RunRef params fixed to ids
+    pinned: dict[str, Any] = field(default_factory=dict)  # RunRef params fixed to recorded ids
     params: dict[str, Any] = field(default_factory=dict)  # the grid point, for reports only
 
 
@@ -134,7 +134,7 @@ def execute(
     t0 = time.perf_counter()
     result = Result(task)
     previous = os.getcwd()
-    token = runref.pinned.set(task.pinned or None)
+    token = runref.pinned.set(runref.Pins(task.pinned) if task.pinned else None)
     options = RunOptions(
         name=task.name,
         tags=list(task.tags),

@@ -30,7 +30,7 @@ try:  # the compiled tomli parses records ~3x faster than the standard library's
 except ImportError:  # pragma: no cover
     import tomllib as toml_reader  # type: ignore[no-redef]
 
-INDEX_VERSION = "3"
+INDEX_VERSION = "4"
 BATCH = 2000  # runs read and written at a time: bounds memory during a full build
 
 SCHEMA_SQL = """
@@ -49,7 +49,9 @@ CREATE TABLE IF NOT EXISTS run_fields (
     started_ts REAL,
     finished_ts REAL,
     tags TEXT,
-    note TEXT
+    note TEXT,
+    rerun_of TEXT,
+    joined TEXT
 );
 CREATE TABLE IF NOT EXISTS records (rid INTEGER PRIMARY KEY, record TEXT);
 CREATE VIEW IF NOT EXISTS runs AS
@@ -59,6 +61,9 @@ CREATE TABLE IF NOT EXISTS keys (
 );
 CREATE TABLE IF NOT EXISTS kv (run INTEGER NOT NULL, key_id INTEGER NOT NULL, num REAL, text TEXT);
 CREATE TABLE IF NOT EXISTS tags (tag TEXT NOT NULL, run INTEGER NOT NULL, PRIMARY KEY (tag, run)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members (
+    experiment TEXT NOT NULL, run INTEGER NOT NULL, PRIMARY KEY (experiment, run)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS notes (object TEXT PRIMARY KEY, run_id TEXT, content TEXT);
 CREATE INDEX IF NOT EXISTS notes_run ON notes(run_id);
 """
@@ -72,12 +77,13 @@ CREATE INDEX IF NOT EXISTS kv_num ON kv(key_id, num, run) WHERE num IS NOT NULL;
 CREATE INDEX IF NOT EXISTS kv_text ON kv(key_id, text, run);
 CREATE INDEX IF NOT EXISTS kv_run ON kv(run, key_id);
 CREATE INDEX IF NOT EXISTS tags_run ON tags(run);
+CREATE INDEX IF NOT EXISTS members_run ON members(run);
 """
 INDEX_NAMES = re.findall(r"EXISTS (\w+) ON", INDEXES_SQL)
 
 RUN_COLUMNS = (
     "rid, id, name, status, command, experiment, started, finished, duration_s, commit_sha, "
-    "problem, started_ts, finished_ts, tags, note"
+    "problem, started_ts, finished_ts, tags, note, rerun_of, joined"
 )
 NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
 
@@ -225,7 +231,7 @@ class Index:
         if full:
             for name in INDEX_NAMES:
                 db.execute(f"DROP INDEX IF EXISTS {name}")
-            for table in ("run_fields", "records", "kv", "tags"):
+            for table in ("run_fields", "records", "kv", "tags", "members"):
                 db.execute(f"DELETE FROM {table}")
         else:
             self._delete_runs(removed | changed)
@@ -238,9 +244,11 @@ class Index:
             runs, records = [], []
             kv: list[tuple[int, int, float | None, str]] = []
             tags: list[tuple[str, int]] = []
+            members: list[tuple[str, int]] = []
             for row in self._rows(tip, batch, commits):
                 record = row["record"]
                 tag_list, note = _effective(record, notes.get(row["id"], []))
+                member_of = _memberships(record, notes.get(row["id"], []))
                 runs.append(
                     (
                         rid,
@@ -258,18 +266,22 @@ class Index:
                         _timestamp(record.get("finished")),
                         json.dumps(tag_list),
                         note,
+                        record.get("rerun_of") or "",
+                        _joined(record, member_of),
                     )
                 )
                 records.append((rid, row["json"]))
                 kv.extend((rid, _key_id(db, keys, f, k), n, t) for f, k, n, t in kv_rows(record))
                 tags.extend((t, rid) for t in tag_list)
+                members.extend((e, rid) for e in member_of)
                 rid += 1
             db.executemany(
-                f"INSERT INTO run_fields ({RUN_COLUMNS}) VALUES ({', '.join('?' * 15)})", runs
+                f"INSERT INTO run_fields ({RUN_COLUMNS}) VALUES ({', '.join('?' * 17)})", runs
             )
             db.executemany("INSERT INTO records VALUES (?, ?)", records)
             db.executemany("INSERT INTO kv VALUES (?, ?, ?, ?)", kv)
             db.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?)", tags)
+            db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", members)
         if full:
             for stmt in INDEXES_SQL.split(";"):
                 if stmt.strip():
@@ -286,6 +298,7 @@ class Index:
         ]
         db.executemany("DELETE FROM kv WHERE run = ?", rids)
         db.executemany("DELETE FROM tags WHERE run = ?", rids)
+        db.executemany("DELETE FROM members WHERE run = ?", rids)
         db.executemany("DELETE FROM records WHERE rid = ?", rids)
         db.executemany("DELETE FROM run_fields WHERE rid = ?", rids)
 
@@ -392,7 +405,7 @@ class Index:
         return found
 
     def _refresh_tags(self, run_ids: set[str]) -> None:
-        """Recompute the tags and note of runs whose git notes changed."""
+        """Recompute the tags, note and experiments of runs whose git notes changed."""
         if not run_ids:
             return
         db = self.db
@@ -401,14 +414,20 @@ class Index:
             row = db.execute("SELECT rid, record FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 continue
-            tag_list, note = _effective(json.loads(row[1]) if row[1] else {}, notes.get(run_id, []))
+            record = json.loads(row[1]) if row[1] else {}
+            tag_list, note = _effective(record, notes.get(run_id, []))
+            member_of = _memberships(record, notes.get(run_id, []))
             db.execute(
-                "UPDATE run_fields SET tags = ?, note = ? WHERE rid = ?",
-                (json.dumps(tag_list), note, row[0]),
+                "UPDATE run_fields SET tags = ?, note = ?, joined = ? WHERE rid = ?",
+                (json.dumps(tag_list), note, _joined(record, member_of), row[0]),
             )
             db.execute("DELETE FROM tags WHERE run = ?", (row[0],))
             db.executemany(
                 "INSERT OR IGNORE INTO tags VALUES (?, ?)", [(t, row[0]) for t in tag_list]
+            )
+            db.execute("DELETE FROM members WHERE run = ?", (row[0],))
+            db.executemany(
+                "INSERT OR IGNORE INTO members VALUES (?, ?)", [(e, row[0]) for e in member_of]
             )
 
     def note_objects(self, run_id: str) -> list[str]:
@@ -444,7 +463,7 @@ class Index:
 
     def ids_named(self, name: str) -> list[str]:
         rows = self.query(
-            "SELECT id FROM run_fields WHERE name = ? ORDER BY started_ts DESC", (name,)
+            "SELECT id FROM run_fields WHERE name = ? ORDER BY started_ts DESC, id", (name,)
         )
         return [r[0] for r in rows]
 
@@ -455,7 +474,8 @@ class Index:
     def get(self, run_id: str) -> dict[str, Any] | None:
         """The indexed row of one run: record (as JSON data), commit and any problem."""
         rows = self.query(
-            "SELECT id, record, commit_sha, problem, tags, note FROM runs WHERE id = ?", (run_id,)
+            "SELECT id, record, commit_sha, problem, tags, note, joined FROM runs WHERE id = ?",
+            (run_id,),
         )
         return _row(rows[0]) if rows else None
 
@@ -486,12 +506,12 @@ class Index:
         found: dict[int, dict[str, Any]] = {}
         for chunk, marks in chunked(rids):
             for r in self.db.execute(
-                "SELECT f.id, r.record, f.commit_sha, f.problem, f.tags, f.note, f.rid"
+                "SELECT f.id, r.record, f.commit_sha, f.problem, f.tags, f.note, f.joined, f.rid"
                 " FROM run_fields AS f LEFT JOIN records AS r ON r.rid = f.rid"
                 f" WHERE f.rid IN ({marks})",
                 chunk,
             ):
-                found[r[6]] = _row(r)
+                found[r[7]] = _row(r)
         return [found[rid] for rid in rids if rid in found]
 
     def count(self, where_sql: str = "", params: Iterable[Any] = ()) -> int:
@@ -523,7 +543,8 @@ def json_record(data: bytes, run_id: str) -> tuple[dict[str, Any], str]:
 
 def _row(r: tuple[Any, ...]) -> dict[str, Any]:
     """A row for readers: the record carries the run's current tags and note (git notes
-    included); `recorded` keeps the tags and note its run.toml holds."""
+    included) and, when notes add some, `experiments` (every experiment it is a member of);
+    `recorded` keeps the tags and note its run.toml holds."""
     record = json.loads(r[1]) if r[1] else None
     recorded: dict[str, Any] = {}
     if record is not None:
@@ -533,6 +554,8 @@ def _row(r: tuple[Any, ...]) -> dict[str, Any]:
             record["note"] = r[5]
         else:
             record.pop("note", None)
+        if r[6]:
+            record["experiments"] = json.loads(r[6])
     return {"id": r[0], "record": record, "commit": r[2], "problem": r[3], "recorded": recorded}
 
 
@@ -542,6 +565,21 @@ def _effective(record: dict[str, Any], notes: list[Any]) -> tuple[list[str], str
     if not notes:  # the common case, without importing notes.py
         return list(record.get("tags") or []), record.get("note") or ""
     return effective(record.get("tags") or [], record.get("note") or "", notes)
+
+
+def _memberships(record: dict[str, Any], notes: list[Any]) -> list[str]:
+    """Every experiment a run is a member of: its record's and those its notes add."""
+    if not notes:
+        return [record["experiment"]] if record.get("experiment") else []
+    from ..model.notes import memberships
+
+    return memberships(record.get("experiment") or "", notes)
+
+
+def _joined(record: dict[str, Any], member_of: list[str]) -> str:
+    """The memberships as JSON when notes add some beyond the record's, else ""."""
+    own = [record["experiment"]] if record.get("experiment") else []
+    return json.dumps(member_of) if member_of != own else ""
 
 
 def _key_id(db: sqlite3.Connection, keys: dict[tuple[str, str], int], family: str, key: str) -> int:

@@ -167,15 +167,20 @@ def file_md5(index: Index, path: Path) -> str:
 
 
 def records(index: Index, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """{id: record JSON data} of indexed runs (missing or removed ids are left out)."""
+    """{id: record JSON data} of indexed runs (missing or removed ids are left out).
+
+    A run that experiments joined by reuse also has `experiments`, every one it is a member of.
+    """
     db = ready(index)
     found: dict[str, dict[str, Any]] = {}
     for chunk, marks in chunked(sorted(set(ids))):
-        for run_id, text, commit in db.execute(
-            f"SELECT id, record, commit_sha FROM runs WHERE id IN ({marks})", chunk
+        for run_id, text, commit, joined in db.execute(
+            f"SELECT id, record, commit_sha, joined FROM runs WHERE id IN ({marks})", chunk
         ):
             if text:
                 found[run_id] = json.loads(text) | {"commit": commit}
+                if joined:  # experiments that reused the run, besides its record's
+                    found[run_id]["experiments"] = json.loads(joined)
     return found
 
 

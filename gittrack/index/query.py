@@ -9,8 +9,8 @@ Grammar (keywords are case-insensitive; docs/query.md has examples)::
     comparison := field op value
                 | field ["not"] "in" "(" value ("," value)* ")"
                 | field ["not"] "like" string
-    field      := "id" | "name" | "status" | "command" | "experiment" | "started"
-                | "finished" | "duration_s" | "tags" | family "." key
+    field      := "id" | "name" | "status" | "command" | "experiment" | "rerun_of"
+                | "started" | "finished" | "duration_s" | "tags" | family "." key
     family     := "params" | "metrics" | "env"
     key        := part ("." part)*          part: letters, digits, _ and -, or "double quoted"
     op         := "=" | "==" | "!=" | "<>" | "<" | "<=" | ">" | ">="
@@ -19,7 +19,8 @@ Grammar (keywords are case-insensitive; docs/query.md has examples)::
 Values of params, metrics and env are indexed twice: as a number when they are one (an int, a
 float, a bool as 1/0, or a string that reads as a number) and as text (their TOML spelling). A
 number on the right compares the numeric form, a string the text form. User text never enters
-the SQL: every value and key is a bound parameter.
+the SQL: every value and key is a bound parameter. `experiment` matches every experiment a run
+is a member of (the one it was recorded in and those that reused it, from the `members` table).
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ from typing import Any
 from ..errors import QueryError
 from ..model.values import FAMILIES
 
-COLUMNS_TEXT = ("id", "name", "status", "command", "experiment")
+COLUMNS_TEXT = ("id", "name", "status", "command", "experiment", "rerun_of")
 COLUMNS_NUMBER = ("duration_s",)
 COLUMNS_DATE = ("started", "finished")
 FIELDS_HINT = (
-    "a field: id, name, status, command, experiment, started, finished, duration_s, tags, "
-    "params.X, metrics.X or env.X"
+    "a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, "
+    "tags, params.X, metrics.X or env.X"
 )
 OPERATORS = {
     "=": "=",
@@ -311,6 +312,8 @@ class Compiler:
             return self.tags(c)
         if c.field.key in COLUMNS_DATE:
             return self.date(c)
+        if c.field.key == "experiment" and c.op in ("=", "!=", "in", "like"):
+            return self.experiment(c)
         column = f"runs.{c.field.key}"
         number = c.field.key in COLUMNS_NUMBER
         convert = self.number_of if number else self.text_of
@@ -406,6 +409,23 @@ class Compiler:
             parts.append(f"text IN ({', '.join('?' * len(texts))})")
             self.params += texts
         return "(" + " OR ".join(parts) + ")"
+
+    def experiment(self, c: Compare) -> str:
+        """Membership: the run was recorded in the experiment or reused by it."""
+        select = "SELECT run FROM members WHERE experiment"
+        if c.op == "like":
+            self.params.append(c.values[0].value)
+            return f"{IN_RUNS} ({select} LIKE ?)"
+        values = [self.text_of(v, c.field) for v in c.values]
+        named = [v for v in values if v]
+        parts = []
+        if named:
+            self.params += named
+            parts.append(f"{IN_RUNS} ({select} IN ({', '.join('?' * len(named))}))")
+        if len(named) < len(values):  # '' stands for "in no experiment"
+            parts.append(f"(NOT {IN_RUNS} (SELECT run FROM members))")
+        sql = "(" + " OR ".join(parts) + ")"
+        return f"(NOT {sql})" if c.op == "!=" else sql
 
     def tags(self, c: Compare) -> str:
         if c.op not in ("=", "!=", "in", "like"):

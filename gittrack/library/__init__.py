@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .run import (
         Run as Run,
         iter_runs as iter_runs,
+        named as named,
         open_repo as open_repo,
         resolve_id as resolve_id,
     )
@@ -41,6 +42,7 @@ _LAZY = {
     "output_path": ("outputs", "output_path"),
     "Run": ("run", "Run"),
     "iter_runs": ("run", "iter_runs"),
+    "named": ("run", "named"),
     "open_repo": ("run", "open_repo"),
     "resolve_id": ("run", "resolve_id"),
     "Repo": ("..store", "Repo"),

@@ -145,7 +145,8 @@ def page(
     """A page of the runs matching `where`, sorted, with the params and metrics that vary."""
     cond, args = where_sql(where)
     if experiment is not None:
-        cond = f"runs.experiment = ? AND ({cond})" if cond else "runs.experiment = ?"
+        member = "runs.rid IN (SELECT run FROM members WHERE experiment = ?)"
+        cond = f"{member} AND ({cond})" if cond else member
         args = [experiment, *args]
     index = Index(repo)
     index.sync()
@@ -396,10 +397,10 @@ def experiments(repo: store.Repo) -> list[dict[str, Any]]:
     """Experiments with their run counts by status and time span, newest first."""
     index = Index(repo)
     index.sync()
-    sql = (
-        "SELECT experiment, count(*), sum(status = 'completed'), sum(status = 'failed'), "
-        "min(started), max(started) FROM runs WHERE experiment != '' GROUP BY experiment "
-        "ORDER BY max(started) DESC"
+    sql = (  # members: runs recorded in the experiment and earlier runs it reused
+        "SELECT m.experiment, count(*), sum(r.status = 'completed'), sum(r.status = 'failed'), "
+        "min(r.started), max(r.started) FROM members AS m JOIN run_fields AS r ON r.rid = m.run "
+        "GROUP BY m.experiment ORDER BY max(r.started) DESC"
     )
     keys = ("name", "runs", "completed", "failed", "first", "last")
     return [dict(zip(keys, r, strict=True)) for r in index.db.execute(sql)]

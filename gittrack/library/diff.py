@@ -24,6 +24,8 @@ class RunDiff:
     code_b: str = ""
     code_diff: str = ""  # `git diff` between the code commits ("" when the code is the same)
     code_problem: str = ""  # why the code diff could not be made
+    code_shown: bool = True  # False with --no-code: only which files differ is given
+    code_files: list[str] = field(default_factory=list)  # files that differ between the commits
 
     @property
     def same(self) -> bool:
@@ -40,6 +42,7 @@ class RunDiff:
                 "a": self.code_a,
                 "b": self.code_b,
                 "diff": self.code_diff,
+                "files": self.code_files,
                 "problem": self.code_problem,
             },
         }
@@ -102,20 +105,42 @@ def diff_runs(
     result.changes["inputs"] = compare(*ins)
     result.code_a = (ra.get("code") or {}).get("commit", "")
     result.code_b = (rb.get("code") or {}).get("commit", "")
-    if code and result.code_a and result.code_b and result.code_a != result.code_b:
-        result.code_diff, result.code_problem = code_diff(repo, result.code_a, result.code_b, color)
+    result.code_shown = code
+    if result.code_a and result.code_b and result.code_a != result.code_b:
+        result.code_files, result.code_problem = changed_files(repo, result.code_a, result.code_b)
+        if code and not result.code_problem:
+            result.code_diff, result.code_problem = code_diff(
+                repo, result.code_a, result.code_b, color
+            )
     return result
+
+
+def _missing_commit(repo: store.Repo, shas: tuple[str, ...]) -> str:
+    for sha in shas:
+        found = repo.reader().read(sha)
+        if found is None or found[1] != "commit":
+            return (
+                f"code commit {sha[:10]} is not in this repository (fetch it with 'gittrack pull')"
+            )
+    return ""
+
+
+def changed_files(repo: store.Repo, a: str, b: str) -> tuple[list[str], str]:
+    """(paths that differ between code commits a and b, problem): cheap, no file contents."""
+    problem = _missing_commit(repo, (a, b))
+    if problem:
+        return [], problem
+    proc = repo.git("diff", "--name-only", "-z", a, b, check=False)
+    if proc.returncode != 0:
+        return [], proc.stderr.decode(errors="replace").strip()
+    return [p for p in proc.stdout.decode("utf-8", "replace").split("\0") if p], ""
 
 
 def code_diff(repo: store.Repo, a: str, b: str, color: bool = False) -> tuple[str, str]:
     """(`git diff a b`, problem): the problem says why there is no diff (e.g. missing commits)."""
-    for sha in (a, b):
-        found = repo.reader().read(sha)
-        if found is None or found[1] != "commit":
-            return (
-                "",
-                f"code commit {sha[:10]} is not in this repository (fetch it with 'gittrack pull')",
-            )
+    problem = _missing_commit(repo, (a, b))
+    if problem:
+        return "", problem
     proc = repo.git("diff", f"--color={'always' if color else 'never'}", a, b, check=False)
     if proc.returncode != 0:
         return "", proc.stderr.decode(errors="replace").strip()
@@ -161,10 +186,19 @@ def format_diff(d: RunDiff, color: bool = False) -> str:
             style("code:", bold=True)
             + f" {d.code_a[:10] or '(none)'} -> {d.code_b[:10] or '(none)'}"
         )
+        files = d.code_files
         if d.code_problem:
             lines.append(f"  (no code diff: {d.code_problem})")
-        elif d.code_diff:
-            lines.append(d.code_diff.rstrip("\n"))
+        elif not files:
+            lines.append("  (the code commits differ but hold the same files)")
+        elif not d.code_shown:
+            shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+            ids = [str(r.get("id", ""))[:8] for r in (d.a, d.b)]
+            lines.append(
+                f"  code differs in {len(files)} file{'s' * (len(files) != 1)} ({shown}); "
+                f"see it with: gittrack diff {ids[0]} {ids[1]} "
+                f"(without --no-code), or git diff {d.code_a[:10]} {d.code_b[:10]}"
+            )
         else:
-            lines.append("  (same files)")
+            lines.append(d.code_diff.rstrip("\n"))
     return "\n".join(lines)

@@ -151,6 +151,7 @@ def build(
         else:
             data_edges.add((parent, child, "input"))
     graph.edges += [Edge(s, t, k) for s, t, k in data_edges]
+    _place_in_experiments(graph, records)
     if code:
         for run_id in sorted(ids):
             commit = (records.get(run_id) or {}).get("code", {}).get("commit", "")
@@ -171,6 +172,24 @@ def build(
         graph = _collapse(graph, records)
     graph.edges = _unique_sorted(graph.edges)
     return graph
+
+
+def _place_in_experiments(graph: Graph, records: dict[str, dict[str, Any]]) -> None:
+    """A run member of several experiments (reused by them) is drawn in the one with the most
+    members in the graph; its own record's wins a tie."""
+    options = {
+        run_id: records[run_id].get("experiments") or ([node.experiment] if node.experiment else [])
+        for run_id, node in graph.nodes.items()
+        if node.kind == "run" and run_id in records
+    }
+    counts: dict[str, int] = {}
+    for names in options.values():
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+    for run_id, names in options.items():
+        if len(names) > 1 or (names and not graph.nodes[run_id].experiment):
+            own = graph.nodes[run_id].experiment
+            graph.nodes[run_id].experiment = max(names, key=lambda n: (counts.get(n, 0), n == own))
 
 
 def _unique_sorted(edges: Iterable[Edge]) -> list[Edge]:

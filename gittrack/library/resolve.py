@@ -14,7 +14,8 @@ HEX = re.compile(r"^[0-9a-f]+$")
 
 
 def resolve_id(repo: store.Repo, ref: str) -> str:
-    """The full id for `ref`: `latest`, a full id, a unique prefix of 4+ characters, or a name."""
+    """The full id for `ref`: `latest`, a full id, a unique prefix of 4+ characters, or a name
+    (the newest run with that name: `named` tells how many share it)."""
     ref = ref.strip()
     index = Index(repo)
     if ref == "latest":
@@ -23,10 +24,8 @@ def resolve_id(repo: store.Repo, ref: str) -> str:
             raise RunNotFound(ref)
         return latest
     named = index.ids_named(ref)
-    if len(named) == 1:
+    if named:  # names need not be unique: a name means the newest run with it
         return named[0]
-    if len(named) > 1:
-        raise AmbiguousRun(ref, named)
     lowered = ref.lower()
     if HEX.match(lowered) and len(lowered) >= MIN_PREFIX:
         found = index.ids_with_prefix(lowered)
@@ -40,6 +39,11 @@ def resolve_id(repo: store.Repo, ref: str) -> str:
             "id, or its name ('gittrack ls' lists runs)."
         )
     raise RunNotFound(ref, suggest(index, ref))
+
+
+def named(repo: store.Repo, name: str) -> list[str]:
+    """Ids of every run named `name`, newest first (a name means the first of them)."""
+    return Index(repo).ids_named(name.strip()) if name.strip() else []
 
 
 def suggest(index: Index, ref: str) -> list[str]:

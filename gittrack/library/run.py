@@ -12,7 +12,12 @@ from ..errors import RecordError, RunNotFound
 from ..index.db import Index
 from ..model.record import Code, Input, Output, RunRecord
 from .consumers import consumed
-from .resolve import MIN_PREFIX as MIN_PREFIX, resolve_id as resolve_id, suggest as suggest
+from .resolve import (
+    MIN_PREFIX as MIN_PREFIX,
+    named as named,
+    resolve_id as resolve_id,
+    suggest as suggest,
+)
 
 
 def open_repo(repo: str | os.PathLike[str] | store.Repo | None = None) -> store.Repo:

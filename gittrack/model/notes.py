@@ -6,12 +6,15 @@ their order does not matter::
 
     note: "checked against the reference data"
     run: 3f2a9c1e0b7d4e21a6c8f0e1d2c3b4a5
+    experiment: scan
     tag: reference
     untag: draft
 
 A run's tags are those of its record plus `tag:` lines, minus `untag:` lines (so `untag` can
 drop a tag given at run time, and after a merge a removal wins). A `note:` line replaces the
-record's note.
+record's note. An `experiment:` line makes the run a member of that experiment besides the one
+its record names: a sweep or an Experiment that reuses an earlier run adds it, so that the
+earlier run's commit is never rewritten.
 """
 
 from __future__ import annotations
@@ -30,12 +33,18 @@ class RunNote:
     tags: list[str] = field(default_factory=list)
     untags: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    experiments: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.tags or self.untags or self.notes or self.experiments)
 
     def to_bytes(self) -> bytes:
         lines = [f"run: {self.run}"] if self.run else []
         lines += [f"tag: {t}" for t in self.tags]
         lines += [f"untag: {t}" for t in self.untags]
         lines += [f"note: {json.dumps(n, ensure_ascii=False)}" for n in self.notes]
+        lines += [f"experiment: {e}" for e in self.experiments]
         return ("\n".join(sorted(set(lines))) + "\n").encode()
 
     def merge(self, other: RunNote) -> None:
@@ -44,6 +53,7 @@ class RunNote:
             (self.tags, other.tags),
             (self.untags, other.untags),
             (self.notes, other.notes),
+            (self.experiments, other.experiments),
         ):
             mine.extend(v for v in theirs if v not in mine)
 
@@ -56,7 +66,7 @@ def parse_note(data: bytes) -> RunNote:
     for line in text.splitlines():
         key, sep, value = line.partition(": ")
         value = value.strip()
-        if not sep or key not in ("run", "tag", "untag", "note"):
+        if not sep or key not in ("run", "tag", "untag", "note", "experiment"):
             continue
         known = True
         if key == "run":
@@ -65,6 +75,9 @@ def parse_note(data: bytes) -> RunNote:
             note.tags.append(value)
         elif key == "untag" and value not in note.untags:
             note.untags.append(value)
+        elif key == "experiment":
+            if value and value not in note.experiments:
+                note.experiments.append(value)
         elif key == "note":
             with contextlib.suppress(ValueError):
                 value = json.loads(value)
@@ -87,3 +100,11 @@ def effective(
         removed.update(note.untags)
         texts += [n for n in note.notes if n not in texts]
     return [t for t in tags if t not in removed], "\n".join(texts) if texts else record_note
+
+
+def memberships(record_experiment: str, notes: Iterable[RunNote]) -> list[str]:
+    """The experiments a run is a member of: its record's first, then those its notes add."""
+    found = [record_experiment] if record_experiment else []
+    for note in notes:
+        found += [e for e in note.experiments if e not in found]
+    return found

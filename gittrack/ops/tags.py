@@ -55,7 +55,7 @@ def _change(
         note = parse_note(note.to_bytes())  # as stored: lines sorted
         result["note"] = note
         changes: dict[str, bytes | None] = {c: None for c in others if read(c) is not None}
-        empty = not (note.tags or note.untags or note.notes)
+        empty = note.empty
         changes[target] = None if empty else note.to_bytes()
         if empty and read(target) is None:
             del changes[target]

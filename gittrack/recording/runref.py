@@ -35,8 +35,33 @@ else:
 TOKEN = re.compile(r"^[\w.\-]+$")
 USABLE = ("completed",)
 
-# Set by `gittrack rerun`: {parameter name: run ids} to use instead of resolving the argument again.
-pinned: contextvars.ContextVar[dict[str, list[str]] | None] = contextvars.ContextVar(
+
+class Pins:
+    """Set by `gittrack rerun`: the runs each RunRef parameter received the first time.
+
+    `values` maps a parameter name to its recorded value (an id, a list of ids, or for a click
+    option with `multiple=True` one of those per value given). Each conversion of a value takes
+    the next one, so every RunRef shape gets back exactly the runs it had, whatever its text
+    (a prefix, a name, a query) would match now.
+    """
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.taken: dict[str, int] = {}
+
+    def take(self, param: click.Parameter) -> list[str] | None:
+        """The run ids for the next value of `param`, or None when it is not pinned."""
+        if not param.name or param.name not in self.values:
+            return None
+        value = self.values[param.name]
+        if getattr(param, "multiple", False) and isinstance(value, list):
+            index = self.taken.get(param.name, 0)
+            self.taken[param.name] = index + 1
+            value = value[index] if index < len(value) else []
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+pinned: contextvars.ContextVar[Pins | None] = contextvars.ContextVar(
     "gittrack_pinned_refs", default=None
 )
 
@@ -126,9 +151,10 @@ class RunRef(_ParamType):
         from ..library.run import Run
 
         repo = _repo_for(ctx)
-        pins = pinned.get() or {}
-        if param is not None and param.name in pins:
-            return [Run(i, repo) for i in pins[param.name]]
+        pins = pinned.get()
+        ids = pins.take(param) if pins is not None and param is not None else None
+        if ids is not None:
+            return [Run(i, repo) for i in ids]
         return resolve_runs(repo, text)
 
     def _allow_failed(self) -> bool:

@@ -70,8 +70,14 @@ class RunSession:
         runref.record_inputs(self, ctx)
         fresh = forced(options) or not command.memoize
         self.reused = None if fresh else runref.find_reusable(self)
-        if self.reused is not None:
-            return  # an identical completed run exists: nothing is staged or recorded
+        if self.reused is not None:  # an identical completed run: nothing staged or recorded
+            if self.record.experiment and self.record.experiment != self.reused.experiment:
+                from .membership import join
+
+                join(self.repo, self.reused.id, self.record.experiment)
+            return
+        if options.name:
+            _warn_if_named(self.repo, options.name)
         self.folder = staging.folder(self.repo) / self.id
         self.folder.mkdir(parents=True)
         self._heartbeat_stop = threading.Event()
@@ -251,6 +257,23 @@ def report(record: RunRecord) -> None:
         f"run {record.short}{name} recorded ({record.status} in {record.duration_s:.1f} s): {line}",
         err=True,
     )
+
+
+def _warn_if_named(repo: store.Repo, name: str) -> None:
+    """One stderr line when earlier runs carry `name`: it will mean this run, the newest."""
+    from ..index.db import Index
+
+    earlier = Index(repo).ids_named(name)
+    if earlier:
+        runs = (
+            f"{len(earlier)} run{'s' * (len(earlier) > 1)} ({', '.join(i[:8] for i in earlier[:3])}"
+        )
+        runs += ", ...)" if len(earlier) > 3 else ")"
+        click.echo(
+            f"gittrack: name {name!r} already used by {runs}; {name!r} now means this run, "
+            f"the newest (ls --where \"name = '{name}'\" lists them all).",
+            err=True,
+        )
 
 
 def _command_name(command: click.Command, script: Path | None, repo: store.Repo) -> str:

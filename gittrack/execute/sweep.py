@@ -1,0 +1,182 @@
+"""Sweeps: every grid point of a script's arguments run as one experiment.
+
+A sweep is the product of value lists given as `--opt a,b,c` or `--opt start:stop[:step]` (stop
+excluded, as in Python); every grid point is one run, member of experiment "<name>".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from .executors import Interrupted, Result, Task, get_executor
+from .grid import grid_points, parse_grid
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did: its name, the varying params and one Result per run, in grid order."""
+
+    name: str
+    varying: list[str]
+    results: list[Result] = field(default_factory=list)
+    stopped: bool = False  # --fail-fast stopped it early
+    interrupted: bool = False  # Ctrl-C stopped it: running runs interrupted, the rest cancelled
+
+    @property
+    def failed(self) -> list[Result]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            key = "reused" if r.reused else r.status
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "experiment": self.name,
+            "varying": self.varying,
+            "stopped": self.stopped,
+            "interrupted": self.interrupted,
+            "counts": self.counts,
+            "runs": [
+                {
+                    "id": r.run_id,
+                    "status": r.status,
+                    "reused": r.reused,
+                    "params": r.task.params,
+                    "metrics": r.metrics,
+                    "error": r.error,
+                    "duration_s": r.duration_s,
+                }
+                for r in self.results
+            ],
+        }
+
+
+def default_name(script: str) -> str:
+    """An experiment name for a sweep given none: script stem and start time."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{Path(script.partition(':')[0]).stem}-{stamp}"
+
+
+def sweep(
+    script: str,
+    args: Iterable[str],
+    *,
+    name: str = "",
+    jobs: int = 1,
+    executor: str = "local",
+    fail_fast: bool = False,
+    force: bool = False,
+    allow_failed: bool = False,
+    repo: str | None = None,
+    on_result: Callable[[Result], None] | None = None,
+    executor_options: Mapping[str, Any] | None = None,
+) -> SweepReport:
+    """Run SCRIPT over the product grid of `args` (see `expand`); failures do not stop the rest."""
+    from .. import store
+    from ..recording.context import current
+    from ..recording.membership import join
+
+    path, _, function = script.partition(":") if not Path(script).exists() else (script, "", "")
+    script_path = Path(path).resolve()
+    if not script_path.is_file():
+        raise UsageError(f"Script {path} does not exist; check the path.")
+    axes = parse_grid(args)
+    points = grid_points(axes)
+    check_arguments(script_path, function or None, [argv for argv, _ in points])
+    name = name or default_name(script)
+    parent = current()
+    common = functools.partial(
+        Task,
+        script=str(script_path),
+        function=function or None,
+        experiment=name,
+        force=force,
+        allow_failed=allow_failed,
+        parent=parent.id if parent else "",
+        repo=repo,
+        cwd=os.getcwd(),
+    )
+    tasks = [common(args=argv, params=varying) for argv, varying in points]
+    varying_names = [a.param or f"arg{i}" for i, a in enumerate(axes) if len(a.values) > 1]
+    report = SweepReport(name, varying_names)
+    order = {id(t): i for i, t in enumerate(tasks)}
+    runner = get_executor(executor, jobs=jobs, **dict(executor_options or {}))
+    results = runner.run(tasks)
+    try:
+        for result in results:
+            report.results.append(result)
+            if result.reused and result.run_id:  # joined where it ran; a remote worker cannot
+                join(store.find_repo(repo or script_path.parent), result.run_id, name)
+            if on_result:
+                on_result(result)
+            if fail_fast and not result.ok:
+                report.stopped = len(report.results) < len(tasks)
+                break
+    except KeyboardInterrupt as exc:
+        stop = exc if isinstance(exc, Interrupted) else _interrupt(results, exc)
+        report.results += stop.results
+        report.interrupted = True
+        report.results.sort(key=lambda r: order.get(id(r.task), _grid_index(tasks, r.task)))
+        stop.report = report
+        raise stop from None
+    finally:
+        close = getattr(results, "close", None)
+        if close:
+            close()
+    report.results.sort(key=lambda r: order.get(id(r.task), _grid_index(tasks, r.task)))
+    return report
+
+
+def _interrupt(results: Any, exc: KeyboardInterrupt) -> Interrupted:
+    """Ctrl-C reached the sweep between two results: pass it to the executor to stop its tasks."""
+    throw = getattr(results, "throw", None)
+    if throw is not None:
+        try:
+            throw(exc)
+        except Interrupted as stop:
+            return stop
+        except (KeyboardInterrupt, StopIteration):
+            pass
+    return Interrupted([])
+
+
+def check_arguments(script: Path, function: str | None, argvs: list[list[str]]) -> None:
+    """Parse every grid point with the command's own options before anything runs.
+
+    A misspelt option or a value of the wrong type is refused up front with click's sentence,
+    instead of failing once per task.
+    """
+    from ..recording.loader import find_command
+
+    command = find_command(script, function)
+    for argv in argvs:
+        try:
+            command.make_context(script.name, list(argv), resilient_parsing=False).close()
+        except click.exceptions.Exit:
+            continue  # --help or --version among the arguments: nothing to check
+        except click.ClickException as exc:
+            raise UsageError(
+                f"The sweep cannot run {script.name} {shlex.join(argv)}: {exc.format_message()}"
+            ) from exc
+
+
+def _grid_index(tasks: list[Task], task: Task) -> int:
+    for i, t in enumerate(tasks):
+        if t.args == task.args:
+            return i
+    return len(tasks)
