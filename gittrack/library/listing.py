@@ -9,23 +9,11 @@ from typing import Any
 from .. import store
 from ..errors import UsageError
 from ..index.db import Index
-from ..model.values import FAMILIES, FAMILY_COLUMN, cell, flat
+from ..model.values import FAMILIES, FAMILY_COLUMN, RUN_FIELDS, cell, flat
 from ..store import staging
 
 BASE_COLUMNS = ["id", "name", "status", "started", "duration_s"]
-PLAIN_COLUMNS = (
-    "id",
-    "name",
-    "status",
-    "command",
-    "experiment",
-    "started",
-    "finished",
-    "duration_s",
-    "tags",
-    "note",
-    "commit",
-)
+PLAIN_COLUMNS = (*RUN_FIELDS, "tags", "note", "commit")
 
 
 @dataclass

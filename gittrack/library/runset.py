@@ -9,7 +9,7 @@ from typing import Any
 from .. import store
 from ..errors import RecordError
 from ..index.db import Index
-from ..model.values import flat
+from ..model.values import RUN_FIELDS, flat
 from .run import Run, iter_runs, open_repo
 
 
@@ -100,19 +100,7 @@ def _nullable_dtype(values: list[Any]) -> str | None:
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
     """One flat row of a record's JSON data: scalar fields, then params.X and metrics.X."""
-    row: dict[str, Any] = {
-        k: record.get(k)
-        for k in (
-            "id",
-            "name",
-            "status",
-            "command",
-            "experiment",
-            "started",
-            "finished",
-            "duration_s",
-        )
-    }
+    row: dict[str, Any] = {k: record.get(k) for k in RUN_FIELDS}
     row["tags"] = ",".join(record.get("tags", []))
     for family in ("params", "metrics"):
         for key, value in flat(record.get(family, {})).items():

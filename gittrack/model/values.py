@@ -6,6 +6,8 @@ import re
 from typing import Any
 
 FAMILIES = ("params", "metrics", "env")
+# the scalar fields of a record every listing knows, in their listed order
+RUN_FIELDS = ("id", "name", "status", "command", "experiment", "started", "finished", "duration_s")
 FAMILY_COLUMN = re.compile(r"^(params|metrics|env)\.(.+)$")
 
 
