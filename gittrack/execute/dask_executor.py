@@ -383,7 +383,9 @@ class DaskRunner:
         results = [Result(t, status="pending", attempts=0) for t in items]
         base = {"topic": self.topic, "shared_repo": str(self.repo.root) if self.shared_fs else ""}
         bundle = None
-        self.code = store.snapshot_code(self.repo, None, "dask-sweep")
+        from ..recording.codefiles import SKIP, settings
+
+        self.code = store.snapshot_worktree(self.repo, "dask-sweep", settings(self.repo)[1], SKIP)
         if not self.shared_fs:
             # runs consuming earlier runs (RunRef inputs) need the records in their checkout
             with_runs = any(
@@ -454,8 +456,8 @@ class DaskRunner:
         if run_id and "files" in result:
             files = dict(result["files"])
             record = RunRecord.from_toml(files.pop("run.toml"), run_id)
-            record.code.head, record.code.branch = self.code.head, self.code.branch
-            record.code.detached, record.code.dirty = self.code.detached, self.code.dirty
+            if not self.shared_fs:  # recorded in a checkout of self.code: compare with HEAD
+                self._code_against_head(record)
             if record.inputs:  # the worker's checkout knows the inputs' runs, not their commits
                 from ..index.db import Index
 
@@ -485,6 +487,19 @@ class DaskRunner:
             result.get("stderr", "") if status == "error" else ""
         )
         return status
+
+    def _code_against_head(self, record: RunRecord) -> None:
+        """A worker's code record, made in a checkout of the sweep's snapshot, as of HEAD."""
+        code = record.code
+        found = self.repo.reader().read(f"{self.code.head}^{{tree}}")
+        head_tree = found[0] if found else ""
+        in_head = store.tree_blobs(self.repo, head_tree, code.files) if head_tree else {}
+        for path, entry in code.files.items():
+            entry.dirty = path not in in_head or in_head[path][1] != entry.blob
+        code.dirty = any(f.dirty for f in code.files.values())
+        code.head, code.branch, code.detached = self.code.head, self.code.branch, self.code.detached
+        if not code.dirty and head_tree:
+            code.commit, code.tree = self.code.head, head_tree
 
     def _record_died(
         self,

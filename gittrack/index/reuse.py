@@ -6,8 +6,8 @@ from .. import store
 from . import memo
 
 
-def lookup(repo: store.Repo, key: str) -> str | None:
-    """The run id remembered for `key`, building the files from the index on first use."""
+def lookup(repo: store.Repo, key: str) -> list[str]:
+    """The run ids remembered for `key`, newest first; the files are built on first use."""
     if not memo.folder(repo).is_dir():
         rebuild(repo)
     return memo.read(repo, key)

@@ -18,10 +18,19 @@ import tomli_w
 
 from ..errors import RecordError, SchemaTooNew
 
-SCHEMA = 1
+SCHEMA = 2
 SHORT = 8
 
 STATUSES = ("running", "completed", "failed", "interrupted", "died")
+
+
+@dataclass
+class CodeFile:
+    """One source file of the repository a run executed: its git blob id, and whether it
+    differs from HEAD."""
+
+    blob: str = ""
+    dirty: bool = False
 
 
 @dataclass
@@ -29,14 +38,31 @@ class Code:
     """The code a run executed: a commit on the user's history or a snapshot of a dirty tree."""
 
     commit: str = ""  # the commit the run executed (HEAD, or the snapshot when dirty)
-    tree: str = ""  # that commit's tree id: equal trees mean equal code
+    tree: str = ""  # that commit's tree id
     hash: str = ""  # sha256 of the entry script's bytes
-    dirty: bool = False
+    dirty: bool = False  # one of `files` differs from HEAD
     script: str = ""  # path of the entry script relative to the repo root
     head: str = ""  # HEAD when the run started (the snapshot's parent when dirty)
     branch: str = ""  # the checked-out branch, "" when HEAD is detached
     detached: bool = False
     shallow: bool = False
+    # the repository's source files the run executed, by repo-relative POSIX path
+    files: dict[str, CodeFile] = field(default_factory=dict)
+    omitted: list[str] = field(default_factory=list)  # changed files the snapshot left out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Code:
+        data = dict(data)
+        raw = data.pop("files", None) or {}
+        if not isinstance(raw, Mapping) or not all(isinstance(f, Mapping) for f in raw.values()):
+            raise TypeError("code.files must be a table of tables")
+        return cls(**data, files={str(p): CodeFile(**f) for p, f in raw.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if not self.omitted:
+            del data["omitted"]
+        return data
 
 
 @dataclass
@@ -78,7 +104,7 @@ class RunRecord:
     experiment: str = ""
     parent: str = ""  # the tracked run that launched this one (an experiment driver)
     rerun_of: str = ""
-    memo: str = ""  # hash of command, code tree, params and input files: equal means reusable
+    memo: str = ""  # hash of command, params and input files (docs/concepts.md, Reuse)
     tags: list[str] = field(default_factory=list)
     note: str = ""
     params: dict[str, Any] = field(default_factory=dict)
@@ -110,7 +136,7 @@ class RunRecord:
                 continue
             data[key] = value
         data["params"] = {k: _toml_value(v) for k, v in self.params.items() if v is not None}
-        data["code"] = asdict(self.code)
+        data["code"] = self.code.to_dict()
         data["inputs"] = [asdict(i) for i in self.inputs]
         data["outputs"] = {
             name: {
@@ -158,7 +184,7 @@ class RunRecord:
         if not isinstance(data.get("id"), str) or not data["id"]:
             raise RecordError(run_id, "missing 'id'")
         try:
-            code = Code(**data.pop("code", {}))
+            code = Code.from_dict(data.pop("code", {}))
             inputs = [Input(**i) for i in data.pop("inputs", [])]
             outputs = {n: Output(**o) for n, o in data.pop("outputs", {}).items()}
             known = set(cls.__dataclass_fields__)
@@ -208,8 +234,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _from_schema_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 knew the code only as a whole tree: no `[code.files]`, so no run of it can be
+    reused by a newer run (its memo key hashed the tree, which newer keys never do)."""
+    code = dict(data.get("code") or {})
+    code.setdefault("files", {})
+    return {**data, "code": code}
+
+
 # Older schemas migrate one step at a time: MIGRATIONS[n] turns schema n data into n + 1.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_schema_1}
 
 _OPTIONAL_EMPTY = {
     "name",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -22,11 +22,13 @@ class TrackedCommand(click.Command):
         *args: Any,
         metadata: Callable[[], Mapping[str, Any]] | None = None,
         memoize: bool = True,
+        code: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.metadata = metadata
         self.memoize = memoize
+        self.code = [code] if isinstance(code, str) else list(code)
 
     def make_context(
         self,
@@ -96,16 +98,21 @@ def command(
     *,
     metadata: Callable[[], Mapping[str, Any]] | None = None,
     memoize: bool = True,
+    code: Sequence[str] = (),
     **attrs: Any,
 ) -> Callable[[Callable[..., Any]], TrackedCommand]:
     """Decorate a function as a click command whose every run is recorded.
 
     `metadata` is called at the start of each run and its mapping is stored in `[env]`
     (e.g. a simulation engine's version). `memoize=False` records every run anew even when an
-    identical completed run exists (for stochastic commands without a seed parameter). All
+    identical completed run exists (for stochastic commands without a seed parameter). `code`
+    names more files the command executes, as glob patterns relative to the repository root
+    (e.g. `code=["model/*.yaml"]`): they are part of its code identity (docs/concepts.md). All
     other arguments go to `click.command`.
     """
-    return click.command(name, cls=TrackedCommand, metadata=metadata, memoize=memoize, **attrs)
+    return click.command(
+        name, cls=TrackedCommand, metadata=metadata, memoize=memoize, code=code, **attrs
+    )
 
 
 def log_metadata(**values: Any) -> None:

@@ -293,23 +293,26 @@ def _file_edge(session: RunSession, index: Any, path: Path, md5: str) -> None:
 
 
 def memo_key(record: RunRecord, files: dict[str, Any]) -> str:
-    """Hash of what makes two runs interchangeable: command, code tree, params, input files."""
+    """Hash of the command, its params and its input files: runs with equal keys are candidates
+    for reuse, and one is reused when its code files are unchanged (`find_reusable`)."""
     from ..model.record import _toml_value
 
     data = {
         "command": record.command,
-        "tree": record.code.tree,
         "params": {k: _toml_value(v) for k, v in record.params.items()},
         "files": files,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+MAX_CANDIDATES = 50  # earlier runs with the run's memo key whose code is compared, newest first
+
+
 def find_reusable(session: RunSession) -> RunRecord | None:
-    """The newest completed run with the same memo key as this one, if any.
+    """The newest completed run with this run's memo key whose code files are unchanged now.
 
     Looked up in memo.py's files rather than the lookup table, so that the start of a run
-    neither opens nor syncs the index; a hit is checked against the branch.
+    neither opens nor syncs the index; each candidate is read from the branch.
     """
     from .. import store
     from ..errors import RecordError
@@ -319,15 +322,15 @@ def find_reusable(session: RunSession) -> RunRecord | None:
     key = session.record.memo
     if not key:
         return None
-    run_id = reuse.lookup(session.repo, key)
-    if run_id is None:
-        return None
-    data = store.read_record_bytes(session.repo, run_id)
-    try:
-        record = RunRecord.from_toml(data, run_id) if data else None
-    except RecordError:
-        record = None
-    if record is None or record.status != "completed" or record.memo != key:
-        memo.forget(session.repo, key)  # removed or rewritten since: a miss
-        return None
-    return record
+    for run_id in reuse.lookup(session.repo, key)[:MAX_CANDIDATES]:
+        data = store.read_record_bytes(session.repo, run_id)
+        try:
+            record = RunRecord.from_toml(data, run_id) if data else None
+        except RecordError:
+            record = None
+        if record is None or record.status != "completed" or record.memo != key:
+            memo.forget(session.repo, key, run_id)  # removed or rewritten since: not a candidate
+            continue
+        if session.code_files.unchanged(record.code.files):
+            return record
+    return None

@@ -25,6 +25,7 @@ from ..library.consumers import consuming
 from ..model.record import Input, RunRecord, is_scalar, metric_value
 from ..store import project, staging
 from . import capture
+from .codefiles import CodeFiles
 from .context import _current, forced, new_run_id, now, repo_path, script_of, take_options
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class RunSession:
             rerun_of=options.rerun_of,
             env=capture.environment(),
         )
-        self.record.code = store.snapshot_code(self.repo, self.script, self.id)
+        self.code_files = CodeFiles(self.repo, self.script, command.code)
         # the committer identity costs a git process: fetch it while the simulation runs
         threading.Thread(target=store.Identity.get, args=(self.repo,), daemon=True).start()
         from . import runref  # inputs from RunRef and file arguments, and memoisation
@@ -78,6 +79,7 @@ class RunSession:
             return
         if options.name:
             _warn_if_named(self.repo, options.name)
+        self.record.code = self.code_files.code(self.id, self.script)
         self.folder = staging.folder(self.repo) / self.id
         self.folder.mkdir(parents=True)
         self._heartbeat_stop = threading.Event()
@@ -144,6 +146,15 @@ class RunSession:
         self._consuming.var.reset(self._consuming)
         record = self.record
         record.logs = self.capture.stop()
+        try:
+            self.code_files.collect()  # modules the command imported while it ran
+            record.code = self.code_files.code(self.id, self.script)
+        except Exception as exc:  # the run is recorded with the code known at its start
+            click.echo(
+                f"Warning: the code of run {self.id[:8]} is as at its start: {exc}", err=True
+            )
+        if line := self.code_files.omitted_line(self.id):
+            click.echo(line, err=True)
         record.finished = now()
         record.duration_s = round(time.perf_counter() - self._t0, 3)
         record.status = status

@@ -38,6 +38,8 @@ from .objects import (
     LOCK_TIMEOUT_S as LOCK_TIMEOUT_S,
     MODE_BLOB as MODE_BLOB,
     MODE_EXEC as MODE_EXEC,
+    MODE_LINK as MODE_LINK,
+    MODE_SUBMODULE as MODE_SUBMODULE,
     MODE_TREE as MODE_TREE,
     NOTES_REF as NOTES_REF,
     RUNS_REF as RUNS_REF,
@@ -58,11 +60,17 @@ from .objects import (
     write_blobs as write_blobs,
 )
 from .workspace import (
+    Head as Head,
+    Snapshot as Snapshot,
+    blob_id as blob_id,
     check_writable as check_writable,
     ensure_excluded as ensure_excluded,
+    head as head,
     head_state as head_state,
-    snapshot_code as snapshot_code,
+    script_identity as script_identity,
+    snapshot_worktree as snapshot_worktree,
     temporary_worktree as temporary_worktree,
+    tree_blobs as tree_blobs,
 )
 
 if TYPE_CHECKING:  # the lazy names below, for the type checker

@@ -27,6 +27,8 @@ ZERO = "0" * 40
 MODE_TREE = "40000"
 MODE_BLOB = "100644"
 MODE_EXEC = "100755"
+MODE_LINK = "120000"
+MODE_SUBMODULE = "160000"
 
 LOCK_TIMEOUT_S = 60.0  # after this, go on without the lock: CAS alone keeps correctness
 STALE_REF_LOCK_S = 10.0  # a ref .lock older than this, while we hold the flock, is left by a crash

@@ -5,13 +5,29 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterable, Iterator
-from hashlib import sha256
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from hashlib import sha1, sha256
 from pathlib import Path
 
 from ..errors import NoCommits, RepoNotWritable
 from ..model.record import Code
-from .objects import Identity, ObjectWriter, Repo, exclusive_temp, make_commit
+from .objects import (
+    MODE_BLOB,
+    MODE_EXEC,
+    MODE_LINK,
+    MODE_SUBMODULE,
+    MODE_TREE,
+    Entry,
+    GitError,
+    Identity,
+    ObjectWriter,
+    Repo,
+    edit_tree,
+    exclusive_temp,
+    make_commit,
+    parse_tree,
+)
 
 # -- code capture ---------------------------------------------------------------------------
 
@@ -27,37 +43,148 @@ def head_state(repo: Repo) -> tuple[str, str, bool]:
     return found[0], branch, not text.startswith("ref:")
 
 
-def snapshot_code(repo: Repo, script: Path | None, run_id: str) -> Code:
-    """The code a run executes: HEAD when the tree is clean, else a snapshot commit of it.
+@dataclass(frozen=True)
+class Head:
+    """The commit checked out when a run starts, and its tree."""
 
-    The snapshot is built in a temporary copy of the index, so the user's index, files and HEAD
-    are untouched; it holds tracked and untracked-but-not-ignored files.
+    commit: str
+    tree: str
+    branch: str  # "" when detached
+    detached: bool
+
+
+def head(repo: Repo) -> Head:
+    """HEAD's commit and tree (one cat-file query each, no git process)."""
+    commit, branch, detached = head_state(repo)
+    found = repo.reader().read(f"{commit}^{{tree}}")
+    if found is None:
+        raise GitError(f"the tree of HEAD ({commit[:8]}) is missing from the object database")
+    return Head(commit, found[0], branch, detached)
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives a blob of `data` (`git hash-object`), computed in-process."""
+    return sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def tree_blobs(repo: Repo, tree: str, paths: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """(mode, blob id) in `tree` of each of `paths` that is a file there; each folder read once."""
+    reader = repo.reader()
+    folders: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def folder(name: str) -> dict[str, tuple[str, str]]:
+        if name not in folders:
+            sub = tree
+            if name:
+                parent, _, base = name.rpartition("/")
+                entry = folder(parent).get(base)
+                sub = entry[1] if entry and entry[0] == MODE_TREE else ""
+            found = reader.read(sub) if sub else None
+            folders[name] = parse_tree(found[2]) if found and found[1] == "tree" else {}
+        return folders[name]
+
+    out: dict[str, tuple[str, str]] = {}
+    for path in paths:
+        parent, _, base = path.rpartition("/")
+        entry = folder(parent).get(base)
+        if entry is not None and entry[0] not in (MODE_TREE, MODE_SUBMODULE):
+            out[path] = entry
+    return out
+
+
+def file_mode(path: Path) -> str:
+    return MODE_EXEC if os.access(path, os.X_OK) else MODE_BLOB
+
+
+class Snapshot:
+    """Builds a dirty run's code snapshot commit on top of HEAD's tree, in-process.
+
+    The commit holds HEAD's tree with the changes of tracked files and the run's code files
+    (tracked or not) as they are now; no other untracked file, nothing under the skipped
+    folders (.git, gittrack's output folder) and no file over `limit` bytes, which is listed in
+    `omitted` instead. The user's index and files are never touched.
     """
-    head, branch, detached = head_state(repo)
-    head_tree = repo.reader().read(f"{head}^{{tree}}")
-    assert head_tree is not None
-    repo.state_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_index = exclusive_temp(repo.state_dir, "index-")
-    os.close(fd)
-    try:
-        index = repo.git_dir / "index"
-        env = {"GIT_INDEX_FILE": tmp_index}
-        if index.exists():
-            shutil.copyfile(index, tmp_index)  # keeps stat data: `add -A` stays fast
-        else:
-            os.unlink(tmp_index)
-            repo.git("read-tree", head, env=env)
-        repo.git("add", "-A", env=env)
-        tree = repo.git("write-tree", env=env).stdout.decode().strip()
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_index)
-    commit, dirty = head, tree != head_tree[0]
-    if dirty:
-        writer = ObjectWriter(repo)
-        message = f"gittrack: code snapshot for run {run_id[:8]}\n\nUncommitted changes on {branch or 'detached HEAD'}."
-        commit = make_commit(writer, Identity.get(repo), tree, [head], message)
-        writer.sync()
+
+    def __init__(self, repo: Repo, base: Head, limit: int, skip: Iterable[str] = ()) -> None:
+        self.repo = repo
+        self.base = base
+        self.limit = limit
+        self.skip = tuple(skip)
+        self.omitted: dict[str, int] = {}  # path -> size of each file left out
+        self._tracked: dict[str, Entry] | None = None
+        self._writer = ObjectWriter(repo)
+
+    def _entry(self, path: str, data: bytes | None = None) -> Entry:
+        """The tree entry for `path` as it is in the working tree; None when left out."""
+        full = self.repo.root / path
+        try:
+            if full.is_symlink():
+                return (MODE_LINK, self._writer.write("blob", os.fsencode(os.readlink(full))))
+            size = len(data) if data is not None else full.stat().st_size
+            if size > self.limit:
+                self.omitted[path] = size
+                return None
+            content = full.read_bytes() if data is None else data
+        except OSError:
+            return None
+        return (file_mode(full), self._writer.write("blob", content))
+
+    def tracked_changes(self) -> dict[str, Entry]:
+        """Edits of HEAD's tree for tracked files that changed (staged or not); run once."""
+        if self._tracked is not None:
+            return self._tracked
+        edits: dict[str, Entry] = {}
+        proc = self.repo.git("diff-index", "-z", "--no-renames", self.base.commit, check=False)
+        fields = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+        head_blobs: dict[str, str] = {}
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            parts = meta.split()
+            if len(parts) < 5 or path.startswith(self.skip) or MODE_SUBMODULE in parts[:2]:
+                continue
+            if parts[4] == "D":
+                edits[path] = None
+            else:
+                head_blobs[path] = parts[2]
+        for path, old in head_blobs.items():
+            entry = self._entry(path)
+            if entry is not None and entry[1] != old:
+                edits[path] = entry
+        self._tracked = edits
+        return edits
+
+    def build(self, run_id: str, code: Mapping[str, bytes]) -> tuple[str, str]:
+        """(commit, tree) of HEAD plus tracked changes plus `code`: {path: content that ran}."""
+        edits = dict(self.tracked_changes())
+        for path, data in code.items():
+            if path.startswith(self.skip):
+                continue
+            edits.pop(path, None)
+            entry = self._entry(path, data)
+            if entry is not None:
+                edits[path] = entry
+        if not edits:
+            return self.base.commit, self.base.tree
+        tree = edit_tree(self.repo.reader(), self._writer, self.base.tree, edits)
+        if tree == self.base.tree:
+            return self.base.commit, self.base.tree
+        where = self.base.branch or "detached HEAD"
+        message = f"gittrack: code snapshot for run {run_id[:8]}\n\nUncommitted changes on {where}."
+        commit = make_commit(
+            self._writer, Identity.get(self.repo), tree, [self.base.commit], message
+        )
+        self._writer.sync()
+        return commit, tree
+
+
+def untracked_sources(repo: Repo, suffixes: tuple[str, ...] = (".py",)) -> list[str]:
+    """Untracked, not ignored files ending in `suffixes`: code a sweep may ship to workers."""
+    proc = repo.git("ls-files", "-z", "--others", "--exclude-standard", check=False)
+    names = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+    return [n for n in names if n.endswith(suffixes)]
+
+
+def script_identity(repo: Repo, script: Path | None) -> tuple[str, str]:
+    """(path relative to the repo root, or as given outside it; sha256 of its bytes)."""
     script_rel, script_hash = "", ""
     if script is not None:
         script = script.resolve()
@@ -65,16 +192,33 @@ def snapshot_code(repo: Repo, script: Path | None, run_id: str) -> Code:
             script_rel = script.relative_to(repo.root.resolve()).as_posix()
         with contextlib.suppress(OSError):
             script_hash = sha256(script.read_bytes()).hexdigest()
+    return script_rel or (str(script) if script else ""), script_hash
+
+
+def snapshot_worktree(repo: Repo, run_id: str, limit: int, skip: Iterable[str] = ()) -> Code:
+    """The working tree as a commit, to ship to workers without a shared filesystem.
+
+    Tracked changes and untracked Python sources, within the size limit; HEAD when clean.
+    """
+    base = head(repo)
+    snap = Snapshot(repo, base, limit, skip)
+    code: dict[str, bytes] = {}
+    for path in untracked_sources(repo):
+        if path.startswith(snap.skip):
+            continue
+        with contextlib.suppress(OSError):
+            if (repo.root / path).stat().st_size <= limit:
+                code[path] = (repo.root / path).read_bytes()
+    commit, tree = snap.build(run_id, code)
     return Code(
         commit=commit,
         tree=tree,
-        hash=script_hash,
-        dirty=dirty,
-        script=script_rel or (str(script) if script else ""),
-        head=head,
-        branch=branch,
-        detached=detached,
+        dirty=commit != base.commit,
+        head=base.commit,
+        branch=base.branch,
+        detached=base.detached,
         shallow=repo.shallow,
+        omitted=sorted(snap.omitted),
     )
 
 

@@ -1,0 +1,238 @@
+"""The code a run executes: its script, the modules it imports from the repository and the files
+its command declares, each with its git blob id, and their snapshot when one differs from HEAD.
+
+The script's own imports happen when it is loaded, so most modules are known when the run
+starts; modules imported inside the command are collected from `sys.modules` when it ends.
+Files are hashed from their content (git's blob ids, computed in-process): no stat data is
+trusted and no git process is started unless the run is dirty.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import store
+from ..errors import UsageError
+from ..model.record import Code, CodeFile
+from ..store import project
+
+SNAPSHOT_MAX_BYTES = 1 << 20  # default size limit of a file in a code snapshot
+SKIP = (".git/", f"{project.WORK_DIR}/")  # never code: git's data and gittrack's output folder
+LOADED_SCRIPT = "__gittrack_script_"  # scripts loaded by `gittrack run` (see loader.py)
+INSTALLED = ("/site-packages", "/dist-packages")  # a virtual environment inside the repository
+
+
+def settings(repo: store.Repo) -> tuple[list[str], int]:
+    """`[tool.gittrack]` `code` patterns and the snapshot size limit (GITTRACK_SNAPSHOT_MAX_BYTES
+    first); pyproject.toml is parsed only when it names gittrack."""
+    patterns: list[str] = []
+    limit: Any = SNAPSHOT_MAX_BYTES
+    where = "[tool.gittrack] snapshot_max_bytes in pyproject.toml"
+    pyproject = repo.root / "pyproject.toml"
+    try:
+        raw = pyproject.read_bytes()
+    except OSError:
+        raw = b""
+    if b"gittrack" in raw:
+        import tomllib
+
+        try:
+            table = tomllib.loads(raw.decode("utf-8")).get("tool", {}).get("gittrack", {})
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise UsageError(f"{pyproject} is not valid TOML ({exc}); fix it.") from exc
+        code = table.get("code", [])
+        if not isinstance(code, list) or not all(isinstance(p, str) for p in code):
+            raise UsageError(
+                "[tool.gittrack] code in pyproject.toml must be a list of glob patterns, e.g. "
+                'code = ["model/*.yaml"].'
+            )
+        patterns = code
+        limit = table.get("snapshot_max_bytes", limit)
+    if os.environ.get("GITTRACK_SNAPSHOT_MAX_BYTES"):
+        where = "GITTRACK_SNAPSHOT_MAX_BYTES"
+        limit = os.environ["GITTRACK_SNAPSHOT_MAX_BYTES"]
+        limit = int(limit) if limit.strip().isdigit() else limit
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise UsageError(f"{where} must be a number of bytes, e.g. 10485760; got {limit!r}.")
+    return patterns, limit
+
+
+class CodeFiles:
+    """The repository's source files one run executes, hashed as they are found."""
+
+    def __init__(self, repo: store.Repo, script: Path | None, declared: Sequence[str]) -> None:
+        self.repo = repo
+        self.base = store.head(repo)
+        patterns, self.limit = settings(repo)
+        self._prefix = str(repo.root) + os.sep
+        prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+        self._outside = tuple(p + os.sep for p in prefixes if p.startswith(self._prefix))
+        self.files: dict[str, CodeFile] = {}
+        self._changed: dict[str, bytes] = {}  # content (as it ran) of the files unlike HEAD's
+        self._too_big: dict[str, int] = {}  # changed files over the size limit, by size
+        self._now: dict[str, str | None] = {}  # blob ids of other files, read for reuse checks
+        self._snapshot: store.Snapshot | None = None
+        self._built: tuple[frozenset[str], str, str] | None = None
+        self.declared = sorted(self._glob([*patterns, *declared]))
+        first = set(self.declared) | self.imported()
+        if script is not None and (rel := self.relative(str(script.resolve()))):
+            first.add(rel)
+        self.add(first)
+
+    # -- finding files ------------------------------------------------------------------
+
+    def relative(self, filename: str) -> str | None:
+        """`filename` relative to the repository root, or None when it is no code of a run."""
+        if not os.path.isabs(filename):
+            filename = os.path.abspath(filename)
+        if not filename.startswith(self._prefix) or filename.startswith(self._outside):
+            return None
+        rel = filename[len(self._prefix) :]
+        if os.sep != "/":
+            rel = rel.replace(os.sep, "/")
+        if rel.startswith(SKIP) or any(f"{d}/" in f"/{rel}" for d in INSTALLED):
+            return None
+        return rel
+
+    def imported(self) -> set[str]:
+        """The repository's files among the modules imported so far in this process."""
+        found: set[str] = set()
+        for name, module in list(sys.modules.items()):
+            filename = getattr(module, "__file__", None)
+            if not isinstance(filename, str) or name.startswith(LOADED_SCRIPT):
+                continue
+            rel = self.relative(filename)
+            if rel is not None:
+                found.add(rel)
+        return found
+
+    def _glob(self, patterns: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        root = self.repo.root
+        for pattern in patterns:
+            if os.path.isabs(pattern) or ".." in Path(pattern).parts:
+                raise UsageError(
+                    f'The code pattern "{pattern}" leaves the repository; give a pattern '
+                    'relative to its root, e.g. "model/*.yaml".'
+                )
+            for path in root.glob(pattern):
+                if path.is_file() and (rel := self.relative(str(path))):
+                    found.add(rel)
+        return found
+
+    def add(self, paths: Iterable[str]) -> None:
+        """Hash the files of `paths` not seen yet and compare them with HEAD."""
+        contents: dict[str, bytes] = {}
+        for path in sorted(set(paths) - set(self.files)):
+            try:
+                contents[path] = (self.repo.root / path).read_bytes()
+            except OSError:
+                continue  # gone (or never a file): nothing to identify
+        if not contents:
+            return
+        in_head = store.tree_blobs(self.repo, self.base.tree, contents)
+        for path, data in contents.items():
+            blob = store.blob_id(data)
+            dirty = path not in in_head or in_head[path][1] != blob
+            self.files[path] = CodeFile(blob=blob, dirty=dirty)
+            if dirty and len(data) > self.limit:
+                self._too_big[path] = len(data)
+            elif dirty:
+                self._changed[path] = data
+
+    def collect(self) -> None:
+        """At the end of the run: add the modules it imported while it ran."""
+        self.add(self.imported())
+
+    # -- reuse ----------------------------------------------------------------------------
+
+    def blob_now(self, path: str) -> str | None:
+        """The blob id of `path` as it is now (for this run's files: as it ran); None if gone."""
+        if path in self.files:
+            return self.files[path].blob
+        if path not in self._now:
+            try:
+                self._now[path] = store.blob_id((self.repo.root / path).read_bytes())
+            except OSError:
+                self._now[path] = None
+        return self._now[path]
+
+    def unchanged(self, files: Mapping[str, CodeFile]) -> bool:
+        """Whether an earlier run with these code files ran the code this run would run.
+
+        Every file it executed has the same blob id now, and every file this run declares
+        (`code=` patterns) was one of them.
+        """
+        if not files or not all(self.blob_now(p) == f.blob for p, f in files.items()):
+            return False
+        return all(p in files for p in self.declared)
+
+    # -- the record -------------------------------------------------------------------------
+
+    @property
+    def dirty(self) -> bool:
+        return any(f.dirty for f in self.files.values())
+
+    def code(self, run_id: str, script: Path | None) -> Code:
+        """The `[code]` table: HEAD when no code file changed, else a snapshot commit."""
+        commit, tree = self.base.commit, self.base.tree
+        if self.dirty:
+            if self._snapshot is None:
+                skip = (*SKIP, *self._outside_rel())
+                self._snapshot = store.Snapshot(self.repo, self.base, self.limit, skip)
+            key = frozenset(self._changed)
+            if self._built is None or self._built[0] != key:
+                commit, tree = self._snapshot.build(run_id, self._changed)
+                self._built = (key, commit, tree)
+            commit, tree = self._built[1], self._built[2]
+        rel, digest = store.script_identity(self.repo, script)
+        return Code(
+            commit=commit,
+            tree=tree,
+            hash=digest,
+            dirty=self.dirty,
+            script=rel,
+            head=self.base.commit,
+            branch=self.base.branch,
+            detached=self.base.detached,
+            shallow=self.repo.shallow,
+            files=dict(sorted(self.files.items())),
+            omitted=self.omitted,
+        )
+
+    def _outside_rel(self) -> list[str]:
+        return [p[len(self._prefix) :].replace(os.sep, "/") for p in self._outside]
+
+    @property
+    def omitted(self) -> list[str]:
+        """Changed files the snapshot left out, being over the size limit."""
+        left = dict(self._too_big)
+        if self._snapshot is not None:
+            left.update(self._snapshot.omitted)
+        return sorted(left)
+
+    def omitted_line(self, run_id: str) -> str:
+        """One line saying what the snapshot left out and how to include it ("" if nothing)."""
+        sizes = dict(self._too_big)
+        if self._snapshot is not None:
+            sizes.update(self._snapshot.omitted)
+        if not sizes:
+            return ""
+        shown = ", ".join(f"{p} ({_size(n)})" for p, n in sorted(sizes.items())[:5])
+        more = f" and {len(sizes) - 5} more" if len(sizes) > 5 else ""
+        return (
+            f"Warning: the code snapshot of run {run_id[:8]} leaves out changed files over "
+            f"{_size(self.limit)}: {shown}{more}; commit them, or raise [tool.gittrack] "
+            "snapshot_max_bytes in pyproject.toml (or GITTRACK_SNAPSHOT_MAX_BYTES) to include them."
+        )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}".replace(".0 ", " ")
+    return f"{n} bytes"

@@ -1,0 +1,262 @@
+"""Code identity is what the run executed, and snapshots never swallow data (issue 11, 1-2).
+
+`[code.files]` in run.toml (`code.files` in `show --json`) is `{path: {"blob": <git blob id>,
+"dirty": <differs from HEAD>}}` for every source file of the repository the run executed, paths
+relative to the repository root, POSIX style. A file left out of a code snapshot is named on one
+line of the run's stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SIM, branch_log, git, run_python, write_script
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def gittrack(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`python -m gittrack ARGS` in `repo`, as a user types it (user code runs in a new process)."""
+    return run_python(repo, "-m", "gittrack", *args, check=check)
+
+
+def show(run_cli, repo: Path, ref: str = "latest") -> dict:
+    result = run_cli(repo, "show", ref, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def ls(run_cli, repo: Path, where: str | None = None) -> list[dict]:
+    args = ["ls", "--format", "json", *(["--where", where] if where else [])]
+    result = run_cli(repo, *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def reused_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if " reused " in line]
+    assert len(lines) == 1, f"expected the run to be reused, stderr was:\n{stderr}"
+    return lines[0]
+
+
+def git_size(repo: Path) -> int:
+    """Bytes under .git, without gittrack's local state (index database, caches)."""
+    total = 0
+    for path in (repo / ".git").rglob("*"):
+        if path.is_file() and "gittrack" not in path.relative_to(repo / ".git").parts[:1]:
+            total += path.stat().st_size
+    return total
+
+
+def blob(repo: Path, rev_path: str) -> str:
+    return git(repo, "rev-parse", rev_path)
+
+
+# -- 1. code identity is what the run executed ---------------------------------------------------
+
+MODEL = """\
+import click
+import gittrack
+from model.physics import energy
+
+
+@gittrack.command()
+@click.option("--temp", type=float, default=1.0)
+def main(temp):
+    from model import units  # imported during the run, not at load time
+
+    return {"energy": energy(temp) * units.SCALE}
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
+
+
+@pytest.fixture
+def model_repo(tracked_repo: Path) -> Path:
+    """A simulation importing helper modules of a package in the repository."""
+    (tracked_repo / "model").mkdir()
+    (tracked_repo / "model" / "__init__.py").write_text("")
+    (tracked_repo / "model" / "physics.py").write_text("def energy(t):\n    return t * 2.0\n")
+    (tracked_repo / "model" / "units.py").write_text("SCALE = 1.0\n")
+    (tracked_repo / "run_model.py").write_text(MODEL)
+    git(tracked_repo, "add", "model", "run_model.py")
+    git(tracked_repo, "commit", "-qm", "add model")
+    return tracked_repo
+
+
+CODE_FILES = {"run_model.py", "model/__init__.py", "model/physics.py", "model/units.py"}
+
+
+def test_run_toml_lists_the_code_files_it_executed_with_blob_ids(model_repo: Path, run_cli) -> None:
+    run_python(model_repo, "run_model.py", "--temp", "1")
+    code = show(run_cli, model_repo)["code"]
+    assert "files" in code, f"no code.files in the record: {code}"
+    files = code["files"]
+    # the script and every module imported from the repo; not sim.py, which it never imported
+    assert set(files) == CODE_FILES
+    for path, entry in files.items():
+        assert entry["blob"] == blob(model_repo, f"HEAD:{path}"), path
+        assert entry["dirty"] is False, path
+    assert code["dirty"] is False
+
+
+def test_unrelated_commits_and_untracked_files_keep_reuse(model_repo: Path, run_cli) -> None:
+    first = run_python(model_repo, "run_model.py", "--temp", "1")
+    assert "recorded (completed" in first.stderr
+    run_id = show(run_cli, model_repo)["id"]
+    runs_before = len(branch_log(model_repo))
+
+    write_script(model_repo, "README.md", "# Notes\n\nHow to run the model.\n")  # committed
+    again = run_python(model_repo, "run_model.py", "--temp", "1")
+    assert reused_line(again.stderr).startswith(f"run {run_id[:8]} reused")
+
+    sim = model_repo / "sim.py"  # a tracked script this run never imports
+    sim.write_text(SIM.replace("temp * 2.0", "temp * 5.0"))
+    git(model_repo, "commit", "-qam", "fix another script")
+    (model_repo / "plot.png").write_bytes(PNG)
+    (model_repo / "report.html").write_text("<html>report</html>\n")
+    wrote = run_cli(model_repo, "lineage", run_id, "-o", "flow.svg")
+    assert wrote.exit_code == 0, wrote.output
+    assert (model_repo / "flow.svg").exists()
+    assert git(model_repo, "status", "--porcelain", "--untracked-files=all").splitlines() == [
+        "?? flow.svg", "?? plot.png", "?? report.html",
+    ]  # fmt: skip
+    third = run_python(model_repo, "run_model.py", "--temp", "1")
+    assert reused_line(third.stderr).startswith(f"run {run_id[:8]} reused")
+    assert len(branch_log(model_repo)) == runs_before
+
+    forced = run_python(model_repo, "run_model.py", "--temp", "1", env={"GITTRACK_FORCE": "1"})
+    assert "recorded (completed" in forced.stderr
+    code = show(run_cli, model_repo)["code"]
+    assert code["dirty"] is False  # untracked plots are no code of the run
+    assert code["commit"] == git(model_repo, "rev-parse", "HEAD")
+
+
+def test_editing_an_imported_helper_makes_a_new_dirty_run(model_repo: Path, run_cli) -> None:
+    run_python(model_repo, "run_model.py", "--temp", "1")
+    original = show(run_cli, model_repo)
+    physics = model_repo / "model" / "physics.py"
+    physics.write_text("def energy(t):\n    return t * 3.25\n")  # not committed
+    edited = run_python(model_repo, "run_model.py", "--temp", "1")
+    assert "recorded (completed" in edited.stderr, edited.stderr
+    new = show(run_cli, model_repo)
+    assert new["id"] != original["id"] and new["metrics"]["energy"] == 3.25
+    code = new["code"]
+    assert code["dirty"] is True
+    assert "files" in code, f"no code.files in the record: {code}"
+    assert code["files"]["model/physics.py"]["dirty"] is True
+    assert code["files"]["model/physics.py"]["blob"] == git(
+        model_repo, "hash-object", "model/physics.py"
+    )
+    assert code["files"]["run_model.py"]["dirty"] is False
+    # committing the edit changes no code file of that run: it is reused
+    git(model_repo, "commit", "-qam", "steeper energy")
+    after = run_python(model_repo, "run_model.py", "--temp", "1")
+    assert reused_line(after.stderr).startswith(f"run {new['id'][:8]} reused")
+
+
+def test_an_edit_in_the_second_of_the_commit_is_seen(model_repo: Path, run_cli) -> None:
+    """Code identity comes from the files' content, not from stat data git may trust.
+
+    Git compares mtimes in whole seconds; an index copied with a fresh mtime makes it believe
+    a same-size file changed within the second of its commit is unchanged ("racy git").
+    """
+    time.sleep(1.05 - time.time() % 1)  # just after a second starts: commit and edit share it
+    physics = model_repo / "model" / "physics.py"
+    physics.write_text("def energy(t):\n    return t * 4.0\n")
+    git(model_repo, "commit", "-qam", "energy x4")
+    physics.write_text("def energy(t):\n    return t * 5.0\n")  # same size, same second
+    time.sleep(1.05 - time.time() % 1)  # the run starts in a later second
+    proc = run_python(model_repo, "run_model.py", "--temp", "1",
+                      env={"PYTHONDONTWRITEBYTECODE": "1"})  # fmt: skip
+    assert "recorded (completed" in proc.stderr
+    data = show(run_cli, model_repo)
+    assert data["metrics"]["energy"] == 5.0  # what ran
+    assert data["code"]["dirty"] is True, data["code"]
+    assert "t * 5.0" in git(model_repo, "show", f"{data['code']['commit']}:model/physics.py")
+
+
+@pytest.mark.slow
+def test_a_sweep_after_an_unrelated_commit_reuses_every_run(model_repo: Path, run_cli) -> None:
+    first = gittrack(model_repo, "sweep", "run_model.py", "--temp", "1,2,3", "--name", "one",
+                     "--json")  # fmt: skip
+    assert json.loads(first.stdout)["counts"] == {"completed": 3}
+    write_script(model_repo, "README.md", "# Notes\n")
+    (model_repo / "plot.png").write_bytes(PNG)
+    second = gittrack(model_repo, "sweep", "run_model.py", "--temp", "1,2,3", "--name", "two",
+                      "--json")  # fmt: skip
+    assert json.loads(second.stdout)["counts"] == {"reused": 3}
+    assert len(ls(run_cli, model_repo, "params.temp = 1")) == 1  # an analysis sees no copies
+    for row in ls(run_cli, model_repo):
+        # one worker ran all three: modules imported by an earlier run count for later ones
+        files = show(run_cli, model_repo, row["id"])["code"].get("files", {})
+        assert set(files) == CODE_FILES, row["id"]
+
+
+# -- 2. snapshots never swallow data -------------------------------------------------------------
+
+USES_HELPER = """\
+import click
+import gittrack
+import analysis_helpers  # a new module, not committed yet
+
+
+@gittrack.command()
+@click.option("--temp", type=float, default=1.0)
+def main(temp):
+    return {"energy": analysis_helpers.double(temp)}
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.slow
+def test_a_dirty_snapshot_holds_code_but_no_data(tracked_repo: Path, run_cli) -> None:
+    repo = tracked_repo
+    (repo / "data").mkdir()
+    table = repo / "data" / "table.bin"
+    table.write_bytes(os.urandom(2 << 20))  # a tracked data file over the 1 MiB limit
+    write_script(repo, "run_helper.py", USES_HELPER, commit=False)
+    git(repo, "add", "run_helper.py", "data/table.bin")
+    git(repo, "commit", "-qm", "add a script and its table")
+    before = git_size(repo)
+
+    (repo / "analysis_helpers.py").write_text("def double(t):\n    return 2 * t\n")  # untracked
+    with (repo / "big.bin").open("wb") as fh:  # untracked data; random, so git cannot shrink it
+        for _ in range(50):
+            fh.write(os.urandom(1 << 20))
+    (repo / "dump").mkdir()  # what an engine leaves in the repo
+    (repo / "dump" / "step0.txt").write_text("ITEM: TIMESTEP\n0\n")
+    (repo / "plot.png").write_bytes(PNG)
+    with table.open("ab") as fh:  # a change to the tracked data file
+        fh.write(os.urandom(1 << 20))
+
+    proc = run_python(repo, "run_helper.py", "--temp", "2")
+    assert "recorded (completed" in proc.stderr
+    grown = git_size(repo) - before
+    assert grown < 1 << 20, f".git grew by {grown} bytes"
+    code = show(run_cli, repo)["code"]
+    assert code["dirty"] is True
+    snapshot = git(repo, "ls-tree", "-r", "--name-only", code["commit"]).splitlines()
+    assert "analysis_helpers.py" in snapshot  # untracked code the run imported
+    for data in ("big.bin", "dump/step0.txt", "plot.png"):
+        assert data not in snapshot, data
+    in_snapshot = git(repo, "ls-tree", code["commit"], "data/table.bin").split()
+    assert not in_snapshot or in_snapshot[2] == blob(repo, "HEAD:data/table.bin")
+    told = [line for line in proc.stderr.splitlines() if "data/table.bin" in line]
+    assert len(told) == 1, (
+        f"the run should say once that it left data/table.bin out:\n{proc.stderr}"
+    )
+    assert len([line for line in proc.stderr.splitlines() if "big.bin" in line]) <= 1
+    assert code.get("files", {}).get("analysis_helpers.py", {}).get("dirty") is True
