@@ -47,7 +47,7 @@ def test_gittrack_run_records_one_commit(tracked_repo: Path, run_cli) -> None:
     run_id = latest_id(tracked_repo, run_cli)
     assert run_id.startswith(short) and len(run_id) == 32
     data = run_toml(tracked_repo, run_id)
-    assert data["schema"] == 1
+    assert data["schema"] == 2
     assert data["status"] == "completed"
     assert data["argv"] == ["--temp", "300"]
     assert data["params"] == {"temp": 300.0, "steps": 10}  # label=None is omitted...
@@ -113,7 +113,7 @@ def test_dirty_tree_is_snapshotted_without_touching_user_state(tracked_repo: Pat
     (tracked_repo / "sim.py").write_text((tracked_repo / "sim.py").read_text() + "\n# tweak\n")
     (tracked_repo / "helper.py").write_text("X = 1\n")
     git(tracked_repo, "add", "helper.py")  # staged, to prove the index is left as it was
-    (tracked_repo / "notes.txt").write_text("untracked\n")
+    (tracked_repo / "notes.txt").write_text("untracked\n")  # no code of the run: not snapshotted
     index_before = (tracked_repo / ".git" / "index").read_bytes()
     status_before = git(tracked_repo, "status", "--porcelain")
     head = git(tracked_repo, "rev-parse", "HEAD")
@@ -123,7 +123,7 @@ def test_dirty_tree_is_snapshotted_without_touching_user_state(tracked_repo: Pat
     assert code["dirty"] is True and code["head"] == head and code["commit"] != head
     assert git(tracked_repo, "rev-parse", f"{code['commit']}^") == head
     files = git(tracked_repo, "ls-tree", "-r", "--name-only", code["commit"]).splitlines()
-    assert sorted(files) == ["helper.py", "notes.txt", "sim.py"]
+    assert sorted(files) == ["helper.py", "sim.py"]  # tracked changes, staged or not
     assert "# tweak" in git(tracked_repo, "show", f"{code['commit']}:sim.py")
     assert git(tracked_repo, "status", "--porcelain") == status_before
     assert (tracked_repo / ".git" / "index").read_bytes() == index_before
