@@ -10,16 +10,33 @@ measured before and after.
 from __future__ import annotations
 
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bench_record import make_repo, timed  # noqa: E402
+from bench_record import ENV, make_repo  # noqa: E402
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, with the git processes it waited for) in seconds
+    of one child process: CPU time stays comparable on a loaded machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed: {proc.stderr}")
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return elapsed, cpu
 
 
 def git_size(repo: Path) -> int:
@@ -38,20 +55,24 @@ def write_random(path: Path, mib: int) -> None:
             fh.write(os.urandom(1 << 20))
 
 
-def overheads(repos: dict[str, Path], reps: int, dirty: bool) -> dict[str, list[float]]:
-    """Paired tracked-minus-untracked wall times per repository, the repositories interleaved."""
+def overheads(
+    repos: dict[str, Path], reps: int, dirty: bool
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Paired tracked-minus-untracked (wall, CPU) times per repository, interleaved."""
     py = sys.executable
-    out: dict[str, list[float]] = {name: [] for name in repos}
-    for name, repo in repos.items():  # warm-up: bytecode caches, packages listing, memo files
-        timed([py, "tracked.py", "--x", "-1" if not dirty else "-2"], repo)
+    out: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in repos}
+    for repo in repos.values():  # warm-up: bytecode caches, packages listing, memo files
+        timed([py, "tracked.py", "--x", "-2" if dirty else "-1"], repo)
+        timed([py, "untracked.py", "--x", "-1"], repo)
     for i in range(reps):
         for name, repo in repos.items():
             if dirty:  # a new edit each time: the run's code differs from HEAD, and anew
                 script = repo / "tracked.py"
                 script.write_text(script.read_text() + f"# edit {i}\n")
-            t, _ = timed([py, "tracked.py", "--x", str(i + (1000 if dirty else 0))], repo)
-            u, _ = timed([py, "untracked.py", "--x", str(i)], repo)
-            out[name].append(t - u)
+            t, tc = timed([py, "tracked.py", "--x", str(i + (1000 if dirty else 0))], repo)
+            u, uc = timed([py, "untracked.py", "--x", str(i)], repo)
+            out[name][0].append(t - u)
+            out[name][1].append(tc - uc)
     return out
 
 
@@ -60,6 +81,8 @@ def main(quick: bool = False) -> list[dict[str, object]]:
     mib = 30 if quick else 300
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "a").mkdir()
+        (Path(tmp) / "b").mkdir()
         plain = make_repo(Path(tmp) / "a")
         data = make_repo(Path(tmp) / "b")
         write_random(data / "big.bin", mib)
@@ -67,25 +90,26 @@ def main(quick: bool = False) -> list[dict[str, object]]:
         before = {name: git_size(repo) for name, repo in repos.items()}
         for dirty in (False, True):
             found = overheads(repos, reps, dirty)
-            for name, values in found.items():
+            for name, (wall, cpu) in found.items():
                 rows.append(
                     {
                         "run": "dirty" if dirty else "clean",
                         "repo": name,
-                        "overhead_ms": statistics.median(values) * 1000,
+                        "wall_ms": statistics.median(wall) * 1000,
+                        "cpu_ms": statistics.median(cpu) * 1000,
                     }
                 )
         grown = {name: git_size(repo) - before[name] for name, repo in repos.items()}
     print(f"\nRecording overhead with a large untracked file (median of {reps} paired runs)")
-    print(f"{'run':>6} {'repository':>24} {'overhead':>10} {'ratio':>7}")
+    print(f"{'run':>6} {'repository':>24} {'wall':>9} {'CPU':>9} {'CPU ratio':>10}")
     base: dict[str, float] = {}
     for row in rows:
-        ms = float(str(row["overhead_ms"]))
-        base.setdefault(str(row["run"]), ms)
-        ratio = ms / base[str(row["run"])] if base[str(row["run"])] else float("nan")
-        print(f"{row['run']:>6} {row['repo']:>24} {ms:>8.0f}ms {ratio:>6.2f}x")
+        wall, cpu = float(str(row["wall_ms"])), float(str(row["cpu_ms"]))
+        ref = base.setdefault(str(row["run"]), cpu)
+        ratio = cpu / ref if ref else float("nan")
+        print(f"{row['run']:>6} {row['repo']:>24} {wall:>7.0f}ms {cpu:>7.0f}ms {ratio:>9.2f}x")
     for name, n in grown.items():
-        print(f".git grew by {n / 1024:.0f} KiB over {2 * reps + 2} runs {name}")
+        print(f".git grew by {n / 1024:.0f} KiB over {2 * reps + 2} tracked runs {name}")
     return rows
 
 

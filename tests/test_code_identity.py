@@ -128,8 +128,10 @@ def test_unrelated_commits_and_untracked_files_keep_reuse(model_repo: Path, run_
     assert wrote.exit_code == 0, wrote.output
     assert (model_repo / "flow.svg").exists()
     assert git(model_repo, "status", "--porcelain", "--untracked-files=all").splitlines() == [
-        "?? flow.svg", "?? plot.png", "?? report.html",
-    ]  # fmt: skip
+        "?? flow.svg",
+        "?? plot.png",
+        "?? report.html",
+    ]
     third = run_python(model_repo, "run_model.py", "--temp", "1")
     assert reused_line(third.stderr).startswith(f"run {run_id[:8]} reused")
     assert len(branch_log(model_repo)) == runs_before
@@ -176,8 +178,9 @@ def test_an_edit_in_the_second_of_the_commit_is_seen(model_repo: Path, run_cli) 
     git(model_repo, "commit", "-qam", "energy x4")
     physics.write_text("def energy(t):\n    return t * 5.0\n")  # same size, same second
     time.sleep(1.05 - time.time() % 1)  # the run starts in a later second
-    proc = run_python(model_repo, "run_model.py", "--temp", "1",
-                      env={"PYTHONDONTWRITEBYTECODE": "1"})  # fmt: skip
+    proc = run_python(
+        model_repo, "run_model.py", "--temp", "1", env={"PYTHONDONTWRITEBYTECODE": "1"}
+    )
     assert "recorded (completed" in proc.stderr
     data = show(run_cli, model_repo)
     assert data["metrics"]["energy"] == 5.0  # what ran
@@ -187,13 +190,15 @@ def test_an_edit_in_the_second_of_the_commit_is_seen(model_repo: Path, run_cli) 
 
 @pytest.mark.slow
 def test_a_sweep_after_an_unrelated_commit_reuses_every_run(model_repo: Path, run_cli) -> None:
-    first = gittrack(model_repo, "sweep", "run_model.py", "--temp", "1,2,3", "--name", "one",
-                     "--json")  # fmt: skip
+    first = gittrack(
+        model_repo, "sweep", "run_model.py", "--temp", "1,2,3", "--name", "one", "--json"
+    )
     assert json.loads(first.stdout)["counts"] == {"completed": 3}
     write_script(model_repo, "README.md", "# Notes\n")
     (model_repo / "plot.png").write_bytes(PNG)
-    second = gittrack(model_repo, "sweep", "run_model.py", "--temp", "1,2,3", "--name", "two",
-                      "--json")  # fmt: skip
+    second = gittrack(
+        model_repo, "sweep", "run_model.py", "--temp", "1,2,3", "--name", "two", "--json"
+    )
     assert json.loads(second.stdout)["counts"] == {"reused": 3}
     assert len(ls(run_cli, model_repo, "params.temp = 1")) == 1  # an analysis sees no copies
     for row in ls(run_cli, model_repo):
@@ -260,3 +265,95 @@ def test_a_dirty_snapshot_holds_code_but_no_data(tracked_repo: Path, run_cli) ->
     )
     assert len([line for line in proc.stderr.splitlines() if "big.bin" in line]) <= 1
     assert code.get("files", {}).get("analysis_helpers.py", {}).get("dirty") is True
+
+
+# -- declared code, the size limit, old records -------------------------------------------------
+
+DECLARED = """\
+import click
+import gittrack
+
+
+@gittrack.command(code=["conf/*.yaml"])
+@click.option("--temp", type=float, default=1.0)
+def main(temp):
+    return {"energy": temp}
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_declared_files_are_code_of_the_run(tracked_repo: Path, run_cli) -> None:
+    repo = tracked_repo
+    (repo / "conf").mkdir()
+    (repo / "conf" / "melt.yaml").write_text("steps: 10\n")
+    (repo / "model").mkdir()
+    (repo / "model" / "table.txt").write_text("1 2 3\n")
+    (repo / "pyproject.toml").write_text('[tool.gittrack]\ncode = ["model/*.txt"]\n')
+    write_script(repo, "declared.py", DECLARED, commit=False)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "declared code")
+    first = run_python(repo, "declared.py")
+    assert "recorded (completed" in first.stderr
+    files = show(run_cli, repo)["code"]["files"]
+    assert set(files) == {"declared.py", "conf/melt.yaml", "model/table.txt"}
+    assert files["conf/melt.yaml"]["blob"] == blob(repo, "HEAD:conf/melt.yaml")
+
+    (repo / "pyproject.toml").write_text('[tool.gittrack]\ncode = ["model/*.txt"]\n# tidy\n')
+    assert " reused " in run_python(repo, "declared.py").stderr  # pyproject is no code itself
+    (repo / "conf" / "melt.yaml").write_text("steps: 20\n")
+    edited = run_python(repo, "declared.py")
+    assert "recorded (completed" in edited.stderr
+    assert show(run_cli, repo)["code"]["files"]["conf/melt.yaml"]["dirty"] is True
+    (repo / "conf" / "new.yaml").write_text("extra: 1\n")  # a new declared file: new code
+    assert "recorded (completed" in run_python(repo, "declared.py").stderr
+    assert "conf/new.yaml" in show(run_cli, repo)["code"]["files"]
+
+
+def test_the_size_limit_is_configurable(tracked_repo: Path, run_cli) -> None:
+    repo = tracked_repo
+    write_script(repo, "run_helper.py", USES_HELPER)
+    (repo / "analysis_helpers.py").write_text("def double(t):\n    return 2 * t\n")  # untracked
+    small = run_python(repo, "run_helper.py", env={"GITTRACK_SNAPSHOT_MAX_BYTES": "10"})
+    told = [line for line in small.stderr.splitlines() if "analysis_helpers.py" in line]
+    assert len(told) == 1 and "GITTRACK_SNAPSHOT_MAX_BYTES" in told[0], small.stderr
+    code = show(run_cli, repo)["code"]
+    assert code["dirty"] is True and code["omitted"] == ["analysis_helpers.py"]
+    assert code["commit"] == git(repo, "rev-parse", "HEAD")  # nothing else changed
+    bad = run_python(
+        repo,
+        "run_helper.py",
+        "--temp",
+        "3",
+        check=False,
+        env={"GITTRACK_SNAPSHOT_MAX_BYTES": "lots"},
+    )
+    assert bad.returncode != 0
+    assert "GITTRACK_SNAPSHOT_MAX_BYTES must be a number of bytes" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_a_schema_1_record_is_read_and_never_reused(tracked_repo: Path, run_cli) -> None:
+    import tomllib
+
+    import tomli_w
+
+    from gittrack import store
+    from gittrack.model.record import RunRecord, run_folder
+
+    run_python(tracked_repo, "sim.py", "--temp", "4")
+    data = show(run_cli, tracked_repo)
+    text = git(tracked_repo, "show", f"gittrack/runs:{run_folder(data['id'])}/run.toml")
+    old = tomllib.loads(text)
+    assert old["schema"] == 2 and "sim.py" in old["code"]["files"]
+    old["schema"] = 1  # as gittrack wrote it before code files were recorded
+    del old["code"]["files"]
+    record = RunRecord.from_toml(tomli_w.dumps(old), data["id"])
+    assert record.code.files == {} and record.code.commit == data["code"]["commit"]
+    assert record.metrics == {"energy": 8.0, "steps_done": 10}
+    store.write_run(store.find_repo(tracked_repo), record, {})
+    assert show(run_cli, tracked_repo, data["id"])["status"] == "completed"
+    again = run_python(tracked_repo, "sim.py", "--temp", "4")
+    assert "recorded (completed" in again.stderr  # its code is unknown: not reused
