@@ -352,8 +352,9 @@ def test_a_schema_1_record_is_read_and_never_reused(tracked_repo: Path, run_cli)
     del old["code"]["files"]
     record = RunRecord.from_toml(tomli_w.dumps(old), data["id"])
     assert record.code.files == {} and record.code.commit == data["code"]["commit"]
+    assert record.memo == ""  # a schema 1 key hashed the whole tree: meaningless now
     assert record.metrics == {"energy": 8.0, "steps_done": 10}
     store.write_run(store.find_repo(tracked_repo), record, {})
     assert show(run_cli, tracked_repo, data["id"])["status"] == "completed"
     again = run_python(tracked_repo, "sim.py", "--temp", "4")
-    assert "recorded (completed" in again.stderr  # its code is unknown: not reused
+    assert "recorded (completed" in again.stderr  # what it executed is unknown: not reused

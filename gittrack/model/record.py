@@ -235,11 +235,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def _from_schema_1(data: dict[str, Any]) -> dict[str, Any]:
-    """Schema 1 knew the code only as a whole tree: no `[code.files]`, so no run of it can be
-    reused by a newer run (its memo key hashed the tree, which newer keys never do)."""
+    """Schema 1 knew the code only as a whole tree: no `[code.files]`. Its memo key hashed that
+    tree, so it is dropped: what such a run executed cannot be compared file by file."""
     code = dict(data.get("code") or {})
     code.setdefault("files", {})
-    return {**data, "code": code}
+    return {k: v for k, v in data.items() if k != "memo"} | {"code": code}
 
 
 # Older schemas migrate one step at a time: MIGRATIONS[n] turns schema n data into n + 1.

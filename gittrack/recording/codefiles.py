@@ -167,7 +167,7 @@ class CodeFiles:
         Every file it executed has the same blob id now, and every file this run declares
         (`code=` patterns) was one of them.
         """
-        if not files or not all(self.blob_now(p) == f.blob for p, f in files.items()):
+        if not all(self.blob_now(p) == f.blob for p, f in files.items()):
             return False
         return all(p in files for p in self.declared)
 
