@@ -107,6 +107,9 @@ def test_run_toml_lists_the_code_files_it_executed_with_blob_ids(model_repo: Pat
         assert entry["blob"] == blob(model_repo, f"HEAD:{path}"), path
         assert entry["dirty"] is False, path
     assert code["dirty"] is False
+    shown = run_cli(model_repo, "show", "latest").output.splitlines()
+    physics = blob(model_repo, "HEAD:model/physics.py")[:10]
+    assert f"    {physics}  model/physics.py" in shown
 
 
 def test_unrelated_commits_and_untracked_files_keep_reuse(model_repo: Path, run_cli) -> None:

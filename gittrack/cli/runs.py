@@ -186,6 +186,12 @@ def format_record(data: dict[str, Any]) -> str:
             continue
         lines.append(f"{section}:")
         for key, value in values.items():
+            if section == "code" and key == "files" and isinstance(value, dict):
+                lines.append("  files:")
+                for path, entry in value.items():
+                    changed = " (differs from HEAD)" if entry.get("dirty") else ""
+                    lines.append(f"    {str(entry.get('blob', ''))[:10]}  {path}{changed}")
+                continue
             if isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items())
             if value == "" and section == "env":
