@@ -64,9 +64,11 @@ def settings(repo: store.Repo) -> tuple[list[str], int]:
 class CodeFiles:
     """The repository's source files one run executes, hashed as they are found."""
 
-    def __init__(self, repo: store.Repo, script: Path | None, declared: Sequence[str]) -> None:
+    def __init__(
+        self, repo: store.Repo, base: store.Head, script: Path | None, declared: Sequence[str]
+    ) -> None:
         self.repo = repo
-        self.base = store.head(repo)
+        self.base = base  # HEAD when the run started
         patterns, self.limit = settings(repo)
         self._prefix = str(repo.root) + os.sep
         prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}

@@ -40,7 +40,7 @@ class RunSession:
         self.options = options
         self.script = options.script or script_of(command)
         self.repo = store.find_repo(repo_path(options, self.script))
-        store.head_state(self.repo)  # no commits yet: fail before anything is written
+        base = store.head(self.repo)  # no commits yet: fail before anything is written
         store.check_writable(self.repo)
         project.ensure_initialised(self.repo)
         self.id = new_run_id()
@@ -63,7 +63,7 @@ class RunSession:
             rerun_of=options.rerun_of,
             env=capture.environment(),
         )
-        self.code_files = CodeFiles(self.repo, self.script, command.code)
+        self.code_files = CodeFiles(self.repo, base, self.script, command.code)
         # the committer identity costs a git process: fetch it while the simulation runs
         threading.Thread(target=store.Identity.get, args=(self.repo,), daemon=True).start()
         from . import runref  # inputs from RunRef and file arguments, and memoisation

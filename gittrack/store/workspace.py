@@ -34,13 +34,8 @@ from .objects import (
 
 def head_state(repo: Repo) -> tuple[str, str, bool]:
     """(HEAD commit, branch name or "", detached) without spawning git for the common case."""
-    head_file = repo.git_dir / "HEAD"
-    text = head_file.read_text().strip() if head_file.exists() else ""
-    branch = text[16:] if text.startswith("ref: refs/heads/") else ""
-    found = repo.reader().read("HEAD")
-    if found is None or found[1] != "commit":
-        raise NoCommits(str(repo.root))
-    return found[0], branch, not text.startswith("ref:")
+    found = head(repo)
+    return found.commit, found.branch, found.detached
 
 
 @dataclass(frozen=True)
@@ -54,12 +49,17 @@ class Head:
 
 
 def head(repo: Repo) -> Head:
-    """HEAD's commit and tree (one cat-file query each, no git process)."""
-    commit, branch, detached = head_state(repo)
-    found = repo.reader().read(f"{commit}^{{tree}}")
-    if found is None:
-        raise GitError(f"the tree of HEAD ({commit[:8]}) is missing from the object database")
-    return Head(commit, found[0], branch, detached)
+    """HEAD's commit and tree: one cat-file query, no git process."""
+    head_file = repo.git_dir / "HEAD"
+    text = head_file.read_text().strip() if head_file.exists() else ""
+    branch = text[16:] if text.startswith("ref: refs/heads/") else ""
+    found = repo.reader().read("HEAD")
+    if found is None or found[1] != "commit":
+        raise NoCommits(str(repo.root))
+    first = found[2][:46].decode("ascii", "replace")  # "tree <40 hex>\n" opens every commit
+    if not first.startswith("tree "):
+        raise GitError(f"HEAD ({found[0][:8]}) is not a well-formed commit")
+    return Head(found[0], first[5:45], branch, not text.startswith("ref:"))
 
 
 def blob_id(data: bytes) -> str:
