@@ -361,3 +361,20 @@ def test_a_schema_1_record_is_read_and_never_reused(tracked_repo: Path, run_cli)
     assert show(run_cli, tracked_repo, data["id"])["status"] == "completed"
     again = run_python(tracked_repo, "sim.py", "--temp", "4")
     assert "recorded (completed" in again.stderr  # what it executed is unknown: not reused
+
+
+def test_a_snapshot_keeps_tracked_changes_and_deletions(tracked_repo: Path, run_cli) -> None:
+    repo = tracked_repo
+    write_script(repo, "old_notes.txt", "to be deleted\n")
+    write_script(repo, "params.cfg", "steps = 10\n")
+    (repo / "old_notes.txt").unlink()
+    (repo / "params.cfg").write_text("steps = 20\n")  # a tracked change, though not code
+    (repo / "sim.py").write_text(SIM.replace("temp * 2.0", "temp * 3.0"))
+    run_python(repo, "sim.py", "--temp", "1")
+    code = show(run_cli, repo)["code"]
+    assert code["dirty"] is True and code["files"]["sim.py"]["dirty"] is True
+    snapshot = git(repo, "ls-tree", "-r", "--name-only", code["commit"]).splitlines()
+    assert sorted(snapshot) == ["params.cfg", "sim.py"]
+    assert git(repo, "show", f"{code['commit']}:params.cfg") == "steps = 20"
+    status = git(repo, "status", "--porcelain").splitlines()  # the user's state is untouched
+    assert [line.strip() for line in status] == ["D old_notes.txt", "M params.cfg", "M sim.py"]

@@ -134,11 +134,14 @@ class Snapshot:
         if self._tracked is not None:
             return self._tracked
         edits: dict[str, Entry] = {}
+        self._tracked = edits
+        if not (self.repo.git_dir / "index").exists():
+            return edits  # no index (a bare checkout): every file would look deleted
         proc = self.repo.git("diff-index", "-z", "--no-renames", self.base.commit, check=False)
         fields = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
         head_blobs: dict[str, str] = {}
         for meta, path in zip(fields[0::2], fields[1::2], strict=False):
-            parts = meta.split()
+            parts = meta.lstrip(":").split()
             if len(parts) < 5 or path.startswith(self.skip) or MODE_SUBMODULE in parts[:2]:
                 continue
             if parts[4] == "D":
@@ -149,7 +152,6 @@ class Snapshot:
             entry = self._entry(path)
             if entry is not None and entry[1] != old:
                 edits[path] = entry
-        self._tracked = edits
         return edits
 
     def build(self, run_id: str, code: Mapping[str, bytes]) -> tuple[str, str]:
