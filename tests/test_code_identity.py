@@ -378,3 +378,17 @@ def test_a_snapshot_keeps_tracked_changes_and_deletions(tracked_repo: Path, run_
     assert git(repo, "show", f"{code['commit']}:params.cfg") == "steps = 20"
     status = git(repo, "status", "--porcelain").splitlines()  # the user's state is untouched
     assert [line.strip() for line in status] == ["D old_notes.txt", "M params.cfg", "M sim.py"]
+
+
+def test_a_driver_script_is_no_code_of_the_runs_it_starts(tracked_repo: Path, run_cli) -> None:
+    drive = """\
+import gittrack
+
+exp = gittrack.Experiment("fine")
+exp.run("sim.py", temp=2.0)
+"""
+    write_script(tracked_repo, "drive.py", drive)
+    run_python(tracked_repo, "drive.py")
+    assert set(show(run_cli, tracked_repo)["code"]["files"]) == {"sim.py"}
+    (tracked_repo / "drive.py").write_text(drive + "# another run would follow\n")
+    assert " reused " in run_python(tracked_repo, "drive.py").stderr

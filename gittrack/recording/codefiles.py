@@ -65,9 +65,18 @@ class CodeFiles:
     """The repository's source files one run executes, hashed as they are found."""
 
     def __init__(
-        self, repo: store.Repo, base: store.Head, script: Path | None, declared: Sequence[str]
+        self,
+        repo: store.Repo,
+        base: store.Head,
+        script: Path | None,
+        declared: Sequence[str],
+        *,
+        main_is_code: bool = True,
     ) -> None:
+        """`main_is_code`: whether `__main__` is code of the run (`python sim.py`), or a driver
+        that started it (`gittrack run`, a sweep's worker, an Experiment script)."""
         self.repo = repo
+        self._main_is_code = main_is_code
         self.base = base  # HEAD when the run started
         patterns, self.limit = settings(repo)
         self._prefix = str(repo.root) + os.sep
@@ -106,6 +115,8 @@ class CodeFiles:
         for name, module in list(sys.modules.items()):
             filename = getattr(module, "__file__", None)
             if not isinstance(filename, str) or name.startswith(LOADED_SCRIPT):
+                continue  # scripts loaded for other runs (the run's own is its script)
+            if name == "__main__" and not self._main_is_code:
                 continue
             rel = self.relative(filename)
             if rel is not None:

@@ -63,7 +63,9 @@ class RunSession:
             rerun_of=options.rerun_of,
             env=capture.environment(),
         )
-        self.code_files = CodeFiles(self.repo, base, self.script, command.code)
+        self.code_files = CodeFiles(
+            self.repo, base, self.script, command.code, main_is_code=options.script is None
+        )
         # the committer identity costs a git process: fetch it while the simulation runs
         threading.Thread(target=store.Identity.get, args=(self.repo,), daemon=True).start()
         from . import runref  # inputs from RunRef and file arguments, and memoisation
