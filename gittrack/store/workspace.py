@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from hashlib import sha1, sha256
 from pathlib import Path
 
-from ..errors import NoCommits, RepoNotWritable
+from ..errors import GitError, NoCommits, RepoNotWritable
 from ..model.record import Code
 from .objects import (
     MODE_BLOB,
@@ -19,7 +19,6 @@ from .objects import (
     MODE_SUBMODULE,
     MODE_TREE,
     Entry,
-    GitError,
     Identity,
     ObjectWriter,
     Repo,
