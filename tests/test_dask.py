@@ -161,6 +161,43 @@ def test_a_sweep_through_a_scheduler_without_shared_filesystem(
     assert git(tracked_repo, "status", "--porcelain") == ""
 
 
+HELPED = """\
+import click
+import gittrack
+import helpers  # untracked: code of the run, shipped to the workers
+
+
+@gittrack.command()
+@click.option("--temp", type=float, default=1.0)
+def main(temp):
+    return {"energy": helpers.double(temp)}
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_workers_without_shared_filesystem_record_code_files_as_of_head(
+    tracked_repo: Path, dask_cluster
+) -> None:
+    write_script(tracked_repo, "helped.py", HELPED)
+    head = git(tracked_repo, "rev-parse", "HEAD")
+    (tracked_repo / "helpers.py").write_text("def double(t):\n    return 2 * t\n")
+    (tracked_repo / "data.bin").write_bytes(os.urandom(4096))  # untracked data: never shipped
+    store = gitstore.find_repo(tracked_repo)
+    [outcome] = run_tasks(store, [Task("helped.py", ["--temp", "2"])], client=dask_cluster.client)
+    assert outcome.status == "completed", outcome.error
+    [record] = records(tracked_repo)
+    files = record.code.files
+    assert set(files) == {"helped.py", "helpers.py"}
+    assert files["helpers.py"].dirty and not files["helped.py"].dirty
+    assert files["helpers.py"].blob == git(tracked_repo, "hash-object", "helpers.py")
+    assert record.code.dirty and record.code.head == head
+    shipped = git(tracked_repo, "ls-tree", "-r", "--name-only", record.code.commit).split()
+    assert "helpers.py" in shipped and "data.bin" not in shipped
+
+
 @pytest.mark.slow
 def test_retries_and_shared_filesystem(tracked_repo: Path, dask_cluster) -> None:
     store = gitstore.find_repo(tracked_repo)
