@@ -17,6 +17,7 @@ from typing import Any
 import tomli_w
 
 from ..errors import RecordError, SchemaTooNew
+from .schema import RUN_ID, check_record
 
 SCHEMA = 1
 SHORT = 8
@@ -60,6 +61,7 @@ class Output:
     pushed: bool = False
     nfiles: int = 0  # folders only
     error: str = ""  # set when the value could not be stored
+    partial: bool = False  # the run was killed while storing it: the data is incomplete
 
 
 @dataclass
@@ -114,7 +116,9 @@ class RunRecord:
         data["inputs"] = [asdict(i) for i in self.inputs]
         data["outputs"] = {
             name: {
-                k: v for k, v in asdict(o).items() if v not in ("", None) or k in ("md5", "path")
+                k: v
+                for k, v in asdict(o).items()
+                if (v not in ("", None) or k in ("md5", "path")) and (k != "partial" or v)
             }
             for name, o in self.outputs.items()
         }
@@ -157,6 +161,14 @@ class RunRecord:
             schema += 1
         if not isinstance(data.get("id"), str) or not data["id"]:
             raise RecordError(run_id, "missing 'id'")
+        record_id = data["id"]
+        if not RUN_ID.fullmatch(record_id):
+            raise RecordError(run_id, f"its id {record_id!r} is not a run id")
+        if RUN_ID.fullmatch(run_id) and record_id != run_id:
+            raise RecordError(run_id, f"its id {record_id[:8]} differs from its folder's")
+        problem = check_record(data)
+        if problem:
+            raise RecordError(record_id, problem)
         try:
             code = Code(**data.pop("code", {}))
             inputs = [Input(**i) for i in data.pop("inputs", [])]
