@@ -79,15 +79,28 @@ def remote_show(obj: Context, as_json: bool) -> None:
 @click.option(
     "--to", "to", type=click.Path(file_okay=False), help="Copy the outputs into this folder."
 )
+@click.option(
+    "--force",
+    "-f",
+    is_flag=True,
+    help="Replace files or folders in the way that differ from the outputs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the paths as JSON.")
 @pass_context
 def checkout(
-    obj: Context, run_ref: str, names: tuple[str, ...], to: str | None, as_json: bool
+    obj: Context,
+    run_ref: str,
+    names: tuple[str, ...],
+    to: str | None,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """Materialise a run's outputs, fetching them from the remote when needed.
 
     Without --to they appear in the run's output folder (.gittrack/outputs/<id>/);
-    with --to they are copied into that folder as independent files.
+    with --to they are copied into that folder as independent files. A file or folder
+    already in the way is left alone unless it holds the same data or --force is given;
+    nothing is ever written outside the target folder.
 
     \b
     Example:
@@ -96,7 +109,7 @@ def checkout(
     """
     from ..ops.data import checkout as do_checkout
 
-    paths = do_checkout(obj.repo(), run_ref, names, to, progress=sys.stderr.isatty())
+    paths = do_checkout(obj.repo(), run_ref, names, to, progress=sys.stderr.isatty(), force=force)
     if as_json:
         _echo_json([str(p) for p in paths])
         return

@@ -151,7 +151,7 @@ def verify(repo: store.Repo, refs: Sequence[str] = ()) -> tuple[int, list[Proble
             except RemoteError:
                 message += " (the remote cannot be reached to check)"
         elif message.startswith("corrupted") and not ref.output.md5.endswith(".dir"):
-            message += _drop_corrupted(cache, ref.output.md5, ref.run)
+            message += _drop_corrupted(cache, ref, project.outputs_root(repo) / ref.run)
         if message:
             problems.append(Problem(ref.run, ref.name, message))
     if wanted and not checked:
@@ -160,8 +160,13 @@ def verify(repo: store.Repo, refs: Sequence[str] = ()) -> tuple[int, list[Proble
     return checked, problems
 
 
-def _drop_corrupted(cache: Any, md5: str, run_id: str) -> str:
-    """Remove a corrupted cache object when the remote has a good copy; the fix, as text."""
+def _drop_corrupted(cache: Any, ref: OutputRef, out_dir: Path) -> str:
+    """Remove a corrupted cache object when the remote has a good copy; the fix, as text.
+
+    The run's output folder holds a hard link to that same damaged file when gittrack linked
+    it there; that link goes too, so that a checkout restores it (a copy of the user's stays).
+    """
+    md5, run_id = ref.output.md5, ref.run
     try:
         there = bool(cache.on_remote([md5]))
     except RemoteError:
@@ -169,6 +174,10 @@ def _drop_corrupted(cache: Any, md5: str, run_id: str) -> str:
     if not there:
         return "; the remote has no copy either, so it was left in place"
     path = cache.cache_path(md5)
+    with contextlib.suppress(OSError):
+        linked = out_dir / ref.output.path
+        if linked.is_file() and not linked.is_symlink() and os.path.samefile(linked, path):
+            linked.unlink()
     with contextlib.suppress(OSError):
         path.chmod(0o644)
         path.unlink()
@@ -181,8 +190,13 @@ def checkout(
     names: Sequence[str] = (),
     to: str | os.PathLike[str] | None = None,
     progress: bool = False,
+    force: bool = False,
 ) -> list[Path]:
-    """Materialise a run's outputs (all, or `names`) in its output folder or under `to`."""
+    """Materialise a run's outputs (all, or `names`) in its output folder or under `to`.
+
+    Files and folders already there are kept unless they hold the same data, or `force`
+    replaces them; nothing is written outside the target folder.
+    """
     run = Run(ref, repo)
     stored = {n: o for n, o in run.outputs.items() if o.md5 and not o.error}
     for name in names:
@@ -195,7 +209,8 @@ def checkout(
                 f"Output '{name}' of run {run.short} was not stored: {run.outputs[name].error or 'no data'}"
             )
     chosen = {n: stored[n] for n in (names or sorted(stored))}
-    root = Path(to).absolute() if to else project.outputs_root(repo) / run.id
+    within = Path(to).absolute() if to else project.outputs_root(repo)
+    root = within if to else within / run.id
     cache = _store(repo)
     missing = [o for o in chosen.values() if not cache.in_cache(o.md5)]
     if missing:
@@ -204,11 +219,17 @@ def checkout(
     total = sum(o.size for o in chosen.values())
     paths = []
     with _progress_bar(total, progress and total >= PROGRESS_MIN_BYTES) as update:
-        for output in chosen.values():
+        for name, output in chosen.items():
             dest = root / output.path
-            if dest.is_dir() and not output.md5.endswith(".dir"):
-                shutil.rmtree(dest)
-            cache.materialise(output.md5, dest, link=to is None, progress=update)
+            cache.materialise(
+                output.md5,
+                dest,
+                link=to is None,
+                progress=update,
+                force=force,
+                within=within,
+                what=f"output '{name}' of run {run.short}",
+            )
             paths.append(dest)
     return paths
 

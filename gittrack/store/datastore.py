@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import store
-from ..errors import RemoteError, StorageFull
+from ..errors import OutputError, RemoteError, StorageFull
+from ..model.schema import safe_path
 
 HASH = "md5"
 REMOTE_NAME = "storage"
@@ -342,15 +343,67 @@ class Store:
         return ""
 
     def materialise(
-        self, oid: str, dest: Path, *, link: bool, progress: Callable[[int], None] | None = None
+        self,
+        oid: str,
+        dest: Path,
+        *,
+        link: bool,
+        progress: Callable[[int], None] | None = None,
+        force: bool = False,
+        within: Path | None = None,
+        what: str = "",
+        hint: str = "move it away, or pass --force to replace it",
     ) -> None:
-        """Place the cached object at `dest` (hardlinks only when `link`; else reflink or copy)."""
-        if oid.endswith(".dir"):
-            dest.mkdir(parents=True, exist_ok=True)
-            for key, _, h in self._tree(self.cache, oid):
-                self.materialise(h.value, dest.joinpath(*key), link=link, progress=progress)
+        """Place the cached object at `dest` (hardlinks only when `link`; else reflink or copy).
+
+        Nothing is written outside `within` (default: dest's folder), symlinks on the way
+        included; a file or folder already at a destination that differs from the object is
+        kept (OutputError naming it and `hint`) unless `force`, which replaces only that entry.
+        """
+        within = within if within is not None else dest.parent
+        what = what or f"object {oid}"
+        if not oid.endswith(".dir"):
+            self._place(oid, dest, link, progress, force, within, what, hint)
             return
+        entries = list(self._tree(self.cache, oid))
+        for key, _, _ in entries:
+            rel = "/".join(key)
+            if not safe_path(rel):
+                raise OutputError(
+                    f"The folder listing of {what} names an unsafe path {rel!r}, so nothing of "
+                    "it was written; its cache or remote copy was crafted or damaged."
+                )
+        _check_within(dest, within)
+        if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+            if not force:
+                raise OutputError(f"{dest} already exists and differs from {what}; {hint}.")
+            dest.unlink()
+        dest.mkdir(parents=True, exist_ok=True)
+        for key, _, h in entries:
+            self._place(h.value, dest.joinpath(*key), link, progress, force, within, what, hint)
+
+    def _place(
+        self,
+        oid: str,
+        dest: Path,
+        link: bool,
+        progress: Callable[[int], None] | None,
+        force: bool,
+        within: Path,
+        what: str,
+        hint: str,
+    ) -> None:
         src = self.cache_path(oid)
+        _check_within(dest, within)
+        if dest.is_symlink() or dest.exists():
+            if not dest.is_symlink() and dest.is_file() and _same_file(src, dest, oid):
+                if progress:
+                    progress(dest.stat().st_size)
+                return
+            if not force:
+                raise OutputError(f"{dest} already exists and differs from {what}; {hint}.")
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)  # inside `within`: checked above
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
@@ -588,6 +641,28 @@ class _Prepush:
             pass
         with contextlib.suppress(OSError):
             self.tmp.unlink()
+
+
+def _check_within(dest: Path, within: Path) -> None:
+    """OutputError unless `dest` lies inside `within`, once every symlink on the way is followed."""
+    base = Path(os.path.realpath(within))
+    folder = Path(os.path.realpath(dest.parent))
+    if folder != base and not folder.is_relative_to(base):
+        raise OutputError(
+            f"{dest} is outside {within} (a symbolic link on the way leads to {folder}), "
+            "so it was not written; remove the link or check out with --to another folder."
+        )
+
+
+def _same_file(src: Path, dest: Path, oid: str) -> bool:
+    """True when `dest` holds the cached object `src` (the same file, or the same bytes)."""
+    try:
+        a, b = src.stat(), dest.stat()
+    except OSError:
+        return False
+    if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+        return True
+    return a.st_size == b.st_size and hash_file(dest)[0] == oid
 
 
 def _reason(exc: BaseException) -> str:
