@@ -16,8 +16,8 @@ from typing import Any
 
 import tomli_w
 
-from ..errors import RecordError, SchemaTooNew
-from .schema import RUN_ID, check_record
+from ..errors import RecordError, SchemaTooNew, UnsafeRecord
+from .schema import RUN_ID, check_paths, check_types
 
 SCHEMA = 1
 SHORT = 8
@@ -166,9 +166,12 @@ class RunRecord:
             raise RecordError(run_id, f"its id {record_id!r} is not a run id")
         if RUN_ID.fullmatch(run_id) and record_id != run_id:
             raise RecordError(run_id, f"its id {record_id[:8]} differs from its folder's")
-        problem = check_record(data)
+        problem = check_types(data)
         if problem:
             raise RecordError(record_id, problem)
+        problem = check_paths(data)
+        if problem:
+            raise UnsafeRecord(record_id, problem)
         try:
             code = Code(**data.pop("code", {}))
             inputs = [Input(**i) for i in data.pop("inputs", [])]

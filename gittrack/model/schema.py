@@ -3,8 +3,9 @@
 A record comes from a collaborator's push or a hand edit as much as from gittrack itself, so
 every field is checked against the documented schema (docs/storage-format.md) before any reader
 uses it, and every path in it must stay inside the run's own folder. `check_record` returns the
-first problem as text ("'params' must be a table, not a string"); the caller makes that one run
-unreadable and every other run reads as before.
+first problem as text ("'params' must be a table, not a string") and `check_paths` the first
+path leaving the run's folder; the caller makes that one run unreadable and every other run
+reads as before.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 RUN_ID = re.compile(r"[0-9a-f]{4,64}")
 DRIVE = re.compile(r"[A-Za-z]:")
+MAX_NAME = 255  # bytes in one file name (most filesystems)
+MAX_PATH = 1024
 
 Check = Callable[[Any], bool]
 
@@ -152,16 +155,20 @@ def safe_path(path: str) -> bool:
     if not path or "\0" in path or "\\" in path or path.startswith("/") or DRIVE.match(path):
         return False
     parts = path.split("/")
+    if len(path) > MAX_PATH or any(len(p.encode()) > MAX_NAME for p in parts):
+        return False
     return ".." not in parts and any(p not in ("", ".") for p in parts)
 
 
 def safe_name(name: str) -> bool:
     """True for an output name usable as one file name."""
-    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+    if not name or name in (".", "..") or len(name.encode()) > MAX_NAME:
+        return False
+    return not any(c in name for c in "/\\\0")
 
 
-def check_record(data: Mapping[str, Any]) -> str:
-    """The first way `data` (a parsed run.toml, schema checked) breaks the schema, or ""."""
+def check_types(data: Mapping[str, Any]) -> str:
+    """The first field of `data` (a parsed run.toml, schema checked) that has the wrong type, or ""."""
     problem = _fields("", data, TOP_FIELDS)
     if problem:
         return problem
@@ -181,12 +188,18 @@ def check_record(data: Mapping[str, Any]) -> str:
         ):
             return problem
     for name, item in (data.get("outputs") or {}).items():
-        if not safe_name(name):
-            return f"output {name!r} has an unsafe name"
         if problem := _wrong(f"outputs.{name}", item, TABLE) or _fields(
             f"outputs.{name}.", item, OUTPUT_FIELDS
         ):
             return problem
+    return ""
+
+
+def check_paths(data: Mapping[str, Any]) -> str:
+    """The first output of `data` (types checked) whose name or path leaves its folder, or ""."""
+    for name, item in (data.get("outputs") or {}).items():
+        if not safe_name(name):
+            return f"output {name!r} has an unsafe name"
         path = item.get("path", "")
         if (path or item.get("md5")) and not safe_path(path):
             return f"output {name!r} has an unsafe path {path!r}"
