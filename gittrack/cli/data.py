@@ -219,21 +219,25 @@ def status(obj: Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("run_refs", nargs=-1, metavar="[RUN]...")
+@click.option(
+    "--remote", "on_remote", is_flag=True, help="Also re-hash the copies on the DVC remote."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
 @pass_context
-def verify(obj: Context, run_refs: tuple[str, ...], as_json: bool) -> None:
+def verify(obj: Context, run_refs: tuple[str, ...], on_remote: bool, as_json: bool) -> None:
     """Re-hash stored outputs (of RUN, else of every run) and name any that do not match.
 
-    Exits 1 when an output is missing or corrupted.
+    Sizes and md5 hashes are compared with the records; --remote checks the DVC remote's
+    copies as well (reading them all). Exits 1 when an output is missing, corrupted or partial.
 
     \b
     Example:
       gittrack verify
-      gittrack verify 3f2a
+      gittrack verify 3f2a --remote
     """
     from ..ops.data import verify as do_verify
 
-    checked, problems = do_verify(obj.repo(), run_refs)
+    checked, problems = do_verify(obj.repo(), run_refs, remote=on_remote)
     if as_json:
         _echo_json({"checked": checked, "problems": [p.__dict__ for p in problems]})
     else:

@@ -1,9 +1,10 @@
 """Repository-wide data operations behind the CLI: push, status, verify, checkout, rm and gc.
 
 Each function finds what it needs in the lookup table (records on the runs branch) and leaves
-DVC to `datastore.py`. "Pushed" is tracked per clone in `.git/gittrack/pushed/` (a ledger per
-remote URL, rebuildable by asking the remote), because a run's record never changes after its
-commit: `pushed` in run.toml says whether the push succeeded when the run ended.
+DVC to `datastore.py`. What is on the remote is asked of the remote (a listing of its object
+folders), never believed: `pushed` in run.toml only says whether the push succeeded when the
+run ended, and `.git/gittrack/pushed/` (a ledger per remote URL) answers only while the remote
+cannot be reached.
 """
 
 from __future__ import annotations
@@ -65,33 +66,45 @@ class PushReport:
 
 
 def push_outputs(repo: store.Repo) -> PushReport:
-    """Push every output not yet known to be on the DVC remote (no git remote needed)."""
+    """Push every output the DVC remote lacks, as its own listing says (no git remote needed)."""
     cache = _store(repo)
     report = PushReport(url=cache.url)
-    todo = _not_known_pushed(cache, repo)
-    if not todo:
+    wanted = _outputs_by_md5(repo)
+    if not wanted:
         return report
     cache.remote()  # fails early, with the fix, when the remote is unreachable
+    there = cache.complete_on_remote(wanted)
+    todo = {m: refs for m, refs in wanted.items() if m not in there}
+    report.already = sum(len(refs) for m, refs in wanted.items() if m not in todo)
     local = {m for m in todo if cache.in_cache(m)}
     copied = cache.push(local)
     report.copied = len(copied)
     report.bytes = sum(todo[m][0].output.size for m in local if cache.expand([m]) & copied)
-    found = cache.on_remote(set(todo) - local)
-    report.already = sum(len(todo[m]) for m in found) + sum(
-        len(todo[m]) for m in local if not cache.expand([m]) & copied
-    )
-    report.missing = [ref for m in set(todo) - local - found for ref in todo[m]]
-    cache.mark_pushed(cache.expand(local | found))
+    report.already += sum(len(todo[m]) for m in local if not cache.expand([m]) & copied)
+    report.missing = [ref for m in set(todo) - local for ref in todo[m]]
+    cache.mark_pushed(cache.expand(set(wanted) - (set(todo) - local)))
     return report
 
 
-def _not_known_pushed(cache: Any, repo: store.Repo) -> dict[str, list[OutputRef]]:
-    known = cache.known_pushed()
-    todo: dict[str, list[OutputRef]] = {}
+def _outputs_by_md5(repo: store.Repo) -> dict[str, list[OutputRef]]:
+    found: dict[str, list[OutputRef]] = {}
     for ref in iter_outputs(repo):
-        if ref.output.md5 not in known:
-            todo.setdefault(ref.output.md5, []).append(ref)
-    return todo
+        found.setdefault(ref.output.md5, []).append(ref)
+    return found
+
+
+def unpushed(cache: Any, repo: store.Repo) -> tuple[dict[str, list[OutputRef]], str]:
+    """Outputs the remote lacks (a folder's files included), checked there; and why it could
+    not be checked (then this clone's ledger of what it pushed answers instead)."""
+    wanted = _outputs_by_md5(repo)
+    if not wanted:
+        return {}, ""
+    try:
+        there = cache.complete_on_remote(wanted)
+    except RemoteError as exc:
+        known = cache.known_pushed()
+        return {m: refs for m, refs in wanted.items() if m not in known}, str(exc)
+    return {m: refs for m, refs in wanted.items() if m not in there}, ""
 
 
 @dataclass
@@ -103,18 +116,11 @@ class Status:
 
 
 def status(repo: store.Repo) -> Status:
-    """Outputs not on the remote yet, and runs still running or whose process died."""
+    """Outputs not on the remote (its listing says), and runs still running or whose process died."""
     cache = _store(repo)
     result = Status(url=cache.url)
-    todo = _not_known_pushed(cache, repo)
-    if todo:
-        try:
-            found = cache.on_remote(todo)
-            cache.mark_pushed(cache.expand(found))
-        except RemoteError as exc:
-            found = set()
-            result.remote_problem = str(exc)
-        result.unpushed = [ref for m, refs in todo.items() if m not in found for ref in refs]
+    todo, result.remote_problem = unpushed(cache, repo)
+    result.unpushed = [ref for refs in todo.values() for ref in refs]
     for record, state in staging.stale_runs(repo):
         result.running.append((record.id, record.command_line, state))
     return result
@@ -130,16 +136,27 @@ class Problem:
     message: str
 
 
-def verify(repo: store.Repo, refs: Sequence[str] = ()) -> tuple[int, list[Problem]]:
-    """Re-hash the cached data of outputs (of `refs`, else of every run); (checked, problems)."""
+def verify(
+    repo: store.Repo, refs: Sequence[str] = (), *, remote: bool = False
+) -> tuple[int, list[Problem]]:
+    """Re-hash the cached data of outputs (of `refs`, else of every run); (checked, problems).
+
+    Sizes and hashes are compared with the record; with `remote`, the remote's copies too.
+    """
     cache = _store(repo)
     wanted = {resolve_id(repo, r) for r in refs}
     checked, problems = 0, []
+    if remote:
+        cache.remote()  # fails early, with the fix, when the remote is unreachable
     for ref in iter_outputs(repo):
         if wanted and ref.run not in wanted:
             continue
         checked += 1
-        message = cache.check(ref.output.md5)
+        if remote:
+            there = cache.check_remote(ref.output.md5, _file_size(ref.output))
+            if there:
+                problems.append(Problem(ref.run, ref.name, f"on the remote: {there}"))
+        message = cache.check(ref.output.md5, _file_size(ref.output))
         if message == "missing from the cache":
             try:
                 there = bool(cache.on_remote([ref.output.md5]))
@@ -158,6 +175,11 @@ def verify(repo: store.Repo, refs: Sequence[str] = ()) -> tuple[int, list[Proble
         for run_id in wanted:
             Run(run_id, repo).record  # noqa: B018 (raises when the record is unreadable)
     return checked, problems
+
+
+def _file_size(output: Output) -> int:
+    """The recorded size to compare with a stored object (-1 for folders: sizes are per file)."""
+    return -1 if output.md5.endswith(".dir") else output.size
 
 
 def _drop_corrupted(cache: Any, ref: OutputRef, out_dir: Path) -> str:

@@ -321,8 +321,8 @@ class Store:
     def cache_path(self, oid: str) -> Path:
         return Path(self.cache.oid_to_path(oid))
 
-    def check(self, oid: str) -> str:
-        """ "" when the cached object re-hashes to `oid`; else what is wrong with it."""
+    def check(self, oid: str, size: int = -1) -> str:
+        """ "" when the cached object has `size` bytes (unless -1) and re-hashes to `oid`."""
         if oid.endswith(".dir"):
             if not self.cache.exists(oid):
                 return "missing from the cache"
@@ -330,14 +330,17 @@ class Store:
                 entries = list(self._tree(self.cache, oid))
             except Exception as exc:
                 return f"folder listing unreadable ({exc})"
-            for key, _, h in entries:
-                problem = self.check(h.value)
+            for key, meta, h in entries:
+                problem = self.check(h.value, meta.size if meta.size is not None else -1)
                 if problem:
                     return f"file {'/'.join(key)} {problem}"
             return ""
         path = self.cache_path(oid)
         if not path.exists():
             return "missing from the cache"
+        found = path.stat().st_size
+        if size >= 0 and found != size:
+            return f"corrupted in the cache (size {found} bytes differs from the recorded {size})"
         if hash_file(path)[0] != oid:
             return "corrupted in the cache (its content no longer matches its md5)"
         return ""
@@ -469,17 +472,70 @@ class Store:
         return done
 
     def on_remote(self, oids: Iterable[str]) -> set[str]:
-        """Which of `oids` the remote holds."""
+        """Which of `oids` the remote holds, asked of the remote itself (never of the ledger).
+
+        A local-folder remote is listed once per object folder (`files/md5/<2>/`) needed, so
+        checking every output of a repository costs at most 256 directory listings.
+        """
         oids = list(oids)
         if not oids:
             return set()
         remote = self.remote()
         try:
             if _is_local(self.url):
-                return {o for o in oids if remote.exists(o)}
+                root = Path(remote.path)
+                found: set[str] = set()
+                for prefix in {o[:2] for o in oids}:
+                    with (
+                        contextlib.suppress(FileNotFoundError, NotADirectoryError),
+                        os.scandir(root / prefix) as entries,
+                    ):
+                        found |= {prefix + e.name for e in entries if e.is_file()}
+                return found & set(oids)
             return set(remote.oids_exist(oids))
         except Exception as exc:
             raise RemoteError(f"Cannot read the DVC remote {self.url} ({_reason(exc)}).") from exc
+
+    def complete_on_remote(self, oids: Iterable[str]) -> set[str]:
+        """Which of `oids` the remote holds whole: a folder counts only with all its files."""
+        oids = set(oids)
+        present = self.on_remote(oids)
+        folders = {o for o in present if o.endswith(".dir")}
+        if not folders:
+            return present
+        files = {f: self.expand([f], odb=self.remote()) - {f} for f in folders}
+        there = self.on_remote(set().union(*files.values()))
+        return {o for o in present if o not in folders or files[o] <= there}
+
+    def check_remote(self, oid: str, size: int) -> str:
+        """ "" when the remote's copy of `oid` has `size` bytes and re-hashes to it; else why not."""
+        remote = self.remote()
+        if oid.endswith(".dir"):
+            try:
+                entries = list(self._tree(remote, oid))
+            except Exception:
+                return "missing from the remote"
+            for key, meta, h in entries:
+                problem = self.check_remote(h.value, meta.size if meta.size is not None else -1)
+                if problem:
+                    return f"file {'/'.join(key)} {problem}"
+            return ""
+        path = remote.oid_to_path(oid)
+        try:
+            found = int(remote.fs.info(path).get("size") or 0)
+            if size >= 0 and found != size:
+                return f"size {found} bytes differs from the recorded {size}"
+            md5 = hashlib.md5(usedforsecurity=False)
+            with remote.fs.open(path, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    md5.update(chunk)
+        except FileNotFoundError:
+            return "missing from the remote"
+        except Exception as exc:
+            raise RemoteError(f"Cannot read the DVC remote {self.url} ({_reason(exc)}).") from exc
+        if md5.hexdigest() != oid:
+            return "corrupted (its content no longer matches its md5)"
+        return ""
 
     def fetch(self, oids: Iterable[str], progress: bool = False) -> None:
         """Bring objects missing from the cache back from the remote (with a bar if `progress`)."""
@@ -525,7 +581,8 @@ class Store:
         return self.repo.state_dir / "pushed" / digest
 
     def known_pushed(self) -> set[str]:
-        """Objects this clone has pushed to (or found on) the current remote: local state only."""
+        """Objects this clone pushed to (or found on) the remote: a hint for when it is
+        unreachable, never trusted over the remote's own listing."""
         try:
             return set(self._ledger().read_text().split())
         except FileNotFoundError:
