@@ -169,7 +169,9 @@ def gc(obj: Context, on_remote: bool, as_json: bool) -> None:
         return
     click.echo(
         f"Freed {_size(report.bytes)} locally ({report.objects} cache object(s), "
-        f"{report.folders} output folder(s))."
+        f"{report.folders} output folder(s)"
+        + (f", {report.temp_files} temp file(s)" if report.temp_files else "")
+        + ")."
     )
     if on_remote:
         click.echo(

@@ -171,10 +171,34 @@ def verify(
             message += _drop_corrupted(cache, ref, project.outputs_root(repo) / ref.run)
         if message:
             problems.append(Problem(ref.run, ref.name, message))
+    for problem in _partial(repo):
+        if not wanted or problem.run in wanted:
+            checked += 1
+            problems.append(problem)
     if wanted and not checked:
         for run_id in wanted:
             Run(run_id, repo).record  # noqa: B018 (raises when the record is unreadable)
     return checked, problems
+
+
+def _partial(repo: store.Repo) -> Iterator[Problem]:
+    """Outputs a run was killed while storing: recorded as partial, or in a died staged run."""
+    from ..recording.outputs import partial_outputs
+
+    for row in Index(repo).select():
+        for name, data in ((row.get("record") or {}).get("outputs") or {}).items():
+            if data.get("partial"):
+                yield Problem(row["id"], name, f"partial: {data.get('error', '')}")
+    for record, state in staging.stale_runs(repo):
+        if state != "died":
+            continue
+        for name, (file, size) in partial_outputs(project.outputs_root(repo) / record.id).items():
+            yield Problem(
+                record.id,
+                name,
+                f"partial: the run was killed while storing it ({size} bytes kept in {file}); "
+                "'gittrack doctor' records the run as died",
+            )
 
 
 def _file_size(output: Output) -> int:
@@ -303,10 +327,14 @@ class GcReport:
     folders: int = 0  # output folders of removed runs deleted from the working tree
     remote_objects: int = 0
     remote_bytes: int = 0
+    temp_files: int = 0  # left in the cache or the remote by copies cut short (killed runs)
 
 
 def gc(repo: store.Repo, remote: bool = False) -> GcReport:
-    """Delete cache (and with `remote`, remote) objects no run on the branch references."""
+    """Delete cache (and with `remote`, remote) objects no run on the branch references.
+
+    Temp files that copies cut short left in the cache or a local-folder remote go too.
+    """
     cache = _store(repo)
     used = {ref.output.md5 for ref in iter_outputs(repo)}
     live = staging.stale_runs(repo)
@@ -329,6 +357,9 @@ def gc(repo: store.Repo, remote: bool = False) -> GcReport:
                 doomed.extend(p for p in entry.rglob("*") if p.is_file() or p.is_symlink())
                 report.folders += 1
                 doomed.append(entry)
+    temps = cache.stale_temps(remote=True)
+    report.temp_files = len(temps)
+    doomed.extend(temps)
     report.bytes = _delete(doomed)
     if remote:
         report.remote_objects, report.remote_bytes = cache.gc_remote(used)

@@ -34,6 +34,8 @@ CHUNK = 1 << 20
 LAYOUT = ("files", "md5")
 PREPUSH_MIN_BYTES = 16 << 20
 TMP_PREFIX = ".gittrack-"
+PARTIAL = ".partial"  # an output file being written: renamed to its name once complete
+STALE_TMP_S = 3600  # a temp file not written for this long belongs to a writer that is gone
 CONFIG_PATH = ".dvc/config"
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -183,16 +185,69 @@ class HashingWriter:
         return getattr(self._fh, name)
 
 
+def partial_path(path: Path) -> Path:
+    """Where `path` is written until complete (`<name>.partial`): a killed writer leaves it."""
+    return path.with_name(path.name + PARTIAL)
+
+
 @contextlib.contextmanager
 def hashing_writer(path: Path) -> Iterator[HashingWriter]:
-    """Write `path` through a HashingWriter; a failed write leaves no partial file behind."""
+    """Write `path` through a HashingWriter, under its partial name until the write completes.
+
+    A failed write leaves nothing behind; a killed process leaves `<name>.partial`, which
+    is never taken for the output itself.
+    """
+    tmp = partial_path(path)
     try:
-        with open(path, "wb") as fh:
+        with open(tmp, "wb") as fh:
             yield HashingWriter(fh)
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            path.unlink()
+            tmp.unlink()
         raise
+
+
+def temps_in(folder: Path) -> list[Path]:
+    """Temp files of copies cut short in an object store (`files/md5` and its folders).
+
+    gittrack's own (`.gittrack-<host>-<pid>-<token>.tmp`) go as soon as their process is
+    gone; DVC's (`.<token>.tmp`), and ours from other hosts, once not written for an hour.
+    """
+    found = []
+    for path in [*folder.glob("*.tmp"), *folder.glob("??/*.tmp")]:
+        try:
+            idle = time.time() - path.stat().st_mtime
+        except OSError:
+            continue
+        if idle > STALE_TMP_S or _writer_gone(path.name):
+            found.append(path)
+    return found
+
+
+def _tmp_name() -> str:
+    host = re.sub(r"[^A-Za-z0-9.]", "_", _hostname())
+    return f"{TMP_PREFIX}{host}-{os.getpid()}-{secrets.token_hex(8)}.tmp"
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname() or "host"
+
+
+def _writer_gone(name: str) -> bool:
+    """True when a temp file's name says it was written by a process of this host now gone."""
+    match = re.fullmatch(re.escape(TMP_PREFIX) + r"(.+)-(\d+)-[0-9a-f]+\.tmp", name)
+    if not match or match.group(1) != re.sub(r"[^A-Za-z0-9.]", "_", _hostname()):
+        return False
+    try:
+        os.kill(int(match.group(2)), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):
+        return False
+    return False
 
 
 # -- the object databases -------------------------------------------------------------------
@@ -250,22 +305,34 @@ class Store:
         md5: str = "",
         size: int = -1,
         progress: Callable[[int], None] | None = None,
+        within: Path | None = None,
     ) -> Stored:
         """Put a file or folder into the cache (hashing it unless `md5` is known).
 
         A large file bound for a local-folder remote is copied there while it is hashed
-        (`_Prepush`), so storing costs the longer of the two rather than their sum.
+        (`_Prepush`), so storing costs the longer of the two rather than their sum. A symlink
+        is stored as the content it points to when that lies inside the repository or
+        `within` (the run's output folder), and refused (OutputError) otherwise; its target
+        is copied, never hard-linked or made read-only.
         """
         prepush = None
+        within = within if within is not None else path.parent
         try:
-            if path.is_dir():
-                return self._add_dir(path, link, progress)
+            source = path
+            if path.is_symlink():
+                source, link, md5 = self._link_target(path, within), False, ""
+            if source.is_dir():
+                return self._add_dir(source, link, progress, within)
+            if link and source.stat().st_nlink > 1:
+                link = False  # a hard link of another file: linking would chmod that file too
+            if md5 and size >= 0 and source.stat().st_size != size:
+                md5 = ""  # changed since it was hashed (e.g. a run killed while writing it)
             if size < 0 or size >= PREPUSH_MIN_BYTES:
-                prepush = _Prepush.start(self, path, md5)
+                prepush = _Prepush.start(self, source, md5)
             if not md5:
-                md5, size = hash_file(path, progress)
-            self._add_object(str(path), md5, link)
-            return Stored(md5, size if size >= 0 else path.stat().st_size)
+                md5, size = hash_file(source, progress)
+            self._add_object(str(source), md5, link)
+            return Stored(md5, size if size >= 0 else source.stat().st_size)
         except OSError as exc:
             md5 = ""
             if exc.errno in FULL_ERRNOS:
@@ -275,35 +342,82 @@ class Store:
             raise
         finally:
             if prepush is not None:
-                prepush.finish(md5)
+                prepush.finish(md5, size)
+
+    def _link_target(self, path: Path, within: Path) -> Path:
+        """The file or folder a symlink points to, when inside the repository or `within`."""
+        shown = _shown(path, within)
+        target = Path(os.path.realpath(path))
+        if not target.exists():
+            raise OutputError(
+                f"{shown} is a symlink to {os.readlink(path)}, which does not exist; "
+                "write the file itself into the output folder."
+            )
+        roots = [Path(os.path.realpath(r)) for r in (self.repo.root, within)]
+        if not any(target == r or target.is_relative_to(r) for r in roots):
+            raise OutputError(
+                f"{shown} is a symlink to {target}, outside the repository and the run's "
+                "output folder; copy the file into the output folder instead."
+            )
+        return target
 
     def _add_object(self, path: str, md5: str, link: bool) -> None:
         if self.cache.exists(md5):
             return
         self.cache.add(path, self.localfs, md5, hardlink=link)
 
-    def _add_dir(self, path: Path, link: bool, progress: Callable[[int], None] | None) -> Stored:
+    def _add_dir(
+        self, path: Path, link: bool, progress: Callable[[int], None] | None, within: Path
+    ) -> Stored:
         from dvc_data.hashfile.meta import Meta
         from dvc_data.hashfile.tree import Tree
 
         tree = Tree()
         total = 0
-        todo: dict[str, str] = {}  # md5 -> one file with that content
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            rel = Path(root).relative_to(path).parts
-            for name in sorted(files):
-                file = Path(root) / name
-                md5, size = hash_file(file, progress)
-                todo.setdefault(md5, str(file))
-                tree.add((*rel, name), Meta(size=size), _hash_info(md5))
-                total += size
-        if todo:  # one batched transfer: link types are probed once, not per file
-            self.cache.add(list(todo.values()), self.localfs, list(todo), hardlink=link)
+        todo: dict[str, tuple[str, bool]] = {}  # md5 -> one file with it, and if it may be linked
+        seen = {os.path.realpath(path)}
+        for parts, file, linkable in self._files(path, (), within, seen, not link):
+            md5, size = hash_file(file, progress)
+            if md5 not in todo or (linkable and not todo[md5][1]):
+                todo[md5] = (str(file), linkable)
+            tree.add(parts, Meta(size=size), _hash_info(md5))
+            total += size
+        for linkable in (True, False):  # one batched transfer each: link types probed once
+            batch = {m: f for m, (f, ok) in todo.items() if ok == linkable}
+            if batch:
+                hardlink = link and linkable
+                self.cache.add(list(batch.values()), self.localfs, list(batch), hardlink=hardlink)
         tree.digest()
         if not self.cache.exists(tree.oid):
             self.cache.add(tree.path, tree.fs, tree.oid)
         return Stored(tree.oid, total, len(tree))
+
+    def _files(
+        self, folder: Path, rel: tuple[str, ...], within: Path, seen: set[str], linked: bool
+    ) -> Iterator[tuple[tuple[str, ...], Path, bool]]:
+        """(path parts, file to read, may be hard-linked) for every file of a folder output.
+
+        Symlinks are followed to content inside the repository or `within` (OutputError
+        otherwise), whose files are only copied (`linked`); a folder reached again through a
+        link is a loop and read once.
+        """
+        with os.scandir(folder) as found:
+            entries = sorted(found, key=lambda e: e.name)
+        for entry in entries:
+            parts = (*rel, entry.name)
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = self._link_target(path, within)
+                if target.is_dir():
+                    if str(target) not in seen:
+                        yield from self._files(target, parts, within, seen | {str(target)}, True)
+                elif target.is_file():
+                    yield parts, target, False
+            elif entry.is_dir():
+                real = os.path.realpath(path)
+                yield from self._files(path, parts, within, seen | {real}, linked)
+            elif entry.is_file():
+                yield parts, path, not linked and entry.stat().st_nlink == 1
 
     def in_cache(self, oid: str) -> bool:
         """True when the object (and for folders, every file in it) is in the cache."""
@@ -616,7 +730,7 @@ class Store:
         keep = self.expand(used)
         found = []
         for oid in list(self.cache.all()):
-            if oid in keep:
+            if oid in keep or oid.endswith(".tmp"):  # temp files: see `temps_in`
                 continue
             path = self.cache_path(oid)
             with contextlib.suppress(FileNotFoundError):
@@ -631,7 +745,7 @@ class Store:
         count = size = 0
         try:
             for oid in list(remote.all()):
-                if oid in keep:
+                if oid in keep or oid.endswith(".tmp"):  # temp files: see `temps_in`
                     continue
                 path = remote.oid_to_path(oid)
                 try:
@@ -644,13 +758,14 @@ class Store:
             raise
         except Exception as exc:
             raise RemoteError(f"Cannot clean the DVC remote {self.url} ({_reason(exc)}).") from exc
-        if _is_local(self.url):  # copies left by a run killed while pushing
-            for tmp in Path(remote.path).glob(f"{TMP_PREFIX}*.tmp"):
-                with contextlib.suppress(OSError):
-                    if time.time() - tmp.stat().st_mtime > 86400:
-                        size += tmp.stat().st_size
-                        tmp.unlink()
         return count, size
+
+    def stale_temps(self, *, remote: bool) -> list[Path]:
+        """Temp files left in the cache (and a local-folder remote) by copies cut short."""
+        found = temps_in(Path(self.cache.path))
+        if remote and _is_local(self.url) and Path(_local_path(self.url)).is_dir():
+            found += temps_in(Path(self.remote().path))
+        return found
 
 
 class _Prepush:
@@ -662,7 +777,7 @@ class _Prepush:
 
     def __init__(self, remote: Any, src: Path) -> None:
         self.remote = remote
-        self.tmp = Path(remote.path) / f"{TMP_PREFIX}{secrets.token_hex(8)}.tmp"
+        self.tmp = Path(remote.path) / _tmp_name()
         self.failed = False
         self.thread = threading.Thread(target=self._copy, args=(src,), daemon=True)
         self.thread.start()
@@ -686,10 +801,11 @@ class _Prepush:
         except OSError:
             self.failed = True
 
-    def finish(self, md5: str) -> None:
+    def finish(self, md5: str, size: int = -1) -> None:
         self.thread.join()
         try:
-            if md5 and not self.failed and not self.remote.exists(md5):
+            complete = size < 0 or self.tmp.stat().st_size == size
+            if md5 and complete and not self.failed and not self.remote.exists(md5):
                 dest = Path(self.remote.oid_to_path(md5))
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(self.tmp, 0o444)
@@ -698,6 +814,14 @@ class _Prepush:
             pass
         with contextlib.suppress(OSError):
             self.tmp.unlink()
+
+
+def _shown(path: Path, within: Path) -> str:
+    """`path` as the user knows it: relative to the output folder when inside it."""
+    try:
+        return path.relative_to(within).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _check_within(dest: Path, within: Path) -> None:
