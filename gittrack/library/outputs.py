@@ -21,9 +21,10 @@ def _output(run: Run, name: str) -> Output:
         known = ", ".join(sorted(outputs)) or "none"
         raise OutputError(f"Run {run.short} has no output '{name}' (its outputs: {known}).")
     output = outputs[name]
-    if output.error or not output.md5:
+    if output.error or not output.md5 or output.partial:
         raise OutputError(
-            f"Output '{name}' of run {run.short} was not stored: {output.error or 'no data'}"
+            f"Output '{name}' of run {run.short} was not stored: "
+            f"{output.error or ('it is partial' if output.partial else 'no data')}"
         )
     return output
 

@@ -152,10 +152,12 @@ class RunRecord:
     def from_dict(cls, data: Mapping[str, Any], run_id: str = "?") -> RunRecord:
         data = dict(data)
         schema = data.pop("schema", None)
-        if not isinstance(schema, int):
+        if not isinstance(schema, int) or isinstance(schema, bool):
             raise RecordError(run_id, "missing or invalid 'schema' key")
         if schema > SCHEMA:
             raise SchemaTooNew(str(data.get("id", run_id)), schema, SCHEMA)
+        if schema < SCHEMA and schema not in MIGRATIONS:
+            raise RecordError(run_id, f"'schema' {schema} is not a record schema gittrack knows")
         while schema < SCHEMA:
             data = MIGRATIONS[schema](data)
             schema += 1
@@ -203,6 +205,10 @@ def json_data(data: Mapping[str, Any]) -> dict[str, Any]:
     API and the UI's /api/runs all give this form.
     """
     out: dict[str, Any] = _jsonable(data)
+    out["code"] = asdict(Code()) | (out.get("code") or {})  # a hand-written record may lack it
+    for key in ("metrics", "env", "param_sources"):
+        out.setdefault(key, {})
+    out.setdefault("argv", [])
     params = out.get("params") or {}
     for name in out.get("param_sources") or {}:
         params.setdefault(name, None)

@@ -196,7 +196,13 @@ def check_types(data: Mapping[str, Any]) -> str:
 
 
 def check_paths(data: Mapping[str, Any]) -> str:
-    """The first output of `data` (types checked) whose name or path leaves its folder, or ""."""
+    """The first path of `data` (types checked) that leaves its folder, or "".
+
+    Output paths are relative to the run's output folder; the script to the repository root.
+    """
+    script = (data.get("code") or {}).get("script", "")
+    if script and not safe_path(script):
+        return f"its script has an unsafe path {script!r}"
     for name, item in (data.get("outputs") or {}).items():
         if not safe_name(name):
             return f"output {name!r} has an unsafe name"

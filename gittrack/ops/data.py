@@ -42,7 +42,7 @@ def iter_outputs(repo: store.Repo) -> Iterator[OutputRef]:
     for row in Index(repo).select():
         record = row.get("record") or {}
         for name, data in (record.get("outputs") or {}).items():
-            if data.get("md5") and not data.get("error"):
+            if data.get("md5") and not data.get("error") and not data.get("partial"):
                 known = {k: v for k, v in data.items() if k in Output.__dataclass_fields__}
                 yield OutputRef(row["id"], name, Output(**known))
 
@@ -244,7 +244,7 @@ def checkout(
     replaces them; nothing is written outside the target folder.
     """
     run = Run(ref, repo)
-    stored = {n: o for n, o in run.outputs.items() if o.md5 and not o.error}
+    stored = {n: o for n, o in run.outputs.items() if o.md5 and not o.error and not o.partial}
     for name in names:
         if name not in run.outputs:
             raise OutputError(
