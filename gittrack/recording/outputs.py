@@ -32,6 +32,7 @@ from ..errors import (
 )
 from ..model.record import Output, RunRecord
 from ..store import project
+from ..store.safefs import PARTIAL
 from .context import current
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ LOG_NAME = "metrics"  # the output gittrack.log() writes
 LOG_FILE = "metrics.csv"
 MANIFEST = "outputs.json"  # in the run's staging folder: what save()/log() wrote so far
 RESERVED = {"run.toml", ".gitignore"}
-PARTIAL = ".partial"  # an output being written (datastore.PARTIAL): never stored as valid
 SKIPPED = (".tmp", PARTIAL)  # files in the output folder that are not outputs
 
 

@@ -15,27 +15,36 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .. import store
 from ..errors import OutputError, RemoteError, StorageFull
 from ..model.schema import safe_path
+from .safefs import (
+    CHUNK as CHUNK,
+    PARTIAL as PARTIAL,
+    TMP_PREFIX as TMP_PREFIX,
+    HashingWriter as HashingWriter,
+    check_within,
+    folder_files,
+    hash_file as hash_file,
+    hashing_writer as hashing_writer,
+    link_target,
+    partial_path as partial_path,
+    same_file,
+    temps_in,
+    tmp_name,
+)
 
 HASH = "md5"
 REMOTE_NAME = "storage"
-CHUNK = 1 << 20
 LAYOUT = ("files", "md5")
 PREPUSH_MIN_BYTES = 16 << 20
-TMP_PREFIX = ".gittrack-"
-PARTIAL = ".partial"  # an output file being written: renamed to its name once complete
-STALE_TMP_S = 3600  # a temp file not written for this long belongs to a writer that is gone
 CONFIG_PATH = ".dvc/config"
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -148,108 +157,6 @@ def _cloud_fs(url: str) -> tuple[Any, str]:
         ) from exc
 
 
-# -- hashing and writing --------------------------------------------------------------------
-
-
-def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
-    """(md5, size) of a file, streamed in 1 MiB chunks."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            md5.update(chunk)
-            size += len(chunk)
-            if progress:
-                progress(len(chunk))
-    return md5.hexdigest(), size
-
-
-class HashingWriter:
-    """A binary file opened for writing that hashes what goes through it (hash while writing)."""
-
-    def __init__(self, fh: IO[bytes]) -> None:
-        self._fh = fh
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.size = 0
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self.md5.update(view)
-        self.size += len(view)
-        return self._fh.write(view)
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def __getattr__(self, name: str) -> Any:  # e.g. `closed`, `name`
-        return getattr(self._fh, name)
-
-
-def partial_path(path: Path) -> Path:
-    """Where `path` is written until complete (`<name>.partial`): a killed writer leaves it."""
-    return path.with_name(path.name + PARTIAL)
-
-
-@contextlib.contextmanager
-def hashing_writer(path: Path) -> Iterator[HashingWriter]:
-    """Write `path` through a HashingWriter, under its partial name until the write completes.
-
-    A failed write leaves nothing behind; a killed process leaves `<name>.partial`, which
-    is never taken for the output itself.
-    """
-    tmp = partial_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            yield HashingWriter(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def temps_in(folder: Path) -> list[Path]:
-    """Temp files of copies cut short in an object store (`files/md5` and its folders).
-
-    gittrack's own (`.gittrack-<host>-<pid>-<token>.tmp`) go as soon as their process is
-    gone; DVC's (`.<token>.tmp`), and ours from other hosts, once not written for an hour.
-    """
-    found = []
-    for path in [*folder.glob("*.tmp"), *folder.glob("??/*.tmp")]:
-        try:
-            idle = time.time() - path.stat().st_mtime
-        except OSError:
-            continue
-        if idle > STALE_TMP_S or _writer_gone(path.name):
-            found.append(path)
-    return found
-
-
-def _tmp_name() -> str:
-    host = re.sub(r"[^A-Za-z0-9.]", "_", _hostname())
-    return f"{TMP_PREFIX}{host}-{os.getpid()}-{secrets.token_hex(8)}.tmp"
-
-
-def _hostname() -> str:
-    import socket
-
-    return socket.gethostname() or "host"
-
-
-def _writer_gone(name: str) -> bool:
-    """True when a temp file's name says it was written by a process of this host now gone."""
-    match = re.fullmatch(re.escape(TMP_PREFIX) + r"(.+)-(\d+)-[0-9a-f]+\.tmp", name)
-    if not match or match.group(1) != re.sub(r"[^A-Za-z0-9.]", "_", _hostname()):
-        return False
-    try:
-        os.kill(int(match.group(2)), 0)
-    except ProcessLookupError:
-        return True
-    except (OSError, OverflowError):
-        return False
-    return False
-
-
 # -- the object databases -------------------------------------------------------------------
 
 
@@ -320,7 +227,7 @@ class Store:
         try:
             source = path
             if path.is_symlink():
-                source, link, md5 = self._link_target(path, within), False, ""
+                source, link, md5 = link_target(path, within, self.repo.root), False, ""
             if source.is_dir():
                 return self._add_dir(source, link, progress, within)
             if link and source.stat().st_nlink > 1:
@@ -344,23 +251,6 @@ class Store:
             if prepush is not None:
                 prepush.finish(md5, size)
 
-    def _link_target(self, path: Path, within: Path) -> Path:
-        """The file or folder a symlink points to, when inside the repository or `within`."""
-        shown = _shown(path, within)
-        target = Path(os.path.realpath(path))
-        if not target.exists():
-            raise OutputError(
-                f"{shown} is a symlink to {os.readlink(path)}, which does not exist; "
-                "write the file itself into the output folder."
-            )
-        roots = [Path(os.path.realpath(r)) for r in (self.repo.root, within)]
-        if not any(target == r or target.is_relative_to(r) for r in roots):
-            raise OutputError(
-                f"{shown} is a symlink to {target}, outside the repository and the run's "
-                "output folder; copy the file into the output folder instead."
-            )
-        return target
-
     def _add_object(self, path: str, md5: str, link: bool) -> None:
         if self.cache.exists(md5):
             return
@@ -376,7 +266,7 @@ class Store:
         total = 0
         todo: dict[str, tuple[str, bool]] = {}  # md5 -> one file with it, and if it may be linked
         seen = {os.path.realpath(path)}
-        for parts, file, linkable in self._files(path, (), within, seen, not link):
+        for parts, file, linkable in folder_files(path, (), within, self.repo.root, seen, not link):
             md5, size = hash_file(file, progress)
             if md5 not in todo or (linkable and not todo[md5][1]):
                 todo[md5] = (str(file), linkable)
@@ -391,33 +281,6 @@ class Store:
         if not self.cache.exists(tree.oid):
             self.cache.add(tree.path, tree.fs, tree.oid)
         return Stored(tree.oid, total, len(tree))
-
-    def _files(
-        self, folder: Path, rel: tuple[str, ...], within: Path, seen: set[str], linked: bool
-    ) -> Iterator[tuple[tuple[str, ...], Path, bool]]:
-        """(path parts, file to read, may be hard-linked) for every file of a folder output.
-
-        Symlinks are followed to content inside the repository or `within` (OutputError
-        otherwise), whose files are only copied (`linked`); a folder reached again through a
-        link is a loop and read once.
-        """
-        with os.scandir(folder) as found:
-            entries = sorted(found, key=lambda e: e.name)
-        for entry in entries:
-            parts = (*rel, entry.name)
-            path = Path(entry.path)
-            if entry.is_symlink():
-                target = self._link_target(path, within)
-                if target.is_dir():
-                    if str(target) not in seen:
-                        yield from self._files(target, parts, within, seen | {str(target)}, True)
-                elif target.is_file():
-                    yield parts, target, False
-            elif entry.is_dir():
-                real = os.path.realpath(path)
-                yield from self._files(path, parts, within, seen | {real}, linked)
-            elif entry.is_file():
-                yield parts, path, not linked and entry.stat().st_nlink == 1
 
     def in_cache(self, oid: str) -> bool:
         """True when the object (and for folders, every file in it) is in the cache."""
@@ -490,7 +353,7 @@ class Store:
                     f"The folder listing of {what} names an unsafe path {rel!r}, so nothing of "
                     "it was written; its cache or remote copy was crafted or damaged."
                 )
-        _check_within(dest, within)
+        check_within(dest, within)
         if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
             if not force:
                 raise OutputError(f"{dest} already exists and differs from {what}; {hint}.")
@@ -511,9 +374,9 @@ class Store:
         hint: str,
     ) -> None:
         src = self.cache_path(oid)
-        _check_within(dest, within)
+        check_within(dest, within)
         if dest.is_symlink() or dest.exists():
-            if not dest.is_symlink() and dest.is_file() and _same_file(src, dest, oid):
+            if not dest.is_symlink() and dest.is_file() and same_file(src, dest, oid):
                 if progress:
                     progress(dest.stat().st_size)
                 return
@@ -777,7 +640,7 @@ class _Prepush:
 
     def __init__(self, remote: Any, src: Path) -> None:
         self.remote = remote
-        self.tmp = Path(remote.path) / _tmp_name()
+        self.tmp = Path(remote.path) / tmp_name()
         self.failed = False
         self.thread = threading.Thread(target=self._copy, args=(src,), daemon=True)
         self.thread.start()
@@ -814,36 +677,6 @@ class _Prepush:
             pass
         with contextlib.suppress(OSError):
             self.tmp.unlink()
-
-
-def _shown(path: Path, within: Path) -> str:
-    """`path` as the user knows it: relative to the output folder when inside it."""
-    try:
-        return path.relative_to(within).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def _check_within(dest: Path, within: Path) -> None:
-    """OutputError unless `dest` lies inside `within`, once every symlink on the way is followed."""
-    base = Path(os.path.realpath(within))
-    folder = Path(os.path.realpath(dest.parent))
-    if folder != base and not folder.is_relative_to(base):
-        raise OutputError(
-            f"{dest} is outside {within} (a symbolic link on the way leads to {folder}), "
-            "so it was not written; remove the link or check out with --to another folder."
-        )
-
-
-def _same_file(src: Path, dest: Path, oid: str) -> bool:
-    """True when `dest` holds the cached object `src` (the same file, or the same bytes)."""
-    try:
-        a, b = src.stat(), dest.stat()
-    except OSError:
-        return False
-    if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
-        return True
-    return a.st_size == b.st_size and hash_file(dest)[0] == oid
 
 
 def _reason(exc: BaseException) -> str:
