@@ -174,10 +174,10 @@ class RunRecord:
         problem = check_paths(data)
         if problem:
             raise UnsafeRecord(record_id, problem)
-        try:
-            code = Code(**data.pop("code", {}))
-            inputs = [Input(**i) for i in data.pop("inputs", [])]
-            outputs = {n: Output(**o) for n, o in data.pop("outputs", {}).items()}
+        try:  # keys a newer gittrack may add to these tables are left out, not refused
+            code = Code(**_known(Code, data.pop("code", {})))
+            inputs = [Input(**_known(Input, i)) for i in data.pop("inputs", [])]
+            outputs = {n: Output(**_known(Output, o)) for n, o in data.pop("outputs", {}).items()}
             known = set(cls.__dataclass_fields__)
             extra = {k: v for k, v in data.items() if k not in known}
             record = cls(
@@ -187,7 +187,7 @@ class RunRecord:
                 outputs=outputs,
             )
         except TypeError as exc:
-            raise RecordError(str(data.get("id", run_id)), f"unexpected layout ({exc})") from exc
+            raise RecordError(record_id, f"its layout is not gittrack's ({exc})") from exc
         if extra:
             record.env.setdefault("_unknown_keys", sorted(extra))
         params = dict(record.params)
@@ -195,6 +195,11 @@ class RunRecord:
             params.setdefault(name, None)  # None is not representable in TOML: omitted on write
         record.params = params
         return record
+
+
+def _known(kind: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a record table that dataclass `kind` has."""
+    return {k: v for k, v in data.items() if k in kind.__dataclass_fields__}
 
 
 def json_data(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -187,11 +187,15 @@ def check_types(data: Mapping[str, Any]) -> str:
             f"inputs[{i}].", item, INPUT_FIELDS
         ):
             return problem
+        if "run" not in item:
+            return f"'inputs[{i}]' has no 'run'"
     for name, item in (data.get("outputs") or {}).items():
         if problem := _wrong(f"outputs.{name}", item, TABLE) or _fields(
             f"outputs.{name}.", item, OUTPUT_FIELDS
         ):
             return problem
+        if "path" not in item:
+            return f"'outputs.{name}' has no 'path'"
     return ""
 
 
