@@ -74,6 +74,19 @@ class RecordError(GittrackError, ValueError):
         super().__init__(f"The record of run {run_id[:8]} is unreadable: {reason}.")
 
 
+class UnsafeRecord(RecordError):
+    """A record naming a path outside its run's folder: it is never used on disk."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        GittrackError.__init__(
+            self,
+            f"run {run_id[:8]}: {reason}; skipped (the record is unreadable: gittrack never "
+            "writes such a path, so it was crafted or damaged).",
+        )
+        self.run_id = run_id
+        self.reason = reason
+
+
 class SchemaTooNew(RecordError):
     def __init__(self, run_id: str, schema: int, supported: int) -> None:
         self.schema = schema

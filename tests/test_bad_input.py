@@ -156,7 +156,7 @@ def test_hand_edited_invalid_toml_is_reported_and_skipped(tracked_repo: Path, ru
     listing = run_cli(tracked_repo, "ls", "--json")
     assert listing.exit_code == 0
     assert [r["id"] for r in json.loads(listing.stdout)] == [rows[1]["id"]]
-    assert f"Warning: run {victim[:8]} is skipped: invalid TOML" in listing.stderr
+    assert f"Warning: run {victim[:8]} is unreadable (invalid TOML" in listing.stderr
     shown = run_cli(tracked_repo, "show", victim[:6])
     assert shown.exit_code == 1
     assert shown.output.startswith(

@@ -79,15 +79,28 @@ def remote_show(obj: Context, as_json: bool) -> None:
 @click.option(
     "--to", "to", type=click.Path(file_okay=False), help="Copy the outputs into this folder."
 )
+@click.option(
+    "--force",
+    "-f",
+    is_flag=True,
+    help="Replace files or folders in the way that differ from the outputs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the paths as JSON.")
 @pass_context
 def checkout(
-    obj: Context, run_ref: str, names: tuple[str, ...], to: str | None, as_json: bool
+    obj: Context,
+    run_ref: str,
+    names: tuple[str, ...],
+    to: str | None,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """Materialise a run's outputs, fetching them from the remote when needed.
 
     Without --to they appear in the run's output folder (.gittrack/outputs/<id>/);
-    with --to they are copied into that folder as independent files.
+    with --to they are copied into that folder as independent files. A file or folder
+    already in the way is left alone unless it holds the same data or --force is given;
+    nothing is ever written outside the target folder.
 
     \b
     Example:
@@ -96,7 +109,7 @@ def checkout(
     """
     from ..ops.data import checkout as do_checkout
 
-    paths = do_checkout(obj.repo(), run_ref, names, to, progress=sys.stderr.isatty())
+    paths = do_checkout(obj.repo(), run_ref, names, to, progress=sys.stderr.isatty(), force=force)
     if as_json:
         _echo_json([str(p) for p in paths])
         return
@@ -156,7 +169,9 @@ def gc(obj: Context, on_remote: bool, as_json: bool) -> None:
         return
     click.echo(
         f"Freed {_size(report.bytes)} locally ({report.objects} cache object(s), "
-        f"{report.folders} output folder(s))."
+        f"{report.folders} output folder(s)"
+        + (f", {report.temp_files} temp file(s)" if report.temp_files else "")
+        + ")."
     )
     if on_remote:
         click.echo(
@@ -206,21 +221,25 @@ def status(obj: Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("run_refs", nargs=-1, metavar="[RUN]...")
+@click.option(
+    "--remote", "on_remote", is_flag=True, help="Also re-hash the copies on the DVC remote."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
 @pass_context
-def verify(obj: Context, run_refs: tuple[str, ...], as_json: bool) -> None:
+def verify(obj: Context, run_refs: tuple[str, ...], on_remote: bool, as_json: bool) -> None:
     """Re-hash stored outputs (of RUN, else of every run) and name any that do not match.
 
-    Exits 1 when an output is missing or corrupted.
+    Sizes and md5 hashes are compared with the records; --remote checks the DVC remote's
+    copies as well (reading them all). Exits 1 when an output is missing, corrupted or partial.
 
     \b
     Example:
       gittrack verify
-      gittrack verify 3f2a
+      gittrack verify 3f2a --remote
     """
     from ..ops.data import verify as do_verify
 
-    checked, problems = do_verify(obj.repo(), run_refs)
+    checked, problems = do_verify(obj.repo(), run_refs, remote=on_remote)
     if as_json:
         _echo_json({"checked": checked, "problems": [p.__dict__ for p in problems]})
     else:

@@ -306,6 +306,8 @@ def output_file(repo: store.Repo, run_id: str, name: str) -> Path | None:
     output = record.outputs.get(name)
     if output is None or output.kind == "dir" or output.md5.endswith(".dir") or output.error:
         return None
+    if output.partial or not output.md5:  # incomplete data is never served
+        return None
     base = (repo.root / ".gittrack" / "outputs" / run_id).resolve()
     local = (base / output.path).resolve()
     if not local.is_relative_to(base):

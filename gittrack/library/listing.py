@@ -54,7 +54,9 @@ def list_runs(
     )
     more = limit is not None and len(rows) > limit
     rows = rows[:limit]
-    problems = [f"run {r['id'][:8]} is skipped: {r['problem']}" for r in rows if r["problem"]]
+    problems = [
+        f"run {r['id'][:8]} is unreadable ({r['problem']}); skipped" for r in rows if r["problem"]
+    ]
     records = [r["record"] | {"commit": r["commit"]} for r in rows if r["record"]]
     staged = []
     if not where and not sort:

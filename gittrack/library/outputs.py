@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +21,10 @@ def _output(run: Run, name: str) -> Output:
         known = ", ".join(sorted(outputs)) or "none"
         raise OutputError(f"Run {run.short} has no output '{name}' (its outputs: {known}).")
     output = outputs[name]
-    if output.error or not output.md5:
+    if output.error or not output.md5 or output.partial:
         raise OutputError(
-            f"Output '{name}' of run {run.short} was not stored: {output.error or 'no data'}"
+            f"Output '{name}' of run {run.short} was not stored: "
+            f"{output.error or ('it is partial' if output.partial else 'no data')}"
         )
     return output
 
@@ -32,9 +32,18 @@ def _output(run: Run, name: str) -> Output:
 def output_path(run: Run, name: str) -> Path:
     """Local path of output `name` of `run`: its output folder, filled from cache or remote."""
     output = _output(run, name)
-    dest = project.outputs_root(run.repo) / run.id / output.path
+    root = project.outputs_root(run.repo)
+    dest = root / run.id / output.path
     if not _present(dest, output):
-        materialise(run.repo, output, dest, link=True)
+        materialise(
+            run.repo,
+            output,
+            dest,
+            link=True,
+            within=root,
+            what=f"output '{name}' of run {run.short}",
+            hint=f"move it away, or run 'gittrack checkout {run.short} --force' to replace it",
+        )
     return dest
 
 
@@ -48,17 +57,37 @@ def _present(dest: Path, output: Output) -> bool:
 
 
 def materialise(
-    repo: store.Repo, output: Output, dest: Path, *, link: bool, progress: Any = None
+    repo: store.Repo,
+    output: Output,
+    dest: Path,
+    *,
+    link: bool,
+    progress: Any = None,
+    force: bool = False,
+    within: Path | None = None,
+    what: str = "",
+    hint: str = "move it away, or pass --force to replace it",
 ) -> None:
-    """Place an output's data at `dest`, fetching it from the remote when the cache lacks it."""
+    """Place an output's data at `dest`, fetching it from the remote when the cache lacks it.
+
+    Nothing is written outside `within`, and what is already at `dest` is replaced only with
+    `force` (see `Store.materialise`).
+    """
     from ..store import datastore
 
     cache = datastore.Store(repo)
     if not cache.in_cache(output.md5):
         cache.fetch([output.md5])
-    if dest.is_dir() and not output.md5.endswith(".dir"):
-        shutil.rmtree(dest)
-    cache.materialise(output.md5, dest, link=link, progress=progress)
+    cache.materialise(
+        output.md5,
+        dest,
+        link=link,
+        progress=progress,
+        force=force,
+        within=within,
+        what=what,
+        hint=hint,
+    )
 
 
 def load_output(run: Run, name: str) -> Any:

@@ -16,7 +16,8 @@ from typing import Any
 
 import tomli_w
 
-from ..errors import RecordError, SchemaTooNew
+from ..errors import RecordError, SchemaTooNew, UnsafeRecord
+from .schema import RUN_ID, check_paths, check_types
 
 SCHEMA = 2
 SHORT = 8
@@ -86,6 +87,7 @@ class Output:
     pushed: bool = False
     nfiles: int = 0  # folders only
     error: str = ""  # set when the value could not be stored
+    partial: bool = False  # the run was killed while storing it: the data is incomplete
 
 
 @dataclass
@@ -140,7 +142,9 @@ class RunRecord:
         data["inputs"] = [asdict(i) for i in self.inputs]
         data["outputs"] = {
             name: {
-                k: v for k, v in asdict(o).items() if v not in ("", None) or k in ("md5", "path")
+                k: v
+                for k, v in asdict(o).items()
+                if (v not in ("", None) or k in ("md5", "path")) and (k != "partial" or v)
             }
             for name, o in self.outputs.items()
         }
@@ -174,19 +178,32 @@ class RunRecord:
     def from_dict(cls, data: Mapping[str, Any], run_id: str = "?") -> RunRecord:
         data = dict(data)
         schema = data.pop("schema", None)
-        if not isinstance(schema, int):
+        if not isinstance(schema, int) or isinstance(schema, bool):
             raise RecordError(run_id, "missing or invalid 'schema' key")
         if schema > SCHEMA:
             raise SchemaTooNew(str(data.get("id", run_id)), schema, SCHEMA)
+        if schema < SCHEMA and schema not in MIGRATIONS:
+            raise RecordError(run_id, f"'schema' {schema} is not a record schema gittrack knows")
         while schema < SCHEMA:
             data = MIGRATIONS[schema](data)
             schema += 1
         if not isinstance(data.get("id"), str) or not data["id"]:
             raise RecordError(run_id, "missing 'id'")
-        try:
-            code = Code.from_dict(data.pop("code", {}))
-            inputs = [Input(**i) for i in data.pop("inputs", [])]
-            outputs = {n: Output(**o) for n, o in data.pop("outputs", {}).items()}
+        record_id = data["id"]
+        if not RUN_ID.fullmatch(record_id):
+            raise RecordError(run_id, f"its id {record_id!r} is not a run id")
+        if RUN_ID.fullmatch(run_id) and record_id != run_id:
+            raise RecordError(run_id, f"its id {record_id[:8]} differs from its folder's")
+        problem = check_types(data)
+        if problem:
+            raise RecordError(record_id, problem)
+        problem = check_paths(data)
+        if problem:
+            raise UnsafeRecord(record_id, problem)
+        try:  # keys a newer gittrack may add to these tables are left out, not refused
+            code = Code.from_dict(_known(Code, data.pop("code", {})))
+            inputs = [Input(**_known(Input, i)) for i in data.pop("inputs", [])]
+            outputs = {n: Output(**_known(Output, o)) for n, o in data.pop("outputs", {}).items()}
             known = set(cls.__dataclass_fields__)
             extra = {k: v for k, v in data.items() if k not in known}
             record = cls(
@@ -196,7 +213,7 @@ class RunRecord:
                 outputs=outputs,
             )
         except TypeError as exc:
-            raise RecordError(str(data.get("id", run_id)), f"unexpected layout ({exc})") from exc
+            raise RecordError(record_id, f"its layout is not gittrack's ({exc})") from exc
         if extra:
             record.env.setdefault("_unknown_keys", sorted(extra))
         params = dict(record.params)
@@ -204,6 +221,11 @@ class RunRecord:
             params.setdefault(name, None)  # None is not representable in TOML: omitted on write
         record.params = params
         return record
+
+
+def _known(kind: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a record table that dataclass `kind` has."""
+    return {k: v for k, v in data.items() if k in kind.__dataclass_fields__}
 
 
 def json_data(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -214,6 +236,10 @@ def json_data(data: Mapping[str, Any]) -> dict[str, Any]:
     API and the UI's /api/runs all give this form.
     """
     out: dict[str, Any] = _jsonable(data)
+    out["code"] = asdict(Code()) | (out.get("code") or {})  # a hand-written record may lack it
+    for key in ("metrics", "env", "param_sources"):
+        out.setdefault(key, {})
+    out.setdefault("argv", [])
     params = out.get("params") or {}
     for name in out.get("param_sources") or {}:
         params.setdefault(name, None)

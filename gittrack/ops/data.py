@@ -1,9 +1,10 @@
 """Repository-wide data operations behind the CLI: push, status, verify, checkout, rm and gc.
 
 Each function finds what it needs in the lookup table (records on the runs branch) and leaves
-DVC to `datastore.py`. "Pushed" is tracked per clone in `.git/gittrack/pushed/` (a ledger per
-remote URL, rebuildable by asking the remote), because a run's record never changes after its
-commit: `pushed` in run.toml says whether the push succeeded when the run ended.
+DVC to `datastore.py`. What is on the remote is asked of the remote (a listing of its object
+folders), never believed: `pushed` in run.toml only says whether the push succeeded when the
+run ended, and `.git/gittrack/pushed/` (a ledger per remote URL) answers only while the remote
+cannot be reached.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def iter_outputs(repo: store.Repo) -> Iterator[OutputRef]:
     for row in Index(repo).select():
         record = row.get("record") or {}
         for name, data in (record.get("outputs") or {}).items():
-            if data.get("md5") and not data.get("error"):
+            if data.get("md5") and not data.get("error") and not data.get("partial"):
                 known = {k: v for k, v in data.items() if k in Output.__dataclass_fields__}
                 yield OutputRef(row["id"], name, Output(**known))
 
@@ -65,33 +66,45 @@ class PushReport:
 
 
 def push_outputs(repo: store.Repo) -> PushReport:
-    """Push every output not yet known to be on the DVC remote (no git remote needed)."""
+    """Push every output the DVC remote lacks, as its own listing says (no git remote needed)."""
     cache = _store(repo)
     report = PushReport(url=cache.url)
-    todo = _not_known_pushed(cache, repo)
-    if not todo:
+    wanted = _outputs_by_md5(repo)
+    if not wanted:
         return report
     cache.remote()  # fails early, with the fix, when the remote is unreachable
+    there = cache.complete_on_remote(wanted)
+    todo = {m: refs for m, refs in wanted.items() if m not in there}
+    report.already = sum(len(refs) for m, refs in wanted.items() if m not in todo)
     local = {m for m in todo if cache.in_cache(m)}
     copied = cache.push(local)
     report.copied = len(copied)
     report.bytes = sum(todo[m][0].output.size for m in local if cache.expand([m]) & copied)
-    found = cache.on_remote(set(todo) - local)
-    report.already = sum(len(todo[m]) for m in found) + sum(
-        len(todo[m]) for m in local if not cache.expand([m]) & copied
-    )
-    report.missing = [ref for m in set(todo) - local - found for ref in todo[m]]
-    cache.mark_pushed(cache.expand(local | found))
+    report.already += sum(len(todo[m]) for m in local if not cache.expand([m]) & copied)
+    report.missing = [ref for m in set(todo) - local for ref in todo[m]]
+    cache.mark_pushed(cache.expand(set(wanted) - (set(todo) - local)))
     return report
 
 
-def _not_known_pushed(cache: Any, repo: store.Repo) -> dict[str, list[OutputRef]]:
-    known = cache.known_pushed()
-    todo: dict[str, list[OutputRef]] = {}
+def _outputs_by_md5(repo: store.Repo) -> dict[str, list[OutputRef]]:
+    found: dict[str, list[OutputRef]] = {}
     for ref in iter_outputs(repo):
-        if ref.output.md5 not in known:
-            todo.setdefault(ref.output.md5, []).append(ref)
-    return todo
+        found.setdefault(ref.output.md5, []).append(ref)
+    return found
+
+
+def unpushed(cache: Any, repo: store.Repo) -> tuple[dict[str, list[OutputRef]], str]:
+    """Outputs the remote lacks (a folder's files included), checked there; and why it could
+    not be checked (then this clone's ledger of what it pushed answers instead)."""
+    wanted = _outputs_by_md5(repo)
+    if not wanted:
+        return {}, ""
+    try:
+        there = cache.complete_on_remote(wanted)
+    except RemoteError as exc:
+        known = cache.known_pushed()
+        return {m: refs for m, refs in wanted.items() if m not in known}, str(exc)
+    return {m: refs for m, refs in wanted.items() if m not in there}, ""
 
 
 @dataclass
@@ -103,18 +116,11 @@ class Status:
 
 
 def status(repo: store.Repo) -> Status:
-    """Outputs not on the remote yet, and runs still running or whose process died."""
+    """Outputs not on the remote (its listing says), and runs still running or whose process died."""
     cache = _store(repo)
     result = Status(url=cache.url)
-    todo = _not_known_pushed(cache, repo)
-    if todo:
-        try:
-            found = cache.on_remote(todo)
-            cache.mark_pushed(cache.expand(found))
-        except RemoteError as exc:
-            found = set()
-            result.remote_problem = str(exc)
-        result.unpushed = [ref for m, refs in todo.items() if m not in found for ref in refs]
+    todo, result.remote_problem = unpushed(cache, repo)
+    result.unpushed = [ref for refs in todo.values() for ref in refs]
     for record, state in staging.stale_runs(repo):
         result.running.append((record.id, record.command_line, state))
     return result
@@ -130,16 +136,27 @@ class Problem:
     message: str
 
 
-def verify(repo: store.Repo, refs: Sequence[str] = ()) -> tuple[int, list[Problem]]:
-    """Re-hash the cached data of outputs (of `refs`, else of every run); (checked, problems)."""
+def verify(
+    repo: store.Repo, refs: Sequence[str] = (), *, remote: bool = False
+) -> tuple[int, list[Problem]]:
+    """Re-hash the cached data of outputs (of `refs`, else of every run); (checked, problems).
+
+    Sizes and hashes are compared with the record; with `remote`, the remote's copies too.
+    """
     cache = _store(repo)
     wanted = {resolve_id(repo, r) for r in refs}
     checked, problems = 0, []
+    if remote:
+        cache.remote()  # fails early, with the fix, when the remote is unreachable
     for ref in iter_outputs(repo):
         if wanted and ref.run not in wanted:
             continue
         checked += 1
-        message = cache.check(ref.output.md5)
+        if remote:
+            there = cache.check_remote(ref.output.md5, _file_size(ref.output))
+            if there:
+                problems.append(Problem(ref.run, ref.name, f"on the remote: {there}"))
+        message = cache.check(ref.output.md5, _file_size(ref.output))
         if message == "missing from the cache":
             try:
                 there = bool(cache.on_remote([ref.output.md5]))
@@ -151,17 +168,51 @@ def verify(repo: store.Repo, refs: Sequence[str] = ()) -> tuple[int, list[Proble
             except RemoteError:
                 message += " (the remote cannot be reached to check)"
         elif message.startswith("corrupted") and not ref.output.md5.endswith(".dir"):
-            message += _drop_corrupted(cache, ref.output.md5, ref.run)
+            message += _drop_corrupted(cache, ref, project.outputs_root(repo) / ref.run)
         if message:
             problems.append(Problem(ref.run, ref.name, message))
+    for problem in _partial(repo):
+        if not wanted or problem.run in wanted:
+            checked += 1
+            problems.append(problem)
     if wanted and not checked:
         for run_id in wanted:
             Run(run_id, repo).record  # noqa: B018 (raises when the record is unreadable)
     return checked, problems
 
 
-def _drop_corrupted(cache: Any, md5: str, run_id: str) -> str:
-    """Remove a corrupted cache object when the remote has a good copy; the fix, as text."""
+def _partial(repo: store.Repo) -> Iterator[Problem]:
+    """Outputs a run was killed while storing: recorded as partial, or in a died staged run."""
+    from ..recording.outputs import partial_outputs
+
+    for row in Index(repo).select():
+        for name, data in ((row.get("record") or {}).get("outputs") or {}).items():
+            if data.get("partial"):
+                yield Problem(row["id"], name, f"partial: {data.get('error', '')}")
+    for record, state in staging.stale_runs(repo):
+        if state != "died":
+            continue
+        for name, (file, size) in partial_outputs(project.outputs_root(repo) / record.id).items():
+            yield Problem(
+                record.id,
+                name,
+                f"partial: the run was killed while storing it ({size} bytes kept in {file}); "
+                "'gittrack doctor' records the run as died",
+            )
+
+
+def _file_size(output: Output) -> int:
+    """The recorded size to compare with a stored object (-1 for folders: sizes are per file)."""
+    return -1 if output.md5.endswith(".dir") else output.size
+
+
+def _drop_corrupted(cache: Any, ref: OutputRef, out_dir: Path) -> str:
+    """Remove a corrupted cache object when the remote has a good copy; the fix, as text.
+
+    The run's output folder holds a hard link to that same damaged file when gittrack linked
+    it there; that link goes too, so that a checkout restores it (a copy of the user's stays).
+    """
+    md5, run_id = ref.output.md5, ref.run
     try:
         there = bool(cache.on_remote([md5]))
     except RemoteError:
@@ -169,6 +220,10 @@ def _drop_corrupted(cache: Any, md5: str, run_id: str) -> str:
     if not there:
         return "; the remote has no copy either, so it was left in place"
     path = cache.cache_path(md5)
+    with contextlib.suppress(OSError):
+        linked = out_dir / ref.output.path
+        if linked.is_file() and not linked.is_symlink() and os.path.samefile(linked, path):
+            linked.unlink()
     with contextlib.suppress(OSError):
         path.chmod(0o644)
         path.unlink()
@@ -181,10 +236,15 @@ def checkout(
     names: Sequence[str] = (),
     to: str | os.PathLike[str] | None = None,
     progress: bool = False,
+    force: bool = False,
 ) -> list[Path]:
-    """Materialise a run's outputs (all, or `names`) in its output folder or under `to`."""
+    """Materialise a run's outputs (all, or `names`) in its output folder or under `to`.
+
+    Files and folders already there are kept unless they hold the same data, or `force`
+    replaces them; nothing is written outside the target folder.
+    """
     run = Run(ref, repo)
-    stored = {n: o for n, o in run.outputs.items() if o.md5 and not o.error}
+    stored = {n: o for n, o in run.outputs.items() if o.md5 and not o.error and not o.partial}
     for name in names:
         if name not in run.outputs:
             raise OutputError(
@@ -195,7 +255,8 @@ def checkout(
                 f"Output '{name}' of run {run.short} was not stored: {run.outputs[name].error or 'no data'}"
             )
     chosen = {n: stored[n] for n in (names or sorted(stored))}
-    root = Path(to).absolute() if to else project.outputs_root(repo) / run.id
+    within = Path(to).absolute() if to else project.outputs_root(repo)
+    root = within if to else within / run.id
     cache = _store(repo)
     missing = [o for o in chosen.values() if not cache.in_cache(o.md5)]
     if missing:
@@ -204,11 +265,17 @@ def checkout(
     total = sum(o.size for o in chosen.values())
     paths = []
     with _progress_bar(total, progress and total >= PROGRESS_MIN_BYTES) as update:
-        for output in chosen.values():
+        for name, output in chosen.items():
             dest = root / output.path
-            if dest.is_dir() and not output.md5.endswith(".dir"):
-                shutil.rmtree(dest)
-            cache.materialise(output.md5, dest, link=to is None, progress=update)
+            cache.materialise(
+                output.md5,
+                dest,
+                link=to is None,
+                progress=update,
+                force=force,
+                within=within,
+                what=f"output '{name}' of run {run.short}",
+            )
             paths.append(dest)
     return paths
 
@@ -260,10 +327,14 @@ class GcReport:
     folders: int = 0  # output folders of removed runs deleted from the working tree
     remote_objects: int = 0
     remote_bytes: int = 0
+    temp_files: int = 0  # left in the cache or the remote by copies cut short (killed runs)
 
 
 def gc(repo: store.Repo, remote: bool = False) -> GcReport:
-    """Delete cache (and with `remote`, remote) objects no run on the branch references."""
+    """Delete cache (and with `remote`, remote) objects no run on the branch references.
+
+    Temp files that copies cut short left in the cache or a local-folder remote go too.
+    """
     cache = _store(repo)
     used = {ref.output.md5 for ref in iter_outputs(repo)}
     live = staging.stale_runs(repo)
@@ -286,6 +357,9 @@ def gc(repo: store.Repo, remote: bool = False) -> GcReport:
                 doomed.extend(p for p in entry.rglob("*") if p.is_file() or p.is_symlink())
                 report.folders += 1
                 doomed.append(entry)
+    temps = cache.stale_temps(remote=True)
+    report.temp_files = len(temps)
+    doomed.extend(temps)
     report.bytes = _delete(doomed)
     if remote:
         report.remote_objects, report.remote_bytes = cache.gc_remote(used)

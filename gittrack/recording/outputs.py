@@ -32,6 +32,7 @@ from ..errors import (
 )
 from ..model.record import Output, RunRecord
 from ..store import project
+from ..store.safefs import PARTIAL
 from .context import current
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ LOG_NAME = "metrics"  # the output gittrack.log() writes
 LOG_FILE = "metrics.csv"
 MANIFEST = "outputs.json"  # in the run's staging folder: what save()/log() wrote so far
 RESERVED = {"run.toml", ".gitignore"}
+SKIPPED = (".tmp", PARTIAL)  # files in the output folder that are not outputs
 
 
 def validate_name(name: object) -> str:
@@ -236,19 +238,25 @@ def place(name: str, value: Any, out_dir: Path) -> _Placed:
 def _place_table(name: str, table: Any, out_dir: Path) -> _Placed:
     import pandas as pd
 
+    from ..store.datastore import partial_path
+
     frame = table.to_frame() if isinstance(table, pd.Series) else table
     try:
-        import pyarrow  # noqa: F401
+        try:
+            import pyarrow  # noqa: F401
 
-        frame.to_parquet(out_dir / f"{name}.parquet")
-        return _Placed(f"{name}.parquet", "parquet")
-    except ImportError:
-        frame.to_csv(out_dir / f"{name}.csv", index=not isinstance(frame.index, pd.RangeIndex))
-        return _Placed(f"{name}.csv", "csv")
-    except OSError:
+            file, kind = f"{name}.parquet", "parquet"
+            frame.to_parquet(partial_path(out_dir / file))
+        except ImportError:
+            file, kind = f"{name}.csv", "csv"
+            index = not isinstance(frame.index, pd.RangeIndex)
+            frame.to_csv(partial_path(out_dir / file), index=index)
+        os.replace(partial_path(out_dir / file), out_dir / file)  # complete: now an output
+        return _Placed(file, kind)
+    except BaseException:
         for suffix in (".parquet", ".csv"):
             with contextlib.suppress(OSError):
-                (out_dir / f"{name}{suffix}").unlink()
+                partial_path(out_dir / f"{name}{suffix}").unlink()
         raise
 
 
@@ -262,8 +270,8 @@ def _place_path(name: str, path: Path, out_dir: Path) -> _Placed:
             f"Output '{name}' names {path}, which does not exist; write it before returning it."
         )
     kind = "dir" if path.is_dir() else "file"
-    with contextlib.suppress(ValueError):
-        rel = path.resolve().relative_to(out_dir.resolve())
+    with contextlib.suppress(ValueError):  # a symlink in the output folder stays one (see add)
+        rel = (Path(os.path.realpath(path.parent)) / path.name).relative_to(out_dir.resolve())
         if not rel.parts:
             raise OutputError(
                 f"Output '{name}' is the run's output folder itself; everything in it is kept anyway, so return its files or nothing."
@@ -273,10 +281,12 @@ def _place_path(name: str, path: Path, out_dir: Path) -> _Placed:
     if dest.exists():
         dest = out_dir / f"{name}-{path.name}"
     if kind == "dir":
+        tmp = datastore.partial_path(dest)
         try:
-            shutil.copytree(path, dest, symlinks=False)
+            shutil.copytree(path, tmp, symlinks=False)
+            os.replace(tmp, dest)
         except (OSError, shutil.Error):
-            shutil.rmtree(dest, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
             raise
         return _Placed(dest.name, kind)
     with datastore.hashing_writer(dest) as writer, open(path, "rb") as src:
@@ -334,6 +344,48 @@ def finalize_died(
     out_dir = project.outputs_root(repo) / record.id
     if wanted or out_dir.is_dir():
         store_outputs(repo, record, out_dir, wanted, files, quiet=True)
+        keep_partial(record, out_dir)
+
+
+def partial_outputs(out_dir: Path) -> dict[str, tuple[str, int]]:
+    """{output name: (file, bytes)} for outputs a killed run was still writing (`*.partial`)."""
+    found: dict[str, tuple[str, int]] = {}
+    if not out_dir.is_dir():
+        return found
+    for entry in sorted(out_dir.iterdir()):
+        if entry.name.startswith(".") or not entry.name.endswith(PARTIAL):
+            continue
+        final = Path(entry.name.removesuffix(PARTIAL))
+        name = final.stem if entry.is_file() and final.suffix else final.name
+        try:
+            size = entry.stat().st_size if entry.is_file() else _folder_size(entry)
+        except OSError:
+            continue
+        found.setdefault(name, (entry.name, size))
+    return found
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def keep_partial(record: RunRecord, out_dir: Path) -> None:
+    """Name the outputs the run was killed while writing: partial, never stored or pushed."""
+    rel = out_dir.relative_to(out_dir.parents[2]).as_posix()  # .gittrack/outputs/<id>
+    for name, (file, size) in partial_outputs(out_dir).items():
+        stored = record.outputs.get(name)
+        if stored is not None and stored.md5:
+            continue  # a complete copy was stored after all
+        record.outputs[name] = Output(
+            path=file,
+            size=size,
+            kind="",
+            partial=True,
+            error=(
+                f"the run was killed while storing it; the {size} bytes written so far are "
+                f"kept in {rel}/{file}, and it is not a valid output"
+            ),
+        )
 
 
 def _written_path(value: Any, record: RunRecord) -> Path | None:
@@ -385,7 +437,14 @@ def store_outputs(
     cache = datastore.Store(repo)
     for name, item in placed.items():
         try:
-            stored = cache.add(out_dir / item.path, link=True, md5=item.md5, size=item.size)
+            stored = cache.add(
+                out_dir / item.path, link=True, md5=item.md5, size=item.size, within=out_dir
+            )
+        except OutputError as exc:  # e.g. a symlink to a file outside the repository
+            record.outputs[name] = Output(
+                path="", kind="", error=f"Output '{name}' was not stored: {exc}"
+            )
+            continue
         except (StorageFull, OSError) as exc:
             _fail(record, name, exc)
             continue
@@ -436,7 +495,7 @@ def _add_leftovers(out_dir: Path, placed: dict[str, _Placed], record: RunRecord)
         return
     tops = {PurePosixPath(p.path).parts[0] for p in placed.values()}
     for entry in sorted(out_dir.iterdir()):
-        if entry.name.startswith(".") or entry.name in tops or entry.name.endswith(".tmp"):
+        if entry.name.startswith(".") or entry.name in tops or entry.name.endswith(SKIPPED):
             continue
         for name in (entry.stem if entry.is_file() else entry.name, entry.name):
             if name not in placed and name not in record.outputs:

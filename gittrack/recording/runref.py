@@ -328,7 +328,12 @@ def find_reusable(session: RunSession) -> RunRecord | None:
             record = RunRecord.from_toml(data, run_id) if data else None
         except RecordError:
             record = None
-        if record is None or record.status != "completed" or record.memo != key:
+        if (
+            record is None
+            or record.status != "completed"
+            or record.memo != key
+            or any(o.partial for o in record.outputs.values())  # incomplete data: never reused
+        ):
             memo.forget(session.repo, key, run_id)  # removed or rewritten since: not a candidate
             continue
         if session.code_files.unchanged(record.code.files):

@@ -262,7 +262,9 @@ class RunSession:
 
 def report(record: RunRecord) -> None:
     for name, output in record.outputs.items():
-        if output.error:
+        if output.error.startswith(f"Output '{name}' was not stored: "):
+            click.echo(f"Warning: {output.error}", err=True)
+        elif output.error:
             click.echo(f"Warning: output '{name}' was not stored: {output.error}", err=True)
     line = record.command_line
     name = f" '{record.name}'" if record.name else ""

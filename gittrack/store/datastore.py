@@ -15,24 +15,36 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .. import store
-from ..errors import RemoteError, StorageFull
+from ..errors import OutputError, RemoteError, StorageFull
+from ..model.schema import safe_path
+from .safefs import (
+    CHUNK as CHUNK,
+    PARTIAL as PARTIAL,
+    TMP_PREFIX as TMP_PREFIX,
+    HashingWriter as HashingWriter,
+    check_within,
+    folder_files,
+    hash_file as hash_file,
+    hashing_writer as hashing_writer,
+    link_target,
+    partial_path as partial_path,
+    same_file,
+    temps_in,
+    tmp_name,
+)
 
 HASH = "md5"
 REMOTE_NAME = "storage"
-CHUNK = 1 << 20
 LAYOUT = ("files", "md5")
 PREPUSH_MIN_BYTES = 16 << 20
-TMP_PREFIX = ".gittrack-"
 CONFIG_PATH = ".dvc/config"
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -145,55 +157,6 @@ def _cloud_fs(url: str) -> tuple[Any, str]:
         ) from exc
 
 
-# -- hashing and writing --------------------------------------------------------------------
-
-
-def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
-    """(md5, size) of a file, streamed in 1 MiB chunks."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            md5.update(chunk)
-            size += len(chunk)
-            if progress:
-                progress(len(chunk))
-    return md5.hexdigest(), size
-
-
-class HashingWriter:
-    """A binary file opened for writing that hashes what goes through it (hash while writing)."""
-
-    def __init__(self, fh: IO[bytes]) -> None:
-        self._fh = fh
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.size = 0
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self.md5.update(view)
-        self.size += len(view)
-        return self._fh.write(view)
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def __getattr__(self, name: str) -> Any:  # e.g. `closed`, `name`
-        return getattr(self._fh, name)
-
-
-@contextlib.contextmanager
-def hashing_writer(path: Path) -> Iterator[HashingWriter]:
-    """Write `path` through a HashingWriter; a failed write leaves no partial file behind."""
-    try:
-        with open(path, "wb") as fh:
-            yield HashingWriter(fh)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        raise
-
-
 # -- the object databases -------------------------------------------------------------------
 
 
@@ -249,22 +212,34 @@ class Store:
         md5: str = "",
         size: int = -1,
         progress: Callable[[int], None] | None = None,
+        within: Path | None = None,
     ) -> Stored:
         """Put a file or folder into the cache (hashing it unless `md5` is known).
 
         A large file bound for a local-folder remote is copied there while it is hashed
-        (`_Prepush`), so storing costs the longer of the two rather than their sum.
+        (`_Prepush`), so storing costs the longer of the two rather than their sum. A symlink
+        is stored as the content it points to when that lies inside the repository or
+        `within` (the run's output folder), and refused (OutputError) otherwise; its target
+        is copied, never hard-linked or made read-only.
         """
         prepush = None
+        within = within if within is not None else path.parent
         try:
-            if path.is_dir():
-                return self._add_dir(path, link, progress)
+            source = path
+            if path.is_symlink():
+                source, link, md5 = link_target(path, within, self.repo.root), False, ""
+            if source.is_dir():
+                return self._add_dir(source, link, progress, within)
+            if link and source.stat().st_nlink > 1:
+                link = False  # a hard link of another file: linking would chmod that file too
+            if md5 and size >= 0 and source.stat().st_size != size:
+                md5 = ""  # changed since it was hashed (e.g. a run killed while writing it)
             if size < 0 or size >= PREPUSH_MIN_BYTES:
-                prepush = _Prepush.start(self, path, md5)
+                prepush = _Prepush.start(self, source, md5)
             if not md5:
-                md5, size = hash_file(path, progress)
-            self._add_object(str(path), md5, link)
-            return Stored(md5, size if size >= 0 else path.stat().st_size)
+                md5, size = hash_file(source, progress)
+            self._add_object(str(source), md5, link)
+            return Stored(md5, size if size >= 0 else source.stat().st_size)
         except OSError as exc:
             md5 = ""
             if exc.errno in FULL_ERRNOS:
@@ -274,31 +249,34 @@ class Store:
             raise
         finally:
             if prepush is not None:
-                prepush.finish(md5)
+                prepush.finish(md5, size)
 
     def _add_object(self, path: str, md5: str, link: bool) -> None:
         if self.cache.exists(md5):
             return
         self.cache.add(path, self.localfs, md5, hardlink=link)
 
-    def _add_dir(self, path: Path, link: bool, progress: Callable[[int], None] | None) -> Stored:
+    def _add_dir(
+        self, path: Path, link: bool, progress: Callable[[int], None] | None, within: Path
+    ) -> Stored:
         from dvc_data.hashfile.meta import Meta
         from dvc_data.hashfile.tree import Tree
 
         tree = Tree()
         total = 0
-        todo: dict[str, str] = {}  # md5 -> one file with that content
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            rel = Path(root).relative_to(path).parts
-            for name in sorted(files):
-                file = Path(root) / name
-                md5, size = hash_file(file, progress)
-                todo.setdefault(md5, str(file))
-                tree.add((*rel, name), Meta(size=size), _hash_info(md5))
-                total += size
-        if todo:  # one batched transfer: link types are probed once, not per file
-            self.cache.add(list(todo.values()), self.localfs, list(todo), hardlink=link)
+        todo: dict[str, tuple[str, bool]] = {}  # md5 -> one file with it, and if it may be linked
+        seen = {os.path.realpath(path)}
+        for parts, file, linkable in folder_files(path, (), within, self.repo.root, seen, not link):
+            md5, size = hash_file(file, progress)
+            if md5 not in todo or (linkable and not todo[md5][1]):
+                todo[md5] = (str(file), linkable)
+            tree.add(parts, Meta(size=size), _hash_info(md5))
+            total += size
+        for linkable in (True, False):  # one batched transfer each: link types probed once
+            batch = {m: f for m, (f, ok) in todo.items() if ok == linkable}
+            if batch:
+                hardlink = link and linkable
+                self.cache.add(list(batch.values()), self.localfs, list(batch), hardlink=hardlink)
         tree.digest()
         if not self.cache.exists(tree.oid):
             self.cache.add(tree.path, tree.fs, tree.oid)
@@ -320,8 +298,8 @@ class Store:
     def cache_path(self, oid: str) -> Path:
         return Path(self.cache.oid_to_path(oid))
 
-    def check(self, oid: str) -> str:
-        """ "" when the cached object re-hashes to `oid`; else what is wrong with it."""
+    def check(self, oid: str, size: int = -1) -> str:
+        """ "" when the cached object has `size` bytes (unless -1) and re-hashes to `oid`."""
         if oid.endswith(".dir"):
             if not self.cache.exists(oid):
                 return "missing from the cache"
@@ -329,28 +307,83 @@ class Store:
                 entries = list(self._tree(self.cache, oid))
             except Exception as exc:
                 return f"folder listing unreadable ({exc})"
-            for key, _, h in entries:
-                problem = self.check(h.value)
+            for key, meta, h in entries:
+                problem = self.check(h.value, meta.size if meta.size is not None else -1)
                 if problem:
                     return f"file {'/'.join(key)} {problem}"
             return ""
         path = self.cache_path(oid)
         if not path.exists():
             return "missing from the cache"
+        found = path.stat().st_size
+        if size >= 0 and found != size:
+            return f"corrupted in the cache (size {found} bytes differs from the recorded {size})"
         if hash_file(path)[0] != oid:
             return "corrupted in the cache (its content no longer matches its md5)"
         return ""
 
     def materialise(
-        self, oid: str, dest: Path, *, link: bool, progress: Callable[[int], None] | None = None
+        self,
+        oid: str,
+        dest: Path,
+        *,
+        link: bool,
+        progress: Callable[[int], None] | None = None,
+        force: bool = False,
+        within: Path | None = None,
+        what: str = "",
+        hint: str = "move it away, or pass --force to replace it",
     ) -> None:
-        """Place the cached object at `dest` (hardlinks only when `link`; else reflink or copy)."""
-        if oid.endswith(".dir"):
-            dest.mkdir(parents=True, exist_ok=True)
-            for key, _, h in self._tree(self.cache, oid):
-                self.materialise(h.value, dest.joinpath(*key), link=link, progress=progress)
+        """Place the cached object at `dest` (hardlinks only when `link`; else reflink or copy).
+
+        Nothing is written outside `within` (default: dest's folder), symlinks on the way
+        included; a file or folder already at a destination that differs from the object is
+        kept (OutputError naming it and `hint`) unless `force`, which replaces only that entry.
+        """
+        within = within if within is not None else dest.parent
+        what = what or f"object {oid}"
+        if not oid.endswith(".dir"):
+            self._place(oid, dest, link, progress, force, within, what, hint)
             return
+        entries = list(self._tree(self.cache, oid))
+        for key, _, _ in entries:
+            rel = "/".join(key)
+            if not safe_path(rel):
+                raise OutputError(
+                    f"The folder listing of {what} names an unsafe path {rel!r}, so nothing of "
+                    "it was written; its cache or remote copy was crafted or damaged."
+                )
+        check_within(dest, within)
+        if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+            if not force:
+                raise OutputError(f"{dest} already exists and differs from {what}; {hint}.")
+            dest.unlink()
+        dest.mkdir(parents=True, exist_ok=True)
+        for key, _, h in entries:
+            self._place(h.value, dest.joinpath(*key), link, progress, force, within, what, hint)
+
+    def _place(
+        self,
+        oid: str,
+        dest: Path,
+        link: bool,
+        progress: Callable[[int], None] | None,
+        force: bool,
+        within: Path,
+        what: str,
+        hint: str,
+    ) -> None:
         src = self.cache_path(oid)
+        check_within(dest, within)
+        if dest.is_symlink() or dest.exists():
+            if not dest.is_symlink() and dest.is_file() and same_file(src, dest, oid):
+                if progress:
+                    progress(dest.stat().st_size)
+                return
+            if not force:
+                raise OutputError(f"{dest} already exists and differs from {what}; {hint}.")
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)  # inside `within`: checked above
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
@@ -416,17 +449,70 @@ class Store:
         return done
 
     def on_remote(self, oids: Iterable[str]) -> set[str]:
-        """Which of `oids` the remote holds."""
+        """Which of `oids` the remote holds, asked of the remote itself (never of the ledger).
+
+        A local-folder remote is listed once per object folder (`files/md5/<2>/`) needed, so
+        checking every output of a repository costs at most 256 directory listings.
+        """
         oids = list(oids)
         if not oids:
             return set()
         remote = self.remote()
         try:
             if _is_local(self.url):
-                return {o for o in oids if remote.exists(o)}
+                root = Path(remote.path)
+                found: set[str] = set()
+                for prefix in {o[:2] for o in oids}:
+                    with (
+                        contextlib.suppress(FileNotFoundError, NotADirectoryError),
+                        os.scandir(root / prefix) as entries,
+                    ):
+                        found |= {prefix + e.name for e in entries if e.is_file()}
+                return found & set(oids)
             return set(remote.oids_exist(oids))
         except Exception as exc:
             raise RemoteError(f"Cannot read the DVC remote {self.url} ({_reason(exc)}).") from exc
+
+    def complete_on_remote(self, oids: Iterable[str]) -> set[str]:
+        """Which of `oids` the remote holds whole: a folder counts only with all its files."""
+        oids = set(oids)
+        present = self.on_remote(oids)
+        folders = {o for o in present if o.endswith(".dir")}
+        if not folders:
+            return present
+        files = {f: self.expand([f], odb=self.remote()) - {f} for f in folders}
+        there = self.on_remote(set().union(*files.values()))
+        return {o for o in present if o not in folders or files[o] <= there}
+
+    def check_remote(self, oid: str, size: int) -> str:
+        """ "" when the remote's copy of `oid` has `size` bytes and re-hashes to it; else why not."""
+        remote = self.remote()
+        if oid.endswith(".dir"):
+            try:
+                entries = list(self._tree(remote, oid))
+            except Exception:
+                return "missing from the remote"
+            for key, meta, h in entries:
+                problem = self.check_remote(h.value, meta.size if meta.size is not None else -1)
+                if problem:
+                    return f"file {'/'.join(key)} {problem}"
+            return ""
+        path = remote.oid_to_path(oid)
+        try:
+            found = int(remote.fs.info(path).get("size") or 0)
+            if size >= 0 and found != size:
+                return f"size {found} bytes differs from the recorded {size}"
+            md5 = hashlib.md5(usedforsecurity=False)
+            with remote.fs.open(path, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    md5.update(chunk)
+        except FileNotFoundError:
+            return "missing from the remote"
+        except Exception as exc:
+            raise RemoteError(f"Cannot read the DVC remote {self.url} ({_reason(exc)}).") from exc
+        if md5.hexdigest() != oid:
+            return "corrupted (its content no longer matches its md5)"
+        return ""
 
     def fetch(self, oids: Iterable[str], progress: bool = False) -> None:
         """Bring objects missing from the cache back from the remote (with a bar if `progress`)."""
@@ -472,7 +558,8 @@ class Store:
         return self.repo.state_dir / "pushed" / digest
 
     def known_pushed(self) -> set[str]:
-        """Objects this clone has pushed to (or found on) the current remote: local state only."""
+        """Objects this clone pushed to (or found on) the remote: a hint for when it is
+        unreachable, never trusted over the remote's own listing."""
         try:
             return set(self._ledger().read_text().split())
         except FileNotFoundError:
@@ -506,7 +593,7 @@ class Store:
         keep = self.expand(used)
         found = []
         for oid in list(self.cache.all()):
-            if oid in keep:
+            if oid in keep or oid.endswith(".tmp"):  # temp files: see `temps_in`
                 continue
             path = self.cache_path(oid)
             with contextlib.suppress(FileNotFoundError):
@@ -521,7 +608,7 @@ class Store:
         count = size = 0
         try:
             for oid in list(remote.all()):
-                if oid in keep:
+                if oid in keep or oid.endswith(".tmp"):  # temp files: see `temps_in`
                     continue
                 path = remote.oid_to_path(oid)
                 try:
@@ -534,13 +621,14 @@ class Store:
             raise
         except Exception as exc:
             raise RemoteError(f"Cannot clean the DVC remote {self.url} ({_reason(exc)}).") from exc
-        if _is_local(self.url):  # copies left by a run killed while pushing
-            for tmp in Path(remote.path).glob(f"{TMP_PREFIX}*.tmp"):
-                with contextlib.suppress(OSError):
-                    if time.time() - tmp.stat().st_mtime > 86400:
-                        size += tmp.stat().st_size
-                        tmp.unlink()
         return count, size
+
+    def stale_temps(self, *, remote: bool) -> list[Path]:
+        """Temp files left in the cache (and a local-folder remote) by copies cut short."""
+        found = temps_in(Path(self.cache.path))
+        if remote and _is_local(self.url) and Path(_local_path(self.url)).is_dir():
+            found += temps_in(Path(self.remote().path))
+        return found
 
 
 class _Prepush:
@@ -552,7 +640,7 @@ class _Prepush:
 
     def __init__(self, remote: Any, src: Path) -> None:
         self.remote = remote
-        self.tmp = Path(remote.path) / f"{TMP_PREFIX}{secrets.token_hex(8)}.tmp"
+        self.tmp = Path(remote.path) / tmp_name()
         self.failed = False
         self.thread = threading.Thread(target=self._copy, args=(src,), daemon=True)
         self.thread.start()
@@ -576,10 +664,11 @@ class _Prepush:
         except OSError:
             self.failed = True
 
-    def finish(self, md5: str) -> None:
+    def finish(self, md5: str, size: int = -1) -> None:
         self.thread.join()
         try:
-            if md5 and not self.failed and not self.remote.exists(md5):
+            complete = size < 0 or self.tmp.stat().st_size == size
+            if md5 and complete and not self.failed and not self.remote.exists(md5):
                 dest = Path(self.remote.oid_to_path(md5))
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(self.tmp, 0o444)

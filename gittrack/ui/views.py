@@ -218,6 +218,7 @@ async def run_page(request: Request) -> Response:
             out.get("size", 0) <= browse.DOWNLOAD_LIMIT
             and out.get("kind") != "dir"
             and not out.get("error")
+            and not out.get("partial")
         )
         for name, out in (view.data.get("outputs") or {}).items()
     }

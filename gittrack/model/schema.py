@@ -1,0 +1,230 @@
+"""The types and paths a run.toml may hold, checked when a record is read (records are untrusted).
+
+A record comes from a collaborator's push or a hand edit as much as from gittrack itself, so
+every field is checked against the documented schema (docs/storage-format.md) before any reader
+uses it, and every path in it must stay inside the run's own folder. `check_record` returns the
+first problem as text ("'params' must be a table, not a string") and `check_paths` the first
+path leaving the run's folder; the caller makes that one run unreadable and every other run
+reads as before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+RUN_ID = re.compile(r"[0-9a-f]{4,64}")
+DRIVE = re.compile(r"[A-Za-z]:")
+MAX_NAME = 255  # bytes in one file name (most filesystems)
+MAX_PATH = 1024
+
+Check = Callable[[Any], bool]
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_datetime(value: Any) -> bool:
+    return isinstance(value, dt.datetime)
+
+
+def _is_table(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list)
+
+
+# (check, what it must be)
+STR = (_is_str, "a string")
+INT = (_is_int, "an integer")
+COUNT = (_is_count, "an integer of 0 or more")
+NUMBER = (_is_number, "a number")
+BOOL = (_is_bool, "true or false")
+DATETIME = (_is_datetime, "a date and time")
+TABLE = (_is_table, "a table")
+ARRAY = (_is_list, "an array")
+
+CODE_FIELDS = {
+    "commit": STR,
+    "tree": STR,
+    "hash": STR,
+    "dirty": BOOL,
+    "script": STR,
+    "head": STR,
+    "branch": STR,
+    "detached": BOOL,
+    "shallow": BOOL,
+    "files": TABLE,
+    "omitted": ARRAY,
+}
+CODE_FILE_FIELDS = {"blob": STR, "dirty": BOOL}
+INPUT_FIELDS = {"run": STR, "commit": STR, "output": STR, "md5": STR}
+OUTPUT_FIELDS = {
+    "path": STR,
+    "md5": STR,
+    "size": COUNT,
+    "kind": STR,
+    "pushed": BOOL,
+    "nfiles": COUNT,
+    "error": STR,
+    "partial": BOOL,
+}
+TOP_FIELDS = {
+    "command": STR,
+    "status": STR,
+    "name": STR,
+    "started": DATETIME,
+    "finished": DATETIME,
+    "duration_s": NUMBER,
+    "exit_code": INT,
+    "experiment": STR,
+    "parent": STR,
+    "rerun_of": STR,
+    "memo": STR,
+    "note": STR,
+    "params": TABLE,
+    "param_sources": TABLE,
+    "metrics": TABLE,
+    "env": TABLE,
+    "error": TABLE,
+    "logs": TABLE,
+    "argv": ARRAY,
+    "tags": ARRAY,
+    "code": TABLE,
+    "inputs": ARRAY,
+    "outputs": TABLE,
+}
+
+
+def type_name(value: Any) -> str:
+    """What a TOML value is, in the words of the schema ("a string", "an array", ...)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dt.datetime):
+        return "a date and time"
+    if isinstance(value, dt.date):
+        return "a date"
+    if isinstance(value, dt.time):
+        return "a time"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+def _wrong(key: str, value: Any, rule: tuple[Check, str]) -> str:
+    check, expected = rule
+    return "" if check(value) else f"'{key}' must be {expected}, not {type_name(value)}"
+
+
+def _fields(prefix: str, data: Mapping[str, Any], rules: Mapping[str, tuple[Check, str]]) -> str:
+    for key, value in data.items():
+        rule = rules.get(key)
+        if rule is not None and (problem := _wrong(f"{prefix}{key}", value, rule)):
+            return problem
+    return ""
+
+
+def safe_path(path: str) -> bool:
+    """True for a relative POSIX path that stays inside its folder (no `..`, drive or `\\`)."""
+    if not path or "\0" in path or "\\" in path or path.startswith("/") or DRIVE.match(path):
+        return False
+    parts = path.split("/")
+    if len(path) > MAX_PATH or any(len(p.encode()) > MAX_NAME for p in parts):
+        return False
+    return ".." not in parts and any(p not in ("", ".") for p in parts)
+
+
+def safe_name(name: str) -> bool:
+    """True for an output name usable as one file name."""
+    if not name or name in (".", "..") or len(name.encode()) > MAX_NAME:
+        return False
+    return not any(c in name for c in "/\\\0")
+
+
+def check_types(data: Mapping[str, Any]) -> str:
+    """The first field of `data` (a parsed run.toml, schema checked) that has the wrong type, or ""."""
+    problem = _fields("", data, TOP_FIELDS)
+    if problem:
+        return problem
+    for key in ("argv", "tags"):
+        for i, item in enumerate(data.get(key) or []):
+            if problem := _wrong(f"{key}[{i}]", item, STR):
+                return problem
+    for key in ("param_sources", "error"):
+        for name, item in (data.get(key) or {}).items():
+            if problem := _wrong(f"{key}.{name}", item, STR):
+                return problem
+    if problem := _fields("code.", data.get("code") or {}, CODE_FIELDS):
+        return problem
+    for path, item in ((data.get("code") or {}).get("files") or {}).items():
+        if problem := _wrong(f"code.files.{path}", item, TABLE) or _fields(
+            f"code.files.{path}.", item, CODE_FILE_FIELDS
+        ):
+            return problem
+    for i, item in enumerate((data.get("code") or {}).get("omitted") or []):
+        if problem := _wrong(f"code.omitted[{i}]", item, STR):
+            return problem
+    for i, item in enumerate(data.get("inputs") or []):
+        if problem := _wrong(f"inputs[{i}]", item, TABLE) or _fields(
+            f"inputs[{i}].", item, INPUT_FIELDS
+        ):
+            return problem
+        if "run" not in item:
+            return f"'inputs[{i}]' has no 'run'"
+    for name, item in (data.get("outputs") or {}).items():
+        if problem := _wrong(f"outputs.{name}", item, TABLE) or _fields(
+            f"outputs.{name}.", item, OUTPUT_FIELDS
+        ):
+            return problem
+        if "path" not in item:
+            return f"'outputs.{name}' has no 'path'"
+    return ""
+
+
+def check_paths(data: Mapping[str, Any]) -> str:
+    """The first path of `data` (types checked) that leaves its folder, or "".
+
+    Output paths are relative to the run's output folder; the script to the repository root.
+    """
+    script = (data.get("code") or {}).get("script", "")
+    if script and not safe_path(script):
+        return f"its script has an unsafe path {script!r}"
+    for path in (data.get("code") or {}).get("files") or {}:
+        if not safe_path(path):
+            return f"its code file has an unsafe path {path!r}"
+    for name, item in (data.get("outputs") or {}).items():
+        if not safe_name(name):
+            return f"output {name!r} has an unsafe name"
+        path = item.get("path", "")
+        if (path or item.get("md5")) and not safe_path(path):
+            return f"output {name!r} has an unsafe path {path!r}"
+    return ""
