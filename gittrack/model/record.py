@@ -185,7 +185,10 @@ class RunRecord:
         if schema < SCHEMA and schema not in MIGRATIONS:
             raise RecordError(run_id, f"'schema' {schema} is not a record schema gittrack knows")
         while schema < SCHEMA:
-            data = MIGRATIONS[schema](data)
+            try:
+                data = MIGRATIONS[schema](data)
+            except (TypeError, ValueError, AttributeError) as exc:  # a damaged older record
+                raise RecordError(run_id, f"cannot be read as schema {schema} ({exc})") from exc
             schema += 1
         if not isinstance(data.get("id"), str) or not data["id"]:
             raise RecordError(run_id, "missing 'id'")
