@@ -268,3 +268,20 @@ def test_a_run_failing_to_store_its_output_exits_non_zero(tracked_repo: Path, ru
     assert data["command"] == "bigout.py" and data["status"] == "failed", data["status"]
     assert proc.returncode != 0, f"exit 0 for a failed run:\n{proc.stderr}"
     assert data["exit_code"] == proc.returncode
+
+
+def test_gittrack_run_of_a_run_failing_to_store_its_output_exits_non_zero(
+    tracked_repo: Path, run_cli
+) -> None:
+    write_script(tracked_repo, "bigout.py", BIG_OUTPUT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gittrack", "run", "bigout.py"],
+        cwd=tracked_repo,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_disk,
+        timeout=120,
+    )
+    data = show(run_cli, tracked_repo)
+    assert data["status"] == "failed"
+    assert proc.returncode == data["exit_code"] == 1, proc.stderr

@@ -91,7 +91,9 @@ def run(
         allow_failed=allow_failed,
     )
     try:
-        run_script(Path(path), list(args), function or None, options)
+        record = run_script(Path(path), list(args), function or None, options)
+        if record is not None and record.status == "failed":  # e.g. ctx.exit(3), a full disk
+            raise click.exceptions.Exit(record.exit_code or 1)
     except (click.ClickException, click.exceptions.Exit):
         raise
     except (KeyboardInterrupt, click.Abort):  # click turns Ctrl-C into Abort; the run is recorded

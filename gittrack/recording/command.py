@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import GittrackError, UsageError
+from ..model.record import RunRecord
 from .context import current
 from .session import RunSession, report
 
@@ -70,12 +71,16 @@ class TrackedCommand(click.Command):
             status = "completed" if exc.exit_code == 0 else "failed"
             outcome.record = session.finish(status, exc=exc, exit_code=exc.exit_code)
             report(outcome.record)
+            if exc.exit_code == 0:
+                _exit_if_failed(outcome.record)
             raise
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             status = "completed" if code == 0 else "failed"
             outcome.record = session.finish(status, exc=exc, exit_code=code)
             report(outcome.record)
+            if code == 0:
+                _exit_if_failed(outcome.record)
             raise
         except BaseException as exc:
             outcome.record = session.finish("failed", exc=exc, exit_code=1)
@@ -86,7 +91,14 @@ class TrackedCommand(click.Command):
                 signal.signal(signal.SIGTERM, previous)
         outcome.record = session.finish("completed", result=result)
         report(outcome.record)
+        _exit_if_failed(outcome.record)
         return result
+
+
+def _exit_if_failed(record: RunRecord) -> None:
+    """Exit non-zero for a run recorded as failed (e.g. its outputs did not fit on the disk)."""
+    if record.status == "failed":
+        raise click.exceptions.Exit(record.exit_code or 1)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -16,11 +16,11 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .. import store
 from ..model.record import RunRecord
 from ..store import staging
-from .context import now
 
 
 def record_died(repo: store.Repo, *, skip: str = "") -> list[str]:
@@ -53,8 +53,8 @@ def record_died(repo: store.Repo, *, skip: str = "") -> list[str]:
 def _commit_died(repo: store.Repo, record: RunRecord, folder: Path) -> bool:
     if store.read_record_bytes(repo, record.id) is not None:
         return False
-    record.status = "died"
-    record.finished = record.finished or now()
+    if record.status != "died":  # not judged by stale_runs: it ends when last seen alive
+        record.mark_died(staging.last_seen(folder, _heartbeat(folder)))
     if isinstance(job := record.env.get("slurm"), dict) and not record.error:
         from .scheduler import slurm_outcome
 
@@ -68,6 +68,14 @@ def _commit_died(repo: store.Repo, record: RunRecord, folder: Path) -> bool:
 
     outputs.finalize_died(repo, record, folder, files)
     return bool(store.write_run(repo, record, files, if_absent=True))
+
+
+def _heartbeat(folder: Path) -> dict[str, Any]:
+    try:
+        beat = json.loads((folder / "heartbeat").read_text())
+    except (OSError, ValueError):
+        return {}
+    return beat if isinstance(beat, dict) else {}
 
 
 @contextlib.contextmanager
