@@ -150,6 +150,95 @@ def test_child_output_is_kept_on_a_terminal(
     assert "child-err" in branch_file(tracked_repo, run_id, "stderr.log") + stdout
 
 
+TAIL = """\
+import ctypes
+import subprocess
+import sys
+
+import click
+import gittrack
+
+
+@gittrack.command()
+def main():
+    subprocess.run([sys.executable, "-c", "print('c' * 300000); print('child-end')"], check=True)
+    ctypes.CDLL(None).printf(b"from-c-stdio\\n")  # buffered by libc, not by Python
+    sys.stdout.write("p" * 300000 + "\\nparent-end\\n")
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.parametrize("where", ["pipe", "terminal"])
+def test_the_tail_of_a_large_output_is_kept(tracked_repo: Path, run_cli, where: str) -> None:
+    write_script(tracked_repo, "tail.py", TAIL)
+    if where == "pipe":
+        seen = run_python(tracked_repo, "tail.py").stdout
+    else:
+        code, seen = run_on_a_terminal(tracked_repo, "tail.py")
+        assert code == 0, seen[-2000:]
+    stdout = branch_file(tracked_repo, show(run_cli, tracked_repo)["id"], "stdout.log")
+    for text in (seen, stdout):
+        lines = text.splitlines()
+        assert "child-end" in lines and "parent-end" in lines and "from-c-stdio" in lines
+        assert text.count("c") >= 300000 and text.count("p") >= 300000
+
+
+SLEEPY_CHILD = """\
+import subprocess
+import sys
+
+import click
+import gittrack
+
+
+@gittrack.command()
+def main():
+    code = "import time; print('child up', flush=True); time.sleep(60)"
+    subprocess.run([sys.executable, "-c", code])
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_ctrl_c_on_a_terminal_interrupts_the_run_and_exits_130(tracked_repo: Path, run_cli) -> None:
+    """The pseudo-terminal in between does not change what Ctrl-C does."""
+    write_script(tracked_repo, "sleepy.py", SLEEPY_CHILD)
+    controller, terminal = pty.openpty()
+
+    def controlling_terminal() -> None:
+        import fcntl
+        import termios
+
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "sleepy.py"],
+        cwd=tracked_repo,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        preexec_fn=controlling_terminal,
+    )
+    os.close(terminal)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while b"child up" not in seen and time.monotonic() < deadline:
+        if select.select([controller], [], [], 1)[0]:
+            seen += os.read(controller, 1 << 16)
+    os.write(controller, b"\x03")  # Ctrl-C typed on the terminal
+    code = proc.wait(timeout=30)
+    os.close(controller)
+    data = show(run_cli, tracked_repo)
+    assert data["status"] == "interrupted" and data["exit_code"] == 130 == code
+    assert "child up" in branch_file(tracked_repo, data["id"], "stdout.log")
+
+
 # -- 6. a died run's status is true -------------------------------------------------------------
 
 SLEEPER = """\

@@ -306,11 +306,15 @@ def _readable(stream: IO[str], timeout: float) -> bool:
 
 
 def worker_main() -> None:
-    """Worker loop: one task per line on stdin, one result per line on the original stdout."""
+    """Worker loop: one task per line on stdin, one result per line on the original stdout.
+
+    File descriptor 1 becomes /dev/null, and sys.stdout keeps writing to it: a run tees that
+    descriptor into its stdout.log, with what its child processes print.
+    """
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
-    sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the run's own prints go to its logs)
+    os.close(devnull)
     for line in sys.stdin:
         if not line.strip():
             continue

@@ -30,6 +30,17 @@ class TrackedCommand(click.Command):
         self.metadata = metadata
         self.memoize = memoize
         self.code = [code] if isinstance(code, str) else list(code)
+        self._interrupted = False
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """As click's, but a run recorded as interrupted exits 130, as its record says, not 1."""
+        self._interrupted = False
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exc:
+            if self._interrupted and exc.code == 1:  # click's "Aborted!"
+                raise SystemExit(130) from exc
+            raise
 
     def make_context(
         self,
@@ -66,6 +77,7 @@ class TrackedCommand(click.Command):
         except (KeyboardInterrupt, click.Abort):
             outcome.record = session.finish("interrupted", exit_code=130)
             report(outcome.record)
+            self._interrupted = True
             raise
         except click.exceptions.Exit as exc:
             status = "completed" if exc.exit_code == 0 else "failed"
