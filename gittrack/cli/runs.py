@@ -136,10 +136,17 @@ def show(obj: Context, run_ref: str, as_json: bool) -> None:
       gittrack show 3f2a
       gittrack show latest --json
     """
-    from ..library import Run, named
+    from ..errors import RunNotFound
+    from ..library import Run, named, staged_run
 
     repo = obj.repo()
-    data = Run(run_ref, repo).to_json()
+    try:
+        data = Run(run_ref, repo).to_json()
+    except RunNotFound:
+        staged = staged_run(repo, run_ref)  # running, or died and not committed yet
+        if staged is None:
+            raise
+        data = staged
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
