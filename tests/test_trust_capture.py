@@ -374,3 +374,48 @@ def test_gittrack_run_of_a_run_failing_to_store_its_output_exits_non_zero(
     data = show(run_cli, tracked_repo)
     assert data["status"] == "failed"
     assert proc.returncode == data["exit_code"] == 1, proc.stderr
+
+
+LOUD = """\
+import subprocess
+import sys
+
+import click
+import gittrack
+
+
+@gittrack.command()
+def main():
+    code = "for i in range(20000): print(f'line {i} ' + 'z' * 60)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    print("parent-end")
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_run_whose_logs_do_not_fit_on_the_disk_still_ends(tracked_repo: Path, run_cli) -> None:
+    """1.4 MB of output, files limited to 256 KiB: all of it shown, what fits kept, no hang."""
+    import resource
+
+    def tiny_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 18, 1 << 18))
+
+    write_script(tracked_repo, "loud.py", LOUD)
+    assert ls(run_cli, tracked_repo) == []  # the lookup table exists before the disk is full
+    proc = subprocess.run(
+        [sys.executable, "loud.py"],
+        cwd=tracked_repo,
+        capture_output=True,
+        text=True,
+        preexec_fn=tiny_disk,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-2:] == ["line 19999 " + "z" * 60, "parent-end"]
+    data = show(run_cli, tracked_repo)
+    assert data["status"] == "completed" and data["logs"]["stdout_truncated"] > 1_000_000
+    assert branch_file(tracked_repo, data["id"], "stdout.log").startswith("line 0 ")

@@ -120,22 +120,28 @@ class BoundedLog:
         with self._lock:
             if self._fh.closed:
                 return  # a child process outlived the run: what it writes now is not kept
-            room = self.limit - self.written
-            if room > 0:
-                self._fh.write(data[:room])
-                self.written += min(room, len(data))
-            self.dropped += max(0, len(data) - max(room, 0))
+            chunk = memoryview(data)[: max(0, self.limit - self.written)]
+            kept = 0
+            try:
+                while kept < len(chunk):
+                    kept += self._fh.write(chunk[kept:]) or 0
+            except OSError:  # a full disk: the output is still shown, no longer kept
+                self.limit = self.written + kept
+            self.written += kept
+            self.dropped += len(data) - kept
 
     def close(self) -> None:
         with self._lock:
             if self._fh.closed:
                 return
             if self.dropped:
-                self._fh.write(
-                    f"\n[gittrack: output truncated: {self.dropped} more bytes were not kept "
-                    f"(limit {self.limit} bytes)]\n".encode()
-                )
-            self._fh.close()
+                with contextlib.suppress(OSError):
+                    self._fh.write(
+                        f"\n[gittrack: output truncated: {self.dropped} more bytes were not "
+                        f"kept (limit {self.limit} bytes)]\n".encode()
+                    )
+            with contextlib.suppress(OSError):
+                self._fh.close()
 
 
 class Tee(io.TextIOBase):
@@ -200,14 +206,25 @@ class FdTee:
         self._thread.start()
 
     def _pump(self) -> None:
+        try:
+            self._copy()
+        except Exception:  # never leave the program writing into a pipe that nobody reads
+            self._restore()
+
+    def _copy(self) -> None:
         import select
 
         sources = {s.source: s for s in self._streams}
+        # poll has no limit on descriptor numbers; macOS's does not work on pseudo-terminals
+        poller = select.poll() if hasattr(select, "poll") and sys.platform != "darwin" else None
+        if poller is not None:
+            for source in sources:
+                poller.register(source, select.POLLIN)
         while sources:
-            try:
-                ready, _, _ = select.select(list(sources), [], [])
-            except (OSError, ValueError):
-                return
+            if poller is not None:
+                ready = [fd for fd, _ in poller.poll()]
+            else:
+                ready = select.select(list(sources), [], [])[0]
             for source in sorted(ready, key=lambda r: sources[r].fd):  # stdout first
                 stream = sources[source]
                 try:
@@ -216,6 +233,8 @@ class FdTee:
                     data = b""
                 if not data:
                     del sources[source]
+                    if poller is not None:
+                        poller.unregister(source)
                     continue
                 stream.log.write(data)  # first: whoever sees the output may kill us right after
                 view = memoryview(data)
