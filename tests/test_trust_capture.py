@@ -419,3 +419,30 @@ def test_a_run_whose_logs_do_not_fit_on_the_disk_still_ends(tracked_repo: Path, 
     data = show(run_cli, tracked_repo)
     assert data["status"] == "completed" and data["logs"]["stdout_truncated"] > 1_000_000
     assert branch_file(tracked_repo, data["id"], "stdout.log").startswith("line 0 ")
+
+
+def test_a_sweep_records_the_signal_that_killed_a_worker(tracked_repo: Path, run_cli) -> None:
+    """The sweep saw its worker die of SIGKILL: the died run says so (-9)."""
+    write_script(tracked_repo, "sleeper.py", SLEEPER)
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "gittrack", "sweep", "sleeper.py", "--seconds", "60", "-j", "1"],
+        cwd=tracked_repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    running = tracked_repo / ".git" / "gittrack" / "running"
+    deadline = time.monotonic() + 60
+    while not list(running.glob("*/stdout.log")) or not any(
+        p.read_text() for p in running.glob("*/stdout.log")
+    ):
+        assert time.monotonic() < deadline and sweep.poll() is None, "the run never started"
+        time.sleep(0.1)
+    (beat,) = running.glob("*/heartbeat")
+    killed = time.time()
+    os.kill(json.loads(beat.read_text())["pid"], signal.SIGKILL)
+    out, _ = sweep.communicate(timeout=60)
+    assert sweep.returncode == 1, out
+    data = check_died(run_cli, tracked_repo, killed)
+    assert data["exit_code"] == -9
+    assert not list(running.iterdir()), "the sweep commits the died run"

@@ -124,7 +124,7 @@ class RunRecord:
     def mark_died(self, last_seen: float) -> None:
         """Say this staged run died: it ended when it was last seen alive, with no exit code."""
         self.status = "died"
-        self.exit_code = None
+        self.exit_code = None  # the committer may know it: the signal a parent saw
         seen = utc_ms(last_seen)
         if self.finished is None or self.finished < seen:
             self.finished = seen

@@ -54,6 +54,20 @@ def stale_runs(repo: Repo) -> list[tuple[RunRecord, str]]:
     return found
 
 
+def run_of_process(repo: Repo, pid: int) -> str:
+    """The id of the run staged by process `pid` of this host, or ""."""
+    running = folder(repo)
+    host = hostname()
+    for entry in sorted(running.iterdir()) if running.is_dir() else ():
+        try:
+            beat = json.loads((entry / "heartbeat").read_text())
+        except (OSError, ValueError):
+            continue
+        if beat.get("host") == host and beat.get("pid") == pid:
+            return entry.name
+    return ""
+
+
 def last_seen(entry: Path, beat: dict[str, Any]) -> float:
     """When a staged run was last alive: its last heartbeat or the last output it logged."""
     seen = float(beat.get("time", 0))
