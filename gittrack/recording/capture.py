@@ -292,7 +292,7 @@ def _redirect(fd: int, log: BoundedLog) -> _Stream:
 def _copy_terminal(terminal: int, pty: int) -> None:
     """Give the pseudo-terminal the settings and size of `terminal`, but no output processing.
 
-    Bytes then pass through it unchanged (the log keeps "\n"), and the real terminal
+    Bytes then pass through it unchanged (the log keeps bare newlines), and the real terminal
     translates them as it always does.
     """
     import termios
