@@ -99,6 +99,28 @@ def test_a_sweep_keeps_the_output_of_child_processes(
         assert "child-err" in branch_file(tracked_repo, row["id"], "stderr.log").splitlines()
 
 
+DRIVER = """\
+import gittrack
+
+experiment = gittrack.Experiment("scan")
+experiment.run("engine.py", i=1)
+experiment.sweep("engine.py", i=[2, 3], jobs=2)
+"""
+
+
+def test_an_experiment_keeps_the_output_of_child_processes(tracked_repo: Path, run_cli) -> None:
+    write_script(tracked_repo, "engine.py", CHILD)
+    write_script(tracked_repo, "driver.py", DRIVER)
+    run_python(tracked_repo, "driver.py")
+    rows = ls(run_cli, tracked_repo)
+    assert sorted(r["params"]["i"] for r in rows) == [1, 2, 3]
+    for row in rows:
+        i = row["params"]["i"]
+        stdout = branch_file(tracked_repo, row["id"], "stdout.log").splitlines()
+        assert sorted(stdout) == ["child-out tty=False", f"parent-done {i}", f"parent-out {i}"]
+        assert "child-err" in branch_file(tracked_repo, row["id"], "stderr.log").splitlines()
+
+
 def run_on_a_terminal(repo: Path, *args: str) -> tuple[int, str]:
     """Run `python ARGS` with a pseudo-terminal as its stdin, stdout and stderr."""
     controller, terminal = pty.openpty()
