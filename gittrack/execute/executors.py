@@ -249,7 +249,7 @@ def _worker_died(task: Task | None, pid: int, code: int) -> Result:
         repo = store.find_repo(repo_path(RunOptions(repo=task.repo), script) or task.cwd)
         run_id = staging.run_of_process(repo, pid)
         if run_id and run_id in record_died(repo, exits={pid: code}):
-            result.run_id, result.status = run_id, "died"
+            result.run_id, result.status, result.runs = run_id, "died", [run_id]
     except (GittrackError, OSError):
         pass  # the run is shown as died all the same, and committed by the next writer
     return result
