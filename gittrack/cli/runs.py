@@ -91,7 +91,9 @@ def run(
         allow_failed=allow_failed,
     )
     try:
-        run_script(Path(path), list(args), function or None, options)
+        record = run_script(Path(path), list(args), function or None, options)
+        if record is not None and record.status == "failed":  # e.g. ctx.exit(3), a full disk
+            raise click.exceptions.Exit(record.exit_code or 1)
     except (click.ClickException, click.exceptions.Exit):
         raise
     except (KeyboardInterrupt, click.Abort):  # click turns Ctrl-C into Abort; the run is recorded
@@ -134,10 +136,17 @@ def show(obj: Context, run_ref: str, as_json: bool) -> None:
       gittrack show 3f2a
       gittrack show latest --json
     """
-    from ..library import Run, named
+    from ..errors import RunNotFound
+    from ..library import Run, named, staged_run
 
     repo = obj.repo()
-    data = Run(run_ref, repo).to_json()
+    try:
+        data = Run(run_ref, repo).to_json()
+    except RunNotFound:
+        staged = staged_run(repo, run_ref)  # running, or died and not committed yet
+        if staged is None:
+            raise
+        data = staged
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return

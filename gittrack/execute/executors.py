@@ -215,10 +215,7 @@ class LocalExecutor:
                     result = worker.receive()
                     if result is None:  # the worker died: report its task, start a new one
                         selector.unregister(worker.out)
-                        result = Result(
-                            worker.task,
-                            error=f"worker process died (exit code {worker.proc.wait()})",
-                        )
+                        result = _worker_died(worker.task, worker.proc.pid, worker.proc.wait())
                         worker = _Worker()
                         workers.append(worker)
                         selector.register(worker.out, selectors.EVENT_READ, worker)
@@ -235,6 +232,27 @@ class LocalExecutor:
             for worker in workers:
                 worker.stop(interrupt=worker.task is not None)
             selector.close()
+
+
+def _worker_died(task: Task | None, pid: int, code: int) -> Result:
+    """A worker ended mid-task: its run, if it started one, is recorded as died with `code`."""
+    assert task is not None
+    result = Result(task, error=f"worker process died (exit code {code})")
+    from .. import store
+    from ..errors import GittrackError
+    from ..recording.context import RunOptions, repo_path
+    from ..recording.died import record_died
+    from ..store import staging
+
+    script = Path(task.script) if task.script else None
+    try:
+        repo = store.find_repo(repo_path(RunOptions(repo=task.repo), script) or task.cwd)
+        run_id = staging.run_of_process(repo, pid)
+        if run_id and run_id in record_died(repo, exits={pid: code}):
+            result.run_id, result.status, result.runs = run_id, "died", [run_id]
+    except (GittrackError, OSError):
+        pass  # the run is shown as died all the same, and committed by the next writer
+    return result
 
 
 class _Worker:
@@ -306,11 +324,15 @@ def _readable(stream: IO[str], timeout: float) -> bool:
 
 
 def worker_main() -> None:
-    """Worker loop: one task per line on stdin, one result per line on the original stdout."""
+    """Worker loop: one task per line on stdin, one result per line on the original stdout.
+
+    File descriptor 1 becomes /dev/null, and sys.stdout keeps writing to it: a run tees that
+    descriptor into its stdout.log, with what its child processes print.
+    """
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
-    sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the run's own prints go to its logs)
+    os.close(devnull)
     for line in sys.stdin:
         if not line.strip():
             continue

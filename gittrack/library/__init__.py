@@ -13,7 +13,12 @@ if TYPE_CHECKING:
     from ..store import Repo as Repo
     from . import browse as browse, lineage as lineage
     from .diff import code_diff as code_diff, diff_runs as diff_runs, format_diff as format_diff
-    from .listing import Listing as Listing, list_runs as list_runs, query_hints as query_hints
+    from .listing import (
+        Listing as Listing,
+        list_runs as list_runs,
+        query_hints as query_hints,
+        staged_run as staged_run,
+    )
     from .outputs import (
         load_output as load_output,
         materialise as materialise,
@@ -37,6 +42,7 @@ _LAZY = {
     "Listing": ("listing", "Listing"),
     "list_runs": ("listing", "list_runs"),
     "query_hints": ("listing", "query_hints"),
+    "staged_run": ("listing", "staged_run"),
     "load_output": ("outputs", "load_output"),
     "materialise": ("outputs", "materialise"),
     "output_path": ("outputs", "output_path"),

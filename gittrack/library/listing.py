@@ -88,6 +88,21 @@ def _unpulled_hint(repo: store.Repo) -> list[str]:
     return [f"this clone has no runs yet, but {remotes[0]} has: 'gittrack pull {name}' brings them"]
 
 
+def staged_run(repo: store.Repo, ref: str) -> dict[str, Any] | None:
+    """The JSON form of a run still staged (running, or died and not committed) named by `ref`.
+
+    For `show`: such a run is not on the branch yet, so no RunRef can name it (no cycles).
+    """
+    ref = ref.strip()
+    prefix = ref.lower() if len(ref) >= 4 else "-"
+    found = [
+        r for r, _ in staging.stale_runs(repo) if ref in (r.name, r.id) or r.id.startswith(prefix)
+    ]
+    if len(found) != 1:
+        return None
+    return found[0].to_json_dict() | {"commit": ""}
+
+
 def query_hints(repo: store.Repo, where: str | None, sort: str | None = None) -> list[str]:
     """Hints for a query and sort whose params/metrics/env names no run has (for the UI)."""
     return unknown_keys(Index(repo), where, sort, None)

@@ -102,7 +102,7 @@ class RunRecord:
     started: dt.datetime | None = None
     finished: dt.datetime | None = None
     duration_s: float = 0.0
-    exit_code: int = 0
+    exit_code: int | None = None  # None while running, and for a run that died (no exit status)
     experiment: str = ""
     parent: str = ""  # the tracked run that launched this one (an experiment driver)
     rerun_of: str = ""
@@ -122,6 +122,16 @@ class RunRecord:
     @property
     def short(self) -> str:
         return self.id[:SHORT]
+
+    def mark_died(self, last_seen: float) -> None:
+        """Say this staged run died: it ended when it was last seen alive, with no exit code."""
+        self.status = "died"
+        self.exit_code = None  # the committer may know it: the signal a parent saw
+        seen = utc_ms(last_seen)
+        if self.finished is None or self.finished < seen:
+            self.finished = seen
+        if self.started is not None:
+            self.duration_s = round(max(0.0, (self.finished - self.started).total_seconds()), 3)
 
     @property
     def command_line(self) -> str:
@@ -229,6 +239,12 @@ class RunRecord:
 def _known(kind: Any, data: Mapping[str, Any]) -> dict[str, Any]:
     """The keys of a record table that dataclass `kind` has."""
     return {k: v for k, v in data.items() if k in kind.__dataclass_fields__}
+
+
+def utc_ms(timestamp: float) -> dt.datetime:
+    """A POSIX timestamp as a UTC datetime to the millisecond (what TOML datetimes keep)."""
+    stamp = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    return stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
 
 
 def json_data(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,8 +6,10 @@ import contextlib
 import hashlib
 import io
 import os
+import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -118,22 +120,28 @@ class BoundedLog:
         with self._lock:
             if self._fh.closed:
                 return  # a child process outlived the run: what it writes now is not kept
-            room = self.limit - self.written
-            if room > 0:
-                self._fh.write(data[:room])
-                self.written += min(room, len(data))
-            self.dropped += max(0, len(data) - max(room, 0))
+            chunk = memoryview(data)[: max(0, self.limit - self.written)]
+            kept = 0
+            try:
+                while kept < len(chunk):
+                    kept += self._fh.write(chunk[kept:]) or 0
+            except OSError:  # a full disk: the output is still shown, no longer kept
+                self.limit = self.written + kept
+            self.written += kept
+            self.dropped += len(data) - kept
 
     def close(self) -> None:
         with self._lock:
             if self._fh.closed:
                 return
             if self.dropped:
-                self._fh.write(
-                    f"\n[gittrack: output truncated: {self.dropped} more bytes were not kept "
-                    f"(limit {self.limit} bytes)]\n".encode()
-                )
-            self._fh.close()
+                with contextlib.suppress(OSError):
+                    self._fh.write(
+                        f"\n[gittrack: output truncated: {self.dropped} more bytes were not "
+                        f"kept (limit {self.limit} bytes)]\n".encode()
+                    )
+            with contextlib.suppress(OSError):
+                self._fh.close()
 
 
 class Tee(io.TextIOBase):
@@ -162,54 +170,168 @@ class Tee(io.TextIOBase):
         return getattr(self._stream, "encoding", "utf-8")
 
 
-class FdTee:
-    """Tees a file descriptor (1 or 2) through a pipe, so that child processes are captured too.
+@dataclass
+class _Stream:
+    """One tee'd descriptor: where it wrote before (`saved`) and what now reads its output."""
 
-    Used when the stream is not a terminal (batch jobs, workers, redirected output): replacing a
-    terminal by a pipe would change what programs see from isatty().
+    fd: int
+    log: BoundedLog
+    saved: int
+    source: int  # the read end of the pipe, or the pseudo-terminal's controller side
+    terminal: bool
+
+
+class FdTee:
+    """Tees file descriptors (1 and 2) into logs, so that the output of child processes is kept.
+
+    A descriptor on a terminal is given a pseudo-terminal of the same settings and size, so that
+    the script and the engines it starts still see a terminal (colours, progress bars); any
+    other descriptor (a file, a pipe: batch jobs, workers) a pipe. One thread copies what arrives
+    into the log, then to where the descriptor wrote before.
     """
 
-    def __init__(self, fd: int, log: BoundedLog) -> None:
-        self.fd = fd
-        self.log = log
-        self.saved = os.dup(fd)
-        read_end, write_end = os.pipe()
-        os.dup2(write_end, fd)
-        os.close(write_end)
-        self._read_end = read_end
-        self._thread = threading.Thread(target=self._pump, daemon=True)
+    def __init__(self, streams: list[tuple[int, BoundedLog]]) -> None:
+        self._streams: list[_Stream] = []
+        try:
+            for fd, log in streams:
+                self._streams.append(_redirect(fd, log))
+        except OSError:
+            self._restore()
+            self._close()
+            raise
+        self._previous_winch: Any = None
+        if any(s.terminal for s in self._streams):
+            self._previous_winch = signal.signal(signal.SIGWINCH, self._resized)
+        self._thread = threading.Thread(target=self._pump, name="gittrack-tee", daemon=True)
         self._thread.start()
 
     def _pump(self) -> None:
-        while True:
-            try:
-                data = os.read(self._read_end, 1 << 16)
-            except OSError:
-                return
-            if not data:
-                return
-            self.log.write(data)  # first: whoever sees the output may kill us right after
-            view = memoryview(data)
-            with contextlib.suppress(OSError):
-                while view:
-                    view = view[os.write(self.saved, view) :]
+        try:
+            self._copy()
+        except Exception:  # never leave the program writing into a pipe that nobody reads
+            self._restore()
+
+    def _copy(self) -> None:
+        import select
+
+        sources = {s.source: s for s in self._streams}
+        # poll has no limit on descriptor numbers; macOS's does not work on pseudo-terminals
+        poller = select.poll() if hasattr(select, "poll") and sys.platform != "darwin" else None
+        if poller is not None:
+            for source in sources:
+                poller.register(source, select.POLLIN)
+        while sources:
+            if poller is not None:
+                ready = [fd for fd, _ in poller.poll()]
+            else:
+                ready = select.select(list(sources), [], [])[0]
+            for source in sorted(ready, key=lambda r: sources[r].fd):  # stdout first
+                stream = sources[source]
+                try:
+                    data = os.read(source, 1 << 16)
+                except OSError:  # EIO: nothing holds the pseudo-terminal open any more
+                    data = b""
+                if not data:
+                    del sources[source]
+                    if poller is not None:
+                        poller.unregister(source)
+                    continue
+                stream.log.write(data)  # first: whoever sees the output may kill us right after
+                view = memoryview(data)
+                with contextlib.suppress(OSError):
+                    while view:
+                        view = view[os.write(stream.saved, view) :]
+
+    def _resized(self, signum: int, frame: Any) -> None:
+        """The terminal was resized: so is the pseudo-terminal standing in for it."""
+        for stream in self._streams:
+            if stream.terminal:
+                _copy_size(stream.saved, stream.source)
+        if callable(self._previous_winch):
+            self._previous_winch(signum, frame)
 
     def stop(self) -> None:
-        os.dup2(self.saved, self.fd)  # closes our write end of the pipe
+        """Put the descriptors back and wait until all they received is copied."""
+        _flush_c_stdio()
+        self._restore()
+        if any(s.terminal for s in self._streams):
+            signal.signal(signal.SIGWINCH, self._previous_winch or signal.SIG_DFL)
         self._thread.join(timeout=2)  # a child still running may hold the pipe open
         if not self._thread.is_alive():
-            os.close(self._read_end)
-            os.close(self.saved)
+            self._close()
+
+    def _restore(self) -> None:
+        for stream in self._streams:
+            with contextlib.suppress(OSError):
+                os.dup2(stream.saved, stream.fd)  # closes our writing end
+
+    def _close(self) -> None:
+        for stream in self._streams:
+            for fd in (stream.source, stream.saved):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def _redirect(fd: int, log: BoundedLog) -> _Stream:
+    """Point `fd` at a new pipe, or pseudo-terminal when it is a terminal; returns its stream."""
+    terminal = os.isatty(fd) and hasattr(os, "openpty")
+    source, writing = os.openpty() if terminal else os.pipe()
+    try:
+        if terminal:
+            _copy_terminal(fd, writing)
+        saved = os.dup(fd)
+    except OSError:
+        os.close(source)
+        os.close(writing)
+        raise
+    os.dup2(writing, fd)
+    os.close(writing)
+    return _Stream(fd, log, saved, source, terminal)
+
+
+def _copy_terminal(terminal: int, pty: int) -> None:
+    """Give the pseudo-terminal the settings and size of `terminal`, but no output processing.
+
+    Bytes then pass through it unchanged (the log keeps bare newlines), and the real terminal
+    translates them as it always does.
+    """
+    import termios
+
+    with contextlib.suppress(termios.error, OSError):
+        attrs = termios.tcgetattr(terminal)
+        attrs[1] &= ~termios.OPOST
+        termios.tcsetattr(pty, termios.TCSANOW, attrs)
+    _copy_size(terminal, pty)
+
+
+def _copy_size(terminal: int, pty: int) -> None:
+    import fcntl
+    import termios
+
+    with contextlib.suppress(OSError):
+        fcntl.ioctl(pty, termios.TIOCSWINSZ, fcntl.ioctl(terminal, termios.TIOCGWINSZ, bytes(8)))
+
+
+def _flush_c_stdio() -> None:
+    """Flush C stdio buffers (of an engine linked into this process) while they are tee'd.
+
+    Through ctypes, and only when it is loaded anyway (numpy and engine bindings load it):
+    importing it costs ~5 ms.
+    """
+    ctypes = sys.modules.get("ctypes")
+    if ctypes is not None:
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None).fflush(None)
 
 
 def _fd_capturable(stream: Any, fd: int) -> bool:
-    """Whether `stream` writes to file descriptor `fd`, which is not a terminal."""
+    """Whether `stream` writes to file descriptor `fd`, which this process may redirect."""
     if os.environ.get("GITTRACK_CAPTURE", "") == "python":
         return False
     if threading.current_thread() is not threading.main_thread():
         return False  # e.g. a Dask worker thread: the descriptors are the whole process's
     try:
-        return stream.fileno() == fd and not os.isatty(fd)
+        return bool(stream.fileno() == fd)
     except (AttributeError, OSError, ValueError):
         return False
 
@@ -217,9 +339,9 @@ def _fd_capturable(stream: Any, fd: int) -> bool:
 class OutputCapture:
     """Tees standard output and error into stdout.log and stderr.log for the run's duration.
 
-    Where a stream is a file or pipe (batch jobs, workers), its file descriptor is captured, so
-    the output of child processes (a simulation engine run with subprocess) is kept too; on a
-    terminal, and under test runners, the Python streams are tee'd instead.
+    Where a stream writes to its file descriptor (a terminal, a file, a pipe), the descriptor is
+    tee'd (`FdTee`), so the output of child processes (a simulation engine run with subprocess)
+    is kept too; otherwise (under test runners, in worker threads) the Python streams are.
     """
 
     def __init__(self, folder: Path, limit: int | None = None) -> None:
@@ -229,15 +351,23 @@ class OutputCapture:
             "stderr": BoundedLog(folder / "stderr.log", limit),
         }
         self._saved = (sys.stdout, sys.stderr)
-        self._fd_tees: list[FdTee] = []
+        self._fd_tee: FdTee | None = None
+        by_fd: list[tuple[int, BoundedLog]] = []
         for name, fd in (("stdout", 1), ("stderr", 2)):
             stream = getattr(sys, name)
             if _fd_capturable(stream, fd):
                 with contextlib.suppress(OSError, ValueError):
                     stream.flush()
-                self._fd_tees.append(FdTee(fd, self.logs[name]))
-            else:
-                setattr(sys, name, Tee(stream, self.logs[name]))
+                by_fd.append((fd, self.logs[name]))
+        if by_fd:
+            try:
+                self._fd_tee = FdTee(by_fd)
+            except OSError:  # no descriptors or pseudo-terminals left: tee the Python streams
+                by_fd = []
+        tee_fds = {fd for fd, _ in by_fd}
+        for name, fd in (("stdout", 1), ("stderr", 2)):
+            if fd not in tee_fds:
+                setattr(sys, name, Tee(getattr(sys, name), self.logs[name]))
 
     def stop(self) -> dict[str, Any]:
         """Restore the streams; returns the `[logs]` table of the record."""
@@ -245,8 +375,8 @@ class OutputCapture:
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
         sys.stdout, sys.stderr = self._saved
-        for tee in self._fd_tees:
-            tee.stop()
+        if self._fd_tee is not None:
+            self._fd_tee.stop()
         info: dict[str, Any] = {}
         for name, log in self.logs.items():
             log.close()

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import GittrackError, UsageError
+from ..model.record import RunRecord
 from .context import current
 from .session import RunSession, report
 
@@ -29,6 +30,17 @@ class TrackedCommand(click.Command):
         self.metadata = metadata
         self.memoize = memoize
         self.code = [code] if isinstance(code, str) else list(code)
+        self._interrupted = False
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """As click's, but a run recorded as interrupted exits 130, as its record says, not 1."""
+        self._interrupted = False
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exc:
+            if self._interrupted and exc.code == 1:  # click's "Aborted!"
+                raise SystemExit(130) from exc
+            raise
 
     def make_context(
         self,
@@ -65,17 +77,22 @@ class TrackedCommand(click.Command):
         except (KeyboardInterrupt, click.Abort):
             outcome.record = session.finish("interrupted", exit_code=130)
             report(outcome.record)
+            self._interrupted = True
             raise
         except click.exceptions.Exit as exc:
             status = "completed" if exc.exit_code == 0 else "failed"
             outcome.record = session.finish(status, exc=exc, exit_code=exc.exit_code)
             report(outcome.record)
+            if exc.exit_code == 0:
+                _exit_if_failed(outcome.record)
             raise
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             status = "completed" if code == 0 else "failed"
             outcome.record = session.finish(status, exc=exc, exit_code=code)
             report(outcome.record)
+            if code == 0:
+                _exit_if_failed(outcome.record)
             raise
         except BaseException as exc:
             outcome.record = session.finish("failed", exc=exc, exit_code=1)
@@ -86,7 +103,14 @@ class TrackedCommand(click.Command):
                 signal.signal(signal.SIGTERM, previous)
         outcome.record = session.finish("completed", result=result)
         report(outcome.record)
+        _exit_if_failed(outcome.record)
         return result
+
+
+def _exit_if_failed(record: RunRecord) -> None:
+    """Exit non-zero for a run recorded as failed (e.g. its outputs did not fit on the disk)."""
+    if record.status == "failed":
+        raise click.exceptions.Exit(record.exit_code or 1)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

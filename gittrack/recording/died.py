@@ -14,17 +14,23 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from .. import store
 from ..model.record import RunRecord
 from ..store import staging
-from .context import now
 
 
-def record_died(repo: store.Repo, *, skip: str = "") -> list[str]:
-    """Commit every staged run whose process is gone (except `skip`); returns their ids."""
+def record_died(
+    repo: store.Repo, *, skip: str = "", exits: Mapping[int, int] | None = None
+) -> list[str]:
+    """Commit every staged run whose process is gone (except `skip`); returns their ids.
+
+    `exits` gives the exit status of processes whose parent saw them end (-N: killed by signal
+    N): a run of such a process records it as its `exit_code`.
+    """
     running = staging.folder(repo)
     if not running.is_dir() or not any(e.name != skip for e in running.iterdir()):
         return []
@@ -44,6 +50,8 @@ def record_died(repo: store.Repo, *, skip: str = "") -> list[str]:
             silent = time.time() - float(beat.get("time", 0))
             if beat.get("host") != host and silent < 10 * staging.STALE_S:
                 continue  # another host's run: shown as died, committed only when long silent
+            if exits and beat.get("host") == host and int(beat.get("pid", -1)) in exits:
+                record.exit_code = exits[int(beat["pid"])]
             if _commit_died(repo, record, folder):
                 recorded.append(record.id)
             shutil.rmtree(folder, ignore_errors=True)
@@ -53,8 +61,8 @@ def record_died(repo: store.Repo, *, skip: str = "") -> list[str]:
 def _commit_died(repo: store.Repo, record: RunRecord, folder: Path) -> bool:
     if store.read_record_bytes(repo, record.id) is not None:
         return False
-    record.status = "died"
-    record.finished = record.finished or now()
+    if record.status != "died":  # not judged by stale_runs: it ends when last seen alive
+        record.mark_died(staging.last_seen(folder, _heartbeat(folder)))
     if isinstance(job := record.env.get("slurm"), dict) and not record.error:
         from .scheduler import slurm_outcome
 
@@ -68,6 +76,14 @@ def _commit_died(repo: store.Repo, record: RunRecord, folder: Path) -> bool:
 
     outputs.finalize_died(repo, record, folder, files)
     return bool(store.write_run(repo, record, files, if_absent=True))
+
+
+def _heartbeat(folder: Path) -> dict[str, Any]:
+    try:
+        beat = json.loads((folder / "heartbeat").read_text())
+    except (OSError, ValueError):
+        return {}
+    return beat if isinstance(beat, dict) else {}
 
 
 @contextlib.contextmanager

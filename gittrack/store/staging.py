@@ -6,10 +6,12 @@ leaves only this folder. Reading it never writes: committing a died run is recor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from ..model.record import RunRecord
 from .objects import Repo
@@ -28,7 +30,10 @@ def folder(repo: Repo) -> Path:
 
 
 def stale_runs(repo: Repo) -> list[tuple[RunRecord, str]]:
-    """Runs staged locally: (record, "running" or "died"), judged by pid and heartbeat."""
+    """Runs staged locally: (record, "running" or "died"), judged by pid and heartbeat.
+
+    A died run's record says so: no exit code, `finished` when it was last seen alive.
+    """
     running = folder(repo)
     if not running.is_dir():
         return []
@@ -43,8 +48,33 @@ def stale_runs(repo: Repo) -> list[tuple[RunRecord, str]]:
         alive = time.time() - float(beat.get("time", 0)) < STALE_S
         if beat.get("host") == host:
             alive = pid_alive(int(beat.get("pid", -1)))
+        if not alive:
+            record.mark_died(last_seen(entry, beat))
         found.append((record, "running" if alive else "died"))
     return found
+
+
+def run_of_process(repo: Repo, pid: int) -> str:
+    """The id of the run staged by process `pid` of this host, or ""."""
+    running = folder(repo)
+    host = hostname()
+    for entry in sorted(running.iterdir()) if running.is_dir() else ():
+        try:
+            beat = json.loads((entry / "heartbeat").read_text())
+        except (OSError, ValueError):
+            continue
+        if beat.get("host") == host and beat.get("pid") == pid:
+            return entry.name
+    return ""
+
+
+def last_seen(entry: Path, beat: dict[str, Any]) -> float:
+    """When a staged run was last alive: its last heartbeat or the last output it logged."""
+    seen = float(beat.get("time", 0))
+    for name in ("stdout.log", "stderr.log"):
+        with contextlib.suppress(OSError):
+            seen = max(seen, (entry / name).stat().st_mtime)
+    return seen
 
 
 def pid_alive(pid: int) -> bool:
