@@ -342,6 +342,8 @@ BAD_QUERIES = {
     "2000 nots": "not " * 2000 + "params.seed = 1",
 }
 MANY_ORS = " or ".join(f"params.seed = {i}" for i in range(3000))
+# as many as fit in a URL: httpx (like most servers) refuses URLs over 64 KiB
+URL_ORS = " or ".join(f"params.seed = {i}" for i in range(2000))
 
 
 def assert_query_error(result: Any, why: str) -> None:
@@ -377,12 +379,12 @@ def test_overflowing_numbers_in_urls_are_400_not_500(tracked_repo: Path) -> None
     for url in [f"/?limit={huge}", f"/runs/{run_id}/lineage?depth={huge}"]:
         assert client.get(url).status_code in (200, 400), url  # held: clamped, or refused
     plain = client.get("/?where=" + quote("params.seed ="))  # an ordinary syntax error
-    for why, query in [*BAD_QUERIES.items(), ("3000 ors", MANY_ORS)]:
+    for why, query in [*BAD_QUERIES.items(), ("many ors", URL_ORS)]:
         api = client.get("/api/runs?where=" + quote(query))
-        assert api.status_code in ((200, 400) if why == "3000 ors" else (400,)), why
+        assert api.status_code in ((200, 400) if why == "many ors" else (400,)), why
         page = client.get("/?where=" + quote(query))
         assert page.status_code in (plain.status_code, 400), why
-        if why != "3000 ors":
+        if why != "many ors":
             assert "Invalid query at position" in page.text, why
 
 
