@@ -175,15 +175,22 @@ class StorageFull(OutputError):
 class RunConflict(ConflictError):
     """The same run id holds different content here and on the other side of a pull."""
 
-    def __init__(self, source: str, run_ids: Sequence[str]) -> None:
+    def __init__(self, source: str, run_ids: Sequence[str], theirs: str = "") -> None:
         self.source = source
         self.run_ids = list(run_ids)
         shown = ", ".join(r[:8] for r in self.run_ids[:5])
         more = f" and {len(self.run_ids) - 5} more" if len(self.run_ids) > 5 else ""
+        folders = " ".join(f"runs/{r[:2]}/{r}" for r in self.run_ids) if len(run_ids) <= 5 else ""
+        folders = folders or "runs/"
+        compare = (
+            f"Compare them with 'git diff gittrack/runs {theirs[:12]} -- {folders}', "
+            if theirs
+            else "Compare them, "
+        )
         super().__init__(
             f"Run(s) {shown}{more} differ between this repository and {source}; nothing was "
-            f"joined. Compare them with 'git diff gittrack/runs {source} -- runs/', remove the "
-            "wrong copy on one side ('gittrack rm'), then pull again."
+            f"joined. {compare}remove the wrong copy on one side ('gittrack rm'), then pull "
+            "again."
         )
 
 

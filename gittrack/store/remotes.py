@@ -153,7 +153,7 @@ def join_branch(repo: Repo, other: str, label: str) -> JoinResult:
                 )
                 clashes = [p.rsplit("/", 1)[1] for p in kept if _is_run_folder(p)]
                 if clashes:
-                    raise RunConflict(label, clashes)
+                    raise RunConflict(label, clashes, other)
                 tree = edit_tree(reader, writer, ours_tree, edits)
                 arrived = len(_runs_in_edits(reader, ours_tree, edits)[0])
                 message = (
