@@ -285,6 +285,17 @@ class CodeUnavailable(GittrackError):
         )
 
 
+class BranchDamaged(GittrackError):
+    """The runs branch names a commit or tree that is not in the repository."""
+
+    def __init__(self, commit: str) -> None:
+        self.commit = commit
+        super().__init__(
+            f"The runs branch gittrack/runs points at {commit[:10]}, whose objects are missing "
+            "(a 'git gc --prune=now' may have raced a run); run 'gittrack doctor' to repair it."
+        )
+
+
 class GitError(GittrackError):
     """A git command failed in a way the user has to look at."""
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from ..errors import GitError, RepoNotWritable
+from ..errors import BranchDamaged, GitError, RepoNotWritable
 from ..model.record import RunRecord, run_folder
 from . import housekeeping
 from .objects import (
@@ -69,6 +69,9 @@ def tip(repo: Repo) -> tuple[str, str] | None:
     """(commit, tree) at the tip of the runs branch, or None before `gittrack init`."""
     found = repo.reader().read(RUNS_REF)
     if found is None:
+        proc = repo.git("rev-parse", "--quiet", "--verify", RUNS_REF, check=False)
+        if proc.returncode == 0 and proc.stdout.strip():  # the ref exists, its commit does not
+            raise BranchDamaged(proc.stdout.decode().strip())
         return None
     sha, _, data = found
     return sha, data[5:45].decode()
