@@ -172,6 +172,21 @@ class StorageFull(OutputError):
         )
 
 
+FULL_ERRNOS = (28, 122, 27)  # ENOSPC, EDQUOT, EFBIG (a file size limit)
+SQLITE_FULL = ("disk I/O error", "database or disk is full")
+
+
+def storage_fault(exc: BaseException, what: str = "gittrack's state") -> StorageFull | None:
+    """`exc` as a StorageFull when it says the disk is full (or a file grew over a limit)."""
+    if isinstance(exc, StorageFull):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+        return StorageFull(what, exc.strerror or str(exc))
+    if type(exc).__module__ == "sqlite3" and str(exc) in SQLITE_FULL:
+        return StorageFull(what, f"the index database: {exc}")
+    return None
+
+
 class RunConflict(ConflictError):
     """The same run id holds different content here and on the other side of a pull."""
 

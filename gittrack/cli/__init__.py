@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from .._version import __version__
-from ..errors import GittrackError, UsageError
+from ..errors import GittrackError, UsageError, storage_fault
 
 
 class Context:
@@ -60,6 +60,9 @@ class GittrackGroup(click.Group):
             if _debug(ctx):
                 traceback.print_exc()
                 ctx.exit(1)
+            full = storage_fault(exc)
+            if full is not None:
+                raise click.ClickException(str(full)) from exc
             click.echo(
                 f"Error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
                 err=True,

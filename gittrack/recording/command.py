@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..errors import GittrackError, StorageFull, UsageError
+from ..errors import GittrackError, UsageError, storage_fault
 from ..model.record import RunRecord
 from .context import current
 from .session import RunSession, report
@@ -115,22 +115,10 @@ def _exit_if_failed(record: RunRecord) -> None:
         raise click.exceptions.Exit(record.exit_code or 1)
 
 
-FULL_ERRNOS = {28, 122, 27}  # ENOSPC, EDQUOT, EFBIG (a file size limit)
-SQLITE_FULL = ("disk I/O error", "database or disk is full")
-
-
 def _storage_failure(exc: Exception) -> Exception:
     """A disk that filled up (or a file size limit) as one sentence; anything else unchanged."""
-    reason = ""
-    if isinstance(exc, StorageFull):
-        return click.ClickException(str(exc))
-    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
-        reason = exc.strerror or str(exc)
-    elif type(exc).__module__ == "sqlite3" and str(exc) in SQLITE_FULL:
-        reason = f"the index database: {exc}"
-    if not reason:
-        return exc
-    return click.ClickException(str(StorageFull("the run", reason)))
+    full = storage_fault(exc, "the run")
+    return exc if full is None else click.ClickException(str(full))
 
 
 def _finish(session: RunSession, status: str, **kwargs: Any) -> Any:

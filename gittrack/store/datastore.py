@@ -110,6 +110,29 @@ def remote_url(repo: store.Repo) -> str:
     return str(url)
 
 
+@contextlib.contextmanager
+def _dvc_logs() -> Iterator[list[Any]]:
+    """Collect what DVC logs (with tracebacks) instead of printing it; the caller says why."""
+    import logging
+
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect(logging.WARNING)
+    loggers = [logging.getLogger(name) for name in ("dvc_objects", "dvc_data", "dvc")]
+    saved = [(lg.propagate, lg.handlers[:]) for lg in loggers]
+    for lg in loggers:
+        lg.propagate, lg.handlers = False, [handler]
+    try:
+        yield records
+    finally:
+        for lg, (propagate, handlers) in zip(loggers, saved, strict=True):
+            lg.propagate, lg.handlers = propagate, handlers
+
+
 def _is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
@@ -432,21 +455,45 @@ class Store:
         if not oids:
             return set()
         remote = self.remote()
-        try:
-            result = transfer(self.cache, remote, {_hash_info(o) for o in oids}, shallow=False)
-            done = {h.value for h in result.transferred if h.value is not None}
-        except Exception as exc:
+        before = self._remote_temps()
+        with _dvc_logs() as logged:
+            try:
+                result = transfer(self.cache, remote, {_hash_info(o) for o in oids}, shallow=False)
+                done = {h.value for h in result.transferred if h.value is not None}
+                failed: set[Any] = {h.value for h in result.failed}
+                error: BaseException | None = None
+            except Exception as exc:
+                failed, error = oids, exc
+        if not failed:
+            return done
+        for temp in self._remote_temps() - before:  # what the failed copies left behind
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        causes = [error] if error else []
+        causes += [r.exc_info[1] for r in logged if r.exc_info and r.exc_info[1]]
+        full = [c for c in causes if getattr(c, "errno", None) in FULL_ERRNOS]
+        if full:
+            reason = getattr(full[0], "strerror", None) or str(full[0])
             raise RemoteError(
-                f"Cannot push to the DVC remote {self.url} ({_reason(exc)}); "
-                "check that it is reachable and writable."
-            ) from exc
-        failed = {h.value for h in result.failed}
-        if failed:
+                f"The DVC remote {self.url} has no space left ({reason}); free space there or "
+                "set another remote with 'gittrack remote set URL', then 'gittrack push'."
+            ) from error
+        if error is not None:
             raise RemoteError(
-                f"Could not push {len(failed)} object(s) to the DVC remote {self.url}; "
+                f"Cannot push to the DVC remote {self.url} ({_reason(error)}); "
                 "check that it is reachable and writable."
-            )
-        return done
+            ) from error
+        raise RemoteError(
+            f"Could not push {len(failed)} object(s) to the DVC remote {self.url}; "
+            "check that it is reachable and writable."
+        )
+
+    def _remote_temps(self) -> set[Path]:
+        """Temporary files in a local remote's object folders (DVC copies through `.*.tmp`)."""
+        if not _is_local(self.url):
+            return set()
+        root = Path(_local_path(self.url)).joinpath(*LAYOUT)
+        return set(root.glob("*/.*.tmp")) if root.is_dir() else set()
 
     def on_remote(self, oids: Iterable[str]) -> set[str]:
         """Which of `oids` the remote holds, asked of the remote itself (never of the ledger).
