@@ -42,8 +42,12 @@ def branch_lock(repo: Repo, timeout: float = LOCK_TIMEOUT_S) -> Iterator[bool]:
     An flock dies with its process, so a crashed writer never blocks later runs; a writer that
     hangs only delays others by `timeout`, after which they go on under compare-and-swap alone.
     """
-    repo.state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(repo.state_dir / "branch.flock", os.O_RDWR | os.O_CREAT, 0o644)
+    repo.make_dir(repo.state_dir)
+    lock = repo.state_dir / "branch.flock"
+    fresh = not lock.exists()
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    if fresh:
+        repo.share(lock)
     deadline = time.monotonic() + timeout
     locked = False
     try:

@@ -617,9 +617,12 @@ class Store:
         if not oids:
             return
         path = self._ledger()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.repo.make_dir(path.parent)
+        fresh = not path.exists()
         with open(path, "a") as fh:
             fh.write("".join(o + "\n" for o in oids))
+        if fresh:
+            self.repo.share(path)
 
     # -- garbage collection ---------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..errors import GitError, NotAGitRepo
+from .shared import adjust, make_dirs
 
 BRANCH = "gittrack/runs"
 RUNS_REF = f"refs/heads/{BRANCH}"
@@ -50,6 +51,14 @@ class Repo:
     def state_dir(self) -> Path:
         """Local, never committed state: index database, heartbeats, locks, temp files."""
         return self.common_dir / "gittrack"
+
+    def make_dir(self, folder: Path) -> Path:
+        """Create `folder` (and its parents) as git would in this repository (shared or not)."""
+        return make_dirs(self.common_dir, folder)
+
+    def share(self, *paths: Path | str) -> None:
+        """Give files and folders we just created the permissions core.sharedRepository asks."""
+        adjust(self.common_dir, *paths)
 
     @property
     def shallow(self) -> bool:
@@ -306,6 +315,7 @@ class ObjectWriter:
 
     def __init__(self, repo: Repo) -> None:
         self.objects = repo.common_dir / "objects"
+        self.common_dir = repo.common_dir
         self._dirs_to_sync: set[Path] = set()
 
     def write(self, kind: str, data: bytes) -> str:
@@ -315,14 +325,16 @@ class ObjectWriter:
         path = folder / sha[2:]
         if path.exists():
             return sha
-        folder.mkdir(exist_ok=True)
+        if not folder.is_dir():
+            folder.mkdir(exist_ok=True)
+            adjust(self.common_dir, folder)
         fd, tmp = exclusive_temp(folder, "tmp_obj_")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(zlib.compress(raw, 1))
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, 0o444)
+            os.chmod(tmp, 0o444)  # as git: read-only, readable by all (shared or not)
             with contextlib.suppress(FileExistsError):
                 os.link(tmp, path)
         finally:

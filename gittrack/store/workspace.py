@@ -241,7 +241,7 @@ def check_writable(repo: Repo) -> None:
     """Fail early, before hours of simulation, when the repository cannot take a record."""
     objects = repo.common_dir / "objects"
     try:
-        repo.state_dir.mkdir(parents=True, exist_ok=True)
+        repo.make_dir(repo.state_dir)
         fd, tmp = exclusive_temp(objects, "tmp_check_")
         try:
             os.write(fd, b"gittrack")  # an empty file proves too little (quota, full disk)
