@@ -132,6 +132,9 @@ def commit_to_branch(
                 STATS["retries"] += attempt - 1
                 return commit
             err = proc.stderr.decode(errors="replace")
+            if "nonexistent object" in err and keep:  # a code commit is gone (pruned earlier)
+                keep = [c for c in keep if _exists(repo, c)]
+                continue
             if "File exists" in err or "Unable to create" in err:
                 _remove_stale_ref_locks(repo, [RUNS_REF, *(CODE_REF_PREFIX + c for c in keep)])
             elif "No space left" in err or "Read-only" in err or "Permission denied" in err:
@@ -139,6 +142,10 @@ def commit_to_branch(
             if attempt > 1000:
                 raise GitError(f"could not update {RUNS_REF}: {err.strip()}")
             time.sleep(min(0.2, 0.001 * attempt) * jitter())
+
+
+def _exists(repo: Repo, sha: str) -> bool:
+    return repo.git("cat-file", "-e", sha, check=False).returncode == 0
 
 
 def _update_refs(repo: Repo, lines: list[str]) -> subprocess.CompletedProcess[bytes]:
