@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from typing import Any
 
@@ -172,7 +173,7 @@ class StorageFull(OutputError):
         )
 
 
-FULL_ERRNOS = (28, 122, 27)  # ENOSPC, EDQUOT, EFBIG (a file size limit)
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # EFBIG: `ulimit -f`
 SQLITE_FULL = ("disk I/O error", "database or disk is full")
 
 

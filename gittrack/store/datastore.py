@@ -10,20 +10,19 @@ reads them. DVC itself is imported only when a run has outputs.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import store
-from ..errors import OutputError, RemoteError, StorageFull
+from ..errors import FULL_ERRNOS as FULL_ERRNOS, OutputError, RemoteError, StorageFull
 from ..model.schema import safe_path
 from .safefs import (
     CHUNK as CHUNK,
@@ -46,7 +45,6 @@ REMOTE_NAME = "storage"
 LAYOUT = ("files", "md5")
 PREPUSH_MIN_BYTES = 16 << 20
 CONFIG_PATH = ".dvc/config"
-FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 DVC_GITIGNORE = b"/config.local\n/tmp\n/cache\n"
 DVCIGNORE = (
