@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__ as __version__
 from .errors import (
     AmbiguousRun as AmbiguousRun,
+    BranchDamaged as BranchDamaged,
     CodeUnavailable as CodeUnavailable,
     ConflictError as ConflictError,
     GitError as GitError,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AmbiguousRun",
+    "BranchDamaged",
     "CodeUnavailable",
     "ConflictError",
     "Experiment",

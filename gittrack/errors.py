@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from typing import Any
 
@@ -172,18 +173,40 @@ class StorageFull(OutputError):
         )
 
 
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # EFBIG: `ulimit -f`
+SQLITE_FULL = ("disk I/O error", "database or disk is full")
+
+
+def storage_fault(exc: BaseException, what: str = "gittrack's state") -> StorageFull | None:
+    """`exc` as a StorageFull when it says the disk is full (or a file grew over a limit)."""
+    if isinstance(exc, StorageFull):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+        return StorageFull(what, exc.strerror or str(exc))
+    if type(exc).__module__ == "sqlite3" and str(exc) in SQLITE_FULL:
+        return StorageFull(what, f"the index database: {exc}")
+    return None
+
+
 class RunConflict(ConflictError):
     """The same run id holds different content here and on the other side of a pull."""
 
-    def __init__(self, source: str, run_ids: Sequence[str]) -> None:
+    def __init__(self, source: str, run_ids: Sequence[str], theirs: str = "") -> None:
         self.source = source
         self.run_ids = list(run_ids)
         shown = ", ".join(r[:8] for r in self.run_ids[:5])
         more = f" and {len(self.run_ids) - 5} more" if len(self.run_ids) > 5 else ""
+        folders = " ".join(f"runs/{r[:2]}/{r}" for r in self.run_ids) if len(run_ids) <= 5 else ""
+        folders = folders or "runs/"
+        compare = (
+            f"Compare them with 'git diff gittrack/runs {theirs[:12]} -- {folders}', "
+            if theirs
+            else "Compare them, "
+        )
         super().__init__(
             f"Run(s) {shown}{more} differ between this repository and {source}; nothing was "
-            f"joined. Compare them with 'git diff gittrack/runs {source} -- runs/', remove the "
-            "wrong copy on one side ('gittrack rm'), then pull again."
+            f"joined. {compare}remove the wrong copy on one side ('gittrack rm'), then pull "
+            "again."
         )
 
 
@@ -275,6 +298,17 @@ class CodeUnavailable(GittrackError):
         super().__init__(
             f"The code of run {run_id[:8]} (commit {commit[:10]}) cannot be checked out: {reason}; "
             "fetch it first (gittrack pull, or git fetch --unshallow)."
+        )
+
+
+class BranchDamaged(GittrackError):
+    """The runs branch names a commit or tree that is not in the repository."""
+
+    def __init__(self, commit: str) -> None:
+        self.commit = commit
+        super().__init__(
+            f"The runs branch gittrack/runs points at {commit[:10]}, whose objects are missing "
+            "(a 'git gc --prune=now' may have raced a run); run 'gittrack doctor' to repair it."
         )
 
 

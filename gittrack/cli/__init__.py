@@ -8,14 +8,16 @@ line and the hint to rerun with --debug.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 import click
 
 from .._version import __version__
-from ..errors import GittrackError
+from ..errors import GittrackError, UsageError, storage_fault
 
 
 class Context:
@@ -58,11 +60,36 @@ class GittrackGroup(click.Group):
             if _debug(ctx):
                 traceback.print_exc()
                 ctx.exit(1)
+            full = storage_fault(exc)
+            if full is not None:
+                raise click.ClickException(str(full)) from exc
             click.echo(
                 f"Error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
                 err=True,
             )
             ctx.exit(1)
+
+
+def check_folder(path: str) -> None:
+    """Refuse, before any work, a file the user named (`-o`) in a folder that does not exist."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise UsageError(
+            f"Cannot write {path}: the folder {folder} does not exist; create it first "
+            f"(mkdir -p {folder}) or give another path."
+        )
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Write a file the user named (`-o`); a missing folder or a full disk is one sentence."""
+    check_folder(path)
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise GittrackError(
+            f"Cannot write {path} ({reason}); check the folder's permissions and free space."
+        ) from exc
 
 
 def _debug(ctx: click.Context) -> bool:

@@ -254,7 +254,7 @@ def verify(obj: Context, run_refs: tuple[str, ...], on_remote: bool, as_json: bo
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
 @pass_context
 def doctor(obj: Context, as_json: bool) -> None:
-    """Repair gittrack's state: record runs whose process died, and say what was done.
+    """Repair gittrack's state: a runs branch naming missing objects, runs whose process died.
 
     Listing never writes; a died run stays staged until a run ends, a sweep, `push` or this
     command records it.
@@ -268,8 +268,10 @@ def doctor(obj: Context, as_json: bool) -> None:
     report = do_doctor(obj.repo())
     if as_json:
         click.echo(json.dumps({"died": report.died, "actions": report.actions}, indent=2))
-        return
-    for line in report.actions:
-        click.echo(line)
-    if not report.actions:
-        click.echo("Nothing to repair.")
+    else:
+        for line in report.actions:
+            click.echo(line)
+        if not report.actions:
+            click.echo("Nothing to repair.")
+    if not report.healthy:
+        sys.exit(1)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from . import Context, cli, pass_context
+from . import Context, check_folder, cli, pass_context, write_file
 from .table import STATUS_COLOURS, headers_for, text
 
 
@@ -333,6 +333,8 @@ def lineage(
     from ..errors import UsageError
     from ..library import lineage as lin
 
+    if output:
+        check_folder(output)
     graph = lin.build(
         obj.repo(), run_ref, downstream=downstream, depth=depth, collapse=collapse, code=code
     )
@@ -349,7 +351,7 @@ def lineage(
         fmt = suffix if suffix in lin.FORMATS else ("svg" if output else "dot")
     data = lin.render(graph, fmt)
     if output:
-        Path(output).write_bytes(data)
+        write_file(output, data)
         runs, edges = len(graph.run_ids), len(graph.edges)
         click.echo(
             f"Wrote {output} ({runs} run{'s' * (runs != 1)}, {edges} edge{'s' * (edges != 1)}).",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import Context, cli, pass_context
+from . import Context, check_folder, cli, pass_context, write_file
 
 
 @cli.command("ui")
@@ -45,12 +45,14 @@ def ui(obj: Context, port: int, host: str, open_browser: bool) -> None:
     from ..ui import create_app
 
     repo = obj.repo()
-    try:
-        socket.create_server((host, port)).close()  # fail here, in one sentence, not in uvicorn
+    try:  # bound here so that a busy port fails in one sentence and port 0 gets its real number
+        sock = socket.create_server((host, port))
     except OSError as exc:
         raise GittrackError(
-            f"Cannot serve on {host}:{port} ({os.strerror(exc.errno) if exc.errno else exc}); stop what uses it or pick another port with --port."
+            f"Cannot serve on {host}:{port} ({os.strerror(exc.errno) if exc.errno else exc}); "
+            "stop what uses it or pick another port with --port."
         ) from exc
+    port = sock.getsockname()[1]
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(
             f"Warning: serving on {host} makes every run, parameter, log and output of "
@@ -66,7 +68,8 @@ def ui(obj: Context, port: int, host: str, open_browser: bool) -> None:
         import webbrowser
 
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
 
 
 @cli.command("report")
@@ -90,14 +93,13 @@ def report(obj: Context, output: str, where: str, title: str) -> None:
       gittrack report -o report.html
       gittrack report --where "experiment = 'temp-scan'" -o scan.html
     """
-    from pathlib import Path
-
     from .._extras import require
 
     require("gittrack report", "ui", "starlette", "jinja2", "plotly")
     from ..ui.report import build_report
 
+    check_folder(output)
     repo = obj.repo()
     html, count = build_report(repo, where or None, title=title or None)
-    Path(output).write_text(html, encoding="utf-8")
+    write_file(output, html.encode())
     click.echo(f"Wrote {output} ({count} runs, {len(html.encode()) / 1e6:.1f} MB).")

@@ -49,7 +49,7 @@ def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, A
             bundle, payload["code"], payload["settings"], workdir / "repo", cache
         )
     try:
-        repo.state_dir.mkdir(parents=True, exist_ok=True)
+        repo.make_dir(repo.state_dir)
         fd, name = tempfile.mkstemp(prefix="run-id-", dir=repo.state_dir)
         os.close(fd)
         id_file = Path(name)

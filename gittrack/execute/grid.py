@@ -39,13 +39,16 @@ def _range(spec: str, start: str, stop: str, step: str | None) -> list[str]:
     if integral:
         if step is not None and int(step) == 0:
             raise SweepSpecError(spec, "the step is 0")
-        values: list[Any] = list(range(int(start), int(stop), int(step or 1)))
+        span = range(int(start), int(stop), int(step or 1))
+        count = len(span)  # counted before a single value is made
     else:
         a, b, s = float(start), float(stop), float(step or 1)
         if s == 0:
             raise SweepSpecError(spec, "the step is 0")
         count = max(0, math.ceil((b - a) / s - 1e-9))
-        values = [round(a + i * s, 12) for i in range(min(count, MAX_RUNS + 1))]
+    if count > MAX_RUNS:
+        raise SweepSpecError(spec, f"the range has {count} values, more than {MAX_RUNS}")
+    values: list[Any] = list(span) if integral else [round(a + i * s, 12) for i in range(count)]
     if not values:
         raise SweepSpecError(spec, "the range is empty")
     return [repr(v) if isinstance(v, float) else str(v) for v in values]

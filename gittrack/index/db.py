@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import math
+import os
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -111,7 +112,7 @@ class Index:
         return self._db
 
     def _open(self) -> sqlite3.Connection:
-        self.repo.state_dir.mkdir(parents=True, exist_ok=True)
+        self.repo.make_dir(self.repo.state_dir)
         for attempt in range(2):
             try:
                 return self._connect()
@@ -122,7 +123,10 @@ class Index:
         raise AssertionError("unreachable")
 
     def _connect(self) -> sqlite3.Connection:
+        fresh = not os.path.exists(self.path)
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        if fresh:  # SQLite gives its -wal and -shm files the database file's permissions
+            self.repo.share(self.path)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")

@@ -37,8 +37,11 @@ def remember(repo: store.Repo, key: str, run_id: str, started: str) -> None:
         return  # not built yet: the first lookup builds every file from the index
     if any(rid == run_id for _, rid in _lines(path)):
         return
+    fresh = not path.exists()
     with contextlib.suppress(OSError), path.open("a") as fh:
         fh.write(f"{started or '-'} {run_id}\n")
+    if fresh:
+        repo.share(path)
 
 
 def read(repo: store.Repo, key: str) -> list[str]:

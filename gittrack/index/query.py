@@ -53,6 +53,8 @@ OPERATORS = {
     ">=": ">=",
 }
 KEYWORDS = {"and", "or", "not", "in", "like", "true", "false"}
+MAX_NESTING = 100  # parentheses and 'not's inside each other; deeper is surely a mistake
+INT64 = (-(2**63), 2**63 - 1)  # what TOML, and so a record, can hold
 
 _TOKEN = re.compile(
     r"""
@@ -89,10 +91,7 @@ def tokenize(query: str) -> list[Token]:
             continue
         kind, text = match.lastgroup or "", match.group()
         if kind == "number":
-            value: Any = float(text)
-            if re.fullmatch(r"[-+]?\d+", text):
-                value = int(text)
-            tokens.append(Token(kind, text, pos, value))
+            tokens.append(Token(kind, text, pos, number_value(query, text, pos)))
         elif kind == "string":
             quote = text[0]
             tokens.append(Token(kind, text, pos, text[1:-1].replace(quote * 2, quote)))
@@ -103,6 +102,18 @@ def tokenize(query: str) -> list[Token]:
         pos = match.end()
     tokens.append(Token("end", "", len(query)))
     return tokens
+
+
+def number_value(query: str, text: str, pos: int) -> int | float:
+    """A number literal's value; integers beyond 64 bits and infinite floats fail at `pos`."""
+    if re.fullmatch(r"[-+]?\d+", text):
+        if len(text.lstrip("+-").lstrip("0")) <= 19 and INT64[0] <= int(text) <= INT64[1]:
+            return int(text)
+        raise QueryError(query, pos, "a whole number between -2**63 and 2**63-1")
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise QueryError(query, pos, "a number small enough to be a float (at most 1.8e308)")
+    return value
 
 
 # -- syntax tree ----------------------------------------------------------------------------
@@ -181,6 +192,7 @@ class Parser:
         self.query = query
         self.tokens = tokenize(query)
         self.i = 0
+        self.depth = 0  # how many '(' and 'not' enclose the current token
 
     @property
     def tok(self) -> Token:
@@ -228,14 +240,25 @@ class Parser:
         return items[0] if len(items) == 1 else BoolOp("and", items)
 
     def not_expr(self) -> Node:
+        if self.tok.text in ("not", "(") and self.tok.kind in ("keyword", "punct"):
+            if self.depth >= MAX_NESTING:
+                raise self.fail(f"at most {MAX_NESTING} parentheses or 'not's inside each other")
+            self.depth += 1
+            try:
+                return self.nested()
+            finally:
+                self.depth -= 1
+        return self.comparison()
+
+    def nested(self) -> Node:
+        """A 'not' or a parenthesised expression, one level deeper."""
         if self.accept("keyword", "not"):
             return Not(self.not_expr())
-        if open_ := self.accept("punct", "("):
-            node = self.or_expr()
-            if not self.accept("punct", ")"):
-                raise self.fail(f"')' to close the '(' at position {open_.pos + 1}")
-            return node
-        return self.comparison()
+        open_ = self.expect("punct", "(", "'('")
+        node = self.or_expr()
+        if not self.accept("punct", ")"):
+            raise self.fail(f"')' to close the '(' at position {open_.pos + 1}")
+        return node
 
     def comparison(self) -> Compare:
         tok = self.tok
@@ -298,11 +321,19 @@ class Compiler:
 
     def node(self, node: Node) -> str:
         if isinstance(node, BoolOp):
-            return "(" + f" {node.op.upper()} ".join(self.node(i) for i in node.items) + ")"
+            return self.join(node.op.upper(), [self.node(i) for i in node.items])
         if isinstance(node, Not):
             return f"(NOT {self.node(node.item)})"
         sql = self.compare(node)
         return f"(NOT {sql})" if node.negate else sql
+
+    @classmethod
+    def join(cls, op: str, parts: list[str]) -> str:
+        """`a OP b OP ...` as a balanced tree: SQLite refuses expressions over 1000 deep."""
+        if len(parts) <= 8:
+            return "(" + f" {op} ".join(parts) + ")"
+        half = len(parts) // 2
+        return f"({cls.join(op, parts[:half])} {op} {cls.join(op, parts[half:])})"
 
     def compare(self, c: Compare) -> str:
         family = c.field.family
@@ -551,6 +582,14 @@ def date_span(text: str) -> tuple[float, float] | None:
     zmatch = re.search(r"(Z|[+-]\d{2}:?\d{2})$", text) if len(text) > 10 else None
     if zmatch:
         body, zone = text[: zmatch.start()], zmatch.group()
+    try:
+        return _span(text, body, zone)
+    except (ValueError, OverflowError, OSError):  # '2024-13-45', year 0 or beyond 9999
+        return None
+
+
+def _span(text: str, body: str, zone: str) -> tuple[float, float] | None:
+    """date_span() of a literal split into its body and zone; raises ValueError when invalid."""
     for pattern, width in _DATE_FORMATS:
         if re.fullmatch(pattern, body):
             padded = body.replace(" ", "T")
@@ -567,10 +606,7 @@ def date_span(text: str) -> tuple[float, float] | None:
                 nxt = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
                 return start.timestamp(), nxt.timestamp()
             return start.timestamp(), (start + width(start)).timestamp()
-    try:
-        exact = _localise(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:
-        return None
+    exact = _localise(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
     return exact.timestamp(), exact.timestamp() + 0.001
 
 
@@ -584,5 +620,5 @@ def timestamp(iso: str | None) -> float | None:
         return None
     try:
         return _localise(dt.datetime.fromisoformat(iso)).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None

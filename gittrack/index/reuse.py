@@ -19,6 +19,6 @@ def rebuild(repo: store.Repo) -> None:
     from .db import Index
 
     index = Index(repo)
-    memo.folder(repo).mkdir(parents=True, exist_ok=True)
+    repo.make_dir(memo.folder(repo))
     for key, run_id, started in edges.all_memos(index):
         memo.remember(repo, key, run_id, started)

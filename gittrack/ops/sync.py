@@ -79,7 +79,7 @@ def pull(repo: store.Repo, remote: str | None = None) -> PullSummary:
     if name is None:
         raise NoSuchRemote(remote or DEFAULT_REMOTE, [])
     store.ensure_excluded(repo, project.EXCLUDES)
-    repo.state_dir.mkdir(parents=True, exist_ok=True)
+    repo.make_dir(repo.state_dir)
     theirs = store.fetch_shared(repo, name)
     notes = store.merge_notes(repo, name)
     if theirs is None:

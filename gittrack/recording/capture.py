@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -62,7 +63,9 @@ def environment() -> dict[str, Any]:
     }
 
 
-def packages_listing(cache_dir: Path | None = None) -> str:
+def packages_listing(
+    cache_dir: Path | None = None, share: Callable[..., None] | None = None
+) -> str:
     """Installed distributions as sorted `name==version` lines (what `pip freeze` shows).
 
     Scanning every distribution costs ~100 ms in a large environment, so the listing is cached
@@ -83,9 +86,12 @@ def packages_listing(cache_dir: Path | None = None) -> str:
         return cached.read_text()
     listing = _scan_packages()
     with contextlib.suppress(OSError):
+        fresh = not cache_dir.is_dir()
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(listing)
+        if share is not None:  # core.sharedRepository
+            share(*([cache_dir] if fresh else []), tmp)
         os.replace(tmp, cached)
     return listing
 

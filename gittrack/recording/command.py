@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..errors import GittrackError, UsageError
+from ..errors import GittrackError, UsageError, storage_fault
 from ..model.record import RunRecord
 from .context import current
 from .session import RunSession, report
@@ -59,6 +59,8 @@ class TrackedCommand(click.Command):
             session = RunSession(self, ctx)
         except GittrackError as exc:  # before the simulation starts: one clear sentence
             raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            raise _storage_failure(exc) from exc
         outcome = session.options  # whoever set the options reads the record back from them
         if session.reused is not None:
             outcome.record, outcome.reused = session.reused, True
@@ -75,13 +77,13 @@ class TrackedCommand(click.Command):
         try:
             result = super().invoke(ctx)
         except (KeyboardInterrupt, click.Abort):
-            outcome.record = session.finish("interrupted", exit_code=130)
+            outcome.record = _finish(session, "interrupted", exit_code=130)
             report(outcome.record)
             self._interrupted = True
             raise
         except click.exceptions.Exit as exc:
             status = "completed" if exc.exit_code == 0 else "failed"
-            outcome.record = session.finish(status, exc=exc, exit_code=exc.exit_code)
+            outcome.record = _finish(session, status, exc=exc, exit_code=exc.exit_code)
             report(outcome.record)
             if exc.exit_code == 0:
                 _exit_if_failed(outcome.record)
@@ -89,19 +91,19 @@ class TrackedCommand(click.Command):
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             status = "completed" if code == 0 else "failed"
-            outcome.record = session.finish(status, exc=exc, exit_code=code)
+            outcome.record = _finish(session, status, exc=exc, exit_code=code)
             report(outcome.record)
             if code == 0:
                 _exit_if_failed(outcome.record)
             raise
         except BaseException as exc:
-            outcome.record = session.finish("failed", exc=exc, exit_code=1)
+            outcome.record = _finish(session, "failed", exc=exc, exit_code=1)
             report(outcome.record)
             raise
         finally:
             if main_thread:
                 signal.signal(signal.SIGTERM, previous)
-        outcome.record = session.finish("completed", result=result)
+        outcome.record = _finish(session, "completed", result=result)
         report(outcome.record)
         _exit_if_failed(outcome.record)
         return result
@@ -111,6 +113,23 @@ def _exit_if_failed(record: RunRecord) -> None:
     """Exit non-zero for a run recorded as failed (e.g. its outputs did not fit on the disk)."""
     if record.status == "failed":
         raise click.exceptions.Exit(record.exit_code or 1)
+
+
+def _storage_failure(exc: Exception) -> Exception:
+    """A disk that filled up (or a file size limit) as one sentence; anything else unchanged."""
+    full = storage_fault(exc, "the run")
+    return exc if full is None else click.ClickException(str(full))
+
+
+def _finish(session: RunSession, status: str, **kwargs: Any) -> Any:
+    """session.finish(), with a full disk while recording reported in one sentence."""
+    try:
+        return session.finish(status, **kwargs)
+    except Exception as exc:
+        failure = _storage_failure(exc)
+        if failure is exc:
+            raise
+        raise failure from exc
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

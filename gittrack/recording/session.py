@@ -83,7 +83,9 @@ class RunSession:
             _warn_if_named(self.repo, options.name)
         self.record.code = self.code_files.code(self.id, self.script)
         self.folder = staging.folder(self.repo) / self.id
-        self.folder.mkdir(parents=True)
+        self.repo.make_dir(self.folder.parent)
+        self.folder.mkdir()
+        self.repo.share(self.folder)  # another member may commit it when this process dies
         self._heartbeat_stop = threading.Event()
         self._write_heartbeat()
         self._stage()
@@ -254,7 +256,7 @@ class RunSession:
 
     def _collect_packages(self) -> None:
         try:
-            listing = capture.packages_listing(self.repo.state_dir / "cache")
+            listing = capture.packages_listing(self.repo.state_dir / "cache", self.repo.share)
             self._packages = {"packages.txt": listing, "digest": capture.packages_digest(listing)}
         except Exception:  # the environment listing is best effort, never fails a run
             self._packages = {}

@@ -59,6 +59,11 @@ from .objects import (
     parse_tree as parse_tree,
     write_blobs as write_blobs,
 )
+from .repair import (
+    BranchRepair as BranchRepair,
+    branch_damage as branch_damage,
+    repair_branch as repair_branch,
+)
 from .workspace import (
     Head as Head,
     Snapshot as Snapshot,

@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from ..errors import GitError, RepoNotWritable
+from ..errors import BranchDamaged, GitError, RepoNotWritable
 from ..model.record import RunRecord, run_folder
 from . import housekeeping
+from .gcguard import guarded
 from .objects import (
     CODE_REF_PREFIX,
     LOCK_TIMEOUT_S,
@@ -42,8 +43,12 @@ def branch_lock(repo: Repo, timeout: float = LOCK_TIMEOUT_S) -> Iterator[bool]:
     An flock dies with its process, so a crashed writer never blocks later runs; a writer that
     hangs only delays others by `timeout`, after which they go on under compare-and-swap alone.
     """
-    repo.state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(repo.state_dir / "branch.flock", os.O_RDWR | os.O_CREAT, 0o644)
+    repo.make_dir(repo.state_dir)
+    lock = repo.state_dir / "branch.flock"
+    fresh = not lock.exists()
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    if fresh:
+        repo.share(lock)
     deadline = time.monotonic() + timeout
     locked = False
     try:
@@ -69,11 +74,15 @@ def tip(repo: Repo) -> tuple[str, str] | None:
     """(commit, tree) at the tip of the runs branch, or None before `gittrack init`."""
     found = repo.reader().read(RUNS_REF)
     if found is None:
+        proc = repo.git("rev-parse", "--quiet", "--verify", RUNS_REF, check=False)
+        if proc.returncode == 0 and proc.stdout.strip():  # the ref exists, its commit does not
+            raise BranchDamaged(proc.stdout.decode().strip())
         return None
     sha, _, data = found
     return sha, data[5:45].decode()
 
 
+@guarded
 def commit_to_branch(
     repo: Repo,
     message: str,
@@ -83,14 +92,17 @@ def commit_to_branch(
     merge_parent: str | None = None,
     allow_create: bool = False,
     unless: Callable[[], bool] | None = None,
+    writer: ObjectWriter | None = None,
 ) -> str:
     """Commit `edits` on top of the runs branch tip with compare-and-swap; retried until it lands.
 
     `keep_alive` names code commits that get a ref under refs/gittrack/code/ in the same atomic
     transaction, so that no commit a run references can be garbage-collected. `unless`, checked
     under the lock before each attempt, cancels the commit (returning "") when it is true.
+    `writer` is the one that wrote the edits' blobs: what a racing `git gc --prune=now` took of
+    them is written again before and after the branch moves.
     """
-    writer = ObjectWriter(repo)
+    writer = writer or ObjectWriter(repo)
     ident = Identity.get(repo)
     keep = sorted(set(keep_alive))
     attempt = 0
@@ -110,14 +122,19 @@ def commit_to_branch(
                 parents.append(merge_parent)
             commit = make_commit(writer, ident, tree, parents, message)
             writer.sync()
+            writer.ensure()
             lines = [f"update {RUNS_REF} {commit} {old_commit}"]
             lines += [f"update {CODE_REF_PREFIX}{c} {c}" for c in keep]
             proc = _update_refs(repo, lines)
             if proc.returncode == 0:
+                writer.ensure()  # the branch holds them now: nothing can take them later
                 STATS["commits"] += 1
                 STATS["retries"] += attempt - 1
                 return commit
             err = proc.stderr.decode(errors="replace")
+            if "nonexistent object" in err and keep:  # a code commit is gone (pruned earlier)
+                keep = [c for c in keep if _exists(repo, c)]
+                continue
             if "File exists" in err or "Unable to create" in err:
                 _remove_stale_ref_locks(repo, [RUNS_REF, *(CODE_REF_PREFIX + c for c in keep)])
             elif "No space left" in err or "Read-only" in err or "Permission denied" in err:
@@ -125,6 +142,10 @@ def commit_to_branch(
             if attempt > 1000:
                 raise GitError(f"could not update {RUNS_REF}: {err.strip()}")
             time.sleep(min(0.2, 0.001 * attempt) * jitter())
+
+
+def _exists(repo: Repo, sha: str) -> bool:
+    return repo.git("cat-file", "-e", sha, check=False).returncode == 0
 
 
 def _update_refs(repo: Repo, lines: list[str]) -> subprocess.CompletedProcess[bytes]:
@@ -165,6 +186,16 @@ def write_run(
     With `if_absent`, nothing is committed (and "" returned) when the branch already holds the
     run: checked under the branch lock, so concurrent writers commit it once.
     """
+    commit = _write_run(repo, record, files, if_absent=if_absent)
+    housekeeping.after_commit(repo)  # outside the gc guard, or that gc would stand aside
+    return commit
+
+
+@guarded
+def _write_run(
+    repo: Repo, record: RunRecord, files: Mapping[str, bytes | Path], *, if_absent: bool = False
+) -> str:
+    """write_run() while holding gc off: the blobs are not reachable until the branch moves."""
     writer = ObjectWriter(repo)
     folder_files: dict[str, bytes | Path] = {"run.toml": record.to_toml().encode()}
     folder_files.update(files)
@@ -180,37 +211,40 @@ def write_run(
         subject = subject[:197] + "..."
     message = f"{subject}\n\nStatus: {record.status}\nRun-Id: {record.id}\n"
     unless = (lambda: _folder_exists(repo, base)) if if_absent else None
-    commit = commit_to_branch(repo, message, edits, keep_alive=keep, unless=unless)
-    housekeeping.after_commit(repo)
-    return commit
+    return commit_to_branch(repo, message, edits, keep_alive=keep, unless=unless, writer=writer)
 
 
 def _folder_exists(repo: Repo, path: str) -> bool:
     return repo.reader().read(f"{RUNS_REF}:{path}") is not None
 
 
+@guarded
 def remove_runs(repo: Repo, run_ids: Iterable[str], message: str) -> str:
     """Commit the removal of run folders (history keeps them)."""
     edits: dict[str, Entry] = {run_folder(r): None for r in run_ids}
     return commit_to_branch(repo, message, edits)
 
 
+@guarded
 def init_branch(repo: Repo, files: Mapping[str, bytes]) -> str | None:
     """Create the runs branch with its first commit holding shared settings; None if it exists."""
     if tip(repo) is not None:
         return None
     writer = ObjectWriter(repo)
     edits = write_blobs(writer, dict(files))
-    return commit_to_branch(repo, "gittrack: initialise runs branch", edits, allow_create=True)
+    return commit_to_branch(
+        repo, "gittrack: initialise runs branch", edits, allow_create=True, writer=writer
+    )
 
 
+@guarded
 def write_settings(repo: Repo, files: Mapping[str, bytes | None], message: str) -> str:
     """Commit changed shared settings (e.g. the DVC remote in .dvc/config)."""
     writer = ObjectWriter(repo)
     edits: dict[str, Entry] = {}
     for path, content in files.items():
         edits[path] = None if content is None else write_blobs(writer, {path: content})[path]
-    return commit_to_branch(repo, message, edits)
+    return commit_to_branch(repo, message, edits, writer=writer)
 
 
 def read_file(repo: Repo, path: str, rev: str = RUNS_REF) -> bytes | None:
@@ -271,6 +305,7 @@ def is_ancestor(repo: Repo, old: str, new: str) -> bool:
 # -- bulk import ----------------------------------------------------------------------------
 
 
+@guarded
 def import_runs(repo: Repo, records: Iterable[RunRecord]) -> int:
     """Append many runs, one commit each, through one `git fast-import` (histories, tests).
 

@@ -10,20 +10,19 @@ reads them. DVC itself is imported only when a run has outputs.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import store
-from ..errors import OutputError, RemoteError, StorageFull
+from ..errors import FULL_ERRNOS as FULL_ERRNOS, OutputError, RemoteError, StorageFull
 from ..model.schema import safe_path
 from .safefs import (
     CHUNK as CHUNK,
@@ -46,7 +45,6 @@ REMOTE_NAME = "storage"
 LAYOUT = ("files", "md5")
 PREPUSH_MIN_BYTES = 16 << 20
 CONFIG_PATH = ".dvc/config"
-FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 DVC_GITIGNORE = b"/config.local\n/tmp\n/cache\n"
 DVCIGNORE = (
@@ -108,6 +106,29 @@ def remote_url(repo: store.Repo) -> str:
     if url and "://" not in url and not os.path.isabs(url):
         url = os.path.normpath(os.path.join(repo.root, ".dvc", url))
     return str(url)
+
+
+@contextlib.contextmanager
+def _dvc_logs() -> Iterator[list[Any]]:
+    """Collect what DVC logs (with tracebacks) instead of printing it; the caller says why."""
+    import logging
+
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect(logging.WARNING)
+    loggers = [logging.getLogger(name) for name in ("dvc_objects", "dvc_data", "dvc")]
+    saved = [(lg.propagate, lg.handlers[:]) for lg in loggers]
+    for lg in loggers:
+        lg.propagate, lg.handlers = False, [handler]
+    try:
+        yield records
+    finally:
+        for lg, (propagate, handlers) in zip(loggers, saved, strict=True):
+            lg.propagate, lg.handlers = propagate, handlers
 
 
 def _is_local(url: str) -> bool:
@@ -432,21 +453,45 @@ class Store:
         if not oids:
             return set()
         remote = self.remote()
-        try:
-            result = transfer(self.cache, remote, {_hash_info(o) for o in oids}, shallow=False)
-            done = {h.value for h in result.transferred if h.value is not None}
-        except Exception as exc:
+        before = self._remote_temps()
+        with _dvc_logs() as logged:
+            try:
+                result = transfer(self.cache, remote, {_hash_info(o) for o in oids}, shallow=False)
+                done = {h.value for h in result.transferred if h.value is not None}
+                failed: set[Any] = {h.value for h in result.failed}
+                error: BaseException | None = None
+            except Exception as exc:
+                failed, error = oids, exc
+        if not failed:
+            return done
+        for temp in self._remote_temps() - before:  # what the failed copies left behind
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        causes = [error] if error else []
+        causes += [r.exc_info[1] for r in logged if r.exc_info and r.exc_info[1]]
+        full = [c for c in causes if getattr(c, "errno", None) in FULL_ERRNOS]
+        if full:
+            reason = getattr(full[0], "strerror", None) or str(full[0])
             raise RemoteError(
-                f"Cannot push to the DVC remote {self.url} ({_reason(exc)}); "
-                "check that it is reachable and writable."
-            ) from exc
-        failed = {h.value for h in result.failed}
-        if failed:
+                f"The DVC remote {self.url} has no space left ({reason}); free space there or "
+                "set another remote with 'gittrack remote set URL', then 'gittrack push'."
+            ) from error
+        if error is not None:
             raise RemoteError(
-                f"Could not push {len(failed)} object(s) to the DVC remote {self.url}; "
+                f"Cannot push to the DVC remote {self.url} ({_reason(error)}); "
                 "check that it is reachable and writable."
-            )
-        return done
+            ) from error
+        raise RemoteError(
+            f"Could not push {len(failed)} object(s) to the DVC remote {self.url}; "
+            "check that it is reachable and writable."
+        )
+
+    def _remote_temps(self) -> set[Path]:
+        """Temporary files in a local remote's object folders (DVC copies through `.*.tmp`)."""
+        if not _is_local(self.url):
+            return set()
+        root = Path(_local_path(self.url)).joinpath(*LAYOUT)
+        return set(root.glob("*/.*.tmp")) if root.is_dir() else set()
 
     def on_remote(self, oids: Iterable[str]) -> set[str]:
         """Which of `oids` the remote holds, asked of the remote itself (never of the ledger).
@@ -570,9 +615,12 @@ class Store:
         if not oids:
             return
         path = self._ledger()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.repo.make_dir(path.parent)
+        fresh = not path.exists()
         with open(path, "a") as fh:
             fh.write("".join(o + "\n" for o in oids))
+        if fresh:
+            self.repo.share(path)
 
     # -- garbage collection ---------------------------------------------------------------
 

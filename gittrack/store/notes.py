@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 
 from ..errors import GitError, RepoNotWritable
 from .branch import _remove_stale_ref_locks, _update_refs, branch_lock
+from .gcguard import guarded
 from .objects import (
     MODE_BLOB,
     NOTES_REF,
@@ -50,6 +51,7 @@ def read_note(repo: Repo, commit: str, rev: str | None = None) -> bytes | None:
     return None
 
 
+@guarded
 def update_notes(
     repo: Repo,
     update: Callable[[Callable[[str], bytes | None]], Mapping[str, bytes | None]],

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..errors import GitError, NotAGitRepo
+from .shared import adjust, make_dirs
 
 BRANCH = "gittrack/runs"
 RUNS_REF = f"refs/heads/{BRANCH}"
@@ -50,6 +51,14 @@ class Repo:
     def state_dir(self) -> Path:
         """Local, never committed state: index database, heartbeats, locks, temp files."""
         return self.common_dir / "gittrack"
+
+    def make_dir(self, folder: Path) -> Path:
+        """Create `folder` (and its parents) as git would in this repository (shared or not)."""
+        return make_dirs(self.common_dir, folder)
+
+    def share(self, *paths: Path | str) -> None:
+        """Give files and folders we just created the permissions core.sharedRepository asks."""
+        adjust(self.common_dir, *paths)
 
     @property
     def shallow(self) -> bool:
@@ -302,39 +311,87 @@ def format_tree(entries: Mapping[str, tuple[str, str]]) -> bytes:
 
 
 class ObjectWriter:
-    """Writes loose objects into the repository, fsynced, as git itself would."""
+    """Writes loose objects into the repository, fsynced, as git itself would.
+
+    A `git gc --prune=now` deletes every loose object no ref reaches yet, whatever its age, so
+    objects are written while `holding_off_gc` (see there); `ensure()` rewrites whatever still
+    went missing (a gc that ignored the lock).
+    """
 
     def __init__(self, repo: Repo) -> None:
+        self.repo = repo
         self.objects = repo.common_dir / "objects"
+        self.common_dir = repo.common_dir
+        self.temp_dir = repo.state_dir / "tmp"
         self._dirs_to_sync: set[Path] = set()
+        self._written: dict[str, tuple[str, bytes]] = {}
 
     def write(self, kind: str, data: bytes) -> str:
         raw = f"{kind} {len(data)}\0".encode() + data
         sha = sha1(raw).hexdigest()
-        folder = self.objects / sha[:2]
-        path = folder / sha[2:]
-        if path.exists():
-            return sha
-        folder.mkdir(exist_ok=True)
-        fd, tmp = exclusive_temp(folder, "tmp_obj_")
+        self._written[sha] = (kind, data)
+        if not (self.objects / sha[:2] / sha[2:]).exists():
+            self._store(sha, raw)
+        return sha
+
+    def _store(self, sha: str, raw: bytes) -> None:
+        """Write `raw` as the loose object `sha`: beside objects/, then linked into place."""
+        folder, path = self.objects / sha[:2], self.objects / sha[:2] / sha[2:]
+        temp_dir = self.temp_dir if self.temp_dir.is_dir() else None
+        if temp_dir is None:
+            with contextlib.suppress(OSError):
+                self.temp_dir.mkdir(parents=True, exist_ok=True)
+                adjust(self.common_dir, self.temp_dir)
+                temp_dir = self.temp_dir
+        fd, tmp = exclusive_temp(temp_dir or self.objects, "tmp_obj_")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(zlib.compress(raw, 1))
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, 0o444)
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
+            os.chmod(tmp, 0o444)  # as git: read-only, readable by all (shared or not)
+            adjust(self.common_dir, tmp)
+            for _ in range(100):  # a racing prune may remove the (empty) folder meanwhile
+                if not folder.is_dir():
+                    with contextlib.suppress(FileExistsError):
+                        folder.mkdir()
+                    adjust(self.common_dir, folder)
+                try:
+                    os.link(tmp, path)
+                    break
+                except FileExistsError:
+                    break
+                except FileNotFoundError:
+                    continue
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         self._dirs_to_sync.add(folder)
-        return sha
+
+    def ensure(self) -> int:
+        """Rewrite every object this writer wrote that is gone (a racing prune); how many."""
+        gone = [sha for sha in self._written if not (self.objects / sha[:2] / sha[2:]).exists()]
+        if gone:  # not loose: packed by a gc meanwhile, or pruned
+            proc = self.repo.git(
+                "cat-file", "--batch-check", input="".join(f"{g}\n" for g in gone).encode()
+            )
+            gone = [
+                line.split()[0] for line in proc.stdout.decode().splitlines() if "missing" in line
+            ]
+        for sha in gone:
+            kind, data = self._written[sha]
+            self._store(sha, f"{kind} {len(data)}\0".encode() + data)
+        if gone:
+            self.sync()
+        return len(gone)
 
     def sync(self) -> None:
         """Make the new directory entries durable before a ref points at them."""
         for folder in self._dirs_to_sync:
-            fd = os.open(folder, os.O_RDONLY)
+            try:
+                fd = os.open(folder, os.O_RDONLY)
+            except FileNotFoundError:  # packed and removed by a `git gc` meanwhile
+                continue
             try:
                 os.fsync(fd)
             finally:

@@ -38,7 +38,7 @@ def initial_files(repo: store.Repo) -> dict[str, bytes]:
 def init(repo: store.Repo) -> bool:
     """Prepare `repo` (idempotent); True when the runs branch was created now."""
     store.ensure_excluded(repo, EXCLUDES)
-    repo.state_dir.mkdir(parents=True, exist_ok=True)
+    repo.make_dir(repo.state_dir)
     if store.tip(repo) is not None:
         return False
     if store.adopt_remote_branch(repo):  # a clone: continue the shared branch

@@ -24,6 +24,7 @@ from .branch import (
     run_files,
     tip,
 )
+from .gcguard import guarded
 from .objects import (
     BRANCH,
     CODE_REF_PREFIX,
@@ -116,6 +117,7 @@ class JoinResult:
     kept_ours: list[str] = field(default_factory=list)  # settings files both sides changed
 
 
+@guarded
 def join_branch(repo: Repo, other: str, label: str) -> JoinResult:
     """Take the runs of commit `other` into the runs branch: fast-forward or union merge."""
     from ..errors import RunConflict
@@ -153,7 +155,7 @@ def join_branch(repo: Repo, other: str, label: str) -> JoinResult:
                 )
                 clashes = [p.rsplit("/", 1)[1] for p in kept if _is_run_folder(p)]
                 if clashes:
-                    raise RunConflict(label, clashes)
+                    raise RunConflict(label, clashes, other)
                 tree = edit_tree(reader, writer, ours_tree, edits)
                 arrived = len(_runs_in_edits(reader, ours_tree, edits)[0])
                 message = (
@@ -335,6 +337,7 @@ def adopt_remote_branch(repo: Repo) -> str | None:
 # -- shipping code to workers without a shared filesystem (scale) ---------------------------
 
 
+@guarded
 def settings_commit(repo: Repo, with_runs: bool = False) -> str:
     """A parentless commit holding the runs branch's shared settings (and its runs if asked)."""
     current = tip(repo)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from ..errors import GitError, NoCommits, RepoNotWritable
 from ..model.record import Code
+from .gcguard import holding_off_gc
 from .objects import (
+    CODE_REF_PREFIX,
     MODE_BLOB,
     MODE_EXEC,
     MODE_LINK,
@@ -154,7 +156,20 @@ class Snapshot:
         return edits
 
     def build(self, run_id: str, code: Mapping[str, bytes]) -> tuple[str, str]:
-        """(commit, tree) of HEAD plus tracked changes plus `code`: {path: content that ran}."""
+        """(commit, tree) of HEAD plus tracked changes plus `code`: {path: content that ran}.
+
+        Built while holding `git gc` off; the commit gets its keep-alive ref at once (the run
+        may go on for hours before its record is committed), after rewriting any object a
+        prune took since it was written.
+        """
+        with holding_off_gc(self.repo.common_dir):
+            commit, tree = self._build(run_id, code)
+            if commit != self.base.commit:
+                self._writer.ensure()
+                self.repo.git("update-ref", CODE_REF_PREFIX + commit, commit)
+            return commit, tree
+
+    def _build(self, run_id: str, code: Mapping[str, bytes]) -> tuple[str, str]:
         edits = dict(self.tracked_changes())
         for path, data in code.items():
             if path.startswith(self.skip):
@@ -241,13 +256,14 @@ def check_writable(repo: Repo) -> None:
     """Fail early, before hours of simulation, when the repository cannot take a record."""
     objects = repo.common_dir / "objects"
     try:
-        repo.state_dir.mkdir(parents=True, exist_ok=True)
+        repo.make_dir(repo.state_dir)
         fd, tmp = exclusive_temp(objects, "tmp_check_")
         try:
             os.write(fd, b"gittrack")  # an empty file proves too little (quota, full disk)
         finally:
             os.close(fd)
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):  # a racing `git prune` took it
+                os.unlink(tmp)
     except OSError as exc:
         raise RepoNotWritable(str(repo.root), exc.strerror or str(exc)) from exc
 
