@@ -6,6 +6,8 @@ import errno
 from collections.abc import Sequence
 from typing import Any
 
+from ._ids import short
+
 
 class GittrackError(Exception):
     """Base of every error gittrack raises on purpose; the CLI prints it as one line."""
@@ -72,7 +74,7 @@ class RecordError(GittrackError, ValueError):
     def __init__(self, run_id: str, reason: str) -> None:
         self.run_id = run_id
         self.reason = reason
-        super().__init__(f"The record of run {run_id[:8]} is unreadable: {reason}.")
+        super().__init__(f"The record of run {short(run_id)} is unreadable: {reason}.")
 
 
 class UnsafeRecord(RecordError):
@@ -81,7 +83,7 @@ class UnsafeRecord(RecordError):
     def __init__(self, run_id: str, reason: str) -> None:
         GittrackError.__init__(
             self,
-            f"run {run_id[:8]}: {reason}; skipped (the record is unreadable: gittrack never "
+            f"run {short(run_id)}: {reason}; skipped (the record is unreadable: gittrack never "
             "writes such a path, so it was crafted or damaged).",
         )
         self.run_id = run_id
@@ -93,7 +95,7 @@ class SchemaTooNew(RecordError):
         self.schema = schema
         GittrackError.__init__(
             self,
-            f"Run {run_id[:8]} was written with record schema {schema}, newer than this "
+            f"Run {short(run_id)} was written with record schema {schema}, newer than this "
             f"gittrack understands ({supported}); upgrade gittrack (pip install -U gittrack).",
         )
         self.run_id = run_id
@@ -194,7 +196,7 @@ class RunConflict(ConflictError):
     def __init__(self, source: str, run_ids: Sequence[str], theirs: str = "") -> None:
         self.source = source
         self.run_ids = list(run_ids)
-        shown = ", ".join(r[:8] for r in self.run_ids[:5])
+        shown = ", ".join(short(r) for r in self.run_ids[:5])
         more = f" and {len(self.run_ids) - 5} more" if len(self.run_ids) > 5 else ""
         folders = " ".join(f"runs/{r[:2]}/{r}" for r in self.run_ids) if len(run_ids) <= 5 else ""
         folders = folders or "runs/"
@@ -251,7 +253,7 @@ class NoRunsMatch(UsageError, LookupError):
 class UnusableRun(UsageError):
     def __init__(self, runs: list[tuple[str, str]]) -> None:
         self.runs = runs
-        shown = ", ".join(f"{rid[:8]} ({status})" for rid, status in runs[:5])
+        shown = ", ".join(f"{short(rid)} ({status})" for rid, status in runs[:5])
         more = f" and {len(runs) - 5} more" if len(runs) > 5 else ""
         super().__init__(
             f"Refusing to use runs that did not complete as inputs: {shown}{more}; "
@@ -296,7 +298,7 @@ class RunFailed(GittrackError):
 class CodeUnavailable(GittrackError):
     def __init__(self, run_id: str, commit: str, reason: str) -> None:
         super().__init__(
-            f"The code of run {run_id[:8]} (commit {commit[:10]}) cannot be checked out: {reason}; "
+            f"The code of run {short(run_id)} (commit {commit[:10]}) cannot be checked out: {reason}; "
             "fetch it first (gittrack pull, or git fetch --unshallow)."
         )
 

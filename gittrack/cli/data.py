@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from .._ids import short
 from . import Context, cli, pass_context
 
 
@@ -136,12 +137,12 @@ def rm(obj: Context, run_refs: tuple[str, ...], as_json: bool) -> None:
 
     removed, users = remove(obj.repo(), run_refs)
     for run_id, dependent in users.items():
-        shown = ", ".join(d[:8] for d in dependent)
-        click.echo(f"Warning: run {run_id[:8]} was an input of run(s) {shown}.", err=True)
+        shown = ", ".join(short(d) for d in dependent)
+        click.echo(f"Warning: run {short(run_id)} was an input of run(s) {shown}.", err=True)
     if as_json:
         _echo_json({"removed": removed, "dependents": users})
     else:
-        click.echo(f"Removed {len(removed)} run(s): {', '.join(r[:8] for r in removed)}.")
+        click.echo(f"Removed {len(removed)} run(s): {', '.join(short(r) for r in removed)}.")
 
 
 @cli.command()
@@ -212,11 +213,11 @@ def status(obj: Context, as_json: bool) -> None:
             f"{len(result.unpushed)} output(s) not pushed ({_size(total)}); 'gittrack push' sends them:"
         )
         for ref in result.unpushed:
-            click.echo(f"  {ref.run[:8]}  {ref.name}  {_size(ref.output.size)}")
+            click.echo(f"  {short(ref.run)}  {ref.name}  {_size(ref.output.size)}")
     else:
         click.echo(f"All outputs are on the remote {result.url}.")
     for run_id, command, state in result.running:
-        click.echo(f"{state}: {run_id[:8]}  {command}")
+        click.echo(f"{state}: {short(run_id)}  {command}")
 
 
 @cli.command()
@@ -244,7 +245,7 @@ def verify(obj: Context, run_refs: tuple[str, ...], on_remote: bool, as_json: bo
         _echo_json({"checked": checked, "problems": [p.__dict__ for p in problems]})
     else:
         for problem in problems:
-            click.echo(f"{problem.run[:8]} {problem.name}: {problem.message}")
+            click.echo(f"{short(problem.run)} {problem.name}: {problem.message}")
         click.echo(f"{checked} output(s) checked, {len(problems)} problem(s).")
     if problems:
         sys.exit(1)

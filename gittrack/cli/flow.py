@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from .._ids import short
 from . import Context, check_folder, cli, pass_context, write_file
 from .table import STATUS_COLOURS, headers_for, text
 
@@ -219,7 +220,7 @@ def format_sweep(report: Any, color: bool = False) -> str:
     rows = []
     for r in report.results:
         status = "reused" if r.reused else r.status
-        row = [r.run_id[:8] or "-", status]
+        row = [short(r.run_id) or "-", status]
         row += [str(r.task.params.get(k, "")) for k in report.varying]
         row += [text(r.metrics.get(k), k) for k in metric_keys]
         rows.append(row)
@@ -234,7 +235,7 @@ def format_sweep(report: Any, color: bool = False) -> str:
     lines.append(f"experiment {report.name}: {len(report.results)} runs ({counts})")
     for r in report.failed:
         if r.status not in ("interrupted", "cancelled"):  # Ctrl-C: the table says it all
-            lines.append(f"  {r.run_id[:8] or '-'} {r.status}: {r.error}")
+            lines.append(f"  {short(r.run_id) or '-'} {r.status}: {r.error}")
     if report.stopped:
         lines.append("Stopped early (--fail-fast).")
     return "\n".join(lines)
@@ -264,7 +265,7 @@ def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, default=str))
     else:
-        click.echo(f"rerun {report.rerun[:8]} of {report.original[:8]}: {report.status}")
+        click.echo(f"rerun {short(report.rerun)} of {short(report.original)}: {report.status}")
         for name, verdict in report.outputs.items():
             click.echo(f"  output {name}: {verdict}")
         for name, m in report.metrics.items():

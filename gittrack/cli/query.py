@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from .._ids import short
 from . import Context, cli, pass_context
 from .table import no_color, render_runs
 
@@ -128,7 +129,7 @@ def tag(obj: Context, run_ref: str, tags: tuple[str, ...]) -> None:
     from ..ops.tags import add_tags
 
     run_id, now = add_tags(obj.repo(), run_ref, tags)
-    click.echo(f"Run {run_id[:8]} tags: {', '.join(now) or '(none)'}")
+    click.echo(f"Run {short(run_id)} tags: {', '.join(now) or '(none)'}")
 
 
 @cli.command()
@@ -145,7 +146,7 @@ def untag(obj: Context, run_ref: str, tags: tuple[str, ...]) -> None:
     from ..ops.tags import remove_tags
 
     run_id, now = remove_tags(obj.repo(), run_ref, tags)
-    click.echo(f"Run {run_id[:8]} tags: {', '.join(now) or '(none)'}")
+    click.echo(f"Run {short(run_id)} tags: {', '.join(now) or '(none)'}")
 
 
 @cli.command()
@@ -162,4 +163,4 @@ def note(obj: Context, run_ref: str, text: str) -> None:
     from ..ops.tags import set_note
 
     run_id = set_note(obj.repo(), run_ref, text)
-    click.echo(f"Run {run_id[:8]} note {'set' if text.strip() else 'removed'}.")
+    click.echo(f"Run {short(run_id)} note {'set' if text.strip() else 'removed'}.")

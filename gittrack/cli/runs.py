@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from .._ids import short
 from . import Context, cli, pass_context
 
 
@@ -210,7 +211,7 @@ def format_record(data: dict[str, Any]) -> str:
         lines.append("inputs:" if item is data["inputs"][0] else "")
         lines[-1:] = [lines[-1]] if lines[-1] else []
         lines.append(
-            f"  {item['run'][:8]} {item.get('output', '')} {item.get('md5', '')[:12]}".rstrip()
+            f"  {short(item['run'])} {item.get('output', '')} {item.get('md5', '')[:12]}".rstrip()
         )
     if err := data.get("error"):
         lines.append("error:")

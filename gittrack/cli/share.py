@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from .._ids import short
 from . import Context, cli, pass_context
 
 
@@ -55,7 +56,7 @@ def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None
             click.echo(_data_line(report))
             for ref in missing:
                 click.echo(
-                    f"Warning: output '{ref.name}' of run {ref.run[:8]} is neither in the local cache "
+                    f"Warning: output '{ref.name}' of run {short(ref.run)} is neither in the local cache "
                     "nor on the remote; push it from the clone that recorded it.",
                     err=True,
                 )

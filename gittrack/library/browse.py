@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import store
+from .._ids import short
 from ..errors import GittrackError, RunNotFound, UsageError
 from ..index.db import Index
 from ..model.record import RunRecord, run_folder
@@ -291,7 +292,7 @@ def code_diff(repo: store.Repo, old: str, new: str, limit: int = 400_000) -> str
     proc = repo.git("diff", "--no-color", "--no-ext-diff", old, new, "--", check=False)
     if proc.returncode != 0:
         raise UsageError(
-            f"The code commits {old[:8]} and {new[:8]} are not both in this repository; run 'gittrack pull' first."
+            f"The code commits {short(old)} and {short(new)} are not both in this repository; run 'gittrack pull' first."
         )
     text = proc.stdout.decode("utf-8", "replace")
     return text if len(text) <= limit else text[:limit] + "\n[... truncated]"
@@ -519,7 +520,7 @@ def to_dot(g: Graph, url: str = "/runs/{id}") -> str:
             title = data.get("name") or data.get("command") or ""
             params = ", ".join(f"{k}={v}" for k, v in list((data.get("params") or {}).items())[:3])
             label = "\\n".join(
-                x for x in (rid[:8] + (f"  {title}" if title else ""), params, status) if x
+                x for x in (short(rid) + (f"  {title}" if title else ""), params, status) if x
             )
             label = label.replace('"', "'")
             width = ', penwidth=2.5, color="#2563eb"' if rid == g.focus else ""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import store
+from .._ids import short
 from ..model.values import FAMILIES, flat
 
 RUN_FIELDS = ("name", "status", "command", "experiment", "duration_s", "exit_code", "tags", "note")
@@ -96,8 +97,10 @@ def diff_runs(
     result.changes["outputs"] = compare(*outs)
     ins = [
         {
-            f"{i['run'][:8]}{':' + i['output'] if i.get('output') else ''}": i.get("md5", "")[:12]
-            or i.get("commit", "")[:8]
+            f"{short(i['run'])}{':' + i['output'] if i.get('output') else ''}": i.get("md5", "")[
+                :12
+            ]
+            or short(i.get("commit", ""))
             for i in r.get("inputs") or []
         }
         for r in (ra, rb)
@@ -166,7 +169,7 @@ def format_diff(d: RunDiff, color: bool = False) -> str:
 
     lines = []
     for label, run in (("a", d.a), ("b", d.b)):
-        fields = [str(run.get("id", ""))[:8], run.get("name") or "", run.get("status") or ""]
+        fields = [short(str(run.get("id", ""))), run.get("name") or "", run.get("status") or ""]
         colour = "red" if label == "a" else "green"
         lines.append(style(f"{label} {'  '.join(f for f in fields if f)}", fg=colour))
     if d.same:
@@ -193,7 +196,7 @@ def format_diff(d: RunDiff, color: bool = False) -> str:
             lines.append("  (the code commits differ but hold the same files)")
         elif not d.code_shown:
             shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
-            ids = [str(r.get("id", ""))[:8] for r in (d.a, d.b)]
+            ids = [short(str(r.get("id", ""))) for r in (d.a, d.b)]
             lines.append(
                 f"  code differs in {len(files)} file{'s' * (len(files) != 1)} ({shown}); "
                 f"see it with: gittrack diff {ids[0]} {ids[1]} "

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._ids import short
 from ..errors import GittrackError, GraphvizMissing, UsageError
 from ..index import edges as edge_tables
 from ..index.db import Index
@@ -213,21 +214,23 @@ def _varying(records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, list):
-        text = ",".join(str(v)[:8] for v in value[:3]) + (
+        text = ",".join(short(str(v)) for v in value[:3]) + (
             f",…(+{len(value) - 3})" if len(value) > 3 else ""
         )
         return text
     if isinstance(value, float):
         return f"{value:.6g}"
     text = str(value)
-    return text[:8] if len(text) == 32 and all(c in "0123456789abcdef" for c in text) else text[:24]
+    return (
+        short(text) if len(text) == 32 and all(c in "0123456789abcdef" for c in text) else text[:24]
+    )
 
 
 def _run_node(run_id: str, record: dict[str, Any] | None, shown: dict[str, list[str]]) -> Node:
     if record is None:
-        return Node(run_id, "missing", f"{run_id[:8]}\n(removed)", status="missing", run=run_id)
+        return Node(run_id, "missing", f"{short(run_id)}\n(removed)", status="missing", run=run_id)
     command = record.get("command", "")
-    lines = [run_id[:8] + (f"  {record['name']}" if record.get("name") else ""), command]
+    lines = [short(run_id) + (f"  {record['name']}" if record.get("name") else ""), command]
     params = record.get("params") or {}
     keys = shown.get(command, [])
     for key in keys[:MAX_PARAMS_SHOWN]:
@@ -382,7 +385,7 @@ def _node_line(node: Node, root: str) -> str:
             style="filled",
             fillcolor="#ffffff",
             URL=node.url,
-            tooltip=f"output {node.label} of {node.run[:8]}",
+            tooltip=f"output {node.label} of {short(node.run)}",
         )
     elif node.kind == "code":
         attrs = _attrs(label=node.label, shape="component", style="filled", fillcolor="#eef2f8")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import store
+from .._ids import short
 from ..errors import UsageError
 from ..index.db import Index
 from ..model.values import FAMILIES, FAMILY_COLUMN, RUN_FIELDS, cell, flat
@@ -55,7 +56,9 @@ def list_runs(
     more = limit is not None and len(rows) > limit
     rows = rows[:limit]
     problems = [
-        f"run {r['id'][:8]} is unreadable ({r['problem']}); skipped" for r in rows if r["problem"]
+        f"run {short(r['id'])} is unreadable ({r['problem']}); skipped"
+        for r in rows
+        if r["problem"]
     ]
     records = [r["record"] | {"commit": r["commit"]} for r in rows if r["record"]]
     staged = []

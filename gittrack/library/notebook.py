@@ -9,6 +9,7 @@ import base64
 import html
 from typing import TYPE_CHECKING, Any
 
+from .._ids import short
 from ..model.values import cell, cell_text, flat
 from . import listing
 
@@ -65,7 +66,7 @@ def run_html(run: Run) -> str:
     inputs = data.get("inputs") or []
     if inputs:
         rows = "".join(
-            f"<tr><td>{html.escape(i.get('run', '')[:8])}</td>"
+            f"<tr><td>{html.escape(short(i.get('run', '')))}</td>"
             f"<td>{html.escape(i.get('output', ''))}</td></tr>"
             for i in inputs
         )

@@ -6,6 +6,7 @@ import difflib
 import re
 
 from .. import store
+from .._ids import short
 from ..errors import AmbiguousRun, RunNotFound, UsageError
 from ..index.db import Index
 
@@ -51,7 +52,7 @@ def suggest(index: Index, ref: str) -> list[str]:
     names = [r[0] for r in index.db.execute("SELECT DISTINCT name FROM runs WHERE name != ''")]
     close = difflib.get_close_matches(ref, names, n=3, cutoff=0.6)
     if len(ref) >= 2 and HEX.match(ref.lower()[:2]):  # "5c8x" is a typo for an id too
-        short = ref.lower()[:2]
-        ids = [r[:8] for r in index.ids_with_prefix(short, limit=200)]
-        close += difflib.get_close_matches(ref.lower()[:8], ids, n=3, cutoff=0.5)
+        shard = ref.lower()[:2]
+        ids = [short(r) for r in index.ids_with_prefix(shard, limit=200)]
+        close += difflib.get_close_matches(short(ref.lower()), ids, n=3, cutoff=0.5)
     return close[:3]

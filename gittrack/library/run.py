@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import store
+from .._ids import short
 from ..errors import RecordError, RunNotFound
 from ..index.db import Index
 from ..model.record import Code, Input, Output, RunRecord
@@ -66,7 +67,7 @@ class Run:
 
     @property
     def short(self) -> str:
-        return self.id[:8]
+        return short(self.id)
 
     name = property(lambda self: self.record.name)
     status = property(lambda self: self.record.status)

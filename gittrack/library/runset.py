@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import store
+from .._ids import short
 from ..errors import RecordError
 from ..index.db import Index
 from ..model.values import RUN_FIELDS, flat
@@ -57,7 +58,7 @@ class RunSet:
         raise RunNotFound(ref)
 
     def __repr__(self) -> str:
-        shown = ", ".join(r["id"][:8] for r in self._rows[:5])
+        shown = ", ".join(short(r["id"]) for r in self._rows[:5])
         more = f", ... ({len(self)} runs)" if len(self) > 5 else ""
         return f"<RunSet of {len(self)} run{'s' * (len(self) != 1)}: {shown}{more}>"
 

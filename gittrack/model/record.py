@@ -16,11 +16,11 @@ from typing import Any
 
 import tomli_w
 
+from .._ids import short
 from ..errors import RecordError, SchemaTooNew, UnsafeRecord
 from .schema import RUN_ID, check_paths, check_types
 
 SCHEMA = 2
-SHORT = 8
 
 STATUSES = ("running", "completed", "failed", "interrupted", "died")
 
@@ -121,7 +121,7 @@ class RunRecord:
 
     @property
     def short(self) -> str:
-        return self.id[:SHORT]
+        return short(self.id)
 
     def mark_died(self, last_seen: float) -> None:
         """Say this staged run died: it ended when it was last seen alive, with no exit code."""
@@ -206,7 +206,7 @@ class RunRecord:
         if not RUN_ID.fullmatch(record_id):
             raise RecordError(run_id, f"its id {record_id!r} is not a run id")
         if RUN_ID.fullmatch(run_id) and record_id != run_id:
-            raise RecordError(run_id, f"its id {record_id[:8]} differs from its folder's")
+            raise RecordError(run_id, f"its id {short(record_id)} differs from its folder's")
         problem = check_types(data)
         if problem:
             raise RecordError(record_id, problem)

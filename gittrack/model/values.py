@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .._ids import short
+
 FAMILIES = ("params", "metrics", "env")
 # the scalar fields of a record every listing knows, in their listed order
 RUN_FIELDS = ("id", "name", "status", "command", "experiment", "started", "finished", "duration_s")
@@ -38,7 +40,7 @@ def cell_text(value: Any, column: str = "", *, list_sep: str = ",") -> str:
     if value is None:
         return ""
     if column == "id":
-        return str(value)[:8]
+        return short(str(value))
     if column in ("started", "finished") and isinstance(value, str):
         return value[:19].replace("T", " ")
     if column == "duration_s" and isinstance(value, int | float):

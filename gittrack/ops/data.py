@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import store
+from .._ids import short
 from ..errors import OutputError, RemoteError
 from ..index.db import Index
 from ..library.run import Run, resolve_id
@@ -161,7 +162,7 @@ def verify(
             try:
                 there = bool(cache.on_remote([ref.output.md5]))
                 message += (
-                    f" (the remote has it: 'gittrack checkout {ref.run[:8]}' fetches it)"
+                    f" (the remote has it: 'gittrack checkout {short(ref.run)}' fetches it)"
                     if there
                     else " and from the remote: it is lost unless another clone has it"
                 )
@@ -227,7 +228,7 @@ def _drop_corrupted(cache: Any, ref: OutputRef, out_dir: Path) -> str:
     with contextlib.suppress(OSError):
         path.chmod(0o644)
         path.unlink()
-    return f"; it was removed from the cache and 'gittrack checkout {run_id[:8]}' fetches the remote's copy"
+    return f"; it was removed from the cache and 'gittrack checkout {short(run_id)}' fetches the remote's copy"
 
 
 def checkout(
@@ -313,7 +314,7 @@ def remove(repo: store.Repo, refs: Sequence[str]) -> tuple[list[str], dict[str, 
     """Commit the removal of runs; returns (removed ids, {removed id: dependent run ids})."""
     ids = list(dict.fromkeys(resolve_id(repo, r) for r in refs))
     users = dependents(repo, ids)
-    shown = ", ".join(i[:8] for i in ids[:5]) + (
+    shown = ", ".join(short(i) for i in ids[:5]) + (
         f" and {len(ids) - 5} more" if len(ids) > 5 else ""
     )
     store.remove_runs(repo, ids, f"gittrack: remove run{'s' * (len(ids) > 1)} {shown}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import store
+from .._ids import short
 from ..recording.died import record_died
 
 
@@ -39,7 +40,9 @@ class DoctorReport:
                 "('gittrack pull'), or remove it with 'git update-ref -d "
                 "refs/heads/gittrack/runs' and run 'gittrack init'"
             )
-        done += [f"run {run_id[:8]} recorded as died (its process is gone)" for run_id in self.died]
+        done += [
+            f"run {short(run_id)} recorded as died (its process is gone)" for run_id in self.died
+        ]
         return done
 
     @property

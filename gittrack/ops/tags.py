@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import store
+from .._ids import short
 from ..errors import UsageError
 from ..index.db import Index
 from ..library import resolve_id
@@ -36,7 +37,7 @@ def _change(
     row = index.get(run_id)
     if row is None or not row["commit"]:
         raise UsageError(
-            f"Run {run_id[:8]} has no commit on the runs branch yet; tag it once it is recorded."
+            f"Run {short(run_id)} has no commit on the runs branch yet; tag it once it is recorded."
         )
     target = row["commit"]
     others = [o for o in index.note_objects(run_id) if o != target]
@@ -61,7 +62,7 @@ def _change(
             del changes[target]
         return changes
 
-    store.update_notes(repo, update, f"{message} {run_id[:8]}\n\nRun-Id: {run_id}\n")
+    store.update_notes(repo, update, f"{message} {short(run_id)}\n\nRun-Id: {run_id}\n")
     tags, text = effective(record_tags, record.get("note") or "", [result["note"]])
     return run_id, tags, text
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import store
+from .._ids import short
 from ..errors import UsageError
 from ..model.record import Code, CodeFile
 from ..store import project
@@ -238,7 +239,7 @@ class CodeFiles:
         shown = ", ".join(f"{p} ({_size(n)})" for p, n in sorted(sizes.items())[:5])
         more = f" and {len(sizes) - 5} more" if len(sizes) > 5 else ""
         return (
-            f"Warning: the code snapshot of run {run_id[:8]} leaves out changed files over "
+            f"Warning: the code snapshot of run {short(run_id)} leaves out changed files over "
             f"{_size(self.limit)}: {shown}{more}; commit them, or raise [tool.gittrack] "
             "snapshot_max_bytes in pyproject.toml (or GITTRACK_SNAPSHOT_MAX_BYTES) to include them."
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .. import store
+from .._ids import short
 from ..index.db import Index
 from ..model.notes import parse_note
 
@@ -37,6 +38,8 @@ def join(repo: store.Repo, run_id: str, experiment: str) -> bool:
         return {commit: note.to_bytes()}
 
     store.update_notes(
-        repo, update, f"gittrack: {run_id[:8]} joins experiment {experiment}\n\nRun-Id: {run_id}\n"
+        repo,
+        update,
+        f"gittrack: {short(run_id)} joins experiment {experiment}\n\nRun-Id: {run_id}\n",
     )
     return written

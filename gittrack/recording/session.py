@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import store
+from .._ids import short
 from ..errors import UsageError
 from ..library.consumers import consuming
 from ..model.record import Input, RunRecord, is_scalar, metric_value
@@ -155,7 +156,7 @@ class RunSession:
             record.code = self.code_files.code(self.id, self.script)
         except Exception as exc:  # the run is recorded with the code known at its start
             click.echo(
-                f"Warning: the code of run {self.id[:8]} is as at its start: {exc}", err=True
+                f"Warning: the code of run {short(self.id)} is as at its start: {exc}", err=True
             )
         if line := self.code_files.omitted_line(self.id):
             click.echo(line, err=True)
@@ -282,9 +283,7 @@ def _warn_if_named(repo: store.Repo, name: str) -> None:
 
     earlier = Index(repo).ids_named(name)
     if earlier:
-        runs = (
-            f"{len(earlier)} run{'s' * (len(earlier) > 1)} ({', '.join(i[:8] for i in earlier[:3])}"
-        )
+        runs = f"{len(earlier)} run{'s' * (len(earlier) > 1)} ({', '.join(short(i) for i in earlier[:3])}"
         runs += ", ...)" if len(earlier) > 3 else ")"
         click.echo(
             f"gittrack: name {name!r} already used by {runs}; {name!r} now means this run, "

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from hashlib import sha1, sha256
 from pathlib import Path
 
+from .._ids import short
 from ..errors import GitError, NoCommits, RepoNotWritable
 from ..model.record import Code
 from .gcguard import holding_off_gc
@@ -59,7 +60,7 @@ def head(repo: Repo) -> Head:
         raise NoCommits(str(repo.root))
     first = found[2][:46].decode("ascii", "replace")  # "tree <40 hex>\n" opens every commit
     if not first.startswith("tree "):
-        raise GitError(f"HEAD ({found[0][:8]}) is not a well-formed commit")
+        raise GitError(f"HEAD ({short(found[0])}) is not a well-formed commit")
     return Head(found[0], first[5:45], branch, not text.startswith("ref:"))
 
 
@@ -184,7 +185,9 @@ class Snapshot:
         if tree == self.base.tree:
             return self.base.commit, self.base.tree
         where = self.base.branch or "detached HEAD"
-        message = f"gittrack: code snapshot for run {run_id[:8]}\n\nUncommitted changes on {where}."
+        message = (
+            f"gittrack: code snapshot for run {short(run_id)}\n\nUncommitted changes on {where}."
+        )
         commit = make_commit(
             self._writer, Identity.get(self.repo), tree, [self.base.commit], message
         )

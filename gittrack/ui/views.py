@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
+from .._ids import short
 from .._version import __version__
 from ..errors import GittrackError, RunNotFound
 from ..library import browse
@@ -209,7 +210,7 @@ async def run_page(request: Request) -> Response:
     repo = request_repo(request)
     view = browse.run_view(repo, request.path_params["ref"])
     if view.data is None:
-        return render(request, "unreadable.html", {"view": view, "title": f"Run {view.id[:8]}"})
+        return render(request, "unreadable.html", {"view": view, "title": f"Run {short(view.id)}"})
     diff_ref = request.query_params.get("diff", "").strip()
     diff: dict[str, Any] = {}
     if diff_ref:
@@ -240,7 +241,7 @@ async def run_page(request: Request) -> Response:
             "diff_ref": diff_ref,
             "series": series,
             "downloadable": downloadable,
-            "title": f"Run {view.id[:8]}",
+            "title": f"Run {short(view.id)}",
         },
     )
 
@@ -272,7 +273,7 @@ async def lineage(request: Request) -> Response:
             "depth": depth or "",
             "count": count,
             "collapse": collapse,
-            "title": f"Flow of {view.id[:8]}",
+            "title": f"Flow of {short(view.id)}",
         },
     )
 
@@ -289,17 +290,17 @@ async def download(request: Request) -> Response:
     view = browse.run_view(repo, run_id)
     outputs = (view.data or {}).get("outputs") or {}
     if name not in outputs:
-        raise HTTPException(404, f'Run {run_id[:8]} has no output named "{name}".')
+        raise HTTPException(404, f'Run {short(run_id)} has no output named "{name}".')
     if outputs[name].get("size", 0) > browse.DOWNLOAD_LIMIT:
         raise HTTPException(
             404,
-            f"Output \"{name}\" is too large to download here; use 'gittrack checkout {run_id[:8]}'.",
+            f"Output \"{name}\" is too large to download here; use 'gittrack checkout {short(run_id)}'.",
         )
     path = browse.output_file(repo, run_id, name)
     if path is None:
         raise HTTPException(
             404,
-            f"Output \"{name}\" is not available locally; run 'gittrack checkout {run_id[:8]}' or 'gittrack pull'.",
+            f"Output \"{name}\" is not available locally; run 'gittrack checkout {short(run_id)}' or 'gittrack pull'.",
         )
     filename = Path(outputs[name].get("path") or name).name
     return FileResponse(
