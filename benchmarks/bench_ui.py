@@ -160,7 +160,7 @@ def main(quick: bool = False) -> list[tuple[str, float, float, float]]:
     from starlette.testclient import TestClient
 
     from gittrack.index.db import Index
-    from gittrack.library import browse
+    from gittrack.library import lineage
     from gittrack.ui import create_app
 
     n = 1000 if quick else 10_000
@@ -201,7 +201,8 @@ def main(quick: bool = False) -> list[tuple[str, float, float, float]]:
         )
         flow_page = client.get(f"/runs/{last}/lineage").text
         assert f"{chain} runs" in flow_page, "the flow graph does not hold the whole ancestry"
-        dot = timed(lambda: browse.render_svg(browse.Graph({"a": {"id": "a"}}, [], "a")), repeat=2)
+        one = lineage.Graph("a", {"a": lineage.Node("a", "run", "a")})
+        dot = timed(lambda: lineage.render(one, "svg"), repeat=2)
         rows.append(
             (
                 f"flow graph of {chain}-run ancestry",

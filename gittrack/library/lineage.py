@@ -1,25 +1,32 @@
-"""The flow graph of runs: built from records' `[[inputs]]`, `parent` and `rerun_of` alone.
+"""The flow graph of runs, one implementation for `gittrack lineage`, the web UI and the report.
 
-`build()` returns the graph as plain data (nodes and edges, what the UI draws); `to_dot()` and
-`render()` turn it into Graphviz source and SVG/PNG/PDF. Only the `dot` format works without a
-system Graphviz. The output is deterministic: the same history gives the same bytes.
+`around()` (and `build()`, its CLI form) walks a run's upstream and/or downstream edges;
+`among()` takes the flow among given runs (the report). Both return a `Graph` of plain data
+(what the UI's JSON carries); past `FOLD_AT` runs each experiment folds into one node that says
+what it holds. `to_dot()` turns a graph into Graphviz source, `render()` into SVG/PNG/PDF and
+`inline_svg()` into SVG fit to sit in HTML. Only `dot` works without a system Graphviz. The
+output is deterministic: the same history gives the same bytes.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from ..errors import GittrackError, GraphvizMissing, UsageError
 from ..index import edges as edge_tables
 from ..index.db import Index
+from ..model.record import SHORT
 
 if TYPE_CHECKING:
     from .. import store
 
 FORMATS = ("svg", "png", "pdf", "dot")
+DIRECTIONS = ("up", "down", "both")
 WALK_KINDS = ("input", "parent", "rerun")
 STATUS_FILL = {
     "completed": "#d9f2d9",
@@ -27,14 +34,16 @@ STATUS_FILL = {
     "died": "#ead6f2",
     "interrupted": "#fbf0c8",
     "running": "#d3ebf8",
+    "unreadable": "#f8d0d0",
     "missing": "#eeeeee",
 }
 MAX_PARAMS_SHOWN = 4
+FOLD_AT = 20  # past this many runs, experiments fold by default
 
 
 @dataclass
 class Node:
-    """A run, one of its outputs, a code commit, or a collapsed experiment."""
+    """A run, one of its outputs, a code commit, or a folded experiment."""
 
     id: str
     kind: str  # run, output, code, experiment, missing
@@ -73,7 +82,17 @@ class Graph:
 
     @property
     def run_ids(self) -> list[str]:
-        return sorted(n.run for n in self.nodes.values() if n.kind in ("run", "missing"))
+        """Every run the graph shows, folded ones included."""
+        ids = {n.run for n in self.nodes.values() if n.kind in ("run", "missing")}
+        for node in self.nodes.values():
+            if node.kind == "experiment":
+                ids.update(node.info.get("runs", []))
+        return sorted(ids)
+
+    @property
+    def folded(self) -> list[str]:
+        """Names of the experiments drawn as one node."""
+        return sorted(n.experiment for n in self.nodes.values() if n.kind == "experiment")
 
 
 def walk(
@@ -111,19 +130,83 @@ def build(
     *,
     downstream: bool = False,
     depth: int | None = None,
-    collapse: bool = False,
+    collapse: bool | None = None,
     code: bool = False,
 ) -> Graph:
-    """The lineage graph of run `ref`: its upstream flow, or with `downstream` what used it."""
+    """The lineage graph of run `ref`: its upstream flow, or with `downstream` what used it.
+
+    `collapse` folds experiments into one node each; None folds past FOLD_AT runs.
+    """
+    direction = "down" if downstream else "up"
+    return around(repo, ref, direction=direction, depth=depth, collapse=collapse, code=code)
+
+
+def around(
+    repo: store.Repo,
+    ref: str,
+    *,
+    direction: str = "up",
+    depth: int | None = None,
+    collapse: bool | None = None,
+    code: bool = False,
+    keep: Iterable[str] = (),
+) -> Graph:
+    """The flow around run `ref` (up, down or both), experiments in `keep` never folded."""
     from .resolve import resolve_id
 
     if depth is not None and depth < 0:
         raise UsageError(f"--depth must be 0 or more, not {depth}.")
+    if direction not in DIRECTIONS:
+        raise UsageError(f"Unknown direction '{direction}'; choose one of: up, down, both.")
     root = resolve_id(repo, ref)
     index = Index(repo)
-    ids, rows = walk(index, root, downstream, depth)
+    ids: set[str] = set()
+    rows: set[tuple[str, str, str, str, str]] = set()
+    for down in {"up": [False], "down": [True], "both": [False, True]}[direction]:
+        found, edges = walk(index, root, down, depth)
+        ids |= found
+        rows.update(edges)
     records = edge_tables.records(index, ids)
-    graph = Graph(root, downstream=downstream)
+    graph = _assemble(Graph(root, downstream=direction == "down"), ids, sorted(rows), records)
+    if code:
+        _add_code(graph, ids, records)
+    return fold(graph, records, collapse, keep)
+
+
+def among(
+    repo: store.Repo, ids: Iterable[str], *, collapse: bool | None = None, anchors: bool = False
+) -> Graph:
+    """The flow among the given runs (those linked to another of them), as the report draws it.
+
+    With `anchors`, nodes link to `#run-<id>` rows of the same page instead of UI addresses.
+    """
+    index = Index(repo)
+    wanted = set(ids)
+    rows = [
+        r
+        for r in edge_tables.edges_of(index, wanted, kinds=WALK_KINDS)
+        if r[1] in wanted and r[0] != r[1]
+    ]
+    linked = {r[0] for r in rows} | {r[1] for r in rows}
+    records = edge_tables.records(index, linked)
+    graph = fold(_assemble(Graph(""), linked, sorted(rows), records), records, collapse)
+    if anchors:
+        for node in graph.nodes.values():
+            if node.kind in ("run", "missing", "experiment"):
+                node.url = f"#run-{min(node.info.get('runs') or [node.run])}"
+        for node in graph.nodes.values():
+            if node.kind == "output" and node.run in graph.nodes:
+                node.url = graph.nodes[node.run].url
+    return graph
+
+
+def _assemble(
+    graph: Graph,
+    ids: set[str],
+    rows: list[tuple[str, str, str, str, str]],
+    records: dict[str, dict[str, Any]],
+) -> Graph:
+    """Run nodes, output nodes on data edges, launch and rerun edges."""
     shown = _varying(records)
     for run_id in sorted(ids):
         graph.nodes[run_id] = _run_node(run_id, records.get(run_id), shown)
@@ -150,27 +233,8 @@ def build(
             data_edges.add((out_id, child, "data"))
         else:
             data_edges.add((parent, child, "input"))
-    graph.edges += [Edge(s, t, k) for s, t, k in data_edges]
+    graph.edges = _unique_sorted([*graph.edges, *(Edge(s, t, k) for s, t, k in data_edges)])
     _place_in_experiments(graph, records)
-    if code:
-        for run_id in sorted(ids):
-            commit = (records.get(run_id) or {}).get("code", {}).get("commit", "")
-            if commit:
-                node_id = f"code:{commit}"
-                script = records[run_id]["code"].get("script", "")
-                graph.nodes.setdefault(
-                    node_id,
-                    Node(
-                        node_id,
-                        "code",
-                        f"code {commit[:10]}\n{script}".strip(),
-                        info={"commit": commit},
-                    ),
-                )
-                graph.edges.append(Edge(node_id, run_id, "code"))
-    if collapse:
-        graph = _collapse(graph, records)
-    graph.edges = _unique_sorted(graph.edges)
     return graph
 
 
@@ -192,6 +256,25 @@ def _place_in_experiments(graph: Graph, records: dict[str, dict[str, Any]]) -> N
             graph.nodes[run_id].experiment = max(names, key=lambda n: (counts.get(n, 0), n == own))
 
 
+def _add_code(graph: Graph, ids: set[str], records: dict[str, dict[str, Any]]) -> None:
+    for run_id in sorted(ids):
+        commit = (records.get(run_id) or {}).get("code", {}).get("commit", "")
+        if commit:
+            node_id = f"code:{commit}"
+            script = records[run_id]["code"].get("script", "")
+            graph.nodes.setdefault(
+                node_id,
+                Node(
+                    node_id,
+                    "code",
+                    f"code {commit[:10]}\n{script}".strip(),
+                    info={"commit": commit},
+                ),
+            )
+            graph.edges.append(Edge(node_id, run_id, "code"))
+    graph.edges = _unique_sorted(graph.edges)
+
+
 def _unique_sorted(edges: Iterable[Edge]) -> list[Edge]:
     keyed = {(e.source, e.target, e.kind): e for e in edges if e.source != e.target}
     return [keyed[k] for k in sorted(keyed)]
@@ -204,7 +287,7 @@ def _varying(records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
         per = values.setdefault(record.get("command", ""), {})
         for key, value in (record.get("params") or {}).items():
             per.setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
-    counts = {c: sum(1 for r in records.values() if r.get("command", "") == c) for c in values}
+    counts = Counter(r.get("command", "") for r in records.values())
     return {
         command: sorted(k for k, v in per.items() if len(v) > 1 or counts[command] == 1)
         for command, per in values.items()
@@ -213,21 +296,21 @@ def _varying(records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, list):
-        text = ",".join(str(v)[:8] for v in value[:3]) + (
+        return ",".join(str(v)[:SHORT] for v in value[:3]) + (
             f",…(+{len(value) - 3})" if len(value) > 3 else ""
         )
-        return text
     if isinstance(value, float):
         return f"{value:.6g}"
     text = str(value)
-    return text[:8] if len(text) == 32 and all(c in "0123456789abcdef" for c in text) else text[:24]
+    hexa = len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+    return text[:SHORT] if hexa else text[:24]
 
 
 def _run_node(run_id: str, record: dict[str, Any] | None, shown: dict[str, list[str]]) -> Node:
     if record is None:
-        return Node(run_id, "missing", f"{run_id[:8]}\n(removed)", status="missing", run=run_id)
+        return Node(run_id, "missing", f"{run_id[:SHORT]}\n(removed)", status="missing", run=run_id)
     command = record.get("command", "")
-    lines = [run_id[:8] + (f"  {record['name']}" if record.get("name") else ""), command]
+    lines = [run_id[:SHORT] + (f"  {record['name']}" if record.get("name") else ""), command]
     params = record.get("params") or {}
     keys = shown.get(command, [])
     for key in keys[:MAX_PARAMS_SHOWN]:
@@ -254,11 +337,25 @@ def _run_node(run_id: str, record: dict[str, Any] | None, shown: dict[str, list[
     )
 
 
-def _collapse(graph: Graph, records: dict[str, dict[str, Any]]) -> Graph:
-    """Fold each experiment of 2+ runs into one node listing the swept ranges."""
+# -- folding ----------------------------------------------------------------------------------
+
+
+def fold(
+    graph: Graph,
+    records: dict[str, dict[str, Any]],
+    collapse: bool | None = None,
+    keep: Iterable[str] = (),
+) -> Graph:
+    """Each experiment of 2+ runs (not the root's, not in `keep`) as one node; None: past FOLD_AT."""
+    if collapse is None:
+        collapse = sum(1 for n in graph.nodes.values() if n.kind == "run") > FOLD_AT
+    if not collapse:
+        return graph
+    kept = set(keep)
     members: dict[str, list[str]] = {}
     for node in graph.nodes.values():
-        if node.kind == "run" and node.experiment and node.id != graph.root:
+        foldable = node.kind == "run" and node.experiment and node.id != graph.root
+        if foldable and node.experiment not in kept:
             members.setdefault(node.experiment, []).append(node.id)
     folded = {name: ids for name, ids in members.items() if len(ids) > 1}
     if not folded:
@@ -267,48 +364,51 @@ def _collapse(graph: Graph, records: dict[str, dict[str, Any]]) -> Graph:
     new = Graph(graph.root, downstream=graph.downstream)
     for name, ids in sorted(folded.items()):
         exp_id = f"exp:{name}"
-        for run_id in ids:
-            rename[run_id] = exp_id
-        statuses = sorted({records[i].get("status", "") for i in ids if i in records})
-        lines = [f"experiment {name}", f"{len(ids)} runs"]
-        lines += [
-            f"{k}: {v}" for k, v in _ranges([records[i] for i in ids if i in records]).items()
-        ]
-        if statuses != ["completed"]:
-            lines.append(", ".join(statuses))
-        new.nodes[exp_id] = Node(
-            exp_id,
-            "experiment",
-            "\n".join(lines),
-            status="completed" if statuses == ["completed"] else "failed",
-            url=f"/runs?experiment={name}",
-            experiment=name,
-            info={"runs": sorted(ids)},
-        )
+        rename.update(dict.fromkeys(ids, exp_id))
+        new.nodes[exp_id] = _experiment_node(exp_id, name, sorted(ids), records)
     for node in graph.nodes.values():
         if node.kind == "output" and node.run in rename:
             out_id = f"out:{rename[node.run]}:{node.label}"
             rename[node.id] = out_id
             if out_id not in new.nodes:
-                new.nodes[out_id] = Node(
-                    out_id,
-                    "output",
-                    node.label,
-                    run=rename[node.run],
-                    url=new.nodes[rename[node.run]].url,
-                )
+                exp = new.nodes[rename[node.run]]
+                new.nodes[out_id] = Node(out_id, "output", node.label, run=exp.id, url=exp.url)
         elif node.id not in rename:
             new.nodes[node.id] = node
-    new.edges = [
+    new.edges = _unique_sorted(
         Edge(rename.get(e.source, e.source), rename.get(e.target, e.target), e.kind, e.label)
         for e in graph.edges
-    ]
+    )
     return new
 
 
+def _experiment_node(
+    exp_id: str, name: str, ids: list[str], records: dict[str, dict[str, Any]]
+) -> Node:
+    """The node of a folded experiment: its name, size, swept ranges and status counts."""
+    found = [records[i] for i in ids if i in records]
+    counts = Counter(r.get("status", "") for r in found)
+    lines = [f"experiment {name}", f"{len(ids)} runs"]
+    lines += [f"{k}: {v}" for k, v in _ranges(found).items()]
+    if set(counts) != {"completed"}:
+        lines.append(" · ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    status = "completed" if set(counts) == {"completed"} else "failed"
+    if set(counts) <= {"completed", "running"} and "running" in counts:
+        status = "running"
+    return Node(
+        exp_id,
+        "experiment",
+        "\n".join(lines),
+        status=status,
+        url=f"/experiments/{quote(name, safe='')}",
+        experiment=name,
+        info={"runs": ids, "status": dict(sorted(counts.items()))},
+    )
+
+
 def _ranges(records: list[dict[str, Any]]) -> dict[str, str]:
-    """For collapsed experiments: each varying param as "lo..hi (n values)" or a short list."""
-    values: dict[str, set[Any]] = {}
+    """For folded experiments: each varying param as "lo..hi (n values)" or a short list."""
+    values: dict[str, set[str]] = {}
     for record in records:
         for key, value in (record.get("params") or {}).items():
             values.setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
@@ -349,15 +449,13 @@ def to_dot(graph: Graph) -> str:
     loose: list[Node] = []
     for key in sorted(graph.nodes):
         node = graph.nodes[key]
-        (
-            clusters.setdefault(node.experiment, [])
-            if node.kind == "run" and node.experiment
-            else loose
-        ).append(node)
+        in_cluster = node.kind == "run" and node.experiment
+        (clusters.setdefault(node.experiment, []) if in_cluster else loose).append(node)
     for number, name in enumerate(sorted(clusters)):
+        label = _quote("experiment " + name)
         lines.append(f"  subgraph cluster_{number} {{")
         lines.append(
-            f'    label={_quote("experiment " + name)} style="rounded,dashed" color="#999999" fontcolor="#555555";'
+            f'    label={label} style="rounded,dashed" color="#999999" fontcolor="#555555";'
         )
         lines += [f"    {_node_line(n, graph.root)}" for n in clusters[name]]
         lines.append("  }")
@@ -375,6 +473,7 @@ def to_dot(graph: Graph) -> str:
 
 def _node_line(node: Node, root: str) -> str:
     if node.kind == "output":
+        owner = node.run[:SHORT] if not node.run.startswith("exp:") else node.run[4:]
         attrs = _attrs(
             label=node.label,
             shape="note",
@@ -382,19 +481,19 @@ def _node_line(node: Node, root: str) -> str:
             style="filled",
             fillcolor="#ffffff",
             URL=node.url,
-            tooltip=f"output {node.label} of {node.run[:8]}",
+            tooltip=f"output {node.label} of {owner}",
         )
     elif node.kind == "code":
         attrs = _attrs(label=node.label, shape="component", style="filled", fillcolor="#eef2f8")
     else:
-        fill = STATUS_FILL.get(node.status, "#ffffff")
+        tooltip = node.id if node.kind != "experiment" else f"experiment {node.experiment}"
         attrs = _attrs(
             label=node.label,
             shape="box3d" if node.kind == "experiment" else "box",
             style="rounded,filled,bold" if node.id == root else "rounded,filled",
-            fillcolor=fill,
+            fillcolor=STATUS_FILL.get(node.status, "#ffffff"),
             URL=node.url,
-            tooltip=node.id,
+            tooltip=tooltip,
             penwidth="2" if node.id == root else "",
         )
     return f"{_quote(node.id)} {attrs};"
@@ -415,3 +514,13 @@ def render(graph: Graph, fmt: str = "svg") -> bytes:
         raise GraphvizMissing(fmt) from exc
     except graphviz.CalledProcessError as exc:  # pragma: no cover - dot crashed
         raise GittrackError(f"Graphviz failed to draw the graph: {exc}; try --format dot.") from exc
+
+
+def inline_svg(graph: Graph) -> str:
+    """The graph as SVG fit to sit inside HTML (no XML prolog, plain href links)."""
+    svg = render(graph, "svg").decode("utf-8", "replace")
+    return (
+        svg[svg.find("<svg") :]
+        .replace(" xlink:href=", " href=")
+        .replace(" xlink:title=", " title=")
+    )

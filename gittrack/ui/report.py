@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ..errors import UsageError
-from ..library import Repo, browse
+from ..errors import GittrackError
+from ..library import Repo, browse, lineage
 
 MAX_ROWS = 5000  # rows listed in a report's table
 MAX_GRAPH = 300  # runs drawn in a report's flow graph
@@ -25,11 +25,11 @@ def build_report(
     plot_columns = [c for c in page.columns if browse.FIELD.match(c)]
     plot = browse.plot_rows(repo, where, plot_columns, limit=MAX_ROWS) if plot_columns else {}
     svg, graph_note = "", ""
-    graph = browse.full_graph(repo, where, limit=MAX_GRAPH)
+    graph = lineage.among(repo, [r["id"] for r in page.rows[:MAX_GRAPH]], anchors=True)
     if graph.edges:
         try:
-            svg = browse.render_svg(graph, url="#run-{id}")
-        except UsageError as exc:
+            svg = lineage.inline_svg(graph)
+        except GittrackError as exc:
             graph_note = str(exc)
     else:
         graph_note = "No run consumed another run's outputs: there is no flow to draw."
@@ -47,7 +47,7 @@ def build_report(
         "css": (STATIC / "app.css").read_text(),
         "plotly": plotly_js().read_text(),
         "generated": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "graph_size": len(graph.nodes),
+        "graph_size": len(graph.run_ids),
     }
     html = env.get_template("report.html").render(context)
     return html, page.total

@@ -16,7 +16,7 @@ from starlette.templating import Jinja2Templates
 
 from .._version import __version__
 from ..errors import GittrackError, RunNotFound
-from ..library import browse
+from ..library import browse, lineage as flow, runview
 from ..library.listing import query_hints
 from ..model.values import FAMILIES, cell_text
 from .shared import request_repo, templates_dir
@@ -199,23 +199,23 @@ async def experiment(request: Request) -> Response:
 
 async def run_page(request: Request) -> Response:
     repo = request_repo(request)
-    view = browse.run_view(repo, request.path_params["ref"])
+    view = runview.run_view(repo, request.path_params["ref"])
     if view.data is None:
         return render(request, "unreadable.html", {"view": view, "title": f"Run {view.id[:8]}"})
     diff_ref = request.query_params.get("diff", "").strip()
     diff: dict[str, Any] = {}
     if diff_ref:
         try:
-            other = browse.run_view(repo, diff_ref)
+            other = runview.run_view(repo, diff_ref)
             old = (other.data or {}).get("code", {}).get("commit", "")
             new = view.data.get("code", {}).get("commit", "")
-            diff = {"other": other.id, "text": browse.code_diff(repo, old, new)}
+            diff = {"other": other.id, "text": runview.code_diff(repo, old, new)}
         except GittrackError as exc:
             diff = {"error": str(exc)}
-    series = browse.timeseries(repo, view.id, view.data)
+    series = runview.timeseries(repo, view.id, view.data)
     downloadable = {
         name: (
-            out.get("size", 0) <= browse.DOWNLOAD_LIMIT
+            out.get("size", 0) <= runview.DOWNLOAD_LIMIT
             and out.get("kind") != "dir"
             and not out.get("error")
             and not out.get("partial")
@@ -239,18 +239,27 @@ async def run_page(request: Request) -> Response:
 
 async def lineage(request: Request) -> Response:
     repo = request_repo(request)
-    view = browse.run_view(repo, request.path_params["ref"])
+    view = runview.run_view(repo, request.path_params["ref"])
     q = request.query_params
     direction = q.get("direction", "up")
     direction = direction if direction in ("up", "down", "both") else "up"
     depth_text = q.get("depth", "")
     depth = int(depth_text) if depth_text.isdigit() and int(depth_text) > 0 else None
-    collapse = q.get("collapse") == "1"
-    error, svg, count = "", "", 0
+    fold = q.get("fold", "1" if q.get("collapse") == "1" else "auto")
+    fold = fold if fold in ("auto", "1", "0") else "auto"
+    keep = [k for k in q.getlist("expand") if k]
+    error, svg, count, folded = "", "", 0, []
     try:
-        svg, count = browse.flow_svg(
-            repo, view.id, direction=direction, depth=depth, collapse=collapse
+        graph = flow.around(
+            repo,
+            view.id,
+            direction=direction,
+            depth=depth,
+            collapse=None if fold == "auto" else fold == "1",
+            keep=keep,
         )
+        count, folded = len(graph.run_ids), graph.folded
+        svg = flow.inline_svg(graph)
     except GittrackError as exc:
         error = str(exc)
     return render(
@@ -264,7 +273,9 @@ async def lineage(request: Request) -> Response:
             "direction": direction,
             "depth": depth or "",
             "count": count,
-            "collapse": collapse,
+            "fold": fold,
+            "folded": folded,
+            "keep": keep,
             "title": f"Flow of {view.id[:8]}",
         },
     )
@@ -275,20 +286,20 @@ SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
 
 async def download(request: Request) -> Response:
     repo = request_repo(request)
-    run_id = browse.resolve(repo, request.path_params["ref"])
+    run_id = runview.resolve(repo, request.path_params["ref"])
     name = request.path_params["name"]
     if not SAFE_NAME.match(name) or name in (".", ".."):
         raise HTTPException(404, "No such output.")
-    view = browse.run_view(repo, run_id)
+    view = runview.run_view(repo, run_id)
     outputs = (view.data or {}).get("outputs") or {}
     if name not in outputs:
         raise HTTPException(404, f'Run {run_id[:8]} has no output named "{name}".')
-    if outputs[name].get("size", 0) > browse.DOWNLOAD_LIMIT:
+    if outputs[name].get("size", 0) > runview.DOWNLOAD_LIMIT:
         raise HTTPException(
             404,
             f"Output \"{name}\" is too large to download here; use 'gittrack checkout {run_id[:8]}'.",
         )
-    path = browse.output_file(repo, run_id, name)
+    path = runview.output_file(repo, run_id, name)
     if path is None:
         raise HTTPException(
             404,
@@ -316,7 +327,7 @@ async def compare(request: Request) -> Response:
     views, errors = [], []
     for ref in dict.fromkeys(refs[:20]):
         try:
-            views.append(browse.run_view(repo, ref))
+            views.append(runview.run_view(repo, ref))
         except GittrackError as exc:
             errors.append(str(exc))
     runs = [v.data or {"id": v.id, "status": "unreadable"} for v in views]
@@ -346,7 +357,7 @@ async def compare(request: Request) -> Response:
                 "differs": len({json.dumps(v, default=str, sort_keys=True) for v in values}) > 1,
             }
         )
-    series = {v.id: browse.timeseries(repo, v.id, v.data) for v in views if v.data}
+    series = {v.id: runview.timeseries(repo, v.id, v.data) for v in views if v.data}
     return render(
         request,
         "compare.html",
@@ -394,7 +405,7 @@ async def api_runs(request: Request) -> Response:
 
 async def api_run(request: Request) -> Response:
     try:
-        view = browse.run_view(request_repo(request), request.path_params["ref"])
+        view = runview.run_view(request_repo(request), request.path_params["ref"])
     except RunNotFound as exc:
         return JSONResponse({"error": str(exc)}, status_code=404)
     except GittrackError as exc:

@@ -1,0 +1,187 @@
+"""One run as the web UI shows it: its record, logs, inputs and consumers, outputs and series.
+
+Everything here reads (the lookup table, the runs branch, local output folders); nothing writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import store
+from ..errors import GittrackError, RunNotFound, UsageError
+from ..index.db import Index
+from ..model.record import RunRecord, run_folder
+
+LOG_LIMIT = 200_000  # characters of a captured log shown in a page
+DOWNLOAD_LIMIT = 50 * 1024 * 1024  # outputs up to this size can be downloaded from the UI
+
+
+@dataclass
+class RunView:
+    """What a run page shows: the record (or why it is unreadable) and what surrounds it."""
+
+    id: str
+    data: dict[str, Any] | None
+    commit: str = ""
+    problem: str = ""
+    raw: str = ""
+    logs: dict[str, str] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    downstream: list[dict[str, Any]] = field(default_factory=list)
+    children: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve(repo: store.Repo, ref: str) -> str:
+    """The full id of a run reference (id, prefix, name, `latest`); RunNotFound otherwise."""
+    from .run import resolve_id
+
+    if not ref or len(ref) > 200:
+        raise RunNotFound(ref[:40])
+    return resolve_id(repo, ref)
+
+
+def run_view(repo: store.Repo, ref: str) -> RunView:
+    """The run page's content for a reference; unreadable records come back with `problem`."""
+    run_id = resolve(repo, ref)
+    index = Index(repo)
+    row = index.get(run_id)
+    if row is None:
+        raise RunNotFound(ref)
+    view = RunView(run_id, row["record"], row["commit"] or "", row["problem"] or "")
+    if view.data is None:
+        raw = store.read_record_bytes(repo, run_id)
+        view.raw = raw.decode("utf-8", "replace") if raw is not None else ""
+        return view
+    for name in ("stdout.log", "stderr.log"):
+        blob = store.read_file(repo, f"{run_folder(run_id)}/{name}")
+        if blob:
+            text = blob.decode("utf-8", "replace")
+            view.logs[name] = (
+                text if len(text) <= LOG_LIMIT else text[:LOG_LIMIT] + "\n[... truncated]"
+            )
+    summaries = run_summaries(index, [i["run"] for i in view.data.get("inputs", [])])
+    for item in view.data.get("inputs", []):
+        view.inputs.append(item | {"info": summaries.get(item["run"])})
+    view.downstream = _related(
+        index,
+        "SELECT DISTINCT r.id, r.name, r.status, r.command FROM runs r, json_each(r.record, '$.inputs') i WHERE json_extract(i.value, '$.run') = ? ORDER BY r.started",
+        run_id,
+    )
+    view.children = _related(
+        index,
+        "SELECT id, name, status, command FROM runs WHERE json_extract(record, '$.parent') = ? ORDER BY started",
+        run_id,
+    )
+    return view
+
+
+def _related(index: Index, sql: str, run_id: str) -> list[dict[str, Any]]:
+    return [
+        dict(zip(("id", "name", "status", "command"), r, strict=True))
+        for r in index.db.execute(sql, (run_id,))
+    ]
+
+
+def run_summaries(index: Index, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """{id: {id, name, status, command}} for runs present in the index."""
+    found: dict[str, dict[str, Any]] = {}
+    for run_id in dict.fromkeys(ids):
+        row = index.db.execute(
+            "SELECT id, name, status, command FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        if row:
+            found[run_id] = dict(zip(("id", "name", "status", "command"), row, strict=True))
+    return found
+
+
+def code_diff(repo: store.Repo, old: str, new: str, limit: int = 400_000) -> str:
+    """The `git diff` between two code commits (empty when the code is the same)."""
+    if not (re.fullmatch(r"[0-9a-f]{4,64}", old) and re.fullmatch(r"[0-9a-f]{4,64}", new)):
+        raise UsageError(
+            "A code commit must be a hexadecimal commit id; pick runs that recorded their code."
+        )
+    proc = repo.git("diff", "--no-color", "--no-ext-diff", old, new, "--", check=False)
+    if proc.returncode != 0:
+        raise UsageError(
+            f"The code commits {old[:8]} and {new[:8]} are not both in this repository; run 'gittrack pull' first."
+        )
+    text = proc.stdout.decode("utf-8", "replace")
+    return text if len(text) <= limit else text[:limit] + "\n[... truncated]"
+
+
+# -- outputs and time series -----------------------------------------------------------------
+
+
+def output_file(repo: store.Repo, run_id: str, name: str) -> Path | None:
+    """The local file of output `name`, restored from the DVC cache or remote when needed."""
+    record = _record(repo, run_id)
+    output = record.outputs.get(name)
+    if output is None or output.kind == "dir" or output.md5.endswith(".dir") or output.error:
+        return None
+    if output.partial or not output.md5:  # incomplete data is never served
+        return None
+    base = (repo.root / ".gittrack" / "outputs" / run_id).resolve()
+    local = (base / output.path).resolve()
+    if not local.is_relative_to(base):
+        return None
+    if local.is_file() and local.stat().st_size == output.size:
+        return local
+    try:
+        from .run import Run
+
+        path = Run(run_id, repo, record=record).path(name)
+    except (ImportError, GittrackError, OSError):
+        return None
+    return path if path.is_file() else None
+
+
+def _record(repo: store.Repo, run_id: str) -> RunRecord:
+    data = store.read_record_bytes(repo, run_id)
+    if data is None:
+        raise RunNotFound(run_id)
+    return RunRecord.from_toml(data, run_id)
+
+
+def timeseries_output(data: dict[str, Any]) -> str | None:
+    """The name of a run's time-series output (`metrics.csv`, written by gittrack.log)."""
+    for name, output in (data.get("outputs") or {}).items():
+        if name in ("metrics.csv", "metrics") or str(output.get("path", "")).endswith(
+            "metrics.csv"
+        ):
+            return str(name)
+    return None
+
+
+def timeseries(repo: store.Repo, run_id: str, data: dict[str, Any]) -> dict[str, list[Any]]:
+    """{column: values} of a run's metrics.csv ("step" first when present); {} when absent."""
+    name = timeseries_output(data)
+    path = output_file(repo, run_id, name) if name else None
+    if path is None:
+        return {}
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(io.StringIO(handle.read(5_000_000)))
+            series: dict[str, list[Any]] = {k: [] for k in reader.fieldnames or []}
+            for line in reader:
+                for key in series:
+                    series[key].append(_number(line.get(key)))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return {}
+    return series
+
+
+def _number(text: str | None) -> Any:
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
