@@ -59,19 +59,42 @@ def tip(repo: store.Repo) -> str:
     return found[0] if found else ""
 
 
-def field_stats(index: Index, cond: str, args: list[Any]) -> dict[str, tuple[int, int]]:
-    """{params.X / metrics.X: (distinct values, runs having it)} among the matching runs."""
-    stats: dict[str, tuple[int, int]] = {}
+def field_stats(index: Index, cond: str, args: list[Any]) -> dict[str, tuple[int, int, bool]]:
+    """{params.X / metrics.X: (distinct values, runs having it, list or run id)} among matches."""
+    stats: dict[str, tuple[int, int, bool]] = {}
     for family in ("params", "metrics"):
         sql = (
-            f"SELECT j.key, count(DISTINCT j.value), count(*) FROM runs, "
-            f"json_each(runs.record, '$.{family}') AS j"
+            f"SELECT j.key, count(DISTINCT j.value), count(*), max(j.type = 'array' OR "
+            f"(j.type = 'text' AND length(j.value) = 32 AND NOT j.value GLOB '*[^0-9a-f]*')) "
+            f"FROM runs, json_each(runs.record, '$.{family}') AS j"
             + (f" WHERE {cond}" if cond else "")
             + " GROUP BY j.key ORDER BY min(j.id)"
         )
-        for key, distinct, present in index.db.execute(sql, args):
-            stats[f"{family}.{key}"] = (distinct, present)
+        for key, distinct, present, listy in index.db.execute(sql, args):
+            stats[f"{family}.{key}"] = (distinct, present, bool(listy))
     return stats
+
+
+def default_columns(
+    stats: dict[str, tuple[int, int, bool]], total: int, commands: int
+) -> list[str]:
+    """The columns a table shows unless told: what varies, the sweep's params and metrics first.
+
+    Scalar params, then metrics, then list and run-reference params (they collapse to a link),
+    then where and when; `command` when the rows come from several commands (a field that
+    does not vary among the runs having it shows on that command's own table).
+    """
+    varying = [  # across several commands, a field only some have is not news
+        k
+        for k, (distinct, present, _) in stats.items()
+        if distinct > 1 or (present < total and commands == 1)
+    ]
+    chosen = varying if total > 1 and varying else list(stats)[:12]
+    scalar = [c for c in chosen if c.startswith("params.") and not stats[c][2]]
+    metrics = [c for c in chosen if c.startswith("metrics.")]
+    lists = [c for c in chosen if c.startswith("params.") and stats[c][2]]
+    head = ["id", "name", "status"] + (["command"] if commands > 1 else [])
+    return [*head, *scalar, *metrics, *lists, "experiment", "started", "duration_s"]
 
 
 def page(
@@ -104,8 +127,9 @@ def page(
     if columns:
         shown = [c for c in columns if c in all_columns]
     else:
-        varying = [k for k, (distinct, present) in stats.items() if distinct > 1 or present < total]
-        shown = BASE_COLUMNS + (varying if total > 1 and varying else list(stats)[:12])
+        sql = "SELECT count(DISTINCT runs.command) FROM runs" + (f" WHERE {cond}" if cond else "")
+        commands = int(index.db.execute(sql, args).fetchone()[0])
+        shown = default_columns(stats, total, commands)
     order, order_args = order_sql(sort, desc)
     if group:
         order = "runs.experiment = '', runs.experiment, " + order
@@ -149,10 +173,17 @@ def cell(row: dict[str, Any], column: str) -> Any:
 
 
 def plot_rows(
-    repo: store.Repo, where: str | None, columns: list[str], limit: int = 5000
+    repo: store.Repo,
+    where: str | None,
+    columns: list[str],
+    limit: int = 5000,
+    experiment: str | None = None,
 ) -> dict[str, list[Any]]:
     """Column-wise values of params/metrics for the matching runs (for parallel coordinates)."""
     cond, args = where_sql(where)
+    if experiment is not None:
+        cond = f"runs.experiment = ? AND ({cond})" if cond else "runs.experiment = ?"
+        args = [experiment, *args]
     fields = [c for c in columns if FIELD.match(c)]
     index = Index(repo)
     index.sync()
@@ -168,6 +199,14 @@ def plot_rows(
         for col, value in zip(fields, row[2:], strict=True):
             out[col].append(value)
     return out
+
+
+def has_experiment(repo: store.Repo, name: str) -> bool:
+    """True when some run belongs to experiment `name`."""
+    index = Index(repo)
+    index.sync()
+    sql = "SELECT 1 FROM runs WHERE experiment = ? LIMIT 1"
+    return index.db.execute(sql, (name,)).fetchone() is not None
 
 
 def experiments(repo: store.Repo) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ def build_report(
     import jinja2
 
     from .shared import templates_dir
-    from .views import STATIC, header, plotly_js, script_json, show, size
+    from .views import FILTERS, GLOBALS, STATIC, plotly_js
 
     page = browse.page(repo, where, limit=MAX_ROWS)
     plot_columns = [c for c in page.columns if browse.FIELD.match(c)]
@@ -34,7 +34,8 @@ def build_report(
     else:
         graph_note = "No run consumed another run's outputs: there is no flow to draw."
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), autoescape=True)
-    env.filters.update(show=show, size=size, header=header, script_json=script_json)
+    env.filters.update(FILTERS)
+    env.globals.update(GLOBALS)
     context: dict[str, Any] = {
         "title": title or f"Runs of {repo.root.name}",
         "page": page,

@@ -23,6 +23,7 @@ from .shared import request_repo, templates_dir
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_SIZES = (25, 50, 100, 250, 500)
+MAX_COMPARE = 20  # runs side by side on the compare page
 
 
 # -- formatting ------------------------------------------------------------------------------
@@ -83,12 +84,43 @@ def _nan_to_none(data: Any) -> Any:
     return data
 
 
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def run_refs(value: Any) -> list[str]:
+    """The run ids a value names (a RunRef param: one id or a list of ids), else []."""
+    if isinstance(value, str):
+        return [value] if RUN_ID.match(value) else []
+    ids = value if isinstance(value, list) and value else []
+    return ids if all(isinstance(v, str) and RUN_ID.match(v) for v in ids) else []
+
+
+def refs_link(ids: list[str]) -> str:
+    """The runs table filtered to these runs."""
+    return "/?" + urlencode({"where": "id in (" + ", ".join(f"'{i}'" for i in ids) + ")"})
+
+
+def command_link(command: str) -> str:
+    """The runs table of one command, with the columns that vary among its runs."""
+    return "/?" + urlencode({"where": "command = '" + command.replace("'", "") + "'"})
+
+
+FILTERS = {
+    "show": show,
+    "size": size,
+    "header": header,
+    "script_json": script_json,
+    "run_refs": run_refs,
+}
+GLOBALS = {"refs_link": refs_link, "command_link": command_link}
+
+
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(templates_dir()))
     env = templates.env
     env.autoescape = True
-    env.filters.update(show=show, size=size, header=header, script_json=script_json)
-    env.globals.update(cell=browse.cell, version=__version__)
+    env.filters.update(FILTERS)
+    env.globals.update(GLOBALS, cell=browse.cell, version=__version__)
     return templates
 
 
@@ -188,7 +220,7 @@ async def experiments(request: Request) -> Response:
 async def experiment(request: Request) -> Response:
     name = request.path_params["name"]
     context = _table_context(request, experiment=name)
-    if context["page"].total == 0 and not context["error"]:
+    if context["page"].total == 0 and not browse.has_experiment(request_repo(request), name):
         raise HTTPException(404, f'No experiment is named "{name}".')
     name_ = "table_part.html" if request.query_params.get("partial") else "runs.html"
     return render(request, name_, context | {"title": f"Experiment {name}"})
@@ -325,7 +357,8 @@ async def compare(request: Request) -> Response:
         if r.strip()
     ]
     views, errors = [], []
-    for ref in dict.fromkeys(refs[:20]):
+    wanted = list(dict.fromkeys(refs))
+    for ref in wanted[:MAX_COMPARE]:
         try:
             views.append(runview.run_view(repo, ref))
         except GittrackError as exc:
@@ -367,6 +400,7 @@ async def compare(request: Request) -> Response:
             "errors": errors,
             "series": {k: s for k, s in series.items() if s},
             "only_diff": request.query_params.get("only") == "diff",
+            "capped": len(wanted) if len(wanted) > MAX_COMPARE else 0,
             "ids": ",".join(r["id"] for r in runs),
             "title": "Compare runs",
         },
@@ -427,7 +461,12 @@ async def api_plot(request: Request) -> Response:
     q = request.query_params
     cols = [c for c in q.get("cols", "").split(",") if browse.FIELD.match(c)]
     try:
-        data = browse.plot_rows(request_repo(request), q.get("where") or None, cols)
+        data = browse.plot_rows(
+            request_repo(request),
+            q.get("where") or None,
+            cols,
+            experiment=q.get("experiment") or None,
+        )
     except GittrackError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     return Response(script_json(data), media_type="application/json")

@@ -88,7 +88,7 @@ function plots() {
     drawn = true;
     var Plotly = await loadPlotly();
     var params = new URLSearchParams({ where: box.dataset.where, cols: box.dataset.cols });
-    if (box.dataset.experiment) params.set("where", box.dataset.where);
+    if (box.dataset.experiment) params.set("experiment", box.dataset.experiment);
     data = await (await fetch("/api/plot?" + params)).json();
     if (data.error) { box.insertAdjacentHTML("beforeend", "<pre class=error></pre>"); $("pre.error", box).textContent = data.error; return; }
     var n = data.id.length;
