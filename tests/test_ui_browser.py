@@ -19,7 +19,7 @@ if not Path("/usr/bin/chromium").exists():
 
 import uvicorn
 from playwright.sync_api import expect, sync_playwright
-from uidata import build
+from uidata import build, study
 
 from gittrack.ui import create_app
 
@@ -47,9 +47,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(repo: Path, monkeypatch: pytest.MonkeyPatch):
-    ids = build(repo, monkeypatch, extra=12)
+def serve(repo: Path):
+    """uvicorn serving the UI of `repo` in a thread; yields its address."""
     port = free_port()
     config = uvicorn.Config(
         create_app(repo, port=port), host="127.0.0.1", port=port, log_level="warning"
@@ -61,9 +60,24 @@ def server(repo: Path, monkeypatch: pytest.MonkeyPatch):
     while not srv.started:
         assert time.time() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", ids, repo
+    yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(repo: Path, monkeypatch: pytest.MonkeyPatch):
+    ids = build(repo, monkeypatch, extra=12)
+    for url in serve(repo):
+        yield url, ids, repo
+
+
+@pytest.fixture
+def ising(repo: Path, monkeypatch: pytest.MonkeyPatch):
+    """The Ising study of uidata.study (83 runs) served."""
+    ids = study(repo, monkeypatch)
+    for url in serve(repo):
+        yield url, ids, repo
 
 
 @pytest.fixture
@@ -71,7 +85,7 @@ def page(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         context = browser.new_context(
-            viewport={"width": 1360, "height": 860}, device_scale_factor=1
+            viewport={"width": 1400, "height": 900}, device_scale_factor=1
         )
         pg = context.new_page()
         errors: list[str] = []
@@ -181,7 +195,7 @@ def test_report_opens_offline_with_plots_and_flow(server, tmp_path):
     assert CliRunner().invoke(cli, ["-C", str(repo), "report", "-o", str(out)]).exit_code == 0
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 860}, offline=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, offline=True)
         pg = context.new_page()
         errors: list[str] = []
         pg.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -192,3 +206,59 @@ def test_report_opens_offline_with_plots_and_flow(server, tmp_path):
         shot(pg, "report")
         browser.close()
     assert not errors, errors
+
+
+def overflow(page) -> dict[str, int]:
+    """How far the page, and each table in it, scroll sideways (0: everything fits)."""
+    return page.evaluate(
+        """() => ({page: document.documentElement.scrollWidth - innerWidth,
+        tables: Math.max(0, ...[...document.querySelectorAll('.table-wrap')]
+            .map(w => w.scrollWidth - w.clientWidth))})"""
+    )
+
+
+def test_study_pages_fit_and_read_at_1400_and_390(ising):
+    """Findings 1, 2, 3, 8, 11: no sideways scroll at 1400 px, folded flow, experiment plots."""
+    url, ids, _repo = ising
+    tc, final = ids["tcs"][0], ids["final"]
+    sim = ids["completed"]["ising-L24"][0]
+    pages = {
+        "runs": "/",
+        "experiment": "/experiments/ising-L24",
+        "compare": f"/compare?ids={tc},{sim},{final}",
+        "run": f"/runs/{tc}",
+        "flow": f"/runs/{final}/lineage",
+    }
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        for width, height in ((1400, 900), (390, 844)):
+            pg = browser.new_page(viewport={"width": width, "height": height})
+            errors: list[str] = []
+            pg.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+            for name, path in pages.items():
+                pg.goto(url + path)
+                seen = overflow(pg)
+                if width == 1400:
+                    assert seen == {"page": 0, "tables": 0}, (name, seen)
+                elif name == "run":
+                    assert seen["page"] == 0, (name, seen)
+                if name == "flow":
+                    expect(pg.locator("#flow svg")).to_be_visible()
+                shot(pg, f"study-{name}-{width}")
+            assert not errors, errors
+            pg.close()
+        pg = browser.new_page(viewport={"width": 1400, "height": 900})
+        pg.goto(url + "/")
+        link = pg.locator("a.refs", has_text="58 runs ▸")
+        expect(link).to_be_visible()
+        link.click()
+        expect(pg.locator("#count")).to_have_text("58 runs")
+        pg.goto(url + f"/runs/{final}/lineage")
+        pg.locator("#flow a[href='/experiments/ising-L24']").first.click()
+        expect(pg.locator("h1")).to_contain_text("ising-L24")
+        pg.goto(url + "/experiments/ising-L32")
+        with pg.expect_response(lambda r: "/api/plot" in r.url) as answer:
+            pg.locator("#plots summary").click()
+        assert sorted(answer.value.json()["id"]) == sorted(ids["sweeps"]["ising-L32"])
+        expect(pg.locator("#parcoords .main-svg").first).to_be_visible(timeout=20_000)
+        browser.close()

@@ -190,13 +190,13 @@ def among(
     linked = {r[0] for r in rows} | {r[1] for r in rows}
     records = edge_tables.records(index, linked)
     graph = fold(_assemble(Graph(""), linked, sorted(rows), records), records, collapse)
-    if anchors:
+    if anchors:  # runs (a folded experiment: its first run) link to their rows; outputs not
         for node in graph.nodes.values():
-            if node.kind in ("run", "missing", "experiment"):
-                node.url = f"#run-{min(node.info.get('runs') or [node.run])}"
-        for node in graph.nodes.values():
-            if node.kind == "output" and node.run in graph.nodes:
-                node.url = graph.nodes[node.run].url
+            node.url = (
+                f"#run-{min(node.info.get('runs') or [node.run])}"
+                if node.kind in ("run", "missing", "experiment")
+                else ""
+            )
     return graph
 
 
@@ -295,6 +295,8 @@ def _varying(records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, list) and len(value) > 1 and all(_is_id(v) for v in value):
+        return f"{len(value)} runs"
     if isinstance(value, list):
         return ",".join(str(v)[:SHORT] for v in value[:3]) + (
             f",…(+{len(value) - 3})" if len(value) > 3 else ""
@@ -302,8 +304,14 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     text = str(value)
-    hexa = len(text) == 32 and all(c in "0123456789abcdef" for c in text)
-    return text[:SHORT] if hexa else text[:24]
+    return text[:SHORT] if _is_id(text) else text[:24]
+
+
+def _is_id(value: Any) -> bool:
+    """True for a run id (32 hexadecimal digits): a RunRef param's value."""
+    return (
+        isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    )
 
 
 def _run_node(run_id: str, record: dict[str, Any] | None, shown: dict[str, list[str]]) -> Node:
