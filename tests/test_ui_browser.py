@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -18,6 +20,7 @@ if not Path("/usr/bin/chromium").exists():
     )
 
 import uvicorn
+from conftest import write_script
 from playwright.sync_api import expect, sync_playwright
 from uidata import build, study
 
@@ -262,3 +265,68 @@ def test_study_pages_fit_and_read_at_1400_and_390(ising):
         assert sorted(answer.value.json()["id"]) == sorted(ids["sweeps"]["ising-L32"])
         expect(pg.locator("#parcoords .main-svg").first).to_be_visible(timeout=20_000)
         browser.close()
+
+
+LONG_RUN = """\
+import pathlib, time
+import click
+import gittrack
+
+
+def wait_for(name):
+    for _ in range(600):
+        if pathlib.Path(name).exists():
+            return
+        time.sleep(0.1)
+
+
+@gittrack.command()
+@click.option("--n", type=int, default=3)
+def main(n):
+    print("first line", flush=True)
+    for step in range(n):
+        gittrack.log(step=step, loss=1.0 / (step + 1))
+    wait_for("more")
+    print("second line", flush=True)
+    wait_for("go")
+    return {"final": 1.0}
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_running_run_is_listed_followed_live_and_then_recorded(server, page):
+    """Finding 4: listed as it starts, its own page with elapsed time, live logs and series."""
+    url, _ids, repo = server
+    write_script(repo, "long.py", LONG_RUN)
+    page.goto(url + "/")
+    expect(page.locator("#runs tbody tr[data-id]")).to_have_count(20)
+    proc = subprocess.Popen(
+        [sys.executable, "long.py", "--n", "4"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        row = page.locator("#runs tbody tr.status-running")
+        expect(row).to_have_count(1, timeout=15_000)  # without a reload
+        expect(page.locator("#count")).to_have_text("21 runs")
+        row.locator("td.mono a").click()
+        expect(page.locator("#status")).to_have_text("running")
+        expect(page.locator("pre[data-log='stdout.log']")).to_contain_text("first line")
+        expect(page.locator("#series .main-svg").first).to_be_visible(timeout=20_000)
+        page.wait_for_timeout(1500)
+        assert float(page.locator("#elapsed").inner_text().split()[0]) > 0
+        shot(page, "running-run")
+        (repo / "more").touch()
+        expect(page.locator("pre[data-log='stdout.log']")).to_contain_text(
+            "second line", timeout=15_000
+        )
+        (repo / "go").touch()
+        expect(page.locator("#status")).to_have_text("completed", timeout=30_000)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

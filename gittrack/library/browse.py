@@ -146,9 +146,10 @@ def page(
         and desc
     ):
         from ..store import staging
+        from .runview import elapsed
 
         staged = [
-            rec.to_json_dict() | {"status": state, "commit": ""}
+            rec.to_json_dict() | {"status": state, "commit": "", "duration_s": elapsed(rec)}
             for rec, state in staging.stale_runs(repo)
         ]
         rows = staged + rows

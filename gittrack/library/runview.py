@@ -16,9 +16,11 @@ from .. import store
 from ..errors import GittrackError, RunNotFound, UsageError
 from ..index.db import Index
 from ..model.record import RunRecord, run_folder
+from ..store import project, staging
 
 LOG_LIMIT = 200_000  # characters of a captured log shown in a page
 DOWNLOAD_LIMIT = 50 * 1024 * 1024  # outputs up to this size can be downloaded from the UI
+LIVE_SERIES = "metrics.csv"  # what gittrack.log() appends to while a run executes
 
 
 @dataclass
@@ -34,6 +36,7 @@ class RunView:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     downstream: list[dict[str, Any]] = field(default_factory=list)
     children: list[dict[str, Any]] = field(default_factory=list)
+    live: bool = False  # staged: still running (or died, not yet committed)
 
 
 def resolve(repo: store.Repo, ref: str) -> str:
@@ -46,8 +49,17 @@ def resolve(repo: store.Repo, ref: str) -> str:
 
 
 def run_view(repo: store.Repo, ref: str) -> RunView:
-    """The run page's content for a reference; unreadable records come back with `problem`."""
-    run_id = resolve(repo, ref)
+    """The run page's content for a reference; unreadable records come back with `problem`.
+
+    A run still executing (staged, not yet committed) is found by id, prefix or name too.
+    """
+    try:
+        run_id = resolve(repo, ref)
+    except RunNotFound:
+        staged = staged_view(repo, ref)
+        if staged is None:
+            raise
+        return staged
     index = Index(repo)
     row = index.get(run_id)
     if row is None:
@@ -159,9 +171,12 @@ def timeseries_output(data: dict[str, Any]) -> str | None:
 
 def timeseries(repo: store.Repo, run_id: str, data: dict[str, Any]) -> dict[str, list[Any]]:
     """{column: values} of a run's metrics.csv ("step" first when present); {} when absent."""
-    name = timeseries_output(data)
-    path = output_file(repo, run_id, name) if name else None
-    if path is None:
+    if data.get("status") in ("running", "died") and not data.get("outputs"):
+        path: Path | None = project.outputs_root(repo) / run_id / LIVE_SERIES  # being written
+    else:
+        name = timeseries_output(data)
+        path = output_file(repo, run_id, name) if name else None
+    if path is None or not path.is_file():
         return {}
     try:
         with path.open(newline="") as handle:
@@ -185,3 +200,85 @@ def _number(text: str | None) -> Any:
             return float(text)
         except ValueError:
             return text
+
+
+# -- runs still executing --------------------------------------------------------------------
+
+
+def _staged(repo: store.Repo, ref: str) -> tuple[RunRecord, str] | None:
+    """The staged run an id, unique prefix or name names, with its state."""
+    found = staging.stale_runs(repo)
+    for exact in (True, False):
+        hits = [
+            (rec, state)
+            for rec, state in found
+            if rec.id == ref
+            or (not exact and len(ref) >= 4 and rec.id.startswith(ref))
+            or (not exact and rec.name == ref)
+        ]
+        if len(hits) == 1:
+            return hits[0]
+    return None
+
+
+def staged_view(repo: store.Repo, ref: str) -> RunView | None:
+    """The page of a run that has not been committed yet: its partial record and logs so far."""
+    found = _staged(repo, ref)
+    if found is None:
+        return None
+    record, state = found
+    data = record.to_json_dict() | {"status": state, "duration_s": elapsed(record)}
+    view = RunView(record.id, data, live=True)
+    view.logs = staged_logs(repo, record.id)
+    summaries = run_summaries(Index(repo), [i.run for i in record.inputs])
+    view.inputs = [
+        {"run": i.run, "output": i.output, "info": summaries.get(i.run)} for i in record.inputs
+    ]
+    return view
+
+
+def elapsed(record: RunRecord) -> float:
+    """Seconds since a run started."""
+    import datetime as dt
+
+    if record.started is None:
+        return 0.0
+    started = record.started
+    started = started if started.tzinfo else started.replace(tzinfo=dt.UTC)
+    return round(max(0.0, (dt.datetime.now(dt.UTC) - started).total_seconds()), 1)
+
+
+def staged_logs(repo: store.Repo, run_id: str) -> dict[str, str]:
+    """The last LOG_LIMIT characters of a staged run's stdout.log and stderr.log."""
+    logs = {}
+    for name in ("stdout.log", "stderr.log"):
+        path = staging.folder(repo) / run_id / name
+        try:
+            size = path.stat().st_size
+            with path.open("rb") as handle:
+                handle.seek(max(0, size - LOG_LIMIT))
+                logs[name] = handle.read().decode("utf-8", "replace")
+        except OSError:
+            logs[name] = ""
+    return logs
+
+
+def live_state(repo: store.Repo) -> str:
+    """Changes whenever a run is recorded, starts or dies (what the UI's event stream watches)."""
+    found = store.tip(repo)
+    staged = ",".join(f"{rec.id}:{state}" for rec, state in staging.stale_runs(repo))
+    return f"{found[0] if found else ''}|{staged}"
+
+
+def live_run(repo: store.Repo, run_id: str) -> dict[str, Any] | None:
+    """What a running run's page updates: state, elapsed time, logs, series; None once recorded."""
+    found = _staged(repo, run_id)
+    if found is None:
+        return None
+    record, state = found
+    return {
+        "status": state,
+        "elapsed_s": elapsed(record),
+        "logs": staged_logs(repo, run_id),
+        "series": timeseries(repo, run_id, {"status": state}),
+    }

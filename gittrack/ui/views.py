@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import re
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.templating import Jinja2Templates
 
 from .._version import __version__
@@ -455,6 +458,65 @@ async def api_tip(request: Request) -> Response:
     return JSONResponse(
         {"tip": browse.tip(request_repo(request))}, headers={"Cache-Control": "no-store"}
     )
+
+
+EVENT_PERIOD_S = 1.0  # how often the event streams look for changes
+EVENT_LIFETIME_S = 600.0  # a stream ends after this long; the browser reconnects by itself
+
+
+def _event(name: str, data: Any) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+async def api_events(request: Request) -> Response:
+    """Server-sent events: `change` whenever a run is recorded, starts or dies."""
+    repo = request_repo(request)
+
+    async def stream() -> AsyncIterator[str]:
+        last = runview.live_state(repo)
+        yield "retry: 2000\n\n" + _event("hello", {"state": last})
+        quiet, start = 0, time.monotonic()
+        while time.monotonic() - start < EVENT_LIFETIME_S:
+            await asyncio.sleep(EVENT_PERIOD_S)
+            now = runview.live_state(repo)
+            if now != last:
+                last, quiet = now, 0
+                yield _event("change", {"state": now})
+            else:
+                quiet += 1
+                if quiet % 15 == 0:
+                    yield ": ping\n\n"
+
+    return _sse(stream())
+
+
+async def api_run_events(request: Request) -> Response:
+    """Server-sent events of one running run: `update` (status, elapsed, logs, series) while
+    it is staged, then `finished` once it is recorded."""
+    repo = request_repo(request)
+    run_id = runview.run_view(repo, request.path_params["ref"]).id
+
+    async def stream() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        last: Any = None
+        start = time.monotonic()
+        while time.monotonic() - start < EVENT_LIFETIME_S:
+            state = runview.live_run(repo, run_id)
+            if state is None:
+                yield _event("finished", {"id": run_id})
+                return
+            changed = {k: v for k, v in state.items() if k != "elapsed_s"}
+            if changed != last:
+                last = changed
+                yield _event("update", state)
+            await asyncio.sleep(EVENT_PERIOD_S)
+
+    return _sse(stream())
+
+
+def _sse(events: AsyncIterator[str]) -> Response:
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
 
 async def api_plot(request: Request) -> Response:

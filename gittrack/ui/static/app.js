@@ -43,19 +43,9 @@ function wireTable() {
   update();
 }
 
-// -- live updates: poll the branch tip, refresh the table when a run lands ----------------------
+// -- live updates: server-sent events when a run is recorded, starts or dies ------------------
 function live() {
-  var tip = document.body.dataset.tip || null;
   var badge = $("#live");
-  async function poll() {
-    try {
-      var r = await fetch("/api/tip", { cache: "no-store" });
-      var now = (await r.json()).tip;
-      if (badge) badge.classList.remove("stale");
-      if (tip === null) { tip = now; return; }
-      if (now !== tip) { tip = now; await refresh(); }
-    } catch (e) { if (badge) badge.classList.add("stale"); }
-  }
   async function refresh() {
     var area = $("#table-area");
     if (area) {
@@ -73,8 +63,46 @@ function live() {
       window.location.reload();
     }
   }
-  setInterval(poll, 3000);
-  poll();
+  if (window.EventSource) {
+    var events = new EventSource("/api/events");
+    events.addEventListener("change", refresh);
+    events.onopen = function () { if (badge) badge.classList.remove("stale"); };
+    events.onerror = function () { if (badge) badge.classList.add("stale"); };
+    return;
+  }
+  var tip = document.body.dataset.tip || null;  // no EventSource: poll the branch tip
+  setInterval(async function () {
+    try {
+      var now = (await (await fetch("/api/tip", { cache: "no-store" })).json()).tip;
+      if (badge) badge.classList.remove("stale");
+      if (tip !== null && now !== tip) await refresh();
+      tip = now;
+    } catch (e) { if (badge) badge.classList.add("stale"); }
+  }, 3000);
+}
+
+// -- a running run's page: elapsed time, logs and time series as they grow ---------------------
+function duration(s) { return s < 120 ? s.toFixed(1) + " s" : (s / 60).toFixed(1) + " min"; }
+
+function liveRun() {
+  var id = document.body.dataset.liveRun;
+  var clock = $("#elapsed");
+  if (!id || !window.EventSource) return;
+  var started = Date.now() - 1000 * parseFloat((clock && clock.dataset.elapsed) || "0");
+  setInterval(function () { if (clock) clock.textContent = duration((Date.now() - started) / 1000); }, 1000);
+  var events = new EventSource("/api/runs/" + encodeURIComponent(id) + "/events");
+  events.addEventListener("update", function (ev) {
+    var d = JSON.parse(ev.data);
+    started = Date.now() - 1000 * d.elapsed_s;
+    Object.keys(d.logs).forEach(function (name) {
+      var pre = $("pre[data-log='" + CSS.escape(name) + "']");
+      if (pre && pre.textContent !== d.logs[name]) pre.textContent = d.logs[name];
+    });
+    var badge = $("#status");
+    if (badge && badge.textContent !== d.status) { badge.textContent = d.status; badge.className = "badge " + d.status; }
+    if (Object.keys(d.series).length) { var all = {}; all[id.slice(0, 8)] = d.series; drawSeries(all); }
+  });
+  events.addEventListener("finished", function () { events.close(); window.location.reload(); });
 }
 
 // -- plots ------------------------------------------------------------------------------------
@@ -139,6 +167,11 @@ async function series() {
   var holder = $("#series-data");
   if (!holder) return;
   var all = JSON.parse(holder.textContent);
+  if (Object.keys(all).every(function (k) { return !Object.keys(all[k]).length; })) return;
+  await drawSeries(all);
+}
+
+async function drawSeries(all) {
   var Plotly = await loadPlotly();
   var traces = [];
   Object.keys(all).forEach(function (run) {
@@ -205,5 +238,6 @@ document.addEventListener("DOMContentLoaded", function () {
   live();
   plots();
   series();
+  liveRun();
   flow();
 });
