@@ -125,3 +125,20 @@ def test_experiment_page_plots_its_own_runs_and_an_empty_filter_is_empty(client,
     assert empty.status_code == 200
     assert "No runs match this filter." in re.sub(r"<[^>]+>", "", empty.text)
     assert client.get("/experiments/no-such-scan").status_code == 404
+
+
+def test_outputs_are_previewed_images_inline_and_tables_as_first_rows(client, ising):
+    """Finding 5: the PNG an analysis wrote is shown; a CSV output shows its first rows."""
+    tc = ising["tcs"][0]
+    html = client.get(f"/runs/{tc}").text
+    src = re.search(r'<img src="([^"]+)" alt="output binder.png', html).group(1)
+    image = client.get(unescape(src))
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    assert image.headers["content-type"] == "image/png"
+    assert image.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in image.headers["content-security-policy"]
+    sim = ising["completed"]["ising-L24"][0]
+    page = client.get(f"/runs/{sim}").text
+    figure = page.split('class="preview preview-table"')[1].split("</figure>")[0]
+    assert re.findall(r"<th>([^<]+)</th>", figure) == ["step", "energy", "magnetization"]
+    assert "first 20 of 30 rows" in figure

@@ -153,7 +153,7 @@ L24_TEMPS = [round(1.6 + k * 1.4 / 11, 3) for k in range(12)]  # 12 temperatures
 L32_TEMPS = [2.0, 2.2, 2.3, 2.5]  # 4 temperatures x 5 seeds
 
 
-def png(width: int = 24, height: int = 16) -> bytes:
+def png(width: int = 240, height: int = 160) -> bytes:
     """A small real PNG (a gradient), written without any imaging library."""
     import struct
     import zlib
@@ -163,7 +163,7 @@ def png(width: int = 24, height: int = 16) -> bytes:
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
     rows = b"".join(
-        b"\x00" + bytes(v for x in range(width) for v in (x * 10 % 256, y * 15 % 256, 128))
+        b"\x00" + bytes(v for x in range(width) for v in (x % 256, y * 3 % 256, 128))
         for y in range(height)
     )
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)

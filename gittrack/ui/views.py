@@ -19,7 +19,7 @@ from starlette.templating import Jinja2Templates
 
 from .._version import __version__
 from ..errors import GittrackError, RunNotFound
-from ..library import browse, lineage as flow, runview
+from ..library import browse, lineage as flow, previews, runview
 from ..library.listing import query_hints
 from ..model.values import FAMILIES, cell_text
 from .shared import request_repo, templates_dir
@@ -257,10 +257,12 @@ async def run_page(request: Request) -> Response:
         )
         for name, out in (view.data.get("outputs") or {}).items()
     }
+    shown = {} if view.live else previews.previews(repo, view.id, view.data.get("outputs") or {})
     return render(
         request,
         "run.html",
         {
+            "previews": shown,
             "view": view,
             "run": view.data,
             "diff": diff,
@@ -341,10 +343,18 @@ async def download(request: Request) -> Response:
             f"Output \"{name}\" is not available locally; run 'gittrack checkout {run_id[:8]}' or 'gittrack pull'.",
         )
     filename = Path(outputs[name].get("path") or name).name
-    return FileResponse(
+    inline = request.query_params.get("inline") == "1" and Path(filename).suffix.lower() in (
+        previews.IMAGES
+    )
+    return FileResponse(  # nothing in an output may run as part of this site
         path,
         filename=filename,
         media_type=mimetypes.guess_type(filename)[0] or "application/octet-stream",
+        content_disposition_type="inline" if inline else "attachment",
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+        },
     )
 
 

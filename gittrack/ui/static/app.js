@@ -233,11 +233,27 @@ function flow() {
   if (reset) reset.addEventListener("click", fit);
 }
 
+// -- output previews: 1-D arrays as a line, 2-D arrays as a heat map --------------------------
+async function outputPreviews() {
+  var holders = $all("script.preview-data");
+  if (!holders.length) return;
+  var Plotly = await loadPlotly();
+  holders.forEach(function (holder) {
+    var d = JSON.parse(holder.textContent);
+    var trace = holder.dataset.kind === "line"
+      ? { type: "scatter", mode: "lines", x: d.x, y: d.y }
+      : { type: "heatmap", z: d.z, colorscale: "Viridis" };
+    Plotly.newPlot(holder.dataset.target, [trace], { margin: { l: 50, r: 20, t: 10, b: 30 }, height: 280 },
+      { displaylogo: false, responsive: true });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", function () {
   wireTable();
   live();
   plots();
   series();
   liveRun();
+  outputPreviews();
   flow();
 });
