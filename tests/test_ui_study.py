@@ -142,3 +142,15 @@ def test_outputs_are_previewed_images_inline_and_tables_as_first_rows(client, is
     figure = page.split('class="preview preview-table"')[1].split("</figure>")[0]
     assert re.findall(r"<th>([^<]+)</th>", figure) == ["step", "energy", "magnetization"]
     assert "first 20 of 30 rows" in figure
+
+
+def test_inputs_grouped_by_experiment_with_what_varies_and_the_query(client, ising):
+    """Finding 6: not 58 rows of "ising.py completed" but one group saying what varies."""
+    html = client.get(f"/runs/{ising['tcs'][0]}").text
+    inputs = html.split('id="inputs"')[1].split("</section>")[0]
+    text = unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", inputs)))
+    assert "sims given as experiment = 'ising-L24' and status = 'completed'" in text
+    assert "experiment ising-L24 · 58 runs · seed 0..4 (5 values) · temp 1.6..3 (12 values)" in text
+    heads = re.findall(r'<th class="num">([^<]+)</th>', inputs)
+    assert heads == ["seed", "temp"]  # L and steps are the same for all: not repeated
+    assert inputs.count('href="/runs/') == 58

@@ -254,6 +254,7 @@ def study(path: Path, monkeypatch) -> dict[str, object]:
             n + 100,
             name=f"tc-{name[-3:]}",
             command="tc.py",
+            argv=["--sims", f"experiment = '{name}' and status = 'completed'"],
             params={"sims": completed[name], "method": "binder-crossing"},
             metrics={"Tc": 2.27 if name.endswith("24") else 2.271, "Tc_err": 0.01},
             inputs=[Input(run=s, output="observables", md5="") for s in completed[name]],

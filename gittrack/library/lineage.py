@@ -397,7 +397,7 @@ def _experiment_node(
     found = [records[i] for i in ids if i in records]
     counts = Counter(r.get("status", "") for r in found)
     lines = [f"experiment {name}", f"{len(ids)} runs"]
-    lines += [f"{k}: {v}" for k, v in _ranges(found).items()]
+    lines += [f"{k}: {v}" for k, v in ranges(found).items()]
     if set(counts) != {"completed"}:
         lines.append(" · ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     status = "completed" if set(counts) == {"completed"} else "failed"
@@ -414,8 +414,8 @@ def _experiment_node(
     )
 
 
-def _ranges(records: list[dict[str, Any]]) -> dict[str, str]:
-    """For folded experiments: each varying param as "lo..hi (n values)" or a short list."""
+def ranges(records: list[dict[str, Any]]) -> dict[str, str]:
+    """For folded experiments and grouped inputs: each varying param as "lo..hi (n values)" or a short list."""
     values: dict[str, set[str]] = {}
     for record in records:
         for key, value in (record.get("params") or {}).items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..store import project, staging
 
 LOG_LIMIT = 200_000  # characters of a captured log shown in a page
 DOWNLOAD_LIMIT = 50 * 1024 * 1024  # outputs up to this size can be downloaded from the UI
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 LIVE_SERIES = "metrics.csv"  # what gittrack.log() appends to while a run executes
 
 
@@ -34,6 +36,8 @@ class RunView:
     raw: str = ""
     logs: dict[str, str] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    input_groups: list[dict[str, Any]] = field(default_factory=list)
+    queries: dict[str, str] = field(default_factory=dict)  # RunRef param -> text it was given
     downstream: list[dict[str, Any]] = field(default_factory=list)
     children: list[dict[str, Any]] = field(default_factory=list)
     live: bool = False  # staged: still running (or died, not yet committed)
@@ -79,6 +83,8 @@ def run_view(repo: store.Repo, ref: str) -> RunView:
     summaries = run_summaries(index, [i["run"] for i in view.data.get("inputs", [])])
     for item in view.data.get("inputs", []):
         view.inputs.append(item | {"info": summaries.get(item["run"])})
+    view.input_groups = group_inputs(view.inputs)
+    view.queries = ref_queries(view.data)
     view.downstream = _related(
         index,
         "SELECT DISTINCT r.id, r.name, r.status, r.command FROM runs r, json_each(r.record, '$.inputs') i WHERE json_extract(i.value, '$.run') = ? ORDER BY r.started",
@@ -100,14 +106,65 @@ def _related(index: Index, sql: str, run_id: str) -> list[dict[str, Any]]:
 
 
 def run_summaries(index: Index, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """{id: {id, name, status, command}} for runs present in the index."""
+    """{id: {id, name, status, command, experiment, params}} for runs present in the index."""
     found: dict[str, dict[str, Any]] = {}
-    for run_id in dict.fromkeys(ids):
-        row = index.db.execute(
-            "SELECT id, name, status, command FROM runs WHERE id = ?", (run_id,)
-        ).fetchone()
-        if row:
-            found[run_id] = dict(zip(("id", "name", "status", "command"), row, strict=True))
+    keys = ("id", "name", "status", "command", "experiment", "params")
+    wanted = list(dict.fromkeys(ids))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        sql = (
+            "SELECT id, name, status, command, experiment, json_extract(record, '$.params') "
+            f"FROM runs WHERE id IN ({','.join('?' * len(chunk))})"
+        )
+        for row in index.db.execute(sql, chunk):
+            data = dict(zip(keys, row, strict=True))
+            data["params"] = json.loads(data["params"] or "{}")
+            found[data["id"]] = data
+    return found
+
+
+def group_inputs(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Inputs grouped by experiment (or command), each with the params that vary among them."""
+    from .lineage import ranges
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for item in inputs:
+        info = item.get("info") or {}
+        key = (info.get("experiment") or "", info.get("command") or "") if info else ("", "")
+        groups.setdefault(key, []).append(item)
+    out = []
+    for (experiment, command), items in groups.items():
+        params = [(i.get("info") or {}).get("params") or {} for i in items]
+        spans = ranges([{"params": p} for p in params]) if len(items) > 1 else {}
+        out.append(
+            {
+                "experiment": experiment,
+                "command": command,
+                "runs": items,
+                "varying": list(spans) if len(items) > 1 else sorted(params[0]),
+                "ranges": spans,
+                "missing": not items[0].get("info"),
+            }
+        )
+    return out
+
+
+def ref_queries(data: dict[str, Any]) -> dict[str, str]:
+    """For each param holding run ids, the text it was given on the command line (a query)."""
+    argv = [str(a) for a in data.get("argv") or []]
+    found = {}
+    for name, value in (data.get("params") or {}).items():
+        ids = value if isinstance(value, list) else [value]
+        if not ids or not all(isinstance(v, str) and RUN_ID.match(v) for v in ids):
+            continue
+        flags = {f"--{name}", f"--{name.replace('_', '-')}"}
+        for i, arg in enumerate(argv):
+            flag, eq, rest = arg.partition("=")
+            if flag in flags:
+                text = rest if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+                if text and text not in ids:
+                    found[name] = text
+                break
     return found
 
 
@@ -234,6 +291,8 @@ def staged_view(repo: store.Repo, ref: str) -> RunView | None:
     view.inputs = [
         {"run": i.run, "output": i.output, "info": summaries.get(i.run)} for i in record.inputs
     ]
+    view.input_groups = group_inputs(view.inputs)
+    view.queries = ref_queries(data)
     return view
 
 
