@@ -203,8 +203,8 @@ def test_report_opens_offline_with_plots_and_flow(server, tmp_path):
         errors: list[str] = []
         pg.on("pageerror", lambda exc: errors.append(str(exc)))
         pg.goto(out.as_uri())
-        expect(pg.locator("#parcoords .main-svg").first).to_be_visible(timeout=20_000)
-        expect(pg.locator("#scatters .main-svg").first).to_be_visible()
+        expect(pg.locator("#parcoords svg polyline").first).to_be_visible()
+        expect(pg.locator("#scatters svg circle").first).to_be_visible()
         expect(pg.locator(f"#flow a[href='#run-{ids['analysis']}']")).to_have_count(1)
         shot(pg, "report")
         browser.close()

@@ -154,3 +154,16 @@ def test_inputs_grouped_by_experiment_with_what_varies_and_the_query(client, isi
     heads = re.findall(r'<th class="num">([^<]+)</th>', inputs)
     assert heads == ["seed", "temp"]  # L and steps are the same for all: not repeated
     assert inputs.count('href="/runs/') == 58
+
+
+def test_report_of_the_study_is_light_with_static_plots(ising, tmp_path):
+    """Finding 10: plots drawn as SVG (no plotly.js inlined): the study's report is small."""
+    report = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["-C", str(ising["path"]), "report", "-o", str(report)])
+    assert result.exit_code == 0, result.output
+    html = report.read_text()
+    assert len(html.encode()) < 1_500_000
+    assert "Plotly" not in html and "<script src" not in html
+    scatters = html.split('id="scatters"')[1]
+    assert "mean ± standard error" in scatters  # temperature repeats over seeds
+    assert 'aria-label="metrics.susceptibility against params.temp"' in scatters
