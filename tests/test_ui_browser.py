@@ -264,6 +264,15 @@ def test_study_pages_fit_and_read_at_1400_and_390(ising):
             pg.locator("#plots summary").click()
         assert sorted(answer.value.json()["id"]) == sorted(ids["sweeps"]["ising-L32"])
         expect(pg.locator("#parcoords .main-svg").first).to_be_visible(timeout=20_000)
+        # finding 11: "/" focuses the filter, Escape closes the column chooser
+        pg.goto(url + "/")
+        pg.keyboard.press("/")
+        assert pg.evaluate("document.activeElement.id") == "where"
+        pg.locator("#where").blur()
+        pg.locator("details.chooser summary").click()
+        expect(pg.locator(".chooser-list")).to_be_visible()
+        pg.keyboard.press("Escape")
+        expect(pg.locator(".chooser-list")).to_be_hidden()
         browser.close()
 
 

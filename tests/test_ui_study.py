@@ -167,3 +167,28 @@ def test_report_of_the_study_is_light_with_static_plots(ising, tmp_path):
     scatters = html.split('id="scatters"')[1]
     assert "mean ± standard error" in scatters  # temperature repeats over seeds
     assert 'aria-label="metrics.susceptibility against params.temp"' in scatters
+
+
+def contrast(fg: str, bg: str) -> float:
+    """The WCAG contrast ratio of two #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_labelled_filter_readable_grey_and_a_favicon(client):
+    """Finding 11: the filter has a label, grey text reaches 4.5:1, the favicon exists."""
+    html = client.get("/").text
+    assert re.search(r'<label for="where"[^>]*>[^<]+</label>', html)
+    css = client.get("/static/app.css").text
+    colours = dict(re.findall(r"--([a-z-]+): (#[0-9a-f]{3,6})\b", css))
+    for background in (colours["bg"], "#ffffff", "#f8fafc", "#f1f5f9"):
+        assert contrast(colours["muted"], background) >= 4.5, background
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
+    assert 'rel="icon"' in html

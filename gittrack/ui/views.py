@@ -573,6 +573,12 @@ async def static(request: Request) -> Response:
     return FileResponse(path, headers={"Cache-Control": "no-cache"})
 
 
+async def favicon(request: Request) -> Response:
+    """The site icon (browsers ask for /favicon.ico whatever the page says)."""
+    headers = {"Cache-Control": "max-age=86400"}
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml", headers=headers)
+
+
 def error_page(request: Request, status: int, message: str) -> Response:
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": message}, status_code=status)

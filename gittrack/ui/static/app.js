@@ -248,7 +248,24 @@ async function outputPreviews() {
   });
 }
 
+// -- keyboard: "/" focuses the filter, Escape closes open menus -------------------------------
+function keyboard() {
+  document.addEventListener("keydown", function (ev) {
+    var typing = /^(INPUT|TEXTAREA|SELECT)$/.test((ev.target && ev.target.tagName) || "");
+    if (ev.key === "/" && !typing && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
+      var where = $("#where");
+      if (where) { ev.preventDefault(); where.focus(); where.select(); }
+    } else if (ev.key === "Escape") {
+      $all("details.chooser[open]").forEach(function (d) { d.open = false; var s = $("summary", d); if (s) s.focus(); });
+    }
+  });
+  document.addEventListener("click", function (ev) {  // a click elsewhere closes the chooser too
+    $all("details.chooser[open]").forEach(function (d) { if (!d.contains(ev.target)) d.open = false; });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", function () {
+  keyboard();
   wireTable();
   live();
   plots();
