@@ -239,6 +239,8 @@ def test_study_pages_fit_and_read_at_1400_and_390(ising):
             errors: list[str] = []
             pg.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
             for name, path in pages.items():
+                if width < 1400 and name not in ("runs", "run", "flow"):
+                    continue  # the phone-sized look of the pages people open there
                 pg.goto(url + path)
                 seen = overflow(pg)
                 if width == 1400:
@@ -264,6 +266,27 @@ def test_study_pages_fit_and_read_at_1400_and_390(ising):
             pg.locator("#plots summary").click()
         assert sorted(answer.value.json()["id"]) == sorted(ids["sweeps"]["ising-L32"])
         expect(pg.locator("#parcoords .main-svg").first).to_be_visible(timeout=20_000)
+        # finding 7: one chart per metric, log axes, smoothing, runs overlaid on compare
+        sims = ids["completed"]["ising-L24"][:3]
+        pg.goto(url + f"/runs/{sims[0]}")
+        charts = pg.locator("#series .series-chart")
+        expect(charts).to_have_count(2)
+        expect(charts.first.locator(".main-svg").first).to_be_visible(timeout=20_000)
+        raw = pg.evaluate("document.querySelector('.series-chart').data[0].y.slice(0, 3)")
+        pg.locator("#logy").check()
+        pg.evaluate(
+            "var s = document.getElementById('smooth'); s.value = '0.9';"
+            "s.dispatchEvent(new Event('input'))"
+        )
+        pg.wait_for_function(
+            "document.querySelector('.series-chart')._fullLayout.yaxis.type === 'log'"
+        )
+        smoothed = pg.evaluate("document.querySelector('.series-chart').data[0].y.slice(0, 3)")
+        assert smoothed[0] == raw[0] and smoothed[2] != raw[2]
+        pg.goto(url + "/compare?ids=" + ",".join(sims))
+        expect(pg.locator("#series .series-chart")).to_have_count(2)
+        pg.wait_for_function("document.querySelector('.series-chart').data.length === 3")
+        shot(pg, "study-compare-series-1400")
         # finding 11: "/" focuses the filter, Escape closes the column chooser
         pg.goto(url + "/")
         pg.keyboard.press("/")

@@ -171,19 +171,59 @@ async function series() {
   await drawSeries(all);
 }
 
-async function drawSeries(all) {
-  var Plotly = await loadPlotly();
-  var traces = [];
-  Object.keys(all).forEach(function (run) {
-    var s = all[run];
-    var keys = Object.keys(s);
-    var xkey = keys.indexOf("step") >= 0 ? "step" : null;
-    keys.filter(function (k) { return k !== xkey; }).forEach(function (k) {
-      traces.push({ type: "scatter", mode: "lines", name: run.slice(0, 8) + " " + k, x: xkey ? s[xkey] : s[k].map(function (_, i) { return i; }), y: s[k] });
-    });
+var lastSeries = null;
+
+function smooth(values, alpha) {  // exponential moving average, gaps kept
+  if (!alpha) return values;
+  var out = [], acc = null;
+  values.forEach(function (v) {
+    if (typeof v !== "number") { out.push(v); return; }
+    acc = acc === null ? v : alpha * acc + (1 - alpha) * v;
+    out.push(acc);
   });
-  Plotly.newPlot("series", traces, { margin: { l: 60, r: 20, t: 20, b: 40 }, xaxis: { title: { text: "step" } }, legend: { orientation: "h" } },
-    { displaylogo: false, responsive: true });
+  return out;
+}
+
+// one chart per metric; every run in `all` ({short id: {column: values}}) overlaid on each
+async function drawSeries(all) {
+  lastSeries = all;
+  var Plotly = await loadPlotly();
+  var box = $("#series");
+  if (!box) return;
+  var alpha = parseFloat(($("#smooth") || {}).value || "0");
+  var logx = ($("#logx") || {}).checked, logy = ($("#logy") || {}).checked;
+  var metrics = [];
+  Object.keys(all).forEach(function (run) {
+    Object.keys(all[run]).forEach(function (k) { if (k !== "step" && metrics.indexOf(k) < 0) metrics.push(k); });
+  });
+  box.querySelectorAll(".series-chart").forEach(function (el) {
+    if (metrics.indexOf(el.dataset.metric) < 0) { Plotly.purge(el); el.remove(); }
+  });
+  var runs = Object.keys(all);
+  metrics.forEach(function (k) {
+    var el = box.querySelector(".series-chart[data-metric='" + CSS.escape(k) + "']");
+    if (!el) { el = document.createElement("div"); el.className = "series-chart"; el.dataset.metric = k; box.appendChild(el); }
+    var traces = runs.filter(function (run) { return all[run][k]; }).map(function (run) {
+      var s = all[run];
+      var x = s.step || s[k].map(function (_, i) { return i; });
+      return { type: "scatter", mode: "lines", name: run.slice(0, 8), x: x, y: smooth(s[k], alpha),
+               hovertemplate: run.slice(0, 8) + " step %{x}: %{y}<extra></extra>" };
+    });
+    Plotly.react(el, traces, {
+      title: { text: k, font: { size: 13 }, x: 0.02, xanchor: "left" }, height: 260,
+      margin: { l: 56, r: 12, t: 34, b: 40 }, showlegend: runs.length > 1,
+      legend: { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom", font: { size: 11 } },
+      xaxis: { title: { text: "step", standoff: 4 }, type: logx ? "log" : "linear" },
+      yaxis: { type: logy ? "log" : "linear" },
+    }, { displaylogo: false, responsive: true });
+  });
+}
+
+function seriesControls() {
+  ["#smooth", "#logx", "#logy"].forEach(function (sel) {
+    var el = $(sel);
+    if (el) el.addEventListener("input", function () { if (lastSeries) drawSeries(lastSeries); });
+  });
 }
 
 // -- flow graph: pan and zoom by rewriting the SVG viewBox ------------------------------------
@@ -266,6 +306,7 @@ function keyboard() {
 
 document.addEventListener("DOMContentLoaded", function () {
   keyboard();
+  seriesControls();
   wireTable();
   live();
   plots();
