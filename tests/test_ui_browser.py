@@ -266,6 +266,25 @@ def test_study_pages_fit_and_read_at_1400_and_390(ising):
             pg.locator("#plots summary").click()
         assert sorted(answer.value.json()["id"]) == sorted(ids["sweeps"]["ising-L32"])
         expect(pg.locator("#parcoords .main-svg").first).to_be_visible(timeout=20_000)
+        # finding 9: colour choice, mean ± standard error over seeds, brushing filters the table
+        pg.goto(url + "/experiments/ising-L24?limit=100")
+        pg.locator("#plots summary").click()
+        expect(pg.locator("#scatter .main-svg").first).to_be_visible(timeout=20_000)
+        pg.select_option("#sx", "params.temp")
+        pg.select_option("#sy", "metrics.susceptibility")
+        pg.wait_for_function("document.getElementById('scatter').data.length === 2")
+        mean = pg.evaluate("document.getElementById('scatter').data[1]")
+        assert mean["name"] == "mean ± standard error" and len(mean["x"]) == 12
+        assert len(mean["error_y"]["array"]) == 12
+        pg.select_option("#colour", "metrics.energy")
+        pg.wait_for_function(
+            "document.getElementById('parcoords').data[0].line.colorscale === 'Viridis'"
+        )
+        pg.evaluate("Plotly.restyle('parcoords', {'dimensions[0].constraintrange': [[1.5, 2.0]]})")
+        visible = pg.locator("#runs tbody tr[data-id]:visible")
+        expect(visible).to_have_count(19)  # 4 temperatures x 5 seeds, less the failed one
+        expect(pg.locator("#brush-note")).to_contain_text("19 runs")
+        shot(pg, "study-plots-1400")
         # finding 7: one chart per metric, log axes, smoothing, runs overlaid on compare
         sims = ids["completed"]["ising-L24"][:3]
         pg.goto(url + f"/runs/{sims[0]}")

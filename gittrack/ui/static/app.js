@@ -106,15 +106,36 @@ function liveRun() {
 }
 
 // -- plots ------------------------------------------------------------------------------------
+var STATUS_COLOURS = { completed: "#16a34a", failed: "#dc2626", died: "#9333ea", running: "#0284c7", interrupted: "#ca8a04" };
+var STATUSES = Object.keys(STATUS_COLOURS);
+
+function short(c) { return c.replace(/^(params|metrics)\./, ""); }
+
+function meanStderr(xs, ys) {  // {x: [...], y: mean, err: standard error} over repeated x
+  var groups = {};
+  xs.forEach(function (x, i) {
+    if (typeof x !== "number" || typeof ys[i] !== "number") return;
+    (groups[x] = groups[x] || []).push(ys[i]);
+  });
+  var keys = Object.keys(groups).map(Number).sort(function (a, b) { return a - b; });
+  var out = { x: [], y: [], err: [], repeated: false };
+  keys.forEach(function (k) {
+    var v = groups[k], n = v.length, m = v.reduce(function (a, b) { return a + b; }, 0) / n;
+    var sd = n > 1 ? Math.sqrt(v.reduce(function (a, b) { return a + (b - m) * (b - m); }, 0) / (n - 1)) : 0;
+    out.x.push(k); out.y.push(m); out.err.push(sd / Math.sqrt(n));
+    if (n > 1) out.repeated = true;
+  });
+  return out;
+}
+
 function plots() {
   var box = $("#plots");
   if (!box) return;
-  var drawn = false;
-  var data = null;
+  var drawn = false, data = null, cols = [], keep = [];
   async function draw() {
     if (drawn) return;
     drawn = true;
-    var Plotly = await loadPlotly();
+    await loadPlotly();
     var params = new URLSearchParams({ where: box.dataset.where, cols: box.dataset.cols });
     if (box.dataset.experiment) params.set("experiment", box.dataset.experiment);
     data = await (await fetch("/api/plot?" + params)).json();
@@ -122,43 +143,92 @@ function plots() {
     var n = data.id.length;
     function numeric(c) { return data[c] ? data[c].filter(function (v) { return typeof v === "number"; }).length : 0; }
     // axes: numeric columns most runs have; lines: the runs that have all of them
-    var cols = box.dataset.cols.split(",").filter(function (c) { return numeric(c) >= Math.max(2, n / 2); });
-    var keep = data.id.map(function (_, i) { return cols.every(function (c) { return typeof data[c][i] === "number"; }); });
+    cols = box.dataset.cols.split(",").filter(function (c) { return numeric(c) >= Math.max(2, n / 2); });
+    keep = data.id.map(function (_, i) { return cols.every(function (c) { return typeof data[c][i] === "number"; }); });
     var metric = cols.filter(function (c) { return c.indexOf("metrics.") === 0; })[0] || cols[cols.length - 1];
-    var dims = cols.map(function (c) {
-      return { label: c.replace(/^(params|metrics)\./, ""), values: data[c].filter(function (_, i) { return keep[i]; }) };
-    });
-    if (dims.length > 1) {
-      Plotly.newPlot("parcoords", [{
-        type: "parcoords", dimensions: dims,
-        line: { color: data[metric].filter(function (_, i) { return keep[i]; }), colorscale: "Viridis", showscale: true,
-                colorbar: { title: { text: metric.replace(/^(params|metrics)\./, "") } } },
-      }], { margin: { l: 70, r: 70, t: 60, b: 30 }, font: { size: 12 } }, { displaylogo: false, responsive: true });
-    } else {
-      $("#parcoords").textContent = "Too few numeric params and metrics to draw parallel coordinates.";
-    }
     var numericCols = box.dataset.cols.split(",").filter(function (c) { return numeric(c) > 0; });
-    [["#sx", numericCols.filter(function (c) { return c.indexOf("params.") === 0; })[0]], ["#sy", metric]].forEach(function (pair) {
-      var select = $(pair[0]);
+    var xdefault = numericCols.filter(function (c) { return c.indexOf("params.") === 0; })[0];
+    [["#sx", numericCols, xdefault], ["#sy", numericCols, metric], ["#colour", ["status"].concat(numericCols), metric]].forEach(function (t) {
+      var select = $(t[0]);
       select.innerHTML = "";
-      numericCols.forEach(function (c) { var o = document.createElement("option"); o.textContent = c; o.selected = c === pair[1]; select.appendChild(o); });
+      t[1].forEach(function (c) { var o = document.createElement("option"); o.textContent = c; o.selected = c === t[2]; select.appendChild(o); });
     });
+    parcoords();
     scatter();
   }
+  function colourOf(c, rows) {  // [values, plotly colour options] for a colour column
+    if (c === "status") {
+      return { color: rows.map(function (i) { return Math.max(0, STATUSES.indexOf(data.status[i])); }),
+               colorscale: STATUSES.map(function (s, k) { return [k / (STATUSES.length - 1), STATUS_COLOURS[s]]; }),
+               cmin: 0, cmax: STATUSES.length - 1 };
+    }
+    return { color: rows.map(function (i) { return data[c][i]; }), colorscale: "Viridis", showscale: true,
+             colorbar: { title: { text: short(c) } } };
+  }
+  function parcoords() {
+    if (cols.length < 2) { $("#parcoords").textContent = "Too few numeric params and metrics to draw parallel coordinates."; return; }
+    var rows = data.id.map(function (_, i) { return i; }).filter(function (i) { return keep[i]; });
+    var dims = cols.map(function (c) { return { label: short(c), values: rows.map(function (i) { return data[c][i]; }) }; });
+    window.Plotly.react("parcoords", [{ type: "parcoords", dimensions: dims, line: colourOf($("#colour").value, rows) }],
+      { margin: { l: 70, r: 70, t: 60, b: 30 }, font: { size: 12 } }, { displaylogo: false, responsive: true });
+    var plot = $("#parcoords");
+    if (!plot.dataset.brushing) {
+      plot.dataset.brushing = "1";
+      plot.on("plotly_restyle", function () { brush(rows); });
+    }
+  }
+  // brushing the axes of the parallel coordinates keeps only those runs in the table below
+  function brush(rows) {
+    var dims = $("#parcoords").data[0].dimensions;
+    var inside = {};
+    rows.forEach(function (i, k) {
+      var ok = dims.every(function (d) {
+        var r = d.constraintrange;
+        if (!r) return true;
+        var ranges = Array.isArray(r[0]) ? r : [r];
+        return ranges.some(function (x) { return d.values[k] >= x[0] && d.values[k] <= x[1]; });
+      });
+      if (ok) inside[data.id[i]] = true;
+    });
+    var active = dims.some(function (d) { return d.constraintrange; });
+    var shown = 0;
+    $all("#runs tbody tr[data-id]").forEach(function (tr) {
+      var on = !active || inside[tr.dataset.id];
+      tr.hidden = !on;
+      if (on) shown += 1;
+    });
+    var note = $("#brush-note");
+    if (note) note.textContent = active ? shown + " runs of this page lie in the brushed ranges (drag an axis' range off to clear)." : "";
+  }
   function scatter() {
-    var x = $("#sx").value, y = $("#sy").value;
-    var colors = { completed: "#16a34a", failed: "#dc2626", died: "#9333ea", running: "#0284c7", interrupted: "#ca8a04" };
-    window.Plotly.newPlot("scatter", [{
-      type: "scattergl", mode: "markers", x: data[x], y: data[y], text: data.id.map(function (i) { return i.slice(0, 8); }),
-      marker: { size: 8, opacity: .8, color: data.status.map(function (s) { return colors[s] || "#64748b"; }) },
-      hovertemplate: "%{text}<br>" + x + "=%{x}<br>" + y + "=%{y}<extra></extra>",
-    }], { xaxis: { title: { text: x } }, yaxis: { title: { text: y } }, margin: { l: 60, r: 20, t: 20, b: 50 } },
+    var x = $("#sx").value, y = $("#sy").value, c = $("#colour").value;
+    var rows = data.id.map(function (_, i) { return i; });
+    var marker = c === "status"
+      ? { size: 8, opacity: .8, color: data.status.map(function (s) { return STATUS_COLOURS[s] || "#5b6778"; }) }
+      : Object.assign({ size: 8, opacity: .85 }, colourOf(c, rows));
+    var traces = [{
+      type: "scatter", mode: "markers", name: "runs", x: data[x], y: data[y], text: data.id.map(function (i) { return i.slice(0, 8); }),
+      marker: marker, hovertemplate: "%{text}<br>" + x + "=%{x}<br>" + y + "=%{y}<extra></extra>",
+    }];
+    var agg = meanStderr(data[x], data[y]);
+    var aggBox = $("#agg");
+    if (aggBox) aggBox.disabled = !agg.repeated;
+    if (aggBox && aggBox.checked && agg.repeated) {
+      traces.push({ type: "scatter", mode: "lines+markers", name: "mean ± standard error", x: agg.x, y: agg.y,
+        error_y: { type: "data", array: agg.err, visible: true }, line: { color: "#0f172a" }, marker: { color: "#0f172a", size: 6 } });
+    }
+    window.Plotly.react("scatter", traces, { xaxis: { title: { text: x } }, yaxis: { title: { text: y } }, showlegend: traces.length > 1,
+      legend: { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom" }, margin: { l: 60, r: 20, t: 30, b: 50 } },
     { displaylogo: false, responsive: true });
-    $("#scatter").on("plotly_click", function (ev) { window.location.href = "/runs/" + data.id[ev.points[0].pointIndex]; });
+    var plot = $("#scatter");
+    if (!plot.dataset.clicks) {
+      plot.dataset.clicks = "1";
+      plot.on("plotly_click", function (ev) { if (ev.points[0].curveNumber === 0) window.location.href = "/runs/" + data.id[ev.points[0].pointIndex]; });
+    }
   }
   box.addEventListener("toggle", function () { if (box.open) draw(); });
-  $("#sx").addEventListener("change", function () { if (data) scatter(); });
-  $("#sy").addEventListener("change", function () { if (data) scatter(); });
+  ["#sx", "#sy", "#agg"].forEach(function (sel) { var el = $(sel); if (el) el.addEventListener("change", function () { if (data) scatter(); }); });
+  $("#colour").addEventListener("change", function () { if (data) { parcoords(); scatter(); } });
   if (box.open) draw();
 }
 
