@@ -341,6 +341,20 @@ function flow() {
   box.addEventListener("click", function (ev) { if (moved) { ev.preventDefault(); ev.stopPropagation(); moved = false; } }, true);
   var reset = $("#zoom-reset");
   if (reset) reset.addEventListener("click", fit);
+  function zoom(k) {  // about the centre of the view
+    var w = view[2] * k, h = view[3] * k;
+    view = [view[0] + (view[2] - w) / 2, view[1] + (view[3] - h) / 2, w, h];
+    set();
+  }
+  var zin = $("#zoom-in"), zout = $("#zoom-out");
+  if (zin) zin.addEventListener("click", function () { zoom(1 / 1.25); });
+  if (zout) zout.addEventListener("click", function () { zoom(1.25); });
+  document.addEventListener("keydown", function (ev) {
+    if (/^(INPUT|TEXTAREA|SELECT)$/.test(ev.target.tagName || "") || ev.ctrlKey || ev.metaKey) return;
+    if (ev.key === "+" || ev.key === "=") zoom(1 / 1.25);
+    else if (ev.key === "-") zoom(1.25);
+    else if (ev.key === "0") fit();
+  });
 }
 
 // -- output previews: 1-D arrays as a line, 2-D arrays as a heat map --------------------------

@@ -13,86 +13,29 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ..errors import GittrackError, GraphvizMissing, UsageError
-from ..index import edges as edge_tables
-from ..index.db import Index
-from ..model.record import SHORT
+from ...errors import GraphvizMissing as GraphvizMissing, UsageError
+from ...index import edges as edge_tables
+from ...index.db import Index
+from ...model.record import SHORT
+from .draw import inline_svg as inline_svg, render as render, to_dot as to_dot
+from .graph import (
+    DIRECTIONS,
+    FOLD_AT,
+    FORMATS as FORMATS,
+    MAX_PARAMS_SHOWN,
+    STATUS_FILL as STATUS_FILL,
+    WALK_KINDS,
+    Edge as Edge,
+    Graph as Graph,
+    Node as Node,
+    unique_sorted,
+)
 
 if TYPE_CHECKING:
-    from .. import store
-
-FORMATS = ("svg", "png", "pdf", "dot")
-DIRECTIONS = ("up", "down", "both")
-WALK_KINDS = ("input", "parent", "rerun")
-STATUS_FILL = {
-    "completed": "#d9f2d9",
-    "failed": "#f8d0d0",
-    "died": "#ead6f2",
-    "interrupted": "#fbf0c8",
-    "running": "#d3ebf8",
-    "unreadable": "#f8d0d0",
-    "missing": "#eeeeee",
-}
-MAX_PARAMS_SHOWN = 4
-FOLD_AT = 20  # past this many runs, experiments fold by default
-
-
-@dataclass
-class Node:
-    """A run, one of its outputs, a code commit, or a folded experiment."""
-
-    id: str
-    kind: str  # run, output, code, experiment, missing
-    label: str
-    status: str = ""
-    url: str = ""
-    experiment: str = ""
-    run: str = ""  # the run id (runs, outputs)
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Edge:
-    source: str
-    target: str
-    kind: str  # data (producer -> output -> consumer), input (whole run), launch, rerun, code
-    label: str = ""
-
-
-@dataclass
-class Graph:
-    """A lineage graph as data; `to_json()` is what the UI receives."""
-
-    root: str
-    nodes: dict[str, Node] = field(default_factory=dict)
-    edges: list[Edge] = field(default_factory=list)
-    downstream: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "root": self.root,
-            "downstream": self.downstream,
-            "nodes": [asdict(self.nodes[k]) for k in sorted(self.nodes)],
-            "edges": [asdict(e) for e in self.edges],
-        }
-
-    @property
-    def run_ids(self) -> list[str]:
-        """Every run the graph shows, folded ones included."""
-        ids = {n.run for n in self.nodes.values() if n.kind in ("run", "missing")}
-        for node in self.nodes.values():
-            if node.kind == "experiment":
-                ids.update(node.info.get("runs", []))
-        return sorted(ids)
-
-    @property
-    def folded(self) -> list[str]:
-        """Names of the experiments drawn as one node."""
-        return sorted(n.experiment for n in self.nodes.values() if n.kind == "experiment")
+    from ... import store
 
 
 def walk(
@@ -117,7 +60,7 @@ def ancestry(
     repo: store.Repo, ref: str, downstream: bool = False, depth: int | None = None
 ) -> list[str]:
     """Ids of every run `ref` descends from (or, downstream, that descend from it), sorted."""
-    from .resolve import resolve_id
+    from ..resolve import resolve_id
 
     root = resolve_id(repo, ref)
     seen, _ = walk(Index(repo), root, downstream, depth)
@@ -152,7 +95,7 @@ def around(
     keep: Iterable[str] = (),
 ) -> Graph:
     """The flow around run `ref` (up, down or both), experiments in `keep` never folded."""
-    from .resolve import resolve_id
+    from ..resolve import resolve_id
 
     if depth is not None and depth < 0:
         raise UsageError(f"--depth must be 0 or more, not {depth}.")
@@ -233,7 +176,7 @@ def _assemble(
             data_edges.add((out_id, child, "data"))
         else:
             data_edges.add((parent, child, "input"))
-    graph.edges = _unique_sorted([*graph.edges, *(Edge(s, t, k) for s, t, k in data_edges)])
+    graph.edges = unique_sorted([*graph.edges, *(Edge(s, t, k) for s, t, k in data_edges)])
     _place_in_experiments(graph, records)
     return graph
 
@@ -272,12 +215,7 @@ def _add_code(graph: Graph, ids: set[str], records: dict[str, dict[str, Any]]) -
                 ),
             )
             graph.edges.append(Edge(node_id, run_id, "code"))
-    graph.edges = _unique_sorted(graph.edges)
-
-
-def _unique_sorted(edges: Iterable[Edge]) -> list[Edge]:
-    keyed = {(e.source, e.target, e.kind): e for e in edges if e.source != e.target}
-    return [keyed[k] for k in sorted(keyed)]
+    graph.edges = unique_sorted(graph.edges)
 
 
 def _varying(records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
@@ -383,7 +321,7 @@ def fold(
                 new.nodes[out_id] = Node(out_id, "output", node.label, run=exp.id, url=exp.url)
         elif node.id not in rename:
             new.nodes[node.id] = node
-    new.edges = _unique_sorted(
+    new.edges = unique_sorted(
         Edge(rename.get(e.source, e.source), rename.get(e.target, e.target), e.kind, e.label)
         for e in graph.edges
     )
@@ -431,104 +369,3 @@ def ranges(records: list[dict[str, Any]]) -> dict[str, str]:
             shown = sorted(map(_fmt, items))
             out[key] = ",".join(shown[:4]) + (f",… ({len(items)} values)" if len(items) > 4 else "")
     return out
-
-
-# -- Graphviz ---------------------------------------------------------------------------------
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _attrs(**attrs: str) -> str:
-    return "[" + " ".join(f"{k}={_quote(v)}" for k, v in attrs.items() if v) + "]"
-
-
-def to_dot(graph: Graph) -> str:
-    """Graphviz DOT source of the graph: experiments as clusters, links in URL attributes."""
-    lines = [
-        "digraph lineage {",
-        '  graph [rankdir="LR" fontname="Helvetica" fontsize="10" nodesep="0.25" ranksep="0.5" '
-        'newrank="true" mclimit="0.5" nslimit="2" searchsize="30"];',
-        '  node [fontname="Helvetica" fontsize="10"];',
-        '  edge [color="#666666" arrowsize="0.6"];',
-    ]
-    clusters: dict[str, list[Node]] = {}
-    loose: list[Node] = []
-    for key in sorted(graph.nodes):
-        node = graph.nodes[key]
-        in_cluster = node.kind == "run" and node.experiment
-        (clusters.setdefault(node.experiment, []) if in_cluster else loose).append(node)
-    for number, name in enumerate(sorted(clusters)):
-        label = _quote("experiment " + name)
-        lines.append(f"  subgraph cluster_{number} {{")
-        lines.append(
-            f'    label={label} style="rounded,dashed" color="#999999" fontcolor="#555555";'
-        )
-        lines += [f"    {_node_line(n, graph.root)}" for n in clusters[name]]
-        lines.append("  }")
-    lines += [f"  {_node_line(n, graph.root)}" for n in loose]
-    styles = {"launch": "dashed", "rerun": "dotted", "code": "dotted"}
-    for edge in graph.edges:
-        attrs = _attrs(
-            style=styles.get(edge.kind, ""), label=edge.label if edge.kind != "data" else ""
-        )
-        attrs = "" if attrs == "[]" else f" {attrs}"
-        lines.append(f"  {_quote(edge.source)} -> {_quote(edge.target)}{attrs};")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _node_line(node: Node, root: str) -> str:
-    if node.kind == "output":
-        owner = node.run[:SHORT] if not node.run.startswith("exp:") else node.run[4:]
-        attrs = _attrs(
-            label=node.label,
-            shape="note",
-            fontsize="9",
-            style="filled",
-            fillcolor="#ffffff",
-            URL=node.url,
-            tooltip=f"output {node.label} of {owner}",
-        )
-    elif node.kind == "code":
-        attrs = _attrs(label=node.label, shape="component", style="filled", fillcolor="#eef2f8")
-    else:
-        tooltip = node.id if node.kind != "experiment" else f"experiment {node.experiment}"
-        attrs = _attrs(
-            label=node.label,
-            shape="box3d" if node.kind == "experiment" else "box",
-            style="rounded,filled,bold" if node.id == root else "rounded,filled",
-            fillcolor=STATUS_FILL.get(node.status, "#ffffff"),
-            URL=node.url,
-            tooltip=tooltip,
-            penwidth="2" if node.id == root else "",
-        )
-    return f"{_quote(node.id)} {attrs};"
-
-
-def render(graph: Graph, fmt: str = "svg") -> bytes:
-    """The graph drawn as svg, png or pdf (needs Graphviz's dot), or its dot source."""
-    if fmt not in FORMATS:
-        raise UsageError(f"Unknown format '{fmt}'; choose one of: {', '.join(FORMATS)}.")
-    source = to_dot(graph)
-    if fmt == "dot":
-        return source.encode()
-    import graphviz
-
-    try:
-        return bytes(graphviz.Source(source).pipe(format=fmt))
-    except graphviz.ExecutableNotFound as exc:
-        raise GraphvizMissing(fmt) from exc
-    except graphviz.CalledProcessError as exc:  # pragma: no cover - dot crashed
-        raise GittrackError(f"Graphviz failed to draw the graph: {exc}; try --format dot.") from exc
-
-
-def inline_svg(graph: Graph) -> str:
-    """The graph as SVG fit to sit inside HTML (no XML prolog, plain href links)."""
-    svg = render(graph, "svg").decode("utf-8", "replace")
-    return (
-        svg[svg.find("<svg") :]
-        .replace(" xlink:href=", " href=")
-        .replace(" xlink:title=", " title=")
-    )
