@@ -218,13 +218,20 @@ def _add_code(graph: Graph, ids: set[str], records: dict[str, dict[str, Any]]) -
     graph.edges = unique_sorted(graph.edges)
 
 
+def _key(value: Any) -> Any:
+    """A hashable key telling values apart (1, 1.0 and True differ), cheap for scalars."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return (type(value).__name__, value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def _varying(records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     """Per command, the params whose values differ among the runs in the graph."""
-    values: dict[str, dict[str, set[str]]] = {}
+    values: dict[str, dict[str, set[Any]]] = {}
     for record in records.values():
         per = values.setdefault(record.get("command", ""), {})
         for key, value in (record.get("params") or {}).items():
-            per.setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
+            per.setdefault(key, set()).add(_key(value))
     counts = Counter(r.get("command", "") for r in records.values())
     return {
         command: sorted(k for k, v in per.items() if len(v) > 1 or counts[command] == 1)
@@ -353,14 +360,14 @@ def _experiment_node(
 
 
 def ranges(records: list[dict[str, Any]]) -> dict[str, str]:
-    """For folded experiments and grouped inputs: each varying param as "lo..hi (n values)" or a short list."""
-    values: dict[str, set[str]] = {}
+    """Each param that varies as "lo..hi (n values)" or a short list (folded nodes, inputs)."""
+    values: dict[str, dict[Any, Any]] = {}
     for record in records:
         for key, value in (record.get("params") or {}).items():
-            values.setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
+            values.setdefault(key, {}).setdefault(_key(value), value)
     out = {}
     for key in sorted(values):
-        items = [json.loads(v) for v in values[key]]
+        items = list(values[key].values())
         if len(items) < 2:
             continue
         if all(isinstance(i, int | float) and not isinstance(i, bool) for i in items):
