@@ -97,6 +97,14 @@ def default_columns(
     return [*head, *scalar, *metrics, *lists, "experiment", "started", "duration_s"]
 
 
+def in_experiment(cond: str, args: list[Any], experiment: str | None) -> tuple[str, list[Any]]:
+    """A condition narrowed to the members of an experiment (its runs and the runs it reused)."""
+    if experiment is None:
+        return cond, args
+    member = "runs.rid IN (SELECT run FROM members WHERE experiment = ?)"
+    return (f"{member} AND ({cond})" if cond else member), [experiment, *args]
+
+
 def page(
     repo: store.Repo,
     where: str | None = None,
@@ -110,11 +118,7 @@ def page(
     experiment: str | None = None,
 ) -> Page:
     """A page of the runs matching `where`, sorted, with the params and metrics that vary."""
-    cond, args = where_sql(where)
-    if experiment is not None:
-        member = "runs.rid IN (SELECT run FROM members WHERE experiment = ?)"
-        cond = f"{member} AND ({cond})" if cond else member
-        args = [experiment, *args]
+    cond, args = in_experiment(*where_sql(where), experiment)
     index = Index(repo)
     index.sync()
     total = int(
@@ -181,10 +185,7 @@ def plot_rows(
     experiment: str | None = None,
 ) -> dict[str, list[Any]]:
     """Column-wise values of params/metrics for the matching runs (for parallel coordinates)."""
-    cond, args = where_sql(where)
-    if experiment is not None:
-        cond = f"runs.experiment = ? AND ({cond})" if cond else "runs.experiment = ?"
-        args = [experiment, *args]
+    cond, args = in_experiment(*where_sql(where), experiment)
     fields = [c for c in columns if FIELD.match(c)]
     index = Index(repo)
     index.sync()
@@ -206,7 +207,7 @@ def has_experiment(repo: store.Repo, name: str) -> bool:
     """True when some run belongs to experiment `name`."""
     index = Index(repo)
     index.sync()
-    sql = "SELECT 1 FROM runs WHERE experiment = ? LIMIT 1"
+    sql = "SELECT 1 FROM members WHERE experiment = ? LIMIT 1"
     return index.db.execute(sql, (name,)).fetchone() is not None
 
 
