@@ -192,3 +192,19 @@ def test_labelled_filter_readable_grey_and_a_favicon(client):
     icon = client.get("/favicon.ico")
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
     assert 'rel="icon"' in html
+
+
+def test_a_wide_fan_in_unfolded_is_a_grid_not_a_column(ising, tmp_path):
+    """Finding 2: 58 inputs drawn run by run fill a grid, not one column 4,000 pt tall."""
+    out = tmp_path / "wide.svg"
+    tc = ising["tcs"][0]
+    args = ["-C", str(ising["path"]), "lineage", tc, "--no-collapse", "-o", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    width, height = map(
+        int, re.search(r'<svg width="(\d+)pt" height="(\d+)pt"', out.read_text()).groups()
+    )
+    assert height < 1.5 * width, (width, height)
+    assert all(
+        f'xlink:href="/runs/{s}"' in out.read_text() for s in ising["completed"]["ising-L24"]
+    )
