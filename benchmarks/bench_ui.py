@@ -1,4 +1,5 @@
-"""Benchmark of the web UI: first table page and browser render at 10,000 runs, a 200-run flow.
+"""Benchmark of the web UI: first table page and browser render at 10,000 runs, a 200-run flow,
+the folded flow graph of an analysis of all 10,000 runs, and the report's size at 100 and 5,000.
 
 Builds a synthetic history through the library (records written in batches of run folders)
 and prints each measurement against its target and a baseline taken in the same run.
@@ -74,8 +75,9 @@ def write_batch(repo: store.Repo, records: list[RunRecord]) -> None:
     store.commit_to_branch(repo, f"bench: {len(records)} runs", edits)
 
 
-def build(path: Path, n: int, chain: int) -> tuple[store.Repo, str]:
-    """`n` independent runs plus a chain of `chain` analyses each consuming the previous two."""
+def build(path: Path, n: int, chain: int) -> tuple[store.Repo, str, str]:
+    """`n` runs in sweeps of 1,000, a chain of `chain` analyses each consuming the previous two,
+    one analysis per sweep consuming all its runs and a final one consuming those."""
     repo = make_repo(path)
     code = repo.git("rev-parse", "HEAD").stdout.decode().strip()
     batch: list[RunRecord] = []
@@ -89,8 +91,27 @@ def build(path: Path, n: int, chain: int) -> tuple[store.Repo, str]:
         rec = synthetic_record(n + j, code, inputs=ids[-2:])
         ids.append(rec.id)
         batch.append(rec)
-    write_batch(repo, batch)
-    return repo, ids[-1] if ids else ""
+    sweeps: dict[str, list[str]] = {}
+    for i in range(n):
+        sweeps.setdefault(f"scan-{i // 1000}", []).append(synthetic_record(i, code).id)
+    per_sweep = [
+        synthetic_record(n + chain + k, code, inputs=members)
+        for k, members in enumerate(sweeps.values())
+    ]
+    final = synthetic_record(n + chain + len(per_sweep), code, inputs=[r.id for r in per_sweep])
+    write_batch(repo, [*batch, *per_sweep, final])
+    return repo, ids[-1] if ids else "", final.id
+
+
+def report_size(n: int) -> tuple[float, float]:
+    """(MB, seconds) of `gittrack report` over `n` runs in sweeps of up to 1,000 and a chain."""
+    from gittrack.ui.report import build_report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        repo, _, _ = build(Path(tmp) / "repo", n, min(50, n // 10))
+        t = time.perf_counter()
+        html, _ = build_report(repo)
+        return len(html.encode()) / 1e6, time.perf_counter() - t
 
 
 def timed(fn: Any, repeat: int = 3) -> float:
@@ -160,7 +181,7 @@ def main(quick: bool = False) -> list[tuple[str, float, float, float]]:
     from starlette.testclient import TestClient
 
     from gittrack.index.db import Index
-    from gittrack.library import browse
+    from gittrack.library import lineage
     from gittrack.ui import create_app
 
     n = 1000 if quick else 10_000
@@ -168,7 +189,7 @@ def main(quick: bool = False) -> list[tuple[str, float, float, float]]:
     rows: list[tuple[str, float, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        repo, last = build(Path(tmp) / "repo", n, chain)
+        repo, last, final = build(Path(tmp) / "repo", n, chain)
         Index(repo).sync()
         print(f"built {n + chain} runs in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         client = TestClient(create_app(repo), base_url="http://127.0.0.1")
@@ -201,12 +222,24 @@ def main(quick: bool = False) -> list[tuple[str, float, float, float]]:
         )
         flow_page = client.get(f"/runs/{last}/lineage").text
         assert f"{chain} runs" in flow_page, "the flow graph does not hold the whole ancestry"
-        dot = timed(lambda: browse.render_svg(browse.Graph({"a": {"id": "a"}}, [], "a")), repeat=2)
+        one = lineage.Graph("a", {"a": lineage.Node("a", "run", "a")})
+        dot = timed(lambda: lineage.render(one, "svg"), repeat=2)
         rows.append(
             (
                 f"flow graph of {chain}-run ancestry",
                 timed(lambda: client.get(f"/runs/{last}/lineage").raise_for_status(), repeat=2),
                 2.0,
+                dot,
+            )
+        )
+        folded = client.get(f"/runs/{final}/lineage").text
+        shown = n + -(-n // 1000) + 1  # the sweeps' runs, one analysis each, the final one
+        assert f"{shown} runs" in folded and "1000 runs" in folded, "not folded"
+        rows.append(
+            (
+                f"folded flow graph of {n:,} runs",
+                timed(lambda: client.get(f"/runs/{final}/lineage").raise_for_status(), repeat=2),
+                3.0,
                 dot,
             )
         )
@@ -231,6 +264,13 @@ def main(quick: bool = False) -> list[tuple[str, float, float, float]]:
         print(
             f"{what:<34} {secs:8.3f} {target:7.2f} {ok:>3} {base:9.3f} {secs / base if base else 0:6.2f}"
         )
+    sizes = [(runs, *report_size(runs)) for runs in ((100, 500) if quick else (100, 5000))]
+    print(f"\n{'report':<34} {'MB':>8} {'target':>7} {'ok':>3} {'seconds':>9}")
+    for runs, mb, secs in sizes:
+        target = 1.5 if runs <= 100 else float("inf")
+        ok = "yes" if mb <= target else "NO"
+        shown = f"{target:7.2f}" if target != float("inf") else f"{'-':>7}"
+        print(f"{f'report of {runs:,} runs':<34} {mb:8.2f} {shown} {ok:>3} {secs:9.2f}")
     return rows
 
 

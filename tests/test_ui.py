@@ -283,6 +283,50 @@ def test_real_outputs_download_and_time_series(tracked_repo, run_cli, tmp_path):
     assert np.load(io.BytesIO(body.content)).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 
 
+def test_outputs_previewed_as_plots_tables_and_escaped_text(tracked_repo, run_cli):
+    """Finding 5 of the UI review: arrays drawn, frames as first rows, text as first lines."""
+    write_script(
+        tracked_repo,
+        "shapes.py",
+        """
+        import click, numpy as np, pandas as pd, gittrack
+
+        @gittrack.command()
+        def main():
+            (gittrack.output_dir() / "notes.txt").write_text(
+                "<script>alert(1)</script>\\n" + "line\\n" * 100
+            )
+            return {
+                "curve": np.linspace(0.0, 1.0, 5000),
+                "field": np.arange(300 * 40, dtype=float).reshape(300, 40),
+                "frame": pd.DataFrame({"temp": [1.5, 2.0, 2.5], "energy": [-1.9, -1.6, -1.2]}),
+                "labels": np.array(["a", "b"]),
+            }
+
+        if __name__ == "__main__":
+            main()
+    """,
+    )
+    assert run_cli(tracked_repo, "run", "--name", "shapes", "shapes.py").exit_code == 0
+    client = TestClient(create_app(tracked_repo, port=8765), base_url="http://127.0.0.1:8765")
+    page = client.get("/runs/shapes").text
+    data = {
+        kind: json.loads(unescape(text).replace("\\u003c", "<"))
+        for kind, text in re.findall(
+            r'class="preview-data" data-target="[^"]+" data-kind="(\w+)">(.*?)</script>', page, re.S
+        )
+    }
+    assert len(data["line"]["y"]) <= 2000 and data["line"]["y"][0] == 0.0
+    assert len(data["heatmap"]["z"]) <= 200 and len(data["heatmap"]["z"][0]) == 40
+    frame = page.split('class="preview preview-table"')[1].split("</figure>")[0]
+    assert re.findall(r"<th>([^<]+)</th>", frame) == ["temp", "energy"]
+    assert "first 3 of 3 rows" in frame
+    text = page.split('class="preview-text">')[1].split("</pre>")[0]
+    assert text.startswith("&lt;script&gt;alert(1)&lt;/script&gt;") and text.count("line") == 39
+    assert "<script>alert(1)" not in page
+    assert "&lt;U1 array of shape 2" in page  # a string array: described, not drawn
+
+
 # -- security and faults -------------------------------------------------------------------------
 
 
@@ -352,10 +396,10 @@ def test_report_is_one_offline_file(lab, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"Wrote {out} (8 runs")
     html = out.read_text()
-    assert "<svg" in html and "Plotly.newPlot" in html and "parcoords" in html
+    assert "<svg" in html and 'id="parcoords"' in html and 'id="scatters"' in html
     assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', html)
     assert "<script>alert" not in html
-    assert len(html) > 3_000_000  # plotly inlined
+    assert "Plotly" not in html and len(html) < 300_000  # plots drawn as SVG, not plotly.js
 
 
 def test_ui_help_and_warning_on_public_host(lab):

@@ -305,7 +305,9 @@ def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
 )
 @click.option("--depth", type=click.IntRange(min=0), default=None, help="Follow at most N steps.")
 @click.option(
-    "--collapse", is_flag=True, help="Fold each experiment into one node with its swept ranges."
+    "--collapse/--no-collapse",
+    default=None,
+    help="Fold each experiment into one node with its swept ranges (default: fold past 20 runs).",
 )
 @click.option("--code", is_flag=True, help="Show the code commit of each run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the graph as JSON nodes and edges.")
@@ -317,7 +319,7 @@ def lineage(
     fmt: str | None,
     downstream: bool,
     depth: int | None,
-    collapse: bool,
+    collapse: bool | None,
     code: bool,
     as_json: bool,
 ) -> None:

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..store import Repo as Repo
-    from . import browse as browse, lineage as lineage
+    from . import (
+        browse as browse,
+        lineage as lineage,
+        previews as previews,
+        runview as runview,
+    )
     from .diff import code_diff as code_diff, diff_runs as diff_runs, format_diff as format_diff
     from .listing import (
         Listing as Listing,
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "browse": ("browse", None),
+    "runview": ("runview", None),
+    "previews": ("previews", None),
     "lineage": ("lineage", None),
     "code_diff": ("diff", "code_diff"),
     "diff_runs": ("diff", "diff_runs"),

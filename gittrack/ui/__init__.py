@@ -84,8 +84,12 @@ def create_app(repo: Any = None, *, host: str = "127.0.0.1", port: int | None = 
         Route("/api/runs", views.api_runs, methods=["GET"]),
         Route("/api/runs/{ref}", views.api_run, methods=["GET"]),
         Route("/api/tip", views.api_tip, methods=["GET"]),
+        Route("/api/events", views.api_events, methods=["GET"]),
+        Route("/api/runs/{ref}/events", views.api_run_events, methods=["GET"]),
         Route("/api/plot", views.api_plot, methods=["GET"]),
         Route("/static/{path:path}", views.static, methods=["GET"]),
+        Route("/favicon.svg", views.favicon, methods=["GET"]),
+        Route("/favicon.ico", views.favicon, methods=["GET"]),
     ]
     handlers: dict[Any, Any] = {
         HTTPException: views.http_error,

@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import re
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.templating import Jinja2Templates
 
 from .._ids import short
 from .._version import __version__
 from ..errors import GittrackError, RunNotFound
-from ..library import browse
+from ..library import browse, lineage as flow, previews, runview
 from ..library.listing import query_hints
 from ..model.values import FAMILIES, cell_text
 from .shared import request_repo, templates_dir
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_SIZES = (25, 50, 100, 250, 500)
-BIGGEST = 10**9  # no offset, limit or depth in a URL is larger; beyond it is a typing mistake
+MAX_COMPARE = 20  # runs side by side on the compare page
 
 
 # -- formatting ------------------------------------------------------------------------------
@@ -85,12 +88,43 @@ def _nan_to_none(data: Any) -> Any:
     return data
 
 
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def run_refs(value: Any) -> list[str]:
+    """The run ids a value names (a RunRef param: one id or a list of ids), else []."""
+    if isinstance(value, str):
+        return [value] if RUN_ID.match(value) else []
+    ids = value if isinstance(value, list) and value else []
+    return ids if all(isinstance(v, str) and RUN_ID.match(v) for v in ids) else []
+
+
+def refs_link(ids: list[str]) -> str:
+    """The runs table filtered to these runs."""
+    return "/?" + urlencode({"where": "id in (" + ", ".join(f"'{i}'" for i in ids) + ")"})
+
+
+def command_link(command: str) -> str:
+    """The runs table of one command, with the columns that vary among its runs."""
+    return "/?" + urlencode({"where": "command = '" + command.replace("'", "") + "'"})
+
+
+FILTERS = {
+    "show": show,
+    "size": size,
+    "header": header,
+    "script_json": script_json,
+    "run_refs": run_refs,
+}
+GLOBALS = {"refs_link": refs_link, "command_link": command_link}
+
+
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(templates_dir()))
     env = templates.env
     env.autoescape = True
-    env.filters.update(show=show, size=size, header=header, script_json=script_json)
-    env.globals.update(cell=browse.cell, version=__version__)
+    env.filters.update(FILTERS)
+    env.globals.update(GLOBALS, cell=browse.cell, version=__version__)
     return templates
 
 
@@ -102,23 +136,16 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
 # -- runs table ------------------------------------------------------------------------------
 
 
-def whole_number(request: Request, name: str, default: int) -> int:
-    """The URL's `name=` as an int from 0 to BIGGEST; anything else is a 400, never a 500."""
-    text = request.query_params.get(name, "").strip()
-    if not text:
-        return default
-    if not re.fullmatch(r"[0-9]{1,10}", text) or int(text) > BIGGEST:
-        raise HTTPException(400, f"'{name}' must be a whole number from 0 to {BIGGEST}.")
-    return int(text)
-
-
 def _table_args(request: Request) -> dict[str, Any]:
     q = request.query_params
     cols = [
         c for part in q.getlist("col") + q.get("cols", "").split(",") for c in [part.strip()] if c
     ]
-    limit = whole_number(request, "limit", 50)
-    offset = whole_number(request, "offset", 0)
+    try:
+        limit = int(q.get("limit", "50"))
+        offset = max(0, int(q.get("offset", "0")))
+    except ValueError:
+        limit, offset = 50, 0
     limit = limit if limit in PAGE_SIZES else 50
     sort = q.get("sort", "started")
     return {
@@ -197,7 +224,7 @@ async def experiments(request: Request) -> Response:
 async def experiment(request: Request) -> Response:
     name = request.path_params["name"]
     context = _table_context(request, experiment=name)
-    if context["page"].total == 0 and not context["error"]:
+    if context["page"].total == 0 and not browse.has_experiment(request_repo(request), name):
         raise HTTPException(404, f'No experiment is named "{name}".')
     name_ = "table_part.html" if request.query_params.get("partial") else "runs.html"
     return render(request, name_, context | {"title": f"Experiment {name}"})
@@ -208,33 +235,35 @@ async def experiment(request: Request) -> Response:
 
 async def run_page(request: Request) -> Response:
     repo = request_repo(request)
-    view = browse.run_view(repo, request.path_params["ref"])
+    view = runview.run_view(repo, request.path_params["ref"])
     if view.data is None:
         return render(request, "unreadable.html", {"view": view, "title": f"Run {short(view.id)}"})
     diff_ref = request.query_params.get("diff", "").strip()
     diff: dict[str, Any] = {}
     if diff_ref:
         try:
-            other = browse.run_view(repo, diff_ref)
+            other = runview.run_view(repo, diff_ref)
             old = (other.data or {}).get("code", {}).get("commit", "")
             new = view.data.get("code", {}).get("commit", "")
-            diff = {"other": other.id, "text": browse.code_diff(repo, old, new)}
+            diff = {"other": other.id, "text": runview.code_diff(repo, old, new)}
         except GittrackError as exc:
             diff = {"error": str(exc)}
-    series = browse.timeseries(repo, view.id, view.data)
+    series = runview.timeseries(repo, view.id, view.data)
     downloadable = {
         name: (
-            out.get("size", 0) <= browse.DOWNLOAD_LIMIT
+            out.get("size", 0) <= runview.DOWNLOAD_LIMIT
             and out.get("kind") != "dir"
             and not out.get("error")
             and not out.get("partial")
         )
         for name, out in (view.data.get("outputs") or {}).items()
     }
+    shown = {} if view.live else previews.previews(repo, view.id, view.data.get("outputs") or {})
     return render(
         request,
         "run.html",
         {
+            "previews": shown,
             "view": view,
             "run": view.data,
             "diff": diff,
@@ -248,17 +277,27 @@ async def run_page(request: Request) -> Response:
 
 async def lineage(request: Request) -> Response:
     repo = request_repo(request)
-    view = browse.run_view(repo, request.path_params["ref"])
+    view = runview.run_view(repo, request.path_params["ref"])
     q = request.query_params
     direction = q.get("direction", "up")
     direction = direction if direction in ("up", "down", "both") else "up"
-    depth = whole_number(request, "depth", 0) or None
-    collapse = q.get("collapse") == "1"
-    error, svg, count = "", "", 0
+    depth_text = q.get("depth", "")
+    depth = int(depth_text) if depth_text.isdigit() and int(depth_text) > 0 else None
+    fold = q.get("fold", "1" if q.get("collapse") == "1" else "auto")
+    fold = fold if fold in ("auto", "1", "0") else "auto"
+    keep = [k for k in q.getlist("expand") if k]
+    error, svg, count, folded = "", "", 0, []
     try:
-        svg, count = browse.flow_svg(
-            repo, view.id, direction=direction, depth=depth, collapse=collapse
+        graph = flow.around(
+            repo,
+            view.id,
+            direction=direction,
+            depth=depth,
+            collapse=None if fold == "auto" else fold == "1",
+            keep=keep,
         )
+        count, folded = len(graph.run_ids), graph.folded
+        svg = flow.inline_svg(graph)
     except GittrackError as exc:
         error = str(exc)
     return render(
@@ -272,7 +311,9 @@ async def lineage(request: Request) -> Response:
             "direction": direction,
             "depth": depth or "",
             "count": count,
-            "collapse": collapse,
+            "fold": fold,
+            "folded": folded,
+            "keep": keep,
             "title": f"Flow of {short(view.id)}",
         },
     )
@@ -283,30 +324,38 @@ SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
 
 async def download(request: Request) -> Response:
     repo = request_repo(request)
-    run_id = browse.resolve(repo, request.path_params["ref"])
+    run_id = runview.resolve(repo, request.path_params["ref"])
     name = request.path_params["name"]
     if not SAFE_NAME.match(name) or name in (".", ".."):
         raise HTTPException(404, "No such output.")
-    view = browse.run_view(repo, run_id)
+    view = runview.run_view(repo, run_id)
     outputs = (view.data or {}).get("outputs") or {}
     if name not in outputs:
         raise HTTPException(404, f'Run {short(run_id)} has no output named "{name}".')
-    if outputs[name].get("size", 0) > browse.DOWNLOAD_LIMIT:
+    if outputs[name].get("size", 0) > runview.DOWNLOAD_LIMIT:
         raise HTTPException(
             404,
             f"Output \"{name}\" is too large to download here; use 'gittrack checkout {short(run_id)}'.",
         )
-    path = browse.output_file(repo, run_id, name)
+    path = runview.output_file(repo, run_id, name)
     if path is None:
         raise HTTPException(
             404,
             f"Output \"{name}\" is not available locally; run 'gittrack checkout {short(run_id)}' or 'gittrack pull'.",
         )
     filename = Path(outputs[name].get("path") or name).name
-    return FileResponse(
+    inline = request.query_params.get("inline") == "1" and Path(filename).suffix.lower() in (
+        previews.IMAGES
+    )
+    return FileResponse(  # nothing in an output may run as part of this site
         path,
         filename=filename,
         media_type=mimetypes.guess_type(filename)[0] or "application/octet-stream",
+        content_disposition_type="inline" if inline else "attachment",
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+        },
     )
 
 
@@ -322,9 +371,10 @@ async def compare(request: Request) -> Response:
         if r.strip()
     ]
     views, errors = [], []
-    for ref in dict.fromkeys(refs[:20]):
+    wanted = list(dict.fromkeys(refs))
+    for ref in wanted[:MAX_COMPARE]:
         try:
-            views.append(browse.run_view(repo, ref))
+            views.append(runview.run_view(repo, ref))
         except GittrackError as exc:
             errors.append(str(exc))
     runs = [v.data or {"id": v.id, "status": "unreadable"} for v in views]
@@ -354,7 +404,7 @@ async def compare(request: Request) -> Response:
                 "differs": len({json.dumps(v, default=str, sort_keys=True) for v in values}) > 1,
             }
         )
-    series = {v.id: browse.timeseries(repo, v.id, v.data) for v in views if v.data}
+    series = {v.id: runview.timeseries(repo, v.id, v.data) for v in views if v.data}
     return render(
         request,
         "compare.html",
@@ -364,6 +414,7 @@ async def compare(request: Request) -> Response:
             "errors": errors,
             "series": {k: s for k, s in series.items() if s},
             "only_diff": request.query_params.get("only") == "diff",
+            "capped": len(wanted) if len(wanted) > MAX_COMPARE else 0,
             "ids": ",".join(r["id"] for r in runs),
             "title": "Compare runs",
         },
@@ -390,7 +441,9 @@ async def api_runs(request: Request) -> Response:
             sort=args["sort"],
             desc=args["desc"],
             offset=args["offset"],
-            limit=whole_number(request, "limit", 100),
+            limit=int(request.query_params.get("limit", "100"))
+            if request.query_params.get("limit", "").isdigit()
+            else 100,
         )
     except GittrackError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
@@ -400,7 +453,7 @@ async def api_runs(request: Request) -> Response:
 
 async def api_run(request: Request) -> Response:
     try:
-        view = browse.run_view(request_repo(request), request.path_params["ref"])
+        view = runview.run_view(request_repo(request), request.path_params["ref"])
     except RunNotFound as exc:
         return JSONResponse({"error": str(exc)}, status_code=404)
     except GittrackError as exc:
@@ -418,11 +471,75 @@ async def api_tip(request: Request) -> Response:
     )
 
 
+EVENT_PERIOD_S = 1.0  # how often the event streams look for changes
+EVENT_LIFETIME_S = 600.0  # a stream ends after this long; the browser reconnects by itself
+
+
+def _event(name: str, data: Any) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+async def api_events(request: Request) -> Response:
+    """Server-sent events: `change` whenever a run is recorded, starts or dies."""
+    repo = request_repo(request)
+
+    async def stream() -> AsyncIterator[str]:
+        last = runview.live_state(repo)
+        yield "retry: 2000\n\n" + _event("hello", {"state": last})
+        quiet, start = 0, time.monotonic()
+        while time.monotonic() - start < EVENT_LIFETIME_S:
+            await asyncio.sleep(EVENT_PERIOD_S)
+            now = runview.live_state(repo)
+            if now != last:
+                last, quiet = now, 0
+                yield _event("change", {"state": now})
+            else:
+                quiet += 1
+                if quiet % 15 == 0:
+                    yield ": ping\n\n"
+
+    return _sse(stream())
+
+
+async def api_run_events(request: Request) -> Response:
+    """Server-sent events of one running run: `update` (status, elapsed, logs, series) while
+    it is staged, then `finished` once it is recorded."""
+    repo = request_repo(request)
+    run_id = runview.run_view(repo, request.path_params["ref"]).id
+
+    async def stream() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        last: Any = None
+        start = time.monotonic()
+        while time.monotonic() - start < EVENT_LIFETIME_S:
+            state = runview.live_run(repo, run_id)
+            if state is None:
+                yield _event("finished", {"id": run_id})
+                return
+            changed = {k: v for k, v in state.items() if k != "elapsed_s"}
+            if changed != last:
+                last = changed
+                yield _event("update", state)
+            await asyncio.sleep(EVENT_PERIOD_S)
+
+    return _sse(stream())
+
+
+def _sse(events: AsyncIterator[str]) -> Response:
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+
 async def api_plot(request: Request) -> Response:
     q = request.query_params
     cols = [c for c in q.get("cols", "").split(",") if browse.FIELD.match(c)]
     try:
-        data = browse.plot_rows(request_repo(request), q.get("where") or None, cols)
+        data = browse.plot_rows(
+            request_repo(request),
+            q.get("where") or None,
+            cols,
+            experiment=q.get("experiment") or None,
+        )
     except GittrackError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     return Response(script_json(data), media_type="application/json")
@@ -455,6 +572,12 @@ async def static(request: Request) -> Response:
     if not path.is_relative_to(STATIC) or not path.is_file():
         raise HTTPException(404, "No such file.")
     return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+
+async def favicon(request: Request) -> Response:
+    """The site icon (browsers ask for /favicon.ico whatever the page says)."""
+    headers = {"Cache-Control": "max-age=86400"}
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml", headers=headers)
 
 
 def error_page(request: Request, status: int, message: str) -> Response:

@@ -43,19 +43,9 @@ function wireTable() {
   update();
 }
 
-// -- live updates: poll the branch tip, refresh the table when a run lands ----------------------
+// -- live updates: server-sent events when a run is recorded, starts or dies ------------------
 function live() {
-  var tip = document.body.dataset.tip || null;
   var badge = $("#live");
-  async function poll() {
-    try {
-      var r = await fetch("/api/tip", { cache: "no-store" });
-      var now = (await r.json()).tip;
-      if (badge) badge.classList.remove("stale");
-      if (tip === null) { tip = now; return; }
-      if (now !== tip) { tip = now; await refresh(); }
-    } catch (e) { if (badge) badge.classList.add("stale"); }
-  }
   async function refresh() {
     var area = $("#table-area");
     if (area) {
@@ -73,64 +63,172 @@ function live() {
       window.location.reload();
     }
   }
-  setInterval(poll, 3000);
-  poll();
+  if (window.EventSource) {
+    var events = new EventSource("/api/events");
+    events.addEventListener("change", refresh);
+    events.onopen = function () { if (badge) badge.classList.remove("stale"); };
+    events.onerror = function () { if (badge) badge.classList.add("stale"); };
+    return;
+  }
+  var tip = document.body.dataset.tip || null;  // no EventSource: poll the branch tip
+  setInterval(async function () {
+    try {
+      var now = (await (await fetch("/api/tip", { cache: "no-store" })).json()).tip;
+      if (badge) badge.classList.remove("stale");
+      if (tip !== null && now !== tip) await refresh();
+      tip = now;
+    } catch (e) { if (badge) badge.classList.add("stale"); }
+  }, 3000);
+}
+
+// -- a running run's page: elapsed time, logs and time series as they grow ---------------------
+function duration(s) { return s < 120 ? s.toFixed(1) + " s" : (s / 60).toFixed(1) + " min"; }
+
+function liveRun() {
+  var id = document.body.dataset.liveRun;
+  var clock = $("#elapsed");
+  if (!id || !window.EventSource) return;
+  var started = Date.now() - 1000 * parseFloat((clock && clock.dataset.elapsed) || "0");
+  setInterval(function () { if (clock) clock.textContent = duration((Date.now() - started) / 1000); }, 1000);
+  var events = new EventSource("/api/runs/" + encodeURIComponent(id) + "/events");
+  events.addEventListener("update", function (ev) {
+    var d = JSON.parse(ev.data);
+    started = Date.now() - 1000 * d.elapsed_s;
+    Object.keys(d.logs).forEach(function (name) {
+      var pre = $("pre[data-log='" + CSS.escape(name) + "']");
+      if (pre && pre.textContent !== d.logs[name]) pre.textContent = d.logs[name];
+    });
+    var badge = $("#status");
+    if (badge && badge.textContent !== d.status) { badge.textContent = d.status; badge.className = "badge " + d.status; }
+    if (Object.keys(d.series).length) { var all = {}; all[id.slice(0, 8)] = d.series; drawSeries(all); }
+  });
+  events.addEventListener("finished", function () { events.close(); window.location.reload(); });
 }
 
 // -- plots ------------------------------------------------------------------------------------
+var STATUS_COLOURS = { completed: "#16a34a", failed: "#dc2626", died: "#9333ea", running: "#0284c7", interrupted: "#ca8a04" };
+var STATUSES = Object.keys(STATUS_COLOURS);
+
+function short(c) { return c.replace(/^(params|metrics)\./, ""); }
+
+function meanStderr(xs, ys) {  // {x: [...], y: mean, err: standard error} over repeated x
+  var groups = {};
+  xs.forEach(function (x, i) {
+    if (typeof x !== "number" || typeof ys[i] !== "number") return;
+    (groups[x] = groups[x] || []).push(ys[i]);
+  });
+  var keys = Object.keys(groups).map(Number).sort(function (a, b) { return a - b; });
+  var out = { x: [], y: [], err: [], repeated: false };
+  keys.forEach(function (k) {
+    var v = groups[k], n = v.length, m = v.reduce(function (a, b) { return a + b; }, 0) / n;
+    var sd = n > 1 ? Math.sqrt(v.reduce(function (a, b) { return a + (b - m) * (b - m); }, 0) / (n - 1)) : 0;
+    out.x.push(k); out.y.push(m); out.err.push(sd / Math.sqrt(n));
+    if (n > 1) out.repeated = true;
+  });
+  return out;
+}
+
 function plots() {
   var box = $("#plots");
   if (!box) return;
-  var drawn = false;
-  var data = null;
+  var drawn = false, data = null, cols = [], keep = [];
   async function draw() {
     if (drawn) return;
     drawn = true;
-    var Plotly = await loadPlotly();
+    await loadPlotly();
     var params = new URLSearchParams({ where: box.dataset.where, cols: box.dataset.cols });
-    if (box.dataset.experiment) params.set("where", box.dataset.where);
+    if (box.dataset.experiment) params.set("experiment", box.dataset.experiment);
     data = await (await fetch("/api/plot?" + params)).json();
     if (data.error) { box.insertAdjacentHTML("beforeend", "<pre class=error></pre>"); $("pre.error", box).textContent = data.error; return; }
     var n = data.id.length;
     function numeric(c) { return data[c] ? data[c].filter(function (v) { return typeof v === "number"; }).length : 0; }
     // axes: numeric columns most runs have; lines: the runs that have all of them
-    var cols = box.dataset.cols.split(",").filter(function (c) { return numeric(c) >= Math.max(2, n / 2); });
-    var keep = data.id.map(function (_, i) { return cols.every(function (c) { return typeof data[c][i] === "number"; }); });
+    cols = box.dataset.cols.split(",").filter(function (c) { return numeric(c) >= Math.max(2, n / 2); });
+    keep = data.id.map(function (_, i) { return cols.every(function (c) { return typeof data[c][i] === "number"; }); });
     var metric = cols.filter(function (c) { return c.indexOf("metrics.") === 0; })[0] || cols[cols.length - 1];
-    var dims = cols.map(function (c) {
-      return { label: c.replace(/^(params|metrics)\./, ""), values: data[c].filter(function (_, i) { return keep[i]; }) };
-    });
-    if (dims.length > 1) {
-      Plotly.newPlot("parcoords", [{
-        type: "parcoords", dimensions: dims,
-        line: { color: data[metric].filter(function (_, i) { return keep[i]; }), colorscale: "Viridis", showscale: true,
-                colorbar: { title: { text: metric.replace(/^(params|metrics)\./, "") } } },
-      }], { margin: { l: 70, r: 70, t: 60, b: 30 }, font: { size: 12 } }, { displaylogo: false, responsive: true });
-    } else {
-      $("#parcoords").textContent = "Too few numeric params and metrics to draw parallel coordinates.";
-    }
     var numericCols = box.dataset.cols.split(",").filter(function (c) { return numeric(c) > 0; });
-    [["#sx", numericCols.filter(function (c) { return c.indexOf("params.") === 0; })[0]], ["#sy", metric]].forEach(function (pair) {
-      var select = $(pair[0]);
+    var xdefault = numericCols.filter(function (c) { return c.indexOf("params.") === 0; })[0];
+    [["#sx", numericCols, xdefault], ["#sy", numericCols, metric], ["#colour", ["status"].concat(numericCols), metric]].forEach(function (t) {
+      var select = $(t[0]);
       select.innerHTML = "";
-      numericCols.forEach(function (c) { var o = document.createElement("option"); o.textContent = c; o.selected = c === pair[1]; select.appendChild(o); });
+      t[1].forEach(function (c) { var o = document.createElement("option"); o.textContent = c; o.selected = c === t[2]; select.appendChild(o); });
     });
+    parcoords();
     scatter();
   }
+  function colourOf(c, rows) {  // [values, plotly colour options] for a colour column
+    if (c === "status") {
+      return { color: rows.map(function (i) { return Math.max(0, STATUSES.indexOf(data.status[i])); }),
+               colorscale: STATUSES.map(function (s, k) { return [k / (STATUSES.length - 1), STATUS_COLOURS[s]]; }),
+               cmin: 0, cmax: STATUSES.length - 1 };
+    }
+    return { color: rows.map(function (i) { return data[c][i]; }), colorscale: "Viridis", showscale: true,
+             colorbar: { title: { text: short(c) } } };
+  }
+  function parcoords() {
+    if (cols.length < 2) { $("#parcoords").textContent = "Too few numeric params and metrics to draw parallel coordinates."; return; }
+    var rows = data.id.map(function (_, i) { return i; }).filter(function (i) { return keep[i]; });
+    var dims = cols.map(function (c) { return { label: short(c), values: rows.map(function (i) { return data[c][i]; }) }; });
+    window.Plotly.react("parcoords", [{ type: "parcoords", dimensions: dims, line: colourOf($("#colour").value, rows) }],
+      { margin: { l: 70, r: 70, t: 60, b: 30 }, font: { size: 12 } }, { displaylogo: false, responsive: true });
+    var plot = $("#parcoords");
+    if (!plot.dataset.brushing) {
+      plot.dataset.brushing = "1";
+      plot.on("plotly_restyle", function () { brush(rows); });
+    }
+  }
+  // brushing the axes of the parallel coordinates keeps only those runs in the table below
+  function brush(rows) {
+    var dims = $("#parcoords").data[0].dimensions;
+    var inside = {};
+    rows.forEach(function (i, k) {
+      var ok = dims.every(function (d) {
+        var r = d.constraintrange;
+        if (!r) return true;
+        var ranges = Array.isArray(r[0]) ? r : [r];
+        return ranges.some(function (x) { return d.values[k] >= x[0] && d.values[k] <= x[1]; });
+      });
+      if (ok) inside[data.id[i]] = true;
+    });
+    var active = dims.some(function (d) { return d.constraintrange; });
+    var shown = 0;
+    $all("#runs tbody tr[data-id]").forEach(function (tr) {
+      var on = !active || inside[tr.dataset.id];
+      tr.hidden = !on;
+      if (on) shown += 1;
+    });
+    var note = $("#brush-note");
+    if (note) note.textContent = active ? shown + " runs of this page lie in the brushed ranges (drag an axis' range off to clear)." : "";
+  }
   function scatter() {
-    var x = $("#sx").value, y = $("#sy").value;
-    var colors = { completed: "#16a34a", failed: "#dc2626", died: "#9333ea", running: "#0284c7", interrupted: "#ca8a04" };
-    window.Plotly.newPlot("scatter", [{
-      type: "scattergl", mode: "markers", x: data[x], y: data[y], text: data.id.map(function (i) { return i.slice(0, 8); }),
-      marker: { size: 8, opacity: .8, color: data.status.map(function (s) { return colors[s] || "#64748b"; }) },
-      hovertemplate: "%{text}<br>" + x + "=%{x}<br>" + y + "=%{y}<extra></extra>",
-    }], { xaxis: { title: { text: x } }, yaxis: { title: { text: y } }, margin: { l: 60, r: 20, t: 20, b: 50 } },
+    var x = $("#sx").value, y = $("#sy").value, c = $("#colour").value;
+    var rows = data.id.map(function (_, i) { return i; });
+    var marker = c === "status"
+      ? { size: 8, opacity: .8, color: data.status.map(function (s) { return STATUS_COLOURS[s] || "#5b6778"; }) }
+      : Object.assign({ size: 8, opacity: .85 }, colourOf(c, rows));
+    var traces = [{
+      type: "scatter", mode: "markers", name: "runs", x: data[x], y: data[y], text: data.id.map(function (i) { return i.slice(0, 8); }),
+      marker: marker, hovertemplate: "%{text}<br>" + x + "=%{x}<br>" + y + "=%{y}<extra></extra>",
+    }];
+    var agg = meanStderr(data[x], data[y]);
+    var aggBox = $("#agg");
+    if (aggBox) aggBox.disabled = !agg.repeated;
+    if (aggBox && aggBox.checked && agg.repeated) {
+      traces.push({ type: "scatter", mode: "lines+markers", name: "mean ± standard error", x: agg.x, y: agg.y,
+        error_y: { type: "data", array: agg.err, visible: true }, line: { color: "#0f172a" }, marker: { color: "#0f172a", size: 6 } });
+    }
+    window.Plotly.react("scatter", traces, { xaxis: { title: { text: x } }, yaxis: { title: { text: y } }, showlegend: traces.length > 1,
+      legend: { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom" }, margin: { l: 60, r: 20, t: 30, b: 50 } },
     { displaylogo: false, responsive: true });
-    $("#scatter").on("plotly_click", function (ev) { window.location.href = "/runs/" + data.id[ev.points[0].pointIndex]; });
+    var plot = $("#scatter");
+    if (!plot.dataset.clicks) {
+      plot.dataset.clicks = "1";
+      plot.on("plotly_click", function (ev) { if (ev.points[0].curveNumber === 0) window.location.href = "/runs/" + data.id[ev.points[0].pointIndex]; });
+    }
   }
   box.addEventListener("toggle", function () { if (box.open) draw(); });
-  $("#sx").addEventListener("change", function () { if (data) scatter(); });
-  $("#sy").addEventListener("change", function () { if (data) scatter(); });
+  ["#sx", "#sy", "#agg"].forEach(function (sel) { var el = $(sel); if (el) el.addEventListener("change", function () { if (data) scatter(); }); });
+  $("#colour").addEventListener("change", function () { if (data) { parcoords(); scatter(); } });
   if (box.open) draw();
 }
 
@@ -139,18 +237,63 @@ async function series() {
   var holder = $("#series-data");
   if (!holder) return;
   var all = JSON.parse(holder.textContent);
-  var Plotly = await loadPlotly();
-  var traces = [];
-  Object.keys(all).forEach(function (run) {
-    var s = all[run];
-    var keys = Object.keys(s);
-    var xkey = keys.indexOf("step") >= 0 ? "step" : null;
-    keys.filter(function (k) { return k !== xkey; }).forEach(function (k) {
-      traces.push({ type: "scatter", mode: "lines", name: run.slice(0, 8) + " " + k, x: xkey ? s[xkey] : s[k].map(function (_, i) { return i; }), y: s[k] });
-    });
+  if (Object.keys(all).every(function (k) { return !Object.keys(all[k]).length; })) return;
+  await drawSeries(all);
+}
+
+var lastSeries = null;
+
+function smooth(values, alpha) {  // exponential moving average, gaps kept
+  if (!alpha) return values;
+  var out = [], acc = null;
+  values.forEach(function (v) {
+    if (typeof v !== "number") { out.push(v); return; }
+    acc = acc === null ? v : alpha * acc + (1 - alpha) * v;
+    out.push(acc);
   });
-  Plotly.newPlot("series", traces, { margin: { l: 60, r: 20, t: 20, b: 40 }, xaxis: { title: { text: "step" } }, legend: { orientation: "h" } },
-    { displaylogo: false, responsive: true });
+  return out;
+}
+
+// one chart per metric; every run in `all` ({short id: {column: values}}) overlaid on each
+async function drawSeries(all) {
+  lastSeries = all;
+  var Plotly = await loadPlotly();
+  var box = $("#series");
+  if (!box) return;
+  var alpha = parseFloat(($("#smooth") || {}).value || "0");
+  var logx = ($("#logx") || {}).checked, logy = ($("#logy") || {}).checked;
+  var metrics = [];
+  Object.keys(all).forEach(function (run) {
+    Object.keys(all[run]).forEach(function (k) { if (k !== "step" && metrics.indexOf(k) < 0) metrics.push(k); });
+  });
+  box.querySelectorAll(".series-chart").forEach(function (el) {
+    if (metrics.indexOf(el.dataset.metric) < 0) { Plotly.purge(el); el.remove(); }
+  });
+  var runs = Object.keys(all);
+  metrics.forEach(function (k) {
+    var el = box.querySelector(".series-chart[data-metric='" + CSS.escape(k) + "']");
+    if (!el) { el = document.createElement("div"); el.className = "series-chart"; el.dataset.metric = k; box.appendChild(el); }
+    var traces = runs.filter(function (run) { return all[run][k]; }).map(function (run) {
+      var s = all[run];
+      var x = s.step || s[k].map(function (_, i) { return i; });
+      return { type: "scatter", mode: "lines", name: run.slice(0, 8), x: x, y: smooth(s[k], alpha),
+               hovertemplate: run.slice(0, 8) + " step %{x}: %{y}<extra></extra>" };
+    });
+    Plotly.react(el, traces, {
+      title: { text: k, font: { size: 13 }, x: 0.02, xanchor: "left" }, height: 260,
+      margin: { l: 56, r: 12, t: 34, b: 40 }, showlegend: runs.length > 1,
+      legend: { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom", font: { size: 11 } },
+      xaxis: { title: { text: "step", standoff: 4 }, type: logx ? "log" : "linear" },
+      yaxis: { type: logy ? "log" : "linear" },
+    }, { displaylogo: false, responsive: true });
+  });
+}
+
+function seriesControls() {
+  ["#smooth", "#logx", "#logy"].forEach(function (sel) {
+    var el = $(sel);
+    if (el) el.addEventListener("input", function () { if (lastSeries) drawSeries(lastSeries); });
+  });
 }
 
 // -- flow graph: pan and zoom by rewriting the SVG viewBox ------------------------------------
@@ -198,12 +341,61 @@ function flow() {
   box.addEventListener("click", function (ev) { if (moved) { ev.preventDefault(); ev.stopPropagation(); moved = false; } }, true);
   var reset = $("#zoom-reset");
   if (reset) reset.addEventListener("click", fit);
+  function zoom(k) {  // about the centre of the view
+    var w = view[2] * k, h = view[3] * k;
+    view = [view[0] + (view[2] - w) / 2, view[1] + (view[3] - h) / 2, w, h];
+    set();
+  }
+  var zin = $("#zoom-in"), zout = $("#zoom-out");
+  if (zin) zin.addEventListener("click", function () { zoom(1 / 1.25); });
+  if (zout) zout.addEventListener("click", function () { zoom(1.25); });
+  document.addEventListener("keydown", function (ev) {
+    if (/^(INPUT|TEXTAREA|SELECT)$/.test(ev.target.tagName || "") || ev.ctrlKey || ev.metaKey) return;
+    if (ev.key === "+" || ev.key === "=") zoom(1 / 1.25);
+    else if (ev.key === "-") zoom(1.25);
+    else if (ev.key === "0") fit();
+  });
+}
+
+// -- output previews: 1-D arrays as a line, 2-D arrays as a heat map --------------------------
+async function outputPreviews() {
+  var holders = $all("script.preview-data");
+  if (!holders.length) return;
+  var Plotly = await loadPlotly();
+  holders.forEach(function (holder) {
+    var d = JSON.parse(holder.textContent);
+    var trace = holder.dataset.kind === "line"
+      ? { type: "scatter", mode: "lines", x: d.x, y: d.y }
+      : { type: "heatmap", z: d.z, colorscale: "Viridis" };
+    Plotly.newPlot(holder.dataset.target, [trace], { margin: { l: 50, r: 20, t: 10, b: 30 }, height: 280 },
+      { displaylogo: false, responsive: true });
+  });
+}
+
+// -- keyboard: "/" focuses the filter, Escape closes open menus -------------------------------
+function keyboard() {
+  document.addEventListener("keydown", function (ev) {
+    var typing = /^(INPUT|TEXTAREA|SELECT)$/.test((ev.target && ev.target.tagName) || "");
+    if (ev.key === "/" && !typing && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
+      var where = $("#where");
+      if (where) { ev.preventDefault(); where.focus(); where.select(); }
+    } else if (ev.key === "Escape") {
+      $all("details.chooser[open]").forEach(function (d) { d.open = false; var s = $("summary", d); if (s) s.focus(); });
+    }
+  });
+  document.addEventListener("click", function (ev) {  // a click elsewhere closes the chooser too
+    $all("details.chooser[open]").forEach(function (d) { if (!d.contains(ev.target)) d.open = false; });
+  });
 }
 
 document.addEventListener("DOMContentLoaded", function () {
+  keyboard();
+  seriesControls();
   wireTable();
   live();
   plots();
   series();
+  liveRun();
+  outputPreviews();
   flow();
 });

@@ -1,0 +1,378 @@
+"""The flow graph of runs, one implementation for `gittrack lineage`, the web UI and the report.
+
+`around()` (and `build()`, its CLI form) walks a run's upstream and/or downstream edges;
+`among()` takes the flow among given runs (the report). Both return a `Graph` of plain data
+(what the UI's JSON carries); past `FOLD_AT` runs each experiment folds into one node that says
+what it holds. `to_dot()` turns a graph into Graphviz source, `render()` into SVG/PNG/PDF and
+`inline_svg()` into SVG fit to sit in HTML. Only `dot` works without a system Graphviz. The
+output is deterministic: the same history gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from ..._ids import short
+from ...errors import GraphvizMissing as GraphvizMissing, UsageError
+from ...index import edges as edge_tables
+from ...index.db import Index
+from .draw import inline_svg as inline_svg, render as render, to_dot as to_dot
+from .graph import (
+    DIRECTIONS,
+    FOLD_AT,
+    FORMATS as FORMATS,
+    MAX_PARAMS_SHOWN,
+    STATUS_FILL as STATUS_FILL,
+    WALK_KINDS,
+    Edge as Edge,
+    Graph as Graph,
+    Node as Node,
+    unique_sorted,
+)
+
+if TYPE_CHECKING:
+    from ... import store
+
+
+def walk(
+    index: Index, root: str, downstream: bool = False, depth: int | None = None
+) -> tuple[set[str], list[tuple[str, str, str, str, str]]]:
+    """Run ids reachable from `root` (upstream, or downstream) and the edges between them."""
+    seen = {root}
+    frontier = {root}
+    found: set[tuple[str, str, str, str, str]] = set()
+    level = 0
+    while frontier and (depth is None or level < depth):
+        rows = edge_tables.edges_of(index, frontier, downstream=downstream, kinds=WALK_KINDS)
+        found.update(rows)
+        nxt = {(r[0] if downstream else r[1]) for r in rows} - seen
+        seen |= nxt
+        frontier = nxt
+        level += 1
+    return seen, sorted(found)
+
+
+def ancestry(
+    repo: store.Repo, ref: str, downstream: bool = False, depth: int | None = None
+) -> list[str]:
+    """Ids of every run `ref` descends from (or, downstream, that descend from it), sorted."""
+    from ..resolve import resolve_id
+
+    root = resolve_id(repo, ref)
+    seen, _ = walk(Index(repo), root, downstream, depth)
+    return sorted(seen - {root})
+
+
+def build(
+    repo: store.Repo,
+    ref: str,
+    *,
+    downstream: bool = False,
+    depth: int | None = None,
+    collapse: bool | None = None,
+    code: bool = False,
+) -> Graph:
+    """The lineage graph of run `ref`: its upstream flow, or with `downstream` what used it.
+
+    `collapse` folds experiments into one node each; None folds past FOLD_AT runs.
+    """
+    direction = "down" if downstream else "up"
+    return around(repo, ref, direction=direction, depth=depth, collapse=collapse, code=code)
+
+
+def around(
+    repo: store.Repo,
+    ref: str,
+    *,
+    direction: str = "up",
+    depth: int | None = None,
+    collapse: bool | None = None,
+    code: bool = False,
+    keep: Iterable[str] = (),
+) -> Graph:
+    """The flow around run `ref` (up, down or both), experiments in `keep` never folded."""
+    from ..resolve import resolve_id
+
+    if depth is not None and depth < 0:
+        raise UsageError(f"--depth must be 0 or more, not {depth}.")
+    if direction not in DIRECTIONS:
+        raise UsageError(f"Unknown direction '{direction}'; choose one of: up, down, both.")
+    root = resolve_id(repo, ref)
+    index = Index(repo)
+    ids: set[str] = set()
+    rows: set[tuple[str, str, str, str, str]] = set()
+    for down in {"up": [False], "down": [True], "both": [False, True]}[direction]:
+        found, edges = walk(index, root, down, depth)
+        ids |= found
+        rows.update(edges)
+    records = edge_tables.records(index, ids)
+    graph = _assemble(Graph(root, downstream=direction == "down"), ids, sorted(rows), records)
+    if code:
+        _add_code(graph, ids, records)
+    return fold(graph, records, collapse, keep)
+
+
+def among(
+    repo: store.Repo, ids: Iterable[str], *, collapse: bool | None = None, anchors: bool = False
+) -> Graph:
+    """The flow among the given runs (those linked to another of them), as the report draws it.
+
+    With `anchors`, nodes link to `#run-<id>` rows of the same page instead of UI addresses.
+    """
+    index = Index(repo)
+    wanted = set(ids)
+    rows = [
+        r
+        for r in edge_tables.edges_of(index, wanted, kinds=WALK_KINDS)
+        if r[1] in wanted and r[0] != r[1]
+    ]
+    linked = {r[0] for r in rows} | {r[1] for r in rows}
+    records = edge_tables.records(index, linked)
+    graph = fold(_assemble(Graph(""), linked, sorted(rows), records), records, collapse)
+    if anchors:  # runs (a folded experiment: its first run) link to their rows; outputs not
+        for node in graph.nodes.values():
+            node.url = (
+                f"#run-{min(node.info.get('runs') or [node.run])}"
+                if node.kind in ("run", "missing", "experiment")
+                else ""
+            )
+    return graph
+
+
+def _assemble(
+    graph: Graph,
+    ids: set[str],
+    rows: list[tuple[str, str, str, str, str]],
+    records: dict[str, dict[str, Any]],
+) -> Graph:
+    """Run nodes, output nodes on data edges, launch and rerun edges."""
+    shown = _varying(records)
+    for run_id in sorted(ids):
+        graph.nodes[run_id] = _run_node(run_id, records.get(run_id), shown)
+    data_edges: set[tuple[str, str, str]] = set()
+    for child, parent, kind, output, md5 in rows:
+        if child not in ids or parent not in ids:
+            continue
+        if kind == "parent":
+            graph.edges.append(Edge(parent, child, "launch", "launched"))
+        elif kind == "rerun":
+            graph.edges.append(Edge(parent, child, "rerun", "rerun"))
+        elif output:
+            out_id = f"out:{parent}:{output}"
+            if out_id not in graph.nodes:
+                graph.nodes[out_id] = Node(
+                    out_id,
+                    "output",
+                    output,
+                    run=parent,
+                    url=f"/runs/{parent}",
+                    info={"md5": md5, "output": output},
+                )
+            data_edges.add((parent, out_id, "data"))
+            data_edges.add((out_id, child, "data"))
+        else:
+            data_edges.add((parent, child, "input"))
+    graph.edges = unique_sorted([*graph.edges, *(Edge(s, t, k) for s, t, k in data_edges)])
+    _place_in_experiments(graph, records)
+    return graph
+
+
+def _place_in_experiments(graph: Graph, records: dict[str, dict[str, Any]]) -> None:
+    """A run member of several experiments (reused by them) is drawn in the one with the most
+    members in the graph; its own record's wins a tie."""
+    options = {
+        run_id: records[run_id].get("experiments") or ([node.experiment] if node.experiment else [])
+        for run_id, node in graph.nodes.items()
+        if node.kind == "run" and run_id in records
+    }
+    counts: dict[str, int] = {}
+    for names in options.values():
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+    for run_id, names in options.items():
+        if len(names) > 1 or (names and not graph.nodes[run_id].experiment):
+            own = graph.nodes[run_id].experiment
+            graph.nodes[run_id].experiment = max(names, key=lambda n: (counts.get(n, 0), n == own))
+
+
+def _add_code(graph: Graph, ids: set[str], records: dict[str, dict[str, Any]]) -> None:
+    for run_id in sorted(ids):
+        commit = (records.get(run_id) or {}).get("code", {}).get("commit", "")
+        if commit:
+            node_id = f"code:{commit}"
+            script = records[run_id]["code"].get("script", "")
+            graph.nodes.setdefault(
+                node_id,
+                Node(
+                    node_id,
+                    "code",
+                    f"code {commit[:10]}\n{script}".strip(),
+                    info={"commit": commit},
+                ),
+            )
+            graph.edges.append(Edge(node_id, run_id, "code"))
+    graph.edges = unique_sorted(graph.edges)
+
+
+def _key(value: Any) -> Any:
+    """A hashable key telling values apart (1, 1.0 and True differ), cheap for scalars."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return (type(value).__name__, value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _varying(records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Per command, the params whose values differ among the runs in the graph."""
+    values: dict[str, dict[str, set[Any]]] = {}
+    for record in records.values():
+        per = values.setdefault(record.get("command", ""), {})
+        for key, value in (record.get("params") or {}).items():
+            per.setdefault(key, set()).add(_key(value))
+    counts = Counter(r.get("command", "") for r in records.values())
+    return {
+        command: sorted(k for k, v in per.items() if len(v) > 1 or counts[command] == 1)
+        for command, per in values.items()
+    }
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list) and len(value) > 1 and all(_is_id(v) for v in value):
+        return f"{len(value)} runs"
+    if isinstance(value, list):
+        return ",".join(short(str(v)) for v in value[:3]) + (
+            f",…(+{len(value) - 3})" if len(value) > 3 else ""
+        )
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = str(value)
+    return short(text) if _is_id(text) else text[:24]
+
+
+def _is_id(value: Any) -> bool:
+    """True for a run id (32 hexadecimal digits): a RunRef param's value."""
+    return (
+        isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    )
+
+
+def _run_node(run_id: str, record: dict[str, Any] | None, shown: dict[str, list[str]]) -> Node:
+    if record is None:
+        return Node(run_id, "missing", f"{short(run_id)}\n(removed)", status="missing", run=run_id)
+    command = record.get("command", "")
+    lines = [short(run_id) + (f"  {record['name']}" if record.get("name") else ""), command]
+    params = record.get("params") or {}
+    keys = shown.get(command, [])
+    for key in keys[:MAX_PARAMS_SHOWN]:
+        if key in params:
+            lines.append(f"{key}={_fmt(params[key])}")
+    if len(keys) > MAX_PARAMS_SHOWN:
+        lines.append(f"(+{len(keys) - MAX_PARAMS_SHOWN} params)")
+    status = record.get("status", "")
+    if status != "completed":
+        lines.append(status)
+    return Node(
+        run_id,
+        "run",
+        "\n".join(lines),
+        status=status,
+        url=f"/runs/{run_id}",
+        experiment=record.get("experiment", ""),
+        run=run_id,
+        info={
+            "name": record.get("name", ""),
+            "command": command,
+            "commit": record.get("commit", ""),
+        },
+    )
+
+
+# -- folding ----------------------------------------------------------------------------------
+
+
+def fold(
+    graph: Graph,
+    records: dict[str, dict[str, Any]],
+    collapse: bool | None = None,
+    keep: Iterable[str] = (),
+) -> Graph:
+    """Each experiment of 2+ runs (not the root's, not in `keep`) as one node; None: past FOLD_AT."""
+    if collapse is None:
+        collapse = sum(1 for n in graph.nodes.values() if n.kind == "run") > FOLD_AT
+    if not collapse:
+        return graph
+    kept = set(keep)
+    members: dict[str, list[str]] = {}
+    for node in graph.nodes.values():
+        foldable = node.kind == "run" and node.experiment and node.id != graph.root
+        if foldable and node.experiment not in kept:
+            members.setdefault(node.experiment, []).append(node.id)
+    folded = {name: ids for name, ids in members.items() if len(ids) > 1}
+    if not folded:
+        return graph
+    rename: dict[str, str] = {}
+    new = Graph(graph.root, downstream=graph.downstream)
+    for name, ids in sorted(folded.items()):
+        exp_id = f"exp:{name}"
+        rename.update(dict.fromkeys(ids, exp_id))
+        new.nodes[exp_id] = _experiment_node(exp_id, name, sorted(ids), records)
+    for node in graph.nodes.values():
+        if node.kind == "output" and node.run in rename:
+            out_id = f"out:{rename[node.run]}:{node.label}"
+            rename[node.id] = out_id
+            if out_id not in new.nodes:
+                exp = new.nodes[rename[node.run]]
+                new.nodes[out_id] = Node(out_id, "output", node.label, run=exp.id, url=exp.url)
+        elif node.id not in rename:
+            new.nodes[node.id] = node
+    new.edges = unique_sorted(
+        Edge(rename.get(e.source, e.source), rename.get(e.target, e.target), e.kind, e.label)
+        for e in graph.edges
+    )
+    return new
+
+
+def _experiment_node(
+    exp_id: str, name: str, ids: list[str], records: dict[str, dict[str, Any]]
+) -> Node:
+    """The node of a folded experiment: its name, size, swept ranges and status counts."""
+    found = [records[i] for i in ids if i in records]
+    counts = Counter(r.get("status", "") for r in found)
+    lines = [f"experiment {name}", f"{len(ids)} runs"]
+    lines += [f"{k}: {v}" for k, v in ranges(found).items()]
+    if set(counts) != {"completed"}:
+        lines.append(" · ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    status = "completed" if set(counts) == {"completed"} else "failed"
+    if set(counts) <= {"completed", "running"} and "running" in counts:
+        status = "running"
+    return Node(
+        exp_id,
+        "experiment",
+        "\n".join(lines),
+        status=status,
+        url=f"/experiments/{quote(name, safe='')}",
+        experiment=name,
+        info={"runs": ids, "status": dict(sorted(counts.items()))},
+    )
+
+
+def ranges(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Each param that varies as "lo..hi (n values)" or a short list (folded nodes, inputs)."""
+    values: dict[str, dict[Any, Any]] = {}
+    for record in records:
+        for key, value in (record.get("params") or {}).items():
+            values.setdefault(key, {}).setdefault(_key(value), value)
+    out = {}
+    for key in sorted(values):
+        items = list(values[key].values())
+        if len(items) < 2:
+            continue
+        if all(isinstance(i, int | float) and not isinstance(i, bool) for i in items):
+            out[key] = f"{_fmt(min(items))}..{_fmt(max(items))} ({len(items)} values)"
+        else:
+            shown = sorted(map(_fmt, items))
+            out[key] = ",".join(shown[:4]) + (f",… ({len(items)} values)" if len(items) > 4 else "")
+    return out
