@@ -27,6 +27,7 @@ from .shared import request_repo, templates_dir
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_SIZES = (25, 50, 100, 250, 500)
+BIGGEST = 10**9  # no offset, limit or depth in a URL is larger; beyond it is a typing mistake
 MAX_COMPARE = 20  # runs side by side on the compare page
 
 
@@ -136,16 +137,23 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
 # -- runs table ------------------------------------------------------------------------------
 
 
+def whole_number(request: Request, name: str, default: int) -> int:
+    """The URL's `name=` as an int from 0 to BIGGEST; anything else is a 400, never a 500."""
+    text = request.query_params.get(name, "").strip()
+    if not text:
+        return default
+    if not re.fullmatch(r"[0-9]{1,10}", text) or int(text) > BIGGEST:
+        raise HTTPException(400, f"'{name}' must be a whole number from 0 to {BIGGEST}.")
+    return int(text)
+
+
 def _table_args(request: Request) -> dict[str, Any]:
     q = request.query_params
     cols = [
         c for part in q.getlist("col") + q.get("cols", "").split(",") for c in [part.strip()] if c
     ]
-    try:
-        limit = int(q.get("limit", "50"))
-        offset = max(0, int(q.get("offset", "0")))
-    except ValueError:
-        limit, offset = 50, 0
+    limit = whole_number(request, "limit", 50)
+    offset = whole_number(request, "offset", 0)
     limit = limit if limit in PAGE_SIZES else 50
     sort = q.get("sort", "started")
     return {
@@ -281,8 +289,7 @@ async def lineage(request: Request) -> Response:
     q = request.query_params
     direction = q.get("direction", "up")
     direction = direction if direction in ("up", "down", "both") else "up"
-    depth_text = q.get("depth", "")
-    depth = int(depth_text) if depth_text.isdigit() and int(depth_text) > 0 else None
+    depth = whole_number(request, "depth", 0) or None
     fold = q.get("fold", "1" if q.get("collapse") == "1" else "auto")
     fold = fold if fold in ("auto", "1", "0") else "auto"
     keep = [k for k in q.getlist("expand") if k]
@@ -441,9 +448,7 @@ async def api_runs(request: Request) -> Response:
             sort=args["sort"],
             desc=args["desc"],
             offset=args["offset"],
-            limit=int(request.query_params.get("limit", "100"))
-            if request.query_params.get("limit", "").isdigit()
-            else 100,
+            limit=whole_number(request, "limit", 100),
         )
     except GittrackError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
