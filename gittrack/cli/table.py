@@ -23,6 +23,7 @@ STATUS_COLOURS = {
     "running": "cyan",
     "unreadable": "red",
 }
+SCALARS = (str, int, float)  # CSV cells written as they are (bool is not one: "true")
 MAX_CELL = 28  # wider values are cut with "…" in the table (CSV and JSON keep them whole)
 
 
@@ -158,7 +159,7 @@ def write_stream(stream: Any, fmt: str, columns: list[str] | None = None) -> Non
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(stream.columns)
     for n, values in enumerate(stream.cells()):
-        writer.writerow([plain(v) for v in values])
+        writer.writerow([v if type(v) in SCALARS else plain(v) for v in values])
         if n % 1000 == 999:
             batch.append(buf.getvalue())
             buf.seek(0)

@@ -588,17 +588,21 @@ class Index:
         order; SQLite's json_extract reads them from the record's text (one parse in C)."""
         from ..model.values import FAMILY_COLUMN, cell
 
-        fields = [FIELD_COLUMNS[c] for c in columns if c in FIELD_COLUMNS]
-        paths: list[str] = []  # two per record column: the key as is, then as a dotted path
+        fields: list[str] = []
+        paths: list[str] = []  # per record column: the key as is, and a dotted key as a path
+        plan: list[tuple[int, int]] = []  # (how to read it, where) for `_cells`
         plain = True
         for column in columns:
             if column in FIELD_COLUMNS:
+                plan.append(({"tags": 2, "note": 3}.get(column, 1), len(fields)))
+                fields.append(FIELD_COLUMNS[column])
                 continue
             match = FAMILY_COLUMN.match(column)
             family, key = (match.group(1), match.group(2)) if match else ("", column)
             plain = plain and bool(JSON_KEY.fullmatch(key))
             prefix = f"$.{family}" if family else "$"
-            paths += [f'{prefix}."{key}"', f"{prefix}.{key}"]
+            plan.append((0 if "." in key else 4, len(paths)))
+            paths += [f'{prefix}."{key}"'] + ([f"{prefix}.{key}"] if "." in key else [])
         extract = ", ".join(f"'{p}'" for p in paths)
         values = (
             # json_valid guards json_extract: a NaN or Infinity is not JSON to SQLite
@@ -636,7 +640,7 @@ class Index:
                 elif rid in fallback:
                     yield r[0], [cell(fallback[rid], c) for c in columns], r[2]
                 else:
-                    yield r[0], _cells(columns, r[4], r[5:]), r[2]
+                    yield r[0], _cells(plan, r[4], r[5:]), r[2]
 
     def count(self, where_sql: str = "", params: Iterable[Any] = ()) -> int:
         sql = "SELECT count(*) FROM run_fields AS runs" + (
@@ -683,23 +687,24 @@ def _row(r: tuple[Any, ...]) -> dict[str, Any]:
     return {"id": r[0], "record": record, "commit": r[2], "problem": r[3], "recorded": recorded}
 
 
-def _cells(columns: list[str], extracted: str | None, fields: tuple[Any, ...]) -> list[Any]:
-    """The values of a row as `cell` gives them, from json_extract's array (a pair of paths
-    per record column) and the run_fields columns."""
-    pairs = iter(json.loads(extracted) if extracted else [])
-    given = iter(fields)
+def _cells(
+    plan: list[tuple[int, int]], extracted: str | None, fields: tuple[Any, ...]
+) -> list[Any]:
+    """The values of a row as `cell` gives them, from json_extract's array and the
+    run_fields columns, read as `plan` says (see `Index.cells`)."""
+    values = json.loads(extracted) if extracted else []
     out: list[Any] = []
-    for column in columns:
-        if column in FIELD_COLUMNS:
-            value = next(given)
-            if column == "tags":
-                value = json.loads(value) if value else []
-            elif column == "note":
-                value = value or None
-        else:
-            as_is, dotted = next(pairs), next(pairs)
-            value = as_is if as_is is not None else dotted
-        out.append(value)
+    for how, at in plan:
+        if how == 4:  # a key without dots
+            out.append(values[at])
+        elif how == 0:  # a dotted key: as is, else as a path into nested tables
+            out.append(values[at] if values[at] is not None else values[at + 1])
+        elif how == 1:
+            out.append(fields[at])
+        elif how == 2:  # tags
+            out.append(json.loads(fields[at]) if fields[at] and fields[at] != "[]" else [])
+        else:  # note
+            out.append(fields[at] or None)
     return out
 
 
