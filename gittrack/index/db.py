@@ -603,7 +603,8 @@ class Index:
             prefix = f"$.{family}" if family else "$"
             plan.append((0 if "." in key else 4, len(paths)))
             paths += [f'{prefix}."{key}"'] + ([f"{prefix}.{key}"] if "." in key else [])
-        extract = ", ".join(f"'{p}'" for p in paths)
+        # two paths or more make json_extract give an array (one gives the bare value)
+        extract = ", ".join(f"'{p}'" for p in (paths * 2 if len(paths) == 1 else paths))
         values = (
             # json_valid guards json_extract: a NaN or Infinity is not JSON to SQLite
             f"CASE WHEN json_valid(r.record) THEN json_extract(r.record, {extract}) END"
