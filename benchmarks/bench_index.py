@@ -329,6 +329,14 @@ def main(quick: bool = False, dvc: bool | None = None) -> list[dict[str, object]
             "10",
         )
         show = cli(repo, "show", ids[n // 2][:6])
+        # every run as JSON and as CSV, whole process to /dev/null: (seconds, peak RSS bytes)
+        dumps = {
+            fmt: min(
+                timed(repo, [sys.executable, "-m", "gittrack", "ls", "--format", fmt])
+                for _ in range(3)
+            )
+            for fmt in ("json", "csv")
+        }
         bare, _ = timed(repo, [sys.executable, "-c", "import gittrack.cli"])
         append_runs(repo, 1_000, start=n)
         sync, sync_rss = run_py(
@@ -348,6 +356,9 @@ def main(quick: bool = False, dvc: bool | None = None) -> list[dict[str, object]
     row(f"ls --where ... --limit 20 (warm, {n:,} runs)", ls, 0.300, scan)
     row("ls --where ... --sort=-metrics.energy --limit 10", sort, 0.300, scan)
     row("show <6-char prefix>", show, 0.200, scan)
+    for fmt, (took, peak) in dumps.items():
+        row(f"ls --format {fmt}, all {n:,} runs", took, 2.0)
+        row(f"peak memory of ls --format {fmt}", peak / 2**20, 150.0, None, "MiB")
     row("first index build", build, 60.0)
     row("sync 1,000 new runs", sync, 2.0)
     row("peak memory of the first build", build_rss / 2**20, 200.0, scan_rss / 2**20, "MiB")

@@ -9,7 +9,7 @@ import click
 
 from .._ids import short
 from . import Context, cli, pass_context
-from .table import no_color, render_runs
+from .table import no_color, render_runs, write_stream
 
 
 @cli.command("ls")
@@ -61,9 +61,17 @@ def ls(
       gittrack ls --columns id,params.temp,metrics.energy --format csv > table.csv
       gittrack ls --where "tags = 'reference'" --json
     """
-    from ..library.listing import list_runs
+    from ..library.listing import list_runs, stream_runs
 
     fmt = "json" if as_json else fmt
+    if fmt in ("json", "csv"):  # streamed: flat in memory at any number of runs
+        stream = stream_runs(
+            obj.repo(), where=where or None, limit=limit, sort=sort or None, columns=columns or None
+        )
+        write_stream(stream, fmt, stream.columns if columns else None)
+        for problem in stream.problems:
+            click.echo(f"Warning: {problem}", err=True)
+        return
     listing = list_runs(
         obj.repo(),
         where=where or None,

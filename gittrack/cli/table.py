@@ -23,6 +23,7 @@ STATUS_COLOURS = {
     "running": "cyan",
     "unreadable": "red",
 }
+SCALARS = (str, int, float)  # CSV cells written as they are (bool is not one: "true")
 MAX_CELL = 28  # wider values are cut with "…" in the table (CSV and JSON keep them whole)
 
 
@@ -125,3 +126,44 @@ def footer(listing: Any, shown: int, hidden: int) -> str:
 
 def _cut(value: str) -> str:
     return value if len(value) <= MAX_CELL else value[: MAX_CELL - 1] + "…"
+
+
+def write_stream(stream: Any, fmt: str, columns: list[str] | None = None) -> None:
+    """Write a streamed listing as JSON or CSV to stdout, a batch of rows at a time.
+
+    JSON is an array with one run a line (the index's JSON text, not re-encoded); CSV is
+    as `render_runs` writes it. `columns` (asked for) makes JSON rows hold only those.
+    """
+    batch: list[str] = []
+
+    def flush(end: str = "") -> None:
+        click.echo("".join(batch) + end, nl=False)
+        batch.clear()
+
+    if fmt == "json":
+        rows: Any = stream.texts()
+        if columns:
+            rows = (
+                json.dumps(dict(zip(columns, v, strict=True)), ensure_ascii=False, default=str)
+                for v in stream.cells()
+            )
+        first = True
+        for text_ in rows:
+            batch.append(("[\n" if first else ",\n") + text_)
+            first = False
+            if len(batch) >= 1000:
+                flush()
+        flush("[]\n" if first else "\n]\n")
+        return
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(stream.columns)
+    for n, values in enumerate(stream.cells()):
+        writer.writerow([v if type(v) in SCALARS else plain(v) for v in values])
+        if n % 1000 == 999:
+            batch.append(buf.getvalue())
+            buf.seek(0)
+            buf.truncate()
+            flush()
+    batch.append(buf.getvalue())
+    flush()

@@ -31,7 +31,7 @@ try:  # the compiled tomli parses records ~3x faster than the standard library's
 except ImportError:  # pragma: no cover
     import tomllib as toml_reader  # type: ignore[no-redef]
 
-INDEX_VERSION = "4"
+INDEX_VERSION = "5"
 BATCH = 2000  # runs read and written at a time: bounds memory during a full build
 
 SCHEMA_SQL = """
@@ -52,8 +52,11 @@ CREATE TABLE IF NOT EXISTS run_fields (
     tags TEXT,
     note TEXT,
     rerun_of TEXT,
-    joined TEXT
+    joined TEXT,
+    exact INTEGER,
+    shape INTEGER
 );
+CREATE TABLE IF NOT EXISTS shapes (shape INTEGER PRIMARY KEY, keys TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS records (rid INTEGER PRIMARY KEY, record TEXT);
 CREATE VIEW IF NOT EXISTS runs AS
     SELECT f.*, r.record AS record FROM run_fields AS f LEFT JOIN records AS r ON r.rid = f.rid;
@@ -84,8 +87,11 @@ INDEX_NAMES = re.findall(r"EXISTS (\w+) ON", INDEXES_SQL)
 
 RUN_COLUMNS = (
     "rid, id, name, status, command, experiment, started, finished, duration_s, commit_sha, "
-    "problem, started_ts, finished_ts, tags, note, rerun_of, joined"
+    "problem, started_ts, finished_ts, tags, note, rerun_of, joined, exact, shape"
 )
+# columns a listing reads straight from run_fields; the rest come from the record's JSON text
+FIELD_COLUMNS = {"id": "f.id", "commit": "f.commit_sha", "tags": "f.tags", "note": "f.note"}
+JSON_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
 
 
@@ -235,12 +241,13 @@ class Index:
         if full:
             for name in INDEX_NAMES:
                 db.execute(f"DROP INDEX IF EXISTS {name}")
-            for table in ("run_fields", "records", "kv", "tags", "members"):
+            for table in ("run_fields", "records", "kv", "tags", "members", "shapes"):
                 db.execute(f"DELETE FROM {table}")
         else:
             self._delete_runs(removed | changed)
         notes = self._notes_by_run()
         keys = dict(((f, k), i) for i, f, k in db.execute("SELECT key_id, family, key FROM keys"))
+        shapes: dict[str, int] = {k: i for i, k in db.execute("SELECT shape, keys FROM shapes")}
         rid = (db.execute("SELECT max(rid) FROM run_fields").fetchone()[0] or 0) + 1
         ids = sorted(changed)
         for start in range(0, len(ids), BATCH):
@@ -272,6 +279,8 @@ class Index:
                         note,
                         record.get("rerun_of") or "",
                         _joined(record, member_of),
+                        _exact(record, tag_list, note, member_of),
+                        _shape_id(db, shapes, record),
                     )
                 )
                 records.append((rid, row["json"]))
@@ -280,7 +289,7 @@ class Index:
                 members.extend((e, rid) for e in member_of)
                 rid += 1
             db.executemany(
-                f"INSERT INTO run_fields ({RUN_COLUMNS}) VALUES ({', '.join('?' * 17)})", runs
+                f"INSERT INTO run_fields ({RUN_COLUMNS}) VALUES ({', '.join('?' * 19)})", runs
             )
             db.executemany("INSERT INTO records VALUES (?, ?)", records)
             db.executemany("INSERT INTO kv VALUES (?, ?, ?, ?)", kv)
@@ -422,8 +431,14 @@ class Index:
             tag_list, note = _effective(record, notes.get(run_id, []))
             member_of = _memberships(record, notes.get(run_id, []))
             db.execute(
-                "UPDATE run_fields SET tags = ?, note = ?, joined = ? WHERE rid = ?",
-                (json.dumps(tag_list), note, _joined(record, member_of), row[0]),
+                "UPDATE run_fields SET tags = ?, note = ?, joined = ?, exact = ? WHERE rid = ?",
+                (
+                    json.dumps(tag_list),
+                    note,
+                    _joined(record, member_of),
+                    _exact(record, tag_list, note, member_of),
+                    row[0],
+                ),
             )
             db.execute("DELETE FROM tags WHERE run = ?", (row[0],))
             db.executemany(
@@ -496,17 +511,9 @@ class Index:
 
         The record of each row carries the run's current tags and note (git notes included).
         """
-        sql = "SELECT rid FROM run_fields AS runs"  # the view's fields, without the records
-        args = list(params)
-        if where_sql:
-            sql += f" WHERE {where_sql}"
-        sql += f" ORDER BY {order_sql}"
-        args += list(order_params)
-        if limit is not None or offset:
-            sql += " LIMIT ? OFFSET ?"
-            args += [-1 if limit is None else limit, offset]
-        # records are read only for the rows returned, not for every row the query looks at
-        rids = [r[0] for r in self.query(sql, args)]
+        rids = [
+            r[0] for r in self.ordered(where_sql, params, order_sql, limit, order_params, offset)
+        ]
         found: dict[int, dict[str, Any]] = {}
         for chunk, marks in chunked(rids):
             for r in self.db.execute(
@@ -517,6 +524,124 @@ class Index:
             ):
                 found[r[7]] = _row(r)
         return [found[rid] for rid in rids if rid in found]
+
+    def ordered(
+        self,
+        where_sql: str = "",
+        params: Iterable[Any] = (),
+        order_sql: str = "runs.started_ts DESC, runs.id",
+        limit: int | None = None,
+        order_params: Iterable[Any] = (),
+        offset: int = 0,
+    ) -> list[tuple[int, int | None]]:
+        """(rid, shape) of the rows matching an SQL condition, in order: records not read."""
+        sql = "SELECT rid, shape FROM run_fields AS runs"  # the view's fields, no records
+        args = list(params)
+        if where_sql:
+            sql += f" WHERE {where_sql}"
+        sql += f" ORDER BY {order_sql}"
+        args += list(order_params)
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            args += [-1 if limit is None else limit, offset]
+        return [(r[0], r[1]) for r in self.query(sql, args)]
+
+    def shape_keys(self, shapes: Iterable[int | None]) -> list[list[str]]:
+        """The flat params and metrics keys of each distinct shape, in first-seen order."""
+        seen = list(dict.fromkeys(s for s in shapes if s is not None))
+        found: dict[int, list[str]] = {}
+        for chunk, marks in chunked(seen):
+            for shape, keys in self.db.execute(
+                f"SELECT shape, keys FROM shapes WHERE shape IN ({marks})", chunk
+            ):
+                found[shape] = json.loads(keys)
+        return [found[s] for s in seen if s in found]
+
+    def json_texts(self, rids: list[int]) -> Iterator[tuple[str, str | None, str | None]]:
+        """(id, the row as readers see it in JSON text or None, problem) for each rid, in
+        order; a record whose text already is that form (the common case) is not parsed."""
+        for chunk, marks in chunked(rids):
+            found: dict[int, tuple[Any, ...]] = {}
+            for r in self.db.execute(
+                "SELECT f.id, r.record, f.commit_sha, f.problem, f.tags, f.note, f.joined,"
+                " f.exact, f.rid FROM run_fields AS f LEFT JOIN records AS r ON r.rid = f.rid"
+                f" WHERE f.rid IN ({marks})",
+                chunk,
+            ):
+                found[r[8]] = r
+            for rid in chunk:
+                r = found.get(rid)
+                if r is None:
+                    continue
+                text: str | None = r[1]
+                if text and r[7] and text.endswith("}") and len(text) > 2:
+                    text = f'{text[:-1]}, "commit": {json.dumps(r[2])}}}'
+                elif text:
+                    row = _row(r)
+                    text = json.dumps(row["record"] | {"commit": r[2]}, ensure_ascii=False)
+                yield r[0], text, r[3]
+
+    def cells(
+        self, rids: list[int], columns: list[str]
+    ) -> Iterator[tuple[str, list[Any] | None, str | None]]:
+        """(id, the values of `columns` or None when unreadable, problem) for each rid, in
+        order; SQLite's json_extract reads them from the record's text (one parse in C)."""
+        from ..model.values import FAMILY_COLUMN, cell
+
+        fields: list[str] = []
+        paths: list[str] = []  # per record column: the key as is, and a dotted key as a path
+        plan: list[tuple[int, int]] = []  # (how to read it, where) for `_cells`
+        plain = True
+        for column in columns:
+            if column in FIELD_COLUMNS:
+                plan.append(({"tags": 2, "note": 3}.get(column, 1), len(fields)))
+                fields.append(FIELD_COLUMNS[column])
+                continue
+            match = FAMILY_COLUMN.match(column)
+            family, key = (match.group(1), match.group(2)) if match else ("", column)
+            plain = plain and bool(JSON_KEY.fullmatch(key))
+            prefix = f"$.{family}" if family else "$"
+            plan.append((0 if "." in key else 4, len(paths)))
+            paths += [f'{prefix}."{key}"'] + ([f"{prefix}.{key}"] if "." in key else [])
+        # two paths or more make json_extract give an array (one gives the bare value)
+        extract = ", ".join(f"'{p}'" for p in (paths * 2 if len(paths) == 1 else paths))
+        values = (
+            # json_valid guards json_extract: a NaN or Infinity is not JSON to SQLite
+            f"CASE WHEN json_valid(r.record) THEN json_extract(r.record, {extract}) END"
+            if paths and plain
+            else "NULL"
+        )
+        select = ", ".join(["f.id", "f.rid", "f.problem", "r.record IS NOT NULL", values, *fields])
+        for chunk, marks in chunked(rids):
+            found: dict[int, tuple[Any, ...]] = {}
+            for r in self.db.execute(
+                f"SELECT {select} FROM run_fields AS f LEFT JOIN records AS r ON r.rid = f.rid"
+                f" WHERE f.rid IN ({marks})",
+                chunk,
+            ):
+                found[r[1]] = r
+            slow = [
+                rid for rid, r in found.items() if r[3] and r[4] is None and (paths or not plain)
+            ]
+            fallback: dict[int, dict[str, Any]] = {}
+            for part, part_marks in chunked(slow):
+                for r in self.db.execute(
+                    "SELECT f.id, r.record, f.commit_sha, f.problem, f.tags, f.note, f.joined,"
+                    " f.rid FROM run_fields AS f LEFT JOIN records AS r ON r.rid = f.rid"
+                    f" WHERE f.rid IN ({part_marks})",
+                    part,
+                ):
+                    fallback[r[7]] = _row(r)["record"] | {"commit": r[2]}
+            for rid in chunk:
+                r = found.get(rid)
+                if r is None:
+                    continue
+                if not r[3]:
+                    yield r[0], None, r[2]
+                elif rid in fallback:
+                    yield r[0], [cell(fallback[rid], c) for c in columns], r[2]
+                else:
+                    yield r[0], _cells(plan, r[4], r[5:]), r[2]
 
     def count(self, where_sql: str = "", params: Iterable[Any] = ()) -> int:
         sql = "SELECT count(*) FROM run_fields AS runs" + (
@@ -561,6 +686,57 @@ def _row(r: tuple[Any, ...]) -> dict[str, Any]:
         if r[6]:
             record["experiments"] = json.loads(r[6])
     return {"id": r[0], "record": record, "commit": r[2], "problem": r[3], "recorded": recorded}
+
+
+def _cells(
+    plan: list[tuple[int, int]], extracted: str | None, fields: tuple[Any, ...]
+) -> list[Any]:
+    """The values of a row as `cell` gives them, from json_extract's array and the
+    run_fields columns, read as `plan` says (see `Index.cells`)."""
+    values = json.loads(extracted) if extracted else []
+    out: list[Any] = []
+    for how, at in plan:
+        if how == 4:  # a key without dots
+            out.append(values[at])
+        elif how == 0:  # a dotted key: as is, else as a path into nested tables
+            out.append(values[at] if values[at] is not None else values[at + 1])
+        elif how == 1:
+            out.append(fields[at])
+        elif how == 2:  # tags
+            out.append(json.loads(fields[at]) if fields[at] and fields[at] != "[]" else [])
+        else:  # note
+            out.append(fields[at] or None)
+    return out
+
+
+def _exact(record: dict[str, Any], tags: list[str], note: str, member_of: list[str]) -> int:
+    """1 when the record's JSON text already is what readers get, bar the commit: its own
+    tags and note are the current ones and no git note adds an experiment."""
+    own = [record["experiment"]] if record.get("experiment") else []
+    return int(
+        "tags" in record
+        and record["tags"] == tags
+        and (record.get("note") or "") == note
+        and (bool(note) or "note" not in record)
+        and member_of == own
+        and "commit" not in record
+    )
+
+
+def _shape_id(db: sqlite3.Connection, shapes: dict[str, int], record: dict[str, Any]) -> int:
+    """The id of the record's column shape: its flat params and metrics keys, in order."""
+    keys = json.dumps(
+        [
+            f"{family}.{k}"
+            for family in ("params", "metrics")
+            for k in flat(record.get(family) or {})
+        ]
+    )
+    found = shapes.get(keys)
+    if found is None:
+        cur = db.execute("INSERT INTO shapes (keys) VALUES (?)", (keys,))
+        found = shapes[keys] = int(cur.lastrowid or 0)
+    return found
 
 
 def _effective(record: dict[str, Any], notes: list[Any]) -> tuple[list[str], str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,3 +177,96 @@ def family_columns(rows: list[dict[str, Any]], family: str) -> list[str]:
 def _varies(rows: list[dict[str, Any]], column: str) -> bool:
     first = cell(rows[0], column)
     return any(cell(r, column) != first for r in rows[1:])
+
+
+@dataclass
+class RunStream:
+    """A listing for JSON and CSV, read as it is written: records are not held in memory.
+
+    `texts()` gives each row as JSON text (the index's text written through) and `cells()`
+    the values of `columns`; runs staged locally come first. `problems` fills while reading.
+    """
+
+    index: Index
+    staged: list[dict[str, Any]]
+    rids: list[int]
+    columns: list[str]
+    problems: list[str] = field(default_factory=list)
+
+    def texts(self) -> Iterator[str]:
+        import json
+
+        for record in self.staged:
+            yield json.dumps(record, ensure_ascii=False, default=str)
+        for run_id, text, problem in self.index.json_texts(self.rids):
+            self._note(run_id, problem)
+            if text:
+                yield text
+
+    def cells(self) -> Iterator[list[Any]]:
+        for record in self.staged:
+            yield [cell(record, c) for c in self.columns]
+        for run_id, values, problem in self.index.cells(self.rids, self.columns):
+            self._note(run_id, problem)
+            if values is not None:
+                yield values
+
+    def _note(self, run_id: str, problem: str | None) -> None:
+        if problem:
+            self.problems.append(f"run {run_id[:8]} is unreadable ({problem}); skipped")
+
+
+def stream_runs(
+    repo: store.Repo,
+    where: str | None = None,
+    limit: int | None = None,
+    *,
+    sort: str | None = None,
+    columns: str | list[str] | None = None,
+) -> RunStream:
+    """`list_runs` for JSON and CSV at any size: every column (`varying` off), rows streamed.
+
+    Only the row ids are read up front; the columns come from the distinct key shapes of the
+    listed runs (a few rows of the index), not from the records.
+    """
+    from ..index.query import compile_order, compile_where
+
+    index = Index(repo)
+    sql, params = compile_where(where) if where and where.strip() else ("", [])
+    order, order_params = (
+        compile_order(sort) if sort and sort.strip() else ("runs.started_ts DESC, runs.id", [])
+    )
+    staged: list[dict[str, Any]] = []
+    if not where and not sort:
+        staged = [
+            rec.to_json_dict() | {"status": state, "commit": ""}
+            for rec, state in staging.stale_runs(repo)
+        ]
+    if limit is not None:
+        staged = staged[:limit]
+    rest = None if limit is None else limit - len(staged)
+    found = (
+        index.ordered(sql, params, order, limit=rest, order_params=order_params)
+        if (rest is None or rest > 0)
+        else []
+    )
+    shapes = [_keys_of(r) for r in staged] + index.shape_keys(s for _, s in found)
+    shown = _stream_columns(shapes, columns)
+    problems: list[str] = []
+    if not found and not staged and not where and index.count() == 0:
+        problems += _unpulled_hint(repo)
+    problems += unknown_keys(index, where, sort, shown if columns else None)
+    return RunStream(index, staged, [rid for rid, _ in found], shown, problems)
+
+
+def _keys_of(record: dict[str, Any]) -> list[str]:
+    return [f"{f}.{k}" for f in ("params", "metrics") for k in flat(record.get(f) or {})]
+
+
+def _stream_columns(shapes: list[list[str]], spec: str | list[str] | None) -> list[str]:
+    """`pick_columns` (varying off) from the key shapes of the rows instead of the rows."""
+    rows = [
+        {f: {k.partition(".")[2]: None for k in keys if k.startswith(f + ".")} for f in FAMILIES}
+        for keys in shapes
+    ]
+    return pick_columns(rows, spec, varying=False)
