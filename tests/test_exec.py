@@ -445,3 +445,17 @@ def test_experiment_runs_and_sweeps_a_program(engine_repo: Path, monkeypatch) ->
     assert sorted(r.params["temp"] for r in exp.runs) == [1.0, 1.5]
     with pytest.raises(gittrack.RunFailed, match="lmp exited with code 1"):
         exp.exec(["lmp", "-in", "missing.in"])
+
+
+def test_an_edited_deck_is_new_code_an_unrelated_file_is_not(engine_repo: Path, run_cli) -> None:
+    args = ["exec", "-o", "none", "--", "cat", "in.melt"]
+    assert run_cli(engine_repo, *args).exit_code == 0
+    first = gittrack.Run("latest", engine_repo)
+    (engine_repo / "notes.txt").write_text("unrelated\n")
+    assert "reused" in run_cli(engine_repo, *args).stderr
+    (engine_repo / "in.melt").write_text(DECK + "\n# edited\n")
+    edited = run_cli(engine_repo, *args)
+    assert "recorded (completed" in edited.stderr
+    rec = record_of(engine_repo)
+    assert rec["id"] != first.id
+    assert rec["code"]["dirty"] is True and rec["code"]["files"]["in.melt"]["dirty"] is True
