@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -459,3 +460,20 @@ def test_an_edited_deck_is_new_code_an_unrelated_file_is_not(engine_repo: Path, 
     rec = record_of(engine_repo)
     assert rec["id"] != first.id
     assert rec["code"]["dirty"] is True and rec["code"]["files"]["in.melt"]["dirty"] is True
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("programs", "lmp", "'programs' must be an array, not a string"),
+        ("programs", [{"sha256": 1}], "'programs[0].sha256' must be a string, not an integer"),
+        ("exec", {"args": ["-p", 3]}, "'exec.args[1]' must be a string, not an integer"),
+    ],
+)
+def test_a_record_with_a_wrongly_typed_program_is_unreadable(field, value, problem) -> None:
+    from gittrack.errors import RecordError
+    from gittrack.model.record import SCHEMA, RunRecord
+
+    data = {"schema": SCHEMA, "id": "ab" * 16, field: value}
+    with pytest.raises(RecordError, match=re.escape(problem)):
+        RunRecord.from_dict(data)

@@ -221,6 +221,8 @@ def check_types(data: Mapping[str, Any]) -> str:
             f"inputs[{i}].", item, INPUT_FIELDS
         ):
             return problem
+        if "run" not in item:
+            return f"'inputs[{i}]' has no 'run'"
     for i, item in enumerate(data.get("programs") or []):
         if problem := _wrong(f"programs[{i}]", item, TABLE) or _fields(
             f"programs[{i}].", item, PROGRAM_FIELDS
@@ -236,8 +238,6 @@ def check_types(data: Mapping[str, Any]) -> str:
         for j, arg in enumerate(exec_table.get(key) or []):
             if problem := _wrong(f"exec.{key}[{j}]", arg, STR):
                 return problem
-        if "run" not in item:
-            return f"'inputs[{i}]' has no 'run'"
     for name, item in (data.get("outputs") or {}).items():
         if problem := _wrong(f"outputs.{name}", item, TABLE) or _fields(
             f"outputs.{name}.", item, OUTPUT_FIELDS
