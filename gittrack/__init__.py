@@ -20,8 +20,11 @@ from .errors import (
     NoRunsMatch as NoRunsMatch,
     NoSuchRemote as NoSuchRemote,
     NotAGitRepo as NotAGitRepo,
+    NotebookFailed as NotebookFailed,
     OutputError as OutputError,
     OutputNameError as OutputNameError,
+    ProgramFailed as ProgramFailed,
+    ProgramNotFound as ProgramNotFound,
     QueryError as QueryError,
     RecordError as RecordError,
     RemoteError as RemoteError,
@@ -48,6 +51,8 @@ if TYPE_CHECKING:
     from .library.runset import RunSet as RunSet, runs as runs
     from .recording.outputs import log as log, output_dir as output_dir, save as save
     from .recording.runref import RunRef as RunRef
+    from .recording.shell import shell as shell
+    from .recording.track import track as track
 
 __all__ = [
     "AmbiguousRun",
@@ -62,8 +67,11 @@ __all__ = [
     "NoRunsMatch",
     "NoSuchRemote",
     "NotAGitRepo",
+    "NotebookFailed",
     "OutputError",
     "OutputNameError",
+    "ProgramFailed",
+    "ProgramNotFound",
     "QueryError",
     "RecordError",
     "RemoteError",
@@ -91,6 +99,8 @@ __all__ = [
     "output_dir",
     "runs",
     "save",
+    "shell",
+    "track",
 ]
 
 _LAZY = {
@@ -102,6 +112,8 @@ _LAZY = {
     "log": ("recording.outputs", "log"),
     "output_dir": ("recording.outputs", "output_dir"),
     "save": ("recording.outputs", "save"),
+    "shell": ("recording.shell", "shell"),
+    "track": ("recording.track", "track"),
 }
 
 

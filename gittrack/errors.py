@@ -285,13 +285,14 @@ class RunFailed(GittrackError):
     def __init__(self, result: Any, run: Any) -> None:
         self.result = result
         self.run = run
+        what = result.task.script or "the program"
         if run is not None:
             message = (
-                f"Run {run.short} of {result.task.script} {result.status}: {result.error}; "
+                f"Run {run.short} of {what} {result.status}: {result.error}; "
                 f"'gittrack show {run.short}' has its traceback and logs."
             )
         else:
-            message = f"No run of {result.task.script} could start: {result.error}"
+            message = f"No run of {what} could start: {result.error}"
         super().__init__(message)
 
 
@@ -316,6 +317,38 @@ class BranchDamaged(GittrackError):
 
 class GitError(GittrackError):
     """A git command failed in a way the user has to look at."""
+
+
+class ProgramNotFound(UsageError, FileNotFoundError):
+    """The program given to `gittrack exec` or `gittrack.shell` is neither on PATH nor a file."""
+
+    def __init__(self, program: str) -> None:
+        self.program = program
+        super().__init__(
+            f"Program '{program}' was not found on PATH nor as a file; check its name "
+            "or give its path."
+        )
+
+
+class ProgramFailed(GittrackError):
+    """A program a run executed exited non-zero; `exit_code` is its code, `tail` its last lines."""
+
+    def __init__(self, program: str, exit_code: int, tail: str) -> None:
+        self.program = program
+        self.exit_code = exit_code
+        self.tail = tail
+        end = f"; the end of its output:\n{tail}" if tail.strip() else " (it printed nothing)"
+        super().__init__(f"{program} exited with code {exit_code}{end}")
+
+
+class NotebookFailed(GittrackError):
+    """A cell of a notebook run raised; the executed notebook (with the error) is still kept."""
+
+    exit_code = 1
+
+    def __init__(self, notebook: str, error: str) -> None:
+        self.notebook = notebook
+        super().__init__(f"Notebook {notebook} failed: {error}")
 
 
 class MissingExtra(GittrackError, ImportError):

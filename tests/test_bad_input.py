@@ -73,7 +73,10 @@ def test_script_problems(tracked_repo: Path, run_cli) -> None:
         ("missing.py",): "Error: Script missing.py does not exist; check the path.",
         (
             "notes.txt",
-        ): "Error: Script notes.txt is not a Python file (.py); give the simulation's .py file.",
+        ): "Error: Script notes.txt is not a Python file (.py); give the simulation's .py "
+        "file, or record any other program with 'gittrack exec -- PROGRAM ARGS'.",
+        ("lmp", "-in", "in.melt"): "Error: Script lmp does not exist, but a program lmp does; "
+        "record it with 'gittrack exec -- lmp ...'.",
         (
             "plain.py",
         ): "Error: Script plain.py defines no tracked command; decorate its function with @gittrack.command().",

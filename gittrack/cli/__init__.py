@@ -134,6 +134,7 @@ COMMAND_MODULES = (
     "data",
     "share",  # after data: `gittrack push` sends runs and outputs
     "ui",
+    "programs",  # exec, notebook
 )
 for _module in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -45,6 +46,12 @@ from .table import STATUS_COLOURS, headers_for, text
     default=None,
     help="Dask: run a failed or lost task again up to N times.",
 )
+@click.option(
+    "--exec",
+    "is_exec",
+    is_flag=True,
+    help="Sweep a program: the arguments are those of 'gittrack exec', -p values are swept.",
+)
 @click.option("--cores", type=int, default=None, help="slurm/pbs/sge: cores per job.")
 @click.option("--memory", default=None, help="slurm/pbs/sge: memory per job, e.g. 8GB.")
 @click.option("--walltime", default=None, help="slurm/pbs/sge: time limit per job, e.g. 01:00:00.")
@@ -67,6 +74,7 @@ def sweep(
     memory: str | None,
     walltime: str | None,
     queue: str | None,
+    is_exec: bool,
     script: str,
     args: tuple[str, ...],
 ) -> None:
@@ -74,15 +82,17 @@ def sweep(
 
     An option's value `a,b,c` is a list, `start:stop[:step]` a range (stop excluded, as in
     Python); the runs are the product of all lists. Failures do not stop the other runs
-    unless --fail-fast. Runs identical to earlier completed ones are reused.
+    unless --fail-fast. Runs identical to earlier completed ones are reused. With --exec the
+    arguments are those of `gittrack exec` and each `-p NAME=a,b,c` is swept.
 
     \b
     Example:
       gittrack sweep sim.py --temp 100,200,300 --seed 1:4 -j 2 --name temp-scan
       gittrack sweep sim.py --temp 100:1000:50 --executor dask --scheduler tcp://head:8786
+      gittrack sweep --exec -p temp=100,200 -j 2 -- lmp -in in.melt -var T {temp}
     """
     from ..errors import UsageError
-    from ..execute.sweep import sweep as run_sweep
+    from ..execute.sweep import exec_grid, sweep as run_sweep, sweep_exec
 
     obj.repo()  # fail early outside a repository
     cluster = {
@@ -102,11 +112,16 @@ def sweep(
         )
     from ..execute.executors import Interrupted
 
-    bar = _progress_bar(script, args, as_json)
+    if is_exec:
+        exec_argv = [script, *args]
+        points, _ = exec_grid(exec_argv)
+        bar = _progress_bar("exec", (), as_json, total=len(points))
+        runner: Any = functools.partial(sweep_exec, exec_argv)
+    else:
+        bar = _progress_bar(script, args, as_json)
+        runner = functools.partial(run_sweep, script, args)
     try:
-        report = run_sweep(
-            script,
-            args,
+        report = runner(
             name=name,
             jobs=jobs,
             executor=executor,
@@ -197,10 +212,11 @@ def _print_report(report: Any, as_json: bool) -> None:
         click.echo(format_sweep(report, color=sys.stdout.isatty()))
 
 
-def _progress_bar(script: str, args: tuple[str, ...], quiet: bool) -> Any:
+def _progress_bar(script: str, args: tuple[str, ...], quiet: bool, total: int | None = None) -> Any:
     from ..execute.grid import grid_points, parse_grid
 
-    total = len(grid_points(parse_grid(args)))
+    if total is None:
+        total = len(grid_points(parse_grid(args)))
     if quiet:
         return None
     from tqdm import tqdm

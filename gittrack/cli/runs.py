@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -207,6 +208,13 @@ def format_record(data: dict[str, Any]) -> str:
             if value == "" and section == "env":
                 continue  # e.g. no USER in the environment
             lines.append(f"  {key + ':':<12} {value}")
+    for program in data.get("programs") or []:
+        if program is data["programs"][0]:
+            lines.append("programs:")
+        lines.append(f"  {shlex.join(program.get('argv') or [program.get('path', '?')])}")
+        for key in ("path", "version", "package", "package_version", "sha256", "exit_code"):
+            if program.get(key) not in (None, ""):
+                lines.append(f"    {key + ':':<16} {program[key]}")
     for item in data.get("inputs") or []:
         lines.append("inputs:" if item is data["inputs"][0] else "")
         lines[-1:] = [lines[-1]] if lines[-1] else []

@@ -90,7 +90,10 @@ class DaskRunner:
         if not self.shared_fs:
             # runs consuming earlier runs (RunRef inputs) need the records in their checkout
             with_runs = any(
-                t["pinned"] or _consumes_runs(self.repo.root / t["script"]) for t in payloads
+                t["pinned"]
+                or t["kind"] == "exec"  # -i inputs are earlier runs
+                or _consumes_runs(self.repo.root / t["script"])
+                for t in payloads
             )
             base["settings"] = store.settings_commit(self.repo, with_runs=with_runs)
             base["code"] = self.code.commit

@@ -52,6 +52,7 @@ class Task:
     cwd: str | None = None
     pinned: dict[str, Any] = field(default_factory=dict)  # RunRef params fixed to recorded ids
     params: dict[str, Any] = field(default_factory=dict)  # the grid point, for reports only
+    kind: str = "script"  # or "exec": `args` are those of `gittrack exec`, `script` is unused
 
 
 @dataclass
@@ -145,12 +146,16 @@ def execute(
         force=task.force,
         allow_failed=task.allow_failed,
         parent=task.parent,
-        script=Path(task.script) if task.script else None,
+        script=Path(task.script) if task.script and task.kind == "script" else None,
         on_start=on_start,
     )
     try:
         if task.cwd:
             os.chdir(task.cwd)
+        if task.kind == "exec":
+            from ..recording.exec_run import exec_command
+
+            command = exec_command
         cmd = command or find_command(Path(task.script), task.function)
         invoke(cmd, task.args, options, Path(task.script).name or "command")
     except click.exceptions.Exit as exc:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import RunFailed, UsageError
 from .executors import Task, execute
-from .sweep import SweepReport, sweep
+from .sweep import SweepReport, sweep, sweep_exec
 
 if TYPE_CHECKING:
     import click
@@ -92,6 +92,74 @@ class Experiment:
             repo=self._repo_path(),
         )
 
+    def exec(
+        self,
+        command: Iterable[str | os.PathLike[str]],
+        *,
+        outputs: Iterable[str] = (),
+        inputs: Mapping[str, str] | None = None,
+        metrics_from: Iterable[str] = (),
+        force: bool = False,
+        **params: Any,
+    ) -> Run:
+        """Run a program as `gittrack exec` would, in this experiment; returns the Run.
+
+        `params` are substituted as `{NAME}`; `inputs` maps names to `RUN[:OUTPUT]`. Raises
+        RunFailed (with `.run`) when the program exited non-zero.
+        """
+        from ..library.run import Run
+        from ..recording.exec_spec import exec_args
+
+        args = exec_args(
+            [_param_arg(k, [v]).replace("\\,", ",") for k, v in params.items()],
+            list(outputs),
+            [f"{k}={v}" for k, v in (inputs or {}).items()],
+            None,
+            list(metrics_from),
+            "",
+            [os.fspath(c) for c in command],
+        )
+        task = Task(
+            script="",
+            kind="exec",
+            args=args,
+            experiment=self.name,
+            force=force,
+            repo=self._repo_path(),
+            cwd=os.getcwd(),
+            params={k: _plain(v) for k, v in params.items()},
+        )
+        result = execute(task)
+        run = Run(result.run_id, self._repo_path()) if result.run_id else None
+        if not result.ok:
+            raise RunFailed(result, run)
+        assert run is not None
+        return run
+
+    def sweep_exec(
+        self,
+        command: Iterable[str | os.PathLike[str]],
+        *,
+        outputs: Iterable[str] = (),
+        jobs: int = 1,
+        executor: str = "local",
+        force: bool = False,
+        **grid: Iterable[Any] | Any,
+    ) -> SweepReport:
+        """`gittrack sweep --exec` over the product grid of `grid` (param name -> values)."""
+        from ..recording.exec_spec import exec_args
+
+        values = [_param_arg(k, _as_list(vs)) for k, vs in grid.items()]
+        args = exec_args(values, list(outputs), [], None, [], "", [os.fspath(c) for c in command])
+        return sweep_exec(
+            args,
+            name=self.name,
+            jobs=jobs,
+            executor=executor,
+            force=force,
+            repo=self._repo_path(),
+        )
+
     @property
     def runs(self) -> Any:
         """The experiment's recorded runs as a RunSet, newest first."""
@@ -119,6 +187,21 @@ def _option_of(command: click.Command, key: str) -> str:
             return max(param.opts, key=len) if isinstance(param, click.Option) else ""
     known = ", ".join(sorted(p.name for p in command.params if p.name)) or "none"
     raise UsageError(f"{command.name} has no parameter '{key}' (its parameters: {known}).")
+
+
+def _param_text(value: Any) -> str:
+    value = _plain(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _param_arg(name: str, values: list[Any]) -> str:
+    """`-p` text for `name` taking `values`, keeping strings strings (`NAME:str=...`)."""
+    kind = ":str" if any(isinstance(_plain(v), str) for v in values) else ""
+    return f"{name}{kind}=" + ",".join(_param_text(v).replace(",", "\\,") for v in values)
+
+
+def _as_list(values: Any) -> list[Any]:
+    return list(values) if _iterable(values) else [values]
 
 
 def _iterable(value: Any) -> bool:

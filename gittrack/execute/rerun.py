@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CodeUnavailable, RunFailed
@@ -78,6 +79,8 @@ def rerun(repo: store.Repo, ref: str, experiment: str = "") -> RerunReport:
     original = Run(ref, repo)
     record = original.record
     code = record.code
+    if record.exec:
+        return _rerun_exec(repo, original, experiment)
     if not code.commit or not code.script:
         raise CodeUnavailable(
             record.id, code.commit or "?", "the record names no code commit or script"
@@ -103,6 +106,44 @@ def rerun(repo: store.Repo, ref: str, experiment: str = "") -> RerunReport:
             result = next(iter(LocalExecutor(1).run([task])))
     except store.GitError as exc:
         raise CodeUnavailable(record.id, code.commit, str(exc)) from exc
+    if not result.run_id:
+        raise RunFailed(result, None)
+    new = Run(result.run_id, repo)
+    outputs, metrics = compare(original, new)
+    return RerunReport(record.id, new.id, new.status, outputs, metrics, result.error)
+
+
+def _rerun_exec(repo: store.Repo, original: Run, experiment: str) -> RerunReport:
+    """Run an exec run's program again from its code commit, with its exact params and inputs."""
+    from .. import store
+    from ..library.run import Run
+    from .executors import LocalExecutor
+
+    record = original.record
+    args = record.exec.get("args")
+    cwd = record.exec.get("cwd", "")
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise CodeUnavailable(record.id, record.code.commit or "?", "its [exec] table has no args")
+    if not isinstance(cwd, str) or Path(cwd).is_absolute() or ".." in Path(cwd).parts:
+        cwd = ""
+    if repo.reader().read(f"{record.code.commit}^{{commit}}") is None:
+        raise CodeUnavailable(record.id, record.code.commit, "the commit is not in this repository")
+    try:
+        with store.temporary_worktree(repo, record.code.commit) as tree:
+            task = Task(
+                script="",
+                kind="exec",
+                args=list(args),
+                experiment=experiment,
+                force=True,
+                allow_failed=True,
+                rerun_of=record.id,
+                repo=str(tree),
+                cwd=str(tree / cwd),
+            )
+            result = next(iter(LocalExecutor(1).run([task])))
+    except store.GitError as exc:
+        raise CodeUnavailable(record.id, record.code.commit, str(exc)) from exc
     if not result.run_id:
         raise RunFailed(result, None)
     new = Run(result.run_id, repo)

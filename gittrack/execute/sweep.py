@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
+import math
 import os
 import shlex
 from collections.abc import Callable, Iterable, Mapping
@@ -19,7 +21,7 @@ import click
 
 from ..errors import UsageError
 from .executors import Interrupted, Result, Task, get_executor
-from .grid import grid_points, parse_grid
+from .grid import MAX_RUNS, expand, grid_points, parse_grid
 
 
 @dataclass
@@ -89,7 +91,6 @@ def sweep(
     """Run SCRIPT over the product grid of `args` (see `expand`); failures do not stop the rest."""
     from .. import store
     from ..recording.context import current
-    from ..recording.membership import join
 
     path, _, function = script.partition(":") if not Path(script).exists() else (script, "", "")
     script_path = Path(path).resolve()
@@ -113,6 +114,138 @@ def sweep(
     )
     tasks = [common(args=argv, params=varying) for argv, varying in points]
     varying_names = [a.param or f"arg{i}" for i, a in enumerate(axes) if len(a.values) > 1]
+    return _run_tasks(
+        tasks,
+        name,
+        varying_names,
+        jobs=jobs,
+        executor=executor,
+        fail_fast=fail_fast,
+        on_result=on_result,
+        executor_options=executor_options,
+        repo=store.find_repo(repo or script_path.parent),
+    )
+
+
+def exec_grid(args: Iterable[str]) -> tuple[list[tuple[list[str], dict[str, str]]], list[str]]:
+    """The grid of a `sweep --exec`: each `-p NAME=a,b,c` (or a range) is an axis.
+
+    Returns (exec arguments, varying values) per point and the names of the varying params.
+    Every point is parsed by exec itself before anything runs.
+    """
+    from ..recording.exec_run import exec_command
+    from ..recording.exec_spec import exec_args
+
+    args = list(args)
+    try:
+        ctx = exec_command.make_context("exec", list(args), resilient_parsing=False)
+    except click.ClickException as exc:
+        raise UsageError(
+            f"The sweep cannot run exec {shlex.join(args)}: {exc.format_message()}"
+        ) from exc
+    axes: list[tuple[str, list[str]]] = []
+    for text in ctx.params["params"]:
+        name, _, spec = text.partition("=")
+        axes.append((name, expand(spec)))
+    p = ctx.params
+    fixed = exec_args(
+        [],
+        p["outputs"],
+        p["inputs"],
+        p["cwd"],
+        p["metrics_from"],
+        p["engine_version"],
+        p["command"],
+    )
+    total = math.prod(len(values) for _, values in axes)
+    if total > MAX_RUNS:
+        raise UsageError(
+            f"The sweep has {total} runs, more than {MAX_RUNS}; split it into several sweeps."
+        )
+    points = []
+    for combo in itertools.product(*(values for _, values in axes)):
+        argv: list[str] = []
+        varying: dict[str, str] = {}
+        for (name, values), value in zip(axes, combo, strict=True):
+            argv += ["-p", f"{name}={value}"]
+            if len(values) > 1:
+                varying[name.partition(":")[0]] = value
+        points.append(([*argv, *fixed], varying))
+    for argv, _ in points:
+        try:
+            exec_command.make_context("exec", list(argv), resilient_parsing=False).close()
+        except click.ClickException as exc:
+            raise UsageError(
+                f"The sweep cannot run exec {shlex.join(argv)}: {exc.format_message()}"
+            ) from exc
+    varying_names = [n.partition(":")[0] for n, values in axes if len(values) > 1]
+    return points, varying_names
+
+
+def sweep_exec(
+    args: Iterable[str],
+    *,
+    name: str = "",
+    jobs: int = 1,
+    executor: str = "local",
+    fail_fast: bool = False,
+    force: bool = False,
+    allow_failed: bool = False,
+    repo: str | None = None,
+    on_result: Callable[[Result], None] | None = None,
+    executor_options: Mapping[str, Any] | None = None,
+) -> SweepReport:
+    """`gittrack exec` over the product grid of its `-p` values, as one experiment."""
+    from .. import store
+    from ..recording.context import current
+
+    points, varying_names = exec_grid(args)
+    command = points[0][0][points[0][0].index("--") + 1 :]
+    name = name or default_name(Path(command[0]).name)
+    parent = current()
+    tasks = [
+        Task(
+            script="",
+            kind="exec",
+            args=argv,
+            experiment=name,
+            force=force,
+            allow_failed=allow_failed,
+            parent=parent.id if parent else "",
+            repo=repo,
+            cwd=os.getcwd(),
+            params=varying,
+        )
+        for argv, varying in points
+    ]
+    return _run_tasks(
+        tasks,
+        name,
+        varying_names,
+        jobs=jobs,
+        executor=executor,
+        fail_fast=fail_fast,
+        on_result=on_result,
+        executor_options=executor_options,
+        repo=store.find_repo(repo),
+    )
+
+
+def _run_tasks(
+    tasks: list[Task],
+    name: str,
+    varying_names: list[str],
+    *,
+    jobs: int,
+    executor: str,
+    fail_fast: bool,
+    on_result: Callable[[Result], None] | None,
+    executor_options: Mapping[str, Any] | None,
+    repo: Any,
+) -> SweepReport:
+    """Run a sweep's tasks on an executor; the report lists them in grid order."""
+    from ..recording.membership import join
+
     report = SweepReport(name, varying_names)
     order = {id(t): i for i, t in enumerate(tasks)}
     runner = get_executor(executor, jobs=jobs, **dict(executor_options or {}))
@@ -121,7 +254,7 @@ def sweep(
         for result in results:
             report.results.append(result)
             if result.reused and result.run_id:  # joined where it ran; a remote worker cannot
-                join(store.find_repo(repo or script_path.parent), result.run_id, name)
+                join(repo, result.run_id, name)
             if on_result:
                 on_result(result)
             if fail_fast and not result.ok:

@@ -213,7 +213,7 @@ class RunStream:
 
     def _note(self, run_id: str, problem: str | None) -> None:
         if problem:
-            self.problems.append(f"run {run_id[:8]} is unreadable ({problem}); skipped")
+            self.problems.append(f"run {short(run_id)} is unreadable ({problem}); skipped")
 
 
 def stream_runs(

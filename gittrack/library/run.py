@@ -76,11 +76,20 @@ class Run:
 
     @property
     def params(self) -> dict[str, Any]:
+        self._read()
         return self.record.params
 
     @property
     def metrics(self) -> dict[str, Any]:
+        self._read()
         return self.record.metrics
+
+    def _read(self) -> None:
+        """Inside a tracked run (or a notebook run by one), this run becomes one of its inputs."""
+        from .consumers import active
+
+        if active():
+            consumed(self.id, self.commit)
 
     @property
     def outputs(self) -> dict[str, Output]:

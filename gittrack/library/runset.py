@@ -43,6 +43,11 @@ class RunSet:
                     continue
                 item._commit = commits.get(item.id, "")
                 self._runs.append(item)
+        from .consumers import active, consumed
+
+        if active():  # runs read inside a tracked run are its inputs
+            for run in self._runs:
+                consumed(run.id, run.commit)
         return iter(self._runs)
 
     def get(self, ref: str) -> Run:
@@ -79,6 +84,12 @@ class RunSet:
         require("RunSet.to_pandas()", "pandas", "pandas")
         import pandas as pd
 
+        from .consumers import active, consumed
+
+        if active():  # inside gittrack.track: the runs tabulated are its inputs
+            for row in self._rows:
+                if row["record"]:
+                    consumed(row["id"], row["commit"])
         rows = [flatten(r["record"]) for r in self._rows if r["record"]]
         frame = pd.DataFrame(rows)
         if frame.empty:

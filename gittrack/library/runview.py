@@ -187,6 +187,20 @@ def code_diff(repo: store.Repo, old: str, new: str, limit: int = 400_000) -> str
 # -- outputs and time series -----------------------------------------------------------------
 
 
+def notebook_cells(repo: store.Repo, run_id: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cells of the executed notebook a notebook run stored (output `notebook`), if any."""
+    from .notebooks import cells
+
+    output = (data.get("outputs") or {}).get("notebook") or {}
+    if not str(output.get("path", "")).endswith(".ipynb"):
+        return []
+    try:
+        path = output_file(repo, run_id, "notebook")
+    except GittrackError:
+        return []
+    return cells(path) if path is not None else []
+
+
 def output_file(repo: store.Repo, run_id: str, name: str) -> Path | None:
     """The local file of output `name`, restored from the DVC cache or remote when needed."""
     record = _record(repo, run_id)

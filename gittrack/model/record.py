@@ -118,6 +118,10 @@ class RunRecord:
     env: dict[str, Any] = field(default_factory=dict)
     error: dict[str, str] = field(default_factory=dict)  # type, message, traceback
     logs: dict[str, Any] = field(default_factory=dict)  # file names and truncation flags
+    # programs a run executed (`gittrack exec`, `gittrack.shell`): path, sha256, version, package
+    programs: list[dict[str, Any]] = field(default_factory=list)
+    # how `gittrack exec` ran: the command template, outputs, inputs, cwd (what rerun needs)
+    exec: dict[str, Any] = field(default_factory=dict)
 
     @property
     def short(self) -> str:
@@ -160,6 +164,8 @@ class RunRecord:
         }
         data["metrics"] = _clean(self.metrics)
         data["env"] = _clean(self.env)
+        data["programs"] = [_clean(p) for p in self.programs]
+        data["exec"] = _clean(self.exec)
         return {k: v for k, v in data.items() if v is not None and not _empty_optional(k, v)}
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -303,6 +309,8 @@ _OPTIONAL_EMPTY = {
     "outputs",
     "logs",
     "finished",
+    "programs",
+    "exec",
 }
 
 

@@ -90,6 +90,27 @@ OUTPUT_FIELDS = {
     "error": STR,
     "partial": BOOL,
 }
+PROGRAM_FIELDS = {
+    "path": STR,
+    "resolved": STR,
+    "sha256": STR,
+    "version": STR,
+    "package": STR,
+    "package_version": STR,
+    "in_repo": BOOL,
+    "argv": ARRAY,
+    "exit_code": INT,
+    "duration_s": NUMBER,
+}
+EXEC_FIELDS = {
+    "command": ARRAY,
+    "cwd": STR,
+    "run_in": STR,
+    "outputs": ARRAY,
+    "metrics_from": ARRAY,
+    "files": TABLE,
+    "args": ARRAY,
+}
 TOP_FIELDS = {
     "command": STR,
     "status": STR,
@@ -114,6 +135,8 @@ TOP_FIELDS = {
     "code": TABLE,
     "inputs": ARRAY,
     "outputs": TABLE,
+    "programs": ARRAY,
+    "exec": TABLE,
 }
 
 
@@ -200,6 +223,21 @@ def check_types(data: Mapping[str, Any]) -> str:
             return problem
         if "run" not in item:
             return f"'inputs[{i}]' has no 'run'"
+    for i, item in enumerate(data.get("programs") or []):
+        if problem := _wrong(f"programs[{i}]", item, TABLE) or _fields(
+            f"programs[{i}].", item, PROGRAM_FIELDS
+        ):
+            return problem
+        for j, arg in enumerate(item.get("argv") or []):
+            if problem := _wrong(f"programs[{i}].argv[{j}]", arg, STR):
+                return problem
+    exec_table = data.get("exec") or {}
+    if problem := _fields("exec.", exec_table, EXEC_FIELDS):
+        return problem
+    for key in ("command", "outputs", "metrics_from", "args"):
+        for j, arg in enumerate(exec_table.get(key) or []):
+            if problem := _wrong(f"exec.{key}[{j}]", arg, STR):
+                return problem
     for name, item in (data.get("outputs") or {}).items():
         if problem := _wrong(f"outputs.{name}", item, TABLE) or _fields(
             f"outputs.{name}.", item, OUTPUT_FIELDS

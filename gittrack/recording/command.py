@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from ..errors import GittrackError, UsageError, storage_fault
+from ..errors import GittrackError, NotebookFailed, ProgramFailed, UsageError, storage_fault
 from ..model.record import RunRecord
 from .context import current
-from .session import RunSession, report
+from .session import Invocation, RunSession, report
 
 
 class TrackedCommand(click.Command):
@@ -54,9 +54,19 @@ class TrackedCommand(click.Command):
         ctx._gittrack_argv = argv  # type: ignore[attr-defined]
         return ctx
 
+    def invocation(self, ctx: click.Context) -> Invocation | None:
+        """What to record as the run's command, params and argv; None: the click command line."""
+        return None
+
+    def record_inputs(self, session: RunSession, ctx: click.Context) -> None:
+        """Record the run's inputs (RunRef values, files that are outputs) and its memo key."""
+        from . import runref
+
+        runref.record_inputs(session, ctx)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            session = RunSession(self, ctx)
+            session = RunSession(self, ctx, self.invocation(ctx))
         except GittrackError as exc:  # before the simulation starts: one clear sentence
             raise click.ClickException(str(exc)) from exc
         except Exception as exc:
@@ -97,7 +107,9 @@ class TrackedCommand(click.Command):
                 _exit_if_failed(outcome.record)
             raise
         except BaseException as exc:
-            outcome.record = _finish(session, "failed", exc=exc, exit_code=1)
+            code = exc.exit_code if isinstance(exc, ProgramFailed | NotebookFailed) else 1
+            code = code if isinstance(code, int) and code else 1
+            outcome.record = _finish(session, "failed", exc=exc, exit_code=code)
             report(outcome.record)
             raise
         finally:

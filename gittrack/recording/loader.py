@@ -16,10 +16,18 @@ def find_command(script: Path, function: str | None = None) -> click.Command:
     from .command import TrackedCommand
 
     if not script.exists():
+        import shutil
+
+        if shutil.which(str(script)):
+            raise ScriptError(
+                f"Script {script} does not exist, but a program {script} does; record it "
+                f"with 'gittrack exec -- {script} ...'."
+            )
         raise ScriptError(f"Script {script} does not exist; check the path.")
     if script.suffix != ".py":
         raise ScriptError(
-            f"Script {script} is not a Python file (.py); give the simulation's .py file."
+            f"Script {script} is not a Python file (.py); give the simulation's .py file, or "
+            "record any other program with 'gittrack exec -- PROGRAM ARGS'."
         )
     module_name = f"__gittrack_script_{abs(hash(str(script.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, script)

@@ -336,6 +336,17 @@ def find_reusable(session: RunSession) -> RunRecord | None:
         ):
             memo.forget(session.repo, key, run_id)  # removed or rewritten since: not a candidate
             continue
-        if session.code_files.unchanged(record.code.files):
-            return record
+        if not session.code_files.unchanged(record.code.files):
+            continue
+        if record.programs and not _same_programs(session, record):
+            continue  # a program it ran (gittrack exec, gittrack.shell) was rebuilt since
+        return record
     return None
+
+
+def _same_programs(session: RunSession, record: RunRecord) -> bool:
+    """Whether every program outside the repository that `record` ran is still that build."""
+    from .programs import same_build
+
+    cache = session.repo.state_dir / "cache"
+    return all(same_build(p, cache) for p in record.programs if not p.get("in_repo"))

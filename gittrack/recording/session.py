@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,25 +34,46 @@ if TYPE_CHECKING:
     from .command import TrackedCommand
 
 
+@dataclass
+class Invocation:
+    """How a run was invoked when it is not a click command line (exec, track, notebook)."""
+
+    command: str
+    params: dict[str, Any] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
+    script: Path | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+
 class RunSession:
     """One run in progress: owns its staging folder, heartbeat and output capture."""
 
-    def __init__(self, command: TrackedCommand, ctx: click.Context) -> None:
+    def __init__(
+        self, command: TrackedCommand, ctx: click.Context, invocation: Invocation | None = None
+    ) -> None:
         options = take_options()
         self.options = options
         self.script = options.script or script_of(command)
+        if invocation is not None:
+            self.script = invocation.script
         self.repo = store.find_repo(repo_path(options, self.script))
         base = store.head(self.repo)  # no commits yet: fail before anything is written
         store.check_writable(self.repo)
         project.ensure_initialised(self.repo)
         self.id = new_run_id()
         parent = _current.get()
-        params, sources = capture.click_params(ctx)
-        argv = list(getattr(ctx, "_gittrack_argv", None) or [])
+        if invocation is None:
+            params, sources = capture.click_params(ctx)
+            argv = list(getattr(ctx, "_gittrack_argv", None) or [])
+            name = _command_name(command, self.script, self.repo)
+        else:
+            params, sources = dict(invocation.params), dict(invocation.sources)
+            argv, name = list(invocation.argv), invocation.command
+            sources = sources or dict.fromkeys(params, "commandline")
         started = now()
         self.record: RunRecord = RunRecord(
             id=self.id,
-            command=_command_name(command, self.script, self.repo),
+            command=name,
             name=options.name,
             argv=argv,
             started=started,
@@ -69,9 +91,9 @@ class RunSession:
         )
         # the committer identity costs a git process: fetch it while the simulation runs
         threading.Thread(target=store.Identity.get, args=(self.repo,), daemon=True).start()
-        from . import runref  # inputs from RunRef and file arguments, and memoisation
+        from . import runref  # memoisation
 
-        runref.record_inputs(self, ctx)
+        command.record_inputs(self, ctx)
         fresh = forced(options) or not command.memoize
         self.reused = None if fresh else runref.find_reusable(self)
         if self.reused is not None:  # an identical completed run: nothing staged or recorded

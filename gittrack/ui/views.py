@@ -278,6 +278,7 @@ async def run_page(request: Request) -> Response:
             "diff_ref": diff_ref,
             "series": series,
             "downloadable": downloadable,
+            "notebook": runview.notebook_cells(repo, view.id, view.data),
             "title": f"Run {short(view.id)}",
         },
     )

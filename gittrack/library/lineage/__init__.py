@@ -259,11 +259,27 @@ def _is_id(value: Any) -> bool:
     )
 
 
+def _engine_line(record: dict[str, Any]) -> str:
+    """A program run's engine for its node: the package version, else the version it printed."""
+    programs = record.get("programs")
+    if not record.get("exec") or not isinstance(programs, list) or not programs:
+        return ""
+    first = programs[0] if isinstance(programs[0], dict) else {}
+    package, version = first.get("package", ""), first.get("package_version", "")
+    if isinstance(package, str) and package and isinstance(version, str):
+        return f"{package.partition(':')[2] or package} {version}"[:40]
+    printed = first.get("version", "")
+    return printed[:40] if isinstance(printed, str) else ""
+
+
 def _run_node(run_id: str, record: dict[str, Any] | None, shown: dict[str, list[str]]) -> Node:
     if record is None:
         return Node(run_id, "missing", f"{short(run_id)}\n(removed)", status="missing", run=run_id)
     command = record.get("command", "")
     lines = [short(run_id) + (f"  {record['name']}" if record.get("name") else ""), command]
+    engine = _engine_line(record)
+    if engine:
+        lines.append(engine)
     params = record.get("params") or {}
     keys = shown.get(command, [])
     for key in keys[:MAX_PARAMS_SHOWN]:
@@ -286,6 +302,7 @@ def _run_node(run_id: str, record: dict[str, Any] | None, shown: dict[str, list[
             "name": record.get("name", ""),
             "command": command,
             "commit": record.get("commit", ""),
+            "engine": engine,
         },
     )
 
