@@ -56,17 +56,6 @@ def walk(
     return seen, sorted(found)
 
 
-def ancestry(
-    repo: store.Repo, ref: str, downstream: bool = False, depth: int | None = None
-) -> list[str]:
-    """Ids of every run `ref` descends from (or, downstream, that descend from it), sorted."""
-    from ..resolve import resolve_id
-
-    root = resolve_id(repo, ref)
-    seen, _ = walk(Index(repo), root, downstream, depth)
-    return sorted(seen - {root})
-
-
 def build(
     repo: store.Repo,
     ref: str,
