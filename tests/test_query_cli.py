@@ -73,12 +73,12 @@ def test_what_a_user_does(repo: Path, run_cli, monkeypatch: pytest.MonkeyPatch) 
         "id",
         "name",
         "status",
-        "started",
-        "duration_s",
         "temp",
         "seed",
         "energy",
         "steps_done",
+        "started",
+        "duration_s",
     ]
     assert [line.split()[1] for line in lines[1:-1]] == ["scan-400", "bad-250", "scan-300"]
     assert lines[-1] == "3 of 5 runs"
@@ -174,11 +174,11 @@ def test_default_table_shows_what_varies_and_fits(
         "id",
         "name",
         "status",
-        "started",
-        "duration_s",
         "temp",
         "seed",
         "energy",
+        "started",
+        "duration_s",
     ]
     assert lines[-1] == "4 of 6 runs (more match: raise --limit)"
     lines = run_cli(
@@ -187,7 +187,8 @@ def test_default_table_shows_what_varies_and_fits(
     assert lines[-1] == "2 of 6 runs (more match: raise --limit)"
     lines = run_cli(repo, "ls").output.splitlines()  # not a terminal: every column
     assert (
-        lines[0].split()[-4:] == ["temp", "seed", "energy", "tags"] and lines[-1] == "6 of 6 runs"
+        lines[0].split()[-4:] == ["energy", "started", "duration_s", "tags"]
+        and lines[-1] == "6 of 6 runs"
     )
     monkeypatch.setenv("COLUMNS", "60")  # on a terminal the table fits its width
     listing = list_runs(store.find_repo(repo))
@@ -195,7 +196,7 @@ def test_default_table_shows_what_varies_and_fits(
     assert all(len(line) <= 60 for line in lines[:-1])
     assert (
         lines[-1]
-        == "6 of 6 runs; 4 columns hidden (widen the terminal, pick --columns or use --format csv)"
+        == "6 of 6 runs; hidden: started, duration_s, tags (widen the terminal or --columns)"
     )
     markdown = run_cli(
         repo, "ls", "--format", "markdown", "--columns", "name,params.*", "--limit", "1"

@@ -45,14 +45,29 @@ from .table import no_color, render_runs, write_stream
     help="Output format (csv and json hold every param and metric).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--command",
+    "command",
+    default="",
+    metavar="SCRIPT",
+    help="Only runs of this command: a script (sim.py, all its functions) or sim.py:fit.",
+)
 @pass_context
 def ls(
-    obj: Context, where: str, columns: str, sort: str, limit: int | None, fmt: str, as_json: bool
+    obj: Context,
+    where: str,
+    columns: str,
+    sort: str,
+    limit: int | None,
+    fmt: str,
+    as_json: bool,
+    command: str,
 ) -> None:
     """List recorded runs, newest first (the query language is in docs/query.md).
 
-    The table shows the params and metrics that vary among the listed runs. Runs still
-    running, and runs whose process died, are listed too.
+    The table shows the params and metrics that vary among the listed runs, the command when
+    several are listed (--command shows one command's table). Runs still running, and runs
+    whose process died, are listed too.
 
     \b
     Example:
@@ -60,10 +75,13 @@ def ls(
       gittrack ls --where "params.seed in (1, 3) and name like 'scan-%'" --sort=-metrics.energy --limit 10
       gittrack ls --columns id,params.temp,metrics.energy --format csv > table.csv
       gittrack ls --where "tags = 'reference'" --json
+      gittrack ls --command sim.py
     """
     from ..library.listing import list_runs, stream_runs
 
     fmt = "json" if as_json else fmt
+    if command.strip():
+        where = _and(where, command_query(command.strip()))
     if fmt in ("json", "csv"):  # streamed: flat in memory at any number of runs
         stream = stream_runs(
             obj.repo(), where=where or None, limit=limit, sort=sort or None, columns=columns or None
@@ -86,6 +104,21 @@ def ls(
     click.echo(output, nl=fmt != "csv")
     for problem in listing.problems:
         click.echo(f"Warning: {problem}", err=True)
+
+
+def command_query(command: str) -> str:
+    """The query for one command's runs: `sim.py` also matches its functions (`sim.py:fit`)."""
+    quoted = command.replace("'", "''")
+    if ":" in command:
+        return f"command = '{quoted}'"
+    like = quoted.replace("%", "").replace("_", "")  # like's wildcards cannot be escaped
+    if like != quoted:
+        return f"command = '{quoted}'"
+    return f"(command = '{quoted}' or command like '{quoted}:%')"
+
+
+def _and(where: str, clause: str) -> str:
+    return f"({where}) and {clause}" if where.strip() else clause
 
 
 @cli.command()

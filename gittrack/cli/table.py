@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ..library.listing import pick_columns
-from ..model.values import cell, cell_text
+from ..model.values import cell, cell_text, collapsed_text, collapses
 
 STATUS_COLOURS = {
     "completed": "green",
@@ -25,6 +25,7 @@ STATUS_COLOURS = {
 }
 SCALARS = (str, int, float)  # CSV cells written as they are (bool is not one: "true")
 MAX_CELL = 28  # wider values are cut with "…" in the table (CSV and JSON keep them whole)
+MAX_HIDDEN_NAMED = 6  # the footer names this many hidden columns, then says how many more
 
 
 def columns_for(rows: list[dict[str, Any]]) -> list[str]:
@@ -33,7 +34,9 @@ def columns_for(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def text(value: Any, column: str) -> str:
-    """A cell of the terminal table (see listing.cell_text)."""
+    """A cell of the terminal table (see cell_text): run ids and lists collapsed ("6 runs")."""
+    if column.startswith("params.") and collapses(value):
+        return collapsed_text(value)
     return cell_text(value, column)
 
 
@@ -94,7 +97,7 @@ def render_runs(
                 value = click.style(value, fg=STATUS_COLOURS.get(r[i].strip()))
             parts.append(value)
         lines.append("  ".join(parts).rstrip())
-    lines.append(footer(listing, len(rows), len(cols) - keep))
+    lines.append(footer(listing, len(rows), cols[keep:]))
     return "\n".join(lines)
 
 
@@ -112,15 +115,16 @@ def pad(text_: str, columns: int) -> str:
     return text_ + " " * (columns - text_width(text_))
 
 
-def footer(listing: Any, shown: int, hidden: int) -> str:
-    """`N of M runs`, whether --limit left matching runs out, and hidden columns."""
+def footer(listing: Any, shown: int, hidden: list[str]) -> str:
+    """`N of M runs`, whether --limit left matching runs out, and the hidden columns by name."""
     text_ = f"{shown} of {listing.total} runs"
     if getattr(listing, "more", False) and shown < listing.total:
         text_ += " (more match: raise --limit)"
     if hidden:
-        text_ += (
-            f"; {hidden} columns hidden (widen the terminal, pick --columns or use --format csv)"
-        )
+        names = ", ".join(hidden[:MAX_HIDDEN_NAMED])
+        if len(hidden) > MAX_HIDDEN_NAMED:
+            names += f" and {len(hidden) - MAX_HIDDEN_NAMED} more"
+        text_ += f"; hidden: {names} (widen the terminal or --columns)"
     return text_
 
 

@@ -11,7 +11,7 @@ from .. import store
 from .._ids import short
 from ..errors import UsageError
 from ..index.db import Index
-from ..model.values import FAMILIES, FAMILY_COLUMN, RUN_FIELDS, cell, flat
+from ..model.values import FAMILIES, FAMILY_COLUMN, RUN_FIELDS, cell, collapses, flat
 from ..store import staging
 
 BASE_COLUMNS = ["id", "name", "status", "started", "duration_s"]
@@ -154,13 +154,32 @@ def pick_columns(
                     "metrics.X or env.X (params.* for all params)."
                 )
         return out
-    # a table leaves out what says nothing here; CSV (for analysis) keeps a stable set
-    cols = [c for c in BASE_COLUMNS if not varying or c != "name" or any(r.get(c) for r in rows)]
-    for family in ("params", "metrics"):
-        for column in family_columns(rows, family):
-            if not varying or len(rows) < 2 or _varies(rows, column):
-                cols.append(column)
-    if not varying or any(r.get("tags") for r in rows):
+    if not varying:  # CSV and JSON (for analysis) keep a stable set
+        cols = list(BASE_COLUMNS)
+        for family in ("params", "metrics"):
+            cols += family_columns(rows, family)
+        return [*cols, "tags"]
+    # a table leaves out what says nothing here and puts what tells runs apart first: the
+    # command when several are listed, the swept params and the metrics, then run-id and list
+    # params (shown collapsed) and the times; a narrow terminal hides from the right
+    cols = ["id"] + (["name"] if any(r.get("name") for r in rows) else [])
+    if len({r.get("command") for r in rows}) > 1:
+        cols.append("command")
+    cols.append("status")
+    # a column is informative when it varies among the runs of a command that has it
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row.get("command"), []).append(row)
+    informative = [
+        c
+        for family in ("params", "metrics")
+        for c in family_columns(rows, family)
+        if any(_informative(g, c) for g in groups.values())
+    ]
+    collapsed = [c for c in informative if any(collapses(cell(r, c)) for r in rows)]
+    cols += [c for c in informative if c not in collapsed] + collapsed
+    cols += ["started", "duration_s"]
+    if any(r.get("tags") for r in rows):
         cols.append("tags")
     return cols
 
@@ -172,6 +191,12 @@ def family_columns(rows: list[dict[str, Any]], family: str) -> list[str]:
         for key in flat(row.get(family) or {}):
             seen[f"{family}.{key}"] = None
     return list(seen)
+
+
+def _informative(rows: list[dict[str, Any]], column: str) -> bool:
+    """Whether these runs (of one command) have `column` and it varies, or there is one run."""
+    have = [r for r in rows if cell(r, column) is not None]
+    return bool(have) and (len(rows) < 2 or len(have) < len(rows) or _varies(have, column))
 
 
 def _varies(rows: list[dict[str, Any]], column: str) -> bool:

@@ -11,6 +11,28 @@ FAMILIES = ("params", "metrics", "env")
 # the scalar fields of a record every listing knows, in their listed order
 RUN_FIELDS = ("id", "name", "status", "command", "experiment", "started", "finished", "duration_s")
 FAMILY_COLUMN = re.compile(r"^(params|metrics|env)\.(.+)$")
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_run_id(value: Any) -> bool:
+    """Whether `value` looks like a full run id (a RunRef param's recorded value)."""
+    return isinstance(value, str) and bool(RUN_ID.match(value))
+
+
+def collapses(value: Any) -> bool:
+    """Whether a table shows `value` collapsed: a run id, or a list ("6 runs", "[3 items]")."""
+    return is_run_id(value) or isinstance(value, list)
+
+
+def collapsed_text(value: Any) -> str:
+    """A run id as its short form, a list of run ids as "6 runs", other lists as "[3 items]"."""
+    if is_run_id(value):
+        return str(value)[:8]
+    if isinstance(value, list):
+        if value and all(is_run_id(v) for v in value):
+            return f"{len(value)} run{'s' if len(value) != 1 else ''}"
+        return f"[{len(value)} item{'s' if len(value) != 1 else ''}]"
+    return str(value)
 
 
 def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
