@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import write_script
 from lookup_support import write_runs
 
 from gittrack import store
@@ -70,3 +72,62 @@ def test_ls_with_several_commands_is_readable(
     assert "summary" not in result.output and out[-1] == "6 of 8 runs"
     result = run_cli(repo, "ls", "--command", "analysis.py")
     assert "summary-0" in result.output and "sweep-0" not in result.output
+
+
+WRITER = """\
+import click
+import gittrack
+
+
+@gittrack.command()
+@click.option("--temp", type=float, default=1.0)
+def main(temp):
+    for step in range(40):
+        print(f"step {step} at {temp}")
+    gittrack.save("blob", b"x" * 3 * 1024 * 1024)
+    return {"energy": -temp}
+"""
+
+READER = """\
+import click
+import gittrack
+
+
+@gittrack.command()
+@click.option("--sims", type=gittrack.RunRef(multiple=True))
+def summarise(sims):
+    print("read", len(sims))
+    return {"n": len(sims)}
+"""
+
+
+def test_show_is_readable(tracked_repo: Path, run_cli) -> None:
+    write_script(tracked_repo, "writer.py", WRITER)
+    write_script(tracked_repo, "reader.py", READER)
+    for temp in (1, 2):
+        result = run_cli(
+            tracked_repo, "run", "--name", f"hot-{temp}", "writer.py", "--temp", str(temp)
+        )
+        assert result.exit_code == 0, result.output
+    assert run_cli(tracked_repo, "run", "reader.py", "--sims", "hot-1,hot-2").exit_code == 0
+    rows = json.loads(run_cli(tracked_repo, "ls", "--format", "json").output)
+    by_name = {r.get("name") or "reader": r for r in rows}
+    out = run_cli(tracked_repo, "show", "latest").output
+    lines = out.splitlines()
+    hot1, hot2 = by_name["hot-1"]["id"][:8], by_name["hot-2"]["id"][:8]
+    # params holding run ids: a count and short ids, no 32-character ids anywhere
+    assert any(line.split() == ["sims:", "2", "runs:", f"{hot1},", hot2] for line in lines), out
+    assert by_name["hot-1"]["id"] not in out
+    # inputs under a header, with the input runs' names and short ids
+    head = lines.index("inputs:")
+    assert lines[head + 1].split()[:2] == [hot1, "hot-1"] and "writer.py" in lines[head + 1]
+    assert lines[head + 2].split()[:2] == [hot2, "hot-2"]
+    # the tail of the logs
+    assert "stdout (last lines):" in lines and "  read 2" in lines
+    out = run_cli(tracked_repo, "show", "hot-2").output
+    lines = out.splitlines()
+    blob = next(line for line in lines if line.strip().startswith("blob"))
+    assert "3.0 MiB" in blob and "3145728" not in out
+    folder = tracked_repo / ".gittrack" / "outputs" / by_name["hot-2"]["id"]
+    assert f"outputs (in {folder}):" in lines
+    assert "  step 39 at 2.0" in lines and "  step 20 at 2.0" not in lines  # only the tail

@@ -15,6 +15,8 @@ import click
 from .._ids import short
 from . import Context, cli, pass_context
 
+MAX_IDS_SHOWN = 8  # a param holding more run ids than this shows the first ones and "…"
+
 
 @cli.command()
 @click.option(
@@ -140,6 +142,7 @@ def show(obj: Context, run_ref: str, as_json: bool) -> None:
     """
     from ..errors import RunNotFound
     from ..library import Run, named, staged_run
+    from ..library.runview import run_details
 
     repo = obj.repo()
     try:
@@ -152,7 +155,7 @@ def show(obj: Context, run_ref: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    text = format_record(data)
+    text = format_record(data, run_details(repo, data))
     if data.get("name") == run_ref.strip() and len(same := named(repo, run_ref)) > 1:
         first, _, rest = text.partition("\n")
         where = f"name = '{data['name']}'".replace('"', '\\"')
@@ -163,8 +166,11 @@ def show(obj: Context, run_ref: str, as_json: bool) -> None:
     click.echo(text)
 
 
-def format_record(data: dict[str, Any]) -> str:
-    """A run's record as readable text, one section per table."""
+def format_record(data: dict[str, Any], details: Any = None) -> str:
+    """A run's record as readable text, one section per table; `details` (library.browse's
+    RunDetails) adds the input runs' names, where outputs are on disk and the logs' tails."""
+    from ..model.values import collapsed_text, human_size, is_run_id
+
     lines = [f"run {data['id']}"]
     for key in (
         "name",
@@ -191,7 +197,7 @@ def format_record(data: dict[str, Any]) -> str:
         elif key in ("tags", "experiments"):
             value = ", ".join(value)
         lines.append(f"  {key + ':':<12} {value}")
-    for section in ("params", "metrics", "code", "env", "outputs", "logs"):
+    for section in ("params", "metrics", "code", "env"):
         values = data.get(section) or {}
         if not values:
             continue
@@ -205,6 +211,12 @@ def format_record(data: dict[str, Any]) -> str:
                 continue
             if isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items())
+            elif isinstance(value, list) and value and all(is_run_id(v) for v in value):
+                shown = ", ".join(short(v) for v in value[:MAX_IDS_SHOWN])
+                more = ", …" if len(value) > MAX_IDS_SHOWN else ""
+                value = f"{collapsed_text(value)}: {shown}{more}"
+            elif is_run_id(value):
+                value = short(str(value))
             if value == "" and section == "env":
                 continue  # e.g. no USER in the environment
             lines.append(f"  {key + ':':<12} {value}")
@@ -215,15 +227,44 @@ def format_record(data: dict[str, Any]) -> str:
         for key in ("path", "version", "package", "package_version", "sha256", "exit_code"):
             if program.get(key) not in (None, ""):
                 lines.append(f"    {key + ':':<16} {program[key]}")
-    for item in data.get("inputs") or []:
-        lines.append("inputs:" if item is data["inputs"][0] else "")
-        lines[-1:] = [lines[-1]] if lines[-1] else []
-        lines.append(
-            f"  {short(item['run'])} {item.get('output', '')} {item.get('md5', '')[:12]}".rstrip()
-        )
+    outputs = data.get("outputs") or {}
+    if outputs:
+        where = f" (in {details.outputs_dir})" if details is not None else ""
+        lines.append(f"outputs{where}:")
+        for name, output in outputs.items():
+            parts = [human_size(int(output.get("size") or 0)), str(output.get("kind", ""))]
+            if output.get("nfiles"):
+                parts.append(f"{output['nfiles']} files")
+            if output.get("error"):
+                parts.append(f"not stored: {output['error']}")
+            elif details is not None:
+                parts.append(
+                    "on disk"
+                    if details.on_disk.get(name)
+                    else f"not on disk: gittrack checkout {short(data['id'])} {name}"
+                )
+            if output.get("pushed"):
+                parts.append("pushed")
+            lines.append(f"  {name + ':':<12} {', '.join(p for p in parts if p)}")
+    inputs = data.get("inputs") or []
+    if inputs:
+        lines.append("inputs:")
+        known = details.inputs if details is not None else {}
+        for item in inputs:
+            info = known.get(item["run"]) or {}
+            label = info.get("name") or ""
+            what = f"output {item['output']}" if item.get("output") else "the whole run"
+            extra = f"({info['command']}, {what})" if info else f"({what}, not in this clone)"
+            lines.append(f"  {short(item['run'])}  {label}  {extra}".replace("    ", "  "))
     if err := data.get("error"):
         lines.append("error:")
         lines.extend(
             "  " + line for line in err.get("traceback", err.get("message", "")).splitlines()
         )
+    logs = data.get("logs") or {}
+    if details is not None:
+        for stream, tail in details.log_tails.items():
+            cut = " (cut when recorded)" if logs.get(f"{stream}_truncated") else ""
+            lines.append(f"{stream} (last lines){cut}:")
+            lines.extend("  " + line for line in tail)
     return "\n".join(lines)

@@ -34,7 +34,7 @@ def output_path(run: Run, name: str) -> Path:
     output = _output(run, name)
     root = project.outputs_root(run.repo)
     dest = root / run.id / output.path
-    if not _present(dest, output):
+    if not present(dest, output):
         materialise(
             run.repo,
             output,
@@ -47,7 +47,8 @@ def output_path(run: Run, name: str) -> Path:
     return dest
 
 
-def _present(dest: Path, output: Output) -> bool:
+def present(dest: Path, output: Output) -> bool:
+    """Whether `output`'s data is at `dest` (a file of its size, a folder of its files)."""
     try:
         if output.md5.endswith(".dir"):
             return dest.is_dir() and sum(1 for p in dest.rglob("*") if p.is_file()) == output.nfiles

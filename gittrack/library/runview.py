@@ -17,7 +17,7 @@ from .. import store
 from .._ids import short
 from ..errors import GittrackError, RunNotFound, UsageError
 from ..index.db import Index
-from ..model.record import RunRecord, run_folder
+from ..model.record import Output, RunRecord, run_folder
 from ..store import project, staging
 
 LOG_LIMIT = 200_000  # characters of a captured log shown in a page
@@ -356,3 +356,33 @@ def live_run(repo: store.Repo, run_id: str) -> dict[str, Any] | None:
         "logs": staged_logs(repo, run_id),
         "series": timeseries(repo, run_id, {"status": state}),
     }
+
+
+@dataclass
+class RunDetails:
+    """What `gittrack show` adds to a record: input runs, where outputs are, the logs' tails."""
+
+    inputs: dict[str, dict[str, Any]]  # {id: {id, name, status, command}} of indexed inputs
+    outputs_dir: Path  # the run's output folder
+    on_disk: dict[str, bool]  # output name -> whether its data is in the output folder
+    log_tails: dict[str, list[str]]  # stream -> its last lines
+
+
+def run_details(repo: store.Repo, data: dict[str, Any], tail: int = 10) -> RunDetails:
+    """The input runs' summaries, the outputs' place on disk and the last `tail` log lines."""
+    from .outputs import present
+
+    run_id = data["id"]
+    summaries = run_summaries(Index(repo), [i["run"] for i in data.get("inputs") or []])
+    folder = project.outputs_root(repo) / run_id
+    on_disk = {}
+    for name, output in (data.get("outputs") or {}).items():
+        known = {k: v for k, v in output.items() if k in Output.__dataclass_fields__}
+        record = Output(**known)
+        on_disk[name] = bool(record.md5) and present(folder / record.path, record)
+    tails: dict[str, list[str]] = {}
+    for stream in ("stdout", "stderr"):
+        blob = store.read_file(repo, f"{run_folder(run_id)}/{stream}.log")
+        if blob and blob.strip():
+            tails[stream] = blob.decode("utf-8", "replace").rstrip("\n").splitlines()[-tail:]
+    return RunDetails(summaries, folder, on_disk, tails)

@@ -75,3 +75,13 @@ def cell_text(value: Any, column: str = "", *, list_sep: str = ",") -> str:
     if isinstance(value, list):
         return list_sep.join(map(str, value))
     return str(value)
+
+
+def human_size(n: int) -> str:
+    """A byte count in binary units: 512 B, 3.0 KiB, 1.2 MiB, 4.0 GiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
