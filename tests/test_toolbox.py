@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,62 @@ def test_show_is_readable(tracked_repo: Path, run_cli) -> None:
     folder = tracked_repo / ".gittrack" / "outputs" / by_name["hot-2"]["id"]
     assert f"outputs (in {folder}):" in lines
     assert "  step 39 at 2.0" in lines and "  step 20 at 2.0" not in lines  # only the tail
+
+
+def _on_a_terminal(repo: Path, args: list[str], env: dict[str, str]) -> str:
+    """Run the CLI with stdout on a pseudo-terminal of 10 lines; what the terminal showed."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main_fd, child_fd = pty.openpty()
+    full = {**os.environ, "LINES": "10", "COLUMNS": "100", "PYTHONPATH": os.getcwd(), **env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gittrack", "-C", str(repo), *args],
+        stdin=child_fd,  # click pages only when stdin is a terminal too
+        stdout=child_fd,
+        stderr=subprocess.PIPE,
+        env=full,
+    )
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    os.close(main_fd)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_long_output_on_a_terminal_goes_through_the_pager(repo: Path, tmp_path: Path) -> None:
+    write_runs(repo, two_commands() * 1)
+    paged = tmp_path / "paged.txt"
+    pager = f"{sys.executable} -c \"import sys; open({str(paged)!r}, 'w').write(sys.stdin.read())\""
+    shown = _on_a_terminal(repo, ["ls"], {"GITTRACK_PAGER": pager, "PAGER": "false"})
+    assert "sweep-3" in paged.read_text() and "sweep-3" not in shown
+    paged.unlink()
+    shown = _on_a_terminal(repo, ["--no-pager", "ls"], {"GITTRACK_PAGER": pager})
+    assert "sweep-3" in shown and not paged.exists()
+    # short output, and output that is not a terminal, are printed as they are
+    shown = _on_a_terminal(repo, ["ls", "--limit", "2"], {"GITTRACK_PAGER": pager})
+    assert "summary-1" in shown and not paged.exists()
+
+
+def test_quiet_and_verbose(tracked_repo: Path, run_cli) -> None:
+    result = run_cli(tracked_repo, "-q", "run", "sim.py", "--temp", "2")
+    assert result.exit_code == 0 and "recorded" not in result.stderr
+    assert "simulating at 2.0" in result.stdout  # the simulation's own output is untouched
+    result = run_cli(tracked_repo, "--verbose", "run", "sim.py", "--temp", "3")
+    assert result.exit_code == 0
+    lines = result.stderr.splitlines()
+    recorded = next(i for i, line in enumerate(lines) if " recorded (completed" in line)
+    short = lines[recorded].split()[1]
+    assert lines[recorded + 1] == f"  see it: gittrack show {short}"
+    result = run_cli(tracked_repo, "run", "sim.py", "--temp", "4")
+    assert " recorded (completed" in result.stderr and "see it:" not in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -21,11 +22,19 @@ from ..errors import GittrackError, UsageError, storage_fault
 
 
 class Context:
-    """What the root group passes down: where the repository is and whether to debug."""
+    """What the root group passes down: the repository, debugging, verbosity and the pager."""
 
-    def __init__(self, repo: str | None, debug: bool) -> None:
+    def __init__(
+        self, repo: str | None, debug: bool, verbosity: int = 0, pager: bool = True
+    ) -> None:
         self.repo_path = repo
         self.debug = debug
+        self.verbosity = verbosity  # -1 quiet, 0 normal, 1+ verbose
+        self.pager = pager
+
+    def emit(self, text: str, color: bool | None = None) -> None:
+        """Print `text`; on a terminal, through the pager when it is taller than the window."""
+        echo_paged(text, pager=self.pager, color=color)
 
     def repo(self) -> Any:
         from ..library.run import open_repo
@@ -34,6 +43,7 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+VERBOSITY_ENV = "GITTRACK_VERBOSITY"  # -1 quiet, 1+ verbose; set by -q/-v for runs and workers
 
 
 class UsageFailure(click.ClickException):
@@ -107,9 +117,16 @@ def _debug(ctx: click.Context) -> bool:
     help="Run as if started in this repository (also GITTRACK_REPO).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No 'run ... recorded' lines or progress bars.")
+@click.option(
+    "-v", "--verbose", count=True, help="Say more: how to see each recorded run, and more."
+)
+@click.option("--no-pager", is_flag=True, help="Never page long output (also GITTRACK_PAGER=cat).")
 @click.version_option(__version__, prog_name="gittrack")
 @click.pass_context
-def cli(ctx: click.Context, repo: str | None, debug: bool) -> None:
+def cli(
+    ctx: click.Context, repo: str | None, debug: bool, quiet: bool, verbose: int, no_pager: bool
+) -> None:
     """Record every run of a simulation or analysis as a git commit.
 
     \b
@@ -119,7 +136,41 @@ def cli(ctx: click.Context, repo: str | None, debug: bool) -> None:
       gittrack ls                      the recorded runs
       gittrack show latest             one run's whole record
     """
-    ctx.obj = Context(repo, debug)
+    verbosity = -1 if quiet else verbose
+    ctx.obj = Context(repo, debug, verbosity, pager=not no_pager)
+    if verbosity:
+        # through the environment, so that runs in this process and in workers see it
+        before = os.environ.get(VERBOSITY_ENV)
+        os.environ[VERBOSITY_ENV] = str(verbosity)
+        ctx.call_on_close(lambda: _restore(VERBOSITY_ENV, before))
+
+
+def _restore(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def echo_paged(text: str, *, pager: bool = True, color: bool | None = None) -> None:
+    """`click.echo(text)`, through GITTRACK_PAGER or PAGER (default less) when stdout is a
+    terminal and `text` is taller than it; GITTRACK_PAGER=cat (or empty) never pages."""
+    chosen = os.environ.get("GITTRACK_PAGER")
+    if (
+        not pager
+        or not sys.stdout.isatty()
+        or (chosen is not None and chosen.strip() in ("", "cat"))
+        or text.count("\n") + 1 < shutil.get_terminal_size((80, 24)).lines
+    ):
+        click.echo(text, color=color)
+        return
+    before = os.environ.get("PAGER")
+    if chosen:
+        os.environ["PAGER"] = chosen
+    try:
+        click.echo_via_pager(text, color=color)
+    finally:
+        _restore("PAGER", before)
 
 
 def main() -> None:

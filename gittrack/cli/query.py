@@ -101,7 +101,10 @@ def ls(
     chosen = listing.columns if columns else None
     tty = sys.stdout.isatty()
     output = render_runs(listing, fmt, chosen, color=tty and not no_color(), fit=tty)
-    click.echo(output, nl=fmt != "csv")
+    if fmt == "csv":
+        click.echo(output, nl=False)
+    else:
+        obj.emit(output, color=tty and not no_color())
     for problem in listing.problems:
         click.echo(f"Warning: {problem}", err=True)
 
@@ -150,7 +153,7 @@ def diff(
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str))
         return
-    click.echo(format_diff(result, color=colour), color=colour)
+    obj.emit(format_diff(result, color=colour), color=colour)
 
 
 @cli.command()

@@ -163,7 +163,7 @@ def show(obj: Context, run_ref: str, as_json: bool) -> None:
             f"{first}\n  (the newest of {len(same)} runs named {data['name']!r}; "
             f'gittrack ls --where "{where}" lists them)\n{rest}'
         )
-    click.echo(text)
+    obj.emit(text)
 
 
 def format_record(data: dict[str, Any], details: Any = None) -> str:

@@ -12,7 +12,7 @@ import click
 from ..errors import GittrackError, NotebookFailed, ProgramFailed, UsageError, storage_fault
 from ..model.record import RunRecord
 from .context import current
-from .session import Invocation, RunSession, report
+from .session import Invocation, RunSession, report, verbosity
 
 
 class TrackedCommand(click.Command):
@@ -74,11 +74,12 @@ class TrackedCommand(click.Command):
         outcome = session.options  # whoever set the options reads the record back from them
         if session.reused is not None:
             outcome.record, outcome.reused = session.reused, True
-            click.echo(
-                f"run {session.reused.short} reused "
-                "(same code, params and inputs; --force records anew)",
-                err=True,
-            )
+            if verbosity() >= 0:
+                click.echo(
+                    f"run {session.reused.short} reused "
+                    "(same code, params and inputs; --force records anew)",
+                    err=True,
+                )
             return None
         previous = signal.getsignal(signal.SIGTERM)
         main_thread = threading.current_thread() is threading.main_thread()

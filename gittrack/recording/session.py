@@ -291,12 +291,25 @@ def report(record: RunRecord) -> None:
             click.echo(f"Warning: {output.error}", err=True)
         elif output.error:
             click.echo(f"Warning: output '{name}' was not stored: {output.error}", err=True)
+    level = verbosity()
+    if level < 0:  # gittrack -q
+        return
     line = record.command_line
     name = f" '{record.name}'" if record.name else ""
     click.echo(
         f"run {record.short}{name} recorded ({record.status} in {record.duration_s:.1f} s): {line}",
         err=True,
     )
+    if level > 0:
+        click.echo(f"  see it: gittrack show {record.short}", err=True)
+
+
+def verbosity() -> int:
+    """-1 after `gittrack -q`, 1 or more after `-v` (GITTRACK_VERBOSITY), else 0."""
+    try:
+        return int(os.environ.get("GITTRACK_VERBOSITY", "0"))
+    except ValueError:
+        return 0
 
 
 def _warn_if_named(repo: store.Repo, name: str) -> None:
