@@ -191,3 +191,33 @@ def test_quiet_and_verbose(tracked_repo: Path, run_cli) -> None:
     assert lines[recorded + 1] == f"  see it: gittrack show {short}"
     result = run_cli(tracked_repo, "run", "sim.py", "--temp", "4")
     assert " recorded (completed" in result.stderr and "see it:" not in result.stderr
+
+
+def _complete(repo: Path, words: str) -> list[str]:
+    """What bash completion offers for the last word of `words` (click's completion protocol)."""
+    import os
+    import subprocess
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.getcwd(),
+        "_GITTRACK_COMPLETE": "bash_complete",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "gittrack"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [line.split(",", 1)[1] for line in proc.stdout.splitlines()]
+
+
+def test_run_arguments_complete_ids_and_names(repo: Path) -> None:
+    ids = write_runs(repo, two_commands())
+    offered = _complete(repo, "gittrack show sw")
+    assert offered[:6] == [f"sweep-{i}" for i in range(5, -1, -1)]
+    assert _complete(repo, f"gittrack diff {ids[5][:5]}") == [ids[5][:8]]
+    assert "latest" in _complete(repo, "gittrack tag ")
+    assert _complete(repo, "gittrack rm summary-") == ["summary-1", "summary-0"]
+    docs = (Path(__file__).parents[1] / "docs" / "getting-started.md").read_text()
+    assert 'eval "$(_GITTRACK_COMPLETE=bash_source gittrack)"' in docs

@@ -43,6 +43,22 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+
+
+def complete_run(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a RUN argument: `latest`, run names and short ids."""
+    from click.shell_completion import CompletionItem
+
+    from ..library.resolve import complete_refs
+    from ..library.run import open_repo
+
+    try:
+        repo = open_repo(ctx.find_root().params.get("repo"))
+        return [CompletionItem(v, help=h or None) for v, h in complete_refs(repo, incomplete)]
+    except Exception:  # completion never prints an error into the user's shell
+        return []
+
+
 VERBOSITY_ENV = "GITTRACK_VERBOSITY"  # -1 quiet, 1+ verbose; set by -q/-v for runs and workers
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .._ids import short
-from . import Context, cli, pass_context
+from . import Context, cli, complete_run, pass_context
 
 
 def _size(n: int) -> str:
@@ -75,7 +75,7 @@ def remote_show(obj: Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("run_ref", metavar="RUN")
+@click.argument("run_ref", metavar="RUN", shell_complete=complete_run)
 @click.argument("names", nargs=-1, metavar="[OUTPUT]...")
 @click.option(
     "--to", "to", type=click.Path(file_okay=False), help="Copy the outputs into this folder."
@@ -119,7 +119,7 @@ def checkout(
 
 
 @cli.command()
-@click.argument("run_refs", nargs=-1, required=True, metavar="RUN...")
+@click.argument("run_refs", nargs=-1, required=True, metavar="RUN...", shell_complete=complete_run)
 @click.option("--json", "as_json", is_flag=True, help="Print the removed ids as JSON.")
 @pass_context
 def rm(obj: Context, run_refs: tuple[str, ...], as_json: bool) -> None:
@@ -221,7 +221,7 @@ def status(obj: Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("run_refs", nargs=-1, metavar="[RUN]...")
+@click.argument("run_refs", nargs=-1, metavar="[RUN]...", shell_complete=complete_run)
 @click.option(
     "--remote", "on_remote", is_flag=True, help="Also re-hash the copies on the DVC remote."
 )

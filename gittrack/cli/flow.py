@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from .._ids import short
-from . import Context, check_folder, cli, pass_context, write_file
+from . import Context, check_folder, cli, complete_run, pass_context, write_file
 from .table import STATUS_COLOURS, headers_for, text
 
 
@@ -115,10 +115,10 @@ def sweep(
     if is_exec:
         exec_argv = [script, *args]
         points, _ = exec_grid(exec_argv)
-        bar = _progress_bar("exec", (), as_json, total=len(points))
+        bar = _progress_bar("exec", (), as_json or obj.verbosity < 0, total=len(points))
         runner: Any = functools.partial(sweep_exec, exec_argv)
     else:
-        bar = _progress_bar(script, args, as_json)
+        bar = _progress_bar(script, args, as_json or obj.verbosity < 0)
         runner = functools.partial(run_sweep, script, args)
     try:
         report = runner(
@@ -258,7 +258,7 @@ def format_sweep(report: Any, color: bool = False) -> str:
 
 
 @cli.command()
-@click.argument("run_ref", metavar="RUN")
+@click.argument("run_ref", metavar="RUN", shell_complete=complete_run)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @pass_context
 def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
@@ -300,7 +300,7 @@ def rerun(obj: Context, run_ref: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("run_ref", metavar="RUN")
+@click.argument("run_ref", metavar="RUN", shell_complete=complete_run)
 @click.option(
     "-o",
     "--output",

@@ -8,7 +8,7 @@ import sys
 import click
 
 from .._ids import short
-from . import Context, cli, pass_context
+from . import Context, cli, complete_run, pass_context
 from .table import no_color, render_runs, write_stream
 
 
@@ -125,8 +125,8 @@ def _and(where: str, clause: str) -> str:
 
 
 @cli.command()
-@click.argument("run_a", metavar="A")
-@click.argument("run_b", metavar="B")
+@click.argument("run_a", metavar="A", shell_complete=complete_run)
+@click.argument("run_b", metavar="B", shell_complete=complete_run)
 @click.option("--no-code", is_flag=True, help="Leave out the code diff.")
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
 @click.option(
@@ -157,7 +157,7 @@ def diff(
 
 
 @cli.command()
-@click.argument("run_ref", metavar="RUN")
+@click.argument("run_ref", metavar="RUN", shell_complete=complete_run)
 @click.argument("tags", nargs=-1, required=True)
 @pass_context
 def tag(obj: Context, run_ref: str, tags: tuple[str, ...]) -> None:
@@ -177,7 +177,7 @@ def tag(obj: Context, run_ref: str, tags: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("run_ref", metavar="RUN")
+@click.argument("run_ref", metavar="RUN", shell_complete=complete_run)
 @click.argument("tags", nargs=-1, required=True)
 @pass_context
 def untag(obj: Context, run_ref: str, tags: tuple[str, ...]) -> None:
@@ -194,7 +194,7 @@ def untag(obj: Context, run_ref: str, tags: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("run_ref", metavar="RUN")
+@click.argument("run_ref", metavar="RUN", shell_complete=complete_run)
 @click.argument("text")
 @pass_context
 def note(obj: Context, run_ref: str, text: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from .._ids import short
-from . import Context, cli, pass_context
+from . import Context, cli, complete_run, pass_context
 
 MAX_IDS_SHOWN = 8  # a param holding more run ids than this shows the first ones and "…"
 
@@ -126,7 +126,7 @@ def _user_traceback(exc: BaseException) -> str:
 
 
 @cli.command()
-@click.argument("run_ref", metavar="RUN")
+@click.argument("run_ref", metavar="RUN", shell_complete=complete_run)
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @pass_context
 def show(obj: Context, run_ref: str, as_json: bool) -> None:

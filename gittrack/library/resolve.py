@@ -56,3 +56,29 @@ def suggest(index: Index, ref: str) -> list[str]:
         ids = [short(r) for r in index.ids_with_prefix(shard, limit=200)]
         close += difflib.get_close_matches(short(ref.lower()), ids, n=3, cutoff=0.5)
     return close[:3]
+
+
+def complete_refs(repo: store.Repo, incomplete: str, limit: int = 50) -> list[tuple[str, str]]:
+    """Shell completions for a RUN argument: (value, help) for `latest`, names and short ids."""
+    index = Index(repo)
+    text = incomplete.strip()
+    out: list[tuple[str, str]] = []
+    if "latest".startswith(text):
+        out.append(("latest", "the newest run"))
+    rows = index.query(
+        "SELECT name, COUNT(*) FROM run_fields WHERE name != '' AND substr(name, 1, ?) = ? "
+        "GROUP BY name ORDER BY MAX(started_ts) DESC LIMIT ?",
+        (len(text), text, limit),
+    )
+    out += [(name, f"{n} runs" if n > 1 else "a named run") for name, n in rows]
+    if HEX.match(text.lower() or "0"):
+        rows = index.query(
+            "SELECT id, name, command FROM run_fields WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            (text.lower(), text.lower() + "\uffff", limit),
+        )
+        ids = [r[0] for r in rows]
+        for run_id, name, command in rows:
+            short = run_id[:8]
+            unique = sum(1 for i in ids if i.startswith(short)) == 1
+            out.append((short if unique else run_id, " ".join(p for p in (name, command) if p)))
+    return out
