@@ -134,20 +134,32 @@ def test_show_is_readable(tracked_repo: Path, run_cli) -> None:
     assert "  step 39 at 2.0" in lines and "  step 20 at 2.0" not in lines  # only the tail
 
 
-def _on_a_terminal(repo: Path, args: list[str], env: dict[str, str]) -> str:
-    """Run the CLI with stdout on a pseudo-terminal of 10 lines; what the terminal showed."""
+def _on_a_terminal(
+    repo: Path, args: list[str], env: dict[str, str], stderr_too: bool = False
+) -> str:
+    """Run the CLI with stdout (and stderr) on a pseudo-terminal of 10 lines; what it showed."""
+    import fcntl
     import os
     import pty
+    import struct
     import subprocess
     import sys
+    import termios
 
     main_fd, child_fd = pty.openpty()
-    full = {**os.environ, "LINES": "10", "COLUMNS": "100", "PYTHONPATH": os.getcwd(), **env}
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 10, 100, 0, 0))  # rows, cols
+    full = {
+        **os.environ,
+        "LINES": "10",
+        "COLUMNS": "100",
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+        **env,
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "gittrack", "-C", str(repo), *args],
         stdin=child_fd,  # click pages only when stdin is a terminal too
         stdout=child_fd,
-        stderr=subprocess.PIPE,
+        stderr=child_fd if stderr_too else subprocess.PIPE,
         env=full,
     )
     os.close(child_fd)
@@ -160,9 +172,10 @@ def _on_a_terminal(repo: Path, args: list[str], env: dict[str, str]) -> str:
         if not data:
             break
         chunks.append(data)
-    assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.wait(timeout=60) == 0, (proc.stderr.read() if proc.stderr else b"", shown)
     os.close(main_fd)
-    return b"".join(chunks).decode("utf-8", "replace")
+    return shown
 
 
 def test_long_output_on_a_terminal_goes_through_the_pager(repo: Path, tmp_path: Path) -> None:
@@ -200,7 +213,7 @@ def _complete(repo: Path, words: str) -> list[str]:
 
     env = {
         **os.environ,
-        "PYTHONPATH": os.getcwd(),
+        "PYTHONPATH": str(Path(__file__).parents[1]),
         "_GITTRACK_COMPLETE": "bash_complete",
         "COMP_WORDS": words,
         "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
@@ -221,3 +234,34 @@ def test_run_arguments_complete_ids_and_names(repo: Path) -> None:
     assert _complete(repo, "gittrack rm summary-") == ["summary-1", "summary-0"]
     docs = (Path(__file__).parents[1] / "docs" / "getting-started.md").read_text()
     assert 'eval "$(_GITTRACK_COMPLETE=bash_source gittrack)"' in docs
+
+
+BIG = """\
+import click
+import gittrack
+
+
+@gittrack.command()
+def main():
+    gittrack.save("big", b"\\x00" * (65 << 20))
+"""
+
+
+@pytest.mark.slow
+def test_progress_bars_on_a_terminal(tracked_repo: Path, run_cli, tmp_path: Path) -> None:
+    write_script(tracked_repo, "big.py", BIG)
+    assert run_cli(tracked_repo, "run", "big.py").exit_code == 0
+    assert run_cli(tracked_repo, "remote", "set", str(tmp_path / "elsewhere")).exit_code == 0
+    shown = _on_a_terminal(tracked_repo, ["push"], {}, stderr_too=True)
+    assert "pushing" in shown and "Pushed" in shown, repr(shown)
+    # the first index build of a big history
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from bench_index import append_runs
+
+    append_runs(tracked_repo, 2100)
+    (tracked_repo / ".git" / "gittrack" / "index.sqlite").unlink(missing_ok=True)
+    shown = _on_a_terminal(tracked_repo, ["ls", "--limit", "1"], {}, stderr_too=True)
+    assert "indexing runs" in shown and "1 of 2101 runs" in shown
+    (tracked_repo / ".git" / "gittrack" / "index.sqlite").unlink()
+    shown = _on_a_terminal(tracked_repo, ["-q", "ls", "--limit", "1"], {}, stderr_too=True)
+    assert "indexing runs" not in shown

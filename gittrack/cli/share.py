@@ -29,7 +29,8 @@ def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None
     """
     from ..ops.sync import push as push_runs
 
-    summary = push_runs(obj.repo(), remote, data=not no_data)
+    progress = sys.stderr.isatty() and obj.verbosity >= 0
+    summary = push_runs(obj.repo(), remote, data=not no_data, progress=progress)
     report = summary.data
     missing = list(getattr(report, "missing", []) or [])
     if as_json:

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import sqlite3
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,9 @@ try:  # the compiled tomli parses records ~3x faster than the standard library's
 except ImportError:  # pragma: no cover
     import tomllib as toml_reader  # type: ignore[no-redef]
 
-INDEX_VERSION = "5"
+INDEX_VERSION = "6"  # 6: code_commit
 BATCH = 2000  # runs read and written at a time: bounds memory during a full build
+PROGRESS_MIN_RUNS = 2000  # a build reading more runs shows a progress bar on a terminal
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS run_fields (
@@ -54,7 +56,8 @@ CREATE TABLE IF NOT EXISTS run_fields (
     rerun_of TEXT,
     joined TEXT,
     exact INTEGER,
-    shape INTEGER
+    shape INTEGER,
+    code_commit TEXT
 );
 CREATE TABLE IF NOT EXISTS shapes (shape INTEGER PRIMARY KEY, keys TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS records (rid INTEGER PRIMARY KEY, record TEXT);
@@ -77,6 +80,7 @@ INDEXES_SQL = """
 CREATE INDEX IF NOT EXISTS runs_name ON run_fields(name);
 CREATE INDEX IF NOT EXISTS runs_started ON run_fields(started_ts);
 CREATE INDEX IF NOT EXISTS runs_commit ON run_fields(commit_sha);
+CREATE INDEX IF NOT EXISTS runs_code_commit ON run_fields(code_commit);
 CREATE INDEX IF NOT EXISTS kv_num ON kv(key_id, num, run) WHERE num IS NOT NULL;
 CREATE INDEX IF NOT EXISTS kv_text ON kv(key_id, text, run);
 CREATE INDEX IF NOT EXISTS kv_run ON kv(run, key_id);
@@ -87,12 +91,23 @@ INDEX_NAMES = re.findall(r"EXISTS (\w+) ON", INDEXES_SQL)
 
 RUN_COLUMNS = (
     "rid, id, name, status, command, experiment, started, finished, duration_s, commit_sha, "
-    "problem, started_ts, finished_ts, tags, note, rerun_of, joined, exact, shape"
+    "problem, started_ts, finished_ts, tags, note, rerun_of, joined, exact, shape, code_commit"
 )
 # columns a listing reads straight from run_fields; the rest come from the record's JSON text
 FIELD_COLUMNS = {"id": "f.id", "commit": "f.commit_sha", "tags": "f.tags", "note": "f.note"}
 JSON_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
+
+
+def _progress(runs: int) -> Any:
+    """A progress bar on stderr for reading many runs, when stderr is a terminal (else None)."""
+    if runs <= PROGRESS_MIN_RUNS or not sys.stderr.isatty():
+        return None
+    if os.environ.get("GITTRACK_VERBOSITY", "").strip().startswith("-"):  # gittrack -q
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=runs, unit="run", desc="indexing runs", file=sys.stderr, leave=False)
 
 
 def _busy(exc: sqlite3.Error) -> bool:
@@ -250,6 +265,7 @@ class Index:
         shapes: dict[str, int] = {k: i for i, k in db.execute("SELECT shape, keys FROM shapes")}
         rid = (db.execute("SELECT max(rid) FROM run_fields").fetchone()[0] or 0) + 1
         ids = sorted(changed)
+        bar = _progress(len(ids))
         for start in range(0, len(ids), BATCH):
             batch = ids[start : start + BATCH]
             runs, records = [], []
@@ -281,6 +297,7 @@ class Index:
                         _joined(record, member_of),
                         _exact(record, tag_list, note, member_of),
                         _shape_id(db, shapes, record),
+                        str((record.get("code") or {}).get("commit") or ""),
                     )
                 )
                 records.append((rid, row["json"]))
@@ -289,12 +306,16 @@ class Index:
                 members.extend((e, rid) for e in member_of)
                 rid += 1
             db.executemany(
-                f"INSERT INTO run_fields ({RUN_COLUMNS}) VALUES ({', '.join('?' * 19)})", runs
+                f"INSERT INTO run_fields ({RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})", runs
             )
             db.executemany("INSERT INTO records VALUES (?, ?)", records)
             db.executemany("INSERT INTO kv VALUES (?, ?, ?, ?)", kv)
             db.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?)", tags)
             db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", members)
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
         if full:
             for stmt in INDEXES_SQL.split(";"):
                 if stmt.strip():

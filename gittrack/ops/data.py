@@ -66,8 +66,9 @@ class PushReport:
     url: str = ""
 
 
-def push_outputs(repo: store.Repo) -> PushReport:
-    """Push every output the DVC remote lacks, as its own listing says (no git remote needed)."""
+def push_outputs(repo: store.Repo, progress: bool = False) -> PushReport:
+    """Push every output the DVC remote lacks, as its own listing says (no git remote needed);
+    a progress bar on stderr if `progress` and the outputs to send are big."""
     cache = _store(repo)
     report = PushReport(url=cache.url)
     wanted = _outputs_by_md5(repo)
@@ -78,7 +79,8 @@ def push_outputs(repo: store.Repo) -> PushReport:
     todo = {m: refs for m, refs in wanted.items() if m not in there}
     report.already = sum(len(refs) for m, refs in wanted.items() if m not in todo)
     local = {m for m in todo if cache.in_cache(m)}
-    copied = cache.push(local)
+    big = sum(todo[m][0].output.size for m in local) >= PROGRESS_MIN_BYTES
+    copied = cache.push(local, progress=progress and big)
     report.copied = len(copied)
     report.bytes = sum(todo[m][0].output.size for m in local if cache.expand([m]) & copied)
     report.already += sum(len(todo[m]) for m in local if not cache.expand([m]) & copied)

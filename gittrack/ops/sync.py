@@ -91,7 +91,9 @@ def pull(repo: store.Repo, remote: str | None = None) -> PullSummary:
     )
 
 
-def push(repo: store.Repo, remote: str | None = None, *, data: bool = True) -> PushSummary:
+def push(
+    repo: store.Repo, remote: str | None = None, *, data: bool = True, progress: bool = False
+) -> PushSummary:
     """Send the runs branch, code refs and notes to a git remote, and outputs to the DVC remote.
 
     With no git remote at all, only the outputs are pushed (the runs stay in this repository).
@@ -101,7 +103,7 @@ def push(repo: store.Repo, remote: str | None = None, *, data: bool = True) -> P
     summary = PushSummary(name or "")
     if data:  # first: a collaborator who fetches the runs then finds their data
         try:
-            summary.data = push_outputs(repo)
+            summary.data = push_outputs(repo, progress=progress)
         except GittrackError as exc:  # the records still travel; the data follows later
             summary.data_error = str(exc)
     if name is not None and store.tip(repo) is not None:

@@ -445,8 +445,9 @@ class Store:
             self._remote = HashFileDB(fs, fs.join(fs_path, *LAYOUT))
         return self._remote
 
-    def push(self, oids: Iterable[str]) -> set[str]:
-        """Copy objects (folders with their files) missing on the remote there; returns those copied."""
+    def push(self, oids: Iterable[str], progress: bool = False) -> set[str]:
+        """Copy objects (folders with their files) missing on the remote there; returns those
+        copied (file by file under a progress bar in bytes on stderr if `progress`)."""
         from dvc_data.hashfile.transfer import transfer
 
         oids = set(oids)
@@ -456,8 +457,12 @@ class Store:
         before = self._remote_temps()
         with _dvc_logs() as logged:
             try:
+                done: set[str] = set()
+                if progress:  # file by file under a bar of bytes, then the folder listings
+                    files = self.expand(oids) - {o for o in oids if o.endswith(".dir")}
+                    done |= self._push_files(remote, files)
                 result = transfer(self.cache, remote, {_hash_info(o) for o in oids}, shallow=False)
-                done = {h.value for h in result.transferred if h.value is not None}
+                done |= {h.value for h in result.transferred if h.value is not None}
                 failed: set[Any] = {h.value for h in result.failed}
                 error: BaseException | None = None
             except Exception as exc:
@@ -492,6 +497,30 @@ class Store:
             return set()
         root = Path(_local_path(self.url)).joinpath(*LAYOUT)
         return set(root.glob("*/.*.tmp")) if root.is_dir() else set()
+
+    def _push_files(self, remote: Any, files: set[str]) -> set[str]:
+        """Push file objects one at a time under a progress bar of bytes on stderr."""
+        import sys
+
+        from dvc_data.hashfile.transfer import transfer
+        from tqdm import tqdm
+
+        sizes = {o: self.cache_path(o).stat().st_size for o in files if self.cache.exists(o)}
+        done: set[str] = set()
+        with tqdm(
+            total=sum(sizes.values()),
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc="pushing",
+            file=sys.stderr,
+            leave=False,
+        ) as bar:
+            for oid, size in sizes.items():
+                result = transfer(self.cache, remote, {_hash_info(oid)}, shallow=True)
+                done |= {h.value for h in result.transferred if h.value is not None}
+                bar.update(size)
+        return done
 
     def on_remote(self, oids: Iterable[str]) -> set[str]:
         """Which of `oids` the remote holds, asked of the remote itself (never of the ledger).
