@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_script
+from conftest import git, write_script
 from lookup_support import write_runs
 
 from gittrack import store
@@ -265,3 +265,28 @@ def test_progress_bars_on_a_terminal(tracked_repo: Path, run_cli, tmp_path: Path
     (tracked_repo / ".git" / "gittrack" / "index.sqlite").unlink()
     shown = _on_a_terminal(tracked_repo, ["-q", "ls", "--limit", "1"], {}, stderr_too=True)
     assert "indexing runs" not in shown
+
+
+def test_filter_by_code_version_and_remove_by_query(tracked_repo: Path, run_cli) -> None:
+    for temp in (1, 2):
+        assert run_cli(tracked_repo, "run", "sim.py", "--temp", str(temp)).exit_code == 0
+    old = git(tracked_repo, "rev-parse", "HEAD")
+    write_script(tracked_repo, "sim.py", (tracked_repo / "sim.py").read_text() + "\n# v2\n")
+    for temp in (3, 4):
+        assert run_cli(tracked_repo, "run", "sim.py", "--temp", str(temp)).exit_code == 0
+    found = json.loads(
+        run_cli(tracked_repo, "ls", "--where", f"code.commit = '{old[:7]}'", "--json").output
+    )
+    assert sorted(r["params"]["temp"] for r in found) == [1.0, 2.0]
+    newer = run_cli(tracked_repo, "ls", "--where", f"code.commit != '{old[:7]}'", "--json")
+    assert sorted(r["params"]["temp"] for r in json.loads(newer.output)) == [3.0, 4.0]
+    short = run_cli(tracked_repo, "ls", "--where", "code.commit = 'ab'")
+    assert short.exit_code == 2 and "at least 4 hex digits" in short.output
+    # rm --where: refused without a terminal unless --yes, then removes what matches
+    query = f"code.commit = '{old[:7]}' and params.temp > 1"
+    refused = run_cli(tracked_repo, "rm", "--where", query)
+    assert refused.exit_code == 2 and "add --yes" in refused.output
+    done = run_cli(tracked_repo, "rm", "--where", query, "--yes")
+    assert done.exit_code == 0 and done.output.startswith("Removed 1 run(s)")
+    left = json.loads(run_cli(tracked_repo, "ls", "--json").output)
+    assert sorted(r["params"]["temp"] for r in left) == [1.0, 3.0, 4.0]

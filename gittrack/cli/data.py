@@ -119,23 +119,49 @@ def checkout(
 
 
 @cli.command()
-@click.argument("run_refs", nargs=-1, required=True, metavar="RUN...", shell_complete=complete_run)
+@click.argument("run_refs", nargs=-1, metavar="[RUN]...", shell_complete=complete_run)
+@click.option(
+    "--where", "-w", default="", metavar="QUERY", help="Remove every run matching QUERY too."
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for --where).")
 @click.option("--json", "as_json", is_flag=True, help="Print the removed ids as JSON.")
 @pass_context
-def rm(obj: Context, run_refs: tuple[str, ...], as_json: bool) -> None:
+def rm(obj: Context, run_refs: tuple[str, ...], where: str, yes: bool, as_json: bool) -> None:
     """Remove runs from the runs branch (git history keeps them).
 
     Their outputs stay in the cache until `gittrack gc`. A warning names runs that used
-    a removed run as an input; their lineage shows it as removed.
+    a removed run as an input; their lineage shows it as removed. --where removes every
+    matching run after listing them and asking (on a terminal; elsewhere give --yes).
 
     \b
     Example:
       gittrack rm 3f2a 9c1e
       gittrack rm 3f2a && gittrack gc
+      gittrack rm --where "status = 'failed' and started < '2024-05-01'"
     """
+    from ..errors import UsageError
+    from ..library.listing import list_runs
     from ..ops.data import remove
 
-    removed, users = remove(obj.repo(), run_refs)
+    repo = obj.repo()
+    refs = list(run_refs)
+    if not refs and not where.strip():
+        raise UsageError("Name the runs to remove, or give --where QUERY.")
+    if where.strip():
+        matched = [r["id"] for r in list_runs(repo, where=where, varying=False).rows]
+        if not matched:
+            click.echo(f"No run matches {where!r}; nothing removed.", err=True)
+            if not refs:
+                return
+        elif not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    f"{len(matched)} run(s) match; add --yes to remove them without a terminal."
+                )
+            shown = ", ".join(m[:8] for m in matched[:10]) + (", …" if len(matched) > 10 else "")
+            click.confirm(f"Remove {len(matched)} run(s): {shown}?", abort=True, err=True)
+        refs += [m for m in matched if m not in refs]
+    removed, users = remove(repo, refs)
     for run_id, dependent in users.items():
         shown = ", ".join(short(d) for d in dependent)
         click.echo(f"Warning: run {short(run_id)} was an input of run(s) {shown}.", err=True)

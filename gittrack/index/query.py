@@ -10,7 +10,8 @@ Grammar (keywords are case-insensitive; docs/query.md has examples)::
                 | field ["not"] "in" "(" value ("," value)* ")"
                 | field ["not"] "like" string
     field      := "id" | "name" | "status" | "command" | "experiment" | "rerun_of"
-                | "started" | "finished" | "duration_s" | "tags" | family "." key
+                | "started" | "finished" | "duration_s" | "tags" | "code.commit"
+                | family "." key
     family     := "params" | "metrics" | "env"
     key        := part ("." part)*          part: letters, digits, _ and -, or "double quoted"
     op         := "=" | "==" | "!=" | "<>" | "<" | "<=" | ">" | ">="
@@ -40,7 +41,7 @@ COLUMNS_NUMBER = ("duration_s",)
 COLUMNS_DATE = ("started", "finished")
 FIELDS_HINT = (
     "a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, "
-    "tags, params.X, metrics.X or env.X"
+    "tags, code.commit, params.X, metrics.X or env.X"
 )
 OPERATORS = {
     "=": "=",
@@ -134,6 +135,8 @@ def parse_field(text: str, pos: int, query: str) -> Field:
     """A field token -> Field; unknown names and families fail at their position."""
     head, _, rest = text.partition(".")
     lowered = head.lower()
+    if lowered == "code" and rest.lower() == "commit":
+        return Field("code", "commit", pos)
     if not rest:
         if lowered in (*COLUMNS_TEXT, *COLUMNS_NUMBER, *COLUMNS_DATE):
             return Field("", lowered, pos)
@@ -341,6 +344,8 @@ class Compiler:
             return self.kv(c)
         if family == "tags":
             return self.tags(c)
+        if family == "code":
+            return self.code_commit(c)
         if c.field.key in COLUMNS_DATE:
             return self.date(c)
         if c.field.key == "experiment" and c.op in ("=", "!=", "in", "like"):
@@ -362,6 +367,30 @@ class Compiler:
         if c.op == "in":
             return f"({column} IN ({', '.join('?' * len(values))}))"
         return f"({column} {c.op} ?)"
+
+    def code_commit(self, c: Compare) -> str:
+        """`code.commit = 'abc1234'`: the commit the run executed, a prefix of 4+ hex digits."""
+        column = "runs.code_commit"
+        if c.op == "like":
+            self.params.append(c.values[0].value)
+            return f"({column} LIKE ?)"
+        if c.op not in ("=", "!=", "in"):
+            raise QueryError(
+                self.query, c.values[0].pos, "=, != or in for code.commit (it is a commit id)"
+            )
+        parts = []
+        for tok in c.values:
+            prefix = str(tok.value).strip().lower()
+            if tok.kind != "string" or not re.fullmatch(r"[0-9a-f]{4,64}", prefix):
+                raise QueryError(
+                    self.query,
+                    tok.pos,
+                    "a quoted commit id of at least 4 hex digits, e.g. 'abc1234'",
+                )
+            self.params += [prefix, prefix + "g"]  # every id with the prefix sorts in between
+            parts.append(f"({column} >= ? AND {column} < ?)")
+        inside = "(" + " OR ".join(parts) + ")"
+        return f"(NOT {inside})" if c.op == "!=" else inside
 
     def number_of(self, tok: Token, field: Field) -> float | int:
         if tok.kind == "number":
