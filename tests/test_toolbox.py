@@ -290,3 +290,54 @@ def test_filter_by_code_version_and_remove_by_query(tracked_repo: Path, run_cli)
     assert done.exit_code == 0 and done.output.startswith("Removed 1 run(s)")
     left = json.loads(run_cli(tracked_repo, "ls", "--json").output)
     assert sorted(r["params"]["temp"] for r in left) == [1.0, 3.0, 4.0]
+
+
+def test_project_settings_with_environment_overrides(
+    repo: Path, run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gittrack.store.config import settings
+
+    assert settings(repo).memoize is True and settings(repo).remote is None
+    (repo / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n[tool.gittrack]\n'
+        f'remote = "{tmp_path / "lab-storage"}"\nmemoize = false\njobs = 3\n'
+        'code = ["src/**/*.py"]\nsnapshot_max_bytes = 1000\n'
+    )
+    git(repo, "add", "pyproject.toml")
+    git(repo, "commit", "-qm", "settings")
+    got = settings(repo)
+    assert (got.memoize, got.jobs, got.code, got.snapshot_max_bytes) == (
+        False,
+        3,
+        ["src/**/*.py"],
+        1000,
+    )
+    # gittrack init writes the project's remote; memoize = false records identical runs anew
+    assert run_cli(repo, "init").exit_code == 0
+    assert run_cli(repo, "remote", "show").output.strip() == str(tmp_path / "lab-storage")
+    for _ in range(2):
+        result = run_cli(repo, "run", "sim.py", "--temp", "5")
+        assert result.exit_code == 0 and "reused" not in result.stderr
+    monkeypatch.setenv("GITTRACK_MEMOIZE", "1")
+    monkeypatch.setenv("GITTRACK_JOBS", "2")
+    assert settings(repo).memoize is True and settings(repo).jobs == 2
+    assert "reused" in run_cli(repo, "run", "sim.py", "--temp", "5").stderr
+    # gittrack.toml wins over pyproject; a wrong type is one clear sentence
+    (repo / "gittrack.toml").write_text("jobs = 0\n")
+    monkeypatch.delenv("GITTRACK_JOBS")
+    bad = run_cli(repo, "sweep", "sim.py", "--temp", "1,2")
+    assert (
+        bad.exit_code == 2 and "Setting 'jobs' in" in bad.output and "gittrack.toml" in bad.output
+    )
+    docs = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    import re as re_
+
+    used = set(re_.findall(r"GITTRACK_[A-Z_]+", _sources()))
+    assert used - {"GITTRACK_COMPLETE"} <= set(re_.findall(r"GITTRACK_[A-Z_]+", docs))
+    for key in ("remote", "snapshot_max_bytes", "code", "memoize", "executor", "jobs"):
+        assert f"`{key}`" in docs
+
+
+def _sources() -> str:
+    root = Path(__file__).parents[1] / "gittrack"
+    return "\n".join(p.read_text() for p in root.rglob("*.py"))

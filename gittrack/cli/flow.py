@@ -16,7 +16,13 @@ from .table import STATUS_COLOURS, headers_for, text
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, help="Runs at the same time.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Runs at the same time (default 1, or `jobs` in the project settings).",
+)
 @click.option(
     "--name",
     default="",
@@ -27,8 +33,9 @@ from .table import STATUS_COLOURS, headers_for, text
 )
 @click.option(
     "--executor",
-    default="local",
-    help="Where runs execute: local (worker processes) or a registered one, e.g. dask.",
+    default=None,
+    help="Where runs execute: local (worker processes) or a registered one, e.g. dask "
+    "(default local, or `executor` in the project settings).",
 )
 @click.option(
     "--force", is_flag=True, help="Record every run anew, even when an identical one exists."
@@ -61,10 +68,10 @@ from .table import STATUS_COLOURS, headers_for, text
 @pass_context
 def sweep(
     obj: Context,
-    jobs: int,
+    jobs: int | None,
     name: str,
     fail_fast: bool,
-    executor: str,
+    executor: str | None,
     force: bool,
     allow_failed: bool,
     as_json: bool,
@@ -93,8 +100,11 @@ def sweep(
     """
     from ..errors import UsageError
     from ..execute.sweep import exec_grid, sweep as run_sweep, sweep_exec
+    from ..library.run import project_settings
 
-    obj.repo()  # fail early outside a repository
+    defaults = project_settings(obj.repo())  # fails early outside a repository
+    executor = executor or defaults.executor or "local"
+    jobs = jobs or defaults.jobs or 1
     cluster = {
         "scheduler": scheduler,
         "retries": retries,

@@ -28,6 +28,13 @@ def open_repo(repo: str | os.PathLike[str] | store.Repo | None = None) -> store.
     return store.find_repo(repo or os.environ.get("GITTRACK_REPO") or None)
 
 
+def project_settings(repo: str | os.PathLike[str] | store.Repo | None = None) -> Any:
+    """The project's settings (store.config.Settings): pyproject/gittrack.toml, env applied."""
+    from ..store.config import settings
+
+    return settings(open_repo(repo))
+
+
 class Run:
     """A recorded run: its record's fields, and its outputs on demand.
 

@@ -25,7 +25,7 @@ from .._ids import short
 from ..errors import UsageError
 from ..library.consumers import consuming
 from ..model.record import Input, RunRecord, is_scalar, metric_value
-from ..store import project, staging
+from ..store import config, project, staging
 from . import capture
 from .codefiles import CodeFiles
 from .context import _current, forced, new_run_id, now, repo_path, script_of, take_options
@@ -94,7 +94,7 @@ class RunSession:
         from . import runref  # memoisation
 
         command.record_inputs(self, ctx)
-        fresh = forced(options) or not command.memoize
+        fresh = forced(options) or not command.memoize or not config.settings(self.repo).memoize
         self.reused = None if fresh else runref.find_reusable(self)
         if self.reused is not None:  # an identical completed run: nothing staged or recorded
             if self.record.experiment and self.record.experiment != self.reused.experiment:

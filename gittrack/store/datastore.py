@@ -84,10 +84,15 @@ def config_text(url: str, previous: bytes | None = None) -> bytes:
 
 def initial_files(repo: store.Repo) -> dict[str, bytes]:
     """Files of the runs branch's first commit that make every run commit a DVC repository."""
-    remote = default_remote_dir(repo)
-    remote.mkdir(parents=True, exist_ok=True)
+    from .config import settings
+
+    url = settings(repo).remote  # `remote` in [tool.gittrack] / gittrack.toml, GITTRACK_REMOTE
+    if not url:
+        remote = default_remote_dir(repo)
+        remote.mkdir(parents=True, exist_ok=True)
+        url = str(remote)
     return {
-        CONFIG_PATH: config_text(str(remote)),
+        CONFIG_PATH: config_text(url),
         ".dvc/.gitignore": DVC_GITIGNORE,
         ".dvcignore": DVCIGNORE,
     }

@@ -1,0 +1,136 @@
+"""Project settings: `[tool.gittrack]` in pyproject.toml or `gittrack.toml` at the repository root.
+
+Environment variables override them (docs/configuration.md lists both). Reading is cached per
+repository root and file modification time, and costs two `stat` calls when neither file exists.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+try:
+    import tomllib as toml_reader
+except ImportError:  # pragma: no cover
+    import tomli as toml_reader  # type: ignore[no-redef]
+
+FILES = ("gittrack.toml", "pyproject.toml")  # gittrack.toml wins when both hold settings
+KNOWN = {"remote", "snapshot_max_bytes", "code", "memoize", "executor", "jobs"}
+ENV = {
+    "remote": "GITTRACK_REMOTE",
+    "snapshot_max_bytes": "GITTRACK_SNAPSHOT_MAX_BYTES",
+    "memoize": "GITTRACK_MEMOIZE",
+    "executor": "GITTRACK_EXECUTOR",
+    "jobs": "GITTRACK_JOBS",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The project's defaults; None means "not set here": gittrack's built-in default applies."""
+
+    remote: str | None = None  # DVC remote URL written by `gittrack init`
+    snapshot_max_bytes: int | None = None  # largest untracked file put in a code snapshot
+    code: list[str] | None = None  # globs of files that are the code, besides git-tracked ones
+    memoize: bool = True  # reuse an identical completed run (False: always record anew)
+    executor: str | None = None  # default `gittrack sweep --executor`
+    jobs: int | None = None  # default `gittrack sweep --jobs`
+    source: str = ""  # the file the settings came from ("" when none)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_cache: dict[tuple[str, tuple[float, ...]], Settings] = {}
+
+
+def settings(repo: Any) -> Settings:
+    """The settings of `repo` (a store.Repo or a root folder), environment variables applied."""
+    root = Path(repo) if isinstance(repo, str | os.PathLike) else Path(repo.root)
+    stamps = tuple(_mtime(root / name) for name in FILES)
+    key = (str(root), stamps)
+    base = _cache.get(key)
+    if base is None:
+        base = _read(root, stamps)
+        _cache.clear()  # one project per process in practice: keep the cache tiny
+        _cache[key] = base
+    return _with_env(base)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return -1.0
+
+
+def _read(root: Path, stamps: tuple[float, ...]) -> Settings:
+    for name, stamp in zip(FILES, stamps, strict=True):
+        if stamp < 0:
+            continue
+        path = root / name
+        try:
+            data = toml_reader.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, toml_reader.TOMLDecodeError) as exc:
+            raise UsageError(f"{path} is not valid TOML ({exc}); fix or remove it.") from exc
+        table = data.get("tool", {}).get("gittrack") if name == "pyproject.toml" else data
+        if table:
+            return _parse(table, str(path))
+    return Settings()
+
+
+def _parse(table: dict[str, Any], source: str) -> Settings:
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in KNOWN:
+            continue
+        values[key] = _check(key, value, source)
+    extra = {k: v for k, v in table.items() if k not in KNOWN}
+    return Settings(**values, source=source, extra=extra)
+
+
+def _check(key: str, value: Any, source: str) -> Any:
+    ok = {
+        "remote": isinstance(value, str),
+        "snapshot_max_bytes": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+        "code": isinstance(value, list) and all(isinstance(v, str) for v in value),
+        "memoize": isinstance(value, bool),
+        "executor": isinstance(value, str) and bool(value),
+        "jobs": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+    }[key]
+    if not ok:
+        wanted = {
+            "remote": "a URL or path string",
+            "snapshot_max_bytes": "a number of bytes",
+            "code": 'a list of globs, e.g. ["src/**/*.py"]',
+            "memoize": "true or false",
+            "executor": "an executor name, e.g. local or dask",
+            "jobs": "a whole number of 1 or more",
+        }[key]
+        raise UsageError(f"Setting '{key}' in {source} must be {wanted}, not {value!r}.")
+    return value
+
+
+def _with_env(base: Settings) -> Settings:
+    """`base` with GITTRACK_* environment variables (when set and not empty) taking precedence."""
+    changes: dict[str, Any] = {}
+    for key, name in ENV.items():
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            continue
+        if key in ("snapshot_max_bytes", "jobs"):
+            try:
+                changes[key] = _check(key, int(raw), name)
+            except ValueError:
+                raise UsageError(f"{name} must be a whole number, not {raw!r}.") from None
+        elif key == "memoize":
+            changes[key] = raw.lower() not in ("0", "false", "no", "off")
+        else:
+            changes[key] = raw
+    if not changes:
+        return base
+    from dataclasses import replace
+
+    return replace(base, **changes)
