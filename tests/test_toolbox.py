@@ -341,3 +341,17 @@ def test_project_settings_with_environment_overrides(
 def _sources() -> str:
     root = Path(__file__).parents[1] / "gittrack"
     return "\n".join(p.read_text() for p in root.rglob("*.py"))
+
+
+def test_diff_a_run_against_the_working_tree(tracked_repo: Path, run_cli) -> None:
+    assert run_cli(tracked_repo, "run", "--name", "base", "sim.py", "--temp", "1").exit_code == 0
+    same = run_cli(tracked_repo, "diff", "base", "--worktree")
+    assert same.exit_code == 0 and same.output.startswith("The working tree has the code of run")
+    sim = tracked_repo / "sim.py"
+    sim.write_text(sim.read_text().replace("temp * 2.0", "temp * 3.0"))  # not committed
+    changed = run_cli(tracked_repo, "diff", "base", "--worktree", "--no-color")
+    assert changed.exit_code == 0
+    assert '-    return {"energy": temp * 2.0' in changed.output
+    assert '+    return {"energy": temp * 3.0' in changed.output
+    both = run_cli(tracked_repo, "diff", "base", "latest", "--worktree")
+    assert both.exit_code == 2 and "drop B" in both.output

@@ -126,29 +126,54 @@ def _and(where: str, clause: str) -> str:
 
 @cli.command()
 @click.argument("run_a", metavar="A", shell_complete=complete_run)
-@click.argument("run_b", metavar="B", shell_complete=complete_run)
+@click.argument("run_b", metavar="B", required=False, shell_complete=complete_run)
 @click.option("--no-code", is_flag=True, help="Leave out the code diff.")
+@click.option(
+    "--worktree", is_flag=True, help="Diff A's code against the working tree instead (no B)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
 @click.option(
     "--color/--no-color", default=None, help="Colour the output (default: on a terminal)."
 )
 @pass_context
 def diff(
-    obj: Context, run_a: str, run_b: str, no_code: bool, as_json: bool, color: bool | None
+    obj: Context,
+    run_a: str,
+    run_b: str | None,
+    no_code: bool,
+    worktree: bool,
+    as_json: bool,
+    color: bool | None,
 ) -> None:
     """Show what differs between runs A and B: params, metrics, env, outputs and code.
 
-    The code part is `git diff` between the commits the two runs executed.
+    The code part is `git diff` between the commits the two runs executed. With --worktree,
+    the `git diff` between A's code and your working tree (tracked files): what changed since.
 
     \b
     Example:
       gittrack diff 3f2a 9c1e
       gittrack diff baseline latest --no-code
       gittrack diff 3f2a 9c1e --json
+      gittrack diff baseline --worktree
     """
-    from ..library.diff import diff_runs, format_diff
+    from ..errors import UsageError
+    from ..library.diff import diff_runs, format_diff, worktree_diff
 
     colour = (sys.stdout.isatty() and not no_color()) if color is None else color
+    if worktree:
+        if run_b is not None:
+            raise UsageError("--worktree compares one run with the working tree; drop B.")
+        run_id, commit, text = worktree_diff(obj.repo(), run_a, color=colour and not as_json)
+        if as_json:
+            click.echo(json.dumps({"run": run_id, "code": commit, "diff": text}, indent=2))
+        elif not text:
+            click.echo(f"The working tree has the code of run {run_id[:8]} ({commit[:10]}).")
+        else:
+            obj.emit(text.rstrip("\n"), color=colour)
+        return
+    if run_b is None:
+        raise UsageError("Give two runs to compare (A B), or one with --worktree.")
     result = diff_runs(obj.repo(), run_a, run_b, code=not no_code, color=colour and not as_json)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str))

@@ -205,3 +205,31 @@ def format_diff(d: RunDiff, color: bool = False) -> str:
         else:
             lines.append(d.code_diff.rstrip("\n"))
     return "\n".join(lines)
+
+
+def worktree_diff(repo: store.Repo, ref: str, color: bool = False) -> tuple[str, str, str]:
+    """(run id, its code commit, `git diff COMMIT` against the working tree) for run `ref`.
+
+    Untracked files are not shown (as `git diff`); a run without recorded code is an error."""
+    from ..errors import UsageError
+    from .run import Run
+
+    run = Run(ref, repo)
+    commit = run.code.commit
+    if not commit:
+        raise UsageError(f"Run {run.short} recorded no code commit; pick a run that did.")
+    problem = _missing_commit(repo, (commit,))
+    if problem:
+        raise UsageError(f"Run {run.short}'s {problem}.")
+    proc = repo.git(
+        "-C",
+        str(repo.root),
+        "diff",
+        f"--color={'always' if color else 'never'}",
+        commit,
+        "--",
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise UsageError(proc.stderr.decode(errors="replace").strip() or "git diff failed.")
+    return run.id, commit, proc.stdout.decode("utf-8", "replace")
