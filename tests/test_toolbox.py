@@ -355,3 +355,26 @@ def test_diff_a_run_against_the_working_tree(tracked_repo: Path, run_cli) -> Non
     assert '+    return {"energy": temp * 3.0' in changed.output
     both = run_cli(tracked_repo, "diff", "base", "latest", "--worktree")
     assert both.exit_code == 2 and "drop B" in both.output
+
+
+def test_ui_exports_the_filtered_runs_as_csv(repo: Path) -> None:
+    import csv
+    import io
+    from html import unescape
+
+    from starlette.testclient import TestClient
+
+    from gittrack.ui import create_app
+
+    write_runs(repo, two_commands())
+    client = TestClient(create_app(repo, port=8765), base_url="http://127.0.0.1:8765")
+    page = client.get("/", params={"where": "params.temp >= 400"}).text
+    link = unescape(page.split('id="csv-link" href="', 1)[1].split('"', 1)[0])
+    assert link.startswith("/api/runs.csv?where=")
+    response = client.get(link)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert sorted(r["params.temp"] for r in rows) == ["400", "500", "600"]
+    assert {"id", "status", "metrics.energy"} <= set(rows[0])
+    bad = client.get("/api/runs.csv", params={"where": "params.temp >>> 1"})
+    assert bad.status_code == 400 and bad.text.startswith("Error: ")

@@ -295,3 +295,27 @@ def _stream_columns(shapes: list[list[str]], spec: str | list[str] | None) -> li
         for keys in shapes
     ]
     return pick_columns(rows, spec, varying=False)
+
+
+def to_csv(listing: Listing, columns: list[str] | None = None) -> str:
+    """The listing as CSV: a header, then one row per run (lists joined by commas)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    cols = columns or listing.columns
+    writer.writerow(cols)
+    for row in listing.rows:
+        writer.writerow([_plain(cell(row, c)) for c in cols])
+    return buf.getvalue()
+
+
+def _plain(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value

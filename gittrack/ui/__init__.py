@@ -82,6 +82,7 @@ def create_app(repo: Any = None, *, host: str = "127.0.0.1", port: int | None = 
         Route("/runs/{ref}/lineage", views.lineage, methods=["GET"]),
         Route("/runs/{ref}/outputs/{name:path}", views.download, methods=["GET"]),
         Route("/api/runs", views.api_runs, methods=["GET"]),
+        Route("/api/runs.csv", views.api_runs_csv, methods=["GET"]),
         Route("/api/runs/{ref}", views.api_run, methods=["GET"]),
         Route("/api/tip", views.api_tip, methods=["GET"]),
         Route("/api/events", views.api_events, methods=["GET"]),

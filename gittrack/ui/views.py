@@ -14,7 +14,13 @@ from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.templating import Jinja2Templates
 
 from .._ids import short
@@ -455,6 +461,22 @@ async def api_runs(request: Request) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=400)
     rows = [row for row in page.rows if "problem" not in row]
     return JSONResponse(rows, headers={"X-Total-Count": str(page.total)})
+
+
+async def api_runs_csv(request: Request) -> Response:
+    """Every run matching ?where= as CSV (every param and metric), as `ls --format csv`."""
+    from ..library.listing import list_runs, to_csv
+
+    where = request.query_params.get("where", "").strip()
+    try:
+        listing = list_runs(request_repo(request), where=where or None, varying=False)
+    except GittrackError as exc:
+        return PlainTextResponse(f"Error: {exc}\n", status_code=400)
+    return PlainTextResponse(
+        to_csv(listing),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="runs.csv"'},
+    )
 
 
 async def api_run(request: Request) -> Response:
