@@ -53,22 +53,22 @@ def scanned(repo: Path) -> Path:
         (
             "foo.bar = 1",
             0,
-            "a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'foo.bar'",
+            "a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, code.commit, params.X, metrics.X or env.X, found 'foo.bar'",
         ),
         (
             "temp > 1",
             0,
-            "a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'temp' (did you mean params.temp or metrics.temp?)",
+            "a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, code.commit, params.X, metrics.X or env.X, found 'temp' (did you mean params.temp or metrics.temp?)",
         ),
         (
             "stauts = 'failed'",
             0,
-            "a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'stauts' (did you mean status?)",
+            "a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, code.commit, params.X, metrics.X or env.X, found 'stauts' (did you mean status?)",
         ),
         (
             "param.temp > 1",
             0,
-            "a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'param.temp' (did you mean params.temp?)",
+            "a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, code.commit, params.X, metrics.X or env.X, found 'param.temp' (did you mean params.temp?)",
         ),
         ("params.temp > 1; DROP TABLE runs", 15, "'and', 'or' or the end of the query, found ';'"),
         ("name = 'scan", 7, "a closing ' for the text that starts here"),
@@ -227,7 +227,7 @@ def test_sorting_numbers_then_text_missing_last(repo: Path) -> None:
         (
             "bogus",
             0,
-            "a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'bogus' (did you mean params.bogus or metrics.bogus?)",
+            "a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, code.commit, params.X, metrics.X or env.X, found 'bogus' (did you mean params.bogus or metrics.bogus?)",
         ),
         ("name, -tags", 7, "a field other than tags to sort by"),
         ("-1", 1, "a field to sort by, e.g. -metrics.energy"),

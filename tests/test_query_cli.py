@@ -230,7 +230,7 @@ def test_default_table_shows_what_varies_and_fits(
         (
             ["ls", "--where", "results.energy < 0"],
             [
-                "Error: Invalid query at position 1: expected a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'results.energy'.",
+                "Error: Invalid query at position 1: expected a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, code.commit, params.X, metrics.X or env.X, found 'results.energy'.",
                 "  results.energy < 0",
                 "  ^",
             ],
@@ -238,7 +238,7 @@ def test_default_table_shows_what_varies_and_fits(
         (
             ["ls", "--sort", "energy"],
             [
-                "Error: Invalid query at position 1: expected a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, params.X, metrics.X or env.X, found 'energy' (did you mean params.energy or metrics.energy?).",
+                "Error: Invalid query at position 1: expected a field: id, name, status, command, experiment, rerun_of, started, finished, duration_s, tags, code.commit, params.X, metrics.X or env.X, found 'energy' (did you mean params.energy or metrics.energy?).",
                 "  energy",
                 "  ^",
             ],
