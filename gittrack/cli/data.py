@@ -158,7 +158,7 @@ def rm(obj: Context, run_refs: tuple[str, ...], where: str, yes: bool, as_json: 
                 raise UsageError(
                     f"{len(matched)} run(s) match; add --yes to remove them without a terminal."
                 )
-            shown = ", ".join(m[:8] for m in matched[:10]) + (", …" if len(matched) > 10 else "")
+            shown = ", ".join(short(m) for m in matched[:10]) + (", …" if len(matched) > 10 else "")
             click.confirm(f"Remove {len(matched)} run(s): {shown}?", abort=True, err=True)
         refs += [m for m in matched if m not in refs]
     removed, users = remove(repo, refs)

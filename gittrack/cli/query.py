@@ -168,7 +168,7 @@ def diff(
         if as_json:
             click.echo(json.dumps({"run": run_id, "code": commit, "diff": text}, indent=2))
         elif not text:
-            click.echo(f"The working tree has the code of run {run_id[:8]} ({commit[:10]}).")
+            click.echo(f"The working tree has the code of run {short(run_id)} ({commit[:10]}).")
         else:
             obj.emit(text.rstrip("\n"), color=colour)
         return
