@@ -64,8 +64,10 @@ def main(quick: bool = False) -> list[dict[str, object]]:
         bare_dir = Path(tmp) / "bare"
         bare_dir.mkdir()
         cases = {
-            "lmp melt, 100 steps": ["lmp", "-in", str(repo / "in.melt"), "-var", "T", "1.5"]
-            + ["-var", "N", "100"],
+            "lmp melt, 100 steps": [
+                *["lmp", "-in", str(repo / "in.melt")],
+                *["-var", "T", "1.5", "-var", "N", "100"],
+            ],
             "true": ["true"],
         }
         startup = [sys.executable, "-c", "import gittrack.cli"]  # the interpreter and CLI

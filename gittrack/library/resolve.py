@@ -78,7 +78,7 @@ def complete_refs(repo: store.Repo, incomplete: str, limit: int = 50) -> list[tu
         )
         ids = [r[0] for r in rows]
         for run_id, name, command in rows:
-            short = run_id[:8]
-            unique = sum(1 for i in ids if i.startswith(short)) == 1
-            out.append((short if unique else run_id, " ".join(p for p in (name, command) if p)))
+            brief = short(run_id)
+            unique = sum(1 for i in ids if i.startswith(brief)) == 1
+            out.append((brief if unique else run_id, " ".join(p for p in (name, command) if p)))
     return out

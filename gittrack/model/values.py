@@ -27,7 +27,7 @@ def collapses(value: Any) -> bool:
 def collapsed_text(value: Any) -> str:
     """A run id as its short form, a list of run ids as "6 runs", other lists as "[3 items]"."""
     if is_run_id(value):
-        return str(value)[:8]
+        return short(str(value))
     if isinstance(value, list):
         if value and all(is_run_id(v) for v in value):
             return f"{len(value)} run{'s' if len(value) != 1 else ''}"
