@@ -13,7 +13,6 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from .. import store
 from .._ids import short
@@ -28,38 +27,12 @@ INSTALLED = ("/site-packages", "/dist-packages")  # a virtual environment inside
 
 
 def settings(repo: store.Repo) -> tuple[list[str], int]:
-    """`[tool.gittrack]` `code` patterns and the snapshot size limit (GITTRACK_SNAPSHOT_MAX_BYTES
-    first); pyproject.toml is parsed only when it names gittrack."""
-    patterns: list[str] = []
-    limit: Any = SNAPSHOT_MAX_BYTES
-    where = "[tool.gittrack] snapshot_max_bytes in pyproject.toml"
-    pyproject = repo.root / "pyproject.toml"
-    try:
-        raw = pyproject.read_bytes()
-    except OSError:
-        raw = b""
-    if b"gittrack" in raw:
-        import tomllib
+    """The project's declared code patterns and the snapshot size limit (store/config.py)."""
+    from ..store.config import settings as project_settings
 
-        try:
-            table = tomllib.loads(raw.decode("utf-8")).get("tool", {}).get("gittrack", {})
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise UsageError(f"{pyproject} is not valid TOML ({exc}); fix it.") from exc
-        code = table.get("code", [])
-        if not isinstance(code, list) or not all(isinstance(p, str) for p in code):
-            raise UsageError(
-                "[tool.gittrack] code in pyproject.toml must be a list of glob patterns, e.g. "
-                'code = ["model/*.yaml"].'
-            )
-        patterns = code
-        limit = table.get("snapshot_max_bytes", limit)
-    if os.environ.get("GITTRACK_SNAPSHOT_MAX_BYTES"):
-        where = "GITTRACK_SNAPSHOT_MAX_BYTES"
-        limit = os.environ["GITTRACK_SNAPSHOT_MAX_BYTES"]
-        limit = int(limit) if limit.strip().isdigit() else limit
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise UsageError(f"{where} must be a number of bytes, e.g. 10485760; got {limit!r}.")
-    return patterns, limit
+    found = project_settings(repo)
+    limit = found.snapshot_max_bytes
+    return list(found.code or []), SNAPSHOT_MAX_BYTES if limit is None else limit
 
 
 class CodeFiles:

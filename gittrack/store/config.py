@@ -124,7 +124,12 @@ def _with_env(base: Settings) -> Settings:
             try:
                 changes[key] = _check(key, int(raw), name)
             except ValueError:
-                raise UsageError(f"{name} must be a whole number, not {raw!r}.") from None
+                what = (
+                    "a number of bytes, e.g. 10485760"
+                    if key == "snapshot_max_bytes"
+                    else "a whole number"
+                )
+                raise UsageError(f"{name} must be {what}; got {raw!r}.") from None
         elif key == "memoize":
             changes[key] = raw.lower() not in ("0", "false", "no", "off")
         else:
