@@ -48,6 +48,8 @@ def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("GIT_COMMITTER_NAME", "Ada Tester")
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", "ada@example.org")
     monkeypatch.delenv("GITTRACK_REPO", raising=False)
+    # no detached `git gc --auto` racing the tests' looks into .git (test_housekeeping tests it)
+    monkeypatch.setenv("GITTRACK_GC_LOOSE", "0")
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
 
 
