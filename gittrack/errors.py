@@ -121,7 +121,8 @@ class QueryError(UsageError):
         self.expected = expected
         pointer = " " * position + "^"
         super().__init__(
-            f"Invalid query at position {position + 1}: expected {expected}.\n  {query}\n  {pointer}"
+            f"Invalid query at position {position + 1}: expected {expected}.\n  {query}\n  "
+            f"{pointer}"
         )
 
 
@@ -219,7 +220,8 @@ class RemoteMoved(RemoteError):
         self.remote = remote
         self.refs = list(refs)
         super().__init__(
-            f"The git remote '{remote}' has runs you do not have yet ({', '.join(self.refs)} moved); "
+            f"The git remote '{remote}' has runs you do not have yet ({', '.join(self.refs)} "
+            "moved); "
             f"run 'gittrack pull {remote}' first, then push again."
         )
 
@@ -238,7 +240,8 @@ class GraphvizMissing(GittrackError):
     def __init__(self, fmt: str) -> None:
         super().__init__(
             f"Rendering {fmt} needs Graphviz's 'dot' program, which is not installed; install it "
-            "(apt install graphviz, brew install graphviz, conda install graphviz) or use --format dot."
+            "(apt install graphviz, brew install graphviz, conda install graphviz) or use "
+            "--format dot."
         )
 
 
@@ -299,7 +302,8 @@ class RunFailed(GittrackError):
 class CodeUnavailable(GittrackError):
     def __init__(self, run_id: str, commit: str, reason: str) -> None:
         super().__init__(
-            f"The code of run {short(run_id)} (commit {commit[:10]}) cannot be checked out: {reason}; "
+            f"The code of run {short(run_id)} (commit {commit[:10]}) cannot be checked out: "
+            f"{reason}; "
             "fetch it first (gittrack pull, or git fetch --unshallow)."
         )
 

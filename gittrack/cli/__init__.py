@@ -90,7 +90,8 @@ class GittrackGroup(click.Group):
             if full is not None:
                 raise click.ClickException(str(full)) from exc
             click.echo(
-                f"Error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                f"Error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the "
+                "traceback)",
                 err=True,
             )
             ctx.exit(1)

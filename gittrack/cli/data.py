@@ -236,7 +236,8 @@ def status(obj: Context, as_json: bool) -> None:
     if result.unpushed:
         total = sum(u.output.size for u in result.unpushed)
         click.echo(
-            f"{len(result.unpushed)} output(s) not pushed ({_size(total)}); 'gittrack push' sends them:"
+            f"{len(result.unpushed)} output(s) not pushed ({_size(total)}); 'gittrack push' "
+            "sends them:"
         )
         for ref in result.unpushed:
             click.echo(f"  {short(ref.run)}  {ref.name}  {_size(ref.output.size)}")

@@ -118,7 +118,8 @@ def sweep(
         flags = ", ".join("--" + k for k in executor_options)
         verb = "is" if len(executor_options) == 1 else "are"
         raise UsageError(
-            f"{flags} {verb} only for --executor dask, slurm, pbs or sge; add one of those or drop it."
+            f"{flags} {verb} only for --executor dask, slurm, pbs or sge; add one of those or "
+            "drop it."
         )
     from ..execute.executors import Interrupted
 

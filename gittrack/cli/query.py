@@ -72,7 +72,8 @@ def ls(
     \b
     Example:
       gittrack ls --where "params.temp >= 200 and (metrics.energy < -1.5 or status = 'failed')"
-      gittrack ls --where "params.seed in (1, 3) and name like 'scan-%'" --sort=-metrics.energy --limit 10
+      gittrack ls --where "params.seed in (1, 3) and name like 'scan-%'"
+      gittrack ls --sort=-metrics.energy --limit 10
       gittrack ls --columns id,params.temp,metrics.energy --format csv > table.csv
       gittrack ls --where "tags = 'reference'" --json
       gittrack ls --command sim.py

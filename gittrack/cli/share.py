@@ -57,13 +57,15 @@ def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None
             click.echo(_data_line(report))
             for ref in missing:
                 click.echo(
-                    f"Warning: output '{ref.name}' of run {short(ref.run)} is neither in the local cache "
+                    f"Warning: output '{ref.name}' of run {short(ref.run)} is neither in the "
+                    "local cache "
                     "nor on the remote; push it from the clone that recorded it.",
                     err=True,
                 )
         if not summary.remote:
             click.echo(
-                "No git remote: the runs stay in this repository (add one with 'git remote add origin URL')."
+                "No git remote: the runs stay in this repository (add one with 'git remote add "
+                "origin URL')."
             )
         elif summary.updated:
             click.echo(f"Pushed runs to {summary.remote} ({', '.join(summary.updated)}).")
@@ -82,7 +84,8 @@ def _data_line(report: object) -> str:
         if not report.copied:
             return f"All outputs are already on the DVC remote {report.url}."
         return (
-            f"Pushed {report.copied} object(s) ({_size(getattr(report, 'bytes', 0))}) to {report.url}; "
+            f"Pushed {report.copied} object(s) ({_size(getattr(report, 'bytes', 0))}) to "
+            f"{report.url}; "
             f"{getattr(report, 'already', 0)} output(s) were there already."
         )
     return f"Outputs: {report}"
@@ -114,7 +117,8 @@ def pull(obj: Context, remote: str | None, as_json: bool) -> None:
         "up-to-date": "Already up to date.",
         "created": f"{len(summary.added)} run(s) from {summary.remote}.",
         "fast-forward": f"{len(summary.added)} new run(s) from {summary.remote} (fast-forward).",
-        "merge": f"{len(summary.added)} new run(s) from {summary.remote}, joined with yours by a merge commit.",
+        "merge": f"{len(summary.added)} new run(s) from {summary.remote}, joined with yours "
+        "by a merge commit.",
     }[summary.kind]
     click.echo(text)
     if summary.removed:

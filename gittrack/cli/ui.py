@@ -1,4 +1,4 @@
-"""Commands of the web UI: `gittrack ui` serves it, `gittrack report` writes one offline HTML file."""
+"""The web UI's commands: `gittrack ui` serves it, `gittrack report` writes one offline file."""
 
 from __future__ import annotations
 

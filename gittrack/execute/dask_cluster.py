@@ -1,4 +1,4 @@
-"""Dask clusters for sweeps: a given scheduler, a LocalCluster, or SLURM/PBS/SGE via dask-jobqueue."""
+"""Dask clusters for sweeps: a scheduler, a LocalCluster, or SLURM/PBS/SGE via dask-jobqueue."""
 
 from __future__ import annotations
 

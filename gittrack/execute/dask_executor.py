@@ -1,4 +1,4 @@
-"""Run a sweep's tasks on Dask: a given scheduler, a LocalCluster, or SLURM/PBS/SGE via dask-jobqueue.
+"""Run a sweep's tasks on Dask: a scheduler, a LocalCluster, or SLURM/PBS/SGE (dask-jobqueue).
 
 Workers need not share a filesystem with the client. Each task carries the code commit (in a git
 bundle scattered once to every worker) and its arguments; the worker runs the command in a

@@ -2,7 +2,8 @@
 
 An executor takes `Task`s (a script, its arguments and run options, all plain data) and yields a
 `Result` per task as runs end. `Task` and `Result` are the one task and result type of gittrack:
-sweeps, Experiment, rerun and every executor (local, in-process, Dask, SLURM) use them. `execute(task)` runs one task in the current process and is what
+sweeps, Experiment, rerun and every executor (local, in-process, Dask, SLURM) use them.
+`execute(task)` runs one task in the current process and is what
 every executor calls in its workers; other modules register more executors (e.g. Dask) in
 `EXECUTORS`. Closing the iterator early (fail-fast) stops the tasks not yet started and
 interrupts the running ones, which are then recorded as interrupted.
@@ -261,7 +262,7 @@ def _worker_died(task: Task | None, pid: int, code: int) -> Result:
 
 
 class _Worker:
-    """A `python -m gittrack.execute.executors` process reading tasks and writing results as JSON lines."""
+    """A `python -m gittrack.execute.executors` process: tasks in, results out, as JSON lines."""
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(

@@ -20,17 +20,20 @@ if TYPE_CHECKING:
     from .db import Index
 
 TABLES = (
-    "CREATE TABLE IF NOT EXISTS lineage_edges (child TEXT, parent TEXT, kind TEXT, output TEXT, md5 TEXT, commit_sha TEXT)",
+    "CREATE TABLE IF NOT EXISTS lineage_edges (child TEXT, parent TEXT, kind TEXT, output TEXT, "
+    "md5 TEXT, commit_sha TEXT)",
     "CREATE INDEX IF NOT EXISTS lineage_edges_child ON lineage_edges(child)",
     "CREATE INDEX IF NOT EXISTS lineage_edges_parent ON lineage_edges(parent)",
-    "CREATE TABLE IF NOT EXISTS lineage_outputs (md5 TEXT, size INTEGER, run TEXT, name TEXT, started TEXT)",
+    "CREATE TABLE IF NOT EXISTS lineage_outputs (md5 TEXT, size INTEGER, run TEXT, name TEXT, "
+    "started TEXT)",
     "CREATE INDEX IF NOT EXISTS lineage_outputs_md5 ON lineage_outputs(md5)",
     "CREATE INDEX IF NOT EXISTS lineage_outputs_size ON lineage_outputs(size)",
     "CREATE INDEX IF NOT EXISTS lineage_outputs_run ON lineage_outputs(run)",
     "CREATE TABLE IF NOT EXISTS lineage_memo (key TEXT, run TEXT, started TEXT)",
     "CREATE INDEX IF NOT EXISTS lineage_memo_key ON lineage_memo(key)",
     "CREATE INDEX IF NOT EXISTS lineage_memo_run ON lineage_memo(run)",
-    "CREATE TABLE IF NOT EXISTS lineage_filehash (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, md5 TEXT)",
+    "CREATE TABLE IF NOT EXISTS lineage_filehash (path TEXT PRIMARY KEY, size INTEGER, mtime_ns "
+    "INTEGER, inode INTEGER, md5 TEXT)",
 )
 
 
@@ -153,7 +156,8 @@ def file_md5(index: Index, path: Path) -> str:
     key = str(path.resolve())
     db = ready(index)
     row = db.execute(
-        "SELECT md5 FROM lineage_filehash WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?",
+        "SELECT md5 FROM lineage_filehash WHERE path = ? AND size = ? AND mtime_ns = ? AND "
+        "inode = ?",
         (key, st.st_size, st.st_mtime_ns, st.st_ino),
     ).fetchone()
     if row:

@@ -182,7 +182,8 @@ def format_diff(d: RunDiff, color: bool = False) -> str:
         width = max(len(k) for k, _, _ in changes)
         for key, x, y in changes:
             lines.append(
-                f"  {key.ljust(width)}  {style(show(x), fg='red')}  ->  {style(show(y), fg='green')}"
+                f"  {key.ljust(width)}  {style(show(x), fg='red')}  ->  "
+                f"{style(show(y), fg='green')}"
             )
     if d.code_a != d.code_b:
         lines.append(

@@ -24,7 +24,7 @@ def _text(value: Any) -> str:
 
 
 def cells(path: Path) -> list[dict[str, Any]]:
-    """The notebook's cells: {kind, source, count, outputs: [{text|png|error}]}; [] if unreadable."""
+    """The notebook's cells {kind, source, count, outputs: [{text|png|error}]}; [] if unreadable"""
     try:
         if path.stat().st_size > MAX_BYTES:
             return []

@@ -139,7 +139,7 @@ class Run:
         return path
 
     def load(self, name: str) -> Any:
-        """Output `name` loaded back: arrays as numpy arrays, tables as DataFrames, files as paths."""
+        """Output `name` loaded back: numpy arrays, DataFrames for tables, paths for files."""
         from . import outputs
 
         value = outputs.load_output(self, name)

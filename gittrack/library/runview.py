@@ -88,12 +88,14 @@ def run_view(repo: store.Repo, ref: str) -> RunView:
     view.queries = ref_queries(view.data)
     view.downstream = _related(
         index,
-        "SELECT DISTINCT r.id, r.name, r.status, r.command FROM runs r, json_each(r.record, '$.inputs') i WHERE json_extract(i.value, '$.run') = ? ORDER BY r.started",
+        "SELECT DISTINCT r.id, r.name, r.status, r.command FROM runs r, json_each(r.record, "
+        "'$.inputs') i WHERE json_extract(i.value, '$.run') = ? ORDER BY r.started",
         run_id,
     )
     view.children = _related(
         index,
-        "SELECT id, name, status, command FROM runs WHERE json_extract(record, '$.parent') = ? ORDER BY started",
+        "SELECT id, name, status, command FROM runs WHERE json_extract(record, '$.parent') = ? "
+        "ORDER BY started",
         run_id,
     )
     return view
@@ -178,7 +180,8 @@ def code_diff(repo: store.Repo, old: str, new: str, limit: int = 400_000) -> str
     proc = repo.git("diff", "--no-color", "--no-ext-diff", old, new, "--", check=False)
     if proc.returncode != 0:
         raise UsageError(
-            f"The code commits {short(old)} and {short(new)} are not both in this repository; run 'gittrack pull' first."
+            f"The code commits {short(old)} and {short(new)} are not both in this repository; "
+            "run 'gittrack pull' first."
         )
     text = proc.stdout.decode("utf-8", "replace")
     return text if len(text) <= limit else text[:limit] + "\n[... truncated]"

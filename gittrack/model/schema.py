@@ -194,7 +194,7 @@ def safe_name(name: str) -> bool:
 
 
 def check_types(data: Mapping[str, Any]) -> str:
-    """The first field of `data` (a parsed run.toml, schema checked) that has the wrong type, or ""."""
+    """The first field of `data` (a parsed run.toml, schema checked) of the wrong type, or ""."""
     problem = _fields("", data, TOP_FIELDS)
     if problem:
         return problem

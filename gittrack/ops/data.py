@@ -119,7 +119,7 @@ class Status:
 
 
 def status(repo: store.Repo) -> Status:
-    """Outputs not on the remote (its listing says), and runs still running or whose process died."""
+    """Outputs not on the remote (its listing says), and runs still running or whose process died"""
     cache = _store(repo)
     result = Status(url=cache.url)
     todo, result.remote_problem = unpushed(cache, repo)
@@ -230,7 +230,10 @@ def _drop_corrupted(cache: Any, ref: OutputRef, out_dir: Path) -> str:
     with contextlib.suppress(OSError):
         path.chmod(0o644)
         path.unlink()
-    return f"; it was removed from the cache and 'gittrack checkout {short(run_id)}' fetches the remote's copy"
+    return (
+        f"; it was removed from the cache and 'gittrack checkout {short(run_id)}' fetches "
+        "the remote's copy"
+    )
 
 
 def checkout(
@@ -251,11 +254,13 @@ def checkout(
     for name in names:
         if name not in run.outputs:
             raise OutputError(
-                f"Run {run.short} has no output '{name}' (its outputs: {', '.join(sorted(run.outputs)) or 'none'})."
+                f"Run {run.short} has no output '{name}' (its outputs: "
+                f"{', '.join(sorted(run.outputs)) or 'none'})."
             )
         if name not in stored:
             raise OutputError(
-                f"Output '{name}' of run {run.short} was not stored: {run.outputs[name].error or 'no data'}"
+                f"Output '{name}' of run {run.short} was not stored: "
+                f"{run.outputs[name].error or 'no data'}"
             )
     chosen = {n: stored[n] for n in (names or sorted(stored))}
     within = Path(to).absolute() if to else project.outputs_root(repo)

@@ -24,7 +24,8 @@ class PullSummary:
     """What a pull brought in."""
 
     remote: str
-    kind: str  # "nothing" (remote has no runs branch), "up-to-date", "created", "fast-forward", "merge"
+    # "nothing" (remote has no runs branch), "up-to-date", "created", "fast-forward", "merge"
+    kind: str
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     kept_ours: list[str] = field(default_factory=list)

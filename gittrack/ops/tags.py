@@ -22,7 +22,8 @@ def _check_tags(tags: Iterable[str]) -> list[str]:
         tag = tag.strip()
         if not tag or "\n" in tag or "," in tag:
             raise UsageError(
-                f"Invalid tag {tag!r}: a tag is a non-empty word without commas or newlines; quote it if it has spaces."
+                f"Invalid tag {tag!r}: a tag is a non-empty word without commas or newlines; "
+                "quote it if it has spaces."
             )
         clean.append(tag)
     return clean

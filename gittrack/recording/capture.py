@@ -43,7 +43,7 @@ RESERVED_ENV = frozenset(
 
 
 def environment() -> dict[str, Any]:
-    """Interpreter, platform, host and batch job; the packages digest comes from `packages_listing`."""
+    """Interpreter, platform, host and batch job; the packages digest is `packages_listing`'s."""
     uname = os.uname()
     libc = ""
     with contextlib.suppress(ValueError, OSError, AttributeError):

@@ -57,13 +57,15 @@ def find_command(script: Path, function: str | None = None) -> click.Command:
         if function not in commands:
             known = ", ".join(sorted(commands)) or "none"
             raise ScriptError(
-                f"Script {script} has no tracked command named '{function}' (tracked commands: {known})."
+                f"Script {script} has no tracked command named '{function}' (tracked commands: "
+                f"{known})."
             )
         return commands[function]
     unique = {id(c): c for c in commands.values()}
     if not unique:
         raise ScriptError(
-            f"Script {script} defines no tracked command; decorate its function with @gittrack.command()."
+            f"Script {script} defines no tracked command; decorate its function with "
+            "@gittrack.command()."
         )
     if len(unique) > 1:
         names = ", ".join(sorted(commands))

@@ -274,7 +274,8 @@ def _place_path(name: str, path: Path, out_dir: Path) -> _Placed:
         rel = (Path(os.path.realpath(path.parent)) / path.name).relative_to(out_dir.resolve())
         if not rel.parts:
             raise OutputError(
-                f"Output '{name}' is the run's output folder itself; everything in it is kept anyway, so return its files or nothing."
+                f"Output '{name}' is the run's output folder itself; everything in it is kept "
+                "anyway, so return its files or nothing."
             )
         return _Placed(rel.as_posix(), kind)
     dest = out_dir / path.name
@@ -317,7 +318,8 @@ def finalize(session: RunSession, files: dict[str, Path | bytes]) -> None:
             record.outputs[name] = Output(
                 path="",
                 kind="",
-                error=f"Output name '{name}' is already used by gittrack.save() or gittrack.log(); choose another name.",
+                error=f"Output name '{name}' is already used by gittrack.save() or "
+                "gittrack.log(); choose another name.",
             )
             continue
         wanted[name] = value

@@ -318,7 +318,8 @@ def _warn_if_named(repo: store.Repo, name: str) -> None:
 
     earlier = Index(repo).ids_named(name)
     if earlier:
-        runs = f"{len(earlier)} run{'s' * (len(earlier) > 1)} ({', '.join(short(i) for i in earlier[:3])}"
+        shown = ", ".join(short(i) for i in earlier[:3])
+        runs = f"{len(earlier)} run{'s' * (len(earlier) > 1)} ({shown}"
         runs += ", ...)" if len(earlier) > 3 else ")"
         click.echo(
             f"gittrack: name {name!r} already used by {runs}; {name!r} now means this run, "

@@ -564,7 +564,7 @@ class Store:
         return {o for o in present if o not in folders or files[o] <= there}
 
     def check_remote(self, oid: str, size: int) -> str:
-        """ "" when the remote's copy of `oid` has `size` bytes and re-hashes to it; else why not."""
+        """ "" when the remote's copy of `oid` has `size` bytes and re-hashes to it, else why."""
         remote = self.remote()
         if oid.endswith(".dir"):
             try:

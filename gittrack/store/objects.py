@@ -1,4 +1,4 @@
-"""Git objects: finding the repository, reading through cat-file, writing loose objects and trees."""
+"""Git objects: finding the repository, reading through cat-file, writing objects and trees."""
 
 from __future__ import annotations
 

@@ -349,13 +349,15 @@ async def download(request: Request) -> Response:
     if outputs[name].get("size", 0) > runview.DOWNLOAD_LIMIT:
         raise HTTPException(
             404,
-            f"Output \"{name}\" is too large to download here; use 'gittrack checkout {short(run_id)}'.",
+            f'Output "{name}" is too large to download here; use \'gittrack checkout '
+            f"{short(run_id)}'.",
         )
     path = runview.output_file(repo, run_id, name)
     if path is None:
         raise HTTPException(
             404,
-            f"Output \"{name}\" is not available locally; run 'gittrack checkout {short(run_id)}' or 'gittrack pull'.",
+            f'Output "{name}" is not available locally; run \'gittrack checkout '
+            f"{short(run_id)}' or 'gittrack pull'.",
         )
     filename = Path(outputs[name].get("path") or name).name
     inline = request.query_params.get("inline") == "1" and Path(filename).suffix.lower() in (

@@ -305,7 +305,7 @@ def fold(
     collapse: bool | None = None,
     keep: Iterable[str] = (),
 ) -> Graph:
-    """Each experiment of 2+ runs (not the root's, not in `keep`) as one node; None: past FOLD_AT."""
+    """Each experiment of 2+ runs (but the root's and `keep`) as one node; None past FOLD_AT."""
     if collapse is None:
         collapse = sum(1 for n in graph.nodes.values() if n.kind == "run") > FOLD_AT
     if not collapse:
