@@ -176,9 +176,10 @@ class RunSession:
         try:
             self.code_files.collect()  # modules the command imported while it ran
             record.code = self.code_files.code(self.id, self.script)
-        except Exception as exc:  # the run is recorded with the code known at its start
+        except Exception as problem:  # the run is recorded with the code known at its start
             click.echo(
-                f"Warning: the code of run {short(self.id)} is as at its start: {exc}", err=True
+                f"Warning: the code of run {short(self.id)} is as at its start: {problem}",
+                err=True,
             )
         if line := self.code_files.omitted_line(self.id):
             click.echo(line, err=True)
