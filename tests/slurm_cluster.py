@@ -402,7 +402,8 @@ def slurm(request: pytest.FixtureRequest) -> Iterator[SlurmCluster]:
     worker = re.sub(r"\W", "", worker_id).lower() or "main"
     # a short path: munged's socket path must fit in a sockaddr_un (108 bytes)
     root = Path(tempfile.mkdtemp(prefix=f"slurm-{worker}-"))
-    cluster = SlurmCluster(root, f"gt{worker}")
+    # the process id too: daemons a crashed earlier session left behind must not clash
+    cluster = SlurmCluster(root, f"gt{worker}p{os.getpid()}")
     try:
         cluster.start()
         yield cluster
