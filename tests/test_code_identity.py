@@ -10,32 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from conftest import SIM, branch_log, git, run_python, write_script
+from trust_support import gittrack, ls, show
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def gittrack(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """`python -m gittrack ARGS` in `repo`, as a user types it (user code runs in a new process)."""
-    return run_python(repo, "-m", "gittrack", *args, check=check)
-
-
-def show(run_cli, repo: Path, ref: str = "latest") -> dict:
-    result = run_cli(repo, "show", ref, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def ls(run_cli, repo: Path, where: str | None = None) -> list[dict]:
-    args = ["ls", "--format", "json", *(["--where", where] if where else [])]
-    result = run_cli(repo, *args)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def reused_line(stderr: str) -> str:

@@ -14,38 +14,19 @@ End-to-end tests for findings 3, 5, 8, 9 and 10, through what a user sees: the C
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import git, run_python, write_script
 from starlette.testclient import TestClient
+from trust_support import gittrack, ls, show
 
 from gittrack.library.compare import _arrays, bytes_differ
 from gittrack.ui import create_app
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def gittrack(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """`python -m gittrack ARGS` in `repo`, as a user types it (user code runs in a new process)."""
-    return run_python(repo, "-m", "gittrack", *args, check=check)
-
-
-def show(run_cli, repo: Path, ref: str = "latest") -> dict:
-    result = run_cli(repo, "show", ref, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def ls(run_cli, repo: Path, where: str | None = None) -> list[dict]:
-    args = ["ls", "--format", "json", *(["--where", where] if where else [])]
-    result = run_cli(repo, *args)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 # -- 3. experiment membership is complete ----------------------------------------------------------
