@@ -330,7 +330,7 @@ def test_a_full_dvc_remote_is_one_sentence_and_leaves_no_temp_files(
     assert len([line for line in push.stderr.splitlines() if line.startswith("Error:")]) == 1
     assert [p.name for p in remote.rglob("*") if p.is_file()] == []
     rows = json.loads(invoke(tracked_repo, "ls", "--json").stdout)
-    assert 1 in [r["params"]["seed"] for r in rows]
+    assert any(r["params"]["seed"] == 1 for r in rows)  # the run itself was recorded
 
 
 # -- 8. queries and URLs that overflow or nest too deep ---------------------------------------
