@@ -72,3 +72,25 @@ def test_a_base_install_names_the_missing_extra(wheel: Path, tmp_path: Path) -> 
     report = _run(["gittrack", "report", "-o", "r.html"], project, env)
     assert report.returncode == 0, report.stderr
     assert (project / "r.html").read_text().lower().startswith("<!doctype html>")
+
+
+def test_the_published_description_has_no_link_that_breaks_off_a_checkout(
+    wheel: Path, tmp_path: Path
+) -> None:
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as whl:
+        name = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+        description = whl.read(name).decode().split("\n\n", 1)[1]
+    links = re.findall(r"\]\(([^)\s]+)\)", description)
+    assert links and all(link.startswith(("https://", "http://", "#")) for link in links)
+    assert "Getting started (`docs/getting-started.md`)" in description
+    build = [sys.executable, "-m", "hatchling", "build", "-t", "sdist", "-d", str(tmp_path)]
+    subprocess.run(build, cwd=ROOT, check=True, capture_output=True)
+    import tarfile
+
+    with tarfile.open(next(tmp_path.glob("*.tar.gz"))) as sdist:
+        shipped = {Path(n).relative_to(Path(n).parts[0]).as_posix() for n in sdist.getnames()}
+    named = set(re.findall(r"`(docs/[^`]+\.md)`", description))
+    assert named and named <= shipped
