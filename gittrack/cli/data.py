@@ -9,16 +9,8 @@ from typing import Any
 import click
 
 from .._ids import short
+from ..model.values import human_size
 from . import Context, cli, complete_run, pass_context
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def _echo_json(data: Any) -> None:
@@ -195,14 +187,15 @@ def gc(obj: Context, on_remote: bool, as_json: bool) -> None:
         _echo_json(report.__dict__)
         return
     click.echo(
-        f"Freed {_size(report.bytes)} locally ({report.objects} cache object(s), "
+        f"Freed {human_size(report.bytes)} locally ({report.objects} cache object(s), "
         f"{report.folders} output folder(s)"
         + (f", {report.temp_files} temp file(s)" if report.temp_files else "")
         + ")."
     )
     if on_remote:
         click.echo(
-            f"Freed {_size(report.remote_bytes)} on the remote ({report.remote_objects} object(s))."
+            f"Freed {human_size(report.remote_bytes)} on the remote"
+            f" ({report.remote_objects} object(s))."
         )
 
 
@@ -236,11 +229,11 @@ def status(obj: Context, as_json: bool) -> None:
     if result.unpushed:
         total = sum(u.output.size for u in result.unpushed)
         click.echo(
-            f"{len(result.unpushed)} output(s) not pushed ({_size(total)}); 'gittrack push' "
+            f"{len(result.unpushed)} output(s) not pushed ({human_size(total)}); 'gittrack push' "
             "sends them:"
         )
         for ref in result.unpushed:
-            click.echo(f"  {short(ref.run)}  {ref.name}  {_size(ref.output.size)}")
+            click.echo(f"  {short(ref.run)}  {ref.name}  {human_size(ref.output.size)}")
     else:
         click.echo(f"All outputs are on the remote {result.url}.")
     for run_id, command, state in result.running:

@@ -79,12 +79,12 @@ def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None
 
 def _data_line(report: object) -> str:
     if hasattr(report, "copied") and hasattr(report, "url"):
-        from .data import _size
+        from ..model.values import human_size
 
         if not report.copied:
             return f"All outputs are already on the DVC remote {report.url}."
         return (
-            f"Pushed {report.copied} object(s) ({_size(getattr(report, 'bytes', 0))}) to "
+            f"Pushed {report.copied} object(s) ({human_size(getattr(report, 'bytes', 0))}) to "
             f"{report.url}; "
             f"{getattr(report, 'already', 0)} output(s) were there already."
         )

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from .procs import pid_alive
 from .shared import adjust
 
 P = ParamSpec("P")
@@ -59,16 +60,6 @@ def _gc_running(common_dir: Path) -> bool:
     return True
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
-
-
 @contextlib.contextmanager
 def _locked(common_dir: Path) -> Iterator[bool]:
     """git's gc.pid.lock, held for microseconds; yields False when it cannot be taken."""
@@ -102,7 +93,7 @@ def _holders(folder: Path) -> list[int]:
     alive = []
     with contextlib.suppress(OSError):
         for entry in folder.iterdir():
-            if entry.name.isdigit() and _pid_alive(int(entry.name)):
+            if entry.name.isdigit() and pid_alive(int(entry.name)):
                 alive.append(int(entry.name))
             else:
                 with contextlib.suppress(OSError):
@@ -151,7 +142,7 @@ def _release(common_dir: Path) -> None:
                 return
             if others:
                 _name_in_pidfile(common_dir, others[0])
-            elif named == os.getpid() or not _pid_alive(named) or _is_ours(common_dir):
+            elif named == os.getpid() or not pid_alive(named) or _is_ours(common_dir):
                 (common_dir / "gc.pid").unlink()
 
 

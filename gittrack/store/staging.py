@@ -15,6 +15,7 @@ from typing import Any
 
 from ..model.record import RunRecord
 from .objects import Repo
+from .procs import pid_alive
 
 HEARTBEAT_S = 10.0
 STALE_S = 6 * HEARTBEAT_S  # a heartbeat older than this means the process is gone
@@ -75,19 +76,3 @@ def last_seen(entry: Path, beat: dict[str, Any]) -> float:
         with contextlib.suppress(OSError):
             seen = max(seen, (entry / name).stat().st_mtime)
     return seen
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped) counts as dead
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
