@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ..library.listing import pick_columns
-from ..model.values import cell, cell_text, collapsed_text, collapses
+from ..model.values import cell, cell_text, collapsed_text, collapses, csv_value
 
 STATUS_COLOURS = {
     "completed": "green",
@@ -40,17 +40,6 @@ def text(value: Any, column: str) -> str:
     return cell_text(value, column)
 
 
-def plain(value: Any) -> Any:
-    """A value for CSV: lists joined by commas, None empty, the rest as is."""
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
-
-
 def headers_for(cols: list[str]) -> list[str]:
     """Column titles: params and metrics keys without the family when that is unambiguous."""
     short = [c.split(".", 1)[1] if c.startswith(("params.", "metrics.")) else c for c in cols]
@@ -72,7 +61,7 @@ def render_runs(
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(cols)
         for row in rows:
-            writer.writerow([plain(cell(row, c)) for c in cols])
+            writer.writerow([csv_value(cell(row, c)) for c in cols])
         return buf.getvalue()
     table = [[_cut(text(cell(row, c), c)) for c in cols] for row in rows]
     headers = headers_for(cols)
@@ -163,7 +152,7 @@ def write_stream(stream: Any, fmt: str, columns: list[str] | None = None) -> Non
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(stream.columns)
     for n, values in enumerate(stream.cells()):
-        writer.writerow([v if type(v) in SCALARS else plain(v) for v in values])
+        writer.writerow([v if type(v) in SCALARS else csv_value(v) for v in values])
         if n % 1000 == 999:
             batch.append(buf.getvalue())
             buf.seek(0)

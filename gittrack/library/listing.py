@@ -11,7 +11,7 @@ from .. import store
 from .._ids import short
 from ..errors import UsageError
 from ..index.db import Index
-from ..model.values import FAMILIES, FAMILY_COLUMN, RUN_FIELDS, cell, collapses, flat
+from ..model.values import FAMILIES, FAMILY_COLUMN, RUN_FIELDS, cell, collapses, csv_value, flat
 from ..store import staging
 
 BASE_COLUMNS = ["id", "name", "status", "started", "duration_s"]
@@ -307,15 +307,5 @@ def to_csv(listing: Listing, columns: list[str] | None = None) -> str:
     cols = columns or listing.columns
     writer.writerow(cols)
     for row in listing.rows:
-        writer.writerow([_plain(cell(row, c)) for c in cols])
+        writer.writerow([csv_value(cell(row, c)) for c in cols])
     return buf.getvalue()
-
-
-def _plain(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value

@@ -85,3 +85,14 @@ def human_size(n: int) -> str:
             return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
+
+
+def csv_value(value: Any) -> Any:
+    """A CSV cell: lists joined by commas, None empty, bools lower-case, the rest as is."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
