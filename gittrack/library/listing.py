@@ -11,6 +11,7 @@ from .. import store
 from .._ids import short
 from ..errors import UsageError
 from ..index.db import Index
+from ..model.record import RunRecord
 from ..model.values import FAMILIES, FAMILY_COLUMN, RUN_FIELDS, cell, collapses, csv_value, flat
 from ..store import staging
 
@@ -92,19 +93,32 @@ def _unpulled_hint(repo: store.Repo) -> list[str]:
     return [f"this clone has no runs yet, but {remotes[0]} has: 'gittrack pull {name}' brings them"]
 
 
-def staged_run(repo: store.Repo, ref: str) -> dict[str, Any] | None:
-    """The JSON form of a run still staged (running, or died and not committed) named by `ref`.
+def find_staged(repo: store.Repo, ref: str) -> tuple[RunRecord, str] | None:
+    """The staged run (running, or died and not committed) that `ref` names, with its state.
 
-    For `show`: such a run is not on the branch yet, so no RunRef can name it (no cycles).
+    An exact id wins; otherwise a unique id prefix (4+ characters, any case) or name.
     """
     ref = ref.strip()
-    prefix = ref.lower() if len(ref) >= 4 else "-"
-    found = [
-        r for r, _ in staging.stale_runs(repo) if ref in (r.name, r.id) or r.id.startswith(prefix)
+    found = staging.stale_runs(repo)
+    exact = [(rec, state) for rec, state in found if rec.id == ref]
+    if len(exact) == 1:
+        return exact[0]
+    prefix = ref.lower() if len(ref) >= 4 else None
+    hits = [
+        (rec, state)
+        for rec, state in found
+        if rec.name == ref or (prefix is not None and rec.id.startswith(prefix))
     ]
-    if len(found) != 1:
-        return None
-    return found[0].to_json_dict() | {"commit": ""}
+    return hits[0] if len(hits) == 1 else None
+
+
+def staged_run(repo: store.Repo, ref: str) -> dict[str, Any] | None:
+    """The JSON form of the staged run `ref` names (`find_staged`), for `show`.
+
+    Such a run is not on the branch yet, so no RunRef can name it (no cycles).
+    """
+    found = find_staged(repo, ref)
+    return None if found is None else found[0].to_json_dict() | {"commit": ""}
 
 
 def query_hints(repo: store.Repo, where: str | None, sort: str | None = None) -> list[str]:

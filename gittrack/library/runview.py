@@ -19,6 +19,7 @@ from ..errors import GittrackError, RunNotFound, UsageError
 from ..index.db import Index
 from ..model.record import Output, RunRecord, run_folder
 from ..store import project, staging
+from .listing import find_staged
 
 LOG_LIMIT = 200_000  # characters of a captured log shown in a page
 DOWNLOAD_LIMIT = 50 * 1024 * 1024  # outputs up to this size can be downloaded from the UI
@@ -280,25 +281,9 @@ def _number(text: str | None) -> Any:
 # -- runs still executing --------------------------------------------------------------------
 
 
-def _staged(repo: store.Repo, ref: str) -> tuple[RunRecord, str] | None:
-    """The staged run an id, unique prefix or name names, with its state."""
-    found = staging.stale_runs(repo)
-    for exact in (True, False):
-        hits = [
-            (rec, state)
-            for rec, state in found
-            if rec.id == ref
-            or (not exact and len(ref) >= 4 and rec.id.startswith(ref))
-            or (not exact and rec.name == ref)
-        ]
-        if len(hits) == 1:
-            return hits[0]
-    return None
-
-
 def staged_view(repo: store.Repo, ref: str) -> RunView | None:
     """The page of a run that has not been committed yet: its partial record and logs so far."""
-    found = _staged(repo, ref)
+    found = find_staged(repo, ref)
     if found is None:
         return None
     record, state = found
@@ -349,7 +334,7 @@ def live_state(repo: store.Repo) -> str:
 
 def live_run(repo: store.Repo, run_id: str) -> dict[str, Any] | None:
     """What a running run's page updates: state, elapsed time, logs, series; None once recorded."""
-    found = _staged(repo, run_id)
+    found = find_staged(repo, run_id)
     if found is None:
         return None
     record, state = found
