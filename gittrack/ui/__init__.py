@@ -70,34 +70,34 @@ class HostCheck:
 
 def create_app(repo: Any = None, *, host: str = "127.0.0.1", port: int | None = None) -> ASGIApp:
     """The UI app for a repository (path, Repo or None for the current one), read-only."""
-    from . import views
+    from . import api, render, runpages, tables
 
     r: Repo = open_repo(repo)
     routes = [
-        Route("/", views.runs_table, methods=["GET"]),
-        Route("/experiments", views.experiments, methods=["GET"]),
-        Route("/experiments/{name:path}", views.experiment, methods=["GET"]),
-        Route("/compare", views.compare, methods=["GET"]),
-        Route("/runs/{ref}", views.run_page, methods=["GET"]),
-        Route("/runs/{ref}/lineage", views.lineage, methods=["GET"]),
-        Route("/runs/{ref}/outputs/{name:path}", views.download, methods=["GET"]),
-        Route("/api/runs", views.api_runs, methods=["GET"]),
-        Route("/api/runs.csv", views.api_runs_csv, methods=["GET"]),
-        Route("/api/runs/{ref}", views.api_run, methods=["GET"]),
-        Route("/api/tip", views.api_tip, methods=["GET"]),
-        Route("/api/events", views.api_events, methods=["GET"]),
-        Route("/api/runs/{ref}/events", views.api_run_events, methods=["GET"]),
-        Route("/api/plot", views.api_plot, methods=["GET"]),
-        Route("/static/{path:path}", views.static, methods=["GET"]),
-        Route("/favicon.svg", views.favicon, methods=["GET"]),
-        Route("/favicon.ico", views.favicon, methods=["GET"]),
+        Route("/", tables.runs_table, methods=["GET"]),
+        Route("/experiments", tables.experiments, methods=["GET"]),
+        Route("/experiments/{name:path}", tables.experiment, methods=["GET"]),
+        Route("/compare", tables.compare, methods=["GET"]),
+        Route("/runs/{ref}", runpages.run_page, methods=["GET"]),
+        Route("/runs/{ref}/lineage", runpages.lineage, methods=["GET"]),
+        Route("/runs/{ref}/outputs/{name:path}", runpages.download, methods=["GET"]),
+        Route("/api/runs", api.api_runs, methods=["GET"]),
+        Route("/api/runs.csv", api.api_runs_csv, methods=["GET"]),
+        Route("/api/runs/{ref}", api.api_run, methods=["GET"]),
+        Route("/api/tip", api.api_tip, methods=["GET"]),
+        Route("/api/events", api.api_events, methods=["GET"]),
+        Route("/api/runs/{ref}/events", api.api_run_events, methods=["GET"]),
+        Route("/api/plot", api.api_plot, methods=["GET"]),
+        Route("/static/{path:path}", render.static, methods=["GET"]),
+        Route("/favicon.svg", render.favicon, methods=["GET"]),
+        Route("/favicon.ico", render.favicon, methods=["GET"]),
     ]
     handlers: dict[Any, Any] = {
-        HTTPException: views.http_error,
-        RunNotFound: views.not_found,
-        GittrackError: views.gittrack_error,
+        HTTPException: render.http_error,
+        RunNotFound: render.not_found,
+        GittrackError: render.gittrack_error,
     }
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.repo = r
-    app.state.templates = views.make_templates()
+    app.state.templates = render.make_templates()
     return HostCheck(app, host, port)

@@ -20,7 +20,7 @@ def build_report(
     import jinja2
 
     from .shared import templates_dir
-    from .views import FILTERS, GLOBALS, STATIC
+    from .render import FILTERS, GLOBALS, STATIC
 
     page = browse.page(repo, where, limit=MAX_ROWS)
     plot_columns = [c for c in page.columns if browse.FIELD.match(c)]
