@@ -13,6 +13,7 @@ from typing import Any
 from .. import store
 from ..index.db import Index
 from ..index.query import compile_order, compile_where
+from ..model.values import collapses
 
 BASE_COLUMNS = ["id", "name", "status", "experiment", "started", "duration_s"]
 SORTABLE = {"id", "name", "status", "command", "experiment", "started", "finished", "duration_s"}
@@ -59,20 +60,98 @@ def tip(repo: store.Repo) -> str:
     return found[0] if found else ""
 
 
-def field_stats(index: Index, cond: str, args: list[Any]) -> dict[str, tuple[int, int, bool]]:
-    """{params.X / metrics.X: (distinct values, runs having it, list or run id)} among matches."""
+@dataclass
+class Census:
+    """What the matching runs hold, from the index's small tables (no record is parsed
+    beyond one per column shape): how many, how many commands, and per params/metrics
+    column (distinct values: 1 or 2 for "several", runs having it, list or run id)."""
+
+    total: int
+    commands: int
+    stats: dict[str, tuple[int, int, bool]]
+
+
+CENSUS_CACHE: dict[tuple[Any, ...], Census] = {}  # by index state and condition
+CENSUS_CACHE_SIZE = 64
+
+
+def cached_census(index: Index, cond: str, args: list[Any]) -> Census:
+    """`census`, remembered until the index changes (a new run, tag or note): the same page
+    loaded again, or refreshed live, does not count the runs again."""
+    state = tuple(index.db.execute("SELECT key, value FROM meta WHERE key IN ('tip', 'notes')"))
+    key = (str(index.repo.root), state, cond, tuple(map(repr, args)))
+    found = CENSUS_CACHE.get(key)
+    if found is None:
+        found = census(index, cond, args)
+        if len(CENSUS_CACHE) >= CENSUS_CACHE_SIZE:
+            CENSUS_CACHE.pop(next(iter(CENSUS_CACHE)))
+        CENSUS_CACHE[key] = found
+    return found
+
+
+def census(index: Index, cond: str, args: list[Any]) -> Census:
+    """The Census of the runs matching an SQL condition.
+
+    One pass over the run fields groups the matches by column shape and command; which
+    columns vary comes from the lowest and highest indexed value of each (an index lookup
+    when nothing is filtered); which are lists or run ids from one record of each shape.
+    """
+    sql = (
+        "SELECT runs.shape, runs.command, count(*), max(runs.rid) FROM run_fields AS runs"
+        + (f" WHERE {cond}" if cond else "")
+        + " GROUP BY runs.shape, runs.command ORDER BY min(runs.rid)"
+    )
+    groups = index.db.execute(sql, args).fetchall()
+    total = sum(g[2] for g in groups)
+    commands = len({g[1] for g in groups})
+    per_shape: dict[int, int] = {}
+    sample: dict[int, int] = {}
+    for shape, _command, count, rid in groups:
+        if shape is not None:
+            per_shape[shape] = per_shape.get(shape, 0) + count
+            sample.setdefault(shape, rid)
+    present: dict[str, int] = {}
+    first_in: dict[str, int] = {}
+    for shape, keys in zip(per_shape, index.shape_keys(per_shape), strict=False):
+        for key in keys:
+            present[key] = present.get(key, 0) + per_shape[shape]
+            first_in.setdefault(key, shape)
+    records = _sample_records(index, list(sample.values()))
     stats: dict[str, tuple[int, int, bool]] = {}
-    for family in ("params", "metrics"):
-        sql = (
-            f"SELECT j.key, count(DISTINCT j.value), count(*), max(j.type = 'array' OR "
-            f"(j.type = 'text' AND length(j.value) = 32 AND NOT j.value GLOB '*[^0-9a-f]*')) "
-            f"FROM runs, json_each(runs.record, '$.{family}') AS j"
-            + (f" WHERE {cond}" if cond else "")
-            + " GROUP BY j.key ORDER BY min(j.id)"
-        )
-        for key, distinct, present, listy in index.db.execute(sql, args):
-            stats[f"{family}.{key}"] = (distinct, present, bool(listy))
-    return stats
+    for column, count in present.items():
+        value = cell(records.get(sample[first_in[column]], {}), column)
+        listy = collapses(value)
+        stats[column] = (_distinct(index, column, cond, args), count, listy)
+    return Census(total, commands, stats)
+
+
+def _sample_records(index: Index, rids: list[int]) -> dict[int, dict[str, Any]]:
+    import json
+
+    marks = ",".join("?" * len(rids))
+    sql = f"SELECT rid, record FROM records WHERE rid IN ({marks})"
+    found = {}
+    for rid, text in index.db.execute(sql, rids) if rids else []:
+        try:
+            found[rid] = json.loads(text) if text else {}
+        except ValueError:
+            found[rid] = {}
+    return found
+
+
+def _distinct(index: Index, column: str, cond: str, args: list[Any]) -> int:
+    """1 when every matching run that has `column` has the same value in it, else 2."""
+    family, _, key = column.partition(".")
+    sql = (
+        "SELECT min(kv.text), max(kv.text) FROM kv JOIN keys ON keys.key_id = kv.key_id"
+        " WHERE keys.family = ? AND keys.key = ?"
+    )
+    params: list[Any] = [family, key]
+    if cond:
+        sql += f" AND kv.run IN (SELECT runs.rid FROM run_fields AS runs WHERE {cond})"
+        params += args
+    low, high = index.db.execute(sql, params).fetchone()
+    return 1 if low == high else 2
 
 
 def default_columns(
@@ -121,19 +200,13 @@ def page(
     cond, args = in_experiment(*where_sql(where), experiment)
     index = Index(repo)
     index.sync()
-    total = int(
-        index.db.execute(
-            "SELECT count(*) FROM runs" + (f" WHERE {cond}" if cond else ""), args
-        ).fetchone()[0]
-    )
-    stats = field_stats(index, cond, args)
+    found = cached_census(index, cond, args)
+    total, stats = found.total, found.stats
     all_columns = [*BASE_COLUMNS, "command", "finished", *list(stats)]
     if columns:
         shown = [c for c in columns if c in all_columns]
     else:
-        sql = "SELECT count(DISTINCT runs.command) FROM runs" + (f" WHERE {cond}" if cond else "")
-        commands = int(index.db.execute(sql, args).fetchone()[0])
-        shown = default_columns(stats, total, commands)
+        shown = default_columns(stats, total, found.commands)
     order, order_args = order_sql(sort, desc)
     if group:
         order = "runs.experiment = '', runs.experiment, " + order

@@ -19,8 +19,8 @@ def build_report(
     """The report's HTML (CSS inlined, plots as static SVG, nothing fetched) and its run count."""
     import jinja2
 
-    from .shared import templates_dir
     from .render import FILTERS, GLOBALS, STATIC
+    from .shared import templates_dir
 
     page = browse.page(repo, where, limit=MAX_ROWS)
     plot_columns = [c for c in page.columns if browse.FIELD.match(c)]

@@ -87,9 +87,10 @@ async def lineage(request: Request) -> Response:
         svg = flow.inline_svg(graph)
     except GittrackError as exc:
         error = str(exc)
+    partial = request.query_params.get("partial") == "1"  # the graph alone, swapped in place
     return render(
         request,
-        "lineage.html",
+        "lineage_part.html" if partial else "lineage.html",
         {
             "view": view,
             "run": view.data or {"id": view.id},

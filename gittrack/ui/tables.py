@@ -165,6 +165,7 @@ async def compare(request: Request) -> Response:
             "rows": rows,
             "errors": errors,
             "series": {k: s for k, s in series.items() if s},
+            "plot": compare_plot(runs, keys),
             "only_diff": request.query_params.get("only") == "diff",
             "capped": len(wanted) if len(wanted) > MAX_COMPARE else 0,
             "ids": ",".join(r["id"] for r in runs),
@@ -179,3 +180,34 @@ def _lookup(run: dict[str, Any], key: str) -> Any:
         return run.get(key)
     value = run.get(family) or {}
     return value.get(rest) if isinstance(value, dict) else None
+
+
+def compare_plot(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
+    """Column-wise values of the compared runs' numeric params and metrics, for the plots.
+
+    `common`: the columns every run has a number for (the parallel coordinates' axes, varying
+    ones first); `columns`: every column with a number in some run (the scatter's choices).
+    """
+    numeric = [
+        key
+        for key in keys
+        if key.startswith(("params.", "metrics."))
+        and any(_number(_lookup(run, key)) for run in runs)
+    ]
+    values = {
+        key: [_lookup(run, key) if _number(_lookup(run, key)) else None for run in runs]
+        for key in numeric
+    }
+    common = [key for key in numeric if all(v is not None for v in values[key])]
+    common.sort(key=lambda key: len(set(values[key])) < 2)  # what varies first, stable
+    return {
+        "id": [run["id"] for run in runs],
+        "status": [run.get("status") for run in runs],
+        "name": [run.get("name") or "" for run in runs],
+        "columns": values,
+        "common": common,
+    }
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value

@@ -232,6 +232,48 @@ function plots() {
   if (box.open) draw();
 }
 
+// -- compare: the compared runs' params and metrics, one line / one point per run ------------
+var PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+function colour(i) { return PALETTE[i % PALETTE.length]; }
+
+async function comparePlots() {
+  var holder = $("#compare-data");
+  if (!holder) return;
+  var d = JSON.parse(holder.textContent), cols = Object.keys(d.columns);
+  var Plotly = await loadPlotly();
+  var labels = d.id.map(function (id, i) { return id.slice(0, 8) + (d.name[i] ? " " + d.name[i] : ""); });
+  var pc = $("#compare-parcoords");
+  if (d.common.length >= 2) {
+    var dims = d.common.slice(0, 12).map(function (c) { return { label: short(c), values: d.columns[c] }; });
+    Plotly.react(pc, [{ type: "parcoords", dimensions: dims,
+      line: { color: d.id.map(function (_, i) { return i; }), cmin: 0, cmax: Math.max(1, d.id.length - 1),
+              colorscale: d.id.length < 2 ? [[0, colour(0)], [1, colour(0)]]
+                : d.id.map(function (_, i) { return [i / (d.id.length - 1), colour(i)]; }) } }],
+      { margin: { l: 70, r: 70, t: 60, b: 30 }, font: { size: 12 }, height: 340 }, { displaylogo: false, responsive: true });
+  } else {
+    pc.textContent = "The compared runs share fewer than two numeric params and metrics: no parallel coordinates.";
+  }
+  var sx = $("#cmp-x"), sy = $("#cmp-y");
+  var firstParam = cols.filter(function (c) { return c.indexOf("params.") === 0; })[0] || cols[0];
+  var firstMetric = cols.filter(function (c) { return c.indexOf("metrics.") === 0; })[0] || cols[cols.length - 1];
+  sx.value = firstParam; sy.value = firstMetric;
+  function scatter() {
+    var x = sx.value, y = sy.value;
+    var traces = d.id.map(function (id, i) {  // one trace per run: its own colour and legend entry
+      return { type: "scatter", mode: "markers", name: labels[i], x: [d.columns[x][i]], y: [d.columns[y][i]],
+               marker: { size: 11, color: colour(i) }, hovertemplate: labels[i] + "<br>" + x + "=%{x}<br>" + y + "=%{y}<extra></extra>" };
+    });
+    Plotly.react("compare-scatter", traces, { xaxis: { title: { text: x } }, yaxis: { title: { text: y } }, height: 320,
+      legend: { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom" }, margin: { l: 60, r: 20, t: 40, b: 50 } },
+      { displaylogo: false, responsive: true });
+  }
+  sx.addEventListener("change", scatter);
+  sy.addEventListener("change", scatter);
+  scatter();
+  var plot = $("#compare-scatter");
+  plot.on("plotly_click", function (ev) { window.location.href = "/runs/" + d.id[ev.points[0].curveNumber]; });
+}
+
 // -- time series (run page and compare) -------------------------------------------------------
 async function series() {
   var holder = $("#series-data");
@@ -296,16 +338,11 @@ function seriesControls() {
   });
 }
 
-// -- flow graph: pan and zoom by rewriting the SVG viewBox ------------------------------------
+// -- flow graph: pan and zoom by rewriting the SVG viewBox; folded nodes expand in place ----
 function flow() {
   var box = $("#flow");
-  var svg = box && $("svg", box);
-  if (!svg) return;
-  svg.removeAttribute("width");
-  svg.removeAttribute("height");
-  var vb = svg.viewBox.baseVal;
-  var home = [vb.x, vb.y, vb.width, vb.height];
-  var view = home.slice();
+  if (!box || !$("svg", box)) return;
+  var svg = null, home = null, view = null;
   function set() { svg.setAttribute("viewBox", view.join(" ")); }
   function fit() {
     // a small graph is magnified at most 1.6 times: pad the view to the box instead
@@ -314,7 +351,30 @@ function flow() {
     view = [home[0] - (w - home[2]) / 2, home[1] - (h - home[3]) / 2, w, h];
     set();
   }
-  fit();
+  // take over an SVG; with `focus` (an experiment's name) the zoom is kept and the view moves
+  // to that experiment's cluster, otherwise the graph is fitted to the box
+  function install(el, focus) {
+    var before = view;
+    svg = el;
+    svg.removeAttribute("width");
+    svg.removeAttribute("height");
+    var vb = svg.viewBox.baseVal;
+    home = [vb.x, vb.y, vb.width, vb.height];
+    if (!before || focus === undefined) { fit(); return; }
+    var centre = [before[0] + before[2] / 2, before[1] + before[3] / 2];
+    var cluster = $all("g.cluster", svg).filter(function (g) {
+      var t = $("text", g); return t && t.textContent.trim() === "experiment " + focus;
+    })[0];
+    if (cluster) {
+      var bb = cluster.getBBox();
+      var m = svg.querySelector("g").transform.baseVal.consolidate();  // graphviz translates its graph
+      var dx = m ? m.matrix.e : 0, dy = m ? m.matrix.f : 0;
+      centre = [bb.x + dx + bb.width / 2, bb.y + dy + bb.height / 2];
+    }
+    view = [centre[0] - before[2] / 2, centre[1] - before[3] / 2, before[2], before[3]];
+    set();
+  }
+  install($("svg", box));
   box.addEventListener("wheel", function (ev) {
     ev.preventDefault();
     var rect = svg.getBoundingClientRect();
@@ -354,6 +414,36 @@ function flow() {
     if (ev.key === "+" || ev.key === "=") zoom(1 / 1.25);
     else if (ev.key === "-") zoom(1.25);
     else if (ev.key === "0") fit();
+  });
+  // "expand" draws a folded experiment run by run without leaving the page: the new graph is
+  // fetched and swapped in, and the address changes so that a reload shows the same graph
+  var area = $("#flow-area");
+  if (!area) return;
+  area.addEventListener("click", async function (ev) {
+    var link = ev.target.closest && ev.target.closest("a.expand");
+    if (!link || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
+    ev.preventDefault();
+    var url = new URL(link.href, window.location.href);
+    var fetchUrl = new URL(url);
+    fetchUrl.searchParams.set("partial", "1");
+    var status = $("#flow-status");
+    if (status) status.textContent = "Drawing " + link.dataset.name + " run by run…";
+    try {
+      var answer = await fetch(fetchUrl, { cache: "no-store" });
+      if (!answer.ok) throw new Error(answer.status + " " + answer.statusText);
+      var holder = document.createElement("template");
+      holder.innerHTML = await answer.text();
+      var meta = $("#flow-meta", holder.content), next = $("#flow svg", holder.content);
+      $("#flow-meta").replaceWith(meta);
+      if (next) { svg.replaceWith(next); install(next, link.dataset.name); }
+      var count = $("#flow-count");
+      if (count) count.textContent = meta.dataset.count;
+      window.history.replaceState(null, "", url.pathname + url.search);
+      if (status) status.textContent = link.dataset.name + " expanded.";
+    } catch (e) {
+      if (status) status.textContent = "Could not expand " + link.dataset.name + " (" + e.message + "); reloading.";
+      window.location.href = url.toString();
+    }
   });
 }
 
@@ -395,6 +485,7 @@ document.addEventListener("DOMContentLoaded", function () {
   live();
   plots();
   series();
+  comparePlots();
   liveRun();
   outputPreviews();
   flow();
