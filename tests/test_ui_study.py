@@ -208,3 +208,49 @@ def test_a_wide_fan_in_unfolded_is_a_grid_not_a_column(ising, tmp_path):
     assert all(
         f'xlink:href="/runs/{s}"' in out.read_text() for s in ising["completed"]["ising-L24"]
     )
+
+
+def test_first_table_page_reads_no_record_per_run(ising, monkeypatch):
+    """The first page at any size: which columns vary, which params are lists and how many
+    commands come from the index's small tables; only the page's rows and one record per
+    column shape are read, never every record (no json_each over the runs)."""
+    from gittrack.index.db import Index
+    from gittrack.library import browse
+
+    Index(ising["repo"]).sync()  # built once; what is measured is reading it
+    statements: list[str] = []
+
+    class Traced(Index):
+        @property
+        def db(self):
+            db = super().db
+            db.set_trace_callback(statements.append)
+            return db
+
+    monkeypatch.setattr(browse, "Index", Traced)
+    getattr(browse, "CENSUS_CACHE", {}).clear()
+    page = browse.page(ising["repo"])
+    assert page.total == 83
+    assert page.columns[:4] == ["id", "name", "status", "command"]
+    assert page.columns.index("params.temp") < page.columns.index("params.sims")
+    reading = [s for s in statements if "record" in s and "json_each" in s]
+    assert not reading, reading
+    for sql in statements:  # records are read by row id, a page or a shape's sample at a time
+        if "FROM records" in sql or "r.record" in sql:
+            assert "rid IN (" in sql, sql
+    statements.clear()
+    assert browse.page(ising["repo"]).columns == page.columns
+    assert not [s for s in statements if "GROUP BY" in s]  # the census is remembered
+
+
+def test_api_series_gives_each_selected_runs_time_series(client, ising):
+    """The overlay's data: one series per run asked for, {} for a run that logged none."""
+    sims = ising["completed"]["ising-L32"][:2]
+    tc = ising["tcs"][0]
+    data = client.get("/api/series", params={"ids": ",".join([*sims, tc[:8]])}).json()
+    assert list(data) == [*sims, tc]
+    assert list(data[sims[0]]) == ["step", "energy", "magnetization"]
+    assert len(data[sims[0]]["energy"]) == 30 and data[tc] == {}
+    missing = client.get("/api/series", params={"ids": "nosuchrun"})
+    assert missing.status_code == 404 and "nosuchrun" in missing.json()["error"]
+    assert client.get("/api/series").status_code == 400

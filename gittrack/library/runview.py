@@ -266,6 +266,25 @@ def timeseries(repo: store.Repo, run_id: str, data: dict[str, Any]) -> dict[str,
     return series
 
 
+def series_of(repo: store.Repo, refs: list[str]) -> dict[str, dict[str, list[Any]]]:
+    """{run id: its time series} for runs named by reference (recorded or still running);
+    runs without a series give {}; an unknown reference raises RunNotFound."""
+    index = Index(repo)
+    out: dict[str, dict[str, list[Any]]] = {}
+    for ref in refs:
+        try:
+            run_id = resolve(repo, ref)
+        except RunNotFound:
+            staged = find_staged(repo, ref)
+            if staged is None:
+                raise
+            out[staged[0].id] = timeseries(repo, staged[0].id, {"status": staged[1]})
+            continue
+        row = index.get(run_id)
+        out[run_id] = timeseries(repo, run_id, row["record"]) if row and row["record"] else {}
+    return out
+
+
 def _number(text: str | None) -> Any:
     if text is None or text == "":
         return None

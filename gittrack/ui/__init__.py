@@ -88,6 +88,7 @@ def create_app(repo: Any = None, *, host: str = "127.0.0.1", port: int | None = 
         Route("/api/events", api.api_events, methods=["GET"]),
         Route("/api/runs/{ref}/events", api.api_run_events, methods=["GET"]),
         Route("/api/plot", api.api_plot, methods=["GET"]),
+        Route("/api/series", api.api_series, methods=["GET"]),
         Route("/static/{path:path}", render.static, methods=["GET"]),
         Route("/favicon.svg", render.favicon, methods=["GET"]),
         Route("/favicon.ico", render.favicon, methods=["GET"]),

@@ -132,6 +132,27 @@ def _sse(events: AsyncIterator[str]) -> Response:
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
 
+MAX_OVERLAY = 50  # runs whose series one overlay chart draws
+
+
+async def api_series(request: Request) -> Response:
+    """{run id: {column: values}} of the time series of ?ids=a,b (for overlays of one metric)."""
+    refs = [r.strip() for part in request.query_params.getlist("ids") for r in part.split(",")]
+    refs = list(dict.fromkeys(r for r in refs if r))
+    if not refs or len(refs) > MAX_OVERLAY:
+        return JSONResponse(
+            {"error": f"Give from 1 to {MAX_OVERLAY} runs as ?ids=a,b; {len(refs)} were given."},
+            status_code=400,
+        )
+    try:
+        data = runview.series_of(request_repo(request), refs)
+    except RunNotFound as exc:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+    except GittrackError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return Response(script_json(data), media_type="application/json")
+
+
 async def api_plot(request: Request) -> Response:
     q = request.query_params
     cols = [c for c in q.get("cols", "").split(",") if browse.FIELD.match(c)]

@@ -24,7 +24,12 @@ function wireTable() {
     var n = $all("input[name=ids]:checked", form).length;
     button.disabled = n < 1;
     button.textContent = n ? "Compare " + n + " selected" : "Compare selected";
+    if (overlayButton) overlayButton.disabled = n < 1;
   }
+  var overlayButton = $("#overlay-button");
+  if (overlayButton) overlayButton.addEventListener("click", function () {
+    overlay($all("input[name=ids]:checked", form).map(function (i) { return i.value; }));
+  });
   form.addEventListener("change", update);
   form.addEventListener("submit", function (ev) {
     ev.preventDefault();
@@ -41,6 +46,60 @@ function wireTable() {
     window.location.href = url.toString();
   });
   update();
+}
+
+// -- overlay: one metric's time series across the runs selected in the table -------------------
+var overlayData = null;
+
+async function overlay(ids) {
+  var box = $("#overlay");
+  if (!box || !ids.length) return;
+  box.hidden = false;
+  var note = $("#overlay-note"), select = $("#overlay-metric");
+  note.textContent = "Reading the time series of " + ids.length + " run" + (ids.length === 1 ? "" : "s") + "…";
+  var answer = await fetch("/api/series?" + new URLSearchParams({ ids: ids.join(",") }), { cache: "no-store" });
+  var data = await answer.json();
+  if (data.error) { note.textContent = data.error; return; }
+  overlayData = data;
+  var metrics = [];
+  Object.keys(data).forEach(function (id) {
+    Object.keys(data[id]).forEach(function (k) { if (k !== "step" && metrics.indexOf(k) < 0) metrics.push(k); });
+  });
+  var chosen = select.value;
+  select.innerHTML = "";
+  metrics.forEach(function (k) { var o = document.createElement("option"); o.textContent = k; select.appendChild(o); });
+  if (metrics.indexOf(chosen) >= 0) select.value = chosen;
+  var without = Object.keys(data).filter(function (id) { return !Object.keys(data[id]).length; }).length;
+  note.textContent = !metrics.length ? "None of the selected runs logged a time series (gittrack.log)."
+    : without ? without + " of the " + ids.length + " selected runs have no time series." : "";
+  drawOverlay();
+  box.scrollIntoView({ block: "nearest" });
+}
+
+async function drawOverlay() {
+  var data = overlayData, k = $("#overlay-metric").value;
+  if (!data || !k) return;
+  var Plotly = await loadPlotly();
+  var ids = Object.keys(data).filter(function (id) { return data[id][k]; });
+  $("#overlay-what").textContent = "(" + k + ", " + ids.length + " run" + (ids.length === 1 ? "" : "s") + ")";
+  var traces = ids.map(function (id) {
+    var s = data[id], x = s.step || s[k].map(function (_, i) { return i; });
+    return { type: "scatter", mode: "lines", name: id.slice(0, 8), x: x, y: s[k],
+             hovertemplate: id.slice(0, 8) + " step %{x}: %{y}<extra></extra>" };
+  });
+  Plotly.react("overlay-chart", traces, {
+    height: 340, margin: { l: 60, r: 16, t: 30, b: 44 }, showlegend: true,
+    legend: { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom", font: { size: 11 } },
+    xaxis: { title: { text: "step", standoff: 4 } }, yaxis: { title: { text: k }, type: $("#overlay-logy").checked ? "log" : "linear" },
+  }, { displaylogo: false, responsive: true });
+}
+
+function overlayControls() {
+  var select = $("#overlay-metric");
+  if (!select) return;
+  select.addEventListener("change", drawOverlay);
+  $("#overlay-logy").addEventListener("change", drawOverlay);
+  $("#overlay-close").addEventListener("click", function () { $("#overlay").hidden = true; });
 }
 
 // -- live updates: server-sent events when a run is recorded, starts or dies ------------------
@@ -482,6 +541,7 @@ document.addEventListener("DOMContentLoaded", function () {
   keyboard();
   seriesControls();
   wireTable();
+  overlayControls();
   live();
   plots();
   series();
