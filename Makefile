@@ -79,7 +79,7 @@ docs: $(STAMP)
 
 # refresh docs/screenshots/ from the browser tests (a plain test run writes them to /tmp)
 screenshots: $(TEST_STAMP) $(SYSTEM_STAMP)
-	GITTRACK_SCREENSHOTS=1 $(PY) -m pytest tests/test_ui_browser.py -q
+	GITTRACK_SCREENSHOTS=1 $(PY) -m pytest tests/test_ui_browser.py tests/test_ui_inplace.py -q
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .demo

@@ -62,7 +62,7 @@ def test_compare_draws_params_and_metrics_one_line_and_point_per_run(ising, page
     )
     assert [name.split()[0] for name, _, _ in points] == [s[:8] for s in sims]
     assert all(isinstance(x, float) and isinstance(y, float) for _, x, y in points)
-    shot(page, "study-compare-1400")
+    shot(page, "study-compare-plots-1400")
     # runs with different params (an analysis and a sim) still get their points
     page.goto(url + f"/compare?ids={ids['tcs'][0]},{sims[0]}")
     expect(page.locator("#compare-scatter .main-svg").first).to_be_visible(timeout=20_000)
