@@ -121,7 +121,9 @@ def census(index: Index, cond: str, args: list[Any]) -> Census:
     for column, count in present.items():
         value = cell(records.get(sample[first_in[column]], {}), column)
         listy = collapses(value)
-        stats[column] = (_distinct(index, column, cond, args), count, listy)
+        lists = isinstance(value, list)
+        distinct = 1 if count < 2 else _distinct(index, column, cond, args, lists)
+        stats[column] = (distinct, count, listy)
     return Census(total, commands, stats)
 
 
@@ -139,17 +141,26 @@ def _sample_records(index: Index, rids: list[int]) -> dict[int, dict[str, Any]]:
     return found
 
 
-def _distinct(index: Index, column: str, cond: str, args: list[Any]) -> int:
-    """1 when every matching run that has `column` has the same value in it, else 2."""
+def _distinct(index: Index, column: str, cond: str, args: list[Any], lists: bool) -> int:
+    """1 when every matching run that has `column` has the same value in it, else 2.
+
+    A list is one row per element in the index: lists compare whole, joined per run (list
+    params are those of analyses, a few runs); other values by their lowest and highest text.
+    """
     family, _, key = column.partition(".")
-    sql = (
-        "SELECT min(kv.text), max(kv.text) FROM kv JOIN keys ON keys.key_id = kv.key_id"
-        " WHERE keys.family = ? AND keys.key = ?"
-    )
+    where = "keys.family = ? AND keys.key = ?"
     params: list[Any] = [family, key]
     if cond:
-        sql += f" AND kv.run IN (SELECT runs.rid FROM run_fields AS runs WHERE {cond})"
+        where += f" AND kv.run IN (SELECT runs.rid FROM run_fields AS runs WHERE {cond})"
         params += args
+    join = "FROM kv JOIN keys ON keys.key_id = kv.key_id"
+    if lists:
+        sql = (
+            "SELECT min(v), max(v) FROM (SELECT group_concat(kv.text, char(31)) AS v "
+            f"{join} WHERE {where} GROUP BY kv.run)"
+        )
+    else:
+        sql = f"SELECT min(kv.text), max(kv.text) {join} WHERE {where}"
     low, high = index.db.execute(sql, params).fetchone()
     return 1 if low == high else 2
 

@@ -71,7 +71,7 @@ async function overlay(ids) {
   if (metrics.indexOf(chosen) >= 0) select.value = chosen;
   var without = Object.keys(data).filter(function (id) { return !Object.keys(data[id]).length; }).length;
   note.textContent = !metrics.length ? "None of the selected runs logged a time series (gittrack.log)."
-    : without ? without + " of the " + ids.length + " selected runs have no time series." : "";
+    : without ? without + " of the " + ids.length + " selected runs " + (without === 1 ? "has" : "have") + " no time series." : "";
   drawOverlay();
   box.scrollIntoView({ block: "nearest" });
 }
