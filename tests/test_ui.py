@@ -509,3 +509,18 @@ def test_filter_with_a_misspelt_key_shows_a_hint(tracked_repo: Path, run_cli) ->
     assert 'id="query-hints"' in page.text
     assert "No run has params.tmep (did you mean params.temp?)." in page.text
     assert 'id="query-hints"' not in client.get("/?where=params.temp%20%3E%201").text
+
+
+def test_a_died_run_is_found_alike_by_show_and_the_run_page(tracked_repo: Path, run_cli) -> None:
+    """One lookup of staged runs (listing.find_staged): an id, a prefix in any case."""
+    from test_architecture import _stage_died_runs
+
+    (run_id,) = _stage_died_runs(tracked_repo, 1)
+    client = TestClient(create_app(tracked_repo), base_url="http://127.0.0.1")
+    for ref in (run_id, run_id[:8], run_id[:8].upper()):
+        shown = run_cli(tracked_repo, "show", ref, "--json")
+        assert shown.exit_code == 0, shown.output
+        assert json.loads(shown.output)["id"] == run_id
+        page = client.get(f"/runs/{ref}")
+        assert page.status_code == 200, (ref, page.text[:300])
+        assert run_id in page.text
