@@ -43,3 +43,49 @@ def test_reader_survives_nesting_early_exit_and_threads(tracked_repo: Path) -> N
     for t in threads:
         t.join(timeout=60)
     assert results == {0: True, 1: True, 2: True, 3: True}
+
+
+def test_a_repo_closed_in_one_thread_leaves_another_threads_reads_whole(
+    tracked_repo: Path,
+) -> None:
+    # two Dask worker threads of one process: one task ends (closing its Repo) while another
+    # task of the same repository is reading; that read once failed "write to closed file"
+    ids = [f"{i:032x}" for i in range(1, 401)]
+    store.import_runs(
+        store.find_repo(tracked_repo),
+        (RunRecord(id=i, command="sim.py", status="completed") for i in ids),
+    )
+    revs = [f"{store.RUNS_REF}:runs/{i[:2]}/{i}/run.toml" for i in ids]
+    reading, closing = store.find_repo(tracked_repo), store.find_repo(tracked_repo)
+    assert reading.reader() is closing.reader()  # one process shared by both
+    first_answer, go_on = threading.Event(), threading.Event()
+    got: list[bytes | None] = []
+    failed: list[BaseException] = []
+
+    def read_all() -> None:
+        try:
+            for _, data in reading.reader().read_many(revs):
+                got.append(data)
+                first_answer.set()
+                go_on.wait(timeout=30)
+            got.append(reading.reader().read(revs[0])[2])  # type: ignore[index]
+        except BaseException as exc:
+            failed.append(exc)
+        finally:
+            first_answer.set()
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    first_answer.wait(timeout=30)
+    closer = threading.Thread(target=closing.close)
+    closer.start()
+    closer.join(timeout=1)  # the close waits for the read in progress (or is done already)
+    go_on.set()
+    reader.join(timeout=60)
+    closer.join(timeout=60)
+    assert failed == []
+    assert len(got) == len(ids) + 1
+    assert all(ids[k].encode() in (got[k] or b"") for k in range(len(ids)))
+    assert ids[0].encode() in (got[-1] or b"")
+    later = store.find_repo(tracked_repo).reader().read(revs[-1])  # and reading goes on
+    assert later is not None and ids[-1].encode() in later[2]

@@ -85,24 +85,30 @@ class Repo:
     def reader(self) -> CatFile:
         """The repository's `git cat-file --batch` process, shared by every Repo of this root."""
         if self._reader is None or not self._reader.alive():
-            shared = _READERS.get(self.root)
-            if shared is None or not shared.alive():
-                if shared is not None:
-                    shared.close()  # its process ended (e.g. the repository was moved)
-                shared = _READERS[self.root] = CatFile(self)
+            ended = None
+            with _READERS_LOCK:
+                shared = _READERS.get(self.root)
+                if shared is None or not shared.alive():
+                    ended = shared  # its process ended (e.g. the repository was moved)
+                    shared = _READERS[self.root] = CatFile(self)
+            if ended is not None:
+                ended.close()
             self._reader = shared
         return self._reader
 
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
-            if _READERS.get(self.root) is self._reader:
-                del _READERS[self.root]
+            with _READERS_LOCK:
+                if _READERS.get(self.root) is self._reader:
+                    del _READERS[self.root]
             self._reader = None
 
 
 # one reader process per repository and process, closed at exit (a Repo is cheap to make anew)
 _READERS: dict[Path, CatFile] = {}
+_READERS_LOCK = threading.Lock()
+CLOSE_WAIT_S = 10.0  # how long a close waits for another thread's query before ending it
 
 
 @atexit.register
@@ -163,25 +169,38 @@ class CatFile:
 
     def __init__(self, repo: Repo) -> None:
         self._root = repo.root
-        self._proc = subprocess.Popen(
+        self._proc = self._start()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             ["git", "cat-file", "--batch"],
-            cwd=repo.root,
+            cwd=self._root,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        self._lock = threading.Lock()
-        self._owner: int | None = None
 
     def alive(self) -> bool:
-        return self._proc.poll() is None
+        return not self._closed and self._proc.poll() is None
 
     def _acquire(self) -> bool:
-        """Take the process; False when this thread already holds it (a nested query)."""
+        """Take the process; False when this thread already holds it (a nested query).
+
+        A reader closed meanwhile (another Repo of the same root, e.g. another worker thread's
+        task that ended) starts a fresh process: whoever still holds it keeps reading.
+        """
         if self._owner == threading.get_ident():
             return False
         self._lock.acquire()
         self._owner = threading.get_ident()
+        if self._closed:
+            self._proc = self._start()
+            self._closed = False
+            with _READERS_LOCK:
+                _READERS.setdefault(self._root, self)  # closed at exit again
         return True
 
     def _release(self) -> None:
@@ -264,6 +283,19 @@ class CatFile:
         return b"".join(chunks)
 
     def close(self) -> None:
+        """End the process, once a query another thread has in progress is answered."""
+        if self._owner == threading.get_ident():  # closed inside its own loop: end it now
+            self._stop()
+            return
+        taken = self._lock.acquire(timeout=CLOSE_WAIT_S)  # a loop left suspended: go on
+        try:
+            self._stop()
+        finally:
+            if taken:
+                self._lock.release()
+
+    def _stop(self) -> None:
+        self._closed = True
         if self._proc.stdin:
             with contextlib.suppress(OSError):
                 self._proc.stdin.close()
