@@ -137,3 +137,71 @@ def test_without_graphviz_dot_works_and_svg_explains(
     assert result.output.startswith(
         "Error: Rendering png needs Graphviz's 'dot' program, which is not installed; install it"
     )
+
+
+def test_a_folded_graph_says_what_the_records_say(tracked_repo: Path) -> None:
+    # folded experiments are summed up in the index; the same graph drawn from the records
+    # (as --code draws it) must agree node by node: ranges of ints, floats, bools, text,
+    # lists and tables, status counts, a record SQLite cannot read (NaN), launches and reruns
+    import datetime as dt
+    import math
+
+    from gittrack import store
+    from gittrack.library import lineage
+    from gittrack.model.record import Input, Output, RunRecord
+
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    values: list[object] = [1, 1.0, True, "a", [1, 2], {"b": 1, "a": 2}, None, 2.5, "a"]
+    runs: list[RunRecord] = []
+
+    def add(command: str, experiment: str = "", **kw: object) -> str:
+        run_id = f"{len(runs) + 1:032x}"
+        record = RunRecord(id=run_id, command=command, experiment=experiment, started=start, **kw)  # type: ignore[arg-type]
+        record.outputs["data"] = Output(path="data.npy", md5=f"{len(runs):032x}", size=1)
+        runs.append(record)
+        return run_id
+
+    sims = [
+        add("sim.py", "mixed", status="completed", params={"x": v, "n": i, "f": i / 3})
+        for i, v in enumerate(values)
+    ]
+    sims += [
+        add("sim.py", "scan", status=s, params={"temp": t, "method": m}, metrics={"e": e})
+        for t, m, s, e in [
+            (1, "verlet", "completed", 1.0),
+            (2, "leapfrog", "failed", math.nan),
+            (3, "verlet", "completed", 0.5),
+        ]
+    ]
+    lone = add("sim.py", "lone", status="completed", params={"temp": 9})
+    loose = add("sim.py", status="completed", params={"temp": 4, "method": "verlet"})
+    sims += [lone, loose]
+    driver = add("drive.py", status="completed")
+    launched = add("sim.py", "launched", status="completed", parent=driver, params={"temp": 1})
+    again = add("sim.py", "launched", status="completed", parent=driver, rerun_of=launched)
+    inputs = [Input(run=s, output="data") for s in [*sims, launched, again, "f" * 32]]
+    final = add("analyse.py", status="completed", inputs=inputs, params={"k": 1})
+    store.import_runs(store.find_repo(tracked_repo), runs)
+    repo = store.find_repo(tracked_repo)
+
+    def without_code(graph: lineage.Graph) -> dict[str, object]:
+        data = graph.to_json()
+        data["nodes"] = [n for n in data["nodes"] if n["kind"] != "code"]  # type: ignore[index]
+        data["edges"] = [e for e in data["edges"] if e["kind"] != "code"]  # type: ignore[index]
+        return data
+
+    for root, direction in [(final, "up"), (sims[0], "down"), (driver, "both")]:
+        folded = lineage.around(repo, root, direction=direction, collapse=True)
+        drawn = lineage.around(repo, root, direction=direction, collapse=True, code=True)
+        assert folded.to_json() == without_code(drawn), (root, direction)
+    graph = lineage.build(repo, final, collapse=True)
+    labels = {n.id: n.label for n in graph.nodes.values()}
+    assert labels["exp:scan"] == (
+        "experiment scan\n3 runs\nmethod: leapfrog,verlet\ntemp: 1..3 (3 values)\n"
+        "2 completed · 1 failed"
+    )
+    assert "n: 0..8 (9 values)" in labels["exp:mixed"]
+    assert "f: 0..2.66667 (9 values)" in labels["exp:mixed"]
+    assert "x: 1,1,1,2,2.5,… (7 values)" in labels["exp:mixed"]  # 1, 1.0 and True differ
+    assert "exp:lone" not in labels and lone in labels  # one run: not folded
+    assert graph.folded == ["launched", "mixed", "scan"]

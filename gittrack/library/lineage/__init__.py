@@ -20,6 +20,7 @@ from ..._ids import short
 from ...errors import GraphvizMissing as GraphvizMissing, UsageError
 from ...index import edges as edge_tables
 from ...index.db import Index
+from . import folding
 from .draw import inline_svg as inline_svg, render as render, to_dot as to_dot
 from .graph import (
     DIRECTIONS,
@@ -98,11 +99,9 @@ def around(
         found, edges = walk(index, root, down, depth)
         ids |= found
         rows.update(edges)
-    records = edge_tables.records(index, ids)
-    graph = _assemble(Graph(root, downstream=direction == "down"), ids, sorted(rows), records)
-    if code:
-        _add_code(graph, ids, records)
-    return fold(graph, records, collapse, keep)
+    return _graph(
+        index, Graph(root, downstream=direction == "down"), ids, sorted(rows), collapse, keep, code
+    )
 
 
 def among(
@@ -120,8 +119,7 @@ def among(
         if r[1] in wanted and r[0] != r[1]
     ]
     linked = {r[0] for r in rows} | {r[1] for r in rows}
-    records = edge_tables.records(index, linked)
-    graph = fold(_assemble(Graph(""), linked, sorted(rows), records), records, collapse)
+    graph = _graph(index, Graph(""), linked, sorted(rows), collapse)
     if anchors:  # runs (a folded experiment: its first run) link to their rows; outputs not
         for node in graph.nodes.values():
             node.url = (
@@ -132,60 +130,158 @@ def among(
     return graph
 
 
+def _graph(
+    index: Index,
+    graph: Graph,
+    ids: set[str],
+    rows: list[tuple[str, str, str, str, str]],
+    collapse: bool | None,
+    keep: Iterable[str] = (),
+    code: bool = False,
+) -> Graph:
+    """The graph of runs `ids` and edges `rows`, experiments folded as `collapse` says.
+
+    Folded runs' records are never read: what their node says is counted in the index.
+    """
+    facts = folding.run_facts(index, ids)
+    placed = _placed(facts)
+    if collapse is None:
+        collapse = len(facts) > FOLD_AT
+    groups = _groups(graph.root, placed, keep) if collapse else {}
+    if groups and not code:
+        return _folded(index, graph, ids, rows, facts, placed, groups)
+    records = edge_tables.records(index, ids)
+    graph = _assemble(graph, ids, rows, records, placed)
+    if code:
+        _add_code(graph, ids, records)
+    return fold(graph, records, collapse, keep)
+
+
 def _assemble(
     graph: Graph,
     ids: set[str],
     rows: list[tuple[str, str, str, str, str]],
     records: dict[str, dict[str, Any]],
+    placed: dict[str, str],
 ) -> Graph:
     """Run nodes, output nodes on data edges, launch and rerun edges."""
     shown = _varying(records)
     for run_id in sorted(ids):
         graph.nodes[run_id] = _run_node(run_id, records.get(run_id), shown)
+        if run_id in placed:
+            graph.nodes[run_id].experiment = placed[run_id]
+    graph.edges = _edges(graph, ids, rows, {})
+    return graph
+
+
+def _edges(
+    graph: Graph,
+    ids: set[str],
+    rows: list[tuple[str, str, str, str, str]],
+    rename: dict[str, str],
+) -> list[Edge]:
+    """The edges among `ids`, a folded run's drawn from its experiment's node (`rename`);
+    adds the output nodes that data edges pass through."""
+    edges: list[Edge] = []
     data_edges: set[tuple[str, str, str]] = set()
     for child, parent, kind, output, md5 in rows:
         if child not in ids or parent not in ids:
             continue
+        source, target = rename.get(parent, parent), rename.get(child, child)
         if kind == "parent":
-            graph.edges.append(Edge(parent, child, "launch", "launched"))
+            edges.append(Edge(source, target, "launch", "launched"))
         elif kind == "rerun":
-            graph.edges.append(Edge(parent, child, "rerun", "rerun"))
+            edges.append(Edge(source, target, "rerun", "rerun"))
         elif output:
-            out_id = f"out:{parent}:{output}"
+            out_id = f"out:{source}:{output}"
             if out_id not in graph.nodes:
-                graph.nodes[out_id] = Node(
-                    out_id,
-                    "output",
-                    output,
-                    run=parent,
-                    url=f"/runs/{parent}",
-                    info={"md5": md5, "output": output},
-                )
-            data_edges.add((parent, out_id, "data"))
-            data_edges.add((out_id, child, "data"))
+                if parent in rename:
+                    exp = graph.nodes[source]
+                    graph.nodes[out_id] = Node(out_id, "output", output, run=source, url=exp.url)
+                else:
+                    graph.nodes[out_id] = Node(
+                        out_id,
+                        "output",
+                        output,
+                        run=parent,
+                        url=f"/runs/{parent}",
+                        info={"md5": md5, "output": output},
+                    )
+            data_edges.add((source, out_id, "data"))
+            data_edges.add((out_id, target, "data"))
         else:
-            data_edges.add((parent, child, "input"))
-    graph.edges = unique_sorted([*graph.edges, *(Edge(s, t, k) for s, t, k in data_edges)])
-    _place_in_experiments(graph, records)
-    return graph
+            data_edges.add((source, target, "input"))
+    return unique_sorted([*edges, *(Edge(s, t, k) for s, t, k in data_edges)])
 
 
-def _place_in_experiments(graph: Graph, records: dict[str, dict[str, Any]]) -> None:
-    """A run member of several experiments (reused by them) is drawn in the one with the most
-    members in the graph; its own record's wins a tie."""
-    options = {
-        run_id: records[run_id].get("experiments") or ([node.experiment] if node.experiment else [])
-        for run_id, node in graph.nodes.items()
-        if node.kind == "run" and run_id in records
-    }
-    counts: dict[str, int] = {}
-    for names in options.values():
-        for name in names:
-            counts[name] = counts.get(name, 0) + 1
+def _placed(facts: dict[str, folding.Facts]) -> dict[str, str]:
+    """The experiment each run is drawn in: a run member of several (reused by them) in the
+    one with the most members in the graph; its own record's wins a tie."""
+    placed = {run_id: f.experiment for run_id, f in facts.items()}
+    counts = Counter(placed.values())
+    options = {run_id: f.experiments for run_id, f in facts.items() if f.joined}
     for run_id, names in options.items():
-        if len(names) > 1 or (names and not graph.nodes[run_id].experiment):
-            own = graph.nodes[run_id].experiment
-            graph.nodes[run_id].experiment = max(names, key=lambda n: (counts.get(n, 0), n == own))
+        counts[placed[run_id]] -= 1
+        counts.update(names)
+    for run_id, names in options.items():
+        own = facts[run_id].experiment
+        if len(names) > 1 or (names and not own):
+            placed[run_id] = max(names, key=lambda n: (counts.get(n, 0), n == own))
+    return placed
+
+
+def _groups(root: str, placed: dict[str, str], keep: Iterable[str] = ()) -> dict[str, str]:
+    """{run id: experiment} of the runs folded: experiments of 2+ runs but the root's and `keep`."""
+    kept = set(keep)
+    members: dict[str, list[str]] = {}
+    for run_id, name in placed.items():
+        if name and run_id != root and name not in kept:
+            members.setdefault(name, []).append(run_id)
+    return {r: name for name, ids in members.items() if len(ids) > 1 for r in ids}
+
+
+def _folded(
+    index: Index,
+    graph: Graph,
+    ids: set[str],
+    rows: list[tuple[str, str, str, str, str]],
+    facts: dict[str, folding.Facts],
+    placed: dict[str, str],
+    groups: dict[str, str],
+) -> Graph:
+    """The graph with `groups` folded, built without reading the folded runs' records."""
+    unfolded = ids - groups.keys()
+    records = edge_tables.records(index, unfolded)
+    members: dict[str, list[str]] = {}
+    for run_id, name in groups.items():
+        members.setdefault(name, []).append(run_id)
+    folded_commands = {facts[r].command for r in groups}
+    shared = {r.get("command", "") for r in records.values()} & folded_commands
+    scopes = {f"exp:{name}": runs for name, runs in members.items()}
+    for command in shared:  # which params vary counts the folded runs of a command too
+        scopes[f"cmd:{command}"] = [r for r, f in facts.items() if f.command == command]
+    summaries, unreadable = folding.param_values(index, scopes, _key)
+    for scope in unreadable:  # SQLite cannot read them (NaN): the records tell
+        summaries[scope] = _summarise(edge_tables.records(index, scopes[scope]).values())
+    counts = Counter(f.command for f in facts.values())
+    by_command = {c: summaries.get(f"cmd:{c}", {}) for c in shared}
+    for command, found in _by_command(records).items():
+        if command not in shared:
+            by_command[command] = _summarise(found)
+    shown = _shown(by_command, counts)
+    for name in sorted(members):
+        runs = sorted(members[name])
+        statuses = Counter(facts[r].status for r in runs)
+        exp_id = f"exp:{name}"
+        graph.nodes[exp_id] = _experiment_node(
+            exp_id, name, runs, statuses, _ranges(summaries.get(exp_id, {}))
+        )
+    for run_id in sorted(unfolded):
+        graph.nodes[run_id] = _run_node(run_id, records.get(run_id), shown)
+        if run_id in placed:
+            graph.nodes[run_id].experiment = placed[run_id]
+    graph.edges = _edges(graph, ids, rows, {r: f"exp:{n}" for r, n in groups.items()})
+    return graph
 
 
 def _add_code(graph: Graph, ids: set[str], records: dict[str, dict[str, Any]]) -> None:
@@ -214,18 +310,37 @@ def _key(value: Any) -> Any:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _summarise(records: Iterable[dict[str, Any]]) -> dict[str, folding.Values]:
+    """Per param, its distinct values among the records (what `folding.param_values` counts)."""
+    values: dict[str, dict[Any, Any]] = {}
+    for record in records:
+        for key, value in (record.get("params") or {}).items():
+            values.setdefault(key, {}).setdefault(_key(value), value)
+    return {k: folding.Values(len(v), values=v) for k, v in values.items()}
+
+
+def _by_command(records: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for record in records.values():
+        found.setdefault(record.get("command", ""), []).append(record)
+    return found
+
+
+def _shown(
+    by_command: dict[str, dict[str, folding.Values]], counts: Counter[str]
+) -> dict[str, list[str]]:
+    """Per command, the params whose values differ (all of them for a command run once)."""
+    return {
+        command: sorted(k for k, v in per.items() if v.count > 1 or counts[command] == 1)
+        for command, per in by_command.items()
+    }
+
+
 def _varying(records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     """Per command, the params whose values differ among the runs in the graph."""
-    values: dict[str, dict[str, set[Any]]] = {}
-    for record in records.values():
-        per = values.setdefault(record.get("command", ""), {})
-        for key, value in (record.get("params") or {}).items():
-            per.setdefault(key, set()).add(_key(value))
     counts = Counter(r.get("command", "") for r in records.values())
-    return {
-        command: sorted(k for k, v in per.items() if len(v) > 1 or counts[command] == 1)
-        for command, per in values.items()
-    }
+    by_command = {c: _summarise(found) for c, found in _by_command(records).items()}
+    return _shown(by_command, counts)
 
 
 def _fmt(value: Any) -> str:
@@ -324,7 +439,14 @@ def fold(
     for name, ids in sorted(folded.items()):
         exp_id = f"exp:{name}"
         rename.update(dict.fromkeys(ids, exp_id))
-        new.nodes[exp_id] = _experiment_node(exp_id, name, sorted(ids), records)
+        found = [records[i] for i in sorted(ids) if i in records]
+        new.nodes[exp_id] = _experiment_node(
+            exp_id,
+            name,
+            sorted(ids),
+            Counter(r.get("status", "") for r in found),
+            ranges(found),
+        )
     for node in graph.nodes.values():
         if node.kind == "output" and node.run in rename:
             out_id = f"out:{rename[node.run]}:{node.label}"
@@ -342,13 +464,11 @@ def fold(
 
 
 def _experiment_node(
-    exp_id: str, name: str, ids: list[str], records: dict[str, dict[str, Any]]
+    exp_id: str, name: str, ids: list[str], counts: Counter[str], swept: dict[str, str]
 ) -> Node:
     """The node of a folded experiment: its name, size, swept ranges and status counts."""
-    found = [records[i] for i in ids if i in records]
-    counts = Counter(r.get("status", "") for r in found)
     lines = [f"experiment {name}", f"{len(ids)} runs"]
-    lines += [f"{k}: {v}" for k, v in ranges(found).items()]
+    lines += [f"{k}: {v}" for k, v in swept.items()]
     if set(counts) != {"completed"}:
         lines.append(" · ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     status = "completed" if set(counts) == {"completed"} else "failed"
@@ -367,15 +487,19 @@ def _experiment_node(
 
 def ranges(records: list[dict[str, Any]]) -> dict[str, str]:
     """Each param that varies as "lo..hi (n values)" or a short list (folded nodes, inputs)."""
-    values: dict[str, dict[Any, Any]] = {}
-    for record in records:
-        for key, value in (record.get("params") or {}).items():
-            values.setdefault(key, {}).setdefault(_key(value), value)
+    return _ranges(_summarise(records))
+
+
+def _ranges(summary: dict[str, folding.Values]) -> dict[str, str]:
     out = {}
-    for key in sorted(values):
-        items = list(values[key].values())
-        if len(items) < 2:
+    for key in sorted(summary):
+        found = summary[key]
+        if found.count < 2:
             continue
+        if found.values is None:  # numbers only, counted in the index
+            out[key] = f"{_fmt(found.low)}..{_fmt(found.high)} ({found.count} values)"
+            continue
+        items = list(found.values.values())
         if all(isinstance(i, int | float) and not isinstance(i, bool) for i in items):
             out[key] = f"{_fmt(min(items))}..{_fmt(max(items))} ({len(items)} values)"
         else:
