@@ -129,7 +129,8 @@ def edges_of(
         kind_marks = ",".join("?" * len(kinds))
         found += db.execute(
             f"SELECT child, parent, kind, output, md5 FROM lineage_edges "
-            f"WHERE {column} IN ({marks}) AND kind IN ({kind_marks})",
+            f"WHERE {column} IN ({marks}) AND kind IN ({kind_marks}) "
+            "ORDER BY child, parent, kind, output, md5",  # sorted runs: cheap to sort together
             [*chunk, *kinds],
         ).fetchall()
     return found
@@ -171,18 +172,23 @@ def file_md5(index: Index, path: Path) -> str:
 
 
 def records(index: Index, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """{id: record JSON data} of indexed runs (missing or removed ids are left out).
+    """{id: record JSON data, without its inputs} of indexed runs (missing ones left out).
 
-    A run that experiments joined by reuse also has `experiments`, every one it is a member of.
+    The inputs are what `lineage_edges` holds (an analysis of 5,000 runs lists 5,000). A run
+    that experiments joined by reuse also has `experiments`, every one it is a member of.
     """
     db = ready(index)
     found: dict[str, dict[str, Any]] = {}
     for chunk, marks in chunked(sorted(set(ids))):
-        for run_id, text, commit, joined in db.execute(
-            f"SELECT id, record, commit_sha, joined FROM runs WHERE id IN ({marks})", chunk
-        ):
+        sql = f"SELECT id, {{}}, commit_sha, joined FROM runs WHERE id IN ({marks})"
+        try:
+            rows = db.execute(sql.format("json_remove(record, '$.inputs')"), chunk).fetchall()
+        except sqlite3.OperationalError:  # a record SQLite cannot parse (NaN): as it is
+            rows = db.execute(sql.format("record"), chunk).fetchall()
+        for run_id, text, commit, joined in rows:
             if text:
                 found[run_id] = json.loads(text) | {"commit": commit}
+                found[run_id].pop("inputs", None)
                 if joined:  # experiments that reused the run, besides its record's
                     found[run_id]["experiments"] = json.loads(joined)
     return found

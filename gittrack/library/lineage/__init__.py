@@ -45,11 +45,11 @@ def walk(
     """Run ids reachable from `root` (upstream, or downstream) and the edges between them."""
     seen = {root}
     frontier = {root}
-    found: set[tuple[str, str, str, str, str]] = set()
+    found: dict[tuple[str, str, str, str, str], None] = {}  # in the sorted runs they come in
     level = 0
     while frontier and (depth is None or level < depth):
         rows = edge_tables.edges_of(index, frontier, downstream=downstream, kinds=WALK_KINDS)
-        found.update(rows)
+        found.update(dict.fromkeys(rows))
         nxt = {(r[0] if downstream else r[1]) for r in rows} - seen
         seen |= nxt
         frontier = nxt
@@ -94,11 +94,11 @@ def around(
     root = resolve_id(repo, ref)
     index = Index(repo)
     ids: set[str] = set()
-    rows: set[tuple[str, str, str, str, str]] = set()
+    rows: dict[tuple[str, str, str, str, str], None] = {}
     for down in {"up": [False], "down": [True], "both": [False, True]}[direction]:
         found, edges = walk(index, root, down, depth)
         ids |= found
-        rows.update(edges)
+        rows.update(dict.fromkeys(edges))
     return _graph(
         index, Graph(root, downstream=direction == "down"), ids, sorted(rows), collapse, keep, code
     )
