@@ -265,7 +265,7 @@ def main(quick: bool = False) -> list[tuple[str, float, float]]:
         rows.append(("  (first index build, once)", build_s, 0.0))
 
         # 3. sweep throughput, -j 2, trivial runs
-        from gittrack.execute.sweep import sweep
+        from gittrack.execute.sweep import SweepOptions, sweep
 
         repo3 = make_repo(Path(tmp) / "sweep")
         n = 10 if quick else 40
@@ -273,7 +273,7 @@ def main(quick: bool = False) -> list[tuple[str, float, float]]:
         os.chdir(repo3.root)
         try:
             seconds, report = timed(
-                lambda: sweep("sim.py", ["--x", f"0:{n}"], jobs=2, name="bench")
+                lambda: sweep("sim.py", ["--x", f"0:{n}"], SweepOptions(jobs=2, name="bench"))
             )
         finally:
             os.chdir(old)

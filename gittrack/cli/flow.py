@@ -99,7 +99,7 @@ def sweep(
       gittrack sweep --exec -p temp=100,200 -j 2 -- lmp -in in.melt -var T {temp}
     """
     from ..errors import UsageError
-    from ..execute.sweep import exec_grid, sweep as run_sweep, sweep_exec
+    from ..execute.sweep import SweepOptions, exec_grid, sweep as run_sweep, sweep_exec
     from ..library.run import project_settings
 
     defaults = project_settings(obj.repo())  # fails early outside a repository
@@ -133,15 +133,17 @@ def sweep(
         runner = functools.partial(run_sweep, script, args)
     try:
         report = runner(
-            name=name,
-            jobs=jobs,
-            executor=executor,
-            fail_fast=fail_fast,
-            force=force,
-            allow_failed=allow_failed,
-            repo=obj.repo_path,
-            on_result=(lambda r: bar.update(1)) if bar else None,
-            executor_options=executor_options,
+            SweepOptions(
+                name=name,
+                jobs=jobs,
+                executor=executor,
+                fail_fast=fail_fast,
+                force=force,
+                allow_failed=allow_failed,
+                repo=obj.repo_path,
+                on_result=(lambda r: bar.update(1)) if bar else None,
+                executor_options=executor_options,
+            )
         )
     except Interrupted as stop:  # Ctrl-C: one line per run, then exit 130
         if bar:

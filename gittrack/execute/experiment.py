@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import RunFailed, UsageError
 from .executors import Task, execute
-from .sweep import SweepReport, sweep, sweep_exec
+from .sweep import SweepOptions, SweepReport, sweep, sweep_exec
 
 if TYPE_CHECKING:
     import click
@@ -84,12 +84,14 @@ class Experiment:
         return sweep(
             f"{script}:{function}" if function else script,
             args,
-            name=self.name,
-            jobs=jobs,
-            executor=executor,
-            fail_fast=fail_fast,
-            force=force,
-            repo=self._repo_path(),
+            SweepOptions(
+                name=self.name,
+                jobs=jobs,
+                executor=executor,
+                fail_fast=fail_fast,
+                force=force,
+                repo=self._repo_path(),
+            ),
         )
 
     def exec(
@@ -153,11 +155,9 @@ class Experiment:
         args = exec_args(values, list(outputs), [], None, [], "", [os.fspath(c) for c in command])
         return sweep_exec(
             args,
-            name=self.name,
-            jobs=jobs,
-            executor=executor,
-            force=force,
-            repo=self._repo_path(),
+            SweepOptions(
+                name=self.name, jobs=jobs, executor=executor, force=force, repo=self._repo_path()
+            ),
         )
 
     @property

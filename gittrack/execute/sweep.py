@@ -74,24 +74,26 @@ def default_name(script: str) -> str:
     return f"{Path(script.partition(':')[0]).stem}-{stamp}"
 
 
-def sweep(
-    script: str,
-    args: Iterable[str],
-    *,
-    name: str = "",
-    jobs: int = 1,
-    executor: str = "local",
-    fail_fast: bool = False,
-    force: bool = False,
-    allow_failed: bool = False,
-    repo: str | None = None,
-    on_result: Callable[[Result], None] | None = None,
-    executor_options: Mapping[str, Any] | None = None,
-) -> SweepReport:
+@dataclass(frozen=True)
+class SweepOptions:
+    """How a sweep runs: the same for a script's grid and for `gittrack exec`'s."""
+
+    name: str = ""  # the experiment (default: the script or program and the start time)
+    jobs: int = 1
+    executor: str = "local"
+    fail_fast: bool = False
+    force: bool = False
+    allow_failed: bool = False
+    repo: str | None = None
+    on_result: Callable[[Result], None] | None = None
+    executor_options: Mapping[str, Any] | None = None
+
+
+def sweep(script: str, args: Iterable[str], options: SweepOptions | None = None) -> SweepReport:
     """Run SCRIPT over the product grid of `args` (see `expand`); failures do not stop the rest."""
     from .. import store
-    from ..recording.context import current
 
+    options = options or SweepOptions()
     path, _, function = script.partition(":") if not Path(script).exists() else (script, "", "")
     script_path = Path(path).resolve()
     if not script_path.is_file():
@@ -99,31 +101,28 @@ def sweep(
     axes = parse_grid(args)
     points = grid_points(axes)
     check_arguments(script_path, function or None, [argv for argv, _ in points])
-    name = name or default_name(script)
-    parent = current()
-    common = functools.partial(
-        Task,
-        script=str(script_path),
-        function=function or None,
-        experiment=name,
-        force=force,
-        allow_failed=allow_failed,
-        parent=parent.id if parent else "",
-        repo=repo,
-        cwd=os.getcwd(),
-    )
-    tasks = [common(args=argv, params=varying) for argv, varying in points]
+    name = options.name or default_name(script)
+    task = _tasks(options, name, script=str(script_path), function=function or None)
+    tasks = [task(args=argv, params=varying) for argv, varying in points]
     varying_names = [a.param or f"arg{i}" for i, a in enumerate(axes) if len(a.values) > 1]
-    return _run_tasks(
-        tasks,
-        name,
-        varying_names,
-        jobs=jobs,
-        executor=executor,
-        fail_fast=fail_fast,
-        on_result=on_result,
-        executor_options=executor_options,
-        repo=store.find_repo(repo or script_path.parent),
+    repo = store.find_repo(options.repo or script_path.parent)
+    return _run_tasks(tasks, name, varying_names, options, repo)
+
+
+def _tasks(options: SweepOptions, name: str, **fields: Any) -> Callable[..., Task]:
+    """What every Task of a sweep shares: its experiment, reuse flags, parent run, folders."""
+    from ..recording.context import current
+
+    parent = current()
+    return functools.partial(
+        Task,
+        experiment=name,
+        force=options.force,
+        allow_failed=options.allow_failed,
+        parent=parent.id if parent else "",
+        repo=options.repo,
+        cwd=os.getcwd(),
+        **fields,
     )
 
 
@@ -182,82 +181,39 @@ def exec_grid(args: Iterable[str]) -> tuple[list[tuple[list[str], dict[str, str]
     return points, varying_names
 
 
-def sweep_exec(
-    args: Iterable[str],
-    *,
-    name: str = "",
-    jobs: int = 1,
-    executor: str = "local",
-    fail_fast: bool = False,
-    force: bool = False,
-    allow_failed: bool = False,
-    repo: str | None = None,
-    on_result: Callable[[Result], None] | None = None,
-    executor_options: Mapping[str, Any] | None = None,
-) -> SweepReport:
+def sweep_exec(args: Iterable[str], options: SweepOptions | None = None) -> SweepReport:
     """`gittrack exec` over the product grid of its `-p` values, as one experiment."""
     from .. import store
-    from ..recording.context import current
 
+    options = options or SweepOptions()
     points, varying_names = exec_grid(args)
     command = points[0][0][points[0][0].index("--") + 1 :]
-    name = name or default_name(Path(command[0]).name)
-    parent = current()
-    tasks = [
-        Task(
-            script="",
-            kind="exec",
-            args=argv,
-            experiment=name,
-            force=force,
-            allow_failed=allow_failed,
-            parent=parent.id if parent else "",
-            repo=repo,
-            cwd=os.getcwd(),
-            params=varying,
-        )
-        for argv, varying in points
-    ]
-    return _run_tasks(
-        tasks,
-        name,
-        varying_names,
-        jobs=jobs,
-        executor=executor,
-        fail_fast=fail_fast,
-        on_result=on_result,
-        executor_options=executor_options,
-        repo=store.find_repo(repo),
-    )
+    name = options.name or default_name(Path(command[0]).name)
+    task = _tasks(options, name, script="", kind="exec")
+    tasks = [task(args=argv, params=varying) for argv, varying in points]
+    return _run_tasks(tasks, name, varying_names, options, store.find_repo(options.repo))
 
 
 def _run_tasks(
-    tasks: list[Task],
-    name: str,
-    varying_names: list[str],
-    *,
-    jobs: int,
-    executor: str,
-    fail_fast: bool,
-    on_result: Callable[[Result], None] | None,
-    executor_options: Mapping[str, Any] | None,
-    repo: Any,
+    tasks: list[Task], name: str, varying_names: list[str], options: SweepOptions, repo: Any
 ) -> SweepReport:
     """Run a sweep's tasks on an executor; the report lists them in grid order."""
     from ..recording.membership import join
 
     report = SweepReport(name, varying_names)
     order = {id(t): i for i, t in enumerate(tasks)}
-    runner = get_executor(executor, jobs=jobs, **dict(executor_options or {}))
+    runner = get_executor(
+        options.executor, jobs=options.jobs, **dict(options.executor_options or {})
+    )
     results = runner.run(tasks)
     try:
         for result in results:
             report.results.append(result)
             if result.reused and result.run_id:  # joined where it ran; a remote worker cannot
                 join(repo, result.run_id, name)
-            if on_result:
-                on_result(result)
-            if fail_fast and not result.ok:
+            if options.on_result:
+                options.on_result(result)
+            if options.fail_fast and not result.ok:
                 report.stopped = len(report.results) < len(tasks)
                 break
     except KeyboardInterrupt as exc:
