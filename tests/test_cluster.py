@@ -59,6 +59,9 @@ if __name__ == "__main__":
 """
 
 
+ONE_CORE_1GB = ("--cores", "1", "--memory", "1GB")
+
+
 def gittrack_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "gittrack", *args]
 
@@ -67,10 +70,40 @@ def env_with(base: dict[str, str] | None = None) -> dict[str, str]:
     return {**(base if base is not None else os.environ), "PYTHONPATH": str(ROOT)}
 
 
-def records(repo: Path, env: dict[str, str] | None = None) -> list[dict]:
-    out = subprocess.run(
-        gittrack_cmd("ls", "--json"), cwd=repo, env=env_with(env), capture_output=True, text=True
+def gittrack(
+    repo: Path, *args: str, env: dict[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess[str]:
+    """`gittrack ARGS` run in `repo` (with `env` and gittrack importable), output as text."""
+    return subprocess.run(
+        gittrack_cmd(*args), cwd=repo, env=env_with(env), capture_output=True, text=True, **kwargs
     )
+
+
+def slurm_sweep(temps: str) -> tuple[str, ...]:
+    """The arguments of a sweep of sim.py over `temps` on SLURM, one core and 1GB a run."""
+    return ("sweep", "sim.py", "--temp", temps, "--executor", "slurm", *ONE_CORE_1GB)
+
+
+def submit_scan(memory: str, *more: str) -> tuple[str, ...]:
+    """The arguments of `gittrack submit` of the scan over temp 1:3:0.5 the tests submit."""
+    scan = ("submit", "sim.py", "--temp", "1:3:0.5", "--name", "scan", "--cores", "1")
+    return (*scan, "--memory", memory, *more)
+
+
+def sbatch_python(slurm: SlurmCluster, repo: Path, command: str, *options: str) -> str:
+    """Submit `python COMMAND` in `repo` as a plain SLURM job with sbatch `options`; its id."""
+    return slurm.sbatch(
+        None,
+        *options,
+        "--wrap",
+        f'"{sys.executable}" {command}',
+        cwd=repo,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+
+
+def records(repo: Path, env: dict[str, str] | None = None) -> list[dict]:
+    out = gittrack(repo, "ls", "--json", env=env)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -102,25 +135,7 @@ def test_a_missing_sbatch_is_one_sentence_and_exit_2(tracked_repo: Path, tmp_pat
     (bindir / "git").symlink_to(subprocess.check_output(["which", "git"], text=True).strip())
     env = env_with({**os.environ, "PATH": f"{bindir}:{Path(sys.executable).parent}"})
     t0 = time.monotonic()
-    proc = subprocess.run(
-        gittrack_cmd(
-            "sweep",
-            "sim.py",
-            "--temp",
-            "1,2",
-            "--executor",
-            "slurm",
-            "--cores",
-            "1",
-            "--memory",
-            "1GB",
-        ),
-        cwd=tracked_repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = gittrack(tracked_repo, *slurm_sweep("1,2"), env=env, timeout=60)
     assert time.monotonic() - t0 < 5
     assert proc.returncode == 2
     assert proc.stderr == (
@@ -139,25 +154,8 @@ def test_a_slurm_controller_that_does_not_answer_is_one_sentence(
         "AuthType=auth/none\nNodeName=n1\nPartitionName=p Nodes=n1\n"
     )
     t0 = time.monotonic()
-    proc = subprocess.run(
-        gittrack_cmd(
-            "sweep",
-            "sim.py",
-            "--temp",
-            "1,2",
-            "--executor",
-            "slurm",
-            "--cores",
-            "1",
-            "--memory",
-            "1GB",
-        ),
-        cwd=tracked_repo,
-        env=env_with({**os.environ, "SLURM_CONF": str(conf)}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    proc = gittrack(tracked_repo, *slurm_sweep("1,2"), env=env, timeout=60)
     assert time.monotonic() - t0 < 5
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
@@ -234,33 +232,14 @@ def test_ctrl_c_on_a_dask_sweep(tracked_repo: Path, tmp_path: Path) -> None:
 
 
 def show(repo: Path, run: str, env: dict[str, str]) -> dict:
-    out = subprocess.run(
-        gittrack_cmd("show", run, "--json"),
-        cwd=repo,
-        env=env_with(env),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)
+    return json.loads(gittrack(repo, "show", run, "--json", env=env, check=True).stdout)
 
 
 @pytest.mark.slow
 def test_a_sweep_through_slurmcluster(tracked_repo: Path, slurm: SlurmCluster) -> None:
     seen: set[str] = set()
     proc = subprocess.Popen(
-        gittrack_cmd(
-            "sweep",
-            "sim.py",
-            "--temp",
-            "1:3:0.5",
-            "--executor",
-            "slurm",
-            "--cores",
-            "1",
-            "--memory",
-            "1GB",
-        ),
+        gittrack_cmd(*slurm_sweep("1:3:0.5")),
         cwd=tracked_repo,
         env=env_with(slurm.env),
         stdout=subprocess.PIPE,
@@ -300,15 +279,13 @@ def test_a_sweep_through_slurmcluster(tracked_repo: Path, slurm: SlurmCluster) -
 def test_an_array_job_of_20_plain_runs_on_the_shared_repository(
     tracked_repo: Path, slurm: SlurmCluster, tmp_path: Path
 ) -> None:
-    job = slurm.sbatch(
-        None,
+    job = sbatch_python(
+        slurm,
+        tracked_repo,
+        "sim.py --temp $SLURM_ARRAY_TASK_ID",
         "--array=0-19",
         f"--output={tmp_path}/%A_%a.out",
         "--mem=200M",
-        "--wrap",
-        f'"{sys.executable}" sim.py --temp $SLURM_ARRAY_TASK_ID',
-        cwd=tracked_repo,
-        env={"PYTHONPATH": str(ROOT)},
     )
     assert slurm.wait(job, timeout=240) == "COMPLETED"
     found = records(tracked_repo, slurm.env)
@@ -317,20 +294,16 @@ def test_an_array_job_of_20_plain_runs_on_the_shared_repository(
     assert sorted(r["env"]["slurm"]["array_task_id"] for r in found) == list(range(20))
     assert {r["env"]["slurm"]["array_job_id"] for r in found} == {job}
     assert len(git(tracked_repo, "log", "--format=%H", "gittrack/runs").splitlines()) == 21
-    table = subprocess.run(
-        gittrack_cmd(
-            "ls",
-            "--where",
-            "env.slurm.array_task_id >= 10",
-            "--columns",
-            "id,env.slurm.node,env.slurm.array_task_id",
-            "--format",
-            "csv",
-        ),
-        cwd=tracked_repo,
-        env=env_with(slurm.env),
-        capture_output=True,
-        text=True,
+    table = gittrack(
+        tracked_repo,
+        "ls",
+        "--where",
+        "env.slurm.array_task_id >= 10",
+        "--columns",
+        "id,env.slurm.node,env.slurm.array_task_id",
+        "--format",
+        "csv",
+        env=slurm.env,
         check=True,
     ).stdout.splitlines()
     assert len(table) == 11 and {row.split(",")[1] for row in table[1:]} == {slurm.node}
@@ -343,46 +316,10 @@ def test_an_array_job_of_20_plain_runs_on_the_shared_repository(
 def test_gittrack_submit_makes_and_submits_an_array_job(
     tracked_repo: Path, slurm: SlurmCluster
 ) -> None:
-    dry = subprocess.run(
-        gittrack_cmd(
-            "submit",
-            "sim.py",
-            "--temp",
-            "1:3:0.5",
-            "--name",
-            "scan",
-            "--cores",
-            "1",
-            "--memory",
-            "200MB",
-            "--dry-run",
-        ),
-        cwd=tracked_repo,
-        env=env_with(slurm.env),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    dry = gittrack(tracked_repo, *submit_scan("200MB", "--dry-run"), env=slurm.env, check=True)
     assert "#SBATCH --array=0-3\n" in dry.stdout and "#SBATCH --mem=200M\n" in dry.stdout
     assert "  2) ARGS=(--temp 2.0) ;;\n" in dry.stdout
-    proc = subprocess.run(
-        gittrack_cmd(
-            "submit",
-            "sim.py",
-            "--temp",
-            "1:3:0.5",
-            "--name",
-            "scan",
-            "--cores",
-            "1",
-            "--memory",
-            "200MB",
-        ),
-        cwd=tracked_repo,
-        env=env_with(slurm.env),
-        capture_output=True,
-        text=True,
-    )
+    proc = gittrack(tracked_repo, *submit_scan("200MB"), env=slurm.env)
     assert proc.returncode == 0, proc.stderr
     job = proc.stdout.strip()
     assert job.isdigit()
@@ -390,13 +327,8 @@ def test_gittrack_submit_makes_and_submits_an_array_job(
     script = tracked_repo / ".git" / "gittrack" / "jobs" / "scan.sbatch"
     assert script.read_text() == dry.stdout
     assert slurm.wait(job, timeout=120) == "COMPLETED"
-    listed = subprocess.run(
-        gittrack_cmd("ls", "--where", "experiment = 'scan'", "--json"),
-        cwd=tracked_repo,
-        env=env_with(slurm.env),
-        capture_output=True,
-        text=True,
-        check=True,
+    listed = gittrack(
+        tracked_repo, "ls", "--where", "experiment = 'scan'", "--json", env=slurm.env, check=True
     )
     found = json.loads(listed.stdout)
     assert sorted(r["params"]["temp"] for r in found) == [1.0, 1.5, 2.0, 2.5]
@@ -411,27 +343,15 @@ def test_gittrack_submit_makes_and_submits_an_array_job(
 @pytest.mark.slow
 def test_scancel_of_a_running_run(tracked_repo: Path, slurm: SlurmCluster, tmp_path: Path) -> None:
     write_script(tracked_repo, "slow.py", SLOW)
-    job = slurm.sbatch(
-        None,
-        f"--output={tmp_path}/%j.out",
-        "--mem=200M",
-        "--wrap",
-        f'"{sys.executable}" slow.py --sleep 300',
-        cwd=tracked_repo,
-        env={"PYTHONPATH": str(ROOT)},
+    job = sbatch_python(
+        slurm, tracked_repo, "slow.py --sleep 300", f"--output={tmp_path}/%j.out", "--mem=200M"
     )
     wait_for(lambda: bool(staged(tracked_repo)), "the run to be staged")
     time.sleep(0.5)
     t0 = time.monotonic()
     slurm.scancel(job)
     assert slurm.wait(job, timeout=30) == "CANCELLED"
-    subprocess.run(
-        gittrack_cmd("doctor"),
-        cwd=tracked_repo,
-        env=env_with(slurm.env),
-        capture_output=True,
-        check=True,
-    )
+    gittrack(tracked_repo, "doctor", env=slurm.env, check=True)
     (record,) = records(tracked_repo, slurm.env)
     assert time.monotonic() - t0 < 15
     assert record["status"] in ("interrupted", "died")
@@ -445,24 +365,11 @@ def test_a_run_over_its_memory_limit_is_died_with_slurms_reason(
     tracked_repo: Path, slurm: SlurmCluster, tmp_path: Path
 ) -> None:
     write_script(tracked_repo, "hog.py", HOG)
-    job = slurm.sbatch(
-        None,
-        f"--output={tmp_path}/%j.out",
-        "--mem=60M",
-        "--wrap",
-        f'"{sys.executable}" hog.py --mb 400',
-        cwd=tracked_repo,
-        env={"PYTHONPATH": str(ROOT)},
+    job = sbatch_python(
+        slurm, tracked_repo, "hog.py --mb 400", f"--output={tmp_path}/%j.out", "--mem=60M"
     )
     assert slurm.wait(job, timeout=60) == "FAILED"
-    doctor = subprocess.run(
-        gittrack_cmd("doctor"),
-        cwd=tracked_repo,
-        env=env_with(slurm.env),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    doctor = gittrack(tracked_repo, "doctor", env=slurm.env, check=True)
     (record,) = records(tracked_repo, slurm.env)
     assert record["status"] == "died", doctor.stdout
     assert record["env"]["slurm"]["job_id"] == job
@@ -499,26 +406,7 @@ def test_ctrl_c_on_a_slurm_sweep(tracked_repo: Path, slurm: SlurmCluster, tmp_pa
 def test_the_job_script_in_the_docs_is_what_submit_writes(tracked_repo: Path) -> None:
     doc = (ROOT / "docs" / "cluster.md").read_text()
     shown = doc.split("The job script it submits")[1].split("```bash\n")[1].split("```")[0]
-    made = subprocess.run(
-        gittrack_cmd(
-            "submit",
-            "sim.py",
-            "--temp",
-            "1:3:0.5",
-            "--name",
-            "scan",
-            "--cores",
-            "1",
-            "--memory",
-            "1GB",
-            "--dry-run",
-        ),
-        cwd=tracked_repo,
-        env=env_with(),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    made = gittrack(tracked_repo, *submit_scan("1GB", "--dry-run"), check=True).stdout
     made = made.replace(str(tracked_repo), "/home/ada/project").replace(
         sys.executable, "/usr/bin/python3"
     )

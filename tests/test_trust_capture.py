@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import git, run_python, write_script
@@ -59,6 +60,15 @@ if __name__ == "__main__":
 """
 
 
+def assert_child_output_kept(repo: Path, rows: list[dict]) -> None:
+    """Each run's logs hold its own lines and those of the child process it started."""
+    for row in rows:
+        i = row["params"]["i"]
+        stdout = branch_file(repo, row["id"], "stdout.log").splitlines()
+        assert sorted(stdout) == ["child-out tty=False", f"parent-done {i}", f"parent-out {i}"]
+        assert "child-err" in branch_file(repo, row["id"], "stderr.log").splitlines()
+
+
 @pytest.mark.parametrize(
     "how",
     [
@@ -75,11 +85,7 @@ def test_a_sweep_keeps_the_output_of_child_processes(
     gittrack(tracked_repo, "sweep", "engine.py", "--i", "1,2", *how)
     rows = ls(run_cli, tracked_repo)
     assert sorted(r["params"]["i"] for r in rows) == [1, 2]
-    for row in rows:
-        i = row["params"]["i"]
-        stdout = branch_file(tracked_repo, row["id"], "stdout.log").splitlines()
-        assert sorted(stdout) == ["child-out tty=False", f"parent-done {i}", f"parent-out {i}"]
-        assert "child-err" in branch_file(tracked_repo, row["id"], "stderr.log").splitlines()
+    assert_child_output_kept(tracked_repo, rows)
 
 
 DRIVER = """\
@@ -97,15 +103,14 @@ def test_an_experiment_keeps_the_output_of_child_processes(tracked_repo: Path, r
     run_python(tracked_repo, "driver.py")
     rows = ls(run_cli, tracked_repo)
     assert sorted(r["params"]["i"] for r in rows) == [1, 2, 3]
-    for row in rows:
-        i = row["params"]["i"]
-        stdout = branch_file(tracked_repo, row["id"], "stdout.log").splitlines()
-        assert sorted(stdout) == ["child-out tty=False", f"parent-done {i}", f"parent-out {i}"]
-        assert "child-err" in branch_file(tracked_repo, row["id"], "stderr.log").splitlines()
+    assert_child_output_kept(tracked_repo, rows)
 
 
-def run_on_a_terminal(repo: Path, *args: str) -> tuple[int, str]:
-    """Run `python ARGS` with a pseudo-terminal as its stdin, stdout and stderr."""
+def start_on_a_terminal(
+    repo: Path, *args: str, **popen: Any
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `python ARGS` with a new pseudo-terminal as its stdin, stdout and stderr; returns
+    the process and the terminal's controller side."""
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, *args],
@@ -113,10 +118,15 @@ def run_on_a_terminal(repo: Path, *args: str) -> tuple[int, str]:
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
-        close_fds=True,
-        start_new_session=True,
+        **popen,
     )
     os.close(terminal)
+    return proc, controller
+
+
+def run_on_a_terminal(repo: Path, *args: str) -> tuple[int, str]:
+    """Run `python ARGS` with a pseudo-terminal as its stdin, stdout and stderr."""
+    proc, controller = start_on_a_terminal(repo, *args, close_fds=True, start_new_session=True)
     seen = b""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -213,7 +223,6 @@ if __name__ == "__main__":
 def test_ctrl_c_on_a_terminal_interrupts_the_run_and_exits_130(tracked_repo: Path, run_cli) -> None:
     """The pseudo-terminal in between does not change what Ctrl-C does."""
     write_script(tracked_repo, "sleepy.py", SLEEPY_CHILD)
-    controller, terminal = pty.openpty()
 
     def controlling_terminal() -> None:
         import fcntl
@@ -222,15 +231,9 @@ def test_ctrl_c_on_a_terminal_interrupts_the_run_and_exits_130(tracked_repo: Pat
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    proc = subprocess.Popen(
-        [sys.executable, "sleepy.py"],
-        cwd=tracked_repo,
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        preexec_fn=controlling_terminal,
+    proc, controller = start_on_a_terminal(
+        tracked_repo, "sleepy.py", preexec_fn=controlling_terminal
     )
-    os.close(terminal)
     seen = b""
     deadline = time.monotonic() + 30
     while b"child up" not in seen and time.monotonic() < deadline:
@@ -348,16 +351,21 @@ def small_disk() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
 
-def test_a_run_failing_to_store_its_output_exits_non_zero(tracked_repo: Path, run_cli) -> None:
-    write_script(tracked_repo, "bigout.py", BIG_OUTPUT)
-    proc = subprocess.run(
-        [sys.executable, "bigout.py"],
-        cwd=tracked_repo,
+def on_a_small_disk(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` in `repo`, where no file may grow past 1 MiB."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=repo,
         capture_output=True,
         text=True,
         preexec_fn=small_disk,
         timeout=120,
     )
+
+
+def test_a_run_failing_to_store_its_output_exits_non_zero(tracked_repo: Path, run_cli) -> None:
+    write_script(tracked_repo, "bigout.py", BIG_OUTPUT)
+    proc = on_a_small_disk(tracked_repo, "bigout.py")
     data = show(run_cli, tracked_repo)
     assert data["command"] == "bigout.py" and data["status"] == "failed", data["status"]
     assert proc.returncode != 0, f"exit 0 for a failed run:\n{proc.stderr}"
@@ -368,14 +376,7 @@ def test_gittrack_run_of_a_run_failing_to_store_its_output_exits_non_zero(
     tracked_repo: Path, run_cli
 ) -> None:
     write_script(tracked_repo, "bigout.py", BIG_OUTPUT)
-    proc = subprocess.run(
-        [sys.executable, "-m", "gittrack", "run", "bigout.py"],
-        cwd=tracked_repo,
-        capture_output=True,
-        text=True,
-        preexec_fn=small_disk,
-        timeout=120,
-    )
+    proc = on_a_small_disk(tracked_repo, "-m", "gittrack", "run", "bigout.py")
     data = show(run_cli, tracked_repo)
     assert data["status"] == "failed"
     assert proc.returncode == data["exit_code"] == 1, proc.stderr
