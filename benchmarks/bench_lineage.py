@@ -162,10 +162,10 @@ def sweeps_history(sweeps: int, size: int) -> tuple[list[RunRecord], str]:
         for s in range(size):
             n += 1
             sims.append(hid(n))
-            records.append(record(sims[-1], "sim.py", [], f"sweep-{g}", {"temp": s, "seed": g}, n))
+            records.append(record(sims[-1], "sim.py", [], f"scan-{g}", {"temp": s, "seed": g}, n))
         n += 1
         analyses.append(hid(n))
-        records.append(record(analyses[-1], "analyse.py", sims, params={"sweep": g}, t=n))
+        records.append(record(analyses[-1], "analyse.py", sims, t=n))
     n += 1
     final = hid(n)
     records.append(record(final, "fit.py", analyses, t=n))
@@ -202,22 +202,8 @@ def record(
 
 
 def fan_in_history(total: int, fan_in: int) -> tuple[list[RunRecord], str]:
-    """Sims in groups of `fan_in`, one analysis per group, one final run over the analyses."""
-    records, analyses, n = [], [], 0
-    groups = max(1, (total - 1) // (fan_in + 1))
-    for g in range(groups):
-        sims = []
-        for s in range(fan_in):
-            n += 1
-            sims.append(hid(n))
-            records.append(record(sims[-1], "sim.py", [], f"scan-{g}", {"temp": s, "seed": g}, n))
-        n += 1
-        analyses.append(hid(n))
-        records.append(record(analyses[-1], "analyse.py", sims, t=n))
-    n += 1
-    final = hid(n)
-    records.append(record(final, "fit.py", analyses, t=n))
-    return records, final
+    """About `total` runs: sims in groups of `fan_in`, one analysis per group, a final fit."""
+    return sweeps_history(max(1, (total - 1) // (fan_in + 1)), fan_in)
 
 
 def timed(fn) -> tuple[float, object]:
