@@ -1,68 +1,79 @@
-"""Storing a large run output end to end: gittrack vs `dvc add` + `dvc push`, same machine, same run.
+"""A run returning a 1 GiB numpy array, timed as whole processes, paired in the same run.
 
-Prints MB/s, the ratio to DVC and gittrack's peak memory above the simulation's own.
-gittrack hashes and copies to the remote at the same time, so its floor is about
-max(md5, cp) plus ~0.3 s of imports and recording. Goal: 1 GiB hashed, cached and pushed to a local-folder remote in <= 3 s, < 100 MiB extra memory.
+Four ways of ending with the array hashed and copied to a local-folder remote, each timed from
+process start to process exit (start-up, imports, building and writing the array included):
 
-    python benchmarks/bench_data.py          # 1 GiB
-    python benchmarks/bench_data.py --quick  # 100 MiB
+- untracked: `python plain.py` (click + numpy, `np.save` of the array to a file);
+- untracked + `cp` + `md5sum`: the floor of keeping a copy and knowing its hash;
+- untracked + `dvc add` + `dvc push`: what DVC users do today;
+- tracked: `python sim.py`, the same command under `@gittrack.command()` returning the array.
+
+Every round runs all four (in a rotating order) on fresh content; the ratios are per round,
+then the median. Wall and CPU (user + sys of each process and its children, from os.wait4)
+are printed, with the load average, because the machine may be shared. Peak memory is the
+tracked process's max RSS minus the untracked one's (the simulation's own).
+
+    python benchmarks/bench_data.py          # 1 GiB, 3 rounds
+    python benchmarks/bench_data.py --quick  # 100 MiB, 3 rounds
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parent.parent
 
-# A tracked run that writes SIZE bytes into its output folder (1 MiB at a time) and returns the
-# path; it reports its own write time and the peak memory before and after recording.
 SIM = """\
-import json, os, resource, sys, time
-import click, gittrack
+import click, numpy as np
+{imports}
 
-@gittrack.command()
+@{decorator}
 @click.option("--mib", type=int)
-def main(mib):
-    block = os.urandom(1 << 20)
-    t = time.perf_counter()
-    path = gittrack.output_dir() / "field.bin"
-    with open(path, "wb") as fh:
-        for i in range(mib):
-            fh.write(i.to_bytes(8, "little") + block[8:])
-    os.environ["BENCH_WRITE_S"] = str(time.perf_counter() - t)
-    os.environ["BENCH_RSS_SIM"] = str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    return {"field": path}
+@click.option("--seed", type=int)
+@click.option("--out", default="")
+def main(mib, seed, out):
+    field = np.arange(mib << 17, dtype=np.float64)  # 8 bytes an element: `mib` MiB
+    field += seed
+    if out:
+        np.save(out, field)
+        return None
+    return {{"field": field}}
 
 if __name__ == "__main__":
-    t0 = time.perf_counter()
-    main(standalone_mode=False)
-    total = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"total": total, "write": float(os.environ["BENCH_WRITE_S"]),
-                      "rss_sim_kib": int(os.environ["BENCH_RSS_SIM"]), "rss_end_kib": rss}))
+    main()
 """
+PLAIN = SIM.format(imports="", decorator="click.command()")
+TRACKED = SIM.format(imports="import gittrack", decorator="gittrack.command()")
 
 
-def _run(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+@dataclass
+class Cost:
+    """Wall and CPU seconds of one or more whole processes, and the largest max RSS."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+    rss_mib: float = 0.0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.wall + other.wall, self.cpu + other.cpu, max(self.rss_mib, other.rss_mib))
 
 
 def _env(home: Path) -> dict[str, str]:
+    """A clean environment; bytecode cached (in the temp folder) as in any installation."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     return {
-        **os.environ,
+        **env,
+        "PYTHONPYCACHEPREFIX": str(home / "pycache"),
         "HOME": str(home),
         "XDG_DATA_HOME": str(home / "data"),
         "GIT_CONFIG_NOSYSTEM": "1",
@@ -75,113 +86,181 @@ def _env(home: Path) -> dict[str, str]:
     }
 
 
-def _drop_caches_hint() -> None:
-    os.sync()
+def timed(args: Sequence[str], cwd: Path, env: dict[str, str]) -> Cost:
+    """Run one process to its exit; its wall time, CPU time and max RSS (children included)."""
+    os.sync()  # the previous step's dirty pages are not this one's cost
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        list(args), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{output.decode(errors='replace')}")
+    return Cost(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
-def bench_gittrack(tmp: Path, mib: int) -> dict[str, float]:
-    repo = tmp / "gt"
-    repo.mkdir()
-    env = _env(tmp / "home")
-    _run(["git", "init", "-q", "-b", "main"], repo, env)
-    (repo / "sim.py").write_text(SIM)
-    _run(["git", "add", "sim.py"], repo, env)
-    _run(["git", "commit", "-qm", "sim"], repo, env)
-    _run([sys.executable, "-m", "gittrack", "init"], repo, env)
-    _drop_caches_hint()
-    out = _run([sys.executable, "sim.py", "--mib", str(mib)], repo, env)
-    data = json.loads(out.stdout.strip().splitlines()[-1])
-    record = _run(["git", "show", "gittrack/runs:" + _run_toml(repo, env)], repo, env).stdout
-    assert "pushed = true" in record, record
-    return {
-        "store_s": data["total"] - data["write"],
-        "peak_extra_mib": (data["rss_end_kib"] - data["rss_sim_kib"]) / 1024,
-    }
+def _quiet(args: Sequence[str], cwd: Path, env: dict[str, str]) -> str:
+    proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
 
 
-def _run_toml(repo: Path, env: dict[str, str]) -> str:
-    files = _run(["git", "ls-tree", "-r", "--name-only", "gittrack/runs", "runs"], repo, env).stdout
-    return next(f for f in files.splitlines() if f.endswith("run.toml"))
+class Bench:
+    """The repositories and remotes of one benchmark, set up once, cleaned after each step."""
+
+    def __init__(self, tmp: Path, mib: int) -> None:
+        self.tmp, self.mib = tmp, mib
+        self.env = _env(tmp / "home")
+        self.py = sys.executable
+        self.dvc = str(Path(sys.executable).parent / "dvc")
+        self.plain = tmp / "plain"
+        self.plain.mkdir()
+        (self.plain / "plain.py").write_text(PLAIN)
+        self.remote = tmp / "remote"
+        self.gt = tmp / "gt"
+        self.dv = tmp / "dvc"
+        for repo in (self.gt, self.dv):
+            repo.mkdir()
+            _quiet(["git", "init", "-q", "-b", "main"], repo, self.env)
+        (self.gt / "sim.py").write_text(TRACKED)
+        (self.dv / "plain.py").write_text(PLAIN)
+        for repo in (self.gt, self.dv):
+            _quiet(["git", "add", "."], repo, self.env)
+            _quiet(["git", "commit", "-qm", "sim"], repo, self.env)
+        _quiet([self.py, "-m", "gittrack", "init"], self.gt, self.env)
+        self.gt_remote = tmp / "gt-remote"
+        _quiet([self.py, "-m", "gittrack", "remote", "set", str(self.gt_remote)], self.gt, self.env)
+        _quiet([self.dvc, "init", "-q"], self.dv, self.env)
+        _quiet(
+            [self.dvc, "remote", "add", "-d", "storage", str(self.tmp / "dvc-remote")],
+            self.dv,
+            self.env,
+        )
+        _quiet(["git", "commit", "-qam", "dvc"], self.dv, self.env)
+        self.seed = 0
+
+    def _args(self, out: str) -> list[str]:
+        self.seed += 1
+        return [self.py, "plain.py", "--mib", str(self.mib), "--seed", str(self.seed), "--out", out]
+
+    def untracked(self) -> Cost:
+        cost = timed(self._args("field.npy"), self.plain, self.env)
+        (self.plain / "field.npy").unlink()
+        return cost
+
+    def cp_md5sum(self) -> Cost:
+        self.remote.mkdir(exist_ok=True)
+        cost = timed(self._args("field.npy"), self.plain, self.env)
+        cost += timed(["cp", "field.npy", str(self.remote / "field.npy")], self.plain, self.env)
+        cost += timed(["md5sum", "field.npy"], self.plain, self.env)
+        (self.plain / "field.npy").unlink()
+        shutil.rmtree(self.remote)
+        return cost
+
+    def dvc_add_push(self) -> Cost:
+        cost = timed(self._args("field.npy"), self.dv, self.env)
+        cost += timed([self.dvc, "add", "-q", "field.npy"], self.dv, self.env)
+        cost += timed([self.dvc, "push", "-q"], self.dv, self.env)
+        for path in ("field.npy", "field.npy.dvc", ".gitignore"):
+            (self.dv / path).unlink(missing_ok=True)
+        shutil.rmtree(self.dv / ".dvc" / "cache", ignore_errors=True)
+        shutil.rmtree(self.tmp / "dvc-remote", ignore_errors=True)
+        return cost
+
+    def tracked(self) -> Cost:
+        self.seed += 1
+        args = [self.py, "sim.py", "--mib", str(self.mib), "--seed", str(self.seed)]
+        cost = timed(args, self.gt, self.env)
+        toml = _quiet(["git", "show", "gittrack/runs:" + self._run_toml()], self.gt, self.env)
+        assert "pushed = true" in toml, toml
+        shutil.rmtree(self.gt / ".gittrack" / "outputs")
+        shutil.rmtree(self.gt / ".gittrack" / "cache" / "files", ignore_errors=True)
+        shutil.rmtree(self.gt_remote / "files", ignore_errors=True)
+        return cost
+
+    def _run_toml(self) -> str:
+        out = _quiet(
+            ["git", "log", "-1", "--name-only", "--format=", "gittrack/runs"], self.gt, self.env
+        )
+        return next(f for f in out.splitlines() if f.endswith("run.toml"))
 
 
-def bench_dvc(tmp: Path, mib: int) -> dict[str, float]:
-    repo = tmp / "dvc"
-    repo.mkdir()
-    env = _env(tmp / "home")
-    dvc = str(Path(sys.executable).parent / "dvc")
-    _run(["git", "init", "-q", "-b", "main"], repo, env)
-    _run([dvc, "init", "-q"], repo, env)
-    _run([dvc, "remote", "add", "-d", "storage", str(tmp / "dvc-remote")], repo, env)
-    block = os.urandom(MiB)
-    with open(repo / "field.bin", "wb") as fh:
-        for i in range(mib):
-            fh.write((i + 7).to_bytes(8, "little") + block[8:])
-    _drop_caches_hint()
-    t0 = time.perf_counter()
-    _run([dvc, "add", "-q", "field.bin"], repo, env)
-    t1 = time.perf_counter()
-    _run([dvc, "push", "-q"], repo, env)
-    t2 = time.perf_counter()
-    return {"add_s": t1 - t0, "push_s": t2 - t1, "store_s": t2 - t0}
+METHODS = ("untracked", "cp_md5sum", "dvc_add_push", "tracked")
+LABELS = {
+    "untracked": "untracked script",
+    "cp_md5sum": "untracked + cp + md5sum",
+    "dvc_add_push": "untracked + dvc add + dvc push",
+    "tracked": "tracked (gittrack)",
+}
 
 
-def bench_cp(tmp: Path, mib: int) -> float:
-    src = tmp / "dvc" / "field.bin"
-    t0 = time.perf_counter()
-    shutil.copyfile(src, tmp / "copy.bin")
-    elapsed = time.perf_counter() - t0
-    (tmp / "copy.bin").unlink()
-    return elapsed
-
-
-def bench_md5(tmp: Path) -> float:
-    import hashlib
-
-    t0 = time.perf_counter()
-    md5 = hashlib.md5()
-    with open(tmp / "dvc" / "field.bin", "rb") as fh:
-        while chunk := fh.read(MiB):
-            md5.update(chunk)
-    return time.perf_counter() - t0
-
-
-def main(quick: bool = False) -> dict[str, float]:
-    """Run the benchmark and print a table; returns the numbers."""
+def main(quick: bool = False, rounds: int = 3) -> dict[str, float]:
+    """Run the paired rounds and print the table; returns the medians and ratios."""
     mib = 100 if quick else 1024
+    costs: dict[str, list[Cost]] = {m: [] for m in METHODS}
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="gittrack-bench-data-") as name:
-        tmp = Path(name)
-        gt = bench_gittrack(tmp, mib)
-        dv = bench_dvc(tmp, mib)
-        cp = bench_cp(tmp, mib)
-        md5 = bench_md5(tmp)
-    rate = lambda s: mib / s if s else float("inf")  # noqa: E731
-    print(f"Storing a {mib} MiB output (hash, cache, push to a local-folder remote)")
-    print(f"{'method':<28}{'seconds':>9}{'MB/s':>9}{'vs dvc':>9}")
-    rows = [
-        ("gittrack (run end to end)", gt["store_s"]),
-        ("dvc add + dvc push", dv["store_s"]),
-        ("  dvc add", dv["add_s"]),
-        ("  dvc push", dv["push_s"]),
-        ("cp (reference)", cp),
-        ("md5 (reference)", md5),
-    ]
-    for label, seconds in rows:
-        print(f"{label:<28}{seconds:>9.2f}{rate(seconds):>9.0f}{dv['store_s'] / seconds:>8.1f}x")
-    print(f"gittrack peak memory above the simulation: {gt['peak_extra_mib']:.0f} MiB (goal < 100)")
-    if mib >= 1024:
-        verdict = "meets" if gt["store_s"] <= 3.0 else "MISSES"
-        print(f"goal <= 3 s for 1 GiB: {verdict}")
-    else:
-        print("(the 3 s goal is for 1 GiB; run without --quick to check it)")
-    return {
-        "mib": mib,
-        "gittrack_s": gt["store_s"],
-        "dvc_s": dv["store_s"],
-        "cp_s": cp,
-        "md5_s": md5,
-        "ratio": dv["store_s"] / gt["store_s"],
-        "peak_extra_mib": gt["peak_extra_mib"],
+        bench = Bench(Path(name), 1)
+        for method in METHODS:  # warm up: bytecode caches, the OS's file cache of modules
+            getattr(bench, method)()
+        bench.mib = mib
+        for r in range(rounds):
+            order = METHODS[r % 4 :] + METHODS[: r % 4]
+            for method in order:
+                costs[method].append(getattr(bench, method)())
+    load_end = os.getloadavg()
+    med = {
+        m: Cost(
+            *(
+                statistics.median(getattr(c, f) for c in costs[m])
+                for f in ("wall", "cpu", "rss_mib")
+            )
+        )
+        for m in METHODS
     }
+    print(
+        f"A run returning a {mib} MiB numpy array, whole processes, median of {rounds} paired rounds"
+    )
+    print(f"load average {load[0]:.1f} at the start, {load_end[0]:.1f} at the end")
+    print(f"{'method':<34}{'wall':>9}{'CPU':>9}{'max RSS':>10}")
+    for m in METHODS:
+        c = med[m]
+        print(f"{LABELS[m]:<34}{c.wall:>8.2f}s{c.cpu:>8.2f}s{c.rss_mib:>7.0f}MiB")
+
+    def ratio(a: str, b: str, field: str) -> float:
+        return statistics.median(
+            getattr(x, field) / getattr(y, field) for x, y in zip(costs[a], costs[b], strict=True)
+        )
+
+    result: dict[str, float] = {"mib": mib}
+    for base in ("cp_md5sum", "dvc_add_push"):
+        for field in ("wall", "cpu"):
+            result[f"{base}_{field}"] = ratio("tracked", base, field)
+    over = statistics.median(
+        t.wall - u.wall for t, u in zip(costs["tracked"], costs["untracked"], strict=True)
+    )
+    floor = statistics.median(
+        f.wall - u.wall for f, u in zip(costs["cp_md5sum"], costs["untracked"], strict=True)
+    )
+    extra = statistics.median(
+        t.rss_mib - u.rss_mib for t, u in zip(costs["tracked"], costs["untracked"], strict=True)
+    )
+    print(f"tracked over untracked: +{over:.2f}s wall (cp + md5sum add +{floor:.2f}s)")
+    for base in ("cp_md5sum", "dvc_add_push"):
+        print(
+            f"tracked / ({LABELS[base]}): wall {result[base + '_wall']:.2f}x, "
+            f"CPU {result[base + '_cpu']:.2f}x"
+        )
+    print(f"peak memory above the simulation's own: {extra:.0f} MiB (goal <= 100)")
+    met = result["cp_md5sum_wall"] <= 1.0
+    print(f"goal: tracked no slower than untracked + cp + md5sum: {'met' if met else 'NOT met'}")
+    result.update(over_s=over, floor_s=floor, peak_extra_mib=extra)
+    return result
 
 
 if __name__ == "__main__":

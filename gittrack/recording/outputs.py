@@ -110,7 +110,7 @@ def save(name: str, obj: Any) -> Path:
     validate_name(name)
     if name == LOG_NAME and _state(session).log is not None:
         raise UsageError(f"Output name '{name}' is taken by gittrack.log(); choose another name.")
-    placed = place(name, obj, session.output_dir)
+    placed = place(name, obj, session.output_dir, repo=session.repo)
     state = _state(session)
     with state.lock:
         state.saved[name] = placed
@@ -198,17 +198,22 @@ def _cell(value: Any) -> Any:
 # -- turning values into files --------------------------------------------------------------
 
 
-def place(name: str, value: Any, out_dir: Path) -> _Placed:
-    """Write `value` into `out_dir` as output `name`; UnsupportedOutput for other types."""
+def place(name: str, value: Any, out_dir: Path, *, repo: store.Repo | None = None) -> _Placed:
+    """Write `value` into `out_dir` as output `name`; UnsupportedOutput for other types.
+
+    Written once, hashed while written, and (when big, with `repo`'s remote a local folder)
+    copied to the remote at the same time: see `datastore.output_writer`.
+    """
     from ..store import datastore
 
     out_dir.mkdir(parents=True, exist_ok=True)
     top = type(value).__module__.split(".")[0]
     if isinstance(value, os.PathLike):
-        return _place_path(name, Path(os.fspath(value)), out_dir)
+        return _place_path(name, Path(os.fspath(value)), out_dir, repo)
     if isinstance(value, bytes | bytearray | memoryview):
         file = name if PurePosixPath(name).suffix else f"{name}.bin"
-        with datastore.hashing_writer(out_dir / file) as writer:
+        size = memoryview(value).nbytes
+        with datastore.output_writer(out_dir / file, size=size, repo=repo) as writer:
             writer.write(value)
         return _Placed(file, "bytes", writer.md5.hexdigest(), writer.size)
     if top == "numpy" and hasattr(value, "dtype"):
@@ -218,7 +223,8 @@ def place(name: str, value: Any, out_dir: Path) -> _Placed:
         if array.dtype.hasobject:
             raise UnsupportedOutput(name, value, "arrays of Python objects need pickling")
         file = f"{name}.npy"
-        with datastore.hashing_writer(out_dir / file) as writer:
+        size = array.nbytes
+        with datastore.output_writer(out_dir / file, size=size, repo=repo) as writer:
             np.save(writer, array, allow_pickle=False)
         return _Placed(file, "npy", writer.md5.hexdigest(), writer.size)
     if top == "pandas" and hasattr(value, "to_csv"):
@@ -260,7 +266,7 @@ def _place_table(name: str, table: Any, out_dir: Path) -> _Placed:
         raise
 
 
-def _place_path(name: str, path: Path, out_dir: Path) -> _Placed:
+def _place_path(name: str, path: Path, out_dir: Path, repo: store.Repo | None) -> _Placed:
     """A path the run wrote: used in place inside the output folder, else copied in."""
     from ..store import datastore
 
@@ -290,7 +296,8 @@ def _place_path(name: str, path: Path, out_dir: Path) -> _Placed:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return _Placed(dest.name, kind)
-    with datastore.hashing_writer(dest) as writer, open(path, "rb") as src:
+    size = path.stat().st_size
+    with datastore.output_writer(dest, size=size, repo=repo) as writer, open(path, "rb") as src:
         while chunk := src.read(datastore.CHUNK):
             writer.write(chunk)
     return _Placed(dest.name, kind, writer.md5.hexdigest(), writer.size)
@@ -419,7 +426,9 @@ def store_outputs(
     for name, value in wanted.items():
         try:
             validate_name(name)
-            placed[name] = value if isinstance(value, _Placed) else place(name, value, out_dir)
+            placed[name] = (
+                value if isinstance(value, _Placed) else place(name, value, out_dir, repo=repo)
+            )
         except OutputError as exc:
             record.outputs[name] = Output(path="", kind="", error=str(exc))
         except OSError as exc:

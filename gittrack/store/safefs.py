@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,22 +44,93 @@ def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> tupl
     return md5.hexdigest(), size
 
 
-class HashingWriter:
-    """A binary file opened for writing that hashes what goes through it (hash while writing)."""
+THREAD_MIN = 256 << 10  # smaller writes are hashed (and teed) inline: a hand-off costs more
 
-    def __init__(self, fh: IO[bytes]) -> None:
+
+class _Lane:
+    """A thread doing one thing to each buffer it is handed while the caller does another."""
+
+    def __init__(self, work: Callable[[memoryview], object]) -> None:
+        self._work = work
+        self._todo: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        self._done = threading.Semaphore(0)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (view := self._todo.get()) is not None:
+            if self.error is None:
+                try:
+                    self._work(view)
+                except BaseException as exc:  # kept for the writer, which decides
+                    self.error = exc
+            self._done.release()
+
+    def submit(self, view: memoryview) -> None:
+        self._todo.put(view)
+
+    def wait(self) -> None:
+        self._done.acquire()
+
+    def close(self) -> None:
+        self._todo.put(None)
+        self._thread.join()
+
+
+class HashingWriter:
+    """A binary file opened for writing that hashes what goes through it (hash while writing).
+
+    A large buffer is hashed by a second thread while this one writes it (md5 and file writes
+    release the GIL), and copied into `tee` (e.g. a remote's temp file) by a third; `write`
+    returns once all are done with the buffer, so the caller may reuse it and nothing is
+    buffered on the way. A failing tee is only dropped (`tee_failed`): the output is whole.
+    """
+
+    def __init__(self, fh: IO[bytes], tee: IO[bytes] | None = None) -> None:
         self._fh = fh
+        self._tee = tee
+        self.tee_failed = False
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
+        self._lanes: list[_Lane] = []
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        self.md5.update(view)
         self.size += len(view)
-        return self._fh.write(view)
+        if len(view) < THREAD_MIN:
+            self.md5.update(view)
+            self._tee_write(view)
+            return self._fh.write(view)
+        if not self._lanes:
+            self._lanes = [_Lane(self.md5.update), _Lane(self._tee_write)]
+        for lane in self._lanes:
+            lane.submit(view)
+        try:
+            written = self._fh.write(view)
+        finally:
+            for lane in self._lanes:
+                lane.wait()
+        if self._lanes[0].error is not None:
+            raise self._lanes[0].error
+        return written
+
+    def _tee_write(self, view: memoryview) -> None:
+        if self._tee is None or self.tee_failed:
+            return
+        try:
+            self._tee.write(view)
+        except OSError:
+            self.tee_failed = True
 
     def flush(self) -> None:
         self._fh.flush()
+
+    def close_lanes(self) -> None:
+        """End the helper threads (idempotent); the writer stays usable, hashing inline."""
+        lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            lane.close()
 
     def __getattr__(self, name: str) -> Any:  # e.g. `closed`, `name`
         return getattr(self._fh, name)
@@ -69,7 +142,7 @@ def partial_path(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def hashing_writer(path: Path) -> Iterator[HashingWriter]:
+def hashing_writer(path: Path, tee: IO[bytes] | None = None) -> Iterator[HashingWriter]:
     """Write `path` through a HashingWriter, under its partial name until the write completes.
 
     A failed write leaves nothing behind; a killed process leaves `<name>.partial`, which
@@ -78,7 +151,11 @@ def hashing_writer(path: Path) -> Iterator[HashingWriter]:
     tmp = partial_path(path)
     try:
         with open(tmp, "wb") as fh:
-            yield HashingWriter(fh)
+            writer = HashingWriter(fh, tee)
+            try:
+                yield writer
+            finally:
+                writer.close_lanes()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
