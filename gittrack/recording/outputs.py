@@ -225,7 +225,7 @@ def place(name: str, value: Any, out_dir: Path, *, repo: store.Repo | None = Non
         file = f"{name}.npy"
         size = array.nbytes
         with datastore.output_writer(out_dir / file, size=size, repo=repo) as writer:
-            np.save(writer, array, allow_pickle=False)
+            write_npy(writer, array)
         return _Placed(file, "npy", writer.md5.hexdigest(), writer.size)
     if top == "pandas" and hasattr(value, "to_csv"):
         return _place_table(name, value, out_dir)
@@ -239,6 +239,28 @@ def place(name: str, value: Any, out_dir: Path, *, repo: store.Repo | None = Non
             writer.write(text.encode())
         return _Placed(file, "json", writer.md5.hexdigest(), writer.size)
     raise UnsupportedOutput(name, value)
+
+
+def write_npy(fh: Any, array: Any) -> None:
+    """The bytes `np.save` writes, a C-ordered array's data passed on without a copy."""
+    import io
+
+    import numpy as np
+
+    header = io.BytesIO()
+    try:
+        if not array.flags.c_contiguous or array.dtype.itemsize == 0:
+            raise ValueError("not C-ordered bytes")
+        np.lib.format.write_array_header_1_0(
+            header, np.lib.format.header_data_from_array_1_0(array)
+        )
+    except (ValueError, UnicodeEncodeError):  # a header np.save writes in another version
+        np.save(fh, array, allow_pickle=False)
+        return
+    fh.write(header.getvalue())
+    data = array.reshape(-1).view(np.uint8)
+    for start in range(0, len(data), 16 << 20):
+        fh.write(data[start : start + (16 << 20)])
 
 
 def _place_table(name: str, table: Any, out_dir: Path) -> _Placed:

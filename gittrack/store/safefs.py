@@ -103,7 +103,9 @@ class HashingWriter:
             self._tee_write(view)
             return self._fh.write(view)
         if not self._lanes:
-            self._lanes = [_Lane(self.md5.update), _Lane(self._tee_write)]
+            self._lanes = [_Lane(self.md5.update)]
+            if self._tee is not None:
+                self._lanes.append(_Lane(self._tee_write))
         for lane in self._lanes:
             lane.submit(view)
         try:
@@ -120,7 +122,7 @@ class HashingWriter:
             return
         try:
             self._tee.write(view)
-        except OSError:
+        except Exception:  # a full or vanished remote, a closed file: the copy is dropped
             self.tee_failed = True
 
     def flush(self) -> None:
