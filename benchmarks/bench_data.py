@@ -13,8 +13,9 @@ then the median. Wall and CPU (user + sys of each process and its children, from
 are printed, with the load average, because the machine may be shared. Peak memory is the
 tracked process's max RSS minus the untracked one's (the simulation's own).
 
-    python benchmarks/bench_data.py          # 1 GiB, 3 rounds
-    python benchmarks/bench_data.py --quick  # 100 MiB, 3 rounds
+    python benchmarks/bench_data.py              # 1 GiB, 5 rounds
+    python benchmarks/bench_data.py --quick      # 100 MiB, 3 rounds
+    python benchmarks/bench_data.py --rounds 9   # more rounds on a noisy machine
 """
 
 from __future__ import annotations
@@ -199,9 +200,10 @@ LABELS = {
 }
 
 
-def main(quick: bool = False, rounds: int = 3) -> dict[str, float]:
+def main(quick: bool = False, rounds: int = 0) -> dict[str, float]:
     """Run the paired rounds and print the table; returns the medians and ratios."""
     mib = 100 if quick else 1024
+    rounds = rounds or (3 if quick else 5)
     costs: dict[str, list[Cost]] = {m: [] for m in METHODS}
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="gittrack-bench-data-") as name:
@@ -231,6 +233,10 @@ def main(quick: bool = False, rounds: int = 3) -> dict[str, float]:
     for m in METHODS:
         c = med[m]
         print(f"{LABELS[m]:<34}{c.wall:>8.2f}s{c.cpu:>8.2f}s{c.rss_mib:>7.0f}MiB")
+    print("each round, wall (CPU) seconds:")
+    for r in range(rounds):
+        cells = [f"{costs[m][r].wall:6.2f} ({costs[m][r].cpu:5.2f})" for m in METHODS]
+        print(f"  round {r + 1}: " + "  ".join(cells))
 
     def ratio(a: str, b: str, field: str) -> float:
         return statistics.median(
@@ -264,4 +270,8 @@ def main(quick: bool = False, rounds: int = 3) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv[1:])
+    argv = sys.argv[1:]
+    main(
+        quick="--quick" in argv,
+        rounds=int(argv[argv.index("--rounds") + 1]) if "--rounds" in argv else 0,
+    )
