@@ -16,6 +16,7 @@ tracked process's max RSS minus the untracked one's (the simulation's own).
     python benchmarks/bench_data.py              # 1 GiB, 5 rounds
     python benchmarks/bench_data.py --quick      # 100 MiB, 3 rounds
     python benchmarks/bench_data.py --rounds 9   # more rounds on a noisy machine
+    python benchmarks/bench_data.py --before ../old  # also the tracked run of another checkout
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def _quiet(args: Sequence[str], cwd: Path, env: dict[str, str]) -> str:
 class Bench:
     """The repositories and remotes of one benchmark, set up once, cleaned after each step."""
 
-    def __init__(self, tmp: Path, mib: int) -> None:
+    def __init__(self, tmp: Path, mib: int, before: Path | None = None) -> None:
         self.tmp, self.mib = tmp, mib
         self.env = _env(tmp / "home")
         self.py = sys.executable
@@ -144,6 +145,18 @@ class Bench:
         )
         _quiet(["git", "commit", "-qam", "dvc"], self.dv, self.env)
         self.seed = 0
+        self.trackers = {"tracked": (self.gt, self.env, self.gt_remote)}
+        if before is not None:  # the same run under another gittrack (e.g. before a change)
+            env = {**self.env, "PYTHONPATH": str(before)}
+            repo = tmp / "gt-before"
+            shutil.copytree(self.gt, repo)
+            shutil.rmtree(repo / ".git")
+            for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "sim"]):
+                _quiet(["git", *args], repo, env)
+            _quiet([self.py, "-m", "gittrack", "init"], repo, env)
+            remote = tmp / "gt-before-remote"
+            _quiet([self.py, "-m", "gittrack", "remote", "set", str(remote)], repo, env)
+            self.trackers["tracked_before"] = (repo, env, remote)
 
     def _args(self, out: str) -> list[str]:
         self.seed += 1
@@ -173,22 +186,22 @@ class Bench:
         shutil.rmtree(self.tmp / "dvc-remote", ignore_errors=True)
         return cost
 
-    def tracked(self) -> Cost:
+    def tracked(self, which: str = "tracked") -> Cost:
+        repo, env, remote = self.trackers[which]
         self.seed += 1
         args = [self.py, "sim.py", "--mib", str(self.mib), "--seed", str(self.seed)]
-        cost = timed(args, self.gt, self.env)
-        toml = _quiet(["git", "show", "gittrack/runs:" + self._run_toml()], self.gt, self.env)
-        assert "pushed = true" in toml, toml
-        shutil.rmtree(self.gt / ".gittrack" / "outputs")
-        shutil.rmtree(self.gt / ".gittrack" / "cache" / "files", ignore_errors=True)
-        shutil.rmtree(self.gt_remote / "files", ignore_errors=True)
+        cost = timed(args, repo, env)
+        log = ["git", "log", "-1", "--name-only", "--format=", "gittrack/runs"]
+        toml = next(f for f in _quiet(log, repo, env).splitlines() if f.endswith("run.toml"))
+        record = _quiet(["git", "show", "gittrack/runs:" + toml], repo, env)
+        assert "pushed = true" in record, record
+        shutil.rmtree(repo / ".gittrack" / "outputs")
+        shutil.rmtree(repo / ".gittrack" / "cache" / "files", ignore_errors=True)
+        shutil.rmtree(remote / "files", ignore_errors=True)
         return cost
 
-    def _run_toml(self) -> str:
-        out = _quiet(
-            ["git", "log", "-1", "--name-only", "--format=", "gittrack/runs"], self.gt, self.env
-        )
-        return next(f for f in out.splitlines() if f.endswith("run.toml"))
+    def tracked_before(self) -> Cost:
+        return self.tracked("tracked_before")
 
 
 METHODS = ("untracked", "cp_md5sum", "dvc_add_push", "tracked")
@@ -197,22 +210,24 @@ LABELS = {
     "cp_md5sum": "untracked + cp + md5sum",
     "dvc_add_push": "untracked + dvc add + dvc push",
     "tracked": "tracked (gittrack)",
+    "tracked_before": "tracked (--before gittrack)",
 }
 
 
-def main(quick: bool = False, rounds: int = 0) -> dict[str, float]:
+def main(quick: bool = False, rounds: int = 0, before: Path | None = None) -> dict[str, float]:
     """Run the paired rounds and print the table; returns the medians and ratios."""
     mib = 100 if quick else 1024
     rounds = rounds or (3 if quick else 5)
-    costs: dict[str, list[Cost]] = {m: [] for m in METHODS}
+    methods = METHODS + (("tracked_before",) if before else ())
+    costs: dict[str, list[Cost]] = {m: [] for m in methods}
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="gittrack-bench-data-") as name:
-        bench = Bench(Path(name), 1)
-        for method in METHODS:  # warm up: bytecode caches, the OS's file cache of modules
+        bench = Bench(Path(name), 1, before)
+        for method in methods:  # warm up: bytecode caches, the OS's file cache of modules
             getattr(bench, method)()
         bench.mib = mib
         for r in range(rounds):
-            order = METHODS[r % 4 :] + METHODS[: r % 4]
+            order = methods[r % len(methods) :] + methods[: r % len(methods)]
             for method in order:
                 costs[method].append(getattr(bench, method)())
     load_end = os.getloadavg()
@@ -223,19 +238,19 @@ def main(quick: bool = False, rounds: int = 0) -> dict[str, float]:
                 for f in ("wall", "cpu", "rss_mib")
             )
         )
-        for m in METHODS
+        for m in methods
     }
     print(
         f"A run returning a {mib} MiB numpy array, whole processes, median of {rounds} paired rounds"
     )
     print(f"load average {load[0]:.1f} at the start, {load_end[0]:.1f} at the end")
     print(f"{'method':<34}{'wall':>9}{'CPU':>9}{'max RSS':>10}")
-    for m in METHODS:
+    for m in methods:
         c = med[m]
         print(f"{LABELS[m]:<34}{c.wall:>8.2f}s{c.cpu:>8.2f}s{c.rss_mib:>7.0f}MiB")
     print("each round, wall (CPU) seconds:")
     for r in range(rounds):
-        cells = [f"{costs[m][r].wall:6.2f} ({costs[m][r].cpu:5.2f})" for m in METHODS]
+        cells = [f"{costs[m][r].wall:6.2f} ({costs[m][r].cpu:5.2f})" for m in methods]
         print(f"  round {r + 1}: " + "  ".join(cells))
 
     def ratio(a: str, b: str, field: str) -> float:
@@ -262,16 +277,29 @@ def main(quick: bool = False, rounds: int = 0) -> dict[str, float]:
             f"tracked / ({LABELS[base]}): wall {result[base + '_wall']:.2f}x, "
             f"CPU {result[base + '_cpu']:.2f}x"
         )
+    if before:
+        for base in ("cp_md5sum", "dvc_add_push", "tracked"):
+            print(
+                f"--before tracked / ({LABELS[base]}): "
+                f"wall {ratio('tracked_before', base, 'wall'):.2f}x, "
+                f"CPU {ratio('tracked_before', base, 'cpu'):.2f}x"
+            )
     print(f"peak memory above the simulation's own: {extra:.0f} MiB (goal <= 100)")
-    met = result["cp_md5sum_wall"] <= 1.0
-    print(f"goal: tracked no slower than untracked + cp + md5sum: {'met' if met else 'NOT met'}")
+    for field in ("wall", "cpu"):
+        met = "met" if result[f"cp_md5sum_{field}"] <= 1.0 else "NOT met"
+        print(f"goal, in {field} time: tracked no slower than untracked + cp + md5sum: {met}")
     result.update(over_s=over, floor_s=floor, peak_extra_mib=extra)
     return result
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    main(
-        quick="--quick" in argv,
-        rounds=int(argv[argv.index("--rounds") + 1]) if "--rounds" in argv else 0,
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100 MiB instead of 1 GiB")
+    parser.add_argument("--rounds", type=int, default=0, help="paired rounds (default 5)")
+    parser.add_argument(
+        "--before", type=Path, help="also time the tracked run with the gittrack at this path"
     )
+    args = parser.parse_args()
+    main(quick=args.quick, rounds=args.rounds, before=args.before)
