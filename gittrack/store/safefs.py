@@ -106,16 +106,18 @@ class HashingWriter:
             self._lanes = [_Lane(self.md5.update)]
             if self._tee is not None:
                 self._lanes.append(_Lane(self._tee_write))
-        for lane in self._lanes:
-            lane.submit(view)
-        try:
-            written = self._fh.write(view)
-        finally:
+        for start in range(0, len(view), CHUNK):  # each slice read while still in the CPU cache
+            piece = view[start : start + CHUNK]
             for lane in self._lanes:
-                lane.wait()
-        if self._lanes[0].error is not None:
-            raise self._lanes[0].error
-        return written
+                lane.submit(piece)
+            try:
+                self._fh.write(piece)
+            finally:
+                for lane in self._lanes:
+                    lane.wait()
+            if self._lanes[0].error is not None:
+                raise self._lanes[0].error
+        return len(view)
 
     def _tee_write(self, view: memoryview) -> None:
         if self._tee is None or self.tee_failed:
