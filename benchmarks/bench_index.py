@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUERY = "params.temp >= 200 and (metrics.energy < -1.5 or status = 'failed')"
 
 TEMPLATE = """\
-schema = 1
+schema = 2
 id = "{id}"
 command = "sim.py"
 status = "{status}"
@@ -79,6 +79,10 @@ head = "{code}"
 branch = "main"
 detached = false
 shallow = false
+
+[code.files."sim.py"]
+blob = "{blob}"
+dirty = false
 """
 
 
@@ -110,6 +114,7 @@ def synthetic_run(i: int, code: str, tree: str, rng: random.Random) -> tuple[str
         code=code,
         tree=tree,
         hash="e" * 64,
+        blob="d" * 40,
     )
     return run_id, text
 

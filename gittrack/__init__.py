@@ -43,12 +43,12 @@ from .errors import (
     UnusableRun as UnusableRun,
     UsageError as UsageError,
 )
-from .recording.command import command as command, log_metadata as log_metadata
 
 if TYPE_CHECKING:
     from .execute.experiment import Experiment as Experiment
     from .library.run import Run as Run
     from .library.runset import RunSet as RunSet, runs as runs
+    from .recording.command import command as command, log_metadata as log_metadata
     from .recording.outputs import log as log, output_dir as output_dir, save as save
     from .recording.runref import RunRef as RunRef
     from .recording.shell import shell as shell
@@ -103,7 +103,9 @@ __all__ = [
     "track",
 ]
 
-_LAZY = {
+_LAZY = {  # loaded on first use: `gittrack ls` never needs the recording machinery
+    "command": ("recording.command", "command"),
+    "log_metadata": ("recording.command", "log_metadata"),
     "Run": ("library.run", "Run"),
     "runs": ("library.runset", "runs"),
     "RunSet": ("library.runset", "RunSet"),

@@ -28,7 +28,7 @@ import gittrack
 from gittrack import store
 from gittrack.cli import cli
 from gittrack.errors import OutputError, RecordError
-from gittrack.index.db import json_record, kv_rows
+from gittrack.index.records import json_record, kv_rows
 from gittrack.model.record import RunRecord, run_folder
 from gittrack.store import datastore
 from gittrack.ui import create_app

@@ -11,8 +11,9 @@ import pytest
 from lookup_support import scan, write_runs
 
 from gittrack import store as gitstore
-from gittrack.index.db import Index, kv_rows
-from gittrack.index.query import compile_where
+from gittrack.index.compiler import compile_where
+from gittrack.index.db import Index
+from gittrack.index.records import kv_rows
 from gittrack.ops import tags as notes
 
 

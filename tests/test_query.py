@@ -10,8 +10,10 @@ from lookup_support import scan, write_runs
 import gittrack
 from gittrack import store
 from gittrack.errors import QueryError
+from gittrack.index.compiler import compile_order, compile_where
+from gittrack.index.dates import date_span
 from gittrack.index.db import Index
-from gittrack.index.query import compile_order, compile_where, date_span, tokenize
+from gittrack.index.query import tokenize
 
 
 def names(repo: Path, where: str, sort: str | None = None) -> list[str]:

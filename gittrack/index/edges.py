@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..store.datastore import hash_file
 from .sql import chunked
 
 if TYPE_CHECKING:
@@ -42,41 +41,42 @@ def _has_tables(db: sqlite3.Connection) -> bool:
     return row.fetchone() is not None
 
 
-def sync_tables(
-    db: sqlite3.Connection, ids: list[str], removed: Iterable[str], full: bool
-) -> list[tuple[str, str, str]]:
-    """Bring the lineage tables in step with `runs` for changed and removed ids (in a transaction).
+def _create(db: sqlite3.Connection) -> bool:
+    """Create the lineage tables when missing; True when they were."""
+    if _has_tables(db):
+        return False
+    for statement in TABLES:
+        db.execute(statement)
+    return True
 
-    Returns the (memo key, run id, started) of the completed runs it saw, for memo.py's files.
-    """
-    if not _has_tables(db):
-        for statement in TABLES:
-            db.execute(statement)
-        full = True
-    if full:
-        for table in ("lineage_edges", "lineage_outputs", "lineage_memo"):
-            db.execute(f"DELETE FROM {table}")
-        rows: Iterable[tuple[str, str | None]] = db.execute(
-            "SELECT id, record FROM runs"
-        )  # streamed
-    else:
-        gone = sorted(set(ids) | set(removed))
-        for chunk, marks in chunked(gone):
-            db.execute(f"DELETE FROM lineage_edges WHERE child IN ({marks})", chunk)
-            db.execute(f"DELETE FROM lineage_outputs WHERE run IN ({marks})", chunk)
-            db.execute(f"DELETE FROM lineage_memo WHERE run IN ({marks})", chunk)
-        rows = []
-        for chunk, marks in chunked(sorted(set(ids))):
-            rows += db.execute(
-                f"SELECT id, record FROM runs WHERE id IN ({marks})", chunk
-            ).fetchall()
-    edges, outputs, memos = [], [], []
-    for run_id, text in rows:
-        if not text:
-            continue
-        record = json.loads(text)
+
+class Derived:
+    """Collects the lineage rows of the records a sync reads, and writes them in batches."""
+
+    def __init__(self, db: sqlite3.Connection, full: bool) -> None:
+        self.db = db
+        self.missing = _create(db)  # built by `finish` from every record, when not full
+        self.full = full
+        self.edges: list[tuple[str, str, str, str, str, str]] = []
+        self.outputs: list[tuple[str, int, str, str, str]] = []
+        self.memos: list[tuple[str, str, str]] = []
+        self.written = 0  # memos already inserted
+
+    def forget(self, ids: list[str]) -> None:
+        """Drop the rows of runs about to be read again or removed (all of them when full)."""
+        if self.full or self.missing:
+            for table in ("lineage_edges", "lineage_outputs", "lineage_memo"):
+                self.db.execute(f"DELETE FROM {table}")
+            return
+        for chunk, marks in chunked(ids):
+            self.db.execute(f"DELETE FROM lineage_edges WHERE child IN ({marks})", chunk)
+            self.db.execute(f"DELETE FROM lineage_outputs WHERE run IN ({marks})", chunk)
+            self.db.execute(f"DELETE FROM lineage_memo WHERE run IN ({marks})", chunk)
+
+    def add(self, run_id: str, record: dict[str, Any]) -> None:
+        """Queue the edges, outputs and memo key of one readable record."""
         for item in record.get("inputs") or []:
-            edges.append(
+            self.edges.append(
                 (
                     run_id,
                     item.get("run", ""),
@@ -87,19 +87,58 @@ def sync_tables(
                 )
             )
         if record.get("parent"):
-            edges.append((run_id, record["parent"], "parent", "", "", ""))
+            self.edges.append((run_id, record["parent"], "parent", "", "", ""))
         if record.get("rerun_of"):
-            edges.append((run_id, record["rerun_of"], "rerun", "", "", ""))
+            self.edges.append((run_id, record["rerun_of"], "rerun", "", "", ""))
         started = record.get("started") or ""
+        if not isinstance(started, str):
+            started = started.isoformat()  # a TOML datetime, as its JSON text has it
         for name, out in (record.get("outputs") or {}).items():
             if out.get("md5"):
-                outputs.append((out["md5"], int(out.get("size") or 0), run_id, name, started))
+                self.outputs.append((out["md5"], int(out.get("size") or 0), run_id, name, started))
         if record.get("memo") and record.get("status") == "completed":
-            memos.append((record["memo"], run_id, started))
-    db.executemany("INSERT INTO lineage_edges VALUES (?,?,?,?,?,?)", edges)
-    db.executemany("INSERT INTO lineage_outputs VALUES (?,?,?,?,?)", outputs)
-    db.executemany("INSERT INTO lineage_memo VALUES (?,?,?)", memos)
-    return memos
+            self.memos.append((record["memo"], run_id, started))
+
+    def flush(self) -> None:
+        self.db.executemany("INSERT INTO lineage_edges VALUES (?,?,?,?,?,?)", self.edges)
+        self.db.executemany("INSERT INTO lineage_outputs VALUES (?,?,?,?,?)", self.outputs)
+        self.db.executemany("INSERT INTO lineage_memo VALUES (?,?,?)", self.memos[self.written :])
+        self.written = len(self.memos)
+        self.edges.clear()
+        self.outputs.clear()
+
+    def finish(self) -> list[tuple[str, str, str]]:
+        """Write what is queued; returns the (memo key, run id, started) of the completed runs
+        seen, for memo.py's files."""
+        self.flush()
+        if self.missing and not self.full:  # an index from before these tables: every run
+            return sync_tables(self.db, [], (), full=True)
+        return self.memos
+
+
+def sync_tables(
+    db: sqlite3.Connection, ids: list[str], removed: Iterable[str], full: bool
+) -> list[tuple[str, str, str]]:
+    """Bring the lineage tables in step with `runs` for changed and removed ids (in a
+    transaction), reading the records from the index.
+
+    Returns the (memo key, run id, started) of the completed runs it saw, for memo.py's files.
+    """
+    derived = Derived(db, full)
+    derived.forget(sorted(set(ids) | set(removed)))
+    if derived.full or derived.missing:
+        rows: Iterable[tuple[str, str | None]] = db.execute("SELECT id, record FROM runs")
+    else:
+        rows = []
+        for chunk, marks in chunked(sorted(set(ids))):
+            rows += db.execute(
+                f"SELECT id, record FROM runs WHERE id IN ({marks})", chunk
+            ).fetchall()
+    for run_id, text in rows:
+        if text:
+            derived.add(run_id, json.loads(text))
+    derived.flush()
+    return derived.memos
 
 
 def ready(index: Index) -> sqlite3.Connection:
@@ -163,6 +202,8 @@ def file_md5(index: Index, path: Path) -> str:
     ).fetchone()
     if row:
         return str(row[0])
+    from ..store.datastore import hash_file  # DVC's hashing: loaded when a file is new
+
     md5, _ = hash_file(path)
     db.execute(
         "INSERT OR REPLACE INTO lineage_filehash VALUES (?,?,?,?,?)",

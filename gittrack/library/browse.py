@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import store
+from ..index.compiler import compile_order, compile_where
 from ..index.db import Index
-from ..index.query import compile_order, compile_where
 from ..model.values import collapses
 
 BASE_COLUMNS = ["id", "name", "status", "experiment", "started", "duration_s"]

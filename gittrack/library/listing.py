@@ -44,7 +44,7 @@ def list_runs(
     `columns` picks what to show (`id,params.temp,metrics.*`); by default the run fields, then
     the params and metrics that vary among the listed runs (all of them when `varying` is off).
     """
-    from ..index.query import compile_order, compile_where
+    from ..index.compiler import compile_order, compile_where
 
     index = Index(repo)
     sql, params = compile_where(where) if where and where.strip() else ("", [])
@@ -268,7 +268,7 @@ def stream_runs(
     Only the row ids are read up front; the columns come from the distinct key shapes of the
     listed runs (a few rows of the index), not from the records.
     """
-    from ..index.query import compile_order, compile_where
+    from ..index.compiler import compile_order, compile_where
 
     index = Index(repo)
     sql, params = compile_where(where) if where and where.strip() else ("", [])

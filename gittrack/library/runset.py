@@ -137,7 +137,7 @@ def runs(
     params: list[Any] = []
     order_params: list[Any] = []
     if where or sort:
-        from ..index.query import compile_order, compile_where
+        from ..index.compiler import compile_order, compile_where
 
         if where:
             sql, params = compile_where(where)

@@ -171,8 +171,22 @@ def _wrong(key: str, value: Any, rule: tuple[Check, str]) -> str:
 def _fields(prefix: str, data: Mapping[str, Any], rules: Mapping[str, tuple[Check, str]]) -> str:
     for key, value in data.items():
         rule = rules.get(key)
-        if rule is not None and (problem := _wrong(f"{prefix}{key}", value, rule)):
-            return problem
+        if rule is not None and not rule[0](value):  # the message only for a wrong one
+            return _wrong(f"{prefix}{key}", value, rule)
+    return ""
+
+
+def _strings(prefix: str, values: Any) -> str:
+    """The first item of a list (`prefix[i]`) or table (`prefix.key`) that is not a string,
+    as `_wrong` says it, or ""."""
+    if isinstance(values, Mapping):
+        for name, value in values.items():
+            if not isinstance(value, str):
+                return _wrong(f"{prefix}.{name}", value, STR)
+        return ""
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            return _wrong(f"{prefix}[{i}]", value, STR)
     return ""
 
 
@@ -198,24 +212,18 @@ def check_types(data: Mapping[str, Any]) -> str:
     problem = _fields("", data, TOP_FIELDS)
     if problem:
         return problem
-    for key in ("argv", "tags"):
-        for i, item in enumerate(data.get(key) or []):
-            if problem := _wrong(f"{key}[{i}]", item, STR):
-                return problem
-    for key in ("param_sources", "error"):
-        for name, item in (data.get(key) or {}).items():
-            if problem := _wrong(f"{key}.{name}", item, STR):
-                return problem
+    for key in ("argv", "tags", "param_sources", "error"):
+        if problem := _strings(key, data.get(key) or ()):
+            return problem
     if problem := _fields("code.", data.get("code") or {}, CODE_FIELDS):
         return problem
     for path, item in ((data.get("code") or {}).get("files") or {}).items():
-        if problem := _wrong(f"code.files.{path}", item, TABLE) or _fields(
-            f"code.files.{path}.", item, CODE_FILE_FIELDS
-        ):
+        if not isinstance(item, Mapping):
+            return _wrong(f"code.files.{path}", item, TABLE)
+        if problem := _fields(f"code.files.{path}.", item, CODE_FILE_FIELDS):
             return problem
-    for i, item in enumerate((data.get("code") or {}).get("omitted") or []):
-        if problem := _wrong(f"code.omitted[{i}]", item, STR):
-            return problem
+    if problem := _strings("code.omitted", (data.get("code") or {}).get("omitted") or ()):
+        return problem
     for i, item in enumerate(data.get("inputs") or []):
         if problem := _wrong(f"inputs[{i}]", item, TABLE) or _fields(
             f"inputs[{i}].", item, INPUT_FIELDS

@@ -81,7 +81,7 @@ def resolve_runs(repo: store.Repo, text: str) -> list[Run]:
             if len(parts) > 1 or not _looks_like_query(text):
                 raise
     try:
-        from ..index.query import compile_where
+        from ..index.compiler import compile_where
     except ImportError as exc:  # pragma: no cover - until the lookup table lands
         raise UsageError(
             f'"{text}" is not a run id, prefix or name, and queries are not available.'

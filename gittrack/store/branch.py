@@ -19,6 +19,7 @@ from .objects import (
     CODE_REF_PREFIX,
     LOCK_TIMEOUT_S,
     MODE_TREE,
+    READ_LIMITS,
     RUNS_REF,
     STALE_REF_LOCK_S,
     STATS,
@@ -256,8 +257,16 @@ def read_record_bytes(repo: Repo, run_id: str, rev: str = RUNS_REF) -> bytes | N
     return read_file(repo, f"{run_folder(run_id)}/run.toml", rev)
 
 
-def list_run_ids(repo: Repo, prefix: str = "", rev: str = RUNS_REF) -> list[str]:
-    """Ids of the runs on the branch; with a 2+ character prefix only one shard is read."""
+def list_run_ids(
+    repo: Repo, prefix: str = "", rev: str = RUNS_REF, blobs: dict[str, str] | None = None
+) -> list[str]:
+    """Ids of the runs on the branch; with a 2+ character prefix only one shard is read.
+
+    `blobs`, when given, is filled with {run id: blob id of its run.toml} (a folder without one
+    is listed but left out there), all from one `git ls-tree -r`: what a full index build reads.
+    """
+    if blobs is not None:
+        return _run_blobs(repo, rev, prefix, blobs)
     reader = repo.reader()
     if len(prefix) >= 2:
         found = reader.read(f"{rev}:runs/{prefix[:2]}")
@@ -274,6 +283,26 @@ def list_run_ids(repo: Repo, prefix: str = "", rev: str = RUNS_REF) -> list[str]
             if sub:
                 ids.extend(sorted(parse_tree(sub[2])))
     return ids
+
+
+def _run_blobs(repo: Repo, rev: str, prefix: str, blobs: dict[str, str]) -> list[str]:
+    """`list_run_ids` with each run.toml's blob id, from one bounded `git ls-tree -r`."""
+    proc = repo.git(*READ_LIMITS, "ls-tree", "-r", "-z", rev, "--", "runs", check=False)
+    if proc.returncode != 0:
+        return []
+    folders: set[str] = set()
+    for entry in proc.stdout.split(b"\0"):
+        meta, _, path = entry.partition(b"\t")
+        parts = path.split(b"/")
+        if len(parts) < 3:
+            continue
+        run_id = parts[2].decode("utf-8", "surrogateescape")
+        if not run_id.startswith(prefix):
+            continue
+        folders.add(run_id)
+        if len(parts) == 4 and parts[3] == b"run.toml" and meta.startswith(b"100"):
+            blobs[run_id] = meta.split()[2].decode()
+    return sorted(folders)
 
 
 def run_files(repo: Repo, run_id: str, rev: str = RUNS_REF) -> dict[str, str]:

@@ -35,6 +35,17 @@ LOCK_TIMEOUT_S = 60.0  # after this, go on without the lock: CAS alone keeps cor
 STALE_REF_LOCK_S = 10.0  # a ref .lock older than this, while we hold the flock, is left by a crash
 
 
+# keeps a git child reading much of the history (an index build) well under 200 MiB whatever
+# the pack's size: git's defaults map up to 8 GiB of pack and cache 96 MiB of delta bases
+READ_LIMITS = (
+    "-c",
+    "core.packedGitWindowSize=16m",
+    "-c",
+    "core.packedGitLimit=96m",
+    "-c",
+    "core.deltaBaseCacheLimit=16m",
+)
+
 STATS = {"commits": 0, "retries": 0}  # this process's branch commits and CAS retries
 
 

@@ -1,0 +1,119 @@
+"""Reading the runs of a branch tip out of git for the index, with a bounded memory footprint.
+
+A full build reads every run.toml through one `git cat-file --batch --buffer` process fed with
+blob ids in commit order: a pack stores those blobs as deltas of each other in about that
+order, so git resolves each from the one before it (in random order git either keeps the
+whole pack in its delta cache or re-inflates whole chains). The blob ids come from one
+`git ls-tree -r` (`store.list_run_ids`), the commit of each run from one `git log` read while
+the blobs stream.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator
+from typing import IO
+
+from .. import store
+
+LOG_FORMAT = "--format=%H %(trailers:key=Run-Id,valueonly,separator=%x20)"
+
+Found = tuple[str, str, bytes | None]  # (run id, the commit that recorded it, run.toml bytes)
+
+
+def _git(repo: store.Repo, *args: str, stdin: bool = False) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["git", *store.READ_LIMITS, *args],
+        cwd=repo.root,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _finish(proc: subprocess.Popen[bytes], what: str) -> None:
+    if proc.stdout:
+        proc.stdout.close()
+    if proc.wait() != 0:
+        raise store.GitError(f"git {what} failed (exit {proc.returncode})")
+
+
+def read_runs(
+    repo: store.Repo, blobs: dict[str, str], rev_range: str, bare: Iterable[str] = ()
+) -> Iterator[Found]:
+    """(run id, commit, run.toml bytes) of every run in `blobs` (each a blob id or any object
+    name `git cat-file` reads, e.g. `<tip>:<path>`), in the commit order of
+    `rev_range` (newest first; runs no commit there names come last), then `bare` folders
+    with None: one `git log` and one `git cat-file` process, both streamed."""
+    log = _git(repo, "log", LOG_FORMAT, rev_range)
+    cat = _git(repo, "cat-file", "--batch", "--buffer", stdin=True)
+    assert log.stdout and cat.stdout and cat.stdin
+    commits: dict[str, str] = {}
+    pending: collections.deque[str] = collections.deque()
+    feeder = threading.Thread(
+        target=_feed, args=(log.stdout, cat.stdin, blobs, commits, pending), daemon=True
+    )
+    feeder.start()
+    out = cat.stdout
+    done = False
+    try:
+        for _ in range(len(blobs)):
+            header = out.readline()
+            parts = header.split()
+            if not header:
+                raise store.GitError("git cat-file stopped unexpectedly")
+            run_id = pending.popleft()
+            if len(parts) != 3:  # "<id> missing": an object the pack lacks
+                yield run_id, commits.get(run_id, ""), None
+                continue
+            data = out.read(int(parts[2]))
+            out.read(1)
+            yield run_id, commits.get(run_id, ""), data
+        done = True
+    finally:
+        if not done:  # left early: stop both, so that the feeder cannot block on a full pipe
+            cat.kill()
+            log.kill()
+        feeder.join()
+        cat.stdout.close()
+        cat.wait()
+        log.wait()
+    for run_id in bare:
+        yield run_id, commits.get(run_id, ""), None
+
+
+def _feed(
+    log: IO[bytes],
+    cat: IO[bytes],
+    blobs: dict[str, str],
+    commits: dict[str, str],
+    pending: collections.deque[str],
+) -> None:
+    """Write the blob ids to cat-file in the order `git log` names their runs (a thread)."""
+    try:
+        for line in log:
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            run_id = parts[1].decode()
+            if run_id in commits:
+                continue
+            commits[run_id] = parts[0].decode()
+            blob = blobs.get(run_id)
+            if blob is not None:
+                pending.append(run_id)
+                cat.write(blob.encode() + b"\n")
+        for run_id, blob in blobs.items():
+            if run_id not in commits:
+                commits[run_id] = ""
+                pending.append(run_id)
+                cat.write(blob.encode() + b"\n")
+    except (BrokenPipeError, ValueError):
+        pass  # the reader stopped early (an error): it closes everything
+    finally:
+        log.close()
+        with contextlib.suppress(BrokenPipeError):
+            cat.close()
