@@ -1,11 +1,15 @@
-"""Benchmark of the lookup table: queries, `show` and syncing at 100,000 runs.
+"""Benchmark of the lookup table (issue goals of the index), each beside its baseline.
 
 A synthetic history (one commit per run on `gittrack/runs`, as the storage contract says) is
-written fast through `git fast-import`; then the CLI and the index are timed in subprocesses
-and compared with a full scan that parses every run.toml from git, measured in the same run.
+written fast through `git fast-import` and cached under the temporary folder, keyed by
+HISTORY_VERSION and size (build it once: 1,000,000 runs take long); then the CLI and the index
+are timed as whole processes (wall, CPU of the process and its git children, peak memory of the
+largest process) and compared with a full scan that parses every run.toml from git, measured in
+the same run.
 
-    python benchmarks/bench_index.py            # 100,000 runs (a few minutes)
-    python benchmarks/bench_index.py --quick    # 5,000 runs
+    python benchmarks/bench_index.py              # 100,000 runs (and 1,000 for `show`)
+    python benchmarks/bench_index.py --quick      # 5,000 runs
+    python benchmarks/bench_index.py --million    # and `ls`/`show` at 1,000,000 runs
     python benchmarks/bench_index.py --quick --dvc   # and `dvc exp show` at 200 experiments
 """
 
@@ -13,14 +17,18 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
+HISTORY_VERSION = 2  # of the synthetic record and history: bump to rebuild cached histories
+CACHE = Path(tempfile.gettempdir()) / "gittrack-bench-index"
 QUERY = "params.temp >= 200 and (metrics.energy < -1.5 or status = 'failed')"
 
 TEMPLATE = """\
@@ -119,8 +127,12 @@ def synthetic_run(i: int, code: str, tree: str, rng: random.Random) -> tuple[str
     return run_id, text
 
 
-def append_runs(repo: Path, count: int, start: int = 0, seed: int = 1) -> list[str]:
-    """Append `count` synthetic runs to the runs branch, one commit each, via git fast-import."""
+def append_runs(
+    repo: Path, count: int, start: int = 0, seed: int = 1, per_commit: int = 1
+) -> list[str]:
+    """Append `count` synthetic runs to the runs branch via git fast-import: one commit each
+    (`per_commit` > 1 puts that many runs in a commit, for histories too big to write one
+    commit a run: each commit rewrites a shard tree of thousands of entries)."""
     rng = random.Random(seed * 1_000_003 + start)
     code = git(repo, "rev-parse", "HEAD")
     tree = git(repo, "rev-parse", "HEAD^{tree}")
@@ -132,28 +144,27 @@ def append_runs(repo: Path, count: int, start: int = 0, seed: int = 1) -> list[s
     ids = []
     stamp = 1_704_067_200 + start * 37
     chunks: list[bytes] = []
-    for i in range(start, start + count):
-        run_id, text = synthetic_run(i, code, tree, rng)
-        ids.append(run_id)
-        body = text.encode()
-        message = (
-            f"run {run_id[:8]}: sim.py --temp {i}\n\nStatus: completed\nRun-Id: {run_id}\n".encode()
-        )
+    for first in range(start, start + count, per_commit):
+        batch = [
+            synthetic_run(i, code, tree, rng)
+            for i in range(first, min(first + per_commit, start + count))
+        ]
+        ids += [run_id for run_id, _ in batch]
+        trailers = "".join(f"Run-Id: {run_id}\n" for run_id, _ in batch)
+        message = f"run {batch[0][0][:8]}: sim.py --temp {first}\n\nStatus: completed\n{trailers}".encode()
         header = (
             f"commit refs/heads/gittrack/runs\n"
-            f"committer Ada <ada@example.org> {stamp + 37 * (i - start)} +0000\n"
+            f"committer Ada <ada@example.org> {stamp + 37 * (first - start)} +0000\n"
             f"data {len(message)}\n"
         ).encode()
-        frm = f"from {tip}\n".encode() if i == start else b""
-        path = f"runs/{run_id[:2]}/{run_id}/run.toml"
-        chunks.append(
-            header
-            + message
-            + frm
-            + f"M 100644 inline {path}\ndata {len(body)}\n".encode()
-            + body
+        frm = f"from {tip}\n".encode() if first == start else b""
+        files = b"".join(
+            f"M 100644 inline runs/{run_id[:2]}/{run_id}/run.toml\ndata {len(text.encode())}\n".encode()
+            + text.encode()
             + b"\n"
+            for run_id, text in batch
         )
+        chunks.append(header + message + frm + files)
         if len(chunks) >= 500:
             proc.stdin.write(b"".join(chunks))
             chunks = []
@@ -201,36 +212,79 @@ if os.path.exists("/proc/self/status"):
 """
 
 
-def run_py(repo: Path, code: str) -> tuple[float, int]:
-    """Run Python code in a fresh process in `repo`: (wall seconds, its peak RSS in bytes).
-
-    The peak is the process's own (VmHWM): `ru_maxrss` would count the benchmark's memory,
-    which a forked child carries until it execs.
-    """
+def run_py(repo: Path, code: str) -> Timing:
+    """Run Python code in a fresh process in `repo` (see `timed`)."""
     return timed(repo, [sys.executable, "-c", code + PEAK])
 
 
-def timed(repo: Path, argv: list[str]) -> tuple[float, int]:
+class Timing(NamedTuple):
+    """One whole process: wall seconds, CPU seconds (user + sys, its git children included),
+    its own peak RSS and that of its largest process (itself or a child), in bytes."""
+
+    wall: float
+    cpu: float
+    peak: int
+    largest: int
+
+
+def timed(repo: Path, argv: list[str]) -> Timing:
+    """Run `argv` in `repo` to its end: its wall and CPU time and peak memory.
+
+    The process's own peak is VmHWM (`ru_maxrss` alone would count the benchmark's memory,
+    which a forked child carries until it execs); the largest is wait4's `ru_maxrss`, the
+    maximum over the process and every child it waited for (git included).
+    """
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         argv, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+    err = proc.stderr.read().decode() if proc.stderr else ""
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {err}")
     peak = [int(line.split()[1]) for line in err.splitlines() if line.startswith("peak-rss-kb ")]
-    return elapsed, (peak[0] if peak else usage.ru_maxrss) * 1024
-
-
-def cli(repo: Path, *args: str) -> float:
-    """Median wall time of five runs of `gittrack ARGS` as a user would start it."""
-    return statistics.median(
-        timed(repo, [sys.executable, "-m", "gittrack", *args])[0] for _ in range(5)
+    largest = usage.ru_maxrss * 1024
+    return Timing(
+        elapsed, usage.ru_utime + usage.ru_stime, peak[0] * 1024 if peak else largest, largest
     )
+
+
+def cli(repo: Path, *args: str, times: int = 5) -> Timing:
+    """The median run (by wall time) of `gittrack ARGS` as a user would start it."""
+    runs = sorted(
+        (timed(repo, [sys.executable, "-m", "gittrack", *args]) for _ in range(times)),
+        key=lambda t: t.wall,
+    )
+    return runs[len(runs) // 2]
+
+
+SYNC = "from gittrack import store; from gittrack.index.db import Index; Index(store.find_repo('.')).sync()"
+
+
+def build_index(repo: Path) -> Timing:
+    """A first index build, whole process: the index file is removed first."""
+    for suffix in ("", "-wal", "-shm"):
+        (repo / ".git" / "gittrack" / f"index.sqlite{suffix}").unlink(missing_ok=True)
+    return run_py(repo, SYNC)
+
+
+def history(n: int) -> tuple[Path, list[str]]:
+    """A repository with `n` synthetic runs, built once and cached (see HISTORY_VERSION)."""
+    folder = CACHE / f"v{HISTORY_VERSION}-{n}"
+    if not (folder / "ready").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        repo = make_repo(folder)
+        t0 = time.perf_counter()
+        ids = append_runs(repo, n, per_commit=1 if n <= 100_000 else 100)
+        took = time.perf_counter() - t0
+        print(f"synthetic history: {n:,} runs in {took:.1f} s (git fast-import)", file=sys.stderr)
+        (folder / "ids.txt").write_text("\n".join(ids))
+        (folder / "ready").write_text("")
+    return folder / "project", (folder / "ids.txt").read_text().split()
 
 
 FULL_SCAN = """
@@ -290,106 +344,137 @@ def dvc_comparison(folder: Path, count: int) -> tuple[float, float] | None:
             capture_output=True,
         )
     show = statistics.median(
-        timed(repo, [str(dvc), "exp", "show", "--no-pager", "--json"])[0] for _ in range(3)
+        timed(repo, [str(dvc), "exp", "show", "--no-pager", "--json"]).wall for _ in range(3)
     )
     (folder / "small").mkdir()
     small = make_repo(folder / "small")
     append_runs(small, count)
-    run_py(
-        small,
-        "from gittrack import store; from gittrack.index.db import Index; Index(store.find_repo('.')).sync()",
-    )
-    return show, cli(small, "ls")
+    run_py(small, SYNC)
+    return show, cli(small, "ls").wall
 
 
-def main(quick: bool = False, dvc: bool | None = None) -> list[dict[str, object]]:
-    """Build the history, measure, print the table; returns its rows.
+def main(
+    quick: bool = False, dvc: bool | None = None, million: bool = False
+) -> list[dict[str, object]]:
+    """Measure, print the table; returns its rows.
 
-    `dvc` adds `dvc exp show` at 200 experiments (minutes: each `dvc exp run` takes seconds);
-    by default only in the full run.
+    `million` adds `ls` and `show` at 1,000,000 runs (the history and its index are built
+    once and cached); `dvc` adds `dvc exp show` at 200 experiments (~10 minutes).
     """
     n = 5_000 if quick else 100_000
-    dvc = bool(dvc)  # `dvc exp show` at 200 experiments takes ~10 minutes: only with --dvc
     rows: list[dict[str, object]] = []
-    with tempfile.TemporaryDirectory(prefix="gittrack-bench-index-") as tmp:
-        repo = make_repo(Path(tmp))
-        t0 = time.perf_counter()
-        ids = append_runs(repo, n)
-        built = time.perf_counter() - t0
-        print(f"synthetic history: {n:,} runs in {built:.1f} s (git fast-import)", file=sys.stderr)
-
-        scan, scan_rss = run_py(repo, FULL_SCAN)
-        build, build_rss = run_py(
-            repo,
-            "from gittrack import store; from gittrack.index.db import Index; Index(store.find_repo('.')).sync()",
-        )
-        ls = cli(repo, "ls", "--where", QUERY, "--limit", "20")
-        sort = cli(
-            repo,
-            "ls",
-            "--where",
-            "params.seed in (1, 3) and name like 'scan-1%'",
-            "--sort=-metrics.energy",
-            "--limit",
-            "10",
-        )
-        show = cli(repo, "show", ids[n // 2][:6])
-        # every run as JSON and as CSV, whole process to /dev/null: (seconds, peak RSS bytes)
-        dumps = {
-            fmt: min(
-                timed(repo, [sys.executable, "-m", "gittrack", "ls", "--format", fmt])
-                for _ in range(3)
-            )
-            for fmt in ("json", "csv")
-        }
-        bare, _ = timed(repo, [sys.executable, "-c", "import gittrack.cli"])
-        append_runs(repo, 1_000, start=n)
-        sync, sync_rss = run_py(
-            repo,
-            "from gittrack import store; from gittrack.index.db import Index; Index(store.find_repo('.')).sync()",
-        )
-        size = (repo / ".git" / "gittrack" / "index.sqlite").stat().st_size
-        versus_dvc = dvc_comparison(Path(tmp), 200) if dvc else None
 
     def row(
-        what: str, value: float, target: float, baseline: float | None = None, unit: str = "s"
+        what: str,
+        t: Timing | float,
+        goal: float,
+        baseline: Timing | float | None = None,
+        unit: str = "s",
     ) -> None:
-        rows.append(
-            {"what": what, "value": value, "target": target, "baseline": baseline, "unit": unit}
-        )
+        rows.append({"what": what, "t": t, "goal": goal, "baseline": baseline, "unit": unit})
 
-    row(f"ls --where ... --limit 20 (warm, {n:,} runs)", ls, 0.300, scan)
-    row("ls --where ... --sort=-metrics.energy --limit 10", sort, 0.300, scan)
-    row("show <6-char prefix>", show, 0.200, scan)
-    for fmt, (took, peak) in dumps.items():
-        row(f"ls --format {fmt}, all {n:,} runs", took, 2.0)
-        row(f"peak memory of ls --format {fmt}", peak / 2**20, 150.0, None, "MiB")
-    row("first index build", build, 60.0)
-    row("sync 1,000 new runs", sync, 2.0)
-    row("peak memory of the first build", build_rss / 2**20, 200.0, scan_rss / 2**20, "MiB")
-    row("peak memory of a sync", sync_rss / 2**20, 200.0, None, "MiB")
-    if versus_dvc:
-        row(
-            "ls at 200 runs (baseline: dvc exp show, 200 exps)", versus_dvc[1], 0.300, versus_dvc[0]
-        )
-    print(
-        f"\nLookup table at {n:,} runs (index file {size / 2**20:.0f} MiB; python + import gittrack.cli alone: {bare * 1000:.0f} ms)"
+    repo, ids = history(n)
+    small, small_ids = history(1_000)
+    scan = run_py(repo, FULL_SCAN)
+    build = build_index(repo)
+    row(f"first index build, {n:,} runs", build, 5.0, scan)
+    row("  peak memory of its largest process", build.largest / 2**20, 200.0, None, "MiB")
+    ls = cli(repo, "ls", "--where", QUERY, "--limit", "20")
+    row(f"ls --where Q --limit 20, {n:,} runs", ls, 0.150, scan)
+    sort = cli(
+        repo,
+        "ls",
+        "--where",
+        "params.seed in (1, 3) and name like 'scan-1%'",
+        "--sort=-metrics.energy",
+        "--limit",
+        "10",
     )
-    print("baseline: a full scan parsing every run.toml from git (or what the row names)")
-    print(f"{'measure':<52} {'gittrack':>10} {'target':>9} {'baseline':>10} {'speed-up':>9}  ok")
-    for r in rows:
-        value, target, base = float(r["value"]), float(r["target"]), r["baseline"]  # type: ignore[arg-type]
-        unit = str(r["unit"])
-        show_v = f"{value * 1000:.0f} ms" if unit == "s" and value < 10 else f"{value:.1f} {unit}"
-        show_t = (
-            f"{target * 1000:.0f} ms" if unit == "s" and target < 10 else f"{target:.0f} {unit}"
+    row(f"ls --where ... --sort=-metrics.energy --limit 10, {n:,}", sort, 0.300, scan)
+    run_py(small, SYNC)
+    row("show <6-char prefix>, 1,000 runs", cli(small, "show", small_ids[500][:6]), 0.200)
+    row(f"show <6-char prefix>, {n:,} runs", cli(repo, "show", ids[n // 2][:6]), 0.200, scan)
+    for fmt in ("json", "csv"):
+        dump = min(
+            (
+                timed(repo, [sys.executable, "-m", "gittrack", "ls", "--format", fmt])
+                for _ in range(3)
+            ),
+            key=lambda t: t.wall,
         )
-        show_b = "" if base is None else (f"{float(base):.1f} {unit}")  # type: ignore[arg-type]
-        ratio = "" if base is None or unit != "s" else f"{float(base) / value:.0f}x"  # type: ignore[arg-type]
-        ok = "yes" if value <= target else "NO"
-        print(f"{r['what']:<52} {show_v:>10} {show_t:>9} {show_b:>10} {ratio:>9}  {ok}")
+        row(f"ls --format {fmt}, all {n:,} runs", dump, 2.0)
+        row(f"  peak memory of ls --format {fmt}", dump.peak / 2**20, 150.0, None, "MiB")
+    bare = timed(repo, [sys.executable, "-c", "import gittrack.cli"])
+    row("python + import gittrack.cli", bare, 0.150)
+    tip = git(repo, "rev-parse", "refs/heads/gittrack/runs")
+    append_runs(repo, 1_000, start=n)
+    sync = run_py(repo, SYNC)
+    git(repo, "update-ref", "refs/heads/gittrack/runs", tip)  # the cached history as it was
+    run_py(repo, SYNC)
+    row(f"sync of 1,000 new runs at {n:,}", sync, 0.300)
+    row("  peak memory of its largest process", sync.largest / 2**20, 200.0, None, "MiB")
+    size = (repo / ".git" / "gittrack" / "index.sqlite").stat().st_size
+    if million:
+        big, big_ids = history(1_000_000)
+        if not (big / ".git" / "gittrack" / "index.sqlite").exists():
+            built = build_index(big)
+            print(
+                f"first index build at 1,000,000 runs: {built.wall:.1f} s wall, "
+                f"{built.cpu:.1f} s CPU, largest process {built.largest / 2**20:.0f} MiB",
+                file=sys.stderr,
+            )
+        big_scan = run_py(big, FULL_SCAN)
+        row(
+            "ls --where Q --limit 20, 1,000,000 runs",
+            cli(big, "ls", "--where", QUERY, "--limit", "20"),
+            0.150,
+            big_scan,
+        )
+        row(
+            "show <6-char prefix>, 1,000,000 runs",
+            cli(big, "show", big_ids[500_000][:6]),
+            0.200,
+            big_scan,
+        )
+    if dvc:
+        versus = dvc_comparison(Path(tempfile.mkdtemp(prefix="gittrack-bench-dvc-")), 200)
+        if versus:
+            row("ls at 200 runs (baseline: dvc exp show, 200 exps)", versus[1], 0.300, versus[0])
+
+    load = os.getloadavg()
+    print(
+        f"\nLookup table at {n:,} runs (index file {size / 2**20:.0f} MiB); "
+        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        "whole processes; CPU = user + sys of the process and its git children; baseline: a"
+        " full scan parsing every run.toml from git"
+    )
+    print(
+        f"{'measure':<52} {'wall':>9} {'CPU':>8} {'goal':>8} {'baseline':>16} {'speed-up':>8}  met"
+    )
+    for r in rows:
+        t, goal, base, unit = r["t"], float(r["goal"]), r["baseline"], str(r["unit"])  # type: ignore[arg-type]
+        value = t.wall if isinstance(t, Timing) else float(t)  # type: ignore[arg-type]
+        cpu = f"{t.cpu:.2f} s" if isinstance(t, Timing) else ""
+        shown = f"{value * 1000:.0f} ms" if unit == "s" and value < 10 else f"{value:.1f} {unit}"
+        goal_text = f"{goal * 1000:.0f} ms" if unit == "s" and goal < 10 else f"{goal:.0f} {unit}"
+        base_text, ratio = "", ""
+        if isinstance(base, Timing):
+            base_text = f"{base.wall:.1f} s ({base.cpu:.1f} CPU)"
+            ratio = f"{base.wall / value:.0f}x"
+        elif base is not None:
+            base_text = f"{float(base):.1f} {unit}"  # type: ignore[arg-type]
+        ok = "yes" if value <= goal else "NO"
+        print(
+            f"{r['what']:<52} {shown:>9} {cpu:>8} {goal_text:>8} {base_text:>16} {ratio:>8}  {ok}"
+        )
     return rows
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv, dvc=True if "--dvc" in sys.argv else None)
+    main(
+        quick="--quick" in sys.argv,
+        dvc=True if "--dvc" in sys.argv else None,
+        million="--million" in sys.argv,
+    )

@@ -96,16 +96,15 @@ def _feed(
     try:
         for line in log:
             parts = line.split()
-            if len(parts) < 2:
-                continue
-            run_id = parts[1].decode()
-            if run_id in commits:
-                continue
-            commits[run_id] = parts[0].decode()
-            blob = blobs.get(run_id)
-            if blob is not None:
-                pending.append(run_id)
-                cat.write(blob.encode() + b"\n")
+            for name in parts[1:]:  # the Run-Id trailers: one a run the commit recorded
+                run_id = name.decode()
+                if run_id in commits:
+                    continue  # newest first: the latest commit of a run is kept
+                commits[run_id] = parts[0].decode()
+                blob = blobs.get(run_id)
+                if blob is not None:
+                    pending.append(run_id)
+                    cat.write(blob.encode() + b"\n")
         for run_id, blob in blobs.items():
             if run_id not in commits:
                 commits[run_id] = ""

@@ -48,7 +48,7 @@ def _is_datetime(value: Any) -> bool:
 
 
 def _is_table(value: Any) -> bool:
-    return isinstance(value, Mapping)
+    return type(value) is dict or isinstance(value, Mapping)  # the ABC check is slow
 
 
 def _is_list(value: Any) -> bool:
@@ -179,7 +179,7 @@ def _fields(prefix: str, data: Mapping[str, Any], rules: Mapping[str, tuple[Chec
 def _strings(prefix: str, values: Any) -> str:
     """The first item of a list (`prefix[i]`) or table (`prefix.key`) that is not a string,
     as `_wrong` says it, or ""."""
-    if isinstance(values, Mapping):
+    if type(values) is dict or isinstance(values, Mapping):
         for name, value in values.items():
             if not isinstance(value, str):
                 return _wrong(f"{prefix}.{name}", value, STR)
@@ -218,7 +218,7 @@ def check_types(data: Mapping[str, Any]) -> str:
     if problem := _fields("code.", data.get("code") or {}, CODE_FIELDS):
         return problem
     for path, item in ((data.get("code") or {}).get("files") or {}).items():
-        if not isinstance(item, Mapping):
+        if not _is_table(item):
             return _wrong(f"code.files.{path}", item, TABLE)
         if problem := _fields(f"code.files.{path}.", item, CODE_FILE_FIELDS):
             return problem
