@@ -34,13 +34,6 @@ def _git(repo: store.Repo, *args: str, stdin: bool = False) -> subprocess.Popen[
     )
 
 
-def _finish(proc: subprocess.Popen[bytes], what: str) -> None:
-    if proc.stdout:
-        proc.stdout.close()
-    if proc.wait() != 0:
-        raise store.GitError(f"git {what} failed (exit {proc.returncode})")
-
-
 def read_runs(
     repo: store.Repo, blobs: dict[str, str], rev_range: str, bare: Iterable[str] = ()
 ) -> Iterator[Found]:
@@ -97,10 +90,10 @@ def _feed(
         for line in log:
             parts = line.split()
             for name in parts[1:]:  # the Run-Id trailers: one a run the commit recorded
-                run_id = name.decode()
+                run_id = name.decode("utf-8", "replace")
                 if run_id in commits:
                     continue  # newest first: the latest commit of a run is kept
-                commits[run_id] = parts[0].decode()
+                commits[run_id] = parts[0].decode("ascii", "replace")
                 blob = blobs.get(run_id)
                 if blob is not None:
                     pending.append(run_id)
