@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from gittrack import store as gitstore
 from gittrack.index.compiler import compile_where
 from gittrack.index.db import Index
 from gittrack.index.records import kv_rows
+from gittrack.model.record import RunRecord
 from gittrack.ops import tags as notes
 
 
@@ -256,3 +258,43 @@ def test_diverged_notes_merged_by_git_union_their_tags(repo: Path) -> None:
     )
     git(repo, "notes", "--ref=gittrack", "merge", "-q", "-s", "cat_sort_uniq", "refs/notes/theirs")
     assert open_index(repo).get(ids[0])["record"]["tags"] == ["a", "b", "c"]  # type: ignore[index]
+
+
+# -- the first build and start-up -----------------------------------------------------------
+
+
+def test_a_commit_recording_several_runs_is_the_commit_of_each(repo: Path) -> None:
+    """Every Run-Id trailer of a commit names a run it recorded (a first build reads them all)."""
+    write_runs(repo, scan(1))
+    ids = ["abcd" + "0" * 28, "abce" + "0" * 28]
+    files = b""
+    for run_id in ids:
+        body = RunRecord(id=run_id, command="sim.py", status="completed").to_toml().encode()
+        path = f"runs/{run_id[:2]}/{run_id}/run.toml"
+        files += f"M 100644 inline {path}\ndata {len(body)}\n".encode() + body + b"\n"
+    message = f"two runs\n\nRun-Id: {ids[0]}\nRun-Id: {ids[1]}\n".encode()
+    stream = (
+        b"commit refs/heads/gittrack/runs\ncommitter Ada <ada@example.org> 1714564800 +0000\n"
+        + f"data {len(message)}\n".encode()
+        + message
+        + f"from {git(repo, 'rev-parse', 'gittrack/runs')}\n".encode()
+        + files
+        + b"done\n"
+    )
+    subprocess.run(["git", "fast-import", "--quiet", "--done"], cwd=repo, input=stream, check=True)
+    commit = git(repo, "rev-parse", "gittrack/runs")
+    (gitstore.find_repo(repo).state_dir / "index.sqlite").unlink(missing_ok=True)
+    ix = open_index(repo)
+    assert [ix.get(i)["commit"] for i in ids] == [commit, commit]  # type: ignore[index]
+    ix.close()
+
+
+def test_listing_loads_neither_the_recording_machinery_nor_the_index_builder() -> None:
+    """`gittrack ls` starts fast: the CLI imports only what reading the index needs."""
+    heavy = ("gittrack.recording.session", "gittrack.recording.command", "gittrack.index.build")
+    code = (
+        "import sys, gittrack, gittrack.cli, gittrack.cli.query, gittrack.library.listing\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({heavy!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
