@@ -24,11 +24,11 @@ from ..model.record import SCHEMA, Code, RunRecord, json_data
 from ..model.schema import RUN_ID, check_paths, check_types
 from ..model.values import FAMILIES, flat
 
-try:  # the Rust TOML reader parses a record ~4x faster than tomli
+try:  # the Rust TOML reader parses a record several times faster than tomllib
     import rtoml as _fast_toml
 except ImportError:  # pragma: no cover - a platform without its wheel
     _fast_toml = None  # type: ignore[assignment]
-import tomli as toml_reader
+import tomllib as toml_reader
 
 NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
 CODE_DEFAULTS = asdict(Code())
@@ -37,7 +37,7 @@ DATES = (dt.date, dt.time)
 
 
 def parse_toml(data: bytes, run_id: str, fast: bool = True) -> dict[str, Any]:
-    """The tables of a run.toml; invalid TOML or UTF-8 is a RecordError (tomli's wording).
+    """The tables of a run.toml; invalid TOML or UTF-8 is a RecordError (tomllib's wording).
 
     `fast` reads it with rtoml when installed: its datetimes carry rtoml's own time zones,
     which the record's dataclasses cannot copy, so only the plain path (`decode`) takes them.
@@ -49,7 +49,7 @@ def parse_toml(data: bytes, run_id: str, fast: bool = True) -> dict[str, Any]:
     if fast and _fast_toml is not None:
         try:
             return _fast_toml.loads(text)
-        except Exception:  # its errors are worded by tomli below
+        except Exception:  # its errors are worded by tomllib below
             pass
     try:
         return toml_reader.loads(text)

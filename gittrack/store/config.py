@@ -7,16 +7,12 @@ repository root and file modification time, and costs two `stat` calls when neit
 from __future__ import annotations
 
 import os
+import tomllib as toml_reader
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-
-try:
-    import tomllib as toml_reader
-except ImportError:  # pragma: no cover
-    import tomli as toml_reader  # type: ignore[no-redef]
 
 FILES = ("gittrack.toml", "pyproject.toml")  # gittrack.toml wins when both hold settings
 KNOWN = {"remote", "snapshot_max_bytes", "code", "memoize", "executor", "jobs"}
