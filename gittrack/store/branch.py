@@ -196,7 +196,7 @@ def _write_run(
     repo: Repo, record: RunRecord, files: Mapping[str, bytes | Path], *, if_absent: bool = False
 ) -> str:
     """write_run() while holding gc off: the blobs are not reachable until the branch moves."""
-    writer = ObjectWriter(repo)
+    writer = ObjectWriter(repo, pack=True)
     folder_files: dict[str, bytes | Path] = {"run.toml": record.to_toml().encode()}
     folder_files.update(files)
     blobs = write_blobs(writer, folder_files)

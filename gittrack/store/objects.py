@@ -350,21 +350,52 @@ class ObjectWriter:
     went missing (a gc that ignored the lock).
     """
 
-    def __init__(self, repo: Repo) -> None:
+    def __init__(self, repo: Repo, *, pack: bool = False) -> None:
+        """`pack`: keep new objects in memory and write them as one pack at `sync()` (two
+        fsynced files however many objects: a run's blobs, trees and commit)."""
         self.repo = repo
         self.objects = repo.common_dir / "objects"
         self.common_dir = repo.common_dir
         self.temp_dir = repo.state_dir / "tmp"
         self._dirs_to_sync: set[Path] = set()
         self._written: dict[str, tuple[str, bytes]] = {}
+        self._pack = pack
+        self._pending: dict[str, tuple[str, bytes]] = {}  # to go into the next pack
+        self._packs: dict[Path, list[str]] = {}  # packs written, with their objects
 
     def write(self, kind: str, data: bytes) -> str:
         raw = f"{kind} {len(data)}\0".encode() + data
         sha = sha1(raw).hexdigest()
+        if sha in self._written:
+            return sha
         self._written[sha] = (kind, data)
         if not (self.objects / sha[:2] / sha[2:]).exists():
-            self._store(sha, raw)
+            if self._pack:
+                self._pending[sha] = (kind, data)
+            else:
+                self._store(sha, raw)
         return sha
+
+    def _write_pending(self) -> None:
+        """Write the objects not yet on disk as one pack (see packs.py)."""
+        if not self._pending:
+            return
+        from .packs import write_pack
+
+        folder = self.objects / "pack"
+        if not folder.is_dir():
+            self.repo.make_dir(folder)
+        fd, temp = exclusive_temp(folder, "tmp_gittrack_")
+        os.close(fd)  # only a unique name: the pack and index are written beside it
+        try:
+            path = write_pack(folder, self._pending, temp)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        adjust(self.common_dir, path, path.with_suffix(".idx"))
+        self._packs[path] = list(self._pending)
+        self._pending.clear()
+        self._dirs_to_sync.add(folder)
 
     def _store(self, sha: str, raw: bytes) -> None:
         """Write `raw` as the loose object `sha`: beside objects/, then linked into place."""
@@ -402,7 +433,13 @@ class ObjectWriter:
 
     def ensure(self) -> int:
         """Rewrite every object this writer wrote that is gone (a racing prune); how many."""
-        gone = [sha for sha in self._written if not (self.objects / sha[:2] / sha[2:]).exists()]
+        self._write_pending()
+        packed = {sha for path, shas in self._packs.items() if path.exists() for sha in shas}
+        gone = [
+            sha
+            for sha in self._written
+            if sha not in packed and not (self.objects / sha[:2] / sha[2:]).exists()
+        ]
         if gone:  # not loose: packed by a gc meanwhile, or pruned
             proc = self.repo.git(
                 "cat-file", "--batch-check", input="".join(f"{g}\n" for g in gone).encode()
@@ -412,13 +449,19 @@ class ObjectWriter:
             ]
         for sha in gone:
             kind, data = self._written[sha]
-            self._store(sha, f"{kind} {len(data)}\0".encode() + data)
+            if self._pack:
+                self._pending[sha] = (kind, data)
+            else:
+                self._store(sha, f"{kind} {len(data)}\0".encode() + data)
+        self._write_pending()
         if gone:
             self.sync()
         return len(gone)
 
     def sync(self) -> None:
-        """Make the new directory entries durable before a ref points at them."""
+        """Write what is pending and make the new directory entries durable before a ref points
+        at them."""
+        self._write_pending()
         for folder in self._dirs_to_sync:
             try:
                 fd = os.open(folder, os.O_RDONLY)

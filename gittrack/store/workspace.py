@@ -114,7 +114,7 @@ class Snapshot:
         self.skip = tuple(skip)
         self.omitted: dict[str, int] = {}  # path -> size of each file left out
         self._tracked: dict[str, Entry] | None = None
-        self._writer = ObjectWriter(repo)
+        self._writer = ObjectWriter(repo, pack=True)
 
     def _entry(self, path: str, data: bytes | None = None) -> Entry:
         """The tree entry for `path` as it is in the working tree; None when left out."""
