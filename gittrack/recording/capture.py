@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import signal
@@ -16,6 +15,7 @@ from typing import IO, Any
 
 import click
 
+from .._hashes import sha256
 from .._version import __version__
 from ..store import staging
 from . import scheduler
@@ -80,7 +80,7 @@ def packages_listing(
             continue  # the script's own folder changes often and holds no installed packages
         with contextlib.suppress(OSError):
             key_parts.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
-    key = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()[:24]
+    key = sha256("\n".join(key_parts).encode()).hexdigest()[:24]
     cached = cache_dir / f"packages-{key}.txt"
     with contextlib.suppress(OSError):
         return cached.read_text()
@@ -108,7 +108,7 @@ def _scan_packages() -> str:
 
 
 def packages_digest(listing: str) -> str:
-    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+    return sha256(listing.encode()).hexdigest()[:16]
 
 
 class BoundedLog:

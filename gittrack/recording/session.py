@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +186,8 @@ class RunSession:
         record.status = status
         record.exit_code = exit_code
         if exc is not None and status == "failed":
+            import traceback
+
             record.error = {
                 "type": type(exc).__name__,
                 "message": str(exc),
@@ -226,10 +226,11 @@ class RunSession:
                 record.started.isoformat() if record.started else "",
             )
         self._heartbeat_stop.set()
-        shutil.rmtree(self.folder, ignore_errors=True)
-        from .died import record_died  # the next writer commits runs whose process is gone
+        staging.remove(self.folder)
+        if staging.any_staged(self.repo):  # the next writer commits runs whose process is gone
+            from .died import record_died
 
-        record_died(self.repo)
+            record_died(self.repo)
         return record
 
     def _may_have_outputs(self) -> bool:

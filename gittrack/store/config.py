@@ -13,11 +13,6 @@ from typing import Any
 
 from ..errors import UsageError
 
-try:
-    import tomllib as toml_reader
-except ImportError:  # pragma: no cover
-    import tomli as toml_reader  # type: ignore[no-redef]
-
 FILES = ("gittrack.toml", "pyproject.toml")  # gittrack.toml wins when both hold settings
 KNOWN = {"remote", "snapshot_max_bytes", "code", "memoize", "executor", "jobs"}
 ENV = {
@@ -72,8 +67,16 @@ def _read(root: Path, stamps: tuple[float, ...]) -> Settings:
             continue
         path = root / name
         try:
-            data = toml_reader.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, toml_reader.TOMLDecodeError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path} is not valid TOML ({exc}); fix or remove it.") from exc
+        if name == "pyproject.toml" and "gittrack" not in text:
+            continue  # no [tool.gittrack] table: not parsed (tomllib is not imported)
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{path} is not valid TOML ({exc}); fix or remove it.") from exc
         table = data.get("tool", {}).get("gittrack") if name == "pyproject.toml" else data
         if table:

@@ -12,11 +12,11 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from hashlib import sha1
 from pathlib import Path
-from typing import ClassVar
 
+from .._hashes import sha1
 from ..errors import GitError, NotAGitRepo
+from .identity import Identity as Identity
 from .shared import adjust, make_dirs
 
 BRANCH = "gittrack/runs"
@@ -523,25 +523,6 @@ def write_blobs(writer: ObjectWriter, files: Mapping[str, bytes | Path]) -> dict
             content = content.read_bytes()
         entries[name] = (mode, writer.write("blob", content))
     return entries
-
-
-class Identity:
-    """Author/committer line for commits gittrack writes: the user's git identity."""
-
-    _cached: ClassVar[dict[Path, str]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()  # one `git var` even when prefetched
-
-    @classmethod
-    def get(cls, repo: Repo) -> str:
-        with cls._lock:
-            if repo.common_dir not in cls._cached:
-                proc = repo.git("var", "GIT_COMMITTER_IDENT", check=False)
-                ident = proc.stdout.decode().strip()
-                if proc.returncode != 0 or not ident:
-                    ident = f"gittrack <gittrack@localhost> {int(time.time())} +0000"
-                # keep name and email; the time part is filled in per commit
-                cls._cached[repo.common_dir] = ident.rsplit(" ", 2)[0]
-            return cls._cached[repo.common_dir]
 
 
 def _timestamp() -> str:

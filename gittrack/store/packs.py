@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import zlib
 from collections.abc import Mapping
-from hashlib import sha1
 from pathlib import Path
 
+from .._hashes import sha1
+
 TYPES = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
+
+
+def _u32(n: int) -> bytes:
+    """A big-endian 32-bit number (struct.pack(">I") without importing struct)."""
+    return n.to_bytes(4, "big")
 
 
 def _header(kind: str, size: int) -> bytes:
@@ -50,7 +55,7 @@ def write_pack(folder: Path, objects: Mapping[str, tuple[str, bytes]], temp: str
     The caller fsyncs `folder` before a ref points at the objects.
     """
     names = sorted(objects)
-    body = [b"PACK" + struct.pack(">II", 2, len(names))]
+    body = [b"PACK" + _u32(2) + _u32(len(names))]
     offsets: dict[str, int] = {}
     crcs: dict[str, int] = {}
     at = len(body[0])
@@ -70,13 +75,22 @@ def write_pack(folder: Path, objects: Mapping[str, tuple[str, bytes]], temp: str
     for i, count in enumerate(fanout):
         total += count
         fanout[i] = total
+    small: list[bytes] = []
+    large: list[bytes] = []  # offsets from 2 GiB on go into a table of 64-bit ones
+    for sha in names:
+        if offsets[sha] < 1 << 31:
+            small.append(_u32(offsets[sha]))
+        else:
+            small.append(_u32(1 << 31 | len(large)))
+            large.append(offsets[sha].to_bytes(8, "big"))
     index = b"".join(
         [
-            b"\377tOc" + struct.pack(">I", 2),
-            struct.pack(">256I", *fanout),
+            b"\377tOc" + _u32(2),
+            b"".join(_u32(n) for n in fanout),
             b"".join(bytes.fromhex(sha) for sha in names),
-            b"".join(struct.pack(">I", crcs[sha]) for sha in names),
-            b"".join(struct.pack(">I", offsets[sha]) for sha in names),  # packs under 2 GiB
+            b"".join(_u32(crcs[sha]) for sha in names),
+            b"".join(small),
+            b"".join(large),
             checksum,
         ]
     )
