@@ -106,7 +106,9 @@ HEAVY = ("hashlib", "_hashlib", "shutil", "lzma", "bz2", "tomllib", "traceback",
 def test_recording_a_run_imports_no_heavy_module(tracked_repo: Path) -> None:
     _run(tracked_repo, "--steps", "1")  # the first run lists the installed packages (cached)
     (tracked_repo / "sim.py").write_text(
-        (tracked_repo / "sim.py").read_text().replace(
+        (tracked_repo / "sim.py")
+        .read_text()
+        .replace(
             "import click\n",
             "import atexit, sys\n"
             "atexit.register(lambda: print('MODULES', *sorted(sys.modules), file=sys.stderr))\n"
@@ -151,3 +153,62 @@ def test_small_packs_are_rolled_up_in_the_background(
         text=True,
     )
     assert len(rows.stdout.splitlines()) == 9  # header + 8 runs
+
+
+def _mktree(repo: Path, entries: dict[str, tuple[str, str]]) -> str:
+    kinds = {"40000": "tree", "160000": "commit"}
+    text = "".join(f"{m} {kinds.get(m, 'blob')} {s}\t{n}\n" for n, (m, s) in entries.items())
+    return subprocess.run(
+        ["git", "mktree", "--missing"], cwd=repo, input=text, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_editing_a_big_tree_in_place_gives_the_tree_git_makes(repo: Path) -> None:
+    import random
+
+    from gittrack.store import trees
+
+    rng = random.Random(17)
+
+    def sha() -> str:
+        return f"{rng.getrandbits(160):040x}"
+
+    shard = {f"{rng.getrandbits(128):032x}": (trees.MODE_TREE, sha()) for _ in range(300)}
+    mixed = {"README.md": (trees.MODE_BLOB, sha()), "runs": (trees.MODE_TREE, sha())}
+    for entries in (shard, mixed):
+        data = subprocess.run(
+            ["git", "cat-file", "tree", _mktree(repo, entries)], cwd=repo, capture_output=True
+        ).stdout
+        assert trees.parse_tree(data) == entries
+        names = sorted(entries)
+        changes: dict[str, trees.Entry] = {
+            names[0]: None,  # the first goes
+            names[-1]: (entries[names[-1]][0], sha()),  # the last changes
+            f"{rng.getrandbits(128):032x}": (trees.MODE_TREE, sha()),  # a new one
+            "0" * 32: (trees.MODE_TREE, sha()),  # a new first one
+            "ffff": (trees.MODE_BLOB, sha()),  # breaks the uniform layout
+        }
+        expected = dict(entries)
+        for name, entry in changes.items():
+            if entry is None:
+                expected.pop(name)
+            else:
+                expected[name] = entry
+        spliced = trees.splice(data, changes)
+        made = subprocess.run(
+            ["git", "cat-file", "tree", _mktree(repo, expected)], cwd=repo, capture_output=True
+        ).stdout
+        assert spliced == made
+        uniform = {n: e for n, e in changes.items() if n != "ffff"}
+        del expected["ffff"]
+        made = subprocess.run(
+            ["git", "cat-file", "tree", _mktree(repo, expected)], cwd=repo, capture_output=True
+        ).stdout
+        assert trees.splice(data, uniform) == made  # in place, in git's order
+        for name, entry in uniform.items():
+            edited = trees.splice(data, {name: entry})
+            assert trees.find_entry(edited, name) == entry
+            assert trees.parse_tree(edited) == {
+                **{n: e for n, e in entries.items() if n != name},
+                **({name: entry} if entry else {}),
+            }

@@ -87,8 +87,6 @@ class RunSession:
         self.code_files = CodeFiles(
             self.repo, base, self.script, command.code, main_is_code=options.script is None
         )
-        # the committer identity costs a git process: fetch it while the simulation runs
-        threading.Thread(target=store.Identity.get, args=(self.repo,), daemon=True).start()
         from . import runref  # memoisation
 
         command.record_inputs(self, ctx)
@@ -111,8 +109,13 @@ class RunSession:
         self._write_heartbeat()
         self._stage()
         self._packages: dict[str, str] = {}
-        self._env_thread = threading.Thread(target=self._collect_packages, daemon=True)
-        self._env_thread.start()
+        self._env_thread: threading.Thread | None = None
+        cached = capture.cached_packages(self.repo.state_dir / "cache")
+        if cached is not None:  # the usual case: no thread to start and join
+            self._packages = {"packages.txt": cached, "digest": capture.packages_digest(cached)}
+        else:  # scanning the installed packages takes ~100 ms: while the simulation runs
+            self._env_thread = threading.Thread(target=self._collect_packages, daemon=True)
+            self._env_thread.start()
         self._heartbeat = threading.Thread(target=self._beat, daemon=True)
         self._heartbeat.start()
         self.capture = capture.OutputCapture(self.folder)
@@ -200,7 +203,8 @@ class RunSession:
                 record.error = {"type": "Interrupted", "message": reason}
         if result is not None and status == "completed":
             self._take_result(result)
-        self._env_thread.join(timeout=30)
+        if self._env_thread is not None:
+            self._env_thread.join(timeout=30)
         if "packages.txt" in self._packages:
             record.env["packages"] = self._packages["digest"]
         files: dict[str, Path | bytes] = {

@@ -18,6 +18,19 @@ from .._hashes import sha1
 from ..errors import GitError, NotAGitRepo
 from .identity import Identity as Identity
 from .shared import adjust, make_dirs
+from .trees import (
+    EMPTY_TREE as EMPTY_TREE,
+    MODE_BLOB as MODE_BLOB,
+    MODE_EXEC as MODE_EXEC,
+    MODE_LINK as MODE_LINK,
+    MODE_SUBMODULE as MODE_SUBMODULE,
+    MODE_TREE as MODE_TREE,
+    Entry as Entry,
+    find_entry,
+    format_tree as format_tree,
+    parse_tree as parse_tree,
+    splice,
+)
 
 BRANCH = "gittrack/runs"
 RUNS_REF = f"refs/heads/{BRANCH}"
@@ -25,11 +38,6 @@ CODE_REF_PREFIX = "refs/gittrack/code/"
 NOTES_REF = "refs/notes/gittrack"
 ZERO = "0" * 40
 
-MODE_TREE = "40000"
-MODE_BLOB = "100644"
-MODE_EXEC = "100755"
-MODE_LINK = "120000"
-MODE_SUBMODULE = "160000"
 
 LOCK_TIMEOUT_S = 60.0  # after this, go on without the lock: CAS alone keeps correctness
 STALE_REF_LOCK_S = 10.0  # a ref .lock older than this, while we hold the flock, is left by a crash
@@ -308,37 +316,6 @@ class CatFile:
             self._proc.stdout.close()
 
 
-def parse_tree(data: bytes) -> dict[str, tuple[str, str]]:
-    """Tree object bytes -> {name: (mode, sha)}."""
-    entries: dict[str, tuple[str, str]] = {}
-    pos = 0
-    while pos < len(data):
-        space = data.index(b" ", pos)
-        nul = data.index(b"\0", space)
-        mode = data[pos:space].decode()
-        name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
-        entries[name] = (mode, data[nul + 1 : nul + 21].hex())
-        pos = nul + 21
-    return entries
-
-
-def format_tree(entries: Mapping[str, tuple[str, str]]) -> bytes:
-    """{name: (mode, sha)} -> tree object bytes, in git's order (folders sort as "name/")."""
-
-    def key(name: str) -> bytes:
-        raw = name.encode("utf-8", "surrogateescape")
-        return raw + b"/" if entries[name][0] == MODE_TREE else raw
-
-    return b"".join(
-        entries[n][0].encode()
-        + b" "
-        + n.encode("utf-8", "surrogateescape")
-        + b"\0"
-        + bytes.fromhex(entries[n][1])
-        for n in sorted(entries, key=key)
-    )
-
-
 # -- writing objects ------------------------------------------------------------------------
 
 
@@ -476,40 +453,35 @@ class ObjectWriter:
 
 # -- the runs branch ------------------------------------------------------------------------
 
-Entry = tuple[str, str] | None  # (mode, sha), or None to delete
-
 
 def edit_tree(
     reader: CatFile, writer: ObjectWriter, tree: str | None, edits: Mapping[str, Entry]
 ) -> str:
-    """Apply path -> entry edits to `tree` (None: empty), reading only the edited subtrees."""
-    entries: dict[str, tuple[str, str]] = {}
+    """Apply path -> entry edits to `tree` (None: empty), reading only the edited subtrees.
+
+    Each tree on the way is edited as bytes (trees.splice): the cost of a big shard folder is a
+    binary search and a copy, not a parse and sort of all its entries.
+    """
+    data = b""
     if tree:
         found = reader.read(tree)
         if found is None:
             raise GitError(f"tree {tree} is missing from the object database")
-        entries = parse_tree(found[2])
+        data = found[2]
+    changes: dict[str, Entry] = {}
     nested: dict[str, dict[str, Entry]] = {}
     for path, entry in edits.items():
         head, _, rest = path.partition("/")
         if rest:
             nested.setdefault(head, {})[rest] = entry
-        elif entry is None:
-            entries.pop(head, None)
         else:
-            entries[head] = entry
+            changes[head] = entry
     for head, sub_edits in nested.items():
-        current = entries.get(head)
+        current = changes[head] if head in changes else find_entry(data, head)
         sub = current[1] if current and current[0] == MODE_TREE else None
         new = edit_tree(reader, writer, sub, sub_edits)
-        if new == EMPTY_TREE:
-            entries.pop(head, None)
-        else:
-            entries[head] = (MODE_TREE, new)
-    return writer.write("tree", format_tree(entries))
-
-
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+        changes[head] = None if new == EMPTY_TREE else (MODE_TREE, new)
+    return writer.write("tree", splice(data, changes))
 
 
 def write_blobs(writer: ObjectWriter, files: Mapping[str, bytes | Path]) -> dict[str, Entry]:
