@@ -97,6 +97,78 @@ def fill_history(repo: Path, n: int, command: str, per_commit: int = 1) -> None:
     store.close()
 
 
+def fill_history_packed(repo: Path, n: int, command: str, chunk: int = 100_000) -> None:
+    """Add `n` completed runs of `command` to the runs branch in one commit, written as packs.
+
+    git fast-import edits a folder's entries by a linear search, so filling the shard folders
+    of a million runs one commit at a time takes hours; here each run's blob and folder tree go
+    into a pack of `chunk` runs (gittrack's own pack writer), the 256 shard trees and the rest
+    into one more, and the branch moves once. The tip tree is the one a million recorded runs
+    make.
+    """
+    sys.path.insert(0, str(HERE.parent))
+    from gittrack import store as gitstore
+    from gittrack._hashes import sha1
+    from gittrack.model.record import RunRecord
+    from gittrack.store.packs import write_pack
+    from gittrack.store.trees import MODE_BLOB, MODE_TREE, format_tree, parse_tree
+
+    store = gitstore.find_repo(repo)
+    packs = store.common_dir / "objects" / "pack"
+
+    def sha(kind: str, data: bytes) -> str:
+        return sha1(f"{kind} {len(data)}\0".encode() + data).hexdigest()
+
+    shards: dict[str, dict[str, tuple[str, str]]] = {}
+    for first in range(0, n, chunk):
+        objects: dict[str, tuple[str, bytes]] = {}
+        for i in range(first, min(n, first + chunk)):
+            record = RunRecord(
+                id=os.urandom(16).hex(),
+                command=command,
+                status="completed",
+                argv=["--x", str(i)],
+                params={"x": i},
+                metrics={"y": 2 * i},
+            )
+            blob = record.to_toml().encode()
+            blob_id = sha("blob", blob)
+            folder = format_tree({"run.toml": (MODE_BLOB, blob_id)})
+            folder_id = sha("tree", folder)
+            objects[blob_id] = ("blob", blob)
+            objects[folder_id] = ("tree", folder)
+            shards.setdefault(record.id[:2], {})[record.id] = (MODE_TREE, folder_id)
+        write_pack(packs, objects, str(packs / f"tmp_bench_{first}"))
+    tip = gitstore.tip(store)
+    assert tip is not None
+    root = parse_tree(store.reader().read(tip[1])[2])  # type: ignore[index]
+    runs = {}
+    if "runs" in root:
+        runs = parse_tree(store.reader().read(root["runs"][1])[2])  # type: ignore[index]
+        assert not runs, "fill_history_packed starts from an empty runs folder"
+    objects = {}
+    for shard, entries in shards.items():
+        data = format_tree(entries)
+        runs[shard] = (MODE_TREE, sha("tree", data))
+        objects[runs[shard][1]] = ("tree", data)
+    runs_tree = format_tree(runs)
+    root["runs"] = (MODE_TREE, sha("tree", runs_tree))
+    objects[root["runs"][1]] = ("tree", runs_tree)
+    root_tree = format_tree(root)
+    root_id = sha("tree", root_tree)
+    objects[root_id] = ("tree", root_tree)
+    stamp = f"{int(time.time())} +0000"
+    commit = (
+        f"tree {root_id}\nparent {tip[0]}\nauthor bench <bench@example.org> {stamp}\n"
+        f"committer bench <bench@example.org> {stamp}\n\n{n} runs of {command}\n"
+    ).encode()
+    commit_id = sha("commit", commit)
+    objects[commit_id] = ("commit", commit)
+    write_pack(packs, objects, str(packs / "tmp_bench_top"))
+    git(repo, "update-ref", gitstore.RUNS_REF, commit_id, tip[0])
+    store.close()
+
+
 def cached_repo(name: str, build, dest: Path) -> Path:
     """`dest` as a copy of a repository built once by `build(path)` in CACHE/name.
 

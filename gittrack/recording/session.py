@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .command import TrackedCommand
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # no __eq__/__repr__ to generate: cheaper to import
 class Invocation:
     """How a run was invoked when it is not a click command line (exec, track, notebook)."""
 

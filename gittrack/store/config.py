@@ -24,7 +24,7 @@ ENV = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)  # no __eq__/__repr__: cheaper to import
 class Settings:
     """The project's defaults; None means "not set here": gittrack's built-in default applies."""
 
