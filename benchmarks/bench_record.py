@@ -114,6 +114,9 @@ def history_repo(root: Path, n: int) -> Path:
             fill_history_packed(path, n, "tracked.py")
         else:
             fill_history(path, n, "tracked.py", per_commit=1 if n <= 10_000 else 1_000)
+        # a first run builds the lookup table and the memo files (minutes at 1,000,000 runs):
+        # once here, not in every copy's warm-up
+        timed([sys.executable, "tracked.py", "--x", "-1"], path)
 
     return cached_repo(f"record-{n}", build, root / f"history-{n}")
 
