@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -25,7 +24,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
-from bench_scale import env, make_repo, run_count  # noqa: E402
+from bench_scale import make_repo, run_count  # noqa: E402
+from common import env, run_processes  # noqa: E402
 
 SLOW = """
 import time, click, gittrack
@@ -58,21 +58,8 @@ def throughput(root: Path, cluster: object, runs: int) -> list[tuple[str, float]
     workers = cluster.cpus
     rows: list[tuple[str, float]] = []
     repo = make_repo(root / "processes")
-    start = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        list(
-            pool.map(
-                lambda i: subprocess.run(
-                    [sys.executable, "trivial.py", "--x", str(i)],
-                    cwd=repo,
-                    env=env(),
-                    check=True,
-                    capture_output=True,
-                ),
-                range(runs),
-            )
-        )
-    rows.append((f"local processes, {workers} at a time", runs / (time.perf_counter() - start)))
+    took = run_processes(repo, "trivial.py", runs, workers)
+    rows.append((f"local processes, {workers} at a time", runs / took))
     repo = make_repo(root / "sweep")
     start = time.perf_counter()
     subprocess.run(

@@ -15,11 +15,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from common import env, git, run_processes  # noqa: E402
 
 TRIVIAL = """
 import click, gittrack
@@ -45,23 +47,6 @@ for i in range(int(sys.argv[2])):
     run_script(Path("trivial.py"), ["--x", str(int(sys.argv[3]) + i)])  # distinct: no reuse
 print(gitstore.STATS["commits"], gitstore.STATS["retries"])
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(HERE.parent),
-        "GIT_AUTHOR_NAME": "bench",
-        "GIT_AUTHOR_EMAIL": "bench@example.org",
-        "GIT_COMMITTER_NAME": "bench",
-        "GIT_COMMITTER_EMAIL": "bench@example.org",
-    }
 
 
 def make_repo(path: Path) -> Path:
@@ -93,21 +78,9 @@ def throughput(root: Path, runs: int, workers: int) -> list[tuple[str, float]]:
 
     rows = []
     repo = make_repo(root / "local")
-    start = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        list(
-            pool.map(
-                lambda i: subprocess.run(
-                    [sys.executable, "trivial.py", "--x", str(i)],
-                    cwd=repo,
-                    env=env(),
-                    check=True,
-                    capture_output=True,
-                ),
-                range(runs),
-            )
-        )
-    rows.append(("python sim.py processes", runs / (time.perf_counter() - start)))
+    rows.append(
+        ("python sim.py processes", runs / run_processes(repo, "trivial.py", runs, workers))
+    )
     assert run_count(repo) == runs
     from gittrack.execute.executors import LocalExecutor, Task
 

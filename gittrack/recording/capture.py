@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import signal
@@ -16,6 +15,7 @@ from typing import IO, Any
 
 import click
 
+from .._hashes import sha256
 from .._version import __version__
 from ..store import staging
 from . import scheduler
@@ -74,16 +74,10 @@ def packages_listing(
     """
     if cache_dir is None:
         return _scan_packages()
-    key_parts = [sys.prefix]
-    for entry in sys.path:
-        if not entry.endswith(("site-packages", "dist-packages")):
-            continue  # the script's own folder changes often and holds no installed packages
-        with contextlib.suppress(OSError):
-            key_parts.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
-    key = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()[:24]
-    cached = cache_dir / f"packages-{key}.txt"
-    with contextlib.suppress(OSError):
-        return cached.read_text()
+    found = cached_packages(cache_dir)
+    if found is not None:
+        return found
+    cached = _cache_file(cache_dir)
     listing = _scan_packages()
     with contextlib.suppress(OSError):
         fresh = not cache_dir.is_dir()
@@ -94,6 +88,26 @@ def packages_listing(
             share(*([cache_dir] if fresh else []), tmp)
         os.replace(tmp, cached)
     return listing
+
+
+def _cache_file(cache_dir: Path) -> Path:
+    """Where the listing of the packages installed now is cached (see packages_listing)."""
+    key_parts = [sys.prefix]
+    for entry in sys.path:
+        if not entry.endswith(("site-packages", "dist-packages")):
+            continue  # the script's own folder changes often and holds no installed packages
+        with contextlib.suppress(OSError):
+            key_parts.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
+    key = sha256("\n".join(key_parts).encode()).hexdigest()[:24]
+    return cache_dir / f"packages-{key}.txt"
+
+
+def cached_packages(cache_dir: Path) -> str | None:
+    """The cached listing of the packages installed now, or None when it must be scanned."""
+    try:
+        return _cache_file(cache_dir).read_text()
+    except OSError:
+        return None
 
 
 def _scan_packages() -> str:
@@ -108,7 +122,7 @@ def _scan_packages() -> str:
 
 
 def packages_digest(listing: str) -> str:
-    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+    return sha256(listing.encode()).hexdigest()[:16]
 
 
 class BoundedLog:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .session import RunSession
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # no __eq__/__repr__ to generate: cheaper to import
 class RunOptions:
     """What `gittrack run` (or an Experiment) adds to the next run it starts, and its outcome."""
 

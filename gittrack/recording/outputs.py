@@ -1,10 +1,10 @@
 """What a run's return values and saved objects become: files in its output folder, stored via DVC.
 
 During a run, `output_dir()`, `save()` and `log()` write into the run's output folder
-`.gittrack/outputs/<run id>/` (git-ignored). When the run ends, `finalize()` turns every output
-into a file there, stores it in the DVC cache, adds a DVC pointer file per output to the run's
-folder on the runs branch, fills `[outputs.NAME]` and pushes to the DVC remote. `output_path()`
-and `load_output()` bring outputs back for `Run.path()` / `Run.load()`.
+`.gittrack/outputs/<run id>/` (git-ignored); placing.py turns each value into a file. When the
+run ends, `finalize()` places every output there, stores it in the DVC cache, adds a DVC
+pointer file per output to the run's folder on the runs branch, fills `[outputs.NAME]` and
+pushes to the DVC remote. library/outputs.py brings outputs back for `Run.path()`/`Run.load()`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import contextlib
 import csv
 import json
 import os
-import shutil
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,13 +26,13 @@ from ..errors import (
     OutputNameError,
     RemoteError,
     StorageFull,
-    UnsupportedOutput,
     UsageError,
 )
 from ..model.record import Output, RunRecord
 from ..store import project
 from ..store.safefs import PARTIAL
 from .context import current
+from .placing import Placed, kind_of, place as place, validate_name as validate_name
 
 if TYPE_CHECKING:
     from .. import store
@@ -46,37 +45,12 @@ RESERVED = {"run.toml", ".gitignore"}
 SKIPPED = (".tmp", PARTIAL)  # files in the output folder that are not outputs
 
 
-def validate_name(name: object) -> str:
-    """`name` when it is usable as an output name (a plain file name), else OutputNameError."""
-    if (
-        not isinstance(name, str)
-        or not name
-        or len(name) > 200
-        or name != name.strip()
-        or name.startswith(".")
-        or any(c in name for c in "/\\\0")
-        or os.path.isabs(name)
-    ):
-        raise OutputNameError(name)
-    return name
-
-
 # -- during a run ---------------------------------------------------------------------------
 
 
 @dataclass
-class _Placed:
-    """An output as a file or folder in the output folder (relative path), hashed if known."""
-
-    path: str
-    kind: str
-    md5: str = ""
-    size: int = -1
-
-
-@dataclass
 class _State:
-    saved: dict[str, _Placed] = field(default_factory=dict)
+    saved: dict[str, Placed] = field(default_factory=dict)
     log: MetricsLog | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -195,136 +169,6 @@ def _cell(value: Any) -> Any:
     return value
 
 
-# -- turning values into files --------------------------------------------------------------
-
-
-def place(name: str, value: Any, out_dir: Path, *, repo: store.Repo | None = None) -> _Placed:
-    """Write `value` into `out_dir` as output `name`; UnsupportedOutput for other types.
-
-    Written once, hashed while written, and (when big, with `repo`'s remote a local folder)
-    copied to the remote at the same time: see `datastore.output_writer`.
-    """
-    from ..store import datastore
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    top = type(value).__module__.split(".")[0]
-    if isinstance(value, os.PathLike):
-        return _place_path(name, Path(os.fspath(value)), out_dir, repo)
-    if isinstance(value, bytes | bytearray | memoryview):
-        file = name if PurePosixPath(name).suffix else f"{name}.bin"
-        size = memoryview(value).nbytes
-        with datastore.output_writer(out_dir / file, size=size, repo=repo) as writer:
-            writer.write(value)
-        return _Placed(file, "bytes", writer.md5.hexdigest(), writer.size)
-    if top == "numpy" and hasattr(value, "dtype"):
-        import numpy as np
-
-        array = np.asarray(value)
-        if array.dtype.hasobject:
-            raise UnsupportedOutput(name, value, "arrays of Python objects need pickling")
-        file = f"{name}.npy"
-        size = array.nbytes
-        with datastore.output_writer(out_dir / file, size=size, repo=repo) as writer:
-            write_npy(writer, array)
-        return _Placed(file, "npy", writer.md5.hexdigest(), writer.size)
-    if top == "pandas" and hasattr(value, "to_csv"):
-        return _place_table(name, value, out_dir)
-    if isinstance(value, list | tuple):
-        try:
-            text = json.dumps(value, allow_nan=True)
-        except (TypeError, ValueError) as exc:
-            raise UnsupportedOutput(name, value, f"not JSON: {exc}") from exc
-        file = f"{name}.json"
-        with datastore.hashing_writer(out_dir / file) as writer:
-            writer.write(text.encode())
-        return _Placed(file, "json", writer.md5.hexdigest(), writer.size)
-    raise UnsupportedOutput(name, value)
-
-
-def write_npy(fh: Any, array: Any) -> None:
-    """The bytes `np.save` writes, a C-ordered array's data passed on without a copy."""
-    import io
-
-    import numpy as np
-
-    header = io.BytesIO()
-    try:
-        if not array.flags.c_contiguous or array.dtype.itemsize == 0:
-            raise ValueError("not C-ordered bytes")
-        np.lib.format.write_array_header_1_0(
-            header, np.lib.format.header_data_from_array_1_0(array)
-        )
-    except (ValueError, UnicodeEncodeError):  # a header np.save writes in another version
-        np.save(fh, array, allow_pickle=False)
-        return
-    fh.write(header.getvalue())
-    data = array.reshape(-1).view(np.uint8)
-    for start in range(0, len(data), 16 << 20):
-        fh.write(data[start : start + (16 << 20)])
-
-
-def _place_table(name: str, table: Any, out_dir: Path) -> _Placed:
-    import pandas as pd
-
-    from ..store.datastore import partial_path
-
-    frame = table.to_frame() if isinstance(table, pd.Series) else table
-    try:
-        try:
-            import pyarrow  # noqa: F401
-
-            file, kind = f"{name}.parquet", "parquet"
-            frame.to_parquet(partial_path(out_dir / file))
-        except ImportError:
-            file, kind = f"{name}.csv", "csv"
-            index = not isinstance(frame.index, pd.RangeIndex)
-            frame.to_csv(partial_path(out_dir / file), index=index)
-        os.replace(partial_path(out_dir / file), out_dir / file)  # complete: now an output
-        return _Placed(file, kind)
-    except BaseException:
-        for suffix in (".parquet", ".csv"):
-            with contextlib.suppress(OSError):
-                partial_path(out_dir / f"{name}{suffix}").unlink()
-        raise
-
-
-def _place_path(name: str, path: Path, out_dir: Path, repo: store.Repo | None) -> _Placed:
-    """A path the run wrote: used in place inside the output folder, else copied in."""
-    from ..store import datastore
-
-    path = path.expanduser().absolute()
-    if not path.exists():
-        raise OutputError(
-            f"Output '{name}' names {path}, which does not exist; write it before returning it."
-        )
-    kind = "dir" if path.is_dir() else "file"
-    with contextlib.suppress(ValueError):  # a symlink in the output folder stays one (see add)
-        rel = (Path(os.path.realpath(path.parent)) / path.name).relative_to(out_dir.resolve())
-        if not rel.parts:
-            raise OutputError(
-                f"Output '{name}' is the run's output folder itself; everything in it is kept "
-                "anyway, so return its files or nothing."
-            )
-        return _Placed(rel.as_posix(), kind)
-    dest = out_dir / path.name
-    if dest.exists():
-        dest = out_dir / f"{name}-{path.name}"
-    if kind == "dir":
-        tmp = datastore.partial_path(dest)
-        try:
-            shutil.copytree(path, tmp, symlinks=False)
-            os.replace(tmp, dest)
-        except (OSError, shutil.Error):
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return _Placed(dest.name, kind)
-    size = path.stat().st_size
-    with datastore.output_writer(dest, size=size, repo=repo) as writer, open(path, "rb") as src:
-        while chunk := src.read(datastore.CHUNK):
-            writer.write(chunk)
-    return _Placed(dest.name, kind, writer.md5.hexdigest(), writer.size)
-
-
 # -- at the end of a run --------------------------------------------------------------------
 
 
@@ -340,7 +184,7 @@ def finalize(session: RunSession, files: dict[str, Path | bytes]) -> None:
     if state is not None:
         if state.log is not None:
             state.log.close()
-            wanted[LOG_NAME] = _Placed(LOG_FILE, "csv")
+            wanted[LOG_NAME] = Placed(LOG_FILE, "csv")
         wanted.update(state.saved)
     for name, value in session.pending_outputs.items():
         if name in wanted:
@@ -371,7 +215,7 @@ def finalize_died(
     with contextlib.suppress(OSError, ValueError):
         for name, info in json.loads((folder / MANIFEST).read_text()).items():
             md5 = info.get("md5", "") if name != LOG_NAME else ""
-            wanted[name] = _Placed(info["path"], info["kind"], md5, int(info.get("size", -1)))
+            wanted[name] = Placed(info["path"], info["kind"], md5, int(info.get("size", -1)))
     out_dir = project.outputs_root(repo) / record.id
     if wanted or out_dir.is_dir():
         store_outputs(repo, record, out_dir, wanted, files, quiet=True)
@@ -444,12 +288,12 @@ def store_outputs(
     quiet: bool = False,
 ) -> None:
     """Place, cache, point at and push every output of one run."""
-    placed: dict[str, _Placed] = {}
+    placed: dict[str, Placed] = {}
     for name, value in wanted.items():
         try:
             validate_name(name)
             placed[name] = (
-                value if isinstance(value, _Placed) else place(name, value, out_dir, repo=repo)
+                value if isinstance(value, Placed) else place(name, value, out_dir, repo=repo)
             )
         except OutputError as exc:
             record.outputs[name] = Output(path="", kind="", error=str(exc))
@@ -522,7 +366,7 @@ def _fail(record: RunRecord, name: str, exc: BaseException) -> None:
             record.error = {"type": type(exc).__name__, "message": message, "traceback": ""}
 
 
-def _add_leftovers(out_dir: Path, placed: dict[str, _Placed], record: RunRecord) -> None:
+def _add_leftovers(out_dir: Path, placed: dict[str, Placed], record: RunRecord) -> None:
     """Files and folders left in the output folder that no output names are kept too."""
     if not out_dir.is_dir():
         return
@@ -536,17 +380,11 @@ def _add_leftovers(out_dir: Path, placed: dict[str, _Placed], record: RunRecord)
                     validate_name(name)
                 except OutputNameError:
                     continue
-                placed[name] = _Placed(entry.name, "dir" if entry.is_dir() else _kind_of(entry))
+                placed[name] = Placed(entry.name, "dir" if entry.is_dir() else kind_of(entry))
                 break
 
 
-def _kind_of(path: Path) -> str:
-    return {".npy": "npy", ".parquet": "parquet", ".csv": "csv", ".json": "json"}.get(
-        path.suffix, "file"
-    )
-
-
-def _check_clashes(placed: dict[str, _Placed], record: RunRecord, files: Mapping[str, Any]) -> None:
+def _check_clashes(placed: dict[str, Placed], record: RunRecord, files: Mapping[str, Any]) -> None:
     """Drop outputs whose files would overwrite the run's own files or nest in another output."""
     taken = set(files) | RESERVED
     seen: list[tuple[str, ...]] = []

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,7 @@ if TYPE_CHECKING:
     from .command import TrackedCommand
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # no __eq__/__repr__ to generate: cheaper to import
 class Invocation:
     """How a run was invoked when it is not a click command line (exec, track, notebook)."""
 
@@ -89,8 +87,6 @@ class RunSession:
         self.code_files = CodeFiles(
             self.repo, base, self.script, command.code, main_is_code=options.script is None
         )
-        # the committer identity costs a git process: fetch it while the simulation runs
-        threading.Thread(target=store.Identity.get, args=(self.repo,), daemon=True).start()
         from . import runref  # memoisation
 
         command.record_inputs(self, ctx)
@@ -113,8 +109,13 @@ class RunSession:
         self._write_heartbeat()
         self._stage()
         self._packages: dict[str, str] = {}
-        self._env_thread = threading.Thread(target=self._collect_packages, daemon=True)
-        self._env_thread.start()
+        self._env_thread: threading.Thread | None = None
+        cached = capture.cached_packages(self.repo.state_dir / "cache")
+        if cached is not None:  # the usual case: no thread to start and join
+            self._packages = {"packages.txt": cached, "digest": capture.packages_digest(cached)}
+        else:  # scanning the installed packages takes ~100 ms: while the simulation runs
+            self._env_thread = threading.Thread(target=self._collect_packages, daemon=True)
+            self._env_thread.start()
         self._heartbeat = threading.Thread(target=self._beat, daemon=True)
         self._heartbeat.start()
         self.capture = capture.OutputCapture(self.folder)
@@ -188,6 +189,8 @@ class RunSession:
         record.status = status
         record.exit_code = exit_code
         if exc is not None and status == "failed":
+            import traceback
+
             record.error = {
                 "type": type(exc).__name__,
                 "message": str(exc),
@@ -200,7 +203,8 @@ class RunSession:
                 record.error = {"type": "Interrupted", "message": reason}
         if result is not None and status == "completed":
             self._take_result(result)
-        self._env_thread.join(timeout=30)
+        if self._env_thread is not None:
+            self._env_thread.join(timeout=30)
         if "packages.txt" in self._packages:
             record.env["packages"] = self._packages["digest"]
         files: dict[str, Path | bytes] = {
@@ -226,10 +230,11 @@ class RunSession:
                 record.started.isoformat() if record.started else "",
             )
         self._heartbeat_stop.set()
-        shutil.rmtree(self.folder, ignore_errors=True)
-        from .died import record_died  # the next writer commits runs whose process is gone
+        staging.remove(self.folder)
+        if staging.any_staged(self.repo):  # the next writer commits runs whose process is gone
+            from .died import record_died
 
-        record_died(self.repo)
+            record_died(self.repo)
         return record
 
     def _may_have_outputs(self) -> bool:

@@ -1,10 +1,10 @@
 """The runs branch: the only module that writes git objects and refs.
 
 Recording a run must cost milliseconds whatever the history, so the hot path speaks git
-directly: objects are written as loose objects from Python (fsynced), the few trees on the
-edited path are read through one `git cat-file --batch` process, and the branch moves with a
-compare-and-swap `git update-ref --stdin` transaction, behind an flock that prevents retry storms
-but never blocks forever. Everything here is independent of the number of runs recorded.
+directly: a run's objects are written from Python as one small pack (fsynced), the few trees on
+the edited path are read through one `git cat-file --batch` process, and the branch moves with
+a compare-and-swap `git update-ref --stdin` transaction, behind an flock that prevents retry
+storms but never blocks forever. Everything here is independent of the number of runs recorded.
 """
 
 from __future__ import annotations

@@ -125,7 +125,13 @@ def commit_to_branch(
             writer.sync()
             writer.ensure()
             lines = [f"update {RUNS_REF} {commit} {old_commit}"]
-            lines += [f"update {CODE_REF_PREFIX}{c} {c}" for c in keep]
+            # a keep-alive ref already in place is only verified (in the same transaction):
+            # not rewritten and fsynced anew by every run of the same code
+            lines += [
+                f"{'verify' if _loose_ref_is(repo, CODE_REF_PREFIX + c, c) else 'update'} "
+                f"{CODE_REF_PREFIX}{c} {c}"
+                for c in keep
+            ]
             proc = _update_refs(repo, lines)
             if proc.returncode == 0:
                 writer.ensure()  # the branch holds them now: nothing can take them later
@@ -143,6 +149,15 @@ def commit_to_branch(
             if attempt > 1000:
                 raise GitError(f"could not update {RUNS_REF}: {err.strip()}")
             time.sleep(min(0.2, 0.001 * attempt) * jitter())
+
+
+def _loose_ref_is(repo: Repo, ref: str, sha: str) -> bool:
+    """Whether `ref` is a loose ref holding `sha` (read without git)."""
+    try:
+        with open(repo.common_dir / ref, "rb") as fh:
+            return fh.read(41).strip() == sha.encode()
+    except OSError:
+        return False
 
 
 def _exists(repo: Repo, sha: str) -> bool:
@@ -197,7 +212,7 @@ def _write_run(
     repo: Repo, record: RunRecord, files: Mapping[str, bytes | Path], *, if_absent: bool = False
 ) -> str:
     """write_run() while holding gc off: the blobs are not reachable until the branch moves."""
-    writer = ObjectWriter(repo)
+    writer = ObjectWriter(repo, pack=True)
     folder_files: dict[str, bytes | Path] = {"run.toml": record.to_toml().encode()}
     folder_files.update(files)
     blobs = write_blobs(writer, folder_files)

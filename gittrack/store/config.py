@@ -7,7 +7,6 @@ repository root and file modification time, and costs two `stat` calls when neit
 from __future__ import annotations
 
 import os
-import tomllib as toml_reader
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ ENV = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)  # no __eq__/__repr__: cheaper to import
 class Settings:
     """The project's defaults; None means "not set here": gittrack's built-in default applies."""
 
@@ -68,8 +67,16 @@ def _read(root: Path, stamps: tuple[float, ...]) -> Settings:
             continue
         path = root / name
         try:
-            data = toml_reader.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, toml_reader.TOMLDecodeError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path} is not valid TOML ({exc}); fix or remove it.") from exc
+        if name == "pyproject.toml" and "gittrack" not in text:
+            continue  # no [tool.gittrack] table: not parsed (tomllib is not imported)
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{path} is not valid TOML ({exc}); fix or remove it.") from exc
         table = data.get("tool", {}).get("gittrack") if name == "pyproject.toml" else data
         if table:

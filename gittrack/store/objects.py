@@ -12,12 +12,25 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from hashlib import sha1
 from pathlib import Path
-from typing import ClassVar
 
+from .._hashes import sha1
 from ..errors import GitError, NotAGitRepo
+from .identity import Identity as Identity
 from .shared import adjust, make_dirs
+from .trees import (
+    EMPTY_TREE as EMPTY_TREE,
+    MODE_BLOB as MODE_BLOB,
+    MODE_EXEC as MODE_EXEC,
+    MODE_LINK as MODE_LINK,
+    MODE_SUBMODULE as MODE_SUBMODULE,
+    MODE_TREE as MODE_TREE,
+    Entry as Entry,
+    find_entry,
+    format_tree as format_tree,
+    parse_tree as parse_tree,
+    splice,
+)
 
 BRANCH = "gittrack/runs"
 RUNS_REF = f"refs/heads/{BRANCH}"
@@ -25,11 +38,6 @@ CODE_REF_PREFIX = "refs/gittrack/code/"
 NOTES_REF = "refs/notes/gittrack"
 ZERO = "0" * 40
 
-MODE_TREE = "40000"
-MODE_BLOB = "100644"
-MODE_EXEC = "100755"
-MODE_LINK = "120000"
-MODE_SUBMODULE = "160000"
 
 LOCK_TIMEOUT_S = 60.0  # after this, go on without the lock: CAS alone keeps correctness
 STALE_REF_LOCK_S = 10.0  # a ref .lock older than this, while we hold the flock, is left by a crash
@@ -319,37 +327,6 @@ class CatFile:
             self._proc.stdout.close()
 
 
-def parse_tree(data: bytes) -> dict[str, tuple[str, str]]:
-    """Tree object bytes -> {name: (mode, sha)}."""
-    entries: dict[str, tuple[str, str]] = {}
-    pos = 0
-    while pos < len(data):
-        space = data.index(b" ", pos)
-        nul = data.index(b"\0", space)
-        mode = data[pos:space].decode()
-        name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
-        entries[name] = (mode, data[nul + 1 : nul + 21].hex())
-        pos = nul + 21
-    return entries
-
-
-def format_tree(entries: Mapping[str, tuple[str, str]]) -> bytes:
-    """{name: (mode, sha)} -> tree object bytes, in git's order (folders sort as "name/")."""
-
-    def key(name: str) -> bytes:
-        raw = name.encode("utf-8", "surrogateescape")
-        return raw + b"/" if entries[name][0] == MODE_TREE else raw
-
-    return b"".join(
-        entries[n][0].encode()
-        + b" "
-        + n.encode("utf-8", "surrogateescape")
-        + b"\0"
-        + bytes.fromhex(entries[n][1])
-        for n in sorted(entries, key=key)
-    )
-
-
 # -- writing objects ------------------------------------------------------------------------
 
 
@@ -361,21 +338,52 @@ class ObjectWriter:
     went missing (a gc that ignored the lock).
     """
 
-    def __init__(self, repo: Repo) -> None:
+    def __init__(self, repo: Repo, *, pack: bool = False) -> None:
+        """`pack`: keep new objects in memory and write them as one pack at `sync()` (two
+        fsynced files however many objects: a run's blobs, trees and commit)."""
         self.repo = repo
         self.objects = repo.common_dir / "objects"
         self.common_dir = repo.common_dir
         self.temp_dir = repo.state_dir / "tmp"
         self._dirs_to_sync: set[Path] = set()
         self._written: dict[str, tuple[str, bytes]] = {}
+        self._pack = pack
+        self._pending: dict[str, tuple[str, bytes]] = {}  # to go into the next pack
+        self._packs: dict[Path, list[str]] = {}  # packs written, with their objects
 
     def write(self, kind: str, data: bytes) -> str:
         raw = f"{kind} {len(data)}\0".encode() + data
         sha = sha1(raw).hexdigest()
+        if sha in self._written:
+            return sha
         self._written[sha] = (kind, data)
         if not (self.objects / sha[:2] / sha[2:]).exists():
-            self._store(sha, raw)
+            if self._pack:
+                self._pending[sha] = (kind, data)
+            else:
+                self._store(sha, raw)
         return sha
+
+    def _write_pending(self) -> None:
+        """Write the objects not yet on disk as one pack (see packs.py)."""
+        if not self._pending:
+            return
+        from .packs import write_pack
+
+        folder = self.objects / "pack"
+        if not folder.is_dir():
+            self.repo.make_dir(folder)
+        fd, temp = exclusive_temp(folder, "tmp_gittrack_")
+        os.close(fd)  # only a unique name: the pack and index are written beside it
+        try:
+            path = write_pack(folder, self._pending, temp)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        adjust(self.common_dir, path, path.with_suffix(".idx"))
+        self._packs[path] = list(self._pending)
+        self._pending.clear()
+        self._dirs_to_sync.add(folder)
 
     def _store(self, sha: str, raw: bytes) -> None:
         """Write `raw` as the loose object `sha`: beside objects/, then linked into place."""
@@ -413,7 +421,13 @@ class ObjectWriter:
 
     def ensure(self) -> int:
         """Rewrite every object this writer wrote that is gone (a racing prune); how many."""
-        gone = [sha for sha in self._written if not (self.objects / sha[:2] / sha[2:]).exists()]
+        self._write_pending()
+        packed = {sha for path, shas in self._packs.items() if path.exists() for sha in shas}
+        gone = [
+            sha
+            for sha in self._written
+            if sha not in packed and not (self.objects / sha[:2] / sha[2:]).exists()
+        ]
         if gone:  # not loose: packed by a gc meanwhile, or pruned
             proc = self.repo.git(
                 "cat-file", "--batch-check", input="".join(f"{g}\n" for g in gone).encode()
@@ -423,13 +437,19 @@ class ObjectWriter:
             ]
         for sha in gone:
             kind, data = self._written[sha]
-            self._store(sha, f"{kind} {len(data)}\0".encode() + data)
+            if self._pack:
+                self._pending[sha] = (kind, data)
+            else:
+                self._store(sha, f"{kind} {len(data)}\0".encode() + data)
+        self._write_pending()
         if gone:
             self.sync()
         return len(gone)
 
     def sync(self) -> None:
-        """Make the new directory entries durable before a ref points at them."""
+        """Write what is pending and make the new directory entries durable before a ref points
+        at them."""
+        self._write_pending()
         for folder in self._dirs_to_sync:
             try:
                 fd = os.open(folder, os.O_RDONLY)
@@ -444,40 +464,35 @@ class ObjectWriter:
 
 # -- the runs branch ------------------------------------------------------------------------
 
-Entry = tuple[str, str] | None  # (mode, sha), or None to delete
-
 
 def edit_tree(
     reader: CatFile, writer: ObjectWriter, tree: str | None, edits: Mapping[str, Entry]
 ) -> str:
-    """Apply path -> entry edits to `tree` (None: empty), reading only the edited subtrees."""
-    entries: dict[str, tuple[str, str]] = {}
+    """Apply path -> entry edits to `tree` (None: empty), reading only the edited subtrees.
+
+    Each tree on the way is edited as bytes (trees.splice): the cost of a big shard folder is a
+    binary search and a copy, not a parse and sort of all its entries.
+    """
+    data = b""
     if tree:
         found = reader.read(tree)
         if found is None:
             raise GitError(f"tree {tree} is missing from the object database")
-        entries = parse_tree(found[2])
+        data = found[2]
+    changes: dict[str, Entry] = {}
     nested: dict[str, dict[str, Entry]] = {}
     for path, entry in edits.items():
         head, _, rest = path.partition("/")
         if rest:
             nested.setdefault(head, {})[rest] = entry
-        elif entry is None:
-            entries.pop(head, None)
         else:
-            entries[head] = entry
+            changes[head] = entry
     for head, sub_edits in nested.items():
-        current = entries.get(head)
+        current = changes[head] if head in changes else find_entry(data, head)
         sub = current[1] if current and current[0] == MODE_TREE else None
         new = edit_tree(reader, writer, sub, sub_edits)
-        if new == EMPTY_TREE:
-            entries.pop(head, None)
-        else:
-            entries[head] = (MODE_TREE, new)
-    return writer.write("tree", format_tree(entries))
-
-
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+        changes[head] = None if new == EMPTY_TREE else (MODE_TREE, new)
+    return writer.write("tree", splice(data, changes))
 
 
 def write_blobs(writer: ObjectWriter, files: Mapping[str, bytes | Path]) -> dict[str, Entry]:
@@ -491,25 +506,6 @@ def write_blobs(writer: ObjectWriter, files: Mapping[str, bytes | Path]) -> dict
             content = content.read_bytes()
         entries[name] = (mode, writer.write("blob", content))
     return entries
-
-
-class Identity:
-    """Author/committer line for commits gittrack writes: the user's git identity."""
-
-    _cached: ClassVar[dict[Path, str]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()  # one `git var` even when prefetched
-
-    @classmethod
-    def get(cls, repo: Repo) -> str:
-        with cls._lock:
-            if repo.common_dir not in cls._cached:
-                proc = repo.git("var", "GIT_COMMITTER_IDENT", check=False)
-                ident = proc.stdout.decode().strip()
-                if proc.returncode != 0 or not ident:
-                    ident = f"gittrack <gittrack@localhost> {int(time.time())} +0000"
-                # keep name and email; the time part is filled in per commit
-                cls._cached[repo.common_dir] = ident.rsplit(" ", 2)[0]
-            return cls._cached[repo.common_dir]
 
 
 def _timestamp() -> str:

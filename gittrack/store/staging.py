@@ -30,6 +30,33 @@ def folder(repo: Repo) -> Path:
     return repo.state_dir / "running"
 
 
+def any_staged(repo: Repo) -> bool:
+    """Whether any run is staged in this repository (one directory listing)."""
+    try:
+        with os.scandir(folder(repo)) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
+
+
+def remove(path: Path) -> None:
+    """Remove a staging folder and what it holds, ignoring errors (shutil.rmtree without
+    importing shutil, which brings bz2 and lzma along)."""
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(root, name))
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                full = os.path.join(root, name)
+                if os.path.islink(full):
+                    os.unlink(full)
+                else:
+                    os.rmdir(full)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
 def stale_runs(repo: Repo) -> list[tuple[RunRecord, str]]:
     """Runs staged locally: (record, "running" or "died"), judged by pid and heartbeat.
 

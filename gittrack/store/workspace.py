@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from hashlib import sha1, sha256
 from pathlib import Path
 
+from .._hashes import sha1, sha256
 from .._ids import short
 from ..errors import GitError, NoCommits, RepoNotWritable
 from ..model.record import Code
@@ -114,7 +113,7 @@ class Snapshot:
         self.skip = tuple(skip)
         self.omitted: dict[str, int] = {}  # path -> size of each file left out
         self._tracked: dict[str, Entry] | None = None
-        self._writer = ObjectWriter(repo)
+        self._writer = ObjectWriter(repo, pack=True)
 
     def _entry(self, path: str, data: bytes | None = None) -> Entry:
         """The tree entry for `path` as it is in the working tree; None when left out."""
@@ -277,6 +276,7 @@ def check_writable(repo: Repo) -> None:
 @contextlib.contextmanager
 def temporary_worktree(repo: Repo, commit: str) -> Iterator[Path]:
     """A detached `git worktree` of `commit` in a temporary folder, removed afterwards."""
+    import shutil
     import tempfile
 
     folder = Path(tempfile.mkdtemp(prefix="gittrack-rerun-"))

@@ -1,0 +1,214 @@
+"""What recording one run costs: objects and files written, git processes, modules (issue 17).
+
+Nothing here is timed: each test checks a cause of cost that is visible on disk or in the
+process (loose objects each with an fsync of their own, `git var` per run, OpenSSL's hashlib).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gittrack import store
+
+
+def _loose(repo: Path) -> int:
+    objects = repo / ".git" / "objects"
+    return sum(1 for d in objects.iterdir() if len(d.name) == 2 for _ in d.iterdir())
+
+
+def _packs(repo: Path) -> list[Path]:
+    return sorted((repo / ".git" / "objects" / "pack").glob("*.pack"))
+
+
+def _run(repo: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(
+        [sys.executable, "sim.py", *args], cwd=repo, capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_run_writes_its_objects_as_one_pack(tracked_repo: Path) -> None:
+    _run(tracked_repo, "--steps", "1")  # the shared blobs (empty logs, packages) exist now
+    loose, packs = _loose(tracked_repo), _packs(tracked_repo)
+    _run(tracked_repo, "--steps", "2")
+    assert _loose(tracked_repo) == loose  # no loose object, each with its own fsync
+    new = sorted(set(_packs(tracked_repo)) - set(packs))
+    assert len(new) == 1 and new[0].with_suffix(".idx").exists()
+    verify = subprocess.run(
+        ["git", "verify-pack", "-v", str(new[0].with_suffix(".idx"))],
+        cwd=tracked_repo,
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stderr
+    kinds = [line.split()[1] for line in verify.stdout.splitlines() if len(line.split()) > 4]
+    assert kinds.count("commit") == 1 and "blob" in kinds and "tree" in kinds
+    fsck = subprocess.run(["git", "fsck", "--strict"], cwd=tracked_repo, capture_output=True)
+    assert fsck.returncode == 0, fsck.stderr
+    assert not list((tracked_repo / ".git" / "objects" / "pack").glob("tmp_*"))
+
+
+def _logging_git(folder: Path, log: Path) -> dict[str, str]:
+    """PATH with a `git` that logs its arguments, then runs the real git."""
+    real = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
+    folder.mkdir()
+    shim = folder / "git"
+    shim.write_text(f'#!/bin/sh\necho "$1 $2 $3 $4 $5 $6" >> {log}\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_a_clean_run_starts_no_git_var(tracked_repo: Path, tmp_path: Path) -> None:
+    log = tmp_path / "git.log"
+    env = _logging_git(tmp_path / "bin", log)
+    env.pop("GIT_COMMITTER_NAME")  # the identity comes from the git config files
+    subprocess.run(["git", "config", "user.email", "ada@example.org"], cwd=tracked_repo, check=True)
+    subprocess.run(["git", "config", "user.name", "Ada Config"], cwd=tracked_repo, check=True)
+    _run(tracked_repo, "--steps", "1", env=env)  # may ask git once, then it is cached
+    log.write_text("")
+    _run(tracked_repo, "--steps", "2", env=env)
+    calls = log.read_text().splitlines()
+    assert not [c for c in calls if c.startswith("var")], calls
+    assert len(calls) <= 2, calls  # cat-file (reading the tip) and update-ref
+    author = subprocess.run(
+        ["git", "log", "-1", "--format=%cn", store.RUNS_REF],
+        cwd=tracked_repo,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert author == "Ada Config"
+
+
+def test_a_changed_git_identity_is_seen_by_the_next_run(tracked_repo: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_COMMITTER")}
+    subprocess.run(["git", "config", "user.email", "ada@example.org"], cwd=tracked_repo, check=True)
+    subprocess.run(["git", "config", "user.name", "First Name"], cwd=tracked_repo, check=True)
+    _run(tracked_repo, "--steps", "1", env=env)
+    subprocess.run(["git", "config", "user.name", "Second Name"], cwd=tracked_repo, check=True)
+    _run(tracked_repo, "--steps", "2", env=env)
+    names = subprocess.run(
+        ["git", "log", "-2", "--format=%cn", store.RUNS_REF],
+        cwd=tracked_repo,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\n")
+    assert names[:2] == ["Second Name", "First Name"]
+
+
+HEAVY = ("hashlib", "_hashlib", "shutil", "lzma", "bz2", "tomllib", "traceback", "struct")
+
+
+def test_recording_a_run_imports_no_heavy_module(tracked_repo: Path) -> None:
+    _run(tracked_repo, "--steps", "1")  # the first run lists the installed packages (cached)
+    (tracked_repo / "sim.py").write_text(
+        (tracked_repo / "sim.py")
+        .read_text()
+        .replace(
+            "import click\n",
+            "import atexit, sys\n"
+            "atexit.register(lambda: print('MODULES', *sorted(sys.modules), file=sys.stderr))\n"
+            "import click\n",
+            1,
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "sim.py", "--steps", "3"], cwd=tracked_repo, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES"))
+    assert "gittrack.store.packs" in line.split()  # the run was recorded
+    assert [m for m in HEAVY if m in line.split()] == []
+
+
+@pytest.mark.slow
+def test_small_packs_are_rolled_up_in_the_background(
+    tracked_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITTRACK_GC_LOOSE", "100000")  # loose objects alone never trigger it
+    monkeypatch.setenv("GITTRACK_GC_PACKS", "3")
+    for seed in range(8):
+        _run(tracked_repo, "--steps", str(seed))
+    import time
+
+    lock = tracked_repo / ".git" / "gittrack" / "housekeeping.lock"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the roll-up holds its lock until it ends
+        probe = subprocess.run(["flock", "-n", str(lock), "true"], capture_output=True)
+        if probe.returncode == 0 and len(_packs(tracked_repo)) <= 4:
+            break
+        time.sleep(0.2)
+    assert len(_packs(tracked_repo)) <= 4  # one a run (8) without the roll-up
+    assert _loose(tracked_repo) == 0  # init's loose objects were rolled in too
+    fsck = subprocess.run(["git", "fsck", "--strict"], cwd=tracked_repo, capture_output=True)
+    assert fsck.returncode == 0, fsck.stderr
+    rows = subprocess.run(
+        [sys.executable, "-m", "gittrack", "ls", "--format", "csv", "--columns", "id"],
+        cwd=tracked_repo,
+        capture_output=True,
+        text=True,
+    )
+    assert len(rows.stdout.splitlines()) == 9  # header + 8 runs
+
+
+def _mktree(repo: Path, entries: dict[str, tuple[str, str]]) -> str:
+    kinds = {"40000": "tree", "160000": "commit"}
+    text = "".join(f"{m} {kinds.get(m, 'blob')} {s}\t{n}\n" for n, (m, s) in entries.items())
+    return subprocess.run(
+        ["git", "mktree", "--missing"], cwd=repo, input=text, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_editing_a_big_tree_in_place_gives_the_tree_git_makes(repo: Path) -> None:
+    import random
+
+    from gittrack.store import trees
+
+    rng = random.Random(17)
+
+    def sha() -> str:
+        return f"{rng.getrandbits(160):040x}"
+
+    shard = {f"{rng.getrandbits(128):032x}": (trees.MODE_TREE, sha()) for _ in range(300)}
+    mixed = {"README.md": (trees.MODE_BLOB, sha()), "runs": (trees.MODE_TREE, sha())}
+    for entries in (shard, mixed):
+        data = subprocess.run(
+            ["git", "cat-file", "tree", _mktree(repo, entries)], cwd=repo, capture_output=True
+        ).stdout
+        assert trees.parse_tree(data) == entries
+        names = sorted(entries)
+        changes: dict[str, trees.Entry] = {
+            names[0]: None,  # the first goes
+            names[-1]: (entries[names[-1]][0], sha()),  # the last changes
+            f"{rng.getrandbits(128):032x}": (trees.MODE_TREE, sha()),  # a new one
+            "0" * 32: (trees.MODE_TREE, sha()),  # a new first one
+            "ffff": (trees.MODE_BLOB, sha()),  # breaks the uniform layout
+        }
+        expected = dict(entries)
+        for name, entry in changes.items():
+            if entry is None:
+                expected.pop(name)
+            else:
+                expected[name] = entry
+        spliced = trees.splice(data, changes)
+        made = subprocess.run(
+            ["git", "cat-file", "tree", _mktree(repo, expected)], cwd=repo, capture_output=True
+        ).stdout
+        assert spliced == made
+        uniform = {n: e for n, e in changes.items() if n != "ffff"}
+        del expected["ffff"]
+        made = subprocess.run(
+            ["git", "cat-file", "tree", _mktree(repo, expected)], cwd=repo, capture_output=True
+        ).stdout
+        assert trees.splice(data, uniform) == made  # in place, in git's order
+        for name, entry in uniform.items():
+            edited = trees.splice(data, {name: entry})
+            assert trees.find_entry(edited, name) == entry
+            assert trees.parse_tree(edited) == {
+                **{n: e for n, e in entries.items() if n != name},
+                **({name: entry} if entry else {}),
+            }
