@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -69,7 +70,7 @@ def test_push_then_pull_in_a_clone(run_cli, alice: Path, remote: Path, tmp_path:
     assert run_ids(bob) == run_ids(alice)
     assert git(bob, "for-each-ref", "--format=%(refname)", "refs/gittrack/code/") == code_refs
     shown = run_cli(bob, "ls", "--json")
-    assert '"temp": 3.0' in shown.output
+    assert [run["params"]["temp"] for run in json.loads(shown.output)] == [3.0]
     assert run_cli(bob, "pull").output == "Already up to date.\n"
     assert run_cli(alice, "push").output.endswith("\nRuns: origin is up to date.\n")
 

@@ -99,7 +99,7 @@ def census(index: Index, cond: str, args: list[Any]) -> Census:
     sql = (
         "SELECT runs.shape, runs.command, count(*), max(runs.rid) FROM run_fields AS runs"
         + (f" WHERE {cond}" if cond else "")
-        + " GROUP BY runs.shape, runs.command ORDER BY min(runs.rid)"
+        + " GROUP BY runs.shape, runs.command ORDER BY min(runs.started), min(runs.rid)"
     )
     groups = index.db.execute(sql, args).fetchall()
     total = sum(g[2] for g in groups)
