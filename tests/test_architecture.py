@@ -239,3 +239,27 @@ def test_a_fresh_clone_points_to_pull(tracked_repo: Path, tmp_path: Path) -> Non
     )
     assert proc.returncode == 0
     assert "'gittrack pull origin' brings them" in proc.stderr
+
+
+def test_commands_load_their_module_when_used(tracked_repo: Path) -> None:
+    """`gittrack ls` imports only its own command module; the lazy table names every command."""
+    code = (
+        "import importlib, sys\n"
+        "from gittrack.cli import COMMANDS, cli\n"
+        "cli(['ls'], standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('gittrack.cli.') and m.count('.') == 2"
+        " and m.split('.')[2] in set(COMMANDS.values())))\n"
+        "for module in set(COMMANDS.values()):\n"
+        "    importlib.import_module('gittrack.cli.' + module)\n"
+        "print(sorted(cli.commands) == sorted(COMMANDS), sorted(set(cli.commands) ^ set(COMMANDS)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tracked_repo, capture_output=True, text=True, check=True
+    )
+    loaded, complete = out.stdout.strip().splitlines()[-2:]
+    assert loaded == "['gittrack.cli.query']"
+    assert complete == "True []"
+    help_text = subprocess.run(
+        [sys.executable, "-m", "gittrack", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert all(f"  {name} " in help_text for name in ("run", "ls", "lineage", "ui", "exec", "push"))

@@ -8,7 +8,7 @@ import json
 import subprocess
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -135,25 +135,6 @@ def test_a_big_returned_array_is_cached_and_pushed_without_importing_dvc(
     assert cached.stat().st_mode & 0o777 == 0o444  # protected as DVC protects its cache
     assert out.samefile(cached)  # linked into the cache, not copied
     assert [p.name for p in files_in(remote) if p.name.endswith(".tmp")] == []
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """Mount small tmpfs filesystems (a real ENOSPC); unmounted at the end."""
-    mounted: list[Path] = []
-
-    def mount(size: str) -> Path:
-        where = tmp_path / f"disk{len(mounted)}"
-        where.mkdir()
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True
-        )
-        mounted.append(where)
-        return where
-
-    yield mount
-    for where in mounted:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_a_remote_filling_up_during_the_copy_leaves_the_run_unpushed_until_gittrack_push(

@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -260,25 +259,6 @@ def test_a_file_size_limit_is_one_sentence_and_a_failed_exit(
     listing = invoke(tracked_repo, "ls", "--json")
     assert listing.exit_code == 0, listing.output
     assert 2 in [r["params"]["seed"] for r in json.loads(listing.stdout)]
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """Mount small tmpfs filesystems (a real ENOSPC); unmounted at the end."""
-    mounted: list[Path] = []
-
-    def mount(size: str) -> Path:
-        where = tmp_path / f"disk{len(mounted)}"
-        where.mkdir()
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True
-        )
-        mounted.append(where)
-        return where
-
-    yield mount
-    for where in mounted:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def fill(disk: Path, leave_kb: int) -> Path:

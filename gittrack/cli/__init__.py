@@ -68,7 +68,29 @@ class UsageFailure(click.ClickException):
     exit_code = 2
 
 
+# each command -> the module of gittrack.cli that defines it, imported when the command is used:
+# `gittrack ls` loads neither the recording machinery nor the web app
+COMMANDS = {
+    **dict.fromkeys(("init", "run", "show"), "runs"),
+    **dict.fromkeys(("ls", "diff", "tag", "untag", "note"), "query"),
+    **dict.fromkeys(("lineage", "rerun", "submit", "sweep"), "flow"),
+    **dict.fromkeys(("checkout", "doctor", "gc", "remote", "rm", "status", "verify"), "data"),
+    **dict.fromkeys(("push", "pull"), "share"),
+    **dict.fromkeys(("ui", "report"), "ui"),
+    **dict.fromkeys(("exec", "notebook"), "programs"),
+}
+
+
 class GittrackGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.commands.keys() | COMMANDS.keys())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"{__name__}.{module}")
+        return super().get_command(ctx, cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -192,17 +214,3 @@ def echo_paged(text: str, *, pager: bool = True, color: bool | None = None) -> N
 
 def main() -> None:
     cli(prog_name="gittrack")
-
-
-# command modules register themselves on `cli` when imported
-COMMAND_MODULES = (
-    "runs",
-    "query",  # ls, diff, tag, untag, note
-    "flow",
-    "data",
-    "share",  # after data: `gittrack push` sends runs and outputs
-    "ui",
-    "programs",  # exec, notebook
-)
-for _module in COMMAND_MODULES:
-    importlib.import_module(f"{__name__}.{_module}")
