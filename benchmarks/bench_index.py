@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import finish_fast_import
+
 ROOT = Path(__file__).resolve().parents[1]
 HISTORY_VERSION = 2  # of the synthetic record and history: bump to rebuild cached histories
 CACHE = Path(tempfile.gettempdir()) / "gittrack-bench-index"
@@ -169,10 +172,7 @@ def append_runs(
         if len(chunks) >= 500:
             proc.stdin.write(b"".join(chunks))
             chunks = []
-    proc.stdin.write(b"".join(chunks) + b"done\n")
-    proc.stdin.close()
-    if proc.wait() != 0:
-        raise RuntimeError("git fast-import failed")
+    finish_fast_import(proc, chunks)
     return ids
 
 

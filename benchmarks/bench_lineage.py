@@ -30,6 +30,9 @@ from gittrack.library import lineage
 from gittrack.model.record import Code, Input, Output, RunRecord, run_folder
 from gittrack.store import project
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import finish_fast_import
+
 ROOT = Path(__file__).resolve().parents[1]
 SIM = """\
 import click
@@ -104,10 +107,7 @@ def fast_import(repo: store.Repo, records: list[RunRecord]) -> None:
         if len(chunks) >= 500:
             proc.stdin.write(b"".join(chunks))
             chunks = []
-    proc.stdin.write(b"".join(chunks) + b"done\n")
-    proc.stdin.close()
-    if proc.wait() != 0:
-        raise RuntimeError("git fast-import failed")
+    finish_fast_import(proc, chunks)
 
 
 def process(cwd: Path, argv: list[str], stdout: Path | None = None) -> tuple[float, float]:

@@ -9,6 +9,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("GITTRACK_BENCH_CACHE", "/tmp/gittrack-bench-cache"))
@@ -51,6 +52,29 @@ def run_processes(repo: Path, script: str, runs: int, workers: int) -> float:
     return time.perf_counter() - start
 
 
+def trivial_record(command: str, i: int) -> Any:
+    """The record of the i-th run of the trivial benchmark script (`--x i`, metric y = 2i)."""
+    from gittrack.model.record import RunRecord
+
+    return RunRecord(
+        id=os.urandom(16).hex(),
+        command=command,
+        status="completed",
+        argv=["--x", str(i)],
+        params={"x": i},
+        metrics={"y": 2 * i},
+    )
+
+
+def finish_fast_import(proc: subprocess.Popen[bytes], chunks: list[bytes]) -> None:
+    """Send the last commands to a `git fast-import --done` process and wait for it."""
+    assert proc.stdin
+    proc.stdin.write(b"".join(chunks) + b"done\n")
+    proc.stdin.close()
+    if proc.wait() != 0:
+        raise RuntimeError("git fast-import failed")
+
+
 def fill_history(repo: Path, n: int, command: str, per_commit: int = 1) -> None:
     """Append `n` completed runs of `command` to the runs branch through one `git fast-import`.
 
@@ -59,7 +83,7 @@ def fill_history(repo: Path, n: int, command: str, per_commit: int = 1) -> None:
     """
     sys.path.insert(0, str(HERE.parent))
     from gittrack import store as gitstore
-    from gittrack.model.record import RunRecord, run_folder
+    from gittrack.model.record import run_folder
 
     store = gitstore.find_repo(repo)
     tip = gitstore.tip(store)
@@ -78,14 +102,7 @@ def fill_history(repo: Path, n: int, command: str, per_commit: int = 1) -> None:
         if first == 0 and tip:
             chunk.append(f"from {tip[0]}\n".encode())
         for i in range(first, first + count):
-            record = RunRecord(
-                id=os.urandom(16).hex(),
-                command=command,
-                status="completed",
-                argv=["--x", str(i)],
-                params={"x": i},
-                metrics={"y": 2 * i},
-            )
+            record = trivial_record(command, i)
             data = record.to_toml().encode()
             path = f"{run_folder(record.id)}/run.toml"
             chunk.append(f"M 100644 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
@@ -109,7 +126,6 @@ def fill_history_packed(repo: Path, n: int, command: str, chunk: int = 100_000) 
     sys.path.insert(0, str(HERE.parent))
     from gittrack import store as gitstore
     from gittrack._hashes import sha1
-    from gittrack.model.record import RunRecord
     from gittrack.store.packs import write_pack
     from gittrack.store.trees import MODE_BLOB, MODE_TREE, format_tree, parse_tree
 
@@ -123,14 +139,7 @@ def fill_history_packed(repo: Path, n: int, command: str, chunk: int = 100_000) 
     for first in range(0, n, chunk):
         objects: dict[str, tuple[str, bytes]] = {}
         for i in range(first, min(n, first + chunk)):
-            record = RunRecord(
-                id=os.urandom(16).hex(),
-                command=command,
-                status="completed",
-                argv=["--x", str(i)],
-                params={"x": i},
-                metrics={"y": 2 * i},
-            )
+            record = trivial_record(command, i)
             blob = record.to_toml().encode()
             blob_id = sha("blob", blob)
             folder = format_tree({"run.toml": (MODE_BLOB, blob_id)})
