@@ -15,7 +15,7 @@ import pytest
 from conftest import branch_log, git, run_python, write_script
 
 from gittrack import store
-from gittrack.model.record import RunRecord
+from gittrack.model.record import RunRecord, run_folder
 
 SLOW = """
 import sys, time, click, gittrack
@@ -130,6 +130,21 @@ def test_compare_and_swap_refuses_a_stale_old_value(tracked_repo: Path) -> None:
     assert stale.returncode != 0
     assert git(tracked_repo, "rev-parse", "gittrack/runs") == second
     assert git(tracked_repo, "rev-parse", "gittrack/runs^") == first
+
+
+def test_a_run_written_again_keeps_only_its_new_files(tracked_repo: Path) -> None:
+    repo = store.find_repo(tracked_repo)
+    record = RunRecord(id="cc" * 16, command="x", status="died")
+    store.write_run(repo, record, {"stdout.log": b"partial\n", "stderr.log": b"oops\n"})
+    record.status = "completed"
+    store.write_run(repo, record, {"stdout.log": b"whole\n"})
+    folder = f"gittrack/runs:{run_folder(record.id)}"
+    assert git(tracked_repo, "ls-tree", "--name-only", folder).split() == [
+        "run.toml",
+        "stdout.log",
+    ]
+    assert git(tracked_repo, "show", f"{folder}/stdout.log") == "whole"
+    git(tracked_repo, "fsck", "--strict")
 
 
 def test_unwritable_repo_fails_before_the_simulation_starts(tracked_repo: Path) -> None:

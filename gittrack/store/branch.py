@@ -217,9 +217,10 @@ def _write_run(
     folder_files.update(files)
     blobs = write_blobs(writer, folder_files)
     base = run_folder(record.id)
-    edits = {f"{base}/{name}": entry for name, entry in blobs.items()}
-    # replace the whole folder: a re-written run must not keep stale files
-    edits = {base: None, **edits} if _folder_exists(repo, base) else edits
+    # the folder is built anew (deleting a folder that is not there is nothing): a re-written
+    # run keeps no stale file, and no lookup is needed to know which case this is
+    edits: dict[str, Entry] = {base: None}
+    edits.update({f"{base}/{name}": entry for name, entry in blobs.items()})
     keep = [record.code.commit] if record.code.commit else []
     keep += [i.commit for i in record.inputs if i.commit]
     subject = f"run {record.short}: {record.command_line}"
