@@ -140,3 +140,16 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield mount
     for where in mounted:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def assert_fsck_clean_and_listed(repo: Path, runs: int) -> None:
+    """`git fsck --strict` is clean and `gittrack ls` reads all `runs` runs (packs included)."""
+    fsck = subprocess.run(["git", "fsck", "--strict"], cwd=repo, capture_output=True)
+    assert fsck.returncode == 0, fsck.stderr
+    rows = subprocess.run(
+        [sys.executable, "-m", "gittrack", "ls", "--format", "csv", "--columns", "id"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert len(rows.stdout.splitlines()) == runs + 1  # the header and a line a run

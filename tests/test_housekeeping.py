@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import assert_fsck_clean_and_listed
 
 
 def _loose(repo: Path) -> int:
@@ -32,13 +33,5 @@ def test_loose_objects_are_packed_after_runs(
         time.sleep(0.2)
     assert list(packs.glob("*.pack")), "no pack was written"
     time.sleep(0.5)
-    fsck = subprocess.run(["git", "fsck", "--strict"], cwd=tracked_repo, capture_output=True)
-    assert fsck.returncode == 0, fsck.stderr
-    rows = subprocess.run(
-        [sys.executable, "-m", "gittrack", "ls", "--format", "csv", "--columns", "id"],
-        cwd=tracked_repo,
-        capture_output=True,
-        text=True,
-    )
-    assert len(rows.stdout.splitlines()) == 4  # header + 3 runs, all readable from the pack
+    assert_fsck_clean_and_listed(tracked_repo, 3)
     assert _loose(tracked_repo) < 20

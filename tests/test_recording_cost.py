@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import assert_fsck_clean_and_listed
 
 from gittrack import store
 
@@ -144,15 +145,7 @@ def test_small_packs_are_rolled_up_in_the_background(
         time.sleep(0.2)
     assert len(_packs(tracked_repo)) <= 4  # one a run (8) without the roll-up
     assert _loose(tracked_repo) == 0  # init's loose objects were rolled in too
-    fsck = subprocess.run(["git", "fsck", "--strict"], cwd=tracked_repo, capture_output=True)
-    assert fsck.returncode == 0, fsck.stderr
-    rows = subprocess.run(
-        [sys.executable, "-m", "gittrack", "ls", "--format", "csv", "--columns", "id"],
-        cwd=tracked_repo,
-        capture_output=True,
-        text=True,
-    )
-    assert len(rows.stdout.splitlines()) == 9  # header + 8 runs
+    assert_fsck_clean_and_listed(tracked_repo, 8)
 
 
 def _mktree(repo: Path, entries: dict[str, tuple[str, str]]) -> str:
