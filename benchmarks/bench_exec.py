@@ -8,13 +8,11 @@ run each time, no reuse) and keeps the engine's outputs through DVC. The engine'
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -26,6 +24,8 @@ ENV = {
     "PYTHONPATH": str(HERE.parent),
 }
 GITTRACK = [sys.executable, "-m", "gittrack"]
+sys.path.insert(0, str(HERE))
+from common import timed_cpu  # noqa: E402
 
 
 def git(repo: Path, *args: str) -> None:
@@ -33,16 +33,7 @@ def git(repo: Path, *args: str) -> None:
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall time and CPU time (user + system, with every process it waited for) in seconds."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
-    elapsed = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed: {proc.stdout}\n{proc.stderr}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return elapsed, cpu
+    return timed_cpu(cmd, cwd, ENV)
 
 
 def main(quick: bool = False) -> list[dict[str, object]]:

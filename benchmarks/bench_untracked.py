@@ -10,12 +10,9 @@ measured before and after.
 from __future__ import annotations
 
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -23,20 +20,11 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from bench_record import ENV, make_repo  # noqa: E402
+from common import timed_cpu  # noqa: E402
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall time and CPU time (user + system, with the git processes it waited for) in seconds
-    of one child process: CPU time stays comparable on a loaded machine."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
-    elapsed = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed: {proc.stderr}")
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return elapsed, cpu
+    return timed_cpu(cmd, cwd, ENV)
 
 
 def git_size(repo: Path) -> int:

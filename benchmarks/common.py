@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,19 @@ def run_processes(repo: Path, script: str, runs: int, workers: int) -> float:
             )
         )
     return time.perf_counter() - start
+
+
+def timed_cpu(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, with every process it waited for) of one process
+    run to its exit: CPU time stays comparable on a loaded machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed: {proc.stdout}\n{proc.stderr}")
+    return elapsed, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def trivial_record(command: str, i: int) -> Any:
