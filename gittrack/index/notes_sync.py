@@ -93,10 +93,6 @@ def notes_by_run(
     return found
 
 
-def has_notes(db: sqlite3.Connection) -> bool:
-    return db.execute("SELECT 1 FROM notes LIMIT 1").fetchone() is not None
-
-
 def refresh_tags(db: sqlite3.Connection, run_ids: set[str]) -> None:
     """Recompute the tags, note and experiments of runs whose git notes changed."""
     if not run_ids:
