@@ -75,9 +75,11 @@ class TrackedCommand(click.Command):
         if session.reused is not None:
             outcome.record, outcome.reused = session.reused, True
             if verbosity() >= 0:
+                # `gittrack run` has --force; a script run directly has only the variable
+                anew = "--force" if outcome.script is not None else "GITTRACK_FORCE=1"
                 click.echo(
                     f"run {session.reused.short} reused "
-                    "(same code, params and inputs; --force records anew)",
+                    f"(same code, params and inputs; {anew} records anew)",
                     err=True,
                 )
             return None
