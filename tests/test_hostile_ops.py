@@ -8,6 +8,7 @@ is imported; the runs branch is read and written with plain git plumbing.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -208,6 +209,27 @@ def test_doctor_repairs_a_branch_pointing_at_a_missing_commit(tracked_repo: Path
     assert again.exit_code == 0, again.output
     run_python(tracked_repo, "arrays.py", "--seed", "3")
     assert len(ls_ids(tracked_repo)) == 3
+
+
+def test_doctor_on_a_healthy_branch_does_not_wait_for_writers(tracked_repo: Path) -> None:
+    """Checking every object takes seconds on a long history: it must not hold back runs."""
+    record_array_runs(tracked_repo, 1, 2)
+    lock = tracked_repo / ".git" / "gittrack" / "branch.flock"
+    assert lock.exists()
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a writer holding the runs branch (it waits 60 s)
+        doctor = subprocess.run(
+            [sys.executable, "-m", "gittrack", "doctor"],
+            cwd=tracked_repo,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        os.close(fd)
+    assert doctor.returncode == 0, doctor.stderr
+    assert doctor.stdout.strip() == "Nothing to repair.", doctor.stdout
 
 
 # -- 3. push state verified against the remote ------------------------------------------------

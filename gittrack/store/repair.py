@@ -52,8 +52,11 @@ def reflog(repo: Repo) -> list[str]:
 
 def repair_branch(repo: Repo) -> BranchRepair | None:
     """Point a damaged runs branch back at its newest intact commit from the reflog."""
+    # the check walks every object (seconds on a long history): writers wait only for a repair
+    if branch_damage(repo) is None:
+        return None
     with branch_lock(repo):
-        broken = branch_damage(repo)
+        broken = branch_damage(repo)  # again: a writer may have moved the branch meanwhile
         if broken is None:
             return None
         candidates = reflog(repo)
