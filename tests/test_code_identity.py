@@ -376,3 +376,60 @@ exp.run("sim.py", temp=2.0)
     assert set(show(run_cli, tracked_repo)["code"]["files"]) == {"sim.py"}
     (tracked_repo / "drive.py").write_text(drive + "# another run would follow\n")
     assert " reused " in run_python(tracked_repo, "drive.py").stderr
+
+
+# -- the files a run read through its Path/File params --------------------------------------
+
+CONFIGURED = """\
+import click
+import gittrack
+
+
+@gittrack.command()
+@click.option("--config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--mesh", type=click.File("rb"))
+def main(config, mesh):
+    k = float(open(config).read().split("=")[1])
+    return {"energy": k * len(mesh.read())}
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_run_records_the_content_of_the_files_its_params_named(
+    tracked_repo: Path, tmp_path: Path, run_cli
+) -> None:
+    """The config in the repository is not code: an uncommitted edit of it must still be on
+    record, and so must a file outside the repository (a shared mesh)."""
+    write_script(tracked_repo, "configured.py", CONFIGURED)
+    (tracked_repo / "run.cfg").write_text("k=1\n")
+    git(tracked_repo, "add", "run.cfg")
+    git(tracked_repo, "commit", "-qm", "config")
+    mesh = tmp_path / "shared" / "mesh.bin"
+    mesh.parent.mkdir()
+    mesh.write_bytes(b"\x00" * 10)
+    args = ("configured.py", "--config", "run.cfg", "--mesh", str(mesh))
+    run_python(tracked_repo, *args)
+    first = show(run_cli, tracked_repo)
+    assert first["input_files"] == {
+        "run.cfg": md5_of(tracked_repo / "run.cfg"),
+        str(mesh): md5_of(mesh),
+    }
+    (tracked_repo / "run.cfg").write_text("k=2\n")  # edited, not committed
+    run_python(tracked_repo, *args)
+    second = show(run_cli, tracked_repo)
+    assert second["metrics"]["energy"] == 20.0 and second["id"] != first["id"]
+    assert second["input_files"]["run.cfg"] == md5_of(tracked_repo / "run.cfg")
+    assert second["input_files"]["run.cfg"] != first["input_files"]["run.cfg"]
+    shown = run_cli(tracked_repo, "show", "latest").output.splitlines()
+    assert f"  {md5_of(mesh)[:10]}  {mesh}" in shown
+    diff = run_cli(tracked_repo, "diff", first["id"][:8], second["id"][:8])
+    assert "run.cfg" in diff.output, diff.output
+
+
+def md5_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()

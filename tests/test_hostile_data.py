@@ -530,6 +530,11 @@ MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "'code.dirty' must be true or false, not a string",
     ),
     ("tags", lambda d: d.update(tags=[1]), "'tags[0]' must be a string, not an integer"),
+    (
+        "input_files",
+        lambda d: d.update(input_files={"run.cfg": 5}),
+        "'input_files.run.cfg' must be a string, not an integer",
+    ),
 ]
 
 

@@ -220,6 +220,9 @@ def format_record(data: dict[str, Any], details: Any = None) -> str:
             if value == "" and section == "env":
                 continue  # e.g. no USER in the environment
             lines.append(f"  {key + ':':<12} {value}")
+    if files := data.get("input_files"):
+        lines.append("input files:")
+        lines.extend(f"  {str(md5)[:10]}  {path}" for path, md5 in files.items())
     for program in data.get("programs") or []:
         if program is data["programs"][0]:
             lines.append("programs:")

@@ -103,6 +103,7 @@ def diff_runs(
             or short(i.get("commit", ""))
             for i in r.get("inputs") or []
         }
+        | {f"file {path}": str(md5)[:12] for path, md5 in (r.get("input_files") or {}).items()}
         for r in (ra, rb)
     ]
     result.changes["inputs"] = compare(*ins)

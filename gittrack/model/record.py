@@ -113,6 +113,9 @@ class RunRecord:
     param_sources: dict[str, str] = field(default_factory=dict)
     code: Code = field(default_factory=Code)
     inputs: list[Input] = field(default_factory=list)
+    # files its click.Path/File params read, by content: path (relative to the repository
+    # inside it, else absolute) to md5; a config edited without a commit is on record too
+    input_files: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, Output] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
@@ -306,6 +309,7 @@ _OPTIONAL_EMPTY = {
     "tags",
     "error",
     "inputs",
+    "input_files",
     "outputs",
     "logs",
     "finished",

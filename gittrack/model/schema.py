@@ -134,6 +134,7 @@ TOP_FIELDS = {
     "tags": ARRAY,
     "code": TABLE,
     "inputs": ARRAY,
+    "input_files": TABLE,
     "outputs": TABLE,
     "programs": ARRAY,
     "exec": TABLE,
@@ -212,7 +213,7 @@ def check_types(data: Mapping[str, Any]) -> str:
     problem = _fields("", data, TOP_FIELDS)
     if problem:
         return problem
-    for key in ("argv", "tags", "param_sources", "error"):
+    for key in ("argv", "tags", "param_sources", "error", "input_files"):
         if problem := _strings(key, data.get(key) or ()):
             return problem
     if problem := _fields("code.", data.get("code") or {}, CODE_FIELDS):

@@ -31,10 +31,19 @@ def click_params(ctx: click.Context) -> tuple[dict[str, Any], dict[str, str]]:
         if not param.name or param.expose_value is False:
             continue
         value = ctx.params.get(param.name)
-        params[param.name] = value
+        params[param.name] = _file_names(value) if isinstance(param.type, click.File) else value
         source = ctx.get_parameter_source(param.name)
         sources[param.name] = source.name.lower() if source else "default"
     return params, sources
+
+
+def _file_names(value: Any) -> Any:
+    """A click.File value as its file name ("-" for a standard stream): an open file is no
+    param value a record can hold."""
+    if isinstance(value, list | tuple):
+        return [_file_names(v) for v in value]
+    name = getattr(value, "name", value)
+    return os.fsdecode(name) if isinstance(name, str | bytes) else "-"
 
 
 RESERVED_ENV = frozenset(

@@ -232,6 +232,7 @@ def record_inputs(session: RunSession, ctx: click.Context) -> None:
                     continue
                 md5 = _edges().file_md5(index, path)
                 hashes.append(md5)
+                session.record.input_files[_shown_path(session, path)] = md5
                 _file_edge(session, index, path, md5)
             files[param.name] = hashes
     if memoisable:
@@ -266,6 +267,15 @@ def _file_of(value: Any, kind: click.ParamType[Any]) -> Path | None:
     except TypeError:
         return None
     return path if path.is_file() else None
+
+
+def _shown_path(session: RunSession, path: Path) -> str:
+    """A read file as run.toml names it: relative to the repository inside it, else absolute."""
+    where = path.resolve()
+    try:
+        return where.relative_to(session.repo.root.resolve()).as_posix()
+    except ValueError:
+        return where.as_posix()
 
 
 def _is_dir_or_stream(value: Any) -> bool:
