@@ -128,3 +128,8 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'gittrack' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API, lazy names included (what tab completion in a notebook offers)."""
+    return sorted(__all__)

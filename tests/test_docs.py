@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -53,3 +55,15 @@ def test_public_api_matches_all() -> None:
     assert eager | set(gittrack._LAZY) == set(gittrack.__all__) - {"__version__"}
     for name in gittrack.__all__:
         assert getattr(gittrack, name) is not None
+
+
+def test_dir_of_the_package_offers_the_public_api() -> None:
+    """Tab completion in a notebook lists the lazy names and none of the typing helpers."""
+    shown = subprocess.run(
+        [sys.executable, "-c", "import gittrack; print(' '.join(dir(gittrack)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert {"command", "RunRef", "Experiment", "runs", "save"} <= set(shown)
+    assert not {"Any", "TYPE_CHECKING", "annotations"} & set(shown)
