@@ -56,7 +56,7 @@ def test_push_then_pull_in_a_clone(run_cli, alice: Path, remote: Path, tmp_path:
     record(run_cli, alice, "--temp", "3")
     result = run_cli(alice, "push")
     assert result.exit_code == 0, result.output
-    assert "\nPushed runs to origin (refs/heads/gittrack/runs, refs/gittrack/code/" in result.output
+    assert "\nPushed runs to origin (refs/heads/gittrack/runs, 1 code commit" in result.output
     assert git(remote, "rev-parse", "gittrack/runs") == git(alice, "rev-parse", "gittrack/runs")
     code_refs = git(remote, "for-each-ref", "--format=%(refname)", "refs/gittrack/code/")
     assert code_refs and code_refs == git(
