@@ -265,6 +265,23 @@ def test_a_failing_engine_is_recorded_failed_with_the_tail_of_its_log(
         f"('gittrack show {rec['id'][:8]}' has the end of its output)."
     )
     assert rec["outputs"]["log"]["path"] == "log.lammps"  # what it wrote is kept for a look
+    # what the user reads is the engine's end, not the Python frames of gittrack running it
+    assert "traceback" not in rec["error"]
+    shown = run_cli(engine_repo, "show", rec["id"][:8]).output
+    error = shown.split("\nerror:\n", 1)[1]
+    assert error.startswith("  lmp exited with code 1; the end of its output:\n"), shown
+    assert "Traceback" not in shown and "ERROR: Unknown command: no_such_command" in error
+    from starlette.testclient import TestClient
+
+    from gittrack.ui import create_app
+
+    page = TestClient(create_app(engine_repo, port=8765), base_url="http://127.0.0.1:8765").get(
+        f"/runs/{rec['id']}"
+    )
+    assert "<summary>ProgramFailed: lmp exited with code 1; the end of its output:</summary>" in (
+        page.text
+    )
+    assert "ERROR: Unknown command: no_such_command" in page.text.split("<summary>Prog", 1)[1]
 
 
 def test_rerun_of_an_exec_run_uses_its_recorded_deck(engine_repo: Path, run_cli) -> None:

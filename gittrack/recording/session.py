@@ -191,11 +191,9 @@ class RunSession:
         if exc is not None and status == "failed":
             import traceback
 
-            record.error = {
-                "type": type(exc).__name__,
-                "message": str(exc),
-                "traceback": "".join(traceback.format_exception(exc)),
-            }
+            record.error = {"type": type(exc).__name__, "message": str(exc)}
+            if not record.exec:  # an exec run's frames are gittrack's own: its message says all
+                record.error["traceback"] = "".join(traceback.format_exception(exc))
         if status == "interrupted" and isinstance(job := record.env.get("slurm"), dict):
             from .scheduler import slurm_outcome
 
