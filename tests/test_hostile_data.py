@@ -722,3 +722,31 @@ def test_any_mutated_record_on_the_branch_is_shown_or_reported(sim_repo: Path) -
         assert checkout.exit_code in (0, 1) and "unexpected" not in checkout.output
 
     check()
+
+
+# -- nesting no reader can follow ------------------------------------------------------------
+
+DEEP = {
+    "arrays": "x = " + "[" * 5000 + "]" * 5000,
+    "tables": "x = " + "{a = " * 300 + "1" + "}" * 300,
+}
+
+
+@pytest.mark.parametrize("shape", sorted(DEEP))
+def test_a_record_nested_too_deeply_costs_only_itself(sim_repo: Path, run_cli, shape: str) -> None:
+    good = new_run(sim_repo, run_cli, "--n", "3")
+    bad = "ab" + "1" * 30
+    text = f'schema = 2\nid = "{bad}"\ncommand = "sim.py"\nstatus = "completed"\n'
+    commit_record(sim_repo, bad, f"{text}\n[params]\n{DEEP[shape]}\n".encode())
+    listing = run_cli(sim_repo, "ls")
+    assert listing.exit_code == 0, listing.output
+    assert good[:8] in listing.stdout and bad[:8] not in listing.stdout
+    assert f"Warning: run {bad[:8]} is unreadable (" in listing.stderr
+    assert "nested" in listing.stderr and "unexpected" not in listing.output
+    shown = run_cli(sim_repo, "show", bad[:8])
+    assert shown.exit_code == 1 and shown.output.count("\n") == 1, shown.output
+    assert shown.output.startswith(f"Error: The record of run {bad[:8]} is unreadable: ")
+    assert run_cli(sim_repo, "ls", "--where", "params.x = 1").exit_code == 0
+    client = TestClient(create_app(sim_repo, port=8765), base_url="http://127.0.0.1:8765")
+    for url in ("/", f"/runs/{bad}", f"/api/runs/{bad}", "/api/runs", f"/runs/{good}"):
+        assert client.get(url).status_code == 200, url

@@ -34,6 +34,7 @@ NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
 CODE_DEFAULTS = asdict(Code())
 CODE_FILE_KEYS = frozenset(("blob", "dirty"))
 DATES = (dt.date, dt.time)
+NESTED = "it is nested too deeply to read"
 
 
 def parse_toml(data: bytes, run_id: str, fast: bool = True) -> dict[str, Any]:
@@ -55,6 +56,8 @@ def parse_toml(data: bytes, run_id: str, fast: bool = True) -> dict[str, Any]:
         return toml_reader.loads(text)
     except toml_reader.TOMLDecodeError as exc:
         raise RecordError(run_id, f"invalid TOML or not UTF-8 ({exc})") from exc
+    except RecursionError as exc:
+        raise RecordError(run_id, NESTED) from exc
 
 
 def _plain(raw: dict[str, Any], run_id: str) -> bool:

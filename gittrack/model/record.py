@@ -191,6 +191,8 @@ class RunRecord:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise RecordError(run_id, f"invalid TOML ({exc})") from exc
+        except RecursionError as exc:
+            raise RecordError(run_id, "it is nested too deeply to read") from exc
         return cls.from_dict(data, run_id)
 
     @classmethod

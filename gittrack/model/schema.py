@@ -19,6 +19,7 @@ RUN_ID = re.compile(r"[0-9a-f]{4,64}")
 DRIVE = re.compile(r"[A-Za-z]:")
 MAX_NAME = 255  # bytes in one file name (most filesystems)
 MAX_PATH = 1024
+MAX_DEPTH = 64  # tables and arrays inside each other: deeper is damage, not data
 
 Check = Callable[[Any], bool]
 
@@ -208,8 +209,24 @@ def safe_name(name: str) -> bool:
     return not any(c in name for c in "/\\\0")
 
 
+def too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether tables and arrays nest more than `limit` levels (walked without recursion)."""
+    stack = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if type(value) is dict or isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, dict | list))
+    return False
+
+
 def check_types(data: Mapping[str, Any]) -> str:
     """The first field of `data` (a parsed run.toml, schema checked) of the wrong type, or ""."""
+    if too_deep(data):
+        return f"it is nested more than {MAX_DEPTH} levels deep"
     problem = _fields("", data, TOP_FIELDS)
     if problem:
         return problem
