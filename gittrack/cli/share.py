@@ -68,24 +68,13 @@ def push(obj: Context, remote: str | None, no_data: bool, as_json: bool) -> None
                 "origin URL')."
             )
         elif summary.updated:
-            click.echo(f"Pushed runs to {summary.remote} ({_refs_line(summary.updated)}).")
+            click.echo(f"Pushed runs to {summary.remote} ({summary.updated_line}).")
         else:
             click.echo(f"Runs: {summary.remote} is up to date.")
     if summary.data_error:
         raise click.ClickException(summary.data_error)
     if missing:
         sys.exit(1)
-
-
-def _refs_line(refs: list[str]) -> str:
-    """The refs a push updated, code refs counted rather than listed (a study has hundreds)."""
-    from ..store import CODE_REF_PREFIX
-
-    named = [r for r in refs if not r.startswith(CODE_REF_PREFIX)]
-    code = len(refs) - len(named)
-    if code:
-        named.append(f"{code} code commit{'s' if code != 1 else ''}")
-    return ", ".join(named)
 
 
 def _data_line(report: object) -> str:

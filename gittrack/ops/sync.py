@@ -46,6 +46,15 @@ class PushSummary:
     data: Any = None  # what the data layer reported, None when it is absent
     data_error: str = ""
 
+    @property
+    def updated_line(self) -> str:
+        """The refs updated, code refs counted rather than listed (a study has hundreds)."""
+        named = [r for r in self.updated if not r.startswith(store.CODE_REF_PREFIX)]
+        code = len(self.updated) - len(named)
+        if code:
+            named.append(f"{code} code commit{'s' if code != 1 else ''}")
+        return ", ".join(named)
+
     def to_json_dict(self) -> dict[str, Any]:
         import dataclasses
         import json
