@@ -370,3 +370,59 @@ def test_misspelt_keys_get_a_hint(tracked_repo: Path, run_cli) -> None:
         "Warning: no run has params.tmep (did you mean params.temp?)",
         "Warning: no run has metrics.enrgy (did you mean metrics.energy?)",
     ]
+
+
+WAITING = """\
+import pathlib
+import time
+
+import click
+import gittrack
+
+
+@gittrack.command()
+@click.option("--temp", type=float, default=1.0)
+def main(temp):
+    pathlib.Path("started").write_text("")
+    while not pathlib.Path("release").exists():
+        time.sleep(0.05)
+    return {"energy": -temp}
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_query_finds_the_runs_that_are_running(tracked_repo: Path, run_cli) -> None:
+    """A running run is in no index yet: `--where` and `--sort` still see it, as `ls` does."""
+    import subprocess
+    import sys
+    import time
+
+    write_script(tracked_repo, "wait.py", WAITING)
+    (tracked_repo / "release").write_text("")
+    assert run_cli(tracked_repo, "run", "wait.py", "--temp", "2").exit_code == 0  # completed
+    (tracked_repo / "release").unlink()
+    (tracked_repo / "started").unlink()
+    proc = subprocess.Popen([sys.executable, "wait.py", "--temp", "9"], cwd=tracked_repo)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tracked_repo / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        running = ls_json(run_cli, tracked_repo, "--where", "status = 'running'")
+        assert [(r["status"], r["params"]["temp"]) for r in running] == [("running", 9.0)]
+        assert [
+            r["params"]["temp"]
+            for r in ls_json(run_cli, tracked_repo, "--where", "params.temp > 1")
+        ] == [9.0, 2.0]
+        assert (
+            ls_json(run_cli, tracked_repo, "--where", "params.temp = 2")[0]["status"] == "completed"
+        )
+        assert len(ls_json(run_cli, tracked_repo, "--where", "params.temp = 2")) == 1
+        shown = run_cli(tracked_repo, "ls", "--where", "status = 'running'")
+        assert "running" in shown.stdout and "1 of" in shown.stdout, shown.output
+    finally:
+        (tracked_repo / "release").write_text("")
+        proc.wait(timeout=60)
+    assert ls_json(run_cli, tracked_repo, "--where", "status = 'running'") == []

@@ -15,6 +15,8 @@ from ..model.record import RunRecord
 from ..model.values import FAMILIES, FAMILY_COLUMN, RUN_FIELDS, cell, collapses, csv_value, flat
 from ..store import staging
 
+DEFAULT_ORDER = "runs.started_ts DESC, runs.id"  # newest first
+
 BASE_COLUMNS = ["id", "name", "status", "started", "duration_s"]
 PLAIN_COLUMNS = (*RUN_FIELDS, "tags", "note", "commit")
 
@@ -48,9 +50,7 @@ def list_runs(
 
     index = Index(repo)
     sql, params = compile_where(where) if where and where.strip() else ("", [])
-    order, order_params = (
-        compile_order(sort) if sort and sort.strip() else ("runs.started_ts DESC, runs.id", [])
-    )
+    order, order_params = compile_order(sort) if sort and sort.strip() else (DEFAULT_ORDER, [])
     # one row beyond the limit tells whether more match, without counting them all
     rows = index.select(
         sql, params, order, limit=None if limit is None else limit + 1, order_params=order_params
@@ -63,12 +63,7 @@ def list_runs(
         if r["problem"]
     ]
     records = [r["record"] | {"commit": r["commit"]} for r in rows if r["record"]]
-    staged = []
-    if not where and not sort:
-        staged = [
-            rec.to_json_dict() | {"status": state, "commit": ""}
-            for rec, state in staging.stale_runs(repo)
-        ]
+    staged = _staged(repo, sql, params, order, order_params)
     records = staged + records
     if limit is not None:
         more = more or len(records) > limit
@@ -79,6 +74,20 @@ def list_runs(
     shown = pick_columns(records, columns, varying)
     problems += unknown_keys(index, where, sort, shown if columns else None)
     return Listing(records, total, problems, more, shown)
+
+
+def _staged(
+    repo: store.Repo, sql: str, params: list[Any], order: str, order_params: list[Any]
+) -> list[dict[str, Any]]:
+    """The runs staged locally (running, or died and not committed) that the query matches, in
+    its order: they come before the recorded runs."""
+    found = staging.stale_runs(repo)
+    if found and (sql or order_params or order != DEFAULT_ORDER):
+        from ..index.staged import matching
+
+        kept = matching([rec for rec, _ in found], sql, params, order, order_params)
+        found = [found[i] for i in kept]
+    return [rec.to_json_dict() | {"status": state, "commit": ""} for rec, state in found]
 
 
 def _unpulled_hint(repo: store.Repo) -> list[str]:
@@ -272,15 +281,8 @@ def stream_runs(
 
     index = Index(repo)
     sql, params = compile_where(where) if where and where.strip() else ("", [])
-    order, order_params = (
-        compile_order(sort) if sort and sort.strip() else ("runs.started_ts DESC, runs.id", [])
-    )
-    staged: list[dict[str, Any]] = []
-    if not where and not sort:
-        staged = [
-            rec.to_json_dict() | {"status": state, "commit": ""}
-            for rec, state in staging.stale_runs(repo)
-        ]
+    order, order_params = compile_order(sort) if sort and sort.strip() else (DEFAULT_ORDER, [])
+    staged = _staged(repo, sql, params, order, order_params)
     if limit is not None:
         staged = staged[:limit]
     rest = None if limit is None else limit - len(staged)
