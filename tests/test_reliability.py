@@ -50,6 +50,10 @@ def test_failing_simulation_is_recorded_as_failed(tracked_repo: Path, run_cli) -
     proc = run_python(tracked_repo, "sim.py", "--temp", "-2", check=False)
     assert proc.returncode == 1 and "ValueError: negative temperature" in proc.stderr
     assert [r["status"] for r in ls_json(tracked_repo)] == ["failed", "failed"]
+    for stored in (r["error"]["traceback"] for r in ls_json(tracked_repo)):
+        # what was kept starts where the script failed, as the terminal showed it
+        assert "recording/command.py" not in stored and "click/core.py" not in stored, stored
+        assert stored.splitlines()[1].startswith('  File "') and "sim.py" in stored.splitlines()[1]
 
 
 def test_ctrl_c_is_recorded_as_interrupted(tracked_repo: Path) -> None:

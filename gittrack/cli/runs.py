@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -110,19 +109,12 @@ def run(
         if isinstance(exc, GittrackError):
             raise
         # the simulation's own error: it is recorded; show it as Python would
-        click.echo(_user_traceback(exc), err=True)
+        from ..recording.tracebacks import user_traceback
+
+        click.echo(user_traceback(exc), err=True)
         sys.exit(1)
     finally:
         os.chdir(cwd)
-
-
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback of the script's own error, from its first frame outside gittrack and click."""
-    skip = (str(Path(click.__file__).parent), str(Path(__file__).resolve().parents[1]))
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(skip):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__)).rstrip()
 
 
 @cli.command()

@@ -189,11 +189,11 @@ class RunSession:
         record.status = status
         record.exit_code = exit_code
         if exc is not None and status == "failed":
-            import traceback
+            from .tracebacks import user_traceback
 
             record.error = {"type": type(exc).__name__, "message": str(exc)}
             if not record.exec:  # an exec run's frames are gittrack's own: its message says all
-                record.error["traceback"] = "".join(traceback.format_exception(exc))
+                record.error["traceback"] = user_traceback(exc)
         if status == "interrupted" and isinstance(job := record.env.get("slurm"), dict):
             from .scheduler import slurm_outcome
 
