@@ -315,6 +315,37 @@ def test_a_killed_run_has_no_exit_code_and_ends_at_its_heartbeat(
     check_died(run_cli, tracked_repo, killed)
 
 
+LOGGER = """\
+import time
+
+import click
+import gittrack
+
+
+@gittrack.command()
+def main():
+    print("started", flush=True)
+    for step in range(3):
+        time.sleep(0.5)
+        gittrack.log(step=step, energy=-step)  # metrics.csv in the output folder, written now
+    time.sleep(60)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_killed_run_lasted_at_least_until_its_last_logged_value(
+    tracked_repo: Path, run_cli
+) -> None:
+    """Between heartbeats (10 s apart), what the run wrote last says when it was alive."""
+    write_script(tracked_repo, "sleeper.py", LOGGER)
+    killed = kill_mid_run(tracked_repo, 2.5)
+    data = check_died(run_cli, tracked_repo, killed)
+    assert data["duration_s"] >= 1.4, data["duration_s"]
+
+
 @pytest.mark.slow
 def test_a_run_killed_after_a_heartbeat_lasted_until_it(tracked_repo: Path, run_cli) -> None:
     """The heartbeat beats every 10 s: a run killed after 11 s lasted at least 10 s."""

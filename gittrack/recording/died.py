@@ -62,7 +62,7 @@ def _commit_died(repo: store.Repo, record: RunRecord, folder: Path) -> bool:
     if store.read_record_bytes(repo, record.id) is not None:
         return False
     if record.status != "died":  # not judged by stale_runs: it ends when last seen alive
-        record.mark_died(staging.last_seen(folder, _heartbeat(folder)))
+        record.mark_died(staging.last_seen(repo, folder, _heartbeat(folder)))
     if isinstance(job := record.env.get("slurm"), dict) and not record.error:
         from .scheduler import slurm_outcome
 

@@ -77,7 +77,7 @@ def stale_runs(repo: Repo) -> list[tuple[RunRecord, str]]:
         if beat.get("host") == host:
             alive = pid_alive(int(beat.get("pid", -1)))
         if not alive:
-            record.mark_died(last_seen(entry, beat))
+            record.mark_died(last_seen(repo, entry, beat))
         found.append((record, "running" if alive else "died"))
     return found
 
@@ -96,10 +96,17 @@ def run_of_process(repo: Repo, pid: int) -> str:
     return ""
 
 
-def last_seen(entry: Path, beat: dict[str, Any]) -> float:
-    """When a staged run was last alive: its last heartbeat or the last output it logged."""
+def last_seen(repo: Repo, entry: Path, beat: dict[str, Any]) -> float:
+    """When a staged run was last alive: its last heartbeat, or later the last thing it wrote
+    (its logs, a file in its output folder such as the values `gittrack.log` appends)."""
+    from .project import outputs_root
+
     seen = float(beat.get("time", 0))
-    for name in ("stdout.log", "stderr.log"):
+    paths = [entry / "stdout.log", entry / "stderr.log"]
+    outputs = outputs_root(repo) / entry.name
+    with contextlib.suppress(OSError):
+        paths += [outputs, *outputs.iterdir()]  # one level: a folder's time covers its files
+    for path in paths:
         with contextlib.suppress(OSError):
-            seen = max(seen, (entry / name).stat().st_mtime)
-    return seen
+            seen = max(seen, path.stat().st_mtime)
+    return min(seen, time.time())  # a file dated in the future (copied with its times) is not
