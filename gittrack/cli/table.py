@@ -23,7 +23,6 @@ STATUS_COLOURS = {
     "running": "cyan",
     "unreadable": "red",
 }
-SCALARS = (str, int, float)  # CSV cells written as they are (bool is not one: "true")
 MAX_CELL = 28  # wider values are cut with "…" in the table (CSV and JSON keep them whole)
 MAX_HIDDEN_NAMED = 6  # the footer names this many hidden columns, then says how many more
 
@@ -151,12 +150,16 @@ def write_stream(stream: Any, fmt: str, columns: list[str] | None = None) -> Non
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(stream.columns)
-    for n, values in enumerate(stream.cells()):
-        writer.writerow([v if type(v) in SCALARS else csv_value(v) for v in values])
-        if n % 1000 == 999:
+    pending: list[Any] = []
+    for values in stream.cells(as_csv=True):
+        pending.append(values)
+        if len(pending) >= 1000:
+            writer.writerows(pending)
+            pending.clear()
             batch.append(buf.getvalue())
             buf.seek(0)
             buf.truncate()
             flush()
+    writer.writerows(pending)
     batch.append(buf.getvalue())
     flush()

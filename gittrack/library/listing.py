@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,13 +242,15 @@ class RunStream:
             if text:
                 yield text
 
-    def cells(self) -> Iterator[list[Any]]:
+    def cells(self, *, as_csv: bool = False) -> Iterator[Sequence[Any]]:
+        """The values of `columns` of each row; `as_csv`: as CSV cells (`csv_value`)."""
         for record in self.staged:
-            yield [cell(record, c) for c in self.columns]
-        for run_id, values, problem in self.index.cells(self.rids, self.columns):
+            values = [cell(record, c) for c in self.columns]
+            yield [csv_value(v) for v in values] if as_csv else values
+        for run_id, found, problem in self.index.cells(self.rids, self.columns, as_csv=as_csv):
             self._note(run_id, problem)
-            if values is not None:
-                yield values
+            if found is not None:
+                yield found
 
     def _note(self, run_id: str, problem: str | None) -> None:
         if problem:
