@@ -44,10 +44,10 @@ def list_runs(
     `columns` picks what to show (`id,params.temp,metrics.*`); by default the run fields, then
     the params and metrics that vary among the listed runs (all of them when `varying` is off).
     """
-    from ..index.compiler import compile_order, compile_where
+    from ..index.compiler import compile_order
 
     index = Index(repo)
-    sql, params = compile_where(where) if where and where.strip() else ("", [])
+    sql, params = _where(where, limit, sort)
     order, order_params = (
         compile_order(sort) if sort and sort.strip() else ("runs.started_ts DESC, runs.id", [])
     )
@@ -79,6 +79,16 @@ def list_runs(
     shown = pick_columns(records, columns, varying)
     problems += unknown_keys(index, where, sort, shown if columns else None)
     return Listing(records, total, problems, more, shown)
+
+
+def _where(where: str | None, limit: int | None, sort: str | None) -> tuple[str, list[Any]]:
+    """The SQL of `where`; with a limit in the index's order (no sort) the walk stops early,
+    so each run walked is looked up rather than every matching run listed first."""
+    if not where or not where.strip():
+        return "", []
+    from ..index.compiler import compile_where
+
+    return compile_where(where, probe=limit is not None and not (sort and sort.strip()))
 
 
 def _unpulled_hint(repo: store.Repo) -> list[str]:
@@ -270,10 +280,10 @@ def stream_runs(
     Only the row ids are read up front; the columns come from the distinct key shapes of the
     listed runs (a few rows of the index), not from the records.
     """
-    from ..index.compiler import compile_order, compile_where
+    from ..index.compiler import compile_order
 
     index = Index(repo)
-    sql, params = compile_where(where) if where and where.strip() else ("", [])
+    sql, params = _where(where, limit, sort)
     order, order_params = (
         compile_order(sort) if sort and sort.strip() else ("runs.started_ts DESC, runs.id", [])
     )
