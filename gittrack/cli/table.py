@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
-import shutil
 import unicodedata
 from typing import Any
 
@@ -14,6 +11,7 @@ import click
 
 from ..library.listing import pick_columns
 from ..model.values import cell, cell_text, collapsed_text, collapses, csv_value
+from . import terminal_size
 
 STATUS_COLOURS = {
     "completed": "green",
@@ -56,6 +54,9 @@ def render_runs(
         data = rows if not columns else [{c: cell(r, c) for c in cols} for r in rows]
         return json.dumps(data, indent=2, ensure_ascii=False, default=str)
     if fmt == "csv":
+        import csv
+        import io
+
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(cols)
@@ -72,7 +73,7 @@ def render_runs(
         max([text_width(h)] + [text_width(r[i]) for r in table]) for i, h in enumerate(headers)
     ]
     # fit the terminal; piped output (files, scripts) keeps every column
-    width = shutil.get_terminal_size((120, 24)).columns if fit else 1 << 30
+    width = terminal_size((120, 24)).columns if fit else 1 << 30
     keep = len(cols)
     while keep > 3 and sum(w + 2 for w in widths[:keep]) - 2 > width:
         keep -= 1
@@ -147,6 +148,9 @@ def write_stream(stream: Any, fmt: str, columns: list[str] | None = None) -> Non
                 flush()
         flush("[]\n" if first else "\n]\n")
         return
+    import csv
+    import io
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(stream.columns)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,6 +149,8 @@ def unknown_keys(
     for name in names:
         if name in known:
             continue
+        import difflib  # only for a name no run has
+
         family, _, key = name.partition(".")
         same_family = [k.partition(".")[2] for k in known if k.startswith(family + ".")]
         close = difflib.get_close_matches(key, same_family, n=1)
