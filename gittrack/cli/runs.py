@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +117,8 @@ def run(
 
 def _user_traceback(exc: BaseException) -> str:
     """The traceback of the script's own error, from its first frame outside gittrack and click."""
+    import traceback  # only for a failed run
+
     skip = (str(Path(click.__file__).parent), str(Path(__file__).resolve().parents[1]))
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(skip):
