@@ -148,22 +148,5 @@ def write_stream(stream: Any, fmt: str, columns: list[str] | None = None) -> Non
                 flush()
         flush("[]\n" if first else "\n]\n")
         return
-    import csv
-    import io
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(stream.columns)
-    pending: list[Any] = []
-    for values in stream.cells(as_csv=True):
-        pending.append(values)
-        if len(pending) >= 1000:
-            writer.writerows(pending)
-            pending.clear()
-            batch.append(buf.getvalue())
-            buf.seek(0)
-            buf.truncate()
-            flush()
-    writer.writerows(pending)
-    batch.append(buf.getvalue())
-    flush()
+    for chunk in stream.csv_chunks():
+        click.echo(chunk, nl=False)

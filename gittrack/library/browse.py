@@ -34,11 +34,12 @@ class Page:
     problems: list[str] = field(default_factory=list)
 
 
-def where_sql(where: str | None) -> tuple[str, list[Any]]:
-    """The SQL condition of a query in the lookup language (empty when no query)."""
+def where_sql(where: str | None, probe: bool = False) -> tuple[str, list[Any]]:
+    """The SQL condition of a query in the lookup language (empty when no query); `probe`
+    for a page walked in the index's order (see `compile_where`)."""
     if not where or not where.strip():
         return "", []
-    sql, params = compile_where(where)
+    sql, params = compile_where(where, probe=probe)
     return sql, list(params)
 
 
@@ -221,6 +222,8 @@ def page(
     order, order_args = order_sql(sort, desc)
     if group:
         order = "runs.experiment = '', runs.experiment, " + order
+    elif where and sort == "started" and desc:  # newest first: a walk of the runs_started index
+        cond, args = in_experiment(*where_sql(where, probe=True), experiment)
     rows = []
     for row in index.select(cond, args, order, limit=limit, order_params=order_args, offset=offset):
         data = row["record"] or {"id": row["id"], "status": "unreadable", "problem": row["problem"]}

@@ -263,6 +263,27 @@ class RunStream:
             if found is not None:
                 yield found
 
+    def csv_chunks(self, rows: int = 1000) -> Iterator[str]:
+        """The listing as CSV text: the header, then `rows` rows at a time, as they are read
+        (for a pipe or an HTTP response); lists are joined by commas, None is empty."""
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.columns)
+        pending: list[Sequence[Any]] = []
+        for values in self.cells(as_csv=True):
+            pending.append(values)
+            if len(pending) >= rows:
+                writer.writerows(pending)
+                pending.clear()
+                yield buf.getvalue()
+                buf.seek(0)
+                buf.truncate()
+        writer.writerows(pending)
+        yield buf.getvalue()
+
     def _note(self, run_id: str, problem: str | None) -> None:
         if problem:
             self.problems.append(f"run {short(run_id)} is unreadable ({problem}); skipped")
@@ -322,17 +343,3 @@ def _stream_columns(shapes: list[list[str]], spec: str | list[str] | None) -> li
         for keys in shapes
     ]
     return pick_columns(rows, spec, varying=False)
-
-
-def to_csv(listing: Listing, columns: list[str] | None = None) -> str:
-    """The listing as CSV: a header, then one row per run (lists joined by commas)."""
-    import csv
-    import io
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    cols = columns or listing.columns
-    writer.writerow(cols)
-    for row in listing.rows:
-        writer.writerow([csv_value(cell(row, c)) for c in cols])
-    return buf.getvalue()
