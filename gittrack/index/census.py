@@ -50,27 +50,45 @@ def sample_records(index: Index, rids: list[int]) -> dict[int, dict[str, Any]]:
     return found
 
 
-def value_range(
-    index: Index, column: str, cond: str, args: list[Any], lists: bool
-) -> tuple[Any, Any]:
-    """The lowest and highest indexed text of `column` (params.X, metrics.X) among the runs
-    matching `cond`; `lists` compares each run's values whole, joined."""
-    family, _, key = column.partition(".")
-    where = "keys.family = ? AND keys.key = ?"
-    params: list[Any] = [family, key]
-    if cond:
-        where += f" AND kv.run IN (SELECT runs.rid FROM run_fields AS runs WHERE {cond})"
-        params += args
-    join = "FROM kv JOIN keys ON keys.key_id = kv.key_id"
-    if lists:
-        sql = (
-            "SELECT min(v), max(v) FROM (SELECT group_concat(kv.text, char(31)) AS v "
-            f"{join} WHERE {where} GROUP BY kv.run)"
-        )
-    else:
-        sql = f"SELECT min(kv.text), max(kv.text) {join} WHERE {where}"
-    low, high = index.db.execute(sql, params).fetchone()
-    return low, high
+RANGES_A_STATEMENT = 100  # columns one statement asks (SQLite joins at most 500 SELECTs)
+
+
+def value_ranges(
+    index: Index, columns: list[tuple[str, bool]], cond: str, args: list[Any]
+) -> list[tuple[Any, Any]]:
+    """The lowest and highest indexed text of each (column, lists) among the runs matching
+    `cond`, in order; a list column compares each run's values whole, joined.
+
+    One statement a hundred columns: the matching runs are found once for all of them (a
+    column's values are in the kv_text index, so without `cond` each is two look-ups).
+    """
+    found: list[tuple[Any, Any]] = []
+    for start in range(0, len(columns), RANGES_A_STATEMENT):
+        part = columns[start : start + RANGES_A_STATEMENT]
+        params: list[Any] = list(args) if cond else []
+        selects = []
+        for n, (column, lists) in enumerate(part):
+            family, _, key = column.partition(".")
+            where = "keys.family = ? AND keys.key = ?" + (" AND kv.run IN matched" if cond else "")
+            params += [family, key]
+            join = "FROM kv JOIN keys ON keys.key_id = kv.key_id"
+            if lists:
+                selects.append(
+                    f"SELECT {n}, * FROM (SELECT min(v), max(v) FROM (SELECT group_concat(kv.text,"
+                    f" char(31)) AS v {join} WHERE {where} GROUP BY kv.run))"
+                )
+            else:
+                selects.append(
+                    f"SELECT {n}, * FROM (SELECT min(kv.text), max(kv.text) {join} WHERE {where})"
+                )
+        sql = " UNION ALL ".join(selects)
+        if cond:
+            sql = (
+                "WITH matched AS MATERIALIZED (SELECT runs.rid FROM run_fields AS runs"
+                f" WHERE {cond}) {sql}"
+            )
+        found += [(low, high) for _, low, high in sorted(index.db.execute(sql, params))]
+    return found
 
 
 def plot_values(

@@ -113,24 +113,17 @@ def census(index: Index, cond: str, args: list[Any]) -> Census:
             present[key] = present.get(key, 0) + per_shape[shape]
             first_in.setdefault(key, shape)
     records = census_sql.sample_records(index, list(sample.values()))
-    stats: dict[str, tuple[int, int, bool]] = {}
-    for column, count in present.items():
+    kinds: dict[str, tuple[bool, bool]] = {}  # column -> (list or run id, list)
+    for column in present:
         value = cell(records.get(sample[first_in[column]], {}), column)
-        listy = collapses(value)
-        lists = isinstance(value, list)
-        distinct = 1 if count < 2 else _distinct(index, column, cond, args, lists)
-        stats[column] = (distinct, count, listy)
+        kinds[column] = (collapses(value), isinstance(value, list))
+    # 1 when every matching run having the column has the same value in it, else 2: by the
+    # lowest and highest text (a list is one row per element: lists compare whole, per run)
+    several = [c for c, count in present.items() if count >= 2]
+    ranges = census_sql.value_ranges(index, [(c, kinds[c][1]) for c in several], cond, args)
+    distinct = {c: 1 if low == high else 2 for c, (low, high) in zip(several, ranges, strict=True)}
+    stats = {c: (distinct.get(c, 1), count, kinds[c][0]) for c, count in present.items()}
     return Census(total, commands, stats)
-
-
-def _distinct(index: Index, column: str, cond: str, args: list[Any], lists: bool) -> int:
-    """1 when every matching run that has `column` has the same value in it, else 2.
-
-    A list is one row per element in the index: lists compare whole, joined per run (list
-    params are those of analyses, a few runs); other values by their lowest and highest text.
-    """
-    low, high = census_sql.value_range(index, column, cond, args, lists)
-    return 1 if low == high else 2
 
 
 def default_columns(
