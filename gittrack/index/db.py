@@ -297,7 +297,7 @@ class Index:
 
         `as_csv` gives each value as a CSV cell (`csv_value`). Then the rows whose values are
         all text, numbers or null (no list, table or bool: the common case) skip the work
-        per value: one JSON parse a batch, the cells picked in C.
+        per value: their values parsed and their cells picked in C.
         """
         from ..model.values import FAMILY_COLUMN, cell, csv_value
 
