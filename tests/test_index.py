@@ -298,3 +298,27 @@ def test_listing_loads_neither_the_recording_machinery_nor_the_index_builder() -
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_query_to_a_pipe_loads_no_module_it_does_not_use(repo: Path) -> None:
+    """`gittrack ls --where Q --limit 20 > file` and `gittrack show ID > file` load neither the
+    terminal's helpers (shutil with lzma and bz2), the CSV module, the suggestions (difflib)
+    nor the traceback printer."""
+    write_runs(repo, scan(3))
+    unused = ("shutil", "lzma", "bz2", "csv", "difflib", "traceback")
+    query = "params.temp >= 200 and status = 'completed'"
+    shown = {}
+    for args in (["ls", "--where", query, "--limit", "2"], ["show", "scan-1"]):
+        code = (
+            "import sys\n"
+            "from gittrack.cli import cli\n"
+            f"cli({args!r}, standalone_mode=False)\n"
+            f"print(sorted(m for m in sys.modules if m in {unused!r}))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
+        )
+        *shown[args[0]], loaded = out.stdout.strip().splitlines()
+        assert loaded == "[]", args
+    assert len(shown["ls"]) == 4  # the header, two runs and the footer
+    assert shown["show"][0].startswith("run ") and "  name:        scan-1" in shown["show"]

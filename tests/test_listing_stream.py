@@ -62,3 +62,56 @@ def test_csv_and_column_listings_match_the_table_of_the_same_runs(
         json.loads(result.stdout), json.loads(render_runs(listing, "json", listing.columns))
     )
     assert run_cli(tracked_repo, "ls", "--where", "params.temp > 99", "--json").stdout == "[]\n"
+
+
+ODD = """\
+import click
+import gittrack
+
+
+@gittrack.command()
+@click.option("--flag/--no-flag", default=False)
+@click.option("--size", type=int, multiple=True)
+@click.option("--text", default="plain")
+@click.option("--ratio", type=float, default=0.5)
+def main(flag, size, text, ratio):
+    return {
+        "tiny": 1.234e-05,
+        "small": 0.000123,
+        "huge": 1e16,
+        "wide": 1234567890123456.0,
+        "big": 2**62,
+        "ok": flag,
+        "fit": {"slope": ratio, "label": text},
+        "word": text,
+    }
+"""
+
+
+def test_csv_cells_of_odd_values_are_those_of_the_table(tracked_repo: Path, run_cli) -> None:
+    """Bools, lists, nested tables, float spellings and text that needs quoting or looks
+    like JSON: the streamed CSV (its quick way for plain rows included) is the table's CSV."""
+    (tracked_repo / "odd.py").write_text(ODD)
+    texts = ["plain", 'say "hi", twice', "line\nbreak", "[not a list]", "true", "ü {x}", ""]
+    for n, text in enumerate(texts):
+        flags = ["--flag"] if n % 2 else []
+        sizes = [f"--size={s}" for s in range(n % 3)]
+        ratio = ["--ratio", ["1e-07", "0.25", "3", "1e300"][n % 4]]
+        result = run_cli(tracked_repo, "run", "odd.py", "--text", text, *flags, *sizes, *ratio)
+        assert result.exit_code == 0, result.output
+    assert run_cli(tracked_repo, "tag", "latest", "ab", "c").exit_code == 0
+    assert run_cli(tracked_repo, "note", "latest", "a note, with a comma").exit_code == 0
+    repo = store.find_repo(tracked_repo)
+    flat = "id,params.*,metrics.tiny,metrics.small,metrics.huge,metrics.wide,metrics.big"
+    for columns in (
+        None,
+        f"{flat},metrics.ok,metrics.word,note,tags,commit",
+        "metrics.word",
+        "tags",
+    ):
+        listing = list_runs(repo, columns=columns, varying=False)
+        args = ["--columns", columns] if columns else []
+        result = run_cli(tracked_repo, "ls", *args, "--format", "csv")
+        assert result.exit_code == 0, result.output
+        assert result.stdout == render_runs(listing, "csv", listing.columns if columns else None)
+        assert len(result.stdout.splitlines()) > len(texts)

@@ -17,15 +17,20 @@ from gittrack.index.query import tokenize
 
 
 def names(repo: Path, where: str, sort: str | None = None) -> list[str]:
-    sql, params = compile_where(where)
+    """The names of the runs `where` finds, in order; the same whether each value condition
+    lists its runs first or looks each run up (`probe`, for a walk that stops early)."""
     order, order_params = compile_order(sort) if sort else ("runs.started_ts DESC, runs.id", [])
     index = Index(store.find_repo(repo))
+    found = []
     try:
-        return [
-            r["record"]["name"] for r in index.select(sql, params, order, order_params=order_params)
-        ]
+        for probe in (False, True):
+            sql, params = compile_where(where, probe=probe)
+            rows = index.select(sql, params, order, order_params=order_params)
+            found.append([r["record"]["name"] for r in rows])
     finally:
         index.close()
+    assert found[0] == found[1]
+    return found[0]
 
 
 @pytest.fixture
@@ -261,3 +266,32 @@ def test_python_api_runs_and_pandas(scanned: Path) -> None:
     assert str(df["params.temp"].dtype) == "Int64"  # nullable: stays int even when a run lacks it
     with pytest.raises(QueryError):
         gittrack.runs(where="params.temp >>> 2", repo=scanned)
+
+
+def test_a_limited_listing_walks_runs_in_order_and_stops_early(scanned: Path) -> None:
+    """With a limit and no sort each value condition is a look-up of the run walked (kv's
+    primary key, tags' and members' run indexes), never a list of every matching run."""
+    where = (
+        "params.temp >= 200 and (metrics.energy != 3 or tags in ('x') or experiment = 'e'"
+        " or experiment = '' or params.seed like '1%')"
+    )
+    index = Index(store.find_repo(scanned))
+    index.sync()
+    for probe in (False, True):
+        sql, params = compile_where(where, probe=probe)
+        plan = " | ".join(
+            r[3]
+            for r in index.db.execute(
+                "EXPLAIN QUERY PLAN SELECT rid FROM run_fields AS runs WHERE "
+                f"{sql} ORDER BY runs.started_ts DESC, runs.id LIMIT 20",
+                params,
+            )
+        )
+        assert ("LIST SUBQUERY" in plan) is not probe, plan
+        assert "SCAN runs USING INDEX runs_started" in plan
+    index.close()
+    listed = gittrack.runs(where=where, repo=scanned)
+    assert [r.name for r in gittrack.runs(where=where, repo=scanned, limit=3)] == [
+        r.name for r in listed
+    ][:3]
+    assert len(listed) > 3

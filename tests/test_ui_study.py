@@ -257,3 +257,27 @@ def test_api_series_gives_each_selected_runs_time_series(client, ising):
     missing = client.get("/api/series", params={"ids": "nosuchrun"})
     assert missing.status_code == 404 and "nosuchrun" in missing.json()["error"]
     assert client.get("/api/series").status_code == 400
+
+
+def test_census_of_a_query_is_what_its_runs_hold(ising):
+    """Which columns vary among the runs a query matches (lists compared whole), how many
+    runs have each, found for every column at once: the same as reading each run's record."""
+    import json
+
+    from gittrack.index.db import Index
+    from gittrack.library import browse
+    from gittrack.library.listing import list_runs
+    from gittrack.model.values import cell
+
+    repo = ising["repo"]
+    index = Index(repo)
+    index.sync()
+    for where in (None, "params.temp >= 2.3", "experiment = 'ising-L24'", "params.L = 24"):
+        found = browse.census(index, *browse.where_sql(where))
+        rows = list_runs(repo, where=where, varying=False).rows
+        assert found.total == len(rows) > 0, where
+        for column, (distinct, count, _) in found.stats.items():
+            values = [cell(r, column) for r in rows if cell(r, column) is not None]
+            assert count == len(values), (where, column)
+            assert distinct == min(len({json.dumps(v) for v in values}), 2), (where, column)
+    index.close()

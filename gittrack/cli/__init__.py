@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
-import shutil
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +96,7 @@ class GittrackGroup(click.Group):
             raise
         except GittrackError as exc:
             if _debug(ctx):
-                traceback.print_exc()
+                _print_traceback()
             failure = UsageFailure if exc.exit_code == 2 else click.ClickException
             raise failure(str(exc)) from exc
         except KeyboardInterrupt:
@@ -106,7 +104,7 @@ class GittrackGroup(click.Group):
             ctx.exit(130)
         except Exception as exc:
             if _debug(ctx):
-                traceback.print_exc()
+                _print_traceback()
                 ctx.exit(1)
             full = storage_fault(exc)
             if full is not None:
@@ -139,6 +137,12 @@ def write_file(path: str, data: bytes) -> None:
         raise GittrackError(
             f"Cannot write {path} ({reason}); check the folder's permissions and free space."
         ) from exc
+
+
+def _print_traceback() -> None:
+    import traceback  # only with --debug: not loaded by every command
+
+    traceback.print_exc()
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -191,6 +195,14 @@ def _restore(name: str, value: str | None) -> None:
         os.environ[name] = value
 
 
+def terminal_size(fallback: tuple[int, int] = (80, 24)) -> os.terminal_size:
+    """`shutil.get_terminal_size`, shutil (with lzma and bz2) loaded only when output goes
+    to a terminal."""
+    import shutil
+
+    return shutil.get_terminal_size(fallback)
+
+
 def echo_paged(text: str, *, pager: bool = True, color: bool | None = None) -> None:
     """`click.echo(text)`, through GITTRACK_PAGER or PAGER (default less) when stdout is a
     terminal and `text` is taller than it; GITTRACK_PAGER=cat (or empty) never pages."""
@@ -199,7 +211,7 @@ def echo_paged(text: str, *, pager: bool = True, color: bool | None = None) -> N
         not pager
         or not sys.stdout.isatty()
         or (chosen is not None and chosen.strip() in ("", "cat"))
-        or text.count("\n") + 1 < shutil.get_terminal_size((80, 24)).lines
+        or text.count("\n") + 1 < terminal_size().lines
     ):
         click.echo(text, color=color)
         return

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
-import shutil
 import unicodedata
 from typing import Any
 
@@ -14,6 +11,7 @@ import click
 
 from ..library.listing import pick_columns
 from ..model.values import cell, cell_text, collapsed_text, collapses, csv_value
+from . import terminal_size
 
 STATUS_COLOURS = {
     "completed": "green",
@@ -23,7 +21,6 @@ STATUS_COLOURS = {
     "running": "cyan",
     "unreadable": "red",
 }
-SCALARS = (str, int, float)  # CSV cells written as they are (bool is not one: "true")
 MAX_CELL = 28  # wider values are cut with "…" in the table (CSV and JSON keep them whole)
 MAX_HIDDEN_NAMED = 6  # the footer names this many hidden columns, then says how many more
 
@@ -57,6 +54,9 @@ def render_runs(
         data = rows if not columns else [{c: cell(r, c) for c in cols} for r in rows]
         return json.dumps(data, indent=2, ensure_ascii=False, default=str)
     if fmt == "csv":
+        import csv
+        import io
+
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(cols)
@@ -73,7 +73,7 @@ def render_runs(
         max([text_width(h)] + [text_width(r[i]) for r in table]) for i, h in enumerate(headers)
     ]
     # fit the terminal; piped output (files, scripts) keeps every column
-    width = shutil.get_terminal_size((120, 24)).columns if fit else 1 << 30
+    width = terminal_size((120, 24)).columns if fit else 1 << 30
     keep = len(cols)
     while keep > 3 and sum(w + 2 for w in widths[:keep]) - 2 > width:
         keep -= 1
@@ -148,15 +148,5 @@ def write_stream(stream: Any, fmt: str, columns: list[str] | None = None) -> Non
                 flush()
         flush("[]\n" if first else "\n]\n")
         return
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(stream.columns)
-    for n, values in enumerate(stream.cells()):
-        writer.writerow([v if type(v) in SCALARS else csv_value(v) for v in values])
-        if n % 1000 == 999:
-            batch.append(buf.getvalue())
-            buf.seek(0)
-            buf.truncate()
-            flush()
-    batch.append(buf.getvalue())
-    flush()
+    for chunk in stream.csv_chunks():
+        click.echo(chunk, nl=False)

@@ -25,17 +25,31 @@ from .query import (
 # -- conditions -----------------------------------------------------------------------------
 
 KEY_ID = "(SELECT key_id FROM keys WHERE family = ? AND key = ?)"
-# `+` keeps SQLite from driving the query by a (possibly huge) list of matching runs: it walks
-# the runs in the asked order and probes each list, so `--limit 20` stops after 20 matches
-IN_RUNS = "+runs.rid IN"
 
 
 class Compiler:
-    """Turns a syntax tree into an SQL condition over `runs` with bound parameters."""
+    """Turns a syntax tree into an SQL condition over `runs` with bound parameters.
 
-    def __init__(self, query: str) -> None:
+    A condition on a table of values by run (kv, tags, members) is a list of the matching
+    runs, built once (`+` keeps SQLite from driving the query by it: it walks the runs in the
+    asked order and looks each up), or with `probe` a look-up of each run walked in that
+    table's run index: no list, so a walk that stops early (`--limit 20` in the index's order)
+    costs only the runs it walks, however many match in all.
+    """
+
+    def __init__(self, query: str, probe: bool = False) -> None:
         self.query = query
         self.params: list[Any] = []
+        self.probe = probe
+
+    def runs_in(self, table: str, condition: str = "") -> str:
+        """The runs with a row in `table` (kv, tags, members) meeting `condition`."""
+        if self.probe:
+            where = f"{table}.run = runs.rid" + (f" AND {condition}" if condition else "")
+            return f"EXISTS (SELECT 1 FROM {table} WHERE {where})"
+        return f"+runs.rid IN (SELECT run FROM {table}" + (
+            f" WHERE {condition})" if condition else ")"
+        )
 
     def node(self, node: Node) -> str:
         if isinstance(node, BoolOp):
@@ -156,21 +170,21 @@ class Compiler:
 
     def kv(self, c: Compare) -> str:
         fam_key = [c.field.family, c.field.key]
-        select = f"SELECT run FROM kv WHERE key_id = {KEY_ID}"
+        key = f"key_id = {KEY_ID}"
         if c.op == "like":
             self.params += [*fam_key, c.values[0].value]
-            return f"{IN_RUNS} ({select} AND text LIKE ?)"
+            return self.runs_in("kv", f"{key} AND text LIKE ?")
         if c.op in ("=", "in"):
-            return f"{IN_RUNS} ({select} AND {self.kv_match(c.values, fam_key)})"
+            return self.runs_in("kv", f"{key} AND {self.kv_match(c.values, fam_key)}")
         if c.op == "!=":  # has a value, and not an equal one
             self.params += fam_key
-            has = f"{IN_RUNS} ({select})"
-            equal = f"{IN_RUNS} ({select} AND {self.kv_match(c.values, fam_key)})"
+            has = self.runs_in("kv", key)
+            equal = self.runs_in("kv", f"{key} AND {self.kv_match(c.values, fam_key)}")
             return f"({has} AND NOT {equal})"
         tok = c.values[0]
         column = "num" if tok.kind == "number" else "text"
         self.params += [*fam_key, tok.value]
-        return f"{IN_RUNS} ({select} AND {column} {c.op} ?)"
+        return self.runs_in("kv", f"{key} AND {column} {c.op} ?")
 
     def kv_match(self, values: list[Token], fam_key: list[str]) -> str:
         self.params += fam_key
@@ -187,18 +201,18 @@ class Compiler:
 
     def experiment(self, c: Compare) -> str:
         """Membership: the run was recorded in the experiment or reused by it."""
-        select = "SELECT run FROM members WHERE experiment"
         if c.op == "like":
             self.params.append(c.values[0].value)
-            return f"{IN_RUNS} ({select} LIKE ?)"
+            return self.runs_in("members", "members.experiment LIKE ?")
         values = [self.text_of(v, c.field) for v in c.values]
         named = [v for v in values if v]
         parts = []
         if named:
             self.params += named
-            parts.append(f"{IN_RUNS} ({select} IN ({', '.join('?' * len(named))}))")
+            marks = ", ".join("?" * len(named))
+            parts.append(self.runs_in("members", f"members.experiment IN ({marks})"))
         if len(named) < len(values):  # '' stands for "in no experiment"
-            parts.append(f"(NOT {IN_RUNS} (SELECT run FROM members))")
+            parts.append(f"(NOT {self.runs_in('members')})")
         sql = "(" + " OR ".join(parts) + ")"
         return f"(NOT {sql})" if c.op == "!=" else sql
 
@@ -212,14 +226,18 @@ class Compiler:
         values = [self.text_of(v, c.field) for v in c.values]
         self.params += values
         if c.op == "like":
-            return f"{IN_RUNS} (SELECT run FROM tags WHERE tag LIKE ?)"
-        sql = f"{IN_RUNS} (SELECT run FROM tags WHERE tag IN ({', '.join('?' * len(values))}))"
+            return self.runs_in("tags", "tag LIKE ?")
+        sql = self.runs_in("tags", f"tag IN ({', '.join('?' * len(values))})")
         return f"(NOT {sql})" if c.op == "!=" else sql
 
 
-def compile_where(query: str) -> tuple[str, list[Any]]:
-    """`query` as an SQL condition over the index's `runs` table, and its bound parameters."""
-    compiler = Compiler(query)
+def compile_where(query: str, *, probe: bool = False) -> tuple[str, list[Any]]:
+    """`query` as an SQL condition over the index's `runs` table, and its bound parameters.
+
+    `probe` (see Compiler) suits a walk in the index's order that stops early: a limit
+    without a sort; without it, each value condition lists its matching runs first.
+    """
+    compiler = Compiler(query, probe)
     sql = compiler.node(parse(query))
     return sql, compiler.params
 

@@ -14,7 +14,8 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec
 
@@ -26,6 +27,12 @@ from .tables import INDEX_VERSION, INDEXES_SQL, SCHEMA_SQL, statements
 # columns a listing reads straight from run_fields; the rest come from the record's JSON text
 FIELD_COLUMNS = {"id": "f.id", "commit": "f.commit_sha", "tags": "f.tags", "note": "f.note"}
 JSON_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# CSV cells of run_fields columns as SQLite writes them (`csv_value`): tags joined by commas
+CSV_FIELDS = {
+    "tags": "CASE WHEN f.tags IS NULL OR f.tags = '[]' THEN ''"
+    " ELSE (SELECT group_concat(value, ',') FROM json_each(f.tags)) END",
+    "note": "coalesce(f.note, '')",
+}
 P = ParamSpec("P")
 ROW_SQL = (
     "SELECT f.id, r.record, f.commit_sha, f.problem, f.tags, f.note, f.joined, f.rid{extra}"
@@ -283,11 +290,16 @@ class Index:
                 yield r[0], text, r[3]
 
     def cells(
-        self, rids: list[int], columns: list[str]
-    ) -> Iterator[tuple[str, list[Any] | None, str | None]]:
+        self, rids: list[int], columns: list[str], *, as_csv: bool = False
+    ) -> Iterator[tuple[str, Sequence[Any] | None, str | None]]:
         """(id, the values of `columns` or None when unreadable, problem) for each rid, in
-        order; SQLite's json_extract reads them from the record's text (one parse in C)."""
-        from ..model.values import FAMILY_COLUMN, cell
+        order; SQLite's json_extract reads them from the record's text (one parse in C).
+
+        `as_csv` gives each value as a CSV cell (`csv_value`). Then the rows whose values are
+        all text, numbers or null (no list, table or bool: the common case) skip the work
+        per value: their values parsed and their cells picked in C.
+        """
+        from ..model.values import FAMILY_COLUMN, cell, csv_value
 
         fields: list[str] = []
         paths: list[str] = []  # per record column: the key as is, and a dotted key as a path
@@ -295,8 +307,12 @@ class Index:
         plain = True
         for column in columns:
             if column in FIELD_COLUMNS:
-                plan.append(({"tags": 2, "note": 3}.get(column, 1), len(fields)))
-                fields.append(FIELD_COLUMNS[column])
+                sql = FIELD_COLUMNS[column]
+                how = {"tags": 2, "note": 3}.get(column, 1)
+                if as_csv:  # SQLite writes the cell: tags joined by commas, no note as ""
+                    sql, how = CSV_FIELDS.get(column, sql), 1
+                plan.append((how, len(fields)))
+                fields.append(sql)
                 continue
             match = FAMILY_COLUMN.match(column)
             family, key = (match.group(1), match.group(2)) if match else ("", column)
@@ -313,6 +329,11 @@ class Index:
             else "NULL"
         )
         select = ", ".join(["f.id", "f.rid", "f.problem", "r.record IS NOT NULL", values, *fields])
+        # a quick row's cells: picked from [*its JSON values, *its run_fields cells]
+        count = len(paths) if paths and plain else 0
+        quick_plan = as_csv and all(how != 0 for how, _ in plan)  # no dotted keys
+        picks = [at if how == 4 else count + at for how, at in plan]
+        pick = itemgetter(*picks) if len(picks) > 1 else (lambda got: (got[picks[0]],))
         for chunk, marks in chunked(rids):
             found: dict[int, tuple[Any, ...]] = {}
             for r in self.db.execute(
@@ -328,14 +349,31 @@ class Index:
             for part, part_marks in chunked(slow):
                 for r in self.db.execute(ROW_SQL.format(extra="", marks=part_marks), part):
                     fallback[r[7]] = _row(r)["record"] | {"commit": r[2]}
+            quick: dict[int, Sequence[Any]] = {}
+            if quick_plan:
+                ready = [
+                    rid
+                    for rid, r in found.items()
+                    if r[3] and rid not in fallback and _scalars_only(r[4])
+                ]
+                for rid in ready:
+                    r = found[rid]
+                    got = json.loads(r[4])[:count] if count else []  # one path is asked twice
+                    got.extend(r[5:])
+                    quick[rid] = pick(got)
             for rid in chunk:
                 r = found.get(rid)
                 if r is None:
                     continue
                 if not r[3]:
                     yield r[0], None, r[2]
+                elif rid in quick:
+                    yield r[0], quick[rid], r[2]
                 elif rid in fallback:
-                    yield r[0], [cell(fallback[rid], c) for c in columns], r[2]
+                    got = [cell(fallback[rid], c) for c in columns]
+                    yield r[0], [csv_value(v) for v in got] if as_csv else got, r[2]
+                elif as_csv:
+                    yield r[0], [csv_value(v) for v in _cells(plan, r[4], r[5:])], r[2]
                 else:
                     yield r[0], _cells(plan, r[4], r[5:]), r[2]
 
@@ -367,6 +405,17 @@ def _row(r: tuple[Any, ...]) -> dict[str, Any]:
         if r[6]:
             record["experiments"] = json.loads(r[6])
     return {"id": r[0], "record": record, "commit": r[2], "problem": r[3], "recorded": recorded}
+
+
+def _scalars_only(extracted: str | None) -> bool:
+    """Whether json_extract's array of values (or none) holds no list, table or bool, which a
+    CSV cell writes otherwise than as is; a string holding one of these takes the longer way."""
+    return extracted is None or (
+        extracted.find("[", 1) < 0
+        and "{" not in extracted
+        and "true" not in extracted
+        and "false" not in extracted
+    )
 
 
 def _cells(

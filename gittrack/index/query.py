@@ -27,7 +27,6 @@ is a member of (the one it was recorded in and those that reused it, from the `m
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -150,6 +149,8 @@ def parse_field(text: str, pos: int, query: str) -> Field:
             return Field(lowered, key, pos)
         raise QueryError(query, pos + len(head) + 1, f"a key after '{head}.'")
     hint = f", found '{text}'"
+    import difflib  # only for a field that does not parse
+
     close = difflib.get_close_matches(
         lowered,
         [*COLUMNS_TEXT, *COLUMNS_NUMBER, *COLUMNS_DATE, "tags", *FAMILIES],

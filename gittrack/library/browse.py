@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import store
+from ..index import census as census_sql
 from ..index.compiler import compile_order, compile_where
 from ..index.db import Index
 from ..model.values import collapses
@@ -34,11 +35,12 @@ class Page:
     problems: list[str] = field(default_factory=list)
 
 
-def where_sql(where: str | None) -> tuple[str, list[Any]]:
-    """The SQL condition of a query in the lookup language (empty when no query)."""
+def where_sql(where: str | None, probe: bool = False) -> tuple[str, list[Any]]:
+    """The SQL condition of a query in the lookup language (empty when no query); `probe`
+    for a page walked in the index's order (see `compile_where`)."""
     if not where or not where.strip():
         return "", []
-    sql, params = compile_where(where)
+    sql, params = compile_where(where, probe=probe)
     return sql, list(params)
 
 
@@ -78,8 +80,7 @@ CENSUS_CACHE_SIZE = 64
 def cached_census(index: Index, cond: str, args: list[Any]) -> Census:
     """`census`, remembered until the index changes (a new run, tag or note): the same page
     loaded again, or refreshed live, does not count the runs again."""
-    state = tuple(index.db.execute("SELECT key, value FROM meta WHERE key IN ('tip', 'notes')"))
-    key = (str(index.repo.root), state, cond, tuple(map(repr, args)))
+    key = (str(index.repo.root), census_sql.state(index), cond, tuple(map(repr, args)))
     found = CENSUS_CACHE.get(key)
     if found is None:
         found = census(index, cond, args)
@@ -96,12 +97,7 @@ def census(index: Index, cond: str, args: list[Any]) -> Census:
     columns vary comes from the lowest and highest indexed value of each (an index lookup
     when nothing is filtered); which are lists or run ids from one record of each shape.
     """
-    sql = (
-        "SELECT runs.shape, runs.command, count(*), max(runs.rid) FROM run_fields AS runs"
-        + (f" WHERE {cond}" if cond else "")
-        + " GROUP BY runs.shape, runs.command ORDER BY min(runs.started), min(runs.rid)"
-    )
-    groups = index.db.execute(sql, args).fetchall()
+    groups = census_sql.shape_groups(index, cond, args)
     total = sum(g[2] for g in groups)
     commands = len({g[1] for g in groups})
     per_shape: dict[int, int] = {}
@@ -116,53 +112,18 @@ def census(index: Index, cond: str, args: list[Any]) -> Census:
         for key in keys:
             present[key] = present.get(key, 0) + per_shape[shape]
             first_in.setdefault(key, shape)
-    records = _sample_records(index, list(sample.values()))
-    stats: dict[str, tuple[int, int, bool]] = {}
-    for column, count in present.items():
+    records = census_sql.sample_records(index, list(sample.values()))
+    kinds: dict[str, tuple[bool, bool]] = {}  # column -> (list or run id, list)
+    for column in present:
         value = cell(records.get(sample[first_in[column]], {}), column)
-        listy = collapses(value)
-        lists = isinstance(value, list)
-        distinct = 1 if count < 2 else _distinct(index, column, cond, args, lists)
-        stats[column] = (distinct, count, listy)
+        kinds[column] = (collapses(value), isinstance(value, list))
+    # 1 when every matching run having the column has the same value in it, else 2: by the
+    # lowest and highest text (a list is one row per element: lists compare whole, per run)
+    several = [c for c, count in present.items() if count >= 2]
+    ranges = census_sql.value_ranges(index, [(c, kinds[c][1]) for c in several], cond, args)
+    distinct = {c: 1 if low == high else 2 for c, (low, high) in zip(several, ranges, strict=True)}
+    stats = {c: (distinct.get(c, 1), count, kinds[c][0]) for c, count in present.items()}
     return Census(total, commands, stats)
-
-
-def _sample_records(index: Index, rids: list[int]) -> dict[int, dict[str, Any]]:
-    import json
-
-    marks = ",".join("?" * len(rids))
-    sql = f"SELECT rid, record FROM records WHERE rid IN ({marks})"
-    found = {}
-    for rid, text in index.db.execute(sql, rids) if rids else []:
-        try:
-            found[rid] = json.loads(text) if text else {}
-        except ValueError:
-            found[rid] = {}
-    return found
-
-
-def _distinct(index: Index, column: str, cond: str, args: list[Any], lists: bool) -> int:
-    """1 when every matching run that has `column` has the same value in it, else 2.
-
-    A list is one row per element in the index: lists compare whole, joined per run (list
-    params are those of analyses, a few runs); other values by their lowest and highest text.
-    """
-    family, _, key = column.partition(".")
-    where = "keys.family = ? AND keys.key = ?"
-    params: list[Any] = [family, key]
-    if cond:
-        where += f" AND kv.run IN (SELECT runs.rid FROM run_fields AS runs WHERE {cond})"
-        params += args
-    join = "FROM kv JOIN keys ON keys.key_id = kv.key_id"
-    if lists:
-        sql = (
-            "SELECT min(v), max(v) FROM (SELECT group_concat(kv.text, char(31)) AS v "
-            f"{join} WHERE {where} GROUP BY kv.run)"
-        )
-    else:
-        sql = f"SELECT min(kv.text), max(kv.text) {join} WHERE {where}"
-    low, high = index.db.execute(sql, params).fetchone()
-    return 1 if low == high else 2
 
 
 def default_columns(
@@ -187,14 +148,6 @@ def default_columns(
     return [*head, *scalar, *metrics, *lists, "experiment", "started", "duration_s"]
 
 
-def in_experiment(cond: str, args: list[Any], experiment: str | None) -> tuple[str, list[Any]]:
-    """A condition narrowed to the members of an experiment (its runs and the runs it reused)."""
-    if experiment is None:
-        return cond, args
-    member = "runs.rid IN (SELECT run FROM members WHERE experiment = ?)"
-    return (f"{member} AND ({cond})" if cond else member), [experiment, *args]
-
-
 def page(
     repo: store.Repo,
     where: str | None = None,
@@ -208,7 +161,7 @@ def page(
     experiment: str | None = None,
 ) -> Page:
     """A page of the runs matching `where`, sorted, with the params and metrics that vary."""
-    cond, args = in_experiment(*where_sql(where), experiment)
+    cond, args = census_sql.in_experiment(*where_sql(where), experiment)
     index = Index(repo)
     index.sync()
     found = cached_census(index, cond, args)
@@ -221,6 +174,8 @@ def page(
     order, order_args = order_sql(sort, desc)
     if group:
         order = "runs.experiment = '', runs.experiment, " + order
+    elif where and sort == "started" and desc:  # newest first: a walk of the runs_started index
+        cond, args = census_sql.in_experiment(*where_sql(where, probe=True), experiment)
     rows = []
     for row in index.select(cond, args, order, limit=limit, order_params=order_args, offset=offset):
         data = row["record"] or {"id": row["id"], "status": "unreadable", "problem": row["problem"]}
@@ -269,17 +224,13 @@ def plot_rows(
     experiment: str | None = None,
 ) -> dict[str, list[Any]]:
     """Column-wise values of params/metrics for the matching runs (for parallel coordinates)."""
-    cond, args = in_experiment(*where_sql(where), experiment)
+    cond, args = census_sql.in_experiment(*where_sql(where), experiment)
     fields = [c for c in columns if FIELD.match(c)]
     index = Index(repo)
     index.sync()
-    select = ", ".join(["runs.id", "runs.status"] + ["json_extract(runs.record, ?)"] * len(fields))
-    sql = f"SELECT {select} FROM runs WHERE runs.record IS NOT NULL" + (
-        f" AND ({cond})" if cond else ""
-    )
-    sql += " ORDER BY runs.started DESC LIMIT ?"
     out: dict[str, list[Any]] = {"id": [], "status": []} | {c: [] for c in fields}
-    for row in index.db.execute(sql, [*(_json_path(c) for c in fields), *args, limit]):
+    paths = [_json_path(c) for c in fields]
+    for row in census_sql.plot_values(index, cond, args, paths, limit):
         out["id"].append(row[0])
         out["status"].append(row[1])
         for col, value in zip(fields, row[2:], strict=True):
@@ -291,18 +242,12 @@ def has_experiment(repo: store.Repo, name: str) -> bool:
     """True when some run belongs to experiment `name`."""
     index = Index(repo)
     index.sync()
-    sql = "SELECT 1 FROM members WHERE experiment = ? LIMIT 1"
-    return index.db.execute(sql, (name,)).fetchone() is not None
+    return census_sql.has_experiment(index, name)
 
 
 def experiments(repo: store.Repo) -> list[dict[str, Any]]:
     """Experiments with their run counts by status and time span, newest first."""
     index = Index(repo)
     index.sync()
-    sql = (  # members: runs recorded in the experiment and earlier runs it reused
-        "SELECT m.experiment, count(*), sum(r.status = 'completed'), sum(r.status = 'failed'), "
-        "min(r.started), max(r.started) FROM members AS m JOIN run_fields AS r ON r.rid = m.run "
-        "GROUP BY m.experiment ORDER BY max(r.started) DESC"
-    )
     keys = ("name", "runs", "completed", "failed", "first", "last")
-    return [dict(zip(keys, r, strict=True)) for r in index.db.execute(sql)]
+    return [dict(zip(keys, r, strict=True)) for r in census_sql.experiments(index)]

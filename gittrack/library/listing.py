@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,10 +45,10 @@ def list_runs(
     `columns` picks what to show (`id,params.temp,metrics.*`); by default the run fields, then
     the params and metrics that vary among the listed runs (all of them when `varying` is off).
     """
-    from ..index.compiler import compile_order, compile_where
+    from ..index.compiler import compile_order
 
     index = Index(repo)
-    sql, params = compile_where(where) if where and where.strip() else ("", [])
+    sql, params = _where(where, limit, sort)
     order, order_params = compile_order(sort) if sort and sort.strip() else (DEFAULT_ORDER, [])
     # one row beyond the limit tells whether more match, without counting them all
     rows = index.select(
@@ -88,6 +87,16 @@ def _staged(
         kept = matching([rec for rec, _ in found], sql, params, order, order_params)
         found = [found[i] for i in kept]
     return [rec.to_json_dict() | {"status": state, "commit": ""} for rec, state in found]
+
+
+def _where(where: str | None, limit: int | None, sort: str | None) -> tuple[str, list[Any]]:
+    """The SQL of `where`; with a limit in the index's order (no sort) the walk stops early,
+    so each run walked is looked up rather than every matching run listed first."""
+    if not where or not where.strip():
+        return "", []
+    from ..index.compiler import compile_where
+
+    return compile_where(where, probe=limit is not None and not (sort and sort.strip()))
 
 
 def _unpulled_hint(repo: store.Repo) -> list[str]:
@@ -149,6 +158,8 @@ def unknown_keys(
     for name in names:
         if name in known:
             continue
+        import difflib  # only for a name no run has
+
         family, _, key = name.partition(".")
         same_family = [k.partition(".")[2] for k in known if k.startswith(family + ".")]
         close = difflib.get_close_matches(key, same_family, n=1)
@@ -251,13 +262,36 @@ class RunStream:
             if text:
                 yield text
 
-    def cells(self) -> Iterator[list[Any]]:
+    def cells(self, *, as_csv: bool = False) -> Iterator[Sequence[Any]]:
+        """The values of `columns` of each row; `as_csv`: as CSV cells (`csv_value`)."""
         for record in self.staged:
-            yield [cell(record, c) for c in self.columns]
-        for run_id, values, problem in self.index.cells(self.rids, self.columns):
+            values = [cell(record, c) for c in self.columns]
+            yield [csv_value(v) for v in values] if as_csv else values
+        for run_id, found, problem in self.index.cells(self.rids, self.columns, as_csv=as_csv):
             self._note(run_id, problem)
-            if values is not None:
-                yield values
+            if found is not None:
+                yield found
+
+    def csv_chunks(self, rows: int = 1000) -> Iterator[str]:
+        """The listing as CSV text: the header, then `rows` rows at a time, as they are read
+        (for a pipe or an HTTP response); lists are joined by commas, None is empty."""
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.columns)
+        pending: list[Sequence[Any]] = []
+        for values in self.cells(as_csv=True):
+            pending.append(values)
+            if len(pending) >= rows:
+                writer.writerows(pending)
+                pending.clear()
+                yield buf.getvalue()
+                buf.seek(0)
+                buf.truncate()
+        writer.writerows(pending)
+        yield buf.getvalue()
 
     def _note(self, run_id: str, problem: str | None) -> None:
         if problem:
@@ -277,10 +311,10 @@ def stream_runs(
     Only the row ids are read up front; the columns come from the distinct key shapes of the
     listed runs (a few rows of the index), not from the records.
     """
-    from ..index.compiler import compile_order, compile_where
+    from ..index.compiler import compile_order
 
     index = Index(repo)
-    sql, params = compile_where(where) if where and where.strip() else ("", [])
+    sql, params = _where(where, limit, sort)
     order, order_params = compile_order(sort) if sort and sort.strip() else (DEFAULT_ORDER, [])
     staged = _staged(repo, sql, params, order, order_params)
     if limit is not None:
@@ -311,17 +345,3 @@ def _stream_columns(shapes: list[list[str]], spec: str | list[str] | None) -> li
         for keys in shapes
     ]
     return pick_columns(rows, spec, varying=False)
-
-
-def to_csv(listing: Listing, columns: list[str] | None = None) -> str:
-    """The listing as CSV: a header, then one row per run (lists joined by commas)."""
-    import csv
-    import io
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    cols = columns or listing.columns
-    writer.writerow(cols)
-    for row in listing.rows:
-        writer.writerow([csv_value(cell(row, c)) for c in cols])
-    return buf.getvalue()

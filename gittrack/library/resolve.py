@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 
 from .. import store
@@ -49,6 +48,8 @@ def named(repo: store.Repo, name: str) -> list[str]:
 
 def suggest(index: Index, ref: str) -> list[str]:
     """Close matches for a reference that matched nothing: names, then similar id prefixes."""
+    import difflib  # only here: a reference matched nothing
+
     names = [r[0] for r in index.db.execute("SELECT DISTINCT name FROM runs WHERE name != ''")]
     close = difflib.get_close_matches(ref, names, n=3, cutoff=0.6)
     if len(ref) >= 2 and HEX.match(ref.lower()[:2]):  # "5c8x" is a typo for an id too

@@ -140,7 +140,7 @@ def runs(
         from ..index.compiler import compile_order, compile_where
 
         if where:
-            sql, params = compile_where(where)
+            sql, params = compile_where(where, probe=limit is not None and not sort)
         if sort:
             order, order_params = compile_order(sort)
     return RunSet(r, index.select(sql, params, order, limit=limit, order_params=order_params))

@@ -5,8 +5,6 @@ Everything here reads (the lookup table, the runs branch, local output folders);
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -254,6 +252,9 @@ def timeseries(repo: store.Repo, run_id: str, data: dict[str, Any]) -> dict[str,
         path = output_file(repo, run_id, name) if name else None
     if path is None or not path.is_file():
         return {}
+    import csv  # only for a run with a time series (not loaded by `show`)
+    import io
+
     try:
         with path.open(newline="") as handle:
             reader = csv.DictReader(io.StringIO(handle.read(5_000_000)))

@@ -13,15 +13,29 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 
 from ..errors import GittrackError, RunNotFound
 from ..library import browse, runview
-from .render import script_json, whole_number
+from .render import PAGE_SIZES, script_json, whole_number
 from .shared import request_repo
 from .tables import table_args
 
 # -- JSON ------------------------------------------------------------------------------------
 
 
+MAX_API_PAGE = max(PAGE_SIZES)  # runs one /api/runs answer holds: the rest by ?offset=
+
+
 async def api_runs(request: Request) -> Response:
+    """A page of runs as JSON (`X-Total-Count`: how many match); at most MAX_API_PAGE runs
+    a page, so that an answer's memory is bounded at any number of runs."""
     args = table_args(request)
+    limit = whole_number(request, "limit", 100)
+    if limit > MAX_API_PAGE:
+        return JSONResponse(
+            {
+                "error": f"'limit' must be at most {MAX_API_PAGE}; ask for the next runs with "
+                "'offset' (the X-Total-Count header says how many match)."
+            },
+            status_code=400,
+        )
     try:
         page = browse.page(
             request_repo(request),
@@ -29,7 +43,7 @@ async def api_runs(request: Request) -> Response:
             sort=args["sort"],
             desc=args["desc"],
             offset=args["offset"],
-            limit=whole_number(request, "limit", 100),
+            limit=limit,
         )
     except GittrackError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
@@ -38,16 +52,17 @@ async def api_runs(request: Request) -> Response:
 
 
 async def api_runs_csv(request: Request) -> Response:
-    """Every run matching ?where= as CSV (every param and metric), as `ls --format csv`."""
-    from ..library.listing import list_runs, to_csv
+    """Every run matching ?where= as CSV (every param and metric), as `ls --format csv`:
+    streamed as it is read, flat in memory at any number of runs."""
+    from ..library.listing import stream_runs
 
     where = request.query_params.get("where", "").strip()
     try:
-        listing = list_runs(request_repo(request), where=where or None, varying=False)
+        stream = stream_runs(request_repo(request), where=where or None)
     except GittrackError as exc:
         return PlainTextResponse(f"Error: {exc}\n", status_code=400)
-    return PlainTextResponse(
-        to_csv(listing),
+    return StreamingResponse(
+        stream.csv_chunks(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="runs.csv"'},
     )
