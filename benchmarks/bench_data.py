@@ -25,6 +25,7 @@ starts alike; the processes of one way follow each other at once, as in a shell.
     python benchmarks/bench_data.py --quick      # 100 MiB, 3 rounds
     python benchmarks/bench_data.py --rounds 15  # more rounds on a noisy machine
     python benchmarks/bench_data.py --settle 0   # no pause before each way
+    python benchmarks/bench_data.py --before ../old --ways cp_md5sum,tracked  # fewer ways
     python benchmarks/bench_data.py --before ../old  # also the tracked run of another checkout
 """
 
@@ -244,12 +245,16 @@ def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float
 
 
 def main(
-    quick: bool = False, rounds: int = 0, before: Path | None = None, settle: float = 6.0
+    quick: bool = False,
+    rounds: int = 0,
+    before: Path | None = None,
+    settle: float = 6.0,
+    ways: Sequence[str] = METHODS,
 ) -> dict[str, float]:
     """Run the paired rounds and print the table; returns the medians and ratios."""
     mib = 100 if quick else 1024
     rounds = rounds or (3 if quick else 9)
-    methods = METHODS + (("tracked_before",) if before else ())
+    methods = tuple(m for m in METHODS if m in ways) + (("tracked_before",) if before else ())
     costs: dict[str, list[Cost]] = {m: [] for m in methods}
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="gittrack-bench-data-") as name:
@@ -306,35 +311,37 @@ def main(
     result: dict[str, float] = {"mib": mib}
     for base in ("cp_md5sum", "dvc_add_push"):
         for field in ("wall", "cpu"):
-            result[f"{base}_{field}"] = ratio("tracked", base, field)
-    over = statistics.median(
-        t.wall - u.wall for t, u in zip(costs["tracked"], costs["untracked"], strict=True)
-    )
-    floor = statistics.median(
-        f.wall - u.wall for f, u in zip(costs["cp_md5sum"], costs["untracked"], strict=True)
-    )
-    extra = statistics.median(
-        t.rss_mib - u.rss_mib for t, u in zip(costs["tracked"], costs["untracked"], strict=True)
-    )
-    print(f"tracked over untracked: +{over:.2f}s wall (cp + md5sum add +{floor:.2f}s)")
+            if {"tracked", base} <= set(methods):
+                result[f"{base}_{field}"] = ratio("tracked", base, field)
+
+    def gap(a: str, b: str, field: str) -> float:
+        pairs = zip(costs[a], costs[b], strict=True)
+        return statistics.median(getattr(x, field) - getattr(y, field) for x, y in pairs)
+
+    if {"tracked", "cp_md5sum", "untracked"} <= set(methods):
+        over, floor = gap("tracked", "untracked", "wall"), gap("cp_md5sum", "untracked", "wall")
+        result.update(over_s=over, floor_s=floor)
+        print(f"tracked over untracked: +{over:.2f}s wall (cp + md5sum add +{floor:.2f}s)")
     pairs = [("tracked", "cp_md5sum"), ("tracked", "dvc_add_push")]
     if before:
         pairs += [("tracked_before", "cp_md5sum"), ("tracked_before", "dvc_add_push")]
         pairs += [("tracked", "tracked_before")]
-    for a, b in pairs:
+    for a, b in (p for p in pairs if set(p) <= set(methods)):
         print(
             f"{LABELS[a]} / ({LABELS[b]}): wall {ratio(a, b, 'wall'):.2f}x, "
             f"CPU {ratio(a, b, 'cpu'):.2f}x (median of the rounds' ratios)"
         )
         for field in ("wall", "cpu"):
             print(f"    {field:>4} each round: {spread(a, b, field)}")
-    print(f"peak memory above the simulation's own: {extra:.0f} MiB (goal <= 100)")
-    for field in ("wall", "cpu"):
+    if {"tracked", "untracked"} <= set(methods):
+        extra = gap("tracked", "untracked", "rss_mib")
+        result.update(peak_extra_mib=extra)
+        print(f"peak memory above the simulation's own: {extra:.0f} MiB (goal <= 100)")
+    for field in ("wall", "cpu") if "cp_md5sum_wall" in result else ():
         met = "met" if result[f"cp_md5sum_{field}"] <= 1.0 else "NOT met"
         _, high, level = median_interval(ratios("tracked", "cp_md5sum", field))
         sure = f" (and {high:.2f}x at the top of its {level:.0%} CI)" if level else ""
         print(f"goal, in {field} time: tracked no slower than untracked + cp + md5sum: {met}{sure}")
-    result.update(over_s=over, floor_s=floor, peak_extra_mib=extra)
     return result
 
 
@@ -350,5 +357,13 @@ if __name__ == "__main__":
     parser.add_argument(
         "--settle", type=float, default=6.0, help="seconds of pause before each way (default 6)"
     )
+    parser.add_argument(
+        "--ways",
+        default=",".join(METHODS),
+        help=f"the ways to time, comma-separated (default {','.join(METHODS)})",
+    )
     args = parser.parse_args()
-    main(quick=args.quick, rounds=args.rounds, before=args.before, settle=args.settle)
+    ways = args.ways.split(",")
+    if unknown := set(ways) - set(METHODS):
+        parser.error(f"unknown ways: {', '.join(sorted(unknown))}")
+    main(args.quick, args.rounds, args.before, args.settle, ways)
