@@ -29,7 +29,7 @@ FICLONE = 0x40049409  # Linux ioctl: make `dest` share `src`'s blocks (btrfs, XF
 
 
 BLOCK = 1 << 20  # ColdCopy writes whole blocks from a page-aligned buffer at block offsets
-SLOW_BYTES_S = 256 << 20  # a cold copy slower than this goes through the page cache instead
+SLOW_BYTES_S = 512 << 20  # a cold copy slower than this (than md5, about) goes buffered instead
 JUDGED_AFTER = 64  # ... judged by the median time of this many first blocks (a busy machine
 # delays some writes many times over; a slow disk delays every one)
 
