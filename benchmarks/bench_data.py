@@ -9,13 +9,23 @@ process start to process exit (start-up, imports, building and writing the array
 - tracked: `python sim.py`, the same command under `@gittrack.command()` returning the array.
 
 Every round runs all four (in a rotating order) on fresh content; the ratios are per round,
-then the median. Wall and CPU (user + sys of each process and its children, from os.wait4)
-are printed, with the load average, because the machine may be shared. Peak memory is the
-tracked process's max RSS minus the untracked one's (the simulation's own).
+then the median, printed with every round's ratio and a 95% confidence interval of the median
+(distribution-free, from the order statistics of the per-round ratios), so a difference of a
+few per cent can be told from the noise. Wall and CPU (user + sys of each process and its
+children, from os.wait4) are printed, with the load average, because the machine may be shared.
+Peak memory is the tracked process's max RSS minus the untracked one's (the simulation's own).
 
-    python benchmarks/bench_data.py              # 1 GiB, 5 rounds
+Each way starts after a pause (`--settle`, 6 s): on a virtual machine that hands freed memory
+back to its host (free page reporting), touching a page again costs up to 20 times more than
+touching a page still held, and whether the previous step's gigabytes were handed back yet
+varied every step's cost by a second or more. After the pause they all have been, so each way
+starts alike; the processes of one way follow each other at once, as in a shell.
+
+    python benchmarks/bench_data.py              # 1 GiB, 9 rounds
     python benchmarks/bench_data.py --quick      # 100 MiB, 3 rounds
-    python benchmarks/bench_data.py --rounds 9   # more rounds on a noisy machine
+    python benchmarks/bench_data.py --rounds 15  # more rounds on a noisy machine
+    python benchmarks/bench_data.py --settle 0   # no pause before each way
+    python benchmarks/bench_data.py --before ../old --ways cp_md5sum,tracked  # fewer ways
     python benchmarks/bench_data.py --before ../old  # also the tracked run of another checkout
 """
 
@@ -214,11 +224,37 @@ LABELS = {
 }
 
 
-def main(quick: bool = False, rounds: int = 0, before: Path | None = None) -> dict[str, float]:
+def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(low, high, coverage) of a distribution-free confidence interval of the median.
+
+    The k-th smallest and k-th largest of n values bracket the median with probability
+    1 - 2 P(Binomial(n, 1/2) < k); k is the largest giving at least `level`. Fewer than 6
+    values cannot reach 95%: then (nan, nan, 0.0).
+    """
+    from math import comb
+
+    ordered = sorted(values)
+    n = len(ordered)
+    best = (float("nan"), float("nan"), 0.0)
+    for k in range(1, n // 2 + 1):
+        coverage = 1 - 2 * sum(comb(n, i) for i in range(k)) / 2**n
+        if coverage < level:
+            break
+        best = (ordered[k - 1], ordered[n - k], coverage)
+    return best
+
+
+def main(
+    quick: bool = False,
+    rounds: int = 0,
+    before: Path | None = None,
+    settle: float = 6.0,
+    ways: Sequence[str] = METHODS,
+) -> dict[str, float]:
     """Run the paired rounds and print the table; returns the medians and ratios."""
     mib = 100 if quick else 1024
-    rounds = rounds or (3 if quick else 5)
-    methods = METHODS + (("tracked_before",) if before else ())
+    rounds = rounds or (3 if quick else 9)
+    methods = tuple(m for m in METHODS if m in ways) + (("tracked_before",) if before else ())
     costs: dict[str, list[Cost]] = {m: [] for m in methods}
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="gittrack-bench-data-") as name:
@@ -229,6 +265,8 @@ def main(quick: bool = False, rounds: int = 0, before: Path | None = None) -> di
         for r in range(rounds):
             order = methods[r % len(methods) :] + methods[: r % len(methods)]
             for method in order:
+                os.sync()
+                time.sleep(settle)
                 costs[method].append(getattr(bench, method)())
     load_end = os.getloadavg()
     med = {
@@ -243,7 +281,9 @@ def main(quick: bool = False, rounds: int = 0, before: Path | None = None) -> di
     print(
         f"A run returning a {mib} MiB numpy array, whole processes, median of {rounds} paired rounds"
     )
-    print(f"load average {load[0]:.1f} at the start, {load_end[0]:.1f} at the end")
+    print(
+        f"load average {load[0]:.1f} at the start, {load_end[0]:.1f} at the end; {settle:g} s pause before each way"
+    )
     print(f"{'method':<34}{'wall':>9}{'CPU':>9}{'max RSS':>10}")
     for m in methods:
         c = med[m]
@@ -253,42 +293,55 @@ def main(quick: bool = False, rounds: int = 0, before: Path | None = None) -> di
         cells = [f"{costs[m][r].wall:6.2f} ({costs[m][r].cpu:5.2f})" for m in methods]
         print(f"  round {r + 1}: " + "  ".join(cells))
 
-    def ratio(a: str, b: str, field: str) -> float:
-        return statistics.median(
+    def ratios(a: str, b: str, field: str) -> list[float]:
+        return [
             getattr(x, field) / getattr(y, field) for x, y in zip(costs[a], costs[b], strict=True)
-        )
+        ]
+
+    def ratio(a: str, b: str, field: str) -> float:
+        return statistics.median(ratios(a, b, field))
+
+    def spread(a: str, b: str, field: str) -> str:
+        """Each round's ratio, and the median's confidence interval when there are enough."""
+        each = ratios(a, b, field)
+        low, high, level = median_interval(each)
+        interval = f"; {level:.0%} CI {low:.2f}-{high:.2f}" if level else ""
+        return " ".join(f"{r:.2f}" for r in each) + interval
 
     result: dict[str, float] = {"mib": mib}
     for base in ("cp_md5sum", "dvc_add_push"):
         for field in ("wall", "cpu"):
-            result[f"{base}_{field}"] = ratio("tracked", base, field)
-    over = statistics.median(
-        t.wall - u.wall for t, u in zip(costs["tracked"], costs["untracked"], strict=True)
-    )
-    floor = statistics.median(
-        f.wall - u.wall for f, u in zip(costs["cp_md5sum"], costs["untracked"], strict=True)
-    )
-    extra = statistics.median(
-        t.rss_mib - u.rss_mib for t, u in zip(costs["tracked"], costs["untracked"], strict=True)
-    )
-    print(f"tracked over untracked: +{over:.2f}s wall (cp + md5sum add +{floor:.2f}s)")
-    for base in ("cp_md5sum", "dvc_add_push"):
-        print(
-            f"tracked / ({LABELS[base]}): wall {result[base + '_wall']:.2f}x, "
-            f"CPU {result[base + '_cpu']:.2f}x"
-        )
+            if {"tracked", base} <= set(methods):
+                result[f"{base}_{field}"] = ratio("tracked", base, field)
+
+    def gap(a: str, b: str, field: str) -> float:
+        pairs = zip(costs[a], costs[b], strict=True)
+        return statistics.median(getattr(x, field) - getattr(y, field) for x, y in pairs)
+
+    if {"tracked", "cp_md5sum", "untracked"} <= set(methods):
+        over, floor = gap("tracked", "untracked", "wall"), gap("cp_md5sum", "untracked", "wall")
+        result.update(over_s=over, floor_s=floor)
+        print(f"tracked over untracked: +{over:.2f}s wall (cp + md5sum add +{floor:.2f}s)")
+    pairs = [("tracked", "cp_md5sum"), ("tracked", "dvc_add_push")]
     if before:
-        for base in ("cp_md5sum", "dvc_add_push", "tracked"):
-            print(
-                f"--before tracked / ({LABELS[base]}): "
-                f"wall {ratio('tracked_before', base, 'wall'):.2f}x, "
-                f"CPU {ratio('tracked_before', base, 'cpu'):.2f}x"
-            )
-    print(f"peak memory above the simulation's own: {extra:.0f} MiB (goal <= 100)")
-    for field in ("wall", "cpu"):
+        pairs += [("tracked_before", "cp_md5sum"), ("tracked_before", "dvc_add_push")]
+        pairs += [("tracked", "tracked_before")]
+    for a, b in (p for p in pairs if set(p) <= set(methods)):
+        print(
+            f"{LABELS[a]} / ({LABELS[b]}): wall {ratio(a, b, 'wall'):.2f}x, "
+            f"CPU {ratio(a, b, 'cpu'):.2f}x (median of the rounds' ratios)"
+        )
+        for field in ("wall", "cpu"):
+            print(f"    {field:>4} each round: {spread(a, b, field)}")
+    if {"tracked", "untracked"} <= set(methods):
+        extra = gap("tracked", "untracked", "rss_mib")
+        result.update(peak_extra_mib=extra)
+        print(f"peak memory above the simulation's own: {extra:.0f} MiB (goal <= 100)")
+    for field in ("wall", "cpu") if "cp_md5sum_wall" in result else ():
         met = "met" if result[f"cp_md5sum_{field}"] <= 1.0 else "NOT met"
-        print(f"goal, in {field} time: tracked no slower than untracked + cp + md5sum: {met}")
-    result.update(over_s=over, floor_s=floor, peak_extra_mib=extra)
+        _, high, level = median_interval(ratios("tracked", "cp_md5sum", field))
+        sure = f" (and {high:.2f}x at the top of its {level:.0%} CI)" if level else ""
+        print(f"goal, in {field} time: tracked no slower than untracked + cp + md5sum: {met}{sure}")
     return result
 
 
@@ -297,9 +350,20 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 MiB instead of 1 GiB")
-    parser.add_argument("--rounds", type=int, default=0, help="paired rounds (default 5)")
+    parser.add_argument("--rounds", type=int, default=0, help="paired rounds (default 9)")
     parser.add_argument(
         "--before", type=Path, help="also time the tracked run with the gittrack at this path"
     )
+    parser.add_argument(
+        "--settle", type=float, default=6.0, help="seconds of pause before each way (default 6)"
+    )
+    parser.add_argument(
+        "--ways",
+        default=",".join(METHODS),
+        help=f"the ways to time, comma-separated (default {','.join(METHODS)})",
+    )
     args = parser.parse_args()
-    main(quick=args.quick, rounds=args.rounds, before=args.before)
+    ways = args.ways.split(",")
+    if unknown := set(ways) - set(METHODS):
+        parser.error(f"unknown ways: {', '.join(sorted(unknown))}")
+    main(args.quick, args.rounds, args.before, args.settle, ways)

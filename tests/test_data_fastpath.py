@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import json
+import mmap
+import os
 import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Callable
@@ -18,7 +22,8 @@ from conftest import run_python, write_script
 from gittrack import store
 from gittrack.library.run import Run
 from gittrack.recording.outputs import place
-from gittrack.store import datastore
+from gittrack.store import datastore, localobjects
+from gittrack.store.localobjects import ColdCopy
 from gittrack.store.safefs import THREAD_MIN, hashing_writer
 
 MiB = 1 << 20
@@ -206,3 +211,83 @@ def test_a_run_killed_while_copying_to_the_remote_puts_no_object_there(
     gc = run_python(tracked_repo, "-m", "gittrack", "gc")
     assert "Traceback" not in gc.stderr
     assert files_in(remote / "files" / "md5") == []  # the cut-short copy is cleaned up
+
+
+def cached_bytes(path: Path) -> int:
+    """How many bytes of `path` the page cache holds now (mincore over a mapping of it)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        mapping = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY)  # writable: ctypes
+    pages = -(-size // mmap.PAGESIZE)
+    vec = (ctypes.c_ubyte * pages)()
+    start = ctypes.c_char.from_buffer(mapping)
+    libc = ctypes.CDLL(None, use_errno=True)
+    rc = libc.mincore(ctypes.c_void_p(ctypes.addressof(start)), ctypes.c_size_t(size), vec)
+    del start
+    mapping.close()
+    assert rc == 0, os.strerror(ctypes.get_errno())
+    return sum(v & 1 for v in vec) * mmap.PAGESIZE
+
+
+def direct_writes_work(folder: Path) -> bool:
+    """True when `folder`'s filesystem takes O_DIRECT writes (tmpfs before Linux 6.6 does not)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fd = os.open(folder / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
+    except OSError:
+        return False
+    try:
+        os.write(fd, mmap.mmap(-1, mmap.PAGESIZE))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+        (folder / "probe").unlink()
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_a_cold_copy_holds_exactly_the_bytes_written(tmp_path: Path, direct: bool) -> None:
+    rng = np.random.default_rng(1)
+    sizes = (128, 3 * MiB, 1, 0, 5, MiB - 7, 2 * MiB, 77, MiB)
+    pieces = [rng.bytes(n) for n in sizes] + [memoryview(np.arange(MiB, dtype=np.int16))]
+    copy = ColdCopy(tmp_path / "copy.bin", direct=direct)
+    for piece in pieces:
+        assert copy.write(piece) == memoryview(piece).nbytes
+    copy.close()
+    copy.close()  # idempotent, as a file's close is
+    assert (tmp_path / "copy.bin").read_bytes() == b"".join(bytes(p) for p in pieces)
+
+
+def test_a_big_output_is_copied_to_the_remote_around_the_page_cache(
+    tracked_repo: Path,
+) -> None:
+    remote = Path(datastore.remote_url(store.find_repo(tracked_repo)))
+    if not direct_writes_work(remote):
+        pytest.skip("the remote's filesystem takes no O_DIRECT writes")
+    write_script(tracked_repo, "big.py", BIG_SIM)
+    run_python(tracked_repo, "big.py", "--seed", "5")
+    rec = record_of(tracked_repo)
+    field = rec["outputs"]["field"]
+    out = tracked_repo / ".gittrack" / "outputs" / rec["id"] / "field.npy"
+    copy = object_path(remote, field["md5"])
+    assert cached_bytes(out) >= out.stat().st_size // 2  # the run's own, in memory to be read
+    assert cached_bytes(copy) <= mmap.PAGESIZE  # the remote's: on disk only (but its tail)
+    assert field["pushed"] is True and md5_of(copy) == field["md5"]
+
+
+def test_a_cold_copy_to_a_slow_disk_goes_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not direct_writes_work(tmp_path):
+        pytest.skip("this filesystem takes no O_DIRECT writes")
+    monkeypatch.setattr(localobjects, "SLOW_BYTES_S", 1 << 50)  # any disk is slow at 1 PiB/s
+    data = np.random.default_rng(2).bytes(localobjects.JUDGED_AFTER * MiB + 3 * MiB + 5)
+    copy = ColdCopy(tmp_path / "copy.bin")
+    copy.write(data)
+    assert not copy.direct
+    copy.close()
+    assert (tmp_path / "copy.bin").read_bytes() == data
+    rest = len(data) - localobjects.JUDGED_AFTER * MiB
+    assert cached_bytes(tmp_path / "copy.bin") >= rest  # what followed the verdict is cached

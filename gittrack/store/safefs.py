@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from ..errors import OutputError
 
@@ -78,6 +78,12 @@ class _Lane:
         self._thread.join()
 
 
+class Sink(Protocol):
+    """Where a HashingWriter copies what it writes (a binary file, a `ColdCopy`)."""
+
+    def write(self, data: Any, /) -> int: ...
+
+
 class HashingWriter:
     """A binary file opened for writing that hashes what goes through it (hash while writing).
 
@@ -87,7 +93,7 @@ class HashingWriter:
     buffered on the way. A failing tee is only dropped (`tee_failed`): the output is whole.
     """
 
-    def __init__(self, fh: IO[bytes], tee: IO[bytes] | None = None) -> None:
+    def __init__(self, fh: IO[bytes], tee: Sink | None = None) -> None:
         self._fh = fh
         self._tee = tee
         self.tee_failed = False
@@ -146,7 +152,7 @@ def partial_path(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def hashing_writer(path: Path, tee: IO[bytes] | None = None) -> Iterator[HashingWriter]:
+def hashing_writer(path: Path, tee: Sink | None = None) -> Iterator[HashingWriter]:
     """Write `path` through a HashingWriter, under its partial name until the write completes.
 
     A failed write leaves nothing behind; a killed process leaves `<name>.partial`, which
