@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+EdgeRow = tuple[str, str, str, str, str]  # child, parent, kind, output, md5 of a lineage edge
 FORMATS = ("svg", "png", "pdf", "dot")
 DIRECTIONS = ("up", "down", "both")
 WALK_KINDS = ("input", "parent", "rerun")
