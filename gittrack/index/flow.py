@@ -83,9 +83,11 @@ class Flow:
         kinds = list(kinds)
         marks = ",".join("?" * len(kinds))
         db = self.db
+        first = db.execute("SELECT 1 FROM flow_seen LIMIT 1").fetchone() is None
+        reach = "flow_seen" if first else "flow_reach"  # the first walk's runs are all seen
         db.execute("DELETE FROM flow_reach")
         db.execute("DELETE FROM flow_front")
-        db.execute("INSERT INTO flow_reach VALUES (?)", (root,))
+        db.execute(f"INSERT INTO {reach} VALUES (?)", (root,))
         db.execute("INSERT INTO flow_front VALUES (?)", (root,))
         level = 0
         while depth is None or level < depth:
@@ -98,14 +100,15 @@ class Flow:
             db.execute("DELETE FROM flow_front")
             found = db.execute(
                 f"INSERT OR IGNORE INTO flow_front SELECT {far} FROM flow_rows "
-                f"WHERE rowid > ? AND {far} NOT IN (SELECT id FROM flow_reach)",
+                f"WHERE rowid > ? AND {far} NOT IN (SELECT id FROM {reach})",
                 (mark,),
             ).rowcount
             if not found:
                 break
-            db.execute("INSERT INTO flow_reach SELECT id FROM flow_front")
+            db.execute(f"INSERT INTO {reach} SELECT id FROM flow_front")
             level += 1
-        db.execute("INSERT OR IGNORE INTO flow_seen SELECT id FROM flow_reach")
+        if not first:
+            db.execute("INSERT OR IGNORE INTO flow_seen SELECT id FROM flow_reach")
 
     def add(self, ids: Iterable[str], rows: Iterable[EdgeRow]) -> None:
         """Add runs and edges as they are (the flow among given runs)."""
@@ -135,7 +138,7 @@ class Flow:
         self.seen = self.db.execute("SELECT count(*) FROM flow_seen").fetchone()[0]
         size = self.db.execute("SELECT coalesce(max(rid), 0) FROM run_fields").fetchone()[0]
         pair = (
-            "flow_seen AS s JOIN run_fields AS f ON f.id = s.id"
+            "flow_seen AS s CROSS JOIN run_fields AS f ON f.id = s.id"
             if self.seen * _PROBE_BELOW < size
             else "run_fields AS f CROSS JOIN flow_seen AS s ON s.id = f.id"
         )
