@@ -266,6 +266,7 @@ def test_a_graph_is_the_same_whichever_way_the_index_is_read(
     assert graphs() == by_id
     graph = lineage.build(repo, final, collapse=True)
     assert graph.folded == ["scan-0", "scan-1"]
+    assert graph.run_count == len(graph.run_ids) == len(runs) + 1  # the removed input too
     labels = {n.id: n.label for n in graph.nodes.values()}
     assert labels["exp:scan-0"] == (
         "experiment scan-0\n3 runs\ntemp: 1..3.5 (3 values)\n2 completed · 1 failed"

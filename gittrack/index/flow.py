@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 EdgeRow = tuple[str, str, str, str, str]  # child, parent, kind, output, md5
 
 _TABLES = (
-    "CREATE TEMP TABLE IF NOT EXISTS flow_seen (id TEXT PRIMARY KEY) WITHOUT ROWID",
-    "CREATE TEMP TABLE IF NOT EXISTS flow_reach (id TEXT PRIMARY KEY) WITHOUT ROWID",
-    "CREATE TEMP TABLE IF NOT EXISTS flow_front (id TEXT PRIMARY KEY) WITHOUT ROWID",
+    # the runs seen, in the order reached: a walk's next level is those past a rowid
+    "CREATE TEMP TABLE IF NOT EXISTS flow_seen (id TEXT PRIMARY KEY)",
+    "CREATE TEMP TABLE IF NOT EXISTS flow_reach (id TEXT PRIMARY KEY)",
     # as found, duplicates too (what reads them groups them)
     "CREATE TEMP TABLE IF NOT EXISTS flow_rows (child TEXT, parent TEXT, kind TEXT, "
     "output TEXT, md5 TEXT)",
@@ -86,33 +86,30 @@ class Flow:
         first = db.execute("SELECT 1 FROM flow_seen LIMIT 1").fetchone() is None
         reach = "flow_seen" if first else "flow_reach"  # the first walk's runs are all seen
         db.execute("DELETE FROM flow_reach")
-        db.execute("DELETE FROM flow_front")
-        db.execute(f"INSERT INTO {reach} VALUES (?)", (root,))
-        db.execute("INSERT INTO flow_front VALUES (?)", (root,))
-        level = 0
+        db.execute(f"INSERT INTO {reach} (id) VALUES (?)", (root,))
+        level, low = 0, 0  # the runs of this level: rowid > low
         while depth is None or level < depth:
             mark = db.execute("SELECT coalesce(max(rowid), 0) FROM flow_rows").fetchone()[0]
+            top = db.execute(f"SELECT max(rowid) FROM {reach}").fetchone()[0]
             db.execute(
-                f"INSERT INTO flow_rows SELECT child, parent, kind, output, md5 FROM "
-                f"lineage_edges WHERE {near} IN (SELECT id FROM flow_front) AND kind IN ({marks})",
-                kinds,
+                "INSERT INTO flow_rows SELECT e.child, e.parent, e.kind, e.output, e.md5 "
+                f"FROM {reach} AS r CROSS JOIN lineage_edges AS e ON e.{near} = r.id "
+                f"WHERE r.rowid > ? AND e.kind IN ({marks})",
+                [low, *kinds],
             )
-            db.execute("DELETE FROM flow_front")
             found = db.execute(
-                f"INSERT OR IGNORE INTO flow_front SELECT {far} FROM flow_rows "
-                f"WHERE rowid > ? AND {far} NOT IN (SELECT id FROM {reach})",
+                f"INSERT OR IGNORE INTO {reach} (id) SELECT {far} FROM flow_rows WHERE rowid > ?",
                 (mark,),
             ).rowcount
             if not found:
                 break
-            db.execute(f"INSERT INTO {reach} SELECT id FROM flow_front")
-            level += 1
+            level, low = level + 1, top
         if not first:
-            db.execute("INSERT OR IGNORE INTO flow_seen SELECT id FROM flow_reach")
+            db.execute("INSERT OR IGNORE INTO flow_seen (id) SELECT id FROM flow_reach")
 
     def add(self, ids: Iterable[str], rows: Iterable[EdgeRow]) -> None:
         """Add runs and edges as they are (the flow among given runs)."""
-        self.db.executemany("INSERT OR IGNORE INTO flow_seen VALUES (?)", ((i,) for i in ids))
+        self.db.executemany("INSERT OR IGNORE INTO flow_seen (id) VALUES (?)", ((i,) for i in ids))
         self.db.executemany("INSERT INTO flow_rows VALUES (?,?,?,?,?)", rows)
 
     def ids(self) -> set[str]:
