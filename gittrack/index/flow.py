@@ -37,26 +37,35 @@ _TABLES = (
 )
 _CLEARED = ("flow_seen", "flow_rows", "flow_runs", "flow_groups")
 
-# the runs of each scope: `exp:NAME` those folded into NAME, `cmd:COMMAND` every run of the
-# commands given (a JSON list), read in rid order: a third of the time of any other
-_SCOPES = (
-    "(SELECT 'exp:' || grp AS scope, rid FROM flow_runs WHERE grp != '' UNION ALL "
-    "SELECT 'cmd:' || command, rid FROM flow_runs WHERE command IN (SELECT value FROM "
-    "json_each(?1))) AS s JOIN records AS x ON x.rid = s.rid"
-)
+# the runs of each scope, read in rid order (a third of the time of any other): `exp:NAME`
+# those folded into NAME, `cmd:COMMAND` every run read of the commands given (JSON list ?1)
+_PARTS = {
+    "exp:": ("s.grp", "s.grp != ''"),
+    "cmd:": ("s.command", "s.command IN (SELECT value FROM json_each(?1))"),
+}
+_FROM = "flow_runs AS s JOIN records AS x ON x.rid = s.rid"
 _NUMBER = "j.type IN ('integer', 'real')"
-# one row per scope, param and type for numbers, per distinct value for anything else
-_SUMMARY = (
-    f"SELECT s.scope, j.key, j.type, iif({_NUMBER}, NULL, j.value), "
-    f"count(DISTINCT iif({_NUMBER}, j.value, NULL)), min(iif({_NUMBER}, j.value, NULL)), "
-    f"max(iif({_NUMBER}, j.value, NULL)) FROM {_SCOPES}, {{params}} GROUP BY 1, 2, 3, 4"
-)
 _PARAMS = "json_each(x.record, '$.params') AS j"
 _CHECKED = "json_each(iif(json_valid(x.record), x.record, '{}'), '$.params') AS j"
-_UNREADABLE = f"SELECT DISTINCT s.scope FROM {_SCOPES} WHERE NOT json_valid(x.record)"
-_DISTINCT = (
-    f"SELECT DISTINCT j.type, j.value FROM {_SCOPES}, {_CHECKED} WHERE s.scope = ?2 AND j.key = ?3"
-)
+
+
+def _summary(part: str, params: str) -> str:
+    """One row per scope, param and type for numbers, per distinct value for anything else."""
+    name, where = _PARTS[part]
+    return (
+        f"SELECT '{part}' || {name}, j.key, j.type, iif({_NUMBER}, NULL, j.value), "
+        f"count(DISTINCT iif({_NUMBER}, j.value, NULL)), min(iif({_NUMBER}, j.value, NULL)), "
+        f"max(iif({_NUMBER}, j.value, NULL)) FROM {_FROM}, {params} WHERE {where} "
+        f"GROUP BY {name}, 2, 3, 4"
+    )
+
+
+def _in_scope(scope: str) -> str:
+    """The condition on `s` of the runs of `scope` (its name ?2)."""
+    name, where = _PARTS[scope[:4]]
+    return f"{where} AND {name} = ?2"
+
+
 _PROBE_BELOW = 8  # read the fields of the runs by id when the graph holds less than 1/8 of them
 
 
@@ -216,30 +225,38 @@ class Flow:
 
     def scope_ids(self, scope: str) -> list[str]:
         """The runs of a scope."""
-        return [
-            r[0]
-            for r in self.db.execute(
-                f"SELECT f.id FROM {_SCOPES} JOIN run_fields AS f ON f.rid = s.rid "
-                "WHERE s.scope = ?2",
-                (self.commands, scope),
-            )
-        ]
+        sql = f"SELECT s.id FROM flow_runs AS s WHERE {_in_scope(scope)}"
+        return [r[0] for r in self.db.execute(sql, (self.commands, scope[4:]))]
 
     def param_rows(self) -> tuple[list[tuple[Any, ...]], set[str]]:
         """Per scope, param and JSON type: (scope, param, type, value or NULL for numbers,
         distinct numbers, lowest, highest), and the scopes SQLite cannot read (a record holding
         NaN is not valid JSON to it), left out of the rows."""
-        args = (self.commands,)
-        try:
-            return self.db.execute(_SUMMARY.format(params=_PARAMS), args).fetchall(), set()
-        except sqlite3.OperationalError:  # malformed JSON: read around the records SQLite cannot
-            unreadable = {row[0] for row in self.db.execute(_UNREADABLE, args)}
-            rows = self.db.execute(_SUMMARY.format(params=_CHECKED), args).fetchall()
-            return [r for r in rows if r[0] not in unreadable], unreadable
+        rows: list[tuple[Any, ...]] = []
+        unreadable: set[str] = set()
+        for part in _PARTS if self.commands != "[]" else ["exp:"]:
+            args = (self.commands,) if part == "cmd:" else ()
+            try:
+                rows += self.db.execute(_summary(part, _PARAMS), args).fetchall()
+            except sqlite3.OperationalError:  # malformed JSON: read around what SQLite cannot
+                name, where = _PARTS[part]
+                found = self.db.execute(
+                    f"SELECT DISTINCT '{part}' || {name} FROM {_FROM} "
+                    f"WHERE {where} AND NOT json_valid(x.record)",
+                    args,
+                )
+                unreadable |= {r[0] for r in found}
+                every = self.db.execute(_summary(part, _CHECKED), args).fetchall()
+                rows += [r for r in every if r[0] not in unreadable]
+        return rows, unreadable
 
     def distinct_values(self, scope: str, param: str) -> Iterator[tuple[str, Any]]:
         """(JSON type, value) of each distinct value of `param` in `scope`."""
-        yield from self.db.execute(_DISTINCT, (self.commands, scope, param))
+        yield from self.db.execute(
+            f"SELECT DISTINCT j.type, j.value FROM {_FROM}, {_CHECKED} "
+            f"WHERE {_in_scope(scope)} AND j.key = ?3",
+            (self.commands, scope[4:], param),
+        )
 
 
 def json_list(text: str) -> list[str]:
