@@ -12,7 +12,6 @@ import click
 
 from .._ids import short
 from . import Context, check_folder, cli, complete_run, pass_context, write_file
-from .table import STATUS_COLOURS, headers_for, text
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -241,6 +240,8 @@ def _progress_bar(script: str, args: tuple[str, ...], quiet: bool, total: int | 
 
 def format_sweep(report: Any, color: bool = False) -> str:
     """The summary table of a sweep: one row per run, then the counts."""
+    from .table import STATUS_COLOURS, headers_for, text  # the listing: loaded when shown
+
     metric_keys = sorted({k for r in report.results for k in r.metrics})
     titles = headers_for(
         [f"params.{k}" for k in report.varying] + [f"metrics.{k}" for k in metric_keys]
@@ -384,7 +385,7 @@ def lineage(
     data = lin.render(graph, fmt)
     if output:
         write_file(output, data)
-        runs, edges = len(graph.run_ids), len(graph.edges)
+        runs, edges = graph.run_count, len(graph.edges)
         click.echo(
             f"Wrote {output} ({runs} run{'s' * (runs != 1)}, {edges} edge{'s' * (edges != 1)}).",
             err=True,

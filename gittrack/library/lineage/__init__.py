@@ -20,6 +20,7 @@ from ..._ids import short
 from ...errors import GraphvizMissing as GraphvizMissing, UsageError
 from ...index import edges as edge_tables
 from ...index.db import Index
+from ...index.flow import Flow, json_list
 from . import folding
 from .draw import inline_svg as inline_svg, render as render, to_dot as to_dot
 from .graph import (
@@ -30,6 +31,7 @@ from .graph import (
     STATUS_FILL as STATUS_FILL,
     WALK_KINDS,
     Edge as Edge,
+    EdgeRow,
     Graph as Graph,
     Node as Node,
     unique_sorted,
@@ -38,23 +40,17 @@ from .graph import (
 if TYPE_CHECKING:
     from ... import store
 
+# an edge row as drawn: (the row it stands for, source, target, kind, output, md5)
+Drawn = tuple[EdgeRow, str, str, str, str, str]
+
 
 def walk(
     index: Index, root: str, downstream: bool = False, depth: int | None = None
 ) -> tuple[set[str], list[tuple[str, str, str, str, str]]]:
     """Run ids reachable from `root` (upstream, or downstream) and the edges between them."""
-    seen = {root}
-    frontier = {root}
-    found: dict[tuple[str, str, str, str, str], None] = {}  # in the sorted runs they come in
-    level = 0
-    while frontier and (depth is None or level < depth):
-        rows = edge_tables.edges_of(index, frontier, downstream=downstream, kinds=WALK_KINDS)
-        found.update(dict.fromkeys(rows))
-        nxt = {(r[0] if downstream else r[1]) for r in rows} - seen
-        seen |= nxt
-        frontier = nxt
-        level += 1
-    return seen, sorted(found)
+    flow = Flow(index)
+    flow.walk(root, downstream, depth, WALK_KINDS)
+    return flow.ids(), flow.rows()
 
 
 def build(
@@ -93,15 +89,10 @@ def around(
         raise UsageError(f"Unknown direction '{direction}'; choose one of: up, down, both.")
     root = resolve_id(repo, ref)
     index = Index(repo)
-    ids: set[str] = set()
-    rows: dict[tuple[str, str, str, str, str], None] = {}
+    flow = Flow(index)
     for down in {"up": [False], "down": [True], "both": [False, True]}[direction]:
-        found, edges = walk(index, root, down, depth)
-        ids |= found
-        rows.update(dict.fromkeys(edges))
-    return _graph(
-        index, Graph(root, downstream=direction == "down"), ids, sorted(rows), collapse, keep, code
-    )
+        flow.walk(root, down, depth, WALK_KINDS)
+    return _graph(index, Graph(root, downstream=direction == "down"), flow, collapse, keep, code)
 
 
 def among(
@@ -118,8 +109,9 @@ def among(
         for r in edge_tables.edges_of(index, wanted, kinds=WALK_KINDS)
         if r[1] in wanted and r[0] != r[1]
     ]
-    linked = {r[0] for r in rows} | {r[1] for r in rows}
-    graph = _graph(index, Graph(""), linked, sorted(rows), collapse)
+    flow = Flow(index)
+    flow.add({r[0] for r in rows} | {r[1] for r in rows}, rows)
+    graph = _graph(index, Graph(""), flow, collapse)
     if anchors:  # runs (a folded experiment: its first run) link to their rows; outputs not
         for node in graph.nodes.values():
             node.url = (
@@ -133,25 +125,30 @@ def among(
 def _graph(
     index: Index,
     graph: Graph,
-    ids: set[str],
-    rows: list[tuple[str, str, str, str, str]],
+    flow: Flow,
     collapse: bool | None,
     keep: Iterable[str] = (),
     code: bool = False,
 ) -> Graph:
-    """The graph of runs `ids` and edges `rows`, experiments folded as `collapse` says.
+    """The graph of the runs and edges `flow` holds, experiments folded as `collapse` says.
 
     Folded runs' records are never read: what their node says is counted in the index.
     """
-    facts = folding.run_facts(index, ids)
-    placed = _placed(facts)
+    runs = flow.read_runs()
+    _place(flow)
     if collapse is None:
-        collapse = len(facts) > FOLD_AT
-    groups = _groups(graph.root, placed, keep) if collapse else {}
-    if groups and not code:
-        return _folded(index, graph, ids, rows, facts, placed, groups)
+        collapse = runs > FOLD_AT
+    tally = flow.tally(graph.root) if collapse else []
+    sizes: Counter[str] = Counter()
+    for name, _, _, count in tally:
+        sizes[name] += count
+    kept = {"", *keep}
+    names = sorted(n for n, size in sizes.items() if size > 1 and n not in kept)
+    if names and not code:
+        return _folded(index, graph, flow, flow.fold(graph.root, names), tally)
+    ids, rows = flow.ids(), flow.rows()
     records = edge_tables.records(index, ids)
-    graph = _assemble(graph, ids, rows, records, placed)
+    graph = _assemble(graph, ids, rows, records, flow.placed())
     if code:
         _add_code(graph, ids, records)
     return fold(graph, records, collapse, keep)
@@ -170,24 +167,27 @@ def _assemble(
         graph.nodes[run_id] = _run_node(run_id, records.get(run_id), shown)
         if run_id in placed:
             graph.nodes[run_id].experiment = placed[run_id]
-    graph.edges = _edges(graph, ids, rows, {})
+    graph.edges = _edges(
+        graph, ((r, r[1], r[0], r[2], r[3], r[4]) for r in rows if r[0] in ids and r[1] in ids)
+    )
     return graph
 
 
-def _edges(
-    graph: Graph,
-    ids: set[str],
-    rows: list[tuple[str, str, str, str, str]],
-    rename: dict[str, str],
-) -> list[Edge]:
-    """The edges among `ids`, a folded run's drawn from its experiment's node (`rename`);
-    adds the output nodes that data edges pass through."""
+def _edges(graph: Graph, rows: Iterable[Drawn], folded: Iterable[str] = ()) -> list[Edge]:
+    """The edges of `rows`, from a `folded` experiment's node or a run; adds the output nodes
+    that data edges pass through, each named by its first row in the order of the records'."""
+    firsts: dict[tuple[str, str, str, str], tuple[EdgeRow, str]] = {}
+    for order, source, target, kind, output, md5 in rows:  # one edge, many rows: the first
+        key = (source, target, kind, output)
+        first = firsts.get(key)
+        if first is None or order < first[0]:
+            firsts[key] = (order, md5)
+    experiments = set(folded)
     edges: list[Edge] = []
     data_edges: set[tuple[str, str, str]] = set()
-    for child, parent, kind, output, md5 in rows:
-        if child not in ids or parent not in ids:
-            continue
-        source, target = rename.get(parent, parent), rename.get(child, child)
+    for (source, target, kind, output), (_, md5) in sorted(
+        firsts.items(), key=lambda item: item[1][0]
+    ):
         if kind == "parent":
             edges.append(Edge(source, target, "launch", "launched"))
         elif kind == "rerun":
@@ -195,7 +195,7 @@ def _edges(
         elif output:
             out_id = f"out:{source}:{output}"
             if out_id not in graph.nodes:
-                if parent in rename:
+                if source in experiments:
                     exp = graph.nodes[source]
                     graph.nodes[out_id] = Node(out_id, "output", output, run=source, url=exp.url)
                 else:
@@ -203,8 +203,8 @@ def _edges(
                         out_id,
                         "output",
                         output,
-                        run=parent,
-                        url=f"/runs/{parent}",
+                        run=source,
+                        url=f"/runs/{source}",
                         info={"md5": md5, "output": output},
                     )
             data_edges.add((source, out_id, "data"))
@@ -214,74 +214,87 @@ def _edges(
     return unique_sorted([*edges, *(Edge(s, t, k) for s, t, k in data_edges)])
 
 
-def _placed(facts: dict[str, folding.Facts]) -> dict[str, str]:
-    """The experiment each run is drawn in: a run member of several (reused by them) in the
-    one with the most members in the graph; its own record's wins a tie."""
-    placed = {run_id: f.experiment for run_id, f in facts.items()}
-    counts = Counter(placed.values())
-    options = {run_id: f.experiments for run_id, f in facts.items() if f.joined}
-    for run_id, names in options.items():
-        counts[placed[run_id]] -= 1
+def _place(flow: Flow) -> None:
+    """Draw each run in its experiment; a run member of several (reused by them) in the one
+    with the most members in the graph, its own record's winning a tie."""
+    options = {rid: (own, json_list(joined)) for rid, own, joined in flow.joined()}
+    if not options:
+        return
+    counts = Counter(flow.placed_counts())
+    for own, names in options.values():
+        counts[own] -= 1
         counts.update(names)
-    for run_id, names in options.items():
-        own = facts[run_id].experiment
+    placed = {}
+    for rid, (own, names) in options.items():
         if len(names) > 1 or (names and not own):
-            placed[run_id] = max(names, key=lambda n: (counts.get(n, 0), n == own))
-    return placed
-
-
-def _groups(root: str, placed: dict[str, str], keep: Iterable[str] = ()) -> dict[str, str]:
-    """{run id: experiment} of the runs folded: experiments of 2+ runs but the root's and `keep`."""
-    kept = set(keep)
-    members: dict[str, list[str]] = {}
-    for run_id, name in placed.items():
-        if name and run_id != root and name not in kept:
-            members.setdefault(name, []).append(run_id)
-    return {r: name for name, ids in members.items() if len(ids) > 1 for r in ids}
+            placed[rid] = max(names, key=lambda n: (counts.get(n, 0), n == own))
+    flow.place(placed)
 
 
 def _folded(
     index: Index,
     graph: Graph,
-    ids: set[str],
-    rows: list[tuple[str, str, str, str, str]],
-    facts: dict[str, folding.Facts],
-    placed: dict[str, str],
-    groups: dict[str, str],
+    flow: Flow,
+    members: dict[str, list[str]],
+    tally: list[tuple[str, str, str, int]],
 ) -> Graph:
-    """The graph with `groups` folded, built without reading the folded runs' records."""
-    unfolded = ids - groups.keys()
+    """The graph with `members` folded, one node an experiment, built without reading the
+    folded runs' records; `tally` counts the runs by experiment, status and command."""
+    unfolded = flow.unfolded()
     records = edge_tables.records(index, unfolded)
-    members: dict[str, list[str]] = {}
-    for run_id, name in groups.items():
-        members.setdefault(name, []).append(run_id)
-    folded_commands = {facts[r].command for r in groups}
+    statuses: dict[str, Counter[str]] = {}
+    folded_commands = set()
+    for name, status, command, count in tally:
+        if name in members:
+            statuses.setdefault(name, Counter())[status] += count
+            folded_commands.add(command)
     shared = {r.get("command", "") for r in records.values()} & folded_commands
-    scopes = {f"exp:{name}": runs for name, runs in members.items()}
-    for command in shared:  # which params vary counts the folded runs of a command too
-        scopes[f"cmd:{command}"] = [r for r, f in facts.items() if f.command == command]
-    summaries, unreadable = folding.param_values(index, scopes, _key)
+    flow.scope_commands(shared)  # which params vary counts the folded runs of a command too
+    summaries, unreadable = folding.param_values(flow, _key)
     for scope in unreadable:  # SQLite cannot read them (NaN): the records tell
-        summaries[scope] = _summarise(edge_tables.records(index, scopes[scope]).values())
-    counts = Counter(f.command for f in facts.values())
+        summaries[scope] = _summarise(edge_tables.records(index, flow.scope_ids(scope)).values())
+    counts = Counter(flow.command_counts())
     by_command = {c: summaries.get(f"cmd:{c}", {}) for c in shared}
     for command, found in _by_command(records).items():
         if command not in shared:
             by_command[command] = _summarise(found)
     shown = _shown(by_command, counts)
     for name in sorted(members):
-        runs = sorted(members[name])
-        statuses = Counter(facts[r].status for r in runs)
         exp_id = f"exp:{name}"
         graph.nodes[exp_id] = _experiment_node(
-            exp_id, name, runs, statuses, _ranges(summaries.get(exp_id, {}))
+            exp_id, name, members[name], statuses[name], _ranges(summaries.get(exp_id, {}))
         )
-    for run_id in sorted(unfolded):
+    placed = flow.placed(unfolded=True)
+    for run_id in unfolded:
         graph.nodes[run_id] = _run_node(run_id, records.get(run_id), shown)
         if run_id in placed:
             graph.nodes[run_id].experiment = placed[run_id]
-    graph.edges = _edges(graph, ids, rows, {r: f"exp:{n}" for r, n in groups.items()})
+    graph.edges = _edges(graph, _folded_rows(flow, members), (f"exp:{n}" for n in members))
     return graph
+
+
+def _folded_rows(flow: Flow, members: dict[str, list[str]]) -> set[Drawn]:
+    """The edges with folded runs renamed to their experiment's node, counted by experiment
+    rather than by run: a row of an unfolded parent as it is, one of a folded parent a row for
+    each experiment and child."""
+    rename: dict[str, str] = {}
+    for name, runs in members.items():
+        rename.update(dict.fromkeys(runs, f"exp:{name}"))
+    rows: set[Drawn] = set()
+    for child, kind, output, parents, md5s in flow.grouped_rows():
+        target = rename.get(child, child)
+        sources = set(map(rename.get, parents))
+        for source in sources - {None}:
+            rows.add(
+                ((child, str(source), kind, output, ""), str(source), target, kind, output, "")
+            )
+        if None in sources:
+            rows.update(
+                ((child, p, kind, output, m), p, target, kind, output, m)
+                for p, m in zip(parents, md5s, strict=True)
+                if p not in rename
+            )
+    return rows
 
 
 def _add_code(graph: Graph, ids: set[str], records: dict[str, dict[str, Any]]) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+EdgeRow = tuple[str, str, str, str, str]  # child, parent, kind, output, md5 of a lineage edge
 FORMATS = ("svg", "png", "pdf", "dot")
 DIRECTIONS = ("up", "down", "both")
 WALK_KINDS = ("input", "parent", "rerun")
@@ -66,11 +67,19 @@ class Graph:
     @property
     def run_ids(self) -> list[str]:
         """Every run the graph shows, folded ones included."""
+        return sorted(self._runs())
+
+    @property
+    def run_count(self) -> int:
+        """How many runs the graph shows: `len(run_ids)` without sorting 100,000 ids."""
+        return len(self._runs())
+
+    def _runs(self) -> set[str]:
         ids = {n.run for n in self.nodes.values() if n.kind in ("run", "missing")}
         for node in self.nodes.values():
             if node.kind == "experiment":
                 ids.update(node.info.get("runs", []))
-        return sorted(ids)
+        return ids
 
     @property
     def folded(self) -> list[str]:
