@@ -200,3 +200,39 @@ def test_misspelt_option_or_bad_value_is_refused_before_anything_runs(
         "Error: The sweep cannot run sim.py --temp hot: Invalid value for '--temp': 'hot' is not a valid float.\n"
     )
     assert len(branch_log(tracked_repo)) == 1
+
+
+def test_a_worker_takes_its_next_task_only_after_the_sweep_saw_the_last_result(
+    tracked_repo: Path,
+) -> None:
+    """--fail-fast stops at the result it is handed: no task may have started meanwhile."""
+    import time
+
+    from gittrack.execute.executors import LocalExecutor, Task
+
+    write_script(
+        tracked_repo,
+        "marks.py",
+        """\
+        import pathlib
+        import click
+        import gittrack
+
+
+        @gittrack.command()
+        @click.option("--i", type=int)
+        def main(i):
+            pathlib.Path(f"ran-{i}").write_text("")
+            return {"i": i}
+        """,
+    )
+    script = str(tracked_repo / "marks.py")
+    where = {"repo": str(tracked_repo), "cwd": str(tracked_repo)}
+    tasks = [Task(script, ["--i", str(i)], **where) for i in range(2)]
+    results = LocalExecutor(jobs=1).run(tasks)
+    first = next(results)
+    assert first.ok
+    time.sleep(3)  # the sweep takes its time over a result: the next task must wait for it
+    results.close()  # what --fail-fast does after a failure
+    assert (tracked_repo / "ran-0").exists()
+    assert not (tracked_repo / "ran-1").exists()

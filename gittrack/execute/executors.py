@@ -225,12 +225,12 @@ class LocalExecutor:
                         worker = _Worker()
                         workers.append(worker)
                         selector.register(worker.out, selectors.EVENT_READ, worker)
+                    worker.task = None
+                    yield result  # first: a sweep stopping here (--fail-fast) started no more
                     if queue:
                         worker.assign(queue.popleft())
                     else:
-                        worker.task = None
                         busy -= 1
-                    yield result
         except KeyboardInterrupt:
             stopped = [w.interrupt() for w in workers if w.task is not None]
             raise Interrupted([*stopped, *map(cancelled, queue)]) from None
