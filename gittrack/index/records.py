@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from ..errors import RecordError
-from ..model.record import SCHEMA, Code, RunRecord, json_data
+from ..model.record import NESTED, SCHEMA, Code, RunRecord, json_data
 from ..model.schema import RUN_ID, check_paths, check_types
 from ..model.values import FAMILIES, flat
 
@@ -34,7 +34,6 @@ NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
 CODE_DEFAULTS = asdict(Code())
 CODE_FILE_KEYS = frozenset(("blob", "dirty"))
 DATES = (dt.date, dt.time)
-NESTED = "it is nested too deeply to read"
 
 
 def parse_toml(data: bytes, run_id: str, fast: bool = True) -> dict[str, Any]:

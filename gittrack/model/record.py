@@ -23,6 +23,7 @@ from .schema import RUN_ID, check_paths, check_types
 SCHEMA = 2
 
 STATUSES = ("running", "completed", "failed", "interrupted", "died")
+NESTED = "it is nested too deeply to read"  # a run.toml past the parser's recursion limit
 
 
 @dataclass
@@ -192,7 +193,7 @@ class RunRecord:
         except tomllib.TOMLDecodeError as exc:
             raise RecordError(run_id, f"invalid TOML ({exc})") from exc
         except RecursionError as exc:
-            raise RecordError(run_id, "it is nested too deeply to read") from exc
+            raise RecordError(run_id, NESTED) from exc
         return cls.from_dict(data, run_id)
 
     @classmethod
