@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import write_script
@@ -139,27 +141,38 @@ def test_without_graphviz_dot_works_and_svg_explains(
     )
 
 
+def crafted_runs() -> tuple[list[Any], Callable[..., str]]:
+    """A list of records and `add(command, experiment, **fields)` appending one more to it (its
+    id, and an output `data` of its own md5, follow the order of adding)."""
+    import datetime as dt
+
+    from gittrack.model.record import Output, RunRecord
+
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    runs: list[RunRecord] = []
+
+    def add(command: str, experiment: str = "", **kw: Any) -> str:
+        run_id = f"{len(runs) + 1:032x}"
+        record = RunRecord(id=run_id, command=command, experiment=experiment, started=start, **kw)
+        record.outputs["data"] = Output(path="data.npy", md5=f"{len(runs):032x}", size=1)
+        runs.append(record)
+        return run_id
+
+    return runs, add
+
+
 def test_a_folded_graph_says_what_the_records_say(tracked_repo: Path) -> None:
     # folded experiments are summed up in the index; the same graph drawn from the records
     # (as --code draws it) must agree node by node: ranges of ints, floats, bools, text,
     # lists and tables, status counts, a record SQLite cannot read (NaN), launches and reruns
-    import datetime as dt
     import math
 
     from gittrack import store
     from gittrack.library import lineage
-    from gittrack.model.record import Input, Output, RunRecord
+    from gittrack.model.record import Input
 
-    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     values: list[object] = [1, 1.0, True, "a", [1, 2], {"b": 1, "a": 2}, None, 2.5, "a"]
-    runs: list[RunRecord] = []
-
-    def add(command: str, experiment: str = "", **kw: object) -> str:
-        run_id = f"{len(runs) + 1:032x}"
-        record = RunRecord(id=run_id, command=command, experiment=experiment, started=start, **kw)  # type: ignore[arg-type]
-        record.outputs["data"] = Output(path="data.npy", md5=f"{len(runs):032x}", size=1)
-        runs.append(record)
-        return run_id
+    runs, add = crafted_runs()
 
     sims = [
         add("sim.py", "mixed", status="completed", params={"x": v, "n": i, "f": i / 3})
@@ -213,22 +226,13 @@ def test_a_graph_is_the_same_whichever_way_the_index_is_read(
     # the runs' fields are looked up by id for a graph of a small share of the index, read in
     # the index's order for a large one; both, and the graph folded from the records, agree
     # (two sweeps, an input listed twice, a removed input, a graph walked both ways)
-    import datetime as dt
 
     from gittrack import store
     from gittrack.index import flow
     from gittrack.library import lineage
-    from gittrack.model.record import Input, Output, RunRecord
+    from gittrack.model.record import Input
 
-    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    runs: list[RunRecord] = []
-
-    def add(command: str, experiment: str = "", **kw: object) -> str:
-        run_id = f"{len(runs) + 1:032x}"
-        record = RunRecord(id=run_id, command=command, experiment=experiment, started=start, **kw)  # type: ignore[arg-type]
-        record.outputs["data"] = Output(path="data.npy", md5=f"{len(runs):032x}", size=1)
-        runs.append(record)
-        return run_id
+    runs, add = crafted_runs()
 
     prep = add("prep.py", status="completed")
     sims = [
