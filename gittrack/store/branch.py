@@ -327,19 +327,29 @@ def run_files(repo: Repo, run_id: str, rev: str = RUNS_REF) -> dict[str, str]:
     return {n: sha for n, (_, sha) in parse_tree(found[2]).items()} if found else {}
 
 
-def changed_runs(repo: Repo, old: str, new: str) -> tuple[set[str], set[str]]:
-    """(changed or added, removed) run ids between two branch commits, via git diff-tree."""
-    proc = repo.git(
-        "diff-tree", "-r", "--no-renames", "--name-status", "-z", old, new, "--", "runs"
-    )
+def changed_runs(
+    repo: Repo, old: str, new: str, blobs: dict[str, str] | None = None
+) -> tuple[set[str], set[str]]:
+    """(changed or added, removed) run ids between two branch commits, via git diff-tree.
+
+    `blobs`, when given, is filled with {run id: blob id of its new run.toml} of the changed
+    ones (what a sync then reads, without looking the paths up again).
+    """
+    proc = repo.git("diff-tree", "-r", "--no-renames", "--raw", "-z", old, new, "--", "runs")
     fields = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
     changed: set[str] = set()
     removed: set[str] = set()
-    for status, path in zip(fields[0::2], fields[1::2], strict=False):
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
         parts = path.split("/")
         if len(parts) < 4 or parts[3] != "run.toml":
             continue
-        (removed if status == "D" else changed).add(parts[2])
+        info = meta.split()  # :old-mode new-mode old-blob new-blob status
+        if info[-1:] == ["D"]:
+            removed.add(parts[2])
+            continue
+        changed.add(parts[2])
+        if blobs is not None and len(info) >= 5 and info[1].startswith("100"):
+            blobs[parts[2]] = info[3]
     return changed - removed, removed - changed
 
 
