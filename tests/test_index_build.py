@@ -1,5 +1,5 @@
 """A big index build decodes records in worker processes: the same rows as on one core, and a
-worker that dies or a build left halfway costs only time."""
+worker that dies or a build left halfway costs only time. A sync starts its diff early."""
 
 from __future__ import annotations
 
@@ -196,4 +196,35 @@ def test_a_big_sync_decodes_in_workers_too(
     assert sorted(r[0] for r in ix.query("SELECT name FROM runs WHERE name LIKE 'new-%'")) == [
         f"new-{i}" for i in range(9)
     ]
+    ix.close()
+
+
+def test_a_sync_reads_the_diff_started_before_its_checks(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_runs(repo, scan(3))
+    ix = Index(gitstore.find_repo(repo))
+    assert ix.count() == 3
+    started: list[gitstore.RunChanges] = []
+    real = gitstore.RunChanges
+
+    def early(*args: Any) -> gitstore.RunChanges:
+        started.append(real(*args))
+        return started[-1]
+
+    monkeypatch.setattr(gitstore, "RunChanges", early)
+    read: list[bytes] = []
+    real_output = real.output
+    monkeypatch.setattr(real, "output", lambda self: read.append(real_output(self)) or read[-1])
+    write_runs(repo, [{"id": "ffff" + "0" * 28, "name": "new", "params": {"temp": 5}}])
+    ix.sync()
+    assert ix.count() == 4 and ix.get("ffff" + "0" * 28) is not None
+    assert len(started) == 1 and len(read) == 1 and b"runs/ff/ffff" in read[0]
+    assert started[0].proc.returncode == 0 and started[0].out.closed
+    subprocess.run(  # rewritten: a full rebuild, the diff started is stopped unread
+        ["git", "update-ref", "refs/heads/gittrack/runs", "gittrack/runs~2"], cwd=repo, check=True
+    )
+    ix.sync()
+    assert ix.count() == 2 and len(started) == 2 and len(read) == 1
+    assert started[1].proc.returncode is not None and started[1].out.closed
     ix.close()

@@ -47,8 +47,10 @@ def sync_runs(
     repo: store.Repo,
     known: str,
     tip: str,
+    started: store.RunChanges | None = None,
 ) -> tuple[set[str], set[str], bool, list[tuple[str, str, str]]]:
-    """Bring the run tables (and the lineage tables) from branch commit `known` to `tip`.
+    """Bring the run tables (and the lineage tables) from branch commit `known` to `tip`
+    (`started`: their diff, when already under way).
 
     Returns (changed run ids, removed run ids, whether everything was rebuilt, the memo keys
     of the completed runs read).
@@ -57,7 +59,7 @@ def sync_runs(
     blobs: dict[str, str]
     if known and tip and store.is_ancestor(repo, known, tip):
         blobs = {}
-        changed_ids, removed = store.changed_runs(repo, known, tip, blobs=blobs)
+        changed_ids, removed = store.changed_runs(repo, known, tip, blobs, started)
         blobs = {i: blobs.get(i) or f"{tip}:{run_folder(i)}/run.toml" for i in sorted(changed_ids)}
         rev_range, full = f"{known}..{tip}", False
         delete_runs(db, removed | blobs.keys())

@@ -7,6 +7,7 @@ import errno
 import fcntl
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -327,16 +328,63 @@ def run_files(repo: Repo, run_id: str, rev: str = RUNS_REF) -> dict[str, str]:
     return {n: sha for n, (_, sha) in parse_tree(found[2]).items()} if found else {}
 
 
+DIFF_RUNS = ("diff-tree", "-r", "--no-renames", "--raw", "-z")
+
+
+class RunChanges:
+    """`git diff-tree` of the runs between two branch commits, started now and read later by
+    `changed_runs`: a sync starts it before its imports and checks, which then cost no wait."""
+
+    def __init__(self, repo: Repo, old: str, new: str) -> None:
+        self.old, self.new = old, new
+        # a file, not a pipe: git never waits for its reader (closed by `cancel`)
+        self.out = tempfile.TemporaryFile()  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            ["git", *DIFF_RUNS, old, new, "--", "runs"],
+            cwd=repo.root,
+            stdin=subprocess.DEVNULL,
+            stdout=self.out,
+            stderr=subprocess.PIPE,
+        )
+
+    def output(self) -> bytes:
+        """What git printed (its error is a GitError)."""
+        _, err = self.proc.communicate()
+        if self.proc.returncode != 0:
+            message = err.decode(errors="replace").strip() or f"exit {self.proc.returncode}"
+            raise GitError(f"git diff-tree failed: {message}")
+        self.out.seek(0)
+        return self.out.read()
+
+    def cancel(self) -> None:
+        """Stop git if still running and drop its output."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.out.close()
+
+
 def changed_runs(
-    repo: Repo, old: str, new: str, blobs: dict[str, str] | None = None
+    repo: Repo,
+    old: str,
+    new: str,
+    blobs: dict[str, str] | None = None,
+    started: RunChanges | None = None,
 ) -> tuple[set[str], set[str]]:
     """(changed or added, removed) run ids between two branch commits, via git diff-tree.
 
     `blobs`, when given, is filled with {run id: blob id of its new run.toml} of the changed
-    ones (what a sync then reads, without looking the paths up again).
+    ones (what a sync then reads, without looking the paths up again); `started` is the same
+    diff already under way.
     """
-    proc = repo.git("diff-tree", "-r", "--no-renames", "--raw", "-z", old, new, "--", "runs")
-    fields = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+    if started is not None and (started.old, started.new) == (old, new):
+        output = started.output()
+    else:
+        output = repo.git(*DIFF_RUNS, old, new, "--", "runs").stdout
+    fields = output.decode("utf-8", "surrogateescape").split("\0")
     changed: set[str] = set()
     removed: set[str] = set()
     for meta, path in zip(fields[0::2], fields[1::2], strict=False):
