@@ -1,9 +1,11 @@
 """Building and syncing the lookup table's rows from the runs branch (inside a transaction).
 
 A full build reads every record in one stream from git (`gitread`), turns each into its rows
-(`records`) and inserts them in batches, with the secondary indexes dropped until the end; a
-sync reads only the runs changed since the tip it last saw. Lineage edges, outputs by md5 and
-memo keys (`edges`) are derived from the same parsed records in the same pass.
+(`rows.prepare`) and inserts them in batches, with the secondary indexes dropped until the end;
+from 20,000 runs on, worker processes decode the records and the rows are copied in SQL
+(`workers`). A sync reads only the runs changed since the tip it last saw. Lineage edges,
+outputs by md5 and memo keys (`edges`) are derived from the same parsed records in the same
+pass.
 """
 
 from __future__ import annotations
@@ -181,7 +183,7 @@ class Loader:
         if tag_list:
             self.tags.extend((t, rid) for t in tag_list)
         if member_of:
-            self.members.extend((e, rid) for e in member_of)
+            self.members.extend((x, rid) for x in member_of)
         if text is not None:
             self.lineage.add_rows(e, o, m)
         if len(self.runs) >= BATCH:
