@@ -121,6 +121,7 @@ def test_a_parallel_build_gives_the_rows_of_a_serial_one(
         "import sys; sys.stdin.buffer.read(100); sys.stdout.buffer.write(b'\\x05' + bytes(12))",
         "import sys; sys.stdin.buffer.read(100); sys.stdout.buffer.write(bytes([8] + [0] * 7)"
         " + b'garbage!')",  # a damaged image
+        "import sys; sys.stdin.buffer.read(100); sys.stdout.buffer.write(b'\\xff' * 8)",  # 2**64
     ],
 )
 def test_a_worker_that_dies_or_talks_nonsense_costs_only_speed(

@@ -31,6 +31,7 @@ Item = tuple[str, str, bytes | None]  # (run id, commit, run.toml bytes or None)
 # (rid of the first run, the items, the texts of their runs' git notes)
 Chunk = tuple[int, list[Item], dict[str, list[str]]]
 HEADER = 8  # bytes of the length before each message
+MAX_MESSAGE = 1 << 30  # a chunk of a thousand records is a few MiB
 COMMAND = [sys.executable, "-m", "gittrack.index.workers"]
 
 # the tables of a chunk's image: the index's own columns, without keys or constraints, and
@@ -141,6 +142,8 @@ def _receive(inp: IO[bytes]) -> bytes | None:
     if len(head) < HEADER:
         return None
     size = int.from_bytes(head, "little")
+    if size > MAX_MESSAGE:  # nonsense: never allocate it
+        return None
     data = inp.read(size)
     return data if len(data) == size else None
 
