@@ -7,7 +7,6 @@ import errno
 import fcntl
 import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -336,6 +335,8 @@ class RunChanges:
     `changed_runs`: a sync starts it before its imports and checks, which then cost no wait."""
 
     def __init__(self, repo: Repo, old: str, new: str) -> None:
+        import tempfile  # not at the top: it imports shutil, which recording runs never load
+
         self.old, self.new = old, new
         # a file, not a pipe: git never waits for its reader (closed by `cancel`)
         self.out = tempfile.TemporaryFile()  # noqa: SIM115
