@@ -229,3 +229,14 @@ def test_a_sync_reads_the_diff_started_before_its_checks(
     assert ix.count() == 2 and len(started) == 2 and len(read) == 1
     assert started[1].proc.returncode is not None and started[1].out.closed
     ix.close()
+
+
+def test_the_number_of_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITTRACK_INDEX_WORKERS", "3")
+    assert workers.count() == 3
+    monkeypatch.setenv("GITTRACK_INDEX_WORKERS", "0")
+    assert workers.count() == 0
+    monkeypatch.delenv("GITTRACK_INDEX_WORKERS")
+    assert 0 <= workers.count() <= 4
+    monkeypatch.setattr(sys, "executable", "/opt/app/bin/app")  # embedded: never
+    assert workers.count() == 0

@@ -58,9 +58,10 @@ CHUNK_SQL = CHUNK_SQL.replace(f"shape INTEGER, {FIELDS})", f"shape INTEGER, {FIE
 
 
 def count() -> int:
-    """How many worker processes a big build uses: the cores this process may run on, up to
-    4 (GITTRACK_INDEX_WORKERS overrides it; 0 or 1 decodes in-process), none when this is not
-    a Python executable that can start them."""
+    """How many worker processes a big build uses: one an idle core (the cores this process may
+    run on less the load average), up to 4; fewer than 2 decode in-process, since workers on
+    busy cores only add their own cost. GITTRACK_INDEX_WORKERS sets it (0 or 1: in-process);
+    none when this is not a Python executable that can start them."""
     setting = os.environ.get("GITTRACK_INDEX_WORKERS", "").strip()
     if setting.isdigit():
         return int(setting)
@@ -70,7 +71,11 @@ def count() -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - macOS
         cores = os.cpu_count() or 1
-    return min(cores, 4)
+    try:
+        busy = round(os.getloadavg()[0])
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        busy = 0
+    return max(0, min(cores - busy, 4))
 
 
 def chunk_image(chunk: Chunk, shapes: Shapes) -> bytes:
