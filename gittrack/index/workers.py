@@ -58,10 +58,10 @@ CHUNK_SQL = CHUNK_SQL.replace(f"shape INTEGER, {FIELDS})", f"shape INTEGER, {FIE
 
 
 def count() -> int:
-    """How many worker processes a big build uses: one an idle core (the cores this process may
-    run on less the load average), up to 4; fewer than 2 decode in-process, since workers on
-    busy cores only add their own cost. GITTRACK_INDEX_WORKERS sets it (0 or 1: in-process);
-    none when this is not a Python executable that can start them."""
+    """How many worker processes a big build uses: the cores this process may run on, up to 4,
+    none when the load average says they are all busy (workers on busy cores only add their
+    own cost). GITTRACK_INDEX_WORKERS sets it (0 or 1: in-process); none when this is not a
+    Python executable that can start them."""
     setting = os.environ.get("GITTRACK_INDEX_WORKERS", "").strip()
     if setting.isdigit():
         return int(setting)
@@ -72,10 +72,10 @@ def count() -> int:
     except (AttributeError, OSError):  # pragma: no cover - macOS
         cores = os.cpu_count() or 1
     try:
-        busy = round(os.getloadavg()[0])
+        busy = os.getloadavg()[0] >= cores
     except (AttributeError, OSError):  # pragma: no cover - Windows
-        busy = 0
-    return max(0, min(cores - busy, 4))
+        busy = False
+    return 0 if busy else min(cores, 4)
 
 
 def chunk_image(chunk: Chunk, shapes: Shapes) -> bytes:
