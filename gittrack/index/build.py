@@ -1,15 +1,17 @@
 """Building and syncing the lookup table's rows from the runs branch (inside a transaction).
 
 A full build reads every record in one stream from git (`gitread`), turns each into its rows
-(`records`) and inserts them in batches, with the secondary indexes dropped until the end; a
-sync reads only the runs changed since the tip it last saw. Lineage edges, outputs by md5 and
-memo keys (`edges`) are derived from the same parsed records in the same pass.
+(`rows.prepare`) and inserts them in batches, with the secondary indexes dropped until the end;
+from 20,000 runs on, worker processes decode the records and the rows are copied in SQL
+(`workers`). A sync reads only the runs changed since the tip it last saw. Lineage edges,
+outputs by md5 and memo keys (`edges`) are derived from the same parsed records in the same
+pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import json
 import os
 import sqlite3
 import sys
@@ -17,17 +19,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import store
-from ..errors import RecordError
 from ..model.record import run_folder
-from ..model.values import FAMILIES, flat
-from . import edges, gitread, records
-from .notes_sync import notes_by_run
-from .records import effective, exact, iso, joined, memberships
-from .tables import INDEX_NAMES, INDEXES_SQL, RUN_COLUMNS, TABLES, statements
+from . import edges, gitread, rows, workers
+from .notes_sync import note_texts, notes_by_run
+from .sql import chunked
+from .tables import INDEX_NAMES, INDEXES_SQL, TABLES, statements
 
 BATCH = 5000  # runs inserted at a time: bounds memory during a full build
+PARALLEL_MIN_RUNS = 20_000  # a build reading more runs decodes them in worker processes
+CHUNK = 1000  # runs sent to a worker at a time
 PROGRESS_MIN_RUNS = 2000  # a build reading more runs shows a progress bar on a terminal
-INSERT_RUN = f"INSERT INTO run_fields ({RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+CHUNK_DB = "gittrack_chunk"  # the schema a worker's chunk is read from (in memory)
+INSERT_RUN = f"INSERT INTO run_fields (rid, shape, {rows.FIELDS}) VALUES ({', '.join('?' * 20)})"
 
 
 def progress(runs: int) -> Any:
@@ -46,8 +49,10 @@ def sync_runs(
     repo: store.Repo,
     known: str,
     tip: str,
+    started: store.RunChanges | None = None,
 ) -> tuple[set[str], set[str], bool, list[tuple[str, str, str]]]:
-    """Bring the run tables (and the lineage tables) from branch commit `known` to `tip`.
+    """Bring the run tables (and the lineage tables) from branch commit `known` to `tip`
+    (`started`: their diff, when already under way).
 
     Returns (changed run ids, removed run ids, whether everything was rebuilt, the memo keys
     of the completed runs read).
@@ -55,8 +60,9 @@ def sync_runs(
     bare: list[str] = []
     blobs: dict[str, str]
     if known and tip and store.is_ancestor(repo, known, tip):
-        changed_ids, removed = store.changed_runs(repo, known, tip)
-        blobs = {i: f"{tip}:{run_folder(i)}/run.toml" for i in sorted(changed_ids)}
+        blobs = {}
+        changed_ids, removed = store.changed_runs(repo, known, tip, blobs, started)
+        blobs = {i: blobs.get(i) or f"{tip}:{run_folder(i)}/run.toml" for i in sorted(changed_ids)}
         rev_range, full = f"{known}..{tip}", False
         delete_runs(db, removed | blobs.keys())
     else:
@@ -68,18 +74,32 @@ def sync_runs(
             db.execute(f"DROP INDEX IF EXISTS {name}")
         for table in TABLES:
             db.execute(f"DELETE FROM {table}")
-    notes = notes_by_run(db) if full else notes_by_run(db, sorted(blobs))
     lineage = edges.Derived(db, full)
     lineage.forget(sorted(blobs.keys() | set(bare) | removed))
-    loader = Loader(db, notes, lineage, len(blobs) + len(bare))
+    total = len(blobs) + len(bare)
+    pool = workers.count() if total >= PARALLEL_MIN_RUNS else 0
+    notes = notes_by_run(db) if full else notes_by_run(db, sorted(blobs))
+    loader = Loader(db, notes, lineage, total)
     bar = progress(loader.total)
     changed: set[str] = set()
     if blobs or bare:
-        for run_id, commit, data in gitread.read_runs(repo, blobs, rev_range, bare):
-            loader.add(run_id, commit, data)
-            changed.add(run_id)
-            if bar is not None and len(changed) % 1000 == 0:
-                bar.update(1000)
+        found = gitread.read_runs(repo, blobs, rev_range, bare)
+        if pool > 1:
+            texts = note_texts(db, list(notes)) if notes else {}
+            chunks = workers.chunked(found, loader.rid, texts, CHUNK)
+            with workers.Pool(pool) as decoders, contextlib.closing(decoders.decode(chunks)) as got:
+                for chunk, image in got:
+                    loader.take_chunk(chunk, image)
+                    changed.update(item[0] for item in chunk[1])
+                    if bar is not None:
+                        bar.update(len(chunk[1]))
+            loader.done()
+        else:
+            for run_id, commit, data in found:
+                loader.add(run_id, commit, data)
+                changed.add(run_id)
+                if bar is not None and len(changed) % 1000 == 0:
+                    bar.update(1000)
     loader.flush()
     memos = lineage.finish()
     if bar is not None:
@@ -93,9 +113,11 @@ def sync_runs(
 
 def delete_runs(db: sqlite3.Connection, ids: Iterable[str]) -> None:
     """Remove runs from the run tables (their lineage rows go with `edges.Derived.forget`)."""
-    rids = [
-        (r[0],) for i in ids for r in db.execute("SELECT rid FROM run_fields WHERE id = ?", (i,))
-    ]
+    rids = []
+    for chunk, marks in chunked(sorted(ids)):
+        rids += db.execute(f"SELECT rid FROM run_fields WHERE id IN ({marks})", chunk).fetchall()
+    if not rids:
+        return
     db.executemany("DELETE FROM kv WHERE run = ?", rids)
     db.executemany("DELETE FROM tags WHERE run = ?", rids)
     db.executemany("DELETE FROM members WHERE run = ?", rids)
@@ -104,10 +126,12 @@ def delete_runs(db: sqlite3.Connection, ids: Iterable[str]) -> None:
 
 
 class Loader:
-    """Turns records into rows of every run table and inserts them a batch at a time.
+    """Takes the rows of each run (`rows.prepare`), gives them their ids and inserts them a
+    batch at a time.
 
     Runs come newest first (git log's order) and get their rids oldest first, so that rids
     follow the order runs were recorded in: each batch is written in reverse, in rid order.
+    Key and shape ids are given in the order runs come, whichever process decoded them.
     """
 
     def __init__(
@@ -126,14 +150,15 @@ class Loader:
         self.shapes: dict[str, int] = {
             k: i for i, k in db.execute("SELECT shape, keys FROM shapes")
         }
-        self.shape_of: dict[tuple[Any, ...], int] = {}
+        self.key_ids: dict[tuple[tuple[str, str], ...], tuple[int, ...]] = {}
+        self.memo = rows.Shapes()
         self.next_key = max(self.keys.values(), default=0) + 1
         self.next_shape = max(self.shapes.values(), default=0) + 1
         self.total = total
         self.rid = (db.execute("SELECT max(rid) FROM run_fields").fetchone()[0] or 0) + total
         self.runs: list[tuple[Any, ...]] = []
         self.texts: list[tuple[int, str | None]] = []
-        self.kv: list[list[tuple[int, int, float | None, str]]] = []  # one list a run
+        self.kv: list[tuple[int, tuple[int, ...], tuple[float | None, ...], tuple[str, ...]]] = []
         self.tags: list[tuple[str, int]] = []
         self.members: list[tuple[str, int]] = []
         self.new_keys: list[tuple[int, str, str]] = []
@@ -141,115 +166,121 @@ class Loader:
 
     def add(self, run_id: str, commit: str, data: bytes | None) -> None:
         """Queue the rows of one run (an unreadable record gives a row with its problem)."""
+        self.take(rows.prepare(run_id, commit, data, self.notes.get(run_id), self.memo))
+
+    def take(self, prepared: rows.Prepared) -> None:
+        """Queue the rows of one run decoded by `rows.prepare` (here or in a worker)."""
+        fields, text, shape_keys, names, nums, values, tag_list, member_of, e, o, m = prepared
         rid = self.rid
         self.rid -= 1
-        problem = None
-        try:
-            if data is None:
-                raise RecordError(run_id, "run.toml is missing")
-            record, text = records.decode(data, run_id)
-        except RecordError as exc:
-            record, text, problem = {}, None, exc.reason
-        notes = self.notes.get(run_id)
-        tag_list, note = effective(record, notes)
-        member_of = memberships(record, notes)
-        started, finished = record.get("started"), record.get("finished")
-        self.runs.append(
-            (
-                rid,
-                run_id,
-                record.get("name", ""),
-                record.get("status", "") if problem is None else "unreadable",
-                record.get("command", ""),
-                record.get("experiment", ""),
-                iso(started),
-                iso(finished),
-                record.get("duration_s"),
-                commit,
-                problem,
-                timestamp(started),
-                timestamp(finished),
-                json.dumps(tag_list) if tag_list else "[]",
-                note,
-                record.get("rerun_of") or "",
-                joined(record, member_of),
-                exact(record, tag_list, note, member_of),
-                self._shape(record),
-                str((record.get("code") or {}).get("commit") or ""),
-            )
-        )
+        self.runs.append((rid, self._shape_id(shape_keys), *fields))
         self.texts.append((rid, text))
-        key_ids = self.keys
-        kv: list[tuple[int, int, float | None, str]] = []
-        self.kv.append(kv)
-        for family in FAMILIES:
-            table = record.get(family)
-            if not table:
-                continue
-            for name, num, value in records.family_values(table):
-                key_id = key_ids.get((family, name))
-                if key_id is None:
-                    key_id = key_ids[(family, name)] = self.next_key
-                    self.next_key += 1
-                    self.new_keys.append((key_id, family, name))
-                kv.append((rid, key_id, num, value))
-        self.tags.extend((t, rid) for t in tag_list)
-        self.members.extend((e, rid) for e in member_of)
+        ids = self.key_ids.get(names)
+        if ids is None:
+            ids = self.key_ids[names] = tuple(self._key_id(f, k) for f, k in names)
+        if ids:
+            self.kv.append((rid, ids, nums, values))
+        if tag_list:
+            self.tags.extend((t, rid) for t in tag_list)
+        if member_of:
+            self.members.extend((x, rid) for x in member_of)
         if text is not None:
-            self.lineage.add(run_id, record)
+            self.lineage.add_rows(e, o, m)
         if len(self.runs) >= BATCH:
             self.flush()
 
-    def _shape(self, record: dict[str, Any]) -> int:
-        """The id of the record's column shape: its flat params and metrics keys, in order."""
-        params, metrics = record.get("params") or {}, record.get("metrics") or {}
-        nested = any(type(v) is dict for v in (*params.values(), *metrics.values()))
-        signature = (*params, None, *metrics)
-        found = None if nested else self.shape_of.get(signature)
-        if found is not None:
-            return found
-        keys = json.dumps(
-            [
-                f"{family}.{k}"
-                for family, table in (("params", params), ("metrics", metrics))
-                for k in flat(table)
-            ]
+    def take_chunk(self, chunk: workers.Chunk, image: bytes) -> None:
+        """Copy the rows of a chunk decoded by a worker (`workers.chunk_image`) in SQL, giving
+        key and shape ids in the order a build on one core gives them."""
+        self.flush()
+        db = self.db
+        if not any(r[1] == CHUNK_DB for r in db.execute("PRAGMA database_list")):
+            db.execute(f"ATTACH ':memory:' AS {CHUNK_DB}")
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS key_map (local INTEGER PRIMARY KEY, id)")
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS shape_map (local INTEGER PRIMARY KEY, id)")
+        try:
+            db.deserialize(image, name=CHUNK_DB)
+            found = db.execute(f"SELECT count(*) FROM {CHUNK_DB}.run_fields").fetchone()[0]
+        except sqlite3.DatabaseError:
+            found = -1
+        if found != len(chunk[1]):  # a worker's damaged answer: decoded here instead
+            db.deserialize(workers.chunk_image(chunk, self.memo), name=CHUNK_DB)
+        c = CHUNK_DB
+        keys = [
+            (local, self._key_id(family, key))
+            for local, family, key in db.execute(
+                f"SELECT local, family, key FROM {c}.keys ORDER BY local"
+            )
+        ]
+        shapes = [
+            (local, self._shape_id(text))
+            for local, text in db.execute(f"SELECT local, keys FROM {c}.shapes ORDER BY local")
+        ]
+        self._new_ids()
+        db.execute("DELETE FROM temp.key_map")
+        db.execute("DELETE FROM temp.shape_map")
+        db.executemany("INSERT INTO temp.key_map VALUES (?, ?)", keys)
+        db.executemany("INSERT INTO temp.shape_map VALUES (?, ?)", shapes)
+        fields = ", ".join(f"f.{name.strip()}" for name in rows.FIELDS.split(","))
+        db.execute(
+            f"INSERT INTO run_fields (rid, shape, {rows.FIELDS}) SELECT f.rid, m.id, {fields} "
+            f"FROM {c}.run_fields AS f JOIN temp.shape_map AS m ON m.local = f.shape ORDER BY f.rid"
         )
-        found = self.shapes.get(keys)
-        if found is None:
-            found = self.shapes[keys] = self.next_shape
+        db.execute(f"INSERT INTO records SELECT rid, record FROM {c}.records ORDER BY rid")
+        db.execute(
+            f"INSERT OR IGNORE INTO kv SELECT k.run, m.id, k.num, k.text FROM {c}.kv AS k "
+            "JOIN temp.key_map AS m ON m.local = k.key ORDER BY k.rowid"
+        )
+        db.execute(f"INSERT OR IGNORE INTO tags SELECT tag, run FROM {c}.tags")
+        db.execute(f"INSERT OR IGNORE INTO members SELECT experiment, run FROM {c}.members")
+        self.lineage.copy(c)
+        self.rid -= len(chunk[1])
+
+    def done(self) -> None:
+        """Free the memory of the last chunk copied (the connection lives on)."""
+        if any(r[1] == CHUNK_DB for r in self.db.execute("PRAGMA database_list")):
+            self.db.deserialize(workers.chunk_image((0, [], {}), self.memo), name=CHUNK_DB)
+
+    def _shape_id(self, keys: str) -> int:
+        shape = self.shapes.get(keys)
+        if shape is None:
+            shape = self.shapes[keys] = self.next_shape
             self.next_shape += 1
-            self.new_shapes.append((found, keys))
-        if not nested:
-            self.shape_of[signature] = found  # flat tables: the keys alone give the shape
-        return found
+            self.new_shapes.append((shape, keys))
+        return shape
+
+    def _new_ids(self) -> None:
+        """Insert the keys and shapes given ids since the last time."""
+        self.db.executemany(
+            "INSERT INTO keys (key_id, family, key) VALUES (?, ?, ?)", self.new_keys
+        )
+        self.db.executemany("INSERT INTO shapes (shape, keys) VALUES (?, ?)", self.new_shapes)
+        self.new_keys.clear()
+        self.new_shapes.clear()
+
+    def _key_id(self, family: str, name: str) -> int:
+        key_id = self.keys.get((family, name))
+        if key_id is None:
+            key_id = self.keys[(family, name)] = self.next_key
+            self.next_key += 1
+            self.new_keys.append((key_id, family, name))
+        return key_id
 
     def flush(self) -> None:
         """Insert the queued rows."""
         db = self.db
-        db.executemany("INSERT INTO keys (key_id, family, key) VALUES (?, ?, ?)", self.new_keys)
-        db.executemany("INSERT INTO shapes (shape, keys) VALUES (?, ?)", self.new_shapes)
+        self._new_ids()
         db.executemany(INSERT_RUN, reversed(self.runs))
         db.executemany("INSERT INTO records VALUES (?, ?)", reversed(self.texts))
         db.executemany(
             "INSERT OR IGNORE INTO kv VALUES (?, ?, ?, ?)",
-            itertools.chain.from_iterable(reversed(self.kv)),
+            itertools.chain.from_iterable(
+                zip(itertools.repeat(rid), ids, nums, values)
+                for rid, ids, nums, values in reversed(self.kv)
+            ),
         )
         db.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?)", self.tags)
         db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", self.members)
-        for rows in (self.runs, self.texts, self.kv, self.tags, self.members):
-            rows.clear()
-        self.new_keys.clear()
-        self.new_shapes.clear()
+        for queued in (self.runs, self.texts, self.kv, self.tags, self.members):
+            queued.clear()
         self.lineage.flush()
-
-
-def timestamp(value: Any) -> float | None:
-    """Epoch seconds of a record's time (a TOML datetime or ISO 8601 text), None when absent."""
-    import datetime as dt
-
-    if isinstance(value, dt.datetime):
-        return (value if value.tzinfo else value.astimezone()).timestamp()
-    from .dates import timestamp as from_text
-
-    return from_text(value)

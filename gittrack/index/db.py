@@ -147,8 +147,19 @@ class Index:
 
     def _sync(self) -> None:
         tips = self._tips()
-        if self._known() == tips:
+        seen = self._known()
+        if seen == tips:
             return
+        started = None
+        if seen[0] and tips[0] and seen[0] != tips[0]:  # the diff runs during what follows
+            started = store.RunChanges(self.repo, seen[0], tips[0])
+        try:
+            self._sync_to(tips, started)
+        finally:
+            if started is not None:
+                started.cancel()
+
+    def _sync_to(self, tips: tuple[str, str], diff: store.RunChanges | None) -> None:
         from . import build, notes_sync
 
         db = self.db
@@ -161,7 +172,7 @@ class Index:
             if known_notes != notes:
                 touched = notes_sync.sync_notes(db, self.repo, known_notes, notes)
             if known != tip:
-                changed, _, _, memos = build.sync_runs(db, self.repo, known, tip)
+                changed, _, _, memos = build.sync_runs(db, self.repo, known, tip, diff)
                 touched -= changed  # read with their current notes just now
             notes_sync.refresh_tags(db, touched)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))

@@ -75,29 +75,35 @@ class Derived:
 
     def add(self, run_id: str, record: dict[str, Any]) -> None:
         """Queue the edges, outputs and memo key of one readable record."""
-        for item in record.get("inputs") or []:
-            self.edges.append(
-                (
-                    run_id,
-                    item.get("run", ""),
-                    "input",
-                    item.get("output", ""),
-                    item.get("md5", ""),
-                    item.get("commit", ""),
-                )
-            )
-        if record.get("parent"):
-            self.edges.append((run_id, record["parent"], "parent", "", "", ""))
-        if record.get("rerun_of"):
-            self.edges.append((run_id, record["rerun_of"], "rerun", "", "", ""))
-        started = record.get("started") or ""
-        if not isinstance(started, str):
-            started = started.isoformat()  # a TOML datetime, as its JSON text has it
-        for name, out in (record.get("outputs") or {}).items():
-            if out.get("md5"):
-                self.outputs.append((out["md5"], int(out.get("size") or 0), run_id, name, started))
-        if record.get("memo") and record.get("status") == "completed":
-            self.memos.append((record["memo"], run_id, started))
+        from .rows import lineage
+
+        self.add_rows(*lineage(run_id, record))
+
+    def add_rows(
+        self,
+        edges: list[tuple[str, str, str, str, str, str]],
+        outputs: list[tuple[str, int, str, str, str]],
+        memo: tuple[str, str, str] | None,
+    ) -> None:
+        """Queue the lineage rows of one readable record (`rows.lineage`)."""
+        if edges:
+            self.edges.extend(edges)
+        if outputs:
+            self.outputs.extend(outputs)
+        if memo is not None:
+            self.memos.append(memo)
+
+    def copy(self, schema: str) -> None:
+        """Copy the lineage rows of a chunk a worker decoded (`workers.chunk_image`)."""
+        self.flush()
+        for table in ("lineage_edges", "lineage_outputs"):
+            self.db.execute(f"INSERT INTO {table} SELECT * FROM {schema}.{table} ORDER BY rowid")
+        memos = self.db.execute(
+            f"SELECT key, run, started FROM {schema}.lineage_memo ORDER BY rowid"
+        ).fetchall()
+        self.db.executemany("INSERT INTO lineage_memo VALUES (?,?,?)", memos)
+        self.memos += memos
+        self.written = len(self.memos)
 
     def flush(self) -> None:
         self.db.executemany("INSERT INTO lineage_edges VALUES (?,?,?,?,?,?)", self.edges)

@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import store
 from .records import effective, exact, joined, memberships
+from .sql import chunked
 
 
 def sync_notes(db: sqlite3.Connection, repo: store.Repo, known: str, tip: str) -> set[str]:
@@ -72,24 +73,31 @@ def notes_by_run(
     db: sqlite3.Connection, run_ids: Iterable[str] | None = None
 ) -> dict[str, list[Any]]:
     """{run id: its parsed git notes} of every run with notes (or of `run_ids`)."""
-    found: dict[str, list[Any]] = {}
+    texts = note_texts(db, run_ids)
+    if not texts:
+        return {}
+    from ..model.notes import parse_note
+
+    return {run_id: [parse_note(t.encode()) for t in found] for run_id, found in texts.items()}
+
+
+def note_texts(
+    db: sqlite3.Connection, run_ids: Iterable[str] | None = None
+) -> dict[str, list[str]]:
+    """{run id: the texts of its git notes} of every run with notes (or of `run_ids`)."""
+    found: dict[str, list[str]] = {}
     rows: Iterable[tuple[str, str]]
     if run_ids is None:
         rows = db.execute("SELECT run_id, content FROM notes ORDER BY object")
     else:
-        rows = [
-            r
-            for i in run_ids
-            for r in db.execute(
-                "SELECT run_id, content FROM notes WHERE run_id = ? ORDER BY object", (i,)
-            )
-        ]
-    if not rows and run_ids is not None:
-        return found
-    from ..model.notes import parse_note
-
+        rows = []
+        for chunk, marks in chunked(sorted(set(run_ids))):
+            rows += db.execute(
+                f"SELECT run_id, content FROM notes WHERE run_id IN ({marks}) ORDER BY object",
+                chunk,
+            ).fetchall()
     for run_id, content in rows:
-        found.setdefault(run_id, []).append(parse_note(content.encode()))
+        found.setdefault(run_id, []).append(content)
     return found
 
 

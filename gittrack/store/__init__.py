@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import GitError as GitError
 from .branch import (
+    RunChanges as RunChanges,
     _folder_exists as _folder_exists,
     _remove_stale_ref_locks as _remove_stale_ref_locks,
     _update_refs as _update_refs,

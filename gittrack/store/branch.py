@@ -327,19 +327,78 @@ def run_files(repo: Repo, run_id: str, rev: str = RUNS_REF) -> dict[str, str]:
     return {n: sha for n, (_, sha) in parse_tree(found[2]).items()} if found else {}
 
 
-def changed_runs(repo: Repo, old: str, new: str) -> tuple[set[str], set[str]]:
-    """(changed or added, removed) run ids between two branch commits, via git diff-tree."""
-    proc = repo.git(
-        "diff-tree", "-r", "--no-renames", "--name-status", "-z", old, new, "--", "runs"
-    )
-    fields = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+DIFF_RUNS = ("diff-tree", "-r", "--no-renames", "--raw", "-z")
+
+
+class RunChanges:
+    """`git diff-tree` of the runs between two branch commits, started now and read later by
+    `changed_runs`: a sync starts it before its imports and checks, which then cost no wait."""
+
+    def __init__(self, repo: Repo, old: str, new: str) -> None:
+        import tempfile  # not at the top: it imports shutil, which recording runs never load
+
+        self.old, self.new = old, new
+        # a file, not a pipe: git never waits for its reader (closed by `cancel`)
+        self.out = tempfile.TemporaryFile()  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            ["git", *DIFF_RUNS, old, new, "--", "runs"],
+            cwd=repo.root,
+            stdin=subprocess.DEVNULL,
+            stdout=self.out,
+            stderr=subprocess.PIPE,
+        )
+
+    def output(self) -> bytes:
+        """What git printed (its error is a GitError)."""
+        _, err = self.proc.communicate()
+        if self.proc.returncode != 0:
+            message = err.decode(errors="replace").strip() or f"exit {self.proc.returncode}"
+            raise GitError(f"git diff-tree failed: {message}")
+        self.out.seek(0)
+        return self.out.read()
+
+    def cancel(self) -> None:
+        """Stop git if still running and drop its output."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.out.close()
+
+
+def changed_runs(
+    repo: Repo,
+    old: str,
+    new: str,
+    blobs: dict[str, str] | None = None,
+    started: RunChanges | None = None,
+) -> tuple[set[str], set[str]]:
+    """(changed or added, removed) run ids between two branch commits, via git diff-tree.
+
+    `blobs`, when given, is filled with {run id: blob id of its new run.toml} of the changed
+    ones (what a sync then reads, without looking the paths up again); `started` is the same
+    diff already under way.
+    """
+    if started is not None and (started.old, started.new) == (old, new):
+        output = started.output()
+    else:
+        output = repo.git(*DIFF_RUNS, old, new, "--", "runs").stdout
+    fields = output.decode("utf-8", "surrogateescape").split("\0")
     changed: set[str] = set()
     removed: set[str] = set()
-    for status, path in zip(fields[0::2], fields[1::2], strict=False):
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
         parts = path.split("/")
         if len(parts) < 4 or parts[3] != "run.toml":
             continue
-        (removed if status == "D" else changed).add(parts[2])
+        info = meta.split()  # :old-mode new-mode old-blob new-blob status
+        if info[-1:] == ["D"]:
+            removed.add(parts[2])
+            continue
+        changed.add(parts[2])
+        if blobs is not None and len(info) >= 5 and info[1].startswith("100"):
+            blobs[parts[2]] = info[3]
     return changed - removed, removed - changed
 
 
