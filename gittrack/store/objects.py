@@ -17,6 +17,7 @@ from pathlib import Path
 from .._hashes import sha1
 from ..errors import GitError, NotAGitRepo
 from .identity import Identity as Identity
+from .packs import fsync_all
 from .shared import adjust, make_dirs
 from .trees import (
     EMPTY_TREE as EMPTY_TREE,
@@ -450,14 +451,14 @@ class ObjectWriter:
         """Write what is pending and make the new directory entries durable before a ref points
         at them."""
         self._write_pending()
-        for folder in self._dirs_to_sync:
-            try:
-                fd = os.open(folder, os.O_RDONLY)
-            except FileNotFoundError:  # packed and removed by a `git gc` meanwhile
-                continue
-            try:
-                os.fsync(fd)
-            finally:
+        fds: list[int] = []
+        try:
+            for folder in self._dirs_to_sync:
+                with contextlib.suppress(FileNotFoundError):  # packed and removed by a gc
+                    fds.append(os.open(folder, os.O_RDONLY))
+            fsync_all(fds)
+        finally:
+            for fd in fds:
                 os.close(fd)
         self._dirs_to_sync.clear()
 
