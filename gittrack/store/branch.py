@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import BranchDamaged, GitError, RepoNotWritable
 from ..model.record import RunRecord, run_folder
-from . import housekeeping
+from . import housekeeping, reflock
 from .gcguard import guarded
 from .objects import (
     CODE_REF_PREFIX,
@@ -165,6 +165,11 @@ def _exists(repo: Repo, sha: str) -> bool:
 
 
 def _update_refs(repo: Repo, lines: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """`git update-ref --stdin` of `lines` as one transaction (done in-process when it can be
+    done exactly as git would: reflock.py)."""
+    done = reflock.update(repo, lines)
+    if done is not None:
+        return done
     script = "start\n" + "".join(line + "\n" for line in lines) + "prepare\ncommit\n"
     return subprocess.run(
         [

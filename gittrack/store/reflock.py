@@ -1,0 +1,183 @@
+"""Moving loose refs in-process with git's own lock-file protocol, instead of `git update-ref`.
+
+What `git update-ref --stdin` does for a loose ref in the files backend, done here to spare a
+git process a run: create `<ref>.lock` exclusively (a writer holding it, git or gittrack, makes
+the others retry), compare the ref's value under the lock, write the new value into the lock,
+append the reflog line, fsync both, rename the lock over the ref. Only the plain case is done
+here: anything this module does not handle exactly as git would (a packed or symbolic ref, a
+reference-transaction hook, config that changes how refs or reflogs are written, a repository
+extension such as reftable, a commit that is not known to exist, the checked-out branch) answers
+None, and the caller runs git.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+
+from .identity import config_files
+from .objects import RUNS_REF, ZERO, Identity, Repo, _timestamp
+from .packs import fsync_all
+
+# config that changes what a ref update does: git handles those repositories itself
+# (an existing reflog is appended to whatever core.logAllRefUpdates says, as git does)
+_CONFIG_MARKERS = (b"extensions", b"hookspath", b"include")
+_ENV_MARKERS = (
+    "GIT_DIR",
+    "GIT_COMMON_DIR",
+    "GIT_CONFIG_COUNT",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_COMMITTER_DATE",  # the reflog line's time would be git's
+)
+
+
+def update(repo: Repo, lines: list[str]) -> subprocess.CompletedProcess[bytes] | None:
+    """Apply `update <ref> <new> <old>` and `verify <ref> <value>` lines as one locked update.
+
+    Returns what `git update-ref --stdin` would (exit 0, or 1 with git's message on stderr:
+    "cannot lock ref ...: is at X but expected Y", "Unable to create '....lock': File exists."),
+    or None when git must do it. Only RUNS_REF may be updated; other refs may only be verified.
+    """
+    ops: list[tuple[str, str, str]] = []  # (ref, new or "" to verify, expected)
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "update" and parts[1] == RUNS_REF:
+            ops.append((parts[1], parts[2], parts[3]))
+        elif len(parts) == 3 and parts[0] == "verify" and parts[2] != ZERO:
+            ops.append((parts[1], "", parts[2]))
+        else:
+            return None
+    if not ops or len({ref for ref, _, _ in ops}) != len(ops) or not _plain(repo):
+        return None
+    ops.sort()
+    taken: list[tuple[str, int]] = []  # (lock path, descriptor)
+    try:
+        for ref, _, _ in ops:
+            lock = os.path.join(repo.common_dir, ref + ".lock")
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                return _failed(f"Unable to create '{lock}': File exists.")
+            except OSError:  # no such folder (a ref to create), a file in the way: git decides
+                return None
+            taken.append((lock, fd))
+        for ref, new, expected in ops:
+            current = _loose_value(repo, ref)
+            if current is None:
+                return None  # packed, symbolic or unreadable: git knows
+            if current != expected:
+                shown = "it does not exist" if current == ZERO else f"is at {current}"
+                return _failed(f"cannot lock ref '{ref}': {shown} but expected {expected}")
+            if new and not _is_commit(repo, new):
+                return None  # git says what is wrong with it
+        return _commit(repo, ops, taken)
+    finally:
+        for lock, fd in taken:  # whatever was not committed is released
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+
+
+def _commit(
+    repo: Repo, ops: list[tuple[str, str, str]], taken: list[tuple[str, int]]
+) -> subprocess.CompletedProcess[bytes]:
+    """Write, log, fsync and rename into place the updates (all compared under their locks)."""
+    durable: list[int] = []
+    logs: list[int] = []
+    renames: list[tuple[str, str]] = []
+    try:
+        for (ref, new, expected), (lock, fd) in zip(ops, taken, strict=True):
+            if not new:
+                continue  # verified: its lock is only released
+            _write_all(fd, f"{new}\n".encode())
+            repo.share(lock)
+            log = os.path.join(repo.common_dir, "logs", ref)
+            line = f"{expected} {new} {Identity.get(repo)} {_timestamp()}\n"
+            log_fd = os.open(log, os.O_WRONLY | os.O_APPEND)  # exists: checked by _plain
+            logs.append(log_fd)
+            _write_all(log_fd, line.encode("utf-8", "surrogateescape"))
+            durable += [fd, log_fd]
+            renames.append((lock, os.path.join(repo.common_dir, ref)))
+        fsync_all(durable)  # as core.fsync=reference: the new value survives a power cut
+        for lock, path in renames:
+            os.rename(lock, path)  # the update is visible from here on
+    except OSError as exc:  # a full disk, a read-only one: in git's words, for the caller
+        return _failed(f"cannot update the refs: {exc}")
+    finally:
+        for log_fd in logs:
+            os.close(log_fd)
+    return subprocess.CompletedProcess(["update-ref", "--stdin"], 0, b"", b"")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _failed(message: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.CompletedProcess(
+        ["update-ref", "--stdin"], 1, b"", f"fatal: {message}\n".encode()
+    )
+
+
+def _loose_value(repo: Repo, ref: str) -> str | None:
+    """The ref's loose value, ZERO when it exists nowhere, None when git must look (packed,
+    symbolic or not a ref file)."""
+    try:
+        with open(os.path.join(repo.common_dir, ref), "rb") as fh:
+            data = fh.read(100)
+    except FileNotFoundError:
+        data = b""
+    except OSError:
+        return None
+    value = data.strip().decode("ascii", "replace")
+    if len(value) == 40 and all(c in "0123456789abcdef" for c in value):
+        return value
+    if data or _packed(repo, ref):
+        return None
+    return ZERO
+
+
+def _packed(repo: Repo, ref: str) -> bool:
+    """Whether packed-refs may hold `ref` (also when it cannot be read)."""
+    try:
+        with open(os.path.join(repo.common_dir, "packed-refs"), "rb") as fh:
+            return f" {ref}\n".encode() in fh.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
+def _is_commit(repo: Repo, sha: str) -> bool:
+    found = repo.reader().read(sha)
+    return found is not None and found[1] == "commit"
+
+
+def _plain(repo: Repo) -> bool:
+    """Whether a ref update here is exactly the lock, write, log and rename done in _commit."""
+    if any(key in os.environ for key in _ENV_MARKERS):
+        return False
+    common = str(repo.common_dir)
+    if os.path.exists(os.path.join(common, "hooks", "reference-transaction")):
+        return False
+    if not os.path.isfile(os.path.join(common, "logs", RUNS_REF)):
+        return False  # git creates the reflog (or is told not to keep one)
+    # the checked-out branch: git logs HEAD's move too
+    with contextlib.suppress(OSError), open(os.path.join(repo.git_dir, "HEAD"), "rb") as fh:
+        if RUNS_REF.encode() in fh.read():
+            return False
+    for path in config_files(repo):
+        try:
+            with open(path, "rb") as fh:
+                text = fh.read().lower()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+        if any(marker in text for marker in _CONFIG_MARKERS):
+            return False
+    return True
