@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import git
 
 from gittrack import store
@@ -170,3 +171,37 @@ def test_writers_in_process_and_through_git_all_land(tracked_repo: Path) -> None
     assert all(new == nxt for (_, new), (nxt, _) in itertools.pairwise(pairs))
     assert not list((tracked_repo / ".git" / "refs").rglob("*.lock"))
     git(tracked_repo, "fsck", "--strict")
+
+
+def test_objects_are_durable_before_the_branch_points_at_them(
+    tracked_repo: Path, tmp_path: Path
+) -> None:
+    """The order a power cut needs, seen in the system calls: the pack and its index fsynced,
+    then renamed into place, their folder fsynced, and only then the branch's lock renamed."""
+    strace = subprocess.run(["which", "strace"], capture_output=True, text=True).stdout.strip()
+    if not strace:
+        pytest.skip("strace is not installed")
+    _sim(tracked_repo, "--steps", "1")
+    trace = tmp_path / "trace"
+    traced = [strace, "-f", "-y", "-qq", "-o", str(trace), "-e", "trace=fsync,rename"]
+    done = subprocess.run(
+        [*traced, sys.executable, "sim.py", "--steps", "2"],
+        cwd=tracked_repo,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0 and "ptrace" in done.stderr:
+        pytest.skip("ptrace is not permitted here")
+    assert done.returncode == 0, done.stderr
+    calls = [line.split(None, 1)[1] for line in trace.read_text().splitlines() if " " in line]
+
+    def first(*words: str) -> int:
+        return next(i for i, c in enumerate(calls) if all(w in c for w in words))
+
+    ref = first("rename(", "runs.lock")
+    pack_synced = max(first("fsync(", ".pack>"), first("fsync(", ".idx>"))
+    packed = first("rename(", "tmp_gittrack_", ".idx")
+    folder_synced = first("fsync(", "objects/pack>")
+    assert pack_synced < packed < folder_synced < ref
+    assert first("fsync(", "runs.lock>") < ref
+    assert first("fsync(", "logs/refs/heads/gittrack/runs>") < ref

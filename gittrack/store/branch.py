@@ -122,7 +122,7 @@ def commit_to_branch(
             if merge_parent:
                 parents.append(merge_parent)
             commit = make_commit(writer, ident, tree, parents, message)
-            writer.sync()
+            writer.sync(folders=False)  # fsynced with the ref's own fsync when done in-process
             writer.ensure()
             lines = [f"update {RUNS_REF} {commit} {old_commit}"]
             # a keep-alive ref already in place is only verified (in the same transaction):
@@ -132,7 +132,7 @@ def commit_to_branch(
                 f"{CODE_REF_PREFIX}{c} {c}"
                 for c in keep
             ]
-            proc = _update_refs(repo, lines)
+            proc = _update_refs(repo, lines, writer)
             if proc.returncode == 0:
                 writer.ensure()  # the branch holds them now: nothing can take them later
                 STATS["commits"] += 1
@@ -164,12 +164,20 @@ def _exists(repo: Repo, sha: str) -> bool:
     return repo.git("cat-file", "-e", sha, check=False).returncode == 0
 
 
-def _update_refs(repo: Repo, lines: list[str]) -> subprocess.CompletedProcess[bytes]:
+def _update_refs(
+    repo: Repo, lines: list[str], writer: ObjectWriter | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """`git update-ref --stdin` of `lines` as one transaction (done in-process when it can be
-    done exactly as git would: reflock.py)."""
-    done = reflock.update(repo, lines)
+    done exactly as git would: reflock.py). The folders `writer` has yet to fsync are made
+    durable first: side by side with the ref's own fsync when in-process."""
+    folders = writer.unsynced_folders() if writer is not None else []
+    done = reflock.update(repo, lines, folders)
     if done is not None:
+        if done.returncode == 0 and writer is not None:
+            writer.folders_synced()
         return done
+    if writer is not None:
+        writer.sync()
     script = "start\n" + "".join(line + "\n" for line in lines) + "prepare\ncommit\n"
     return subprocess.run(
         [

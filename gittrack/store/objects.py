@@ -447,10 +447,22 @@ class ObjectWriter:
             self.sync()
         return len(gone)
 
-    def sync(self) -> None:
+    def sync(self, folders: bool = True) -> None:
         """Write what is pending and make the new directory entries durable before a ref points
-        at them."""
+        at them; with `folders=False` the caller fsyncs `unsynced_folders()` itself (beside the
+        ref's own fsync) and then calls `folders_synced()`."""
         self._write_pending()
+        if folders:
+            self.sync_folders()
+
+    def unsynced_folders(self) -> list[Path]:
+        """The folders holding new entries that are not yet fsynced."""
+        return sorted(self._dirs_to_sync)
+
+    def folders_synced(self) -> None:
+        self._dirs_to_sync.clear()
+
+    def sync_folders(self) -> None:
         fds: list[int] = []
         try:
             for folder in self._dirs_to_sync:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+from collections.abc import Iterable
+from pathlib import Path
 
 from .identity import config_files
 from .objects import RUNS_REF, ZERO, Identity, Repo, _timestamp
@@ -32,8 +34,13 @@ _ENV_MARKERS = (
 )
 
 
-def update(repo: Repo, lines: list[str]) -> subprocess.CompletedProcess[bytes] | None:
+def update(
+    repo: Repo, lines: list[str], folders: Iterable[Path] = ()
+) -> subprocess.CompletedProcess[bytes] | None:
     """Apply `update <ref> <new> <old>` and `verify <ref> <value>` lines as one locked update.
+
+    `folders` (holding the new objects' entries) are fsynced together with the new value, all
+    before the ref is renamed into place: one wait on the disk for both.
 
     Returns what `git update-ref --stdin` would (exit 0, or 1 with git's message on stderr:
     "cannot lock ref ...: is at X but expected Y", "Unable to create '....lock': File exists."),
@@ -71,7 +78,7 @@ def update(repo: Repo, lines: list[str]) -> subprocess.CompletedProcess[bytes] |
                 return _failed(f"cannot lock ref '{ref}': {shown} but expected {expected}")
             if new and not _is_commit(repo, new):
                 return None  # git says what is wrong with it
-        return _commit(repo, ops, taken)
+        return _commit(repo, ops, taken, folders)
     finally:
         for lock, fd in taken:  # whatever was not committed is released
             with contextlib.suppress(OSError):
@@ -81,13 +88,20 @@ def update(repo: Repo, lines: list[str]) -> subprocess.CompletedProcess[bytes] |
 
 
 def _commit(
-    repo: Repo, ops: list[tuple[str, str, str]], taken: list[tuple[str, int]]
+    repo: Repo,
+    ops: list[tuple[str, str, str]],
+    taken: list[tuple[str, int]],
+    folders: Iterable[Path],
 ) -> subprocess.CompletedProcess[bytes]:
     """Write, log, fsync and rename into place the updates (all compared under their locks)."""
     durable: list[int] = []
-    logs: list[int] = []
+    opened: list[int] = []  # descriptors this function opened (folders, reflogs)
     renames: list[tuple[str, str]] = []
     try:
+        for folder in folders:
+            with contextlib.suppress(FileNotFoundError):  # packed and removed by a gc
+                opened.append(os.open(folder, os.O_RDONLY))
+                durable.append(opened[-1])
         for (ref, new, expected), (lock, fd) in zip(ops, taken, strict=True):
             if not new:
                 continue  # verified: its lock is only released
@@ -96,7 +110,7 @@ def _commit(
             log = os.path.join(repo.common_dir, "logs", ref)
             line = f"{expected} {new} {Identity.get(repo)} {_timestamp()}\n"
             log_fd = os.open(log, os.O_WRONLY | os.O_APPEND)  # exists: checked by _plain
-            logs.append(log_fd)
+            opened.append(log_fd)
             _write_all(log_fd, line.encode("utf-8", "surrogateescape"))
             durable += [fd, log_fd]
             renames.append((lock, os.path.join(repo.common_dir, ref)))
@@ -106,7 +120,7 @@ def _commit(
     except OSError as exc:  # a full disk, a read-only one: in git's words, for the caller
         return _failed(f"cannot update the refs: {exc}")
     finally:
-        for log_fd in logs:
+        for log_fd in opened:
             os.close(log_fd)
     return subprocess.CompletedProcess(["update-ref", "--stdin"], 0, b"", b"")
 
