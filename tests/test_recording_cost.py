@@ -102,6 +102,10 @@ def test_a_changed_git_identity_is_seen_by_the_next_run(tracked_repo: Path) -> N
 
 
 HEAVY = ("hashlib", "_hashlib", "shutil", "lzma", "bz2", "tomllib", "traceback", "struct")
+# what only reading, sharing, repairing or the lookup table need: never imported to record a run
+HEAVY += ("sqlite3", "tempfile", "random", "importlib.metadata")
+HEAVY += ("gittrack.model.schema", "gittrack.store.repair", "gittrack.store.remotes")
+HEAVY += ("gittrack.store.notes", "gittrack.index.db", "gittrack.library.run")
 
 
 def test_recording_a_run_imports_no_heavy_module(tracked_repo: Path) -> None:

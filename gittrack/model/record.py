@@ -18,7 +18,6 @@ import tomli_w
 
 from .._ids import short
 from ..errors import RecordError, SchemaTooNew, UnsafeRecord
-from .schema import RUN_ID, check_paths, check_types
 
 SCHEMA = 2
 
@@ -192,6 +191,8 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], run_id: str = "?") -> RunRecord:
+        from .schema import RUN_ID, check_paths, check_types  # reading only: not when recording
+
         data = dict(data)
         schema = data.pop("schema", None)
         if not isinstance(schema, int) or isinstance(schema, bool):
