@@ -209,3 +209,38 @@ def test_editing_a_big_tree_in_place_gives_the_tree_git_makes(repo: Path) -> Non
                 **{n: e for n, e in entries.items() if n != name},
                 **({name: entry} if entry else {}),
             }
+
+
+def test_the_record_classes_compare_and_print_as_dataclasses_do() -> None:
+    """Their == and repr() are written once (cheaper to import), with @dataclass's behaviour."""
+    import dataclasses
+
+    from gittrack.model.record import Code, CodeFile, Input, RunRecord
+
+    for cls in (CodeFile, Code, Input, RunRecord):
+        plain = dataclasses.make_dataclass(
+            cls.__name__, [(f.name, f.type, f) for f in dataclasses.fields(cls)]
+        )
+        assert repr(cls(**_sample(cls))) == repr(plain(**_sample(cls)))
+    record = RunRecord(id="a", params={"x": 1}, code=Code(files={"m.py": CodeFile("b1")}))
+    same = RunRecord(id="a", params={"x": 1}, code=Code(files={"m.py": CodeFile("b1")}))
+    assert record == same
+    same.code.files["m.py"].dirty = True
+    assert record != same
+    one, other = float("nan"), float("nan")
+    assert RunRecord(id="a", metrics={"m": one}) != RunRecord(id="a", metrics={"m": other})
+    # the same object is equal inside the tuple @dataclass compares, NaN or not
+    assert RunRecord(id="a", metrics={"m": one}) == RunRecord(id="a", metrics={"m": one})
+    assert Input(run="r") != ("r", "", "", "") and Input(run="r") == Input(run="r")
+    with pytest.raises(TypeError):
+        hash(Input(run="r"))
+
+
+def _sample(cls: type) -> dict[str, object]:
+    import dataclasses
+
+    return {
+        f.name: f"v-{f.name}"
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    } | ({"dirty": True} if cls.__name__ in ("CodeFile", "Code") else {})
