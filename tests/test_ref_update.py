@@ -205,3 +205,40 @@ def test_objects_are_durable_before_the_branch_points_at_them(
     assert pack_synced < packed < folder_synced < ref
     assert first("fsync(", "runs.lock>") < ref
     assert first("fsync(", "logs/refs/heads/gittrack/runs>") < ref
+
+
+def test_after_a_gc_packs_the_refs_runs_of_the_same_code_still_need_no_git(
+    tracked_repo: Path, tmp_path: Path
+) -> None:
+    """A gc packs the code's keep-alive ref: verified in packed-refs, it is not rewritten."""
+    log = tmp_path / "git.log"
+    env = _logging_git(tmp_path / "bin", log)
+    _sim(tracked_repo, "--steps", "1", env=env)
+    git(tracked_repo, "pack-refs", "--all")
+    head = git(tracked_repo, "rev-parse", "HEAD")
+    assert not (tracked_repo / ".git" / "refs" / "gittrack" / "code" / head).exists()
+    _sim(tracked_repo, "--steps", "2", env=env)  # the branch is packed: git moves it
+    log.write_text("")
+    _sim(tracked_repo, "--steps", "3", env=env)
+    assert not [c for c in log.read_text().splitlines() if "update-ref" in c]
+    assert not (tracked_repo / ".git" / "refs" / "gittrack" / "code" / head).exists()
+    assert git(tracked_repo, "rev-parse", f"refs/gittrack/code/{head}") == head
+    assert len(git(tracked_repo, "log", "--format=%s", "gittrack/runs").splitlines()) == 4
+    git(tracked_repo, "fsck", "--strict")
+
+
+def test_a_packed_ref_that_is_only_verified_is_compared_in_packed_refs(tracked_repo: Path) -> None:
+    repo = store.find_repo(tracked_repo)
+    head = git(tracked_repo, "rev-parse", "HEAD")
+    git(tracked_repo, "update-ref", f"refs/gittrack/code/{head}", head)
+    git(tracked_repo, "pack-refs", "--all")
+    tip = store.write_run(repo, _record(1), {})  # through git: the branch was packed
+    commit = git(tracked_repo, "commit-tree", "-p", tip, "-m", "next", f"{tip}^{{tree}}")
+    update = f"update {store.RUNS_REF} {commit} {tip}"
+    done = reflock.update(repo, [update, f"verify refs/gittrack/code/{head} {tip}"])
+    assert done is not None and done.returncode == 1
+    assert f"is at {head} but expected {tip}" in done.stderr.decode()
+    done = reflock.update(repo, [update, f"verify refs/gittrack/code/{head} {head}"])
+    assert done is not None and done.returncode == 0
+    assert git(tracked_repo, "rev-parse", "gittrack/runs") == commit
+    assert not list((tracked_repo / ".git" / "refs").rglob("*.lock"))

@@ -128,7 +128,7 @@ def commit_to_branch(
             # a keep-alive ref already in place is only verified (in the same transaction):
             # not rewritten and fsynced anew by every run of the same code
             lines += [
-                f"{'verify' if _loose_ref_is(repo, CODE_REF_PREFIX + c, c) else 'update'} "
+                f"{'verify' if _ref_is(repo, CODE_REF_PREFIX + c, c) else 'update'} "
                 f"{CODE_REF_PREFIX}{c} {c}"
                 for c in keep
             ]
@@ -151,11 +151,13 @@ def commit_to_branch(
             time.sleep(min(0.2, 0.001 * attempt) * jitter())
 
 
-def _loose_ref_is(repo: Repo, ref: str, sha: str) -> bool:
-    """Whether `ref` is a loose ref holding `sha` (read without git)."""
+def _ref_is(repo: Repo, ref: str, sha: str) -> bool:
+    """Whether `ref` holds `sha`, loose or (after a gc) packed (read without git)."""
     try:
         with open(repo.common_dir / ref, "rb") as fh:
             return fh.read(41).strip() == sha.encode()
+    except FileNotFoundError:
+        return reflock.packed_value(repo, ref) == sha
     except OSError:
         return False
 

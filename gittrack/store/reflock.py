@@ -63,16 +63,16 @@ def update(
         for ref, _, _ in ops:
             lock = os.path.join(repo.common_dir, ref + ".lock")
             try:
-                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                fd = _create(repo, lock)
             except FileExistsError:
                 return _failed(f"Unable to create '{lock}': File exists.")
-            except OSError:  # no such folder (a ref to create), a file in the way: git decides
+            except OSError:  # a file in the way of its folder, say: git decides
                 return None
             taken.append((lock, fd))
         for ref, new, expected in ops:
-            current = _loose_value(repo, ref)
+            current = _value(repo, ref, packed=not new)
             if current is None:
-                return None  # packed, symbolic or unreadable: git knows
+                return None  # packed (to update), symbolic or unreadable: git knows
             if current != expected:
                 shown = "it does not exist" if current == ZERO else f"is at {current}"
                 return _failed(f"cannot lock ref '{ref}': {shown} but expected {expected}")
@@ -125,6 +125,15 @@ def _commit(
     return subprocess.CompletedProcess(["update-ref", "--stdin"], 0, b"", b"")
 
 
+def _create(repo: Repo, lock: str) -> int:
+    """Create `lock` exclusively, and its folder first when a gc pruned it (as git does)."""
+    try:
+        return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileNotFoundError:
+        repo.make_dir(Path(lock).parent)
+        return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -137,9 +146,10 @@ def _failed(message: str) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def _loose_value(repo: Repo, ref: str) -> str | None:
-    """The ref's loose value, ZERO when it exists nowhere, None when git must look (packed,
-    symbolic or not a ref file)."""
+def _value(repo: Repo, ref: str, packed: bool = False) -> str | None:
+    """The ref's value (loose, or with `packed` from packed-refs: what a verify compares), ZERO
+    when it exists nowhere, None when git must look (a packed ref to update, symbolic, or not a
+    ref file)."""
     try:
         with open(os.path.join(repo.common_dir, ref), "rb") as fh:
             data = fh.read(100)
@@ -148,22 +158,36 @@ def _loose_value(repo: Repo, ref: str) -> str | None:
     except OSError:
         return None
     value = data.strip().decode("ascii", "replace")
-    if len(value) == 40 and all(c in "0123456789abcdef" for c in value):
+    if _is_sha(value):
         return value
-    if data or _packed(repo, ref):
+    if data:
         return None
-    return ZERO
+    found = packed_value(repo, ref)
+    if found == ZERO or (packed and found is not None):
+        return found
+    return None
 
 
-def _packed(repo: Repo, ref: str) -> bool:
-    """Whether packed-refs may hold `ref` (also when it cannot be read)."""
+def packed_value(repo: Repo, ref: str) -> str | None:
+    """`ref`'s value in packed-refs: ZERO when it is not there, None when that file cannot be
+    read or holds no plain value for it."""
     try:
         with open(os.path.join(repo.common_dir, "packed-refs"), "rb") as fh:
-            return f" {ref}\n".encode() in fh.read()
+            text = fh.read()
     except FileNotFoundError:
-        return False
+        return ZERO
     except OSError:
-        return True
+        return None
+    at = text.find(f" {ref}\n".encode())
+    if at == -1:
+        return ZERO
+    start = text.rfind(b"\n", 0, at) + 1
+    value = text[start:at].decode("ascii", "replace")
+    return value if _is_sha(value) else None
+
+
+def _is_sha(value: str) -> bool:
+    return len(value) == 40 and all(c in "0123456789abcdef" for c in value)
 
 
 def _is_commit(repo: Repo, sha: str) -> bool:
