@@ -130,6 +130,30 @@ def test_recording_a_run_imports_no_heavy_module(tracked_repo: Path) -> None:
     assert [m for m in HEAVY if m in line.split()] == []
 
 
+def test_a_clean_run_of_known_code_imports_no_subprocess(tracked_repo: Path) -> None:
+    """git cat-file is spawned without subprocess and the branch moves in-process, so a run of
+    committed code whose keep-alive ref exists loads neither subprocess nor selectors."""
+    text = (tracked_repo / "sim.py").read_text()
+    (tracked_repo / "sim.py").write_text(
+        text.replace(
+            "import click\n",
+            "import atexit, sys\n"
+            "atexit.register(lambda: print('MODULES', *sorted(sys.modules), file=sys.stderr))\n"
+            "import click\n",
+            1,
+        )
+    )
+    subprocess.run(["git", "commit", "-qam", "probe"], cwd=tracked_repo, check=True)
+    _run(tracked_repo, "--steps", "1")  # makes the code's keep-alive ref (through git)
+    done = subprocess.run(
+        [sys.executable, "sim.py", "--steps", "2"], cwd=tracked_repo, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES")).split()
+    assert "gittrack.store.packs" in line  # the run was recorded
+    assert [m for m in ("subprocess", "selectors", "_posixsubprocess") if m in line] == []
+
+
 @pytest.mark.slow
 def test_small_packs_are_rolled_up_in_the_background(
     tracked_repo: Path, monkeypatch: pytest.MonkeyPatch

@@ -6,7 +6,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -168,7 +167,7 @@ def _exists(repo: Repo, sha: str) -> bool:
 
 def _update_refs(
     repo: Repo, lines: list[str], writer: ObjectWriter | None = None
-) -> subprocess.CompletedProcess[bytes]:
+) -> reflock.Outcome:
     """`git update-ref --stdin` of `lines` as one transaction (done in-process when it can be
     done exactly as git would: reflock.py). The folders `writer` has yet to fsync are made
     durable first: side by side with the ref's own fsync when in-process."""
@@ -180,8 +179,10 @@ def _update_refs(
         return done
     if writer is not None:
         writer.sync()
+    import subprocess  # only when git moves the refs
+
     script = "start\n" + "".join(line + "\n" for line in lines) + "prepare\ncommit\n"
-    return subprocess.run(
+    proc = subprocess.run(
         [
             "git",
             "-c",
@@ -195,6 +196,7 @@ def _update_refs(
         input=script.encode(),
         capture_output=True,
     )
+    return reflock.Outcome(proc.returncode, proc.stderr)
 
 
 def _remove_stale_ref_locks(repo: Repo, refs: Iterable[str]) -> None:
@@ -373,6 +375,8 @@ def import_runs(repo: Repo, records: Iterable[RunRecord]) -> int:
     once; without the per-run fsync and lock, so it is meant for building histories, not for
     concurrent recording.
     """
+    import subprocess
+
     current = tip(repo)
     ident = Identity.get(repo)
     proc = subprocess.Popen(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -34,9 +33,18 @@ _ENV_MARKERS = (
 )
 
 
-def update(
-    repo: Repo, lines: list[str], folders: Iterable[Path] = ()
-) -> subprocess.CompletedProcess[bytes] | None:
+class Outcome:
+    """How a ref update ended: git's exit code and what it wrote on stderr (as from
+    `git update-ref --stdin`), without importing subprocess for a CompletedProcess."""
+
+    __slots__ = ("returncode", "stderr")
+
+    def __init__(self, returncode: int, stderr: bytes = b"") -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+def update(repo: Repo, lines: list[str], folders: Iterable[Path] = ()) -> Outcome | None:
     """Apply `update <ref> <new> <old>` and `verify <ref> <value>` lines as one locked update.
 
     `folders` (holding the new objects' entries) are fsynced together with the new value, all
@@ -92,7 +100,7 @@ def _commit(
     ops: list[tuple[str, str, str]],
     taken: list[tuple[str, int]],
     folders: Iterable[Path],
-) -> subprocess.CompletedProcess[bytes]:
+) -> Outcome:
     """Write, log, fsync and rename into place the updates (all compared under their locks)."""
     durable: list[int] = []
     opened: list[int] = []  # descriptors this function opened (folders, reflogs)
@@ -122,7 +130,7 @@ def _commit(
     finally:
         for log_fd in opened:
             os.close(log_fd)
-    return subprocess.CompletedProcess(["update-ref", "--stdin"], 0, b"", b"")
+    return Outcome(0)
 
 
 def _create(repo: Repo, lock: str) -> int:
@@ -140,10 +148,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _failed(message: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.CompletedProcess(
-        ["update-ref", "--stdin"], 1, b"", f"fatal: {message}\n".encode()
-    )
+def _failed(message: str) -> Outcome:
+    return Outcome(1, f"fatal: {message}\n".encode())
 
 
 def _value(repo: Repo, ref: str, packed: bool = False) -> str | None:
