@@ -242,3 +242,68 @@ def test_a_packed_ref_that_is_only_verified_is_compared_in_packed_refs(tracked_r
     assert done is not None and done.returncode == 0
     assert git(tracked_repo, "rev-parse", "gittrack/runs") == commit
     assert not list((tracked_repo / ".git" / "refs").rglob("*.lock"))
+
+
+RACER = """
+import os, subprocess, sys
+from gittrack import store
+from gittrack.store import reflock
+repo = store.find_repo(".")
+commits, use_git, done = sys.argv[1].split(","), sys.argv[2] == "git", 0
+while done < len(commits):
+    try:
+        current = open(os.path.join(repo.common_dir, store.RUNS_REF)).read().strip()
+    except FileNotFoundError:  # between git's unlink of nothing and rename: read again
+        continue
+    if use_git:
+        ok = subprocess.run(["git", "update-ref", store.RUNS_REF, commits[done], current],
+                            capture_output=True).returncode == 0
+    else:
+        outcome = reflock.update(repo, [f"update {store.RUNS_REF} {commits[done]} {current}"])
+        assert outcome is not None, "left to git"
+        ok = outcome.returncode == 0
+    done += ok
+"""
+
+
+def test_racing_writers_without_the_branch_lock_never_lose_an_update(tracked_repo: Path) -> None:
+    """Five processes move the branch with compare-and-swap as fast as they can, one of them
+    through git: every success is one reflog line whose old value is the line before's new one
+    (no update lost, no lock of another writer taken away), and no lock is left."""
+    tip = git(tracked_repo, "rev-parse", "gittrack/runs")
+    tree = git(tracked_repo, "rev-parse", f"{tip}^{{tree}}")
+    script = "".join(
+        f"commit refs/heads/c{i}\ncommitter A <a@b> {i} +0000\ndata {len(str(i))}\n{i}\n"
+        f"M 040000 {tree} x\n"
+        for i in range(5 * 25)
+    )
+    done = subprocess.run(
+        ["git", "fast-import", "--quiet"], cwd=tracked_repo, input=script.encode()
+    )
+    assert done.returncode == 0
+    commits = [git(tracked_repo, "rev-parse", f"refs/heads/c{i}") for i in range(5 * 25)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                RACER,
+                ",".join(commits[25 * i : 25 * i + 25]),
+                "git" if i == 0 else "gittrack",
+            ],
+            cwd=tracked_repo,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(5)
+    ]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 5, errors
+    reflog = (tracked_repo / ".git" / "logs" / store.RUNS_REF).read_text().splitlines()
+    pairs = [line.split(" ")[:2] for line in reflog]
+    moves = [p for p in pairs if p[1] in set(commits)]
+    assert len(moves) == 5 * 25
+    assert all(new == nxt for (_, new), (nxt, _) in itertools.pairwise(pairs))
+    assert not list((tracked_repo / ".git" / "refs").rglob("*.lock"))

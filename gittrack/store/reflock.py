@@ -67,6 +67,7 @@ def update(repo: Repo, lines: list[str], folders: Iterable[Path] = ()) -> Outcom
         return None
     ops.sort()
     taken: list[tuple[str, int]] = []  # (lock path, descriptor)
+    renamed: set[str] = set()  # locks that became the ref: the path may be another's lock now
     try:
         for ref, _, _ in ops:
             lock = os.path.join(repo.common_dir, ref + ".lock")
@@ -86,13 +87,14 @@ def update(repo: Repo, lines: list[str], folders: Iterable[Path] = ()) -> Outcom
                 return _failed(f"cannot lock ref '{ref}': {shown} but expected {expected}")
             if new and not _is_commit(repo, new):
                 return None  # git says what is wrong with it
-        return _commit(repo, ops, taken, folders)
+        return _commit(repo, ops, taken, folders, renamed)
     finally:
         for lock, fd in taken:  # whatever was not committed is released
             with contextlib.suppress(OSError):
                 os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(lock)
+            if lock not in renamed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)
 
 
 def _commit(
@@ -100,6 +102,7 @@ def _commit(
     ops: list[tuple[str, str, str]],
     taken: list[tuple[str, int]],
     folders: Iterable[Path],
+    renamed: set[str],
 ) -> Outcome:
     """Write, log, fsync and rename into place the updates (all compared under their locks)."""
     durable: list[int] = []
@@ -125,6 +128,7 @@ def _commit(
         fsync_all(durable)  # as core.fsync=reference: the new value survives a power cut
         for lock, path in renames:
             os.rename(lock, path)  # the update is visible from here on
+            renamed.add(lock)
     except OSError as exc:  # a full disk, a read-only one: in git's words, for the caller
         return _failed(f"cannot update the refs: {exc}")
     finally:
