@@ -329,7 +329,7 @@ class CatFile:
 class _Child:
     """A child process whose standard input and output are pipes to us (its errors go to
     /dev/null): what subprocess.Popen gives cat-file, started with posix_spawn so that the
-    recording path does not import subprocess (and selectors, locale) at all."""
+    recording path does not import subprocess (and selectors) at all."""
 
     def __init__(self, args: list[str]) -> None:
         child_in, to_child = os.pipe()
