@@ -102,6 +102,10 @@ def test_a_changed_git_identity_is_seen_by_the_next_run(tracked_repo: Path) -> N
 
 
 HEAVY = ("hashlib", "_hashlib", "shutil", "lzma", "bz2", "tomllib", "traceback", "struct")
+# what only reading, sharing, repairing or the lookup table need: never imported to record a run
+HEAVY += ("sqlite3", "tempfile", "random", "importlib.metadata")
+HEAVY += ("gittrack.model.schema", "gittrack.store.repair", "gittrack.store.remotes")
+HEAVY += ("gittrack.store.notes", "gittrack.index.db", "gittrack.library.run")
 
 
 def test_recording_a_run_imports_no_heavy_module(tracked_repo: Path) -> None:
@@ -124,6 +128,30 @@ def test_recording_a_run_imports_no_heavy_module(tracked_repo: Path) -> None:
     line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES"))
     assert "gittrack.store.packs" in line.split()  # the run was recorded
     assert [m for m in HEAVY if m in line.split()] == []
+
+
+def test_a_clean_run_of_known_code_imports_no_subprocess(tracked_repo: Path) -> None:
+    """git cat-file is spawned without subprocess and the branch moves in-process, so a run of
+    committed code whose keep-alive ref exists loads neither subprocess nor selectors."""
+    text = (tracked_repo / "sim.py").read_text()
+    (tracked_repo / "sim.py").write_text(
+        text.replace(
+            "import click\n",
+            "import atexit, sys\n"
+            "atexit.register(lambda: print('MODULES', *sorted(sys.modules), file=sys.stderr))\n"
+            "import click\n",
+            1,
+        )
+    )
+    subprocess.run(["git", "commit", "-qam", "probe"], cwd=tracked_repo, check=True)
+    _run(tracked_repo, "--steps", "1")  # makes the code's keep-alive ref (through git)
+    done = subprocess.run(
+        [sys.executable, "sim.py", "--steps", "2"], cwd=tracked_repo, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES")).split()
+    assert "gittrack.store.packs" in line  # the run was recorded
+    assert [m for m in ("subprocess", "selectors", "_posixsubprocess") if m in line] == []
 
 
 @pytest.mark.slow
@@ -205,3 +233,38 @@ def test_editing_a_big_tree_in_place_gives_the_tree_git_makes(repo: Path) -> Non
                 **{n: e for n, e in entries.items() if n != name},
                 **({name: entry} if entry else {}),
             }
+
+
+def test_the_record_classes_compare_and_print_as_dataclasses_do() -> None:
+    """Their == and repr() are written once (cheaper to import), with @dataclass's behaviour."""
+    import dataclasses
+
+    from gittrack.model.record import Code, CodeFile, Input, RunRecord
+
+    for cls in (CodeFile, Code, Input, RunRecord):
+        plain = dataclasses.make_dataclass(
+            cls.__name__, [(f.name, f.type, f) for f in dataclasses.fields(cls)]
+        )
+        assert repr(cls(**_sample(cls))) == repr(plain(**_sample(cls)))
+    record = RunRecord(id="a", params={"x": 1}, code=Code(files={"m.py": CodeFile("b1")}))
+    same = RunRecord(id="a", params={"x": 1}, code=Code(files={"m.py": CodeFile("b1")}))
+    assert record == same
+    same.code.files["m.py"].dirty = True
+    assert record != same
+    one, other = float("nan"), float("nan")
+    assert RunRecord(id="a", metrics={"m": one}) != RunRecord(id="a", metrics={"m": other})
+    # the same object is equal inside the tuple @dataclass compares, NaN or not
+    assert RunRecord(id="a", metrics={"m": one}) == RunRecord(id="a", metrics={"m": one})
+    assert Input(run="r") != ("r", "", "", "") and Input(run="r") == Input(run="r")
+    with pytest.raises(TypeError):
+        hash(Input(run="r"))
+
+
+def _sample(cls: type) -> dict[str, object]:
+    import dataclasses
+
+    return {
+        f.name: f"v-{f.name}"
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    } | ({"dirty": True} if cls.__name__ in ("CodeFile", "Code") else {})

@@ -10,7 +10,7 @@ import datetime as dt
 import math
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import PurePath
 from typing import Any
 
@@ -18,7 +18,6 @@ import tomli_w
 
 from .._ids import short
 from ..errors import RecordError, SchemaTooNew, UnsafeRecord
-from .schema import RUN_ID, check_paths, check_types
 
 SCHEMA = 2
 
@@ -26,8 +25,35 @@ STATUSES = ("running", "completed", "failed", "interrupted", "died")
 NESTED = "it is nested too deeply to read"  # a run.toml past the parser's recursion limit
 
 
-@dataclass
-class CodeFile:
+class _Compared:
+    """`==` and `repr()` as @dataclass writes them (field by field, in order), written once for
+    the record's classes: @dataclass generating them for each costs ~0.7 ms at every import,
+    that is at the start of every run (the classes are dataclasses with eq=False, repr=False)."""
+
+    __slots__ = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, _Compared)
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable and compared by value, as @dataclass
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)  # type: ignore[arg-type]
+            if f.repr
+        )
+        return f"{self.__class__.__qualname__}({shown})"
+
+
+@dataclass(eq=False, repr=False)
+class CodeFile(_Compared):
     """One source file of the repository a run executed: its git blob id, and whether it
     differs from HEAD."""
 
@@ -35,8 +61,8 @@ class CodeFile:
     dirty: bool = False
 
 
-@dataclass
-class Code:
+@dataclass(eq=False, repr=False)
+class Code(_Compared):
     """The code a run executed: a commit on the user's history or a snapshot of a dirty tree."""
 
     commit: str = ""  # the commit the run executed (HEAD, or the snapshot when dirty)
@@ -67,8 +93,8 @@ class Code:
         return data
 
 
-@dataclass
-class Input:
+@dataclass(eq=False, repr=False)
+class Input(_Compared):
     """One upstream output consumed by this run (or the whole run when `output` is empty)."""
 
     run: str
@@ -77,8 +103,8 @@ class Input:
     md5: str = ""
 
 
-@dataclass
-class Output:
+@dataclass(eq=False, repr=False)
+class Output(_Compared):
     """One stored output: a file or folder in the DVC cache, pointed at from the run folder."""
 
     path: str  # relative to the run's output folder
@@ -91,8 +117,8 @@ class Output:
     partial: bool = False  # the run was killed while storing it: the data is incomplete
 
 
-@dataclass
-class RunRecord:
+@dataclass(eq=False, repr=False)
+class RunRecord(_Compared):
     """Everything gittrack knows about one run; the content of its `run.toml`."""
 
     id: str
@@ -198,6 +224,8 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], run_id: str = "?") -> RunRecord:
+        from .schema import RUN_ID, check_paths, check_types  # reading only: not when recording
+
         data = dict(data)
         schema = data.pop("schema", None)
         if not isinstance(schema, int) or isinstance(schema, bool):

@@ -9,7 +9,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -199,15 +198,17 @@ class Tee(io.TextIOBase):
         return getattr(self._stream, "encoding", "utf-8")
 
 
-@dataclass
 class _Stream:
     """One tee'd descriptor: where it wrote before (`saved`) and what now reads its output."""
 
-    fd: int
-    log: BoundedLog
-    saved: int
-    source: int  # the read end of the pipe, or the pseudo-terminal's controller side
-    terminal: bool
+    __slots__ = ("fd", "log", "saved", "source", "terminal")
+
+    def __init__(self, fd: int, log: BoundedLog, saved: int, source: int, terminal: bool) -> None:
+        self.fd = fd
+        self.log = log
+        self.saved = saved
+        self.source = source  # the read end of the pipe, or the pseudo-terminal's controller side
+        self.terminal = terminal
 
 
 class FdTee:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 else:
     _ParamType = click.ParamType
 
-TOKEN = re.compile(r"^[\w.\-]+$")
+TOKEN = r"^[\w.\-]+$"  # compiled on first use (re caches it), not when recording
 USABLE = ("completed",)
 
 
@@ -74,7 +74,7 @@ def resolve_runs(repo: store.Repo, text: str) -> list[Run]:
 
     text = text.strip()
     parts = [p.strip() for p in text.split(",")]
-    if text and all(TOKEN.match(p) for p in parts):
+    if text and all(re.match(TOKEN, p) for p in parts):
         try:
             return [Run(resolve_id(repo, p), repo) for p in parts]
         except RunNotFound:

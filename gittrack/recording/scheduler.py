@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -84,6 +83,7 @@ def _pick(env: Mapping[str, str], names: Mapping[str, tuple[str, ...]]) -> dict[
 def slurm_job(job_id: str) -> dict[str, str]:
     """`scontrol show job` of one job as fields (JobState, Reason, StdOut...); {} if unknown."""
     import shutil
+    import subprocess
 
     scontrol = shutil.which("scontrol")
     if not scontrol or not job_id:

@@ -61,11 +61,6 @@ from .objects import (
     parse_tree as parse_tree,
     write_blobs as write_blobs,
 )
-from .repair import (
-    BranchRepair as BranchRepair,
-    branch_damage as branch_damage,
-    repair_branch as repair_branch,
-)
 from .workspace import (
     Head as Head,
     Snapshot as Snapshot,
@@ -114,9 +109,17 @@ if TYPE_CHECKING:  # the lazy names below, for the type checker
         secrets_token as secrets_token,
         settings_commit as settings_commit,
     )
+    from .repair import (
+        BranchRepair as BranchRepair,
+        branch_damage as branch_damage,
+        repair_branch as repair_branch,
+    )
 
-# sharing and notes are not needed to record a run: loaded on first use
+# sharing, notes and repairs are not needed to record a run: loaded on first use
 _LAZY = {
+    "BranchRepair": "repair",
+    "branch_damage": "repair",
+    "repair_branch": "repair",
     "BUNDLE_CACHE_S": "remotes",
     "REMOTE_REF_PREFIX": "remotes",
     "JoinResult": "remotes",

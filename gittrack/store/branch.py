@@ -6,14 +6,13 @@ import contextlib
 import errno
 import fcntl
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from ..errors import BranchDamaged, GitError, RepoNotWritable
 from ..model.record import RunRecord, run_folder
-from . import housekeeping
+from . import housekeeping, reflock
 from .gcguard import guarded
 from .objects import (
     CODE_REF_PREFIX,
@@ -122,17 +121,17 @@ def commit_to_branch(
             if merge_parent:
                 parents.append(merge_parent)
             commit = make_commit(writer, ident, tree, parents, message)
-            writer.sync()
+            writer.sync(folders=False)  # fsynced with the ref's own fsync when done in-process
             writer.ensure()
             lines = [f"update {RUNS_REF} {commit} {old_commit}"]
             # a keep-alive ref already in place is only verified (in the same transaction):
             # not rewritten and fsynced anew by every run of the same code
             lines += [
-                f"{'verify' if _loose_ref_is(repo, CODE_REF_PREFIX + c, c) else 'update'} "
+                f"{'verify' if _ref_is(repo, CODE_REF_PREFIX + c, c) else 'update'} "
                 f"{CODE_REF_PREFIX}{c} {c}"
                 for c in keep
             ]
-            proc = _update_refs(repo, lines)
+            proc = _update_refs(repo, lines, writer)
             if proc.returncode == 0:
                 writer.ensure()  # the branch holds them now: nothing can take them later
                 STATS["commits"] += 1
@@ -151,11 +150,13 @@ def commit_to_branch(
             time.sleep(min(0.2, 0.001 * attempt) * jitter())
 
 
-def _loose_ref_is(repo: Repo, ref: str, sha: str) -> bool:
-    """Whether `ref` is a loose ref holding `sha` (read without git)."""
+def _ref_is(repo: Repo, ref: str, sha: str) -> bool:
+    """Whether `ref` holds `sha`, loose or (after a gc) packed (read without git)."""
     try:
         with open(repo.common_dir / ref, "rb") as fh:
             return fh.read(41).strip() == sha.encode()
+    except FileNotFoundError:
+        return reflock.packed_value(repo, ref) == sha
     except OSError:
         return False
 
@@ -164,9 +165,24 @@ def _exists(repo: Repo, sha: str) -> bool:
     return repo.git("cat-file", "-e", sha, check=False).returncode == 0
 
 
-def _update_refs(repo: Repo, lines: list[str]) -> subprocess.CompletedProcess[bytes]:
+def _update_refs(
+    repo: Repo, lines: list[str], writer: ObjectWriter | None = None
+) -> reflock.Outcome:
+    """`git update-ref --stdin` of `lines` as one transaction (done in-process when it can be
+    done exactly as git would: reflock.py). The folders `writer` has yet to fsync are made
+    durable first: side by side with the ref's own fsync when in-process."""
+    folders = writer.unsynced_folders() if writer is not None else []
+    done = reflock.update(repo, lines, folders)
+    if done is not None:
+        if done.returncode == 0 and writer is not None:
+            writer.folders_synced()
+        return done
+    if writer is not None:
+        writer.sync()
+    import subprocess  # only when git moves the refs
+
     script = "start\n" + "".join(line + "\n" for line in lines) + "prepare\ncommit\n"
-    return subprocess.run(
+    proc = subprocess.run(
         [
             "git",
             "-c",
@@ -180,6 +196,7 @@ def _update_refs(repo: Repo, lines: list[str]) -> subprocess.CompletedProcess[by
         input=script.encode(),
         capture_output=True,
     )
+    return reflock.Outcome(proc.returncode, proc.stderr)
 
 
 def _remove_stale_ref_locks(repo: Repo, refs: Iterable[str]) -> None:
@@ -417,6 +434,8 @@ def import_runs(repo: Repo, records: Iterable[RunRecord]) -> int:
     once; without the per-run fsync and lock, so it is meant for building histories, not for
     concurrent recording.
     """
+    import subprocess
+
     current = tip(repo)
     ident = Identity.get(repo)
     proc = subprocess.Popen(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import subprocess
 
 from .objects import Repo
 
@@ -91,6 +90,8 @@ def after_commit(repo: Repo) -> bool:
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 return False  # another roll-up is running
+        import subprocess  # a roll-up is due: rarely
+
         subprocess.Popen(
             # the lock's descriptor goes with the child: released when the roll-up ends
             ["sh", "-c", COMMAND],

@@ -6,17 +6,19 @@ import atexit
 import contextlib
 import itertools
 import os
-import subprocess
+import signal
 import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from .._hashes import sha1
 from ..errors import GitError, NotAGitRepo
 from .identity import Identity as Identity
+from .packs import fsync_all
 from .shared import adjust, make_dirs
 from .trees import (
     EMPTY_TREE as EMPTY_TREE,
@@ -31,6 +33,9 @@ from .trees import (
     parse_tree as parse_tree,
     splice,
 )
+
+if TYPE_CHECKING:
+    import subprocess
 
 BRANCH = "gittrack/runs"
 RUNS_REF = f"refs/heads/{BRANCH}"
@@ -90,6 +95,8 @@ class Repo:
         env: Mapping[str, str] | None = None,
         check: bool = True,
     ) -> subprocess.CompletedProcess[bytes]:
+        import subprocess  # not on the recording path: a run needs no git process but cat-file
+
         full_env = None
         if env:
             full_env = {**os.environ, **env}
@@ -193,14 +200,8 @@ class CatFile:
         self._lock = threading.Lock()
         self._owner: int | None = None
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            ["git", "cat-file", "--batch"],
-            cwd=self._root,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
+    def _start(self) -> _Child:
+        return _Child(["git", "-C", str(self._root), "cat-file", "--batch"])
 
     def alive(self) -> bool:
         return not self._closed and self._proc.poll() is None
@@ -318,13 +319,79 @@ class CatFile:
         if self._proc.stdin:
             with contextlib.suppress(OSError):
                 self._proc.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._proc.wait(timeout=2)
-        if self._proc.poll() is None:
+        if not self._proc.wait(timeout=2):
             self._proc.kill()
             self._proc.wait()
         if self._proc.stdout:
             self._proc.stdout.close()
+
+
+class _Child:
+    """A child process whose standard input and output are pipes to us (its errors go to
+    /dev/null): what subprocess.Popen gives cat-file, started with posix_spawn so that the
+    recording path does not import subprocess (and selectors) at all."""
+
+    def __init__(self, args: list[str]) -> None:
+        child_in, to_child = os.pipe()
+        from_child, child_out = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:  # our ends are not inherited (close-on-exec); the child's become 0, 1 and 2
+            self.pid = os.posix_spawnp(
+                args[0],
+                args,
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, child_in, 0),
+                    (os.POSIX_SPAWN_DUP2, child_out, 1),
+                    (os.POSIX_SPAWN_DUP2, devnull, 2),
+                ],
+                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # as subprocess restores them
+            )
+        except BaseException:
+            os.close(to_child)
+            os.close(from_child)
+            raise
+        finally:
+            for fd in (child_in, child_out, devnull):
+                os.close(fd)
+        self.stdin: IO[bytes] | None = os.fdopen(to_child, "wb")
+        self.stdout: IO[bytes] | None = os.fdopen(from_child, "rb")
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit code once the process has ended, else None (it is reaped here)."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (a SIGCHLD handler)
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the end, at most `timeout` seconds; whether it ended."""
+        if timeout is None:
+            if self.returncode is None:
+                try:
+                    _, status = os.waitpid(self.pid, 0)
+                    self.returncode = os.waitstatus_to_exitcode(status)
+                except ChildProcessError:
+                    self.returncode = -1
+            return True
+        deadline = time.monotonic() + timeout
+        pause = 0.0002
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+        return True
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
 
 
 # -- writing objects ------------------------------------------------------------------------
@@ -446,18 +513,30 @@ class ObjectWriter:
             self.sync()
         return len(gone)
 
-    def sync(self) -> None:
+    def sync(self, folders: bool = True) -> None:
         """Write what is pending and make the new directory entries durable before a ref points
-        at them."""
+        at them; with `folders=False` the caller fsyncs `unsynced_folders()` itself (beside the
+        ref's own fsync) and then calls `folders_synced()`."""
         self._write_pending()
-        for folder in self._dirs_to_sync:
-            try:
-                fd = os.open(folder, os.O_RDONLY)
-            except FileNotFoundError:  # packed and removed by a `git gc` meanwhile
-                continue
-            try:
-                os.fsync(fd)
-            finally:
+        if folders:
+            self.sync_folders()
+
+    def unsynced_folders(self) -> list[Path]:
+        """The folders holding new entries that are not yet fsynced."""
+        return sorted(self._dirs_to_sync)
+
+    def folders_synced(self) -> None:
+        self._dirs_to_sync.clear()
+
+    def sync_folders(self) -> None:
+        fds: list[int] = []
+        try:
+            for folder in self._dirs_to_sync:
+                with contextlib.suppress(FileNotFoundError):  # packed and removed by a gc
+                    fds.append(os.open(folder, os.O_RDONLY))
+            fsync_all(fds)
+        finally:
+            for fd in fds:
                 os.close(fd)
         self._dirs_to_sync.clear()
 

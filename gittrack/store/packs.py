@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .._hashes import sha1
@@ -37,15 +38,42 @@ def _header(kind: str, size: int) -> bytes:
     return bytes(out)
 
 
-def _write_synced(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+def _write_synced(files: Mapping[str, bytes]) -> None:
+    """Write each new file and fsync them all at once: the fsyncs run side by side, so the
+    filesystem makes both durable in about one journal commit instead of one each."""
+    fds: list[int] = []
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        for path, data in files.items():
+            fds.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fds[-1], view) :]
+        fsync_all(fds)
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
+
+
+def fsync_all(fds: Sequence[int]) -> None:
+    """fsync every descriptor, side by side (one thread each but the last); raises the first
+    failure only once all have ended."""
+    errors: list[OSError] = []
+
+    def sync(fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync, args=(fd,)) for fd in fds[:-1]]
+    for thread in threads:
+        thread.start()
+    if fds:
+        sync(fds[-1])
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def write_pack(folder: Path, objects: Mapping[str, tuple[str, bytes]], temp: str) -> Path:
@@ -98,8 +126,7 @@ def write_pack(folder: Path, objects: Mapping[str, tuple[str, bytes]], temp: str
     final = folder / f"pack-{checksum.hex()}"
     tmp_pack, tmp_idx = f"{temp}.pack", f"{temp}.idx"
     try:
-        _write_synced(tmp_pack, pack)
-        _write_synced(tmp_idx, index)
+        _write_synced({tmp_pack: pack, tmp_idx: index})
         os.replace(tmp_pack, f"{final}.pack")
         os.replace(tmp_idx, f"{final}.idx")
     finally:

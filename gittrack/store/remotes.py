@@ -330,8 +330,8 @@ def adopt_remote_branch(repo: Repo) -> str | None:
     if not found:
         return None
     sha = found.get("origin") or found[sorted(found)[0]]
-    proc = _update_refs(repo, [f"update {RUNS_REF} {sha} {ZERO}"])
-    return sha if proc.returncode == 0 else None
+    moved = _update_refs(repo, [f"update {RUNS_REF} {sha} {ZERO}"])
+    return sha if moved.returncode == 0 else None
 
 
 # -- shipping code to workers without a shared filesystem (scale) ---------------------------
