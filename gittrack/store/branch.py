@@ -352,6 +352,7 @@ class RunChanges:
     `changed_runs`: a sync starts it before its imports and checks, which then cost no wait."""
 
     def __init__(self, repo: Repo, old: str, new: str) -> None:
+        import subprocess  # not at the top: a clean recording starts no process through it
         import tempfile  # not at the top: it imports shutil, which recording runs never load
 
         self.old, self.new = old, new
