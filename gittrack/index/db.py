@@ -240,17 +240,17 @@ class Index:
 
         `walk`, the same condition compiled to look each run up (`compile_where(probe=True)`),
         is tried first on the first WALK_FIRST runs in order: a limit the matches among them
-        fill is answered without listing every matching run; a rarer match takes the lists.
+        fill is answered without listing every matching run; fewer matches take the lists.
         """
         if walk is not None and limit is not None and walk[0]:
-            walked = self.query(
-                f"SELECT rid, shape, ({walk[0]}) FROM run_fields AS runs ORDER BY {order_sql}"
-                " LIMIT ?",
-                [*walk[1], *order_params, WALK_FIRST],
+            # the walk (a co-routine, in order) stops at the first offset + limit matches
+            hits = self.query(
+                f"SELECT rid, shape FROM (SELECT rid, shape, ({walk[0]}) AS hit"
+                f" FROM run_fields AS runs ORDER BY {order_sql} LIMIT ?) WHERE hit LIMIT ?",
+                [*walk[1], *order_params, WALK_FIRST, offset + limit],
             )
-            hits = [(r[0], r[1]) for r in walked if r[2]]
-            if len(hits) >= offset + limit or len(walked) < WALK_FIRST:
-                return hits[offset : offset + limit]
+            if len(hits) == offset + limit:
+                return [(r[0], r[1]) for r in hits[offset:]]
         sql = "SELECT rid, shape FROM run_fields AS runs"  # the view's fields, no records
         args = list(params)
         if where_sql:
