@@ -295,3 +295,19 @@ def test_a_limited_listing_walks_runs_in_order_and_stops_early(scanned: Path) ->
         r.name for r in listed
     ][:3]
     assert len(listed) > 3
+
+
+@pytest.mark.parametrize("walk_first", [2, 5, 5000])
+def test_a_limited_listing_is_the_start_of_the_whole_one(
+    scanned: Path, monkeypatch: pytest.MonkeyPatch, walk_first: int
+) -> None:
+    """The runs walked one by one first (however many), then the lists when the matches
+    among them do not fill the limit: always the first runs of the whole listing."""
+    import gittrack.index.db
+
+    monkeypatch.setattr(gittrack.index.db, "WALK_FIRST", walk_first)
+    for where in ("params.temp >= 200", "params.temp > 99999", "params.temp = 300", "tags = 'x'"):
+        whole = [r.name for r in gittrack.runs(where=where, repo=scanned)]
+        for limit in (1, 2, 3, 20):
+            found = [r.name for r in gittrack.runs(where=where, repo=scanned, limit=limit)]
+            assert found == whole[:limit], (where, limit)

@@ -34,6 +34,7 @@ CSV_FIELDS = {
     "note": "coalesce(f.note, '')",
 }
 P = ParamSpec("P")
+WALK_FIRST = 5000  # runs a limited listing looks up one by one before it lists the matches
 ROW_SQL = (
     "SELECT f.id, r.record, f.commit_sha, f.problem, f.tags, f.note, f.joined, f.rid{extra}"
     " FROM run_fields AS f LEFT JOIN records AS r ON r.rid = f.rid WHERE f.rid IN ({marks})"
@@ -243,9 +244,24 @@ class Index:
         limit: int | None = None,
         order_params: Iterable[Any] = (),
         offset: int = 0,
+        walk: tuple[str, list[Any]] | None = None,
     ) -> list[tuple[int, int | None]]:
         """(rid, shape) of the rows matching an SQL condition (compiled by compiler.py, never
-        pasted from users), in order: records not read."""
+        pasted from users), in order: records not read.
+
+        `walk`, the same condition compiled to look each run up (`compile_where(probe=True)`),
+        is tried first on the first WALK_FIRST runs in order: a limit the matches among them
+        fill is answered without listing every matching run; fewer matches take the lists.
+        """
+        if walk is not None and limit is not None and walk[0]:
+            # the walk (a co-routine, in order) stops at the first offset + limit matches
+            hits = self.query(
+                f"SELECT rid, shape FROM (SELECT rid, shape, ({walk[0]}) AS hit"
+                f" FROM run_fields AS runs ORDER BY {order_sql} LIMIT ?) WHERE hit LIMIT ?",
+                [*walk[1], *order_params, WALK_FIRST, offset + limit],
+            )
+            if len(hits) == offset + limit:
+                return [(r[0], r[1]) for r in hits[offset:]]
         sql = "SELECT rid, shape FROM run_fields AS runs"  # the view's fields, no records
         args = list(params)
         if where_sql:

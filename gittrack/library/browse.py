@@ -174,10 +174,13 @@ def page(
     order, order_args = order_sql(sort, desc)
     if group:
         order = "runs.experiment = '', runs.experiment, " + order
-    elif where and sort == "started" and desc:  # newest first: a walk of the runs_started index
-        cond, args = census_sql.in_experiment(*where_sql(where, probe=True), experiment)
+    walk = None
+    if where and sort == "started" and desc and not group:  # newest first: walk the runs
+        walk = census_sql.in_experiment(*where_sql(where, probe=True), experiment)
     rows = []
-    for row in index.select(cond, args, order, limit=limit, order_params=order_args, offset=offset):
+    for row in index.select(
+        cond, args, order, limit=limit, order_params=order_args, offset=offset, walk=walk
+    ):
         data = row["record"] or {"id": row["id"], "status": "unreadable", "problem": row["problem"]}
         rows.append(data | {"commit": row["commit"]})
     if (

@@ -48,11 +48,16 @@ def list_runs(
     from ..index.compiler import compile_order
 
     index = Index(repo)
-    sql, params = _where(where, limit, sort)
+    sql, params, walk = _where(where, limit, sort)
     order, order_params = compile_order(sort) if sort and sort.strip() else (DEFAULT_ORDER, [])
     # one row beyond the limit tells whether more match, without counting them all
     rows = index.select(
-        sql, params, order, limit=None if limit is None else limit + 1, order_params=order_params
+        sql,
+        params,
+        order,
+        limit=None if limit is None else limit + 1,
+        order_params=order_params,
+        walk=walk,
     )
     more = limit is not None and len(rows) > limit
     rows = rows[:limit]
@@ -89,14 +94,18 @@ def _staged(
     return [rec.to_json_dict() | {"status": state, "commit": ""} for rec, state in found]
 
 
-def _where(where: str | None, limit: int | None, sort: str | None) -> tuple[str, list[Any]]:
-    """The SQL of `where`; with a limit in the index's order (no sort) the walk stops early,
-    so each run walked is looked up rather than every matching run listed first."""
+def _where(
+    where: str | None, limit: int | None, sort: str | None
+) -> tuple[str, list[Any], tuple[str, list[Any]] | None]:
+    """The SQL of `where` and its parameters, and with a limit in the index's order (no sort)
+    the same condition as a look-up of each run walked (`Index.ordered`'s `walk`)."""
     if not where or not where.strip():
-        return "", []
+        return "", [], None
     from ..index.compiler import compile_where
 
-    return compile_where(where, probe=limit is not None and not (sort and sort.strip()))
+    sql, params = compile_where(where)
+    walks = limit is not None and not (sort and sort.strip())
+    return sql, params, compile_where(where, probe=True) if walks else None
 
 
 def _unpulled_hint(repo: store.Repo) -> list[str]:
@@ -314,14 +323,14 @@ def stream_runs(
     from ..index.compiler import compile_order
 
     index = Index(repo)
-    sql, params = _where(where, limit, sort)
+    sql, params, walk = _where(where, limit, sort)
     order, order_params = compile_order(sort) if sort and sort.strip() else (DEFAULT_ORDER, [])
     staged = _staged(repo, sql, params, order, order_params)
     if limit is not None:
         staged = staged[:limit]
     rest = None if limit is None else limit - len(staged)
     found = (
-        index.ordered(sql, params, order, limit=rest, order_params=order_params)
+        index.ordered(sql, params, order, limit=rest, order_params=order_params, walk=walk)
         if (rest is None or rest > 0)
         else []
     )

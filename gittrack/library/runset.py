@@ -136,11 +136,15 @@ def runs(
     sql, order = "", "runs.started_ts DESC, runs.id"
     params: list[Any] = []
     order_params: list[Any] = []
+    walk = None
     if where or sort:
         from ..index.compiler import compile_order, compile_where
 
         if where:
-            sql, params = compile_where(where, probe=limit is not None and not sort)
+            sql, params = compile_where(where)
+            if limit is not None and not sort:  # newest first: try walking the runs in order
+                walk = compile_where(where, probe=True)
         if sort:
             order, order_params = compile_order(sort)
-    return RunSet(r, index.select(sql, params, order, limit=limit, order_params=order_params))
+    rows = index.select(sql, params, order, limit=limit, order_params=order_params, walk=walk)
+    return RunSet(r, rows)
