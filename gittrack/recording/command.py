@@ -12,7 +12,7 @@ import click
 from ..errors import GittrackError, NotebookFailed, ProgramFailed, UsageError, storage_fault
 from ..model.record import RunRecord
 from .context import current
-from .session import Invocation, RunSession, report, start_reader, verbosity
+from .session import Invocation, RunSession, report, verbosity
 
 
 class TrackedCommand(click.Command):
@@ -35,7 +35,6 @@ class TrackedCommand(click.Command):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """As click's, but a run recorded as interrupted exits 130, as its record says, not 1."""
         self._interrupted = False
-        start_reader(self)
         try:
             return super().main(*args, **kwargs)
         except SystemExit as exc:

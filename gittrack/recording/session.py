@@ -7,7 +7,6 @@ before that leaves only the staging folder, which readers report as `died`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -27,7 +26,7 @@ from ..model.record import Input, RunRecord, is_scalar, metric_value
 from ..store import config, project, staging
 from . import capture
 from .codefiles import CodeFiles
-from .context import _current, _pending, forced, new_run_id, now, repo_path, script_of, take_options
+from .context import _current, forced, new_run_id, now, repo_path, script_of, take_options
 
 if TYPE_CHECKING:
     from .command import TrackedCommand
@@ -217,7 +216,7 @@ class RunSession:
             from . import outputs
 
             outputs.finalize(self, files)
-        self._stage()
+        files["run.toml"] = self._stage()  # what a crash from here on leaves: the same bytes
         store.write_run(self.repo, record, files)
         if record.status == "completed" and record.memo:
             from ..index import memo
@@ -264,10 +263,13 @@ class RunSession:
 
     # -- staging and heartbeat ----------------------------------------------------------
 
-    def _stage(self) -> None:
+    def _stage(self) -> bytes:
+        """Write the record as it stands into the staging folder; returns the bytes written."""
+        text = self.record.to_toml().encode()
         tmp = self.folder / "run.toml.tmp"
-        tmp.write_text(self.record.to_toml())
+        tmp.write_bytes(text)
         os.replace(tmp, self.folder / "run.toml")
+        return text
 
     def _write_heartbeat(self) -> None:
         info = {"pid": os.getpid(), "host": staging.hostname(), "time": time.time()}
@@ -288,14 +290,6 @@ class RunSession:
             self._packages = {"packages.txt": listing, "digest": capture.packages_digest(listing)}
         except Exception:  # the environment listing is best effort, never fails a run
             self._packages = {}
-
-
-def start_reader(command: TrackedCommand) -> None:
-    """Start the run's repository's `git cat-file` now, before click parses the command line:
-    the run's first read then finds it ready instead of waiting for git to start. Best effort:
-    a repository that is not there fails later, where the run starts."""
-    with contextlib.suppress(Exception):
-        store.find_repo(repo_path(_pending.get(), script_of(command))).reader()
 
 
 def report(record: RunRecord) -> None:
