@@ -114,6 +114,8 @@ class TrackedCommand(click.Command):
             code = code if isinstance(code, int) and code else 1
             outcome.record = _finish(session, "failed", exc=exc, exit_code=code)
             report(outcome.record)
+            if isinstance(exc, UsageError):  # gittrack misused in the body: one sentence
+                raise click.ClickException(str(exc)) from exc
             raise
         finally:
             if main_thread:

@@ -22,7 +22,7 @@ from .. import store
 from .._ids import short
 from ..errors import UsageError
 from ..library.consumers import consuming
-from ..model.record import Input, RunRecord, is_scalar, metric_value
+from ..model.record import Input, RunRecord, check_nesting, is_scalar, metric_value
 from ..store import config, project, staging
 from . import capture
 from .codefiles import CodeFiles
@@ -68,6 +68,7 @@ class RunSession:
             params, sources = dict(invocation.params), dict(invocation.sources)
             argv, name = list(invocation.argv), invocation.command
             sources = sources or dict.fromkeys(params, "commandline")
+        check_nesting("Param", params)  # before anything is written
         started = now()
         self.record: RunRecord = RunRecord(
             id=self.id,
@@ -135,6 +136,7 @@ class RunSession:
     # -- during the run -----------------------------------------------------------------
 
     def log_metadata(self, **values: Any) -> None:
+        check_nesting("Metadata", values)
         for key, value in values.items():
             if key in capture.RESERVED_ENV:
                 raise UsageError(
