@@ -93,3 +93,42 @@ def test_a_script_outside_any_repository_fails_in_one_sentence(tracked_repo: Pat
         f"Error: {outside} is not inside a git repository. "
         "Run 'git init' there first (or 'gittrack init --git').\n"
     )
+
+
+REPEATED = """
+import gc, sys, weakref
+import click, gittrack
+
+@gittrack.command()
+@click.option("--x", type=int, default=1)
+def main(x):
+    return {"y": x}
+
+class Node:
+    pass
+
+def cycle():
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+for x in (1, 2, 3):
+    try:
+        main(["--x", str(x)])
+    except SystemExit:
+        pass
+    gone = cycle()  # garbage made after the start-up objects were set aside
+    gc.collect()
+    print("collected" if gone() is None else "kept", gc.get_freeze_count() > 0)
+"""
+
+
+def test_start_up_objects_are_set_aside_once_and_later_garbage_is_still_collected(
+    tracked_repo: Path,
+) -> None:
+    """A tracked command sets the start-up objects aside from the garbage collector (cheaper
+    exits and collections), once a process: commands called again in-process leak nothing."""
+    write_script(tracked_repo, "again.py", REPEATED)
+    proc = run_python(tracked_repo, "again.py")
+    assert proc.stdout.splitlines() == ["collected True"] * 3
+    assert proc.stderr.count("recorded (completed") == 3

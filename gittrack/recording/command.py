@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from .._process import freeze_startup
 from ..errors import GittrackError, NotebookFailed, ProgramFailed, UsageError, storage_fault
 from ..model.record import RunRecord
 from .context import current
@@ -35,6 +36,8 @@ class TrackedCommand(click.Command):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """As click's, but a run recorded as interrupted exits 130, as its record says, not 1."""
         self._interrupted = False
+        if kwargs.get("standalone_mode", True):  # the process ends with this command
+            freeze_startup()
         try:
             return super().main(*args, **kwargs)
         except SystemExit as exc:
