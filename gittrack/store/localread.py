@@ -136,7 +136,6 @@ class _Pack:
             self.mtime = os.stat(self.idx).st_mtime
         except OSError:
             self.mtime = 0.0
-        self._fanout: tuple[int, ...] | None = None
 
     def find(self, key: bytes) -> int | None:
         """The offset of object `key` in the pack, or None when this pack lacks it."""
@@ -145,17 +144,16 @@ class _Pack:
         except FileNotFoundError:
             return None  # removed by a repack: another pack has it
         try:
-            if self._fanout is None:
-                head = os.pread(fd, 8 + 1024, 0)
-                if head[:8] != b"\xfftOc\x00\x00\x00\x02" or len(head) != 1032:
-                    raise _Unknown
-                self._fanout = tuple(
-                    int.from_bytes(head[8 + 4 * i : 12 + 4 * i], "big") for i in range(256)
-                )
-            fanout = self._fanout
-            total = fanout[255]
-            first = fanout[key[0] - 1] if key[0] else 0  # the names opening with this byte
-            names = os.pread(fd, 20 * (fanout[key[0]] - first), 1032 + 20 * first)
+            head = os.pread(fd, 1032, 0)  # the version, then the fanout: entry b counts
+            if len(head) != 1032 or head[:8] != b"\xfftOc\x00\x00\x00\x02":  # the names
+                raise _Unknown  # whose first byte is at most b
+            at = 8 + 4 * key[0]
+            first = int.from_bytes(head[at - 4 : at], "big") if key[0] else 0
+            end = int.from_bytes(head[at : at + 4], "big")
+            total = int.from_bytes(head[1028:1032], "big")
+            if not first <= end <= total:
+                raise _Unknown
+            names = os.pread(fd, 20 * (end - first), 1032 + 20 * first)
             lo, hi = 0, len(names) // 20
             while lo < hi:  # binary search among them (sorted)
                 mid = (lo + hi) // 2
