@@ -239,3 +239,20 @@ def test_a_result_nested_too_deep_is_stored_as_an_output_not_as_metrics(
         git(tracked_repo, "show", f"gittrack/runs:{run_folder(rows[0]['id'])}/run.toml")
     )
     assert record.metrics == {"y": 2000} and "tree" in record.outputs
+
+
+def test_a_damaged_heartbeat_costs_only_its_own_staged_run(tracked_repo: Path) -> None:
+    """Heartbeats are read back from disk (another member's process may have written them):
+    valid JSON of the wrong shape is a run last seen never, not a crash of every listing."""
+    running = tracked_repo / ".git" / "gittrack" / "running"
+    beats = ["[1, 2]", '{"time": "soon", "pid": "x", "host": 5}', "not json", '"text"']
+    for n, beat in enumerate(beats):
+        record = RunRecord(id=f"{n + 1:032x}", command="sim.py", status="running")
+        folder = running / record.id
+        folder.mkdir(parents=True)
+        (folder / "run.toml").write_text(record.to_toml())
+        (folder / "heartbeat").write_text(beat)
+    proc = run_python(tracked_repo, "-m", "gittrack", "ls", "--format", "json")
+    rows = json.loads(proc.stdout)
+    assert sorted(r["id"] for r in rows) == [f"{n + 1:032x}" for n in range(len(beats))]
+    assert {r["status"] for r in rows} == {"died"}

@@ -362,3 +362,41 @@ def test_racing_writers_without_the_branch_lock_never_lose_an_update(tracked_rep
     assert len(moves) == 5 * 25
     assert all(new == nxt for (_, new), (nxt, _) in itertools.pairwise(pairs))
     assert not list((tracked_repo / ".git" / "refs").rglob("*.lock"))
+
+
+HOLDER = """
+import os, sys
+from gittrack import store
+from gittrack.store import reflock
+repo = store.find_repo(".")
+tip = store.tip(repo)[0]
+commit = sys.argv[1]
+real_fsync = reflock.fsync_all
+def killed(fds):  # the process dies holding its ref locks: as SIGKILL while it fsyncs
+    os._exit(9)
+reflock.fsync_all = killed
+reflock.update(repo, [f"update {store.RUNS_REF} {commit} {tip}"])
+"""
+
+
+def test_ref_locks_of_a_writer_that_died_holding_them_are_cleared_by_the_next(
+    tracked_repo: Path,
+) -> None:
+    """A process killed between taking its ref locks and renaming them leaves them behind (no
+    process can clean up after SIGKILL); the next writer finds their owner dead and clears them
+    at once, instead of waiting for them to grow stale (STALE_REF_LOCK_S)."""
+    tip = git(tracked_repo, "rev-parse", "gittrack/runs")
+    commit = git(tracked_repo, "commit-tree", "-p", tip, "-m", "next", f"{tip}^{{tree}}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", HOLDER, commit], cwd=tracked_repo, env=env, capture_output=True
+    )
+    assert done.returncode == 9, done.stderr
+    assert (tracked_repo / RUNS_LOCK).exists()  # left behind, as git's own would be
+    repo = store.find_repo(tracked_repo)
+    before = store.STATS["retries"]
+    store.write_run(repo, _record(1), {})
+    assert store.STATS["retries"] - before <= 2  # not the ~10 s of retries of a stale lock
+    assert not list((tracked_repo / ".git" / "refs").rglob("*.lock"))
+    assert git(tracked_repo, "rev-parse", "gittrack/runs^") == tip
+    git(tracked_repo, "fsck", "--strict")

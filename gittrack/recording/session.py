@@ -7,7 +7,6 @@ before that leaves only the staging folder, which readers report as `died`.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -20,6 +19,7 @@ import click
 
 from .. import store
 from .._ids import short
+from .._jsontext import dumps
 from ..errors import UsageError
 from ..library.consumers import consuming
 from ..model.record import Input, RunRecord, check_nesting, is_scalar, metric_value
@@ -276,7 +276,7 @@ class RunSession:
     def _write_heartbeat(self) -> None:
         info = {"pid": os.getpid(), "host": staging.hostname(), "time": time.time()}
         tmp = self.folder / "heartbeat.tmp"
-        tmp.write_text(json.dumps(info))
+        tmp.write_text(dumps(info))
         os.replace(tmp, self.folder / "heartbeat")
 
     def _beat(self) -> None:

@@ -200,6 +200,8 @@ def _update_refs(
 
 
 def _remove_stale_ref_locks(repo: Repo, refs: Iterable[str]) -> None:
+    """Ref locks left by a crash: those of a dead gittrack process at once, others once old."""
+    reflock.clear_dead(repo)
     for ref in refs:
         lock = repo.common_dir / (ref + ".lock")
         with contextlib.suppress(FileNotFoundError):

@@ -13,6 +13,7 @@ None, and the caller runs git.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +21,9 @@ from pathlib import Path
 from .identity import config_files
 from .objects import CODE_REF_PREFIX, RUNS_REF, ZERO, Identity, Repo, _timestamp
 from .packs import fsync_all
+from .procs import pid_alive
+
+_OWNERS = itertools.count()  # this process's lock-owner files (threads may update at once)
 
 # config that changes what a ref update does: git handles those repositories itself
 # (an existing reflog is appended to whatever core.logAllRefUpdates says, as git does)
@@ -73,6 +77,7 @@ def update(repo: Repo, lines: list[str], folders: Iterable[Path] = ()) -> Outcom
         return None
     ops.sort()
     taken: list[tuple[str, int]] = []  # (lock path, descriptor)
+    owner = ""  # the file saying this process holds them
     renamed: set[str] = set()  # locks that became the ref: the path may be another's lock now
     try:
         for ref, _, _ in ops:
@@ -84,6 +89,7 @@ def update(repo: Repo, lines: list[str], folders: Iterable[Path] = ()) -> Outcom
             except OSError:  # a file in the way of its folder, say: git decides
                 return None
             taken.append((lock, fd))
+        owner = _own(repo, taken)
         for ref, new, expected in ops:
             if not expected:  # set whatever it holds: only a file or folder in the way matters
                 if os.path.isdir(os.path.join(repo.common_dir, ref)) or _value(repo, ref) is None:
@@ -107,6 +113,72 @@ def update(repo: Repo, lines: list[str], folders: Iterable[Path] = ()) -> Outcom
             if lock not in renamed:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(lock)
+        if owner:
+            with contextlib.suppress(OSError):
+                os.unlink(owner)
+
+
+def _own(repo: Repo, taken: list[tuple[str, int]]) -> str:
+    """Say which ref locks this process holds (`<state>/reflocks/<host>.<pid>.<n>`: each lock's
+    inode and path), so that if it dies holding them the next writer clears them at once
+    (`clear_dead`). Best effort: without it, locks are cleared once they are stale."""
+    folder = os.path.join(repo.state_dir, "reflocks")
+    path = os.path.join(folder, f"{os.uname().nodename}.{os.getpid()}.{next(_OWNERS)}")
+    lines = "".join(f"{os.fstat(fd).st_ino} {lock}\n" for lock, fd in taken)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                repo.make_dir(Path(folder))
+            continue
+        except OSError:
+            return ""
+        try:
+            _write_all(fd, lines.encode("utf-8", "surrogateescape"))
+        finally:
+            os.close(fd)
+        return path
+    return ""
+
+
+def clear_dead(repo: Repo) -> int:
+    """Remove the ref locks that processes of this host held when they died; how many.
+
+    A lock is removed only while it is still the very file its owner created (same inode): a
+    lock taken since by anyone else is left alone.
+    """
+    folder = os.path.join(repo.state_dir, "reflocks")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    host = os.uname().nodename
+    cleared = 0
+    for name in names:
+        owner_host, _, rest = name.rpartition(".")[0].rpartition(".")
+        if owner_host != host or not rest.isdigit() or pid_alive(int(rest)):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            with open(path, "rb") as fh:
+                listed = fh.read(1 << 16).decode("utf-8", "surrogateescape").splitlines()
+        except OSError:
+            continue
+        for line in listed:
+            ino, _, lock = line.partition(" ")
+            refs = os.path.join(os.path.normpath(repo.common_dir), "refs") + os.sep
+            if not ino.isdigit() or not lock.endswith(".lock"):
+                continue
+            if not os.path.normpath(lock).startswith(refs):
+                continue  # only ever a ref's lock
+            with contextlib.suppress(OSError):
+                if os.stat(lock).st_ino == int(ino):
+                    os.unlink(lock)
+                    cleared += 1
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return cleared
 
 
 def _commit(
