@@ -71,9 +71,12 @@ def update(repo: Repo, lines: list[str], folders: Iterable[Path] = ()) -> Outcom
             ops.append((parts[1], "", parts[2]))
         else:
             return None
-    if not ops or len({ref for ref, _, _ in ops}) != len(ops) or not _plain(repo):
+    configs = _config_texts(repo)
+    if not ops or len({ref for ref, _, _ in ops}) != len(ops) or configs is None:
         return None
-    if any(new and not expected and not _unlogged(repo, ref) for ref, new, expected in ops):
+    if not _plain(repo, configs):
+        return None
+    if any(new and not old and not _unlogged(repo, ref, configs) for ref, new, old in ops):
         return None
     ops.sort()
     taken: list[tuple[str, int]] = []  # (lock path, descriptor)
@@ -292,19 +295,26 @@ def _is_commit(repo: Repo, sha: str) -> bool:
     return found is not None and found[1] == "commit"
 
 
-def _unlogged(repo: Repo, ref: str) -> bool:
+def _config_texts(repo: Repo) -> list[bytes] | None:
+    """The git config files that exist, lowercased; None when one cannot be read."""
+    texts = []
+    for path in config_files(repo):
+        try:
+            with open(path, "rb") as fh:
+                texts.append(fh.read().lower())
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+    return texts
+
+
+def _unlogged(repo: Repo, ref: str, configs: list[bytes]) -> bool:
     """Whether git would keep no reflog for setting `ref` (outside refs/heads): none exists yet
     and no config says core.logAllRefUpdates=always."""
     if os.path.exists(os.path.join(repo.common_dir, "logs", ref)):
         return False
-    for path in config_files(repo):
-        try:
-            with open(path, "rb") as fh:
-                text = fh.read().lower()
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return False
+    for text in configs:
         for line in text.splitlines():
             key, _, value = line.partition(b"=")
             if key.strip() == b"logallrefupdates" and value.strip() != b"true":
@@ -312,7 +322,7 @@ def _unlogged(repo: Repo, ref: str) -> bool:
     return True
 
 
-def _plain(repo: Repo) -> bool:
+def _plain(repo: Repo, configs: list[bytes]) -> bool:
     """Whether a ref update here is exactly the lock, write, log and rename done in _commit."""
     if any(key in os.environ for key in _ENV_MARKERS):
         return False
@@ -325,14 +335,4 @@ def _plain(repo: Repo) -> bool:
     with contextlib.suppress(OSError), open(os.path.join(repo.git_dir, "HEAD"), "rb") as fh:
         if RUNS_REF.encode() in fh.read():
             return False
-    for path in config_files(repo):
-        try:
-            with open(path, "rb") as fh:
-                text = fh.read().lower()
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return False
-        if any(marker in text for marker in _CONFIG_MARKERS):
-            return False
-    return True
+    return not any(marker in text for text in configs for marker in _CONFIG_MARKERS)
