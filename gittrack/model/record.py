@@ -205,7 +205,12 @@ class RunRecord(_Compared):
         return json_data(self.to_dict())
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(self.to_dict(), multiline_strings=True)
+        """The record as TOML: multi-line text (a traceback, say) as multi-line strings, unless
+        the record holds a carriage return anywhere: a TOML reader turns a CR LF inside a
+        multi-line string into LF, so such a record is written with every string escaped on one
+        line, and its values read back exactly."""
+        data = self.to_dict()
+        return tomli_w.dumps(data, multiline_strings=not _has_cr(data))
 
     @classmethod
     def from_toml(cls, text: str | bytes, run_id: str = "?") -> RunRecord:
@@ -370,6 +375,17 @@ def _toml_value(value: Any) -> Any:
     if hasattr(value, "name") and hasattr(value, "read"):  # an open click.File
         return str(value.name)
     return str(value)
+
+
+def _has_cr(value: Any) -> bool:
+    """Whether a carriage return is in any string of `value` (TOML data: tables and arrays)."""
+    if isinstance(value, str):
+        return "\r" in value
+    if isinstance(value, dict):
+        return any(_has_cr(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_cr(v) for v in value)
+    return False
 
 
 def _clean(mapping: Mapping[str, Any]) -> dict[str, Any]:
