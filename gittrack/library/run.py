@@ -178,7 +178,8 @@ class Run:
 
 def iter_runs(repo: store.Repo, ids: list[str]) -> Iterator[Run | RecordError]:
     """Runs for ids, reading their records through one git process; unreadable ones as errors."""
-    revs = [f"{store.RUNS_REF}:runs/{i[:2]}/{i}/run.toml" for i in ids]
+    tip = store.pinned(repo, store.RUNS_REF)  # the branch as it is now
+    revs = [f"{tip}:runs/{i[:2]}/{i}/run.toml" for i in ids]
     for run_id, (_, data) in zip(ids, repo.reader().read_many(revs), strict=True):
         try:
             if data is None:
