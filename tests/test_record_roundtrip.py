@@ -65,9 +65,7 @@ def assert_round_trip(record: RunRecord) -> None:
     tags=st.lists(TEXT, max_size=3),
     error=STRINGS,
 )
-@example(
-    params={"p": "\r\n"}, metrics={}, env={}, argv=[], note="", name="", tags=[], error={}
-)
+@example(params={"p": "\r\n"}, metrics={}, env={}, argv=[], note="", name="", tags=[], error={})
 @example(
     params={"a\rb": {"x\r\ny": ["\r\n", {"\r": "a\rb\n"}]}},
     metrics={"m": "x\r\ny", "t": {"\n": "\r"}},
@@ -138,7 +136,9 @@ def test_a_param_with_a_carriage_return_is_shown_found_and_reused_exactly(
         return result
 
     def run(p: str) -> str:
-        found = re.search(r"run ([0-9a-f]{8}) (recorded|reused)", invoke("run", "echo.py", "--p", p).output)
+        found = re.search(
+            r"run ([0-9a-f]{8}) (recorded|reused)", invoke("run", "echo.py", "--p", p).output
+        )
         assert found, p
         return found.group(1)
 
