@@ -24,6 +24,9 @@ MAX_DEPTH = 64  # tables and arrays inside each other a record may hold: readers
 VALUE_DEPTH = MAX_DEPTH - 1  # ... one level of which is the table (params, env) holding a value
 
 STATUSES = ("running", "completed", "failed", "interrupted", "died")
+# the most bytes a run.toml may hold: a real record is a few KiB (a 10,000-file code list or
+# a long traceback some 1 MiB), so a larger one is damage or hostile, refused unread
+MAX_RECORD_BYTES = 16 * 1024 * 1024
 NESTED = "it is nested too deeply to read"  # a run.toml past the parser's recursion limit
 
 
@@ -214,6 +217,8 @@ class RunRecord(_Compared):
 
     @classmethod
     def from_toml(cls, text: str | bytes, run_id: str = "?") -> RunRecord:
+        if len(text) > MAX_RECORD_BYTES:  # characters of a str: at least as many bytes
+            raise RecordError(run_id, too_large(len(text)))
         if isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
@@ -281,6 +286,14 @@ class RunRecord(_Compared):
             params.setdefault(name, None)  # None is not representable in TOML: omitted on write
         record.params = params
         return record
+
+
+def too_large(size: int) -> str:
+    """Why a run.toml of `size` bytes is not read (see MAX_RECORD_BYTES)."""
+    return (
+        f"run.toml is {size / 2**20:.1f} MiB, over the {MAX_RECORD_BYTES // 2**20} MiB a record "
+        "may hold (it was not read)"
+    )
 
 
 def _known(kind: Any, data: Mapping[str, Any]) -> dict[str, Any]:

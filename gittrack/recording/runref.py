@@ -333,8 +333,8 @@ def find_reusable(session: RunSession) -> RunRecord | None:
     if not key:
         return None
     for run_id in reuse.lookup(session.repo, key)[:MAX_CANDIDATES]:
-        data = store.read_record_bytes(session.repo, run_id)
         try:
+            data = store.read_record_bytes(session.repo, run_id)
             record = RunRecord.from_toml(data, run_id) if data else None
         except RecordError:
             record = None

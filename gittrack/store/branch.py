@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from ..errors import BranchDamaged, GitError, RepoNotWritable
-from ..model.record import RunRecord, run_folder
+from ..errors import BranchDamaged, GitError, RecordError, RepoNotWritable
+from ..model.record import MAX_RECORD_BYTES, RunRecord, run_folder, too_large
 from . import housekeeping, reflock
 from .gcguard import guarded
 from .objects import (
@@ -305,7 +305,21 @@ def read_file(repo: Repo, path: str, rev: str = RUNS_REF) -> bytes | None:
 
 
 def read_record_bytes(repo: Repo, run_id: str, rev: str = RUNS_REF) -> bytes | None:
-    return read_file(repo, f"{run_folder(run_id)}/run.toml", rev)
+    """A run's run.toml, or None when there is none; a RecordError when it is larger than
+    MAX_RECORD_BYTES (its content is never read: a damaged record costs only itself)."""
+    path = f"{pinned(repo, rev)}:{run_folder(run_id)}/run.toml"
+    found = repo.reader().read_limited(path, MAX_RECORD_BYTES)
+    if found is None:
+        return None
+    if isinstance(found[2], int):
+        raise RecordError(run_id, too_large(found[2]))
+    return found[2]
+
+
+def has_record(repo: Repo, run_id: str, rev: str = RUNS_REF) -> bool:
+    """Whether the branch holds a run.toml for the run (not read: any size answers)."""
+    path = f"{pinned(repo, rev)}:{run_folder(run_id)}/run.toml"
+    return repo.reader().read_limited(path, 0) is not None
 
 
 def list_run_ids(
