@@ -209,8 +209,8 @@ def format_record(data: dict[str, Any], details: Any = None) -> str:
                 value = f"{collapsed_text(value)}: {shown}{more}"
             elif is_run_id(value):
                 value = short(str(value))
-            if value == "" and section == "env":
-                continue  # e.g. no USER in the environment
+            if value == "" and (section == "env" or key == "incomplete"):
+                continue  # e.g. no USER in the environment; code known in full
             lines.append(f"  {key + ':':<12} {value}")
     if files := data.get("input_files"):
         lines.append("input files:")

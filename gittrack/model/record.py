@@ -82,6 +82,9 @@ class Code(_Compared):
     # the repository's source files the run executed, by repo-relative POSIX path
     files: dict[str, CodeFile] = field(default_factory=dict)
     omitted: list[str] = field(default_factory=list)  # changed files the snapshot left out
+    # why `files` may lack modules the run imported as it ran (collecting them failed): such a
+    # run is never reused
+    incomplete: str = ""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Code:
@@ -95,6 +98,8 @@ class Code(_Compared):
         data = asdict(self)
         if not self.omitted:
             del data["omitted"]
+        if not self.incomplete:
+            del data["incomplete"]
         return data
 
 

@@ -343,6 +343,7 @@ def find_reusable(session: RunSession) -> RunRecord | None:
             or record.status != "completed"
             or record.memo != key
             or any(o.partial for o in record.outputs.values())  # incomplete data: never reused
+            or record.code.incomplete  # what it executed is not all known: never reused
         ):
             memo.forget(session.repo, key, run_id)  # removed or rewritten since: not a candidate
             continue
