@@ -161,7 +161,7 @@ def show(obj: Context, run_ref: str, as_json: bool) -> None:
 def format_record(data: dict[str, Any], details: Any = None) -> str:
     """A run's record as readable text, one section per table; `details` (library.browse's
     RunDetails) adds the input runs' names, where outputs are on disk and the logs' tails."""
-    from ..model.values import collapsed_text, human_size, is_run_id
+    from ..model.values import collapsed_text, human_size, is_run_id, visible
 
     lines = [f"run {data['id']}"]
     for key in (
@@ -209,9 +209,9 @@ def format_record(data: dict[str, Any], details: Any = None) -> str:
                 value = f"{collapsed_text(value)}: {shown}{more}"
             elif is_run_id(value):
                 value = short(str(value))
-            if value == "" and section == "env":
-                continue  # e.g. no USER in the environment
-            lines.append(f"  {key + ':':<12} {value}")
+            if value == "" and (section == "env" or key == "incomplete"):
+                continue  # e.g. no USER in the environment; code known in full
+            lines.append(f"  {key + ':':<12} {visible(value)}")
     if files := data.get("input_files"):
         lines.append("input files:")
         lines.extend(f"  {str(md5)[:10]}  {path}" for path, md5 in files.items())

@@ -252,7 +252,7 @@ class DaskRunner:
         return recorded
 
     def _has(self, run_id: str) -> bool:
-        return store.read_record_bytes(self.repo, run_id) is not None
+        return store.has_record(self.repo, run_id)
 
     def _write_lost(self, record: RunRecord, status: str, reason: str) -> str:
         from ..recording.context import now

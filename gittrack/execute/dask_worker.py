@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import store
 from ..model.record import RunRecord
+from ..store import staging
 from .executors import Task
 
 POLL_S = 0.05
@@ -82,8 +83,9 @@ def execute(payload: dict[str, Any], bundle: bytes | None = None) -> dict[str, A
             if not run_id:
                 run_id = id_file.read_text().strip()
             if run_id and not announced:
-                with contextlib.suppress(OSError):
-                    staged = (repo.state_dir / "running" / run_id / "run.toml").read_text()
+                with contextlib.suppress(OSError, ValueError):  # ValueError: RecordError
+                    path = repo.state_dir / "running" / run_id / "run.toml"
+                    staged = staging.read_record_file(path).decode()
                     worker.log_event(
                         payload["topic"], {"key": payload["key"], "run": run_id, "record": staged}
                     )

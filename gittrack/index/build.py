@@ -164,7 +164,7 @@ class Loader:
         self.new_keys: list[tuple[int, str, str]] = []
         self.new_shapes: list[tuple[int, str]] = []
 
-    def add(self, run_id: str, commit: str, data: bytes | None) -> None:
+    def add(self, run_id: str, commit: str, data: bytes | int | None) -> None:
         """Queue the rows of one run (an unreadable record gives a row with its problem)."""
         self.take(rows.prepare(run_id, commit, data, self.notes.get(run_id), self.memo))
 

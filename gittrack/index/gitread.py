@@ -18,10 +18,13 @@ from collections.abc import Iterable, Iterator
 from typing import IO
 
 from .. import store
+from ..model.record import MAX_RECORD_BYTES
 
 LOG_FORMAT = "--format=%H %(trailers:key=Run-Id,valueonly,separator=%x20)"
 
-Found = tuple[str, str, bytes | None]  # (run id, the commit that recorded it, run.toml bytes)
+# (run id, the commit that recorded it, run.toml bytes: None when missing, its size when over
+# MAX_RECORD_BYTES, read past and never held)
+Found = tuple[str, str, bytes | int | None]
 
 
 def _git(repo: store.Repo, *args: str, stdin: bool = False) -> subprocess.Popen[bytes]:
@@ -37,10 +40,11 @@ def _git(repo: store.Repo, *args: str, stdin: bool = False) -> subprocess.Popen[
 def read_runs(
     repo: store.Repo, blobs: dict[str, str], rev_range: str, bare: Iterable[str] = ()
 ) -> Iterator[Found]:
-    """(run id, commit, run.toml bytes) of every run in `blobs` (each a blob id or any object
-    name `git cat-file` reads, e.g. `<tip>:<path>`), in the commit order of
-    `rev_range` (newest first; runs no commit there names come last), then `bare` folders
-    with None: one `git log` and one `git cat-file` process, both streamed."""
+    """(run id, commit, run.toml) of every run in `blobs` (each a blob id or any object name
+    `git cat-file` reads, e.g. `<tip>:<path>`), in the commit order of `rev_range` (newest
+    first; runs no commit there names come last), then `bare` folders with None: one `git log`
+    and one `git cat-file` process, both streamed. A run.toml over MAX_RECORD_BYTES is read
+    past a chunk at a time, its size in its place."""
     log = _git(repo, "log", LOG_FORMAT, rev_range)
     cat = _git(repo, "cat-file", "--batch", "--buffer", stdin=True)
     assert log.stdout and cat.stdout and cat.stdin
@@ -62,7 +66,13 @@ def read_runs(
             if len(parts) != 3:  # "<id> missing": an object the pack lacks
                 yield run_id, commits.get(run_id, ""), None
                 continue
-            data = out.read(int(parts[2]))
+            size = int(parts[2])
+            if size > MAX_RECORD_BYTES:  # damage or hostile: it costs only itself
+                store.skip_exact(out, size)
+                out.read(1)
+                yield run_id, commits.get(run_id, ""), size
+                continue
+            data = out.read(size)
             out.read(1)
             yield run_id, commits.get(run_id, ""), data
         done = True

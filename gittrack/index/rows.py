@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from ..errors import RecordError
+from ..model.record import too_large
 from ..model.values import FAMILIES, flat
 from . import records
 from .records import effective, exact, iso, joined, memberships
@@ -72,13 +73,16 @@ class Shapes:
 
 
 def prepare(
-    run_id: str, commit: str, data: bytes | None, notes: list[Any] | None, shapes: Shapes
+    run_id: str, commit: str, data: bytes | int | None, notes: list[Any] | None, shapes: Shapes
 ) -> Prepared:
-    """The rows of one run (an unreadable record gives a row with its problem)."""
+    """The rows of one run (an unreadable record gives a row with its problem); `data` is the
+    run.toml, None when missing, or its size when too large to be read."""
     problem = None
     try:
         if data is None:
             raise RecordError(run_id, "run.toml is missing")
+        if isinstance(data, int):
+            raise RecordError(run_id, too_large(data))
         record, text = records.decode(data, run_id)
     except RecordError as exc:
         record, text, problem = {}, None, exc.reason

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from .rows import FIELDS, Shapes, prepare
 
-Item = tuple[str, str, bytes | None]  # (run id, commit, run.toml bytes or None)
+Item = tuple[str, str, bytes | int | None]  # (run id, commit, run.toml: bytes, None, size)
 # (rid of the first run, the items, the texts of their runs' git notes)
 Chunk = tuple[int, list[Item], dict[str, list[str]]]
 HEADER = 8  # bytes of the length before each message

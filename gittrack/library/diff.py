@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import store
 from .._ids import short
-from ..model.values import FAMILIES, flat
+from ..model.values import FAMILIES, flat, visible
 
 RUN_FIELDS = ("name", "status", "command", "experiment", "duration_s", "exit_code", "tags", "note")
 SECTIONS = ("run", "params", "metrics", "env", "outputs", "inputs")
@@ -165,8 +165,8 @@ def format_diff(d: RunDiff, color: bool = False) -> str:
         if value is None:
             return "(none)"
         if isinstance(value, list):
-            return ", ".join(map(str, value)) or "(none)"
-        return str(value)
+            return ", ".join(map(visible, value)) or "(none)"
+        return visible(value)
 
     lines = []
     for label, run in (("a", d.a), ("b", d.b)):

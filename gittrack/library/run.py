@@ -11,7 +11,7 @@ from .. import store
 from .._ids import short
 from ..errors import RecordError, RunNotFound
 from ..index.db import Index
-from ..model.record import Code, Input, Output, RunRecord
+from ..model.record import MAX_RECORD_BYTES, Code, Input, Output, RunRecord, too_large
 from .consumers import consumed
 from .resolve import (
     MIN_PREFIX as MIN_PREFIX,
@@ -178,11 +178,15 @@ class Run:
 
 def iter_runs(repo: store.Repo, ids: list[str]) -> Iterator[Run | RecordError]:
     """Runs for ids, reading their records through one git process; unreadable ones as errors."""
-    revs = [f"{store.RUNS_REF}:runs/{i[:2]}/{i}/run.toml" for i in ids]
-    for run_id, (_, data) in zip(ids, repo.reader().read_many(revs), strict=True):
+    tip = store.pinned(repo, store.RUNS_REF)  # the branch as it is now
+    revs = [f"{tip}:runs/{i[:2]}/{i}/run.toml" for i in ids]
+    found = repo.reader().read_many_limited(revs, MAX_RECORD_BYTES)
+    for run_id, (_, data) in zip(ids, found, strict=True):
         try:
             if data is None:
                 raise RecordError(run_id, "run.toml is missing")
+            if isinstance(data, int):
+                raise RecordError(run_id, too_large(data))
             yield Run(run_id, repo, record=RunRecord.from_toml(data, run_id))
         except RecordError as exc:
             yield exc

@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import store
 from .._ids import short
-from ..errors import GittrackError, RunNotFound, UsageError
+from ..errors import GittrackError, RecordError, RunNotFound, UsageError
 from ..index.db import Index
 from ..model.record import Output, RunRecord, run_folder
 from ..store import project, staging
@@ -70,7 +70,10 @@ def run_view(repo: store.Repo, ref: str) -> RunView:
         raise RunNotFound(ref)
     view = RunView(run_id, row["record"], row["commit"] or "", row["problem"] or "")
     if view.data is None:
-        raw = store.read_record_bytes(repo, run_id)
+        try:
+            raw = store.read_record_bytes(repo, run_id)
+        except RecordError:  # too large to show: the problem says so
+            raw = None
         view.raw = raw.decode("utf-8", "replace") if raw is not None else ""
         return view
     for name in ("stdout.log", "stderr.log"):

@@ -24,6 +24,9 @@ MAX_DEPTH = 64  # tables and arrays inside each other a record may hold: readers
 VALUE_DEPTH = MAX_DEPTH - 1  # ... one level of which is the table (params, env) holding a value
 
 STATUSES = ("running", "completed", "failed", "interrupted", "died")
+# the most bytes a run.toml may hold: a real record is a few KiB (a 10,000-file code list or
+# a long traceback some 1 MiB), so a larger one is damage or hostile, refused unread
+MAX_RECORD_BYTES = 16 * 1024 * 1024
 NESTED = "it is nested too deeply to read"  # a run.toml past the parser's recursion limit
 
 
@@ -79,6 +82,9 @@ class Code(_Compared):
     # the repository's source files the run executed, by repo-relative POSIX path
     files: dict[str, CodeFile] = field(default_factory=dict)
     omitted: list[str] = field(default_factory=list)  # changed files the snapshot left out
+    # why `files` may lack modules the run imported as it ran (collecting them failed): such a
+    # run is never reused
+    incomplete: str = ""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Code:
@@ -92,6 +98,8 @@ class Code(_Compared):
         data = asdict(self)
         if not self.omitted:
             del data["omitted"]
+        if not self.incomplete:
+            del data["incomplete"]
         return data
 
 
@@ -205,10 +213,17 @@ class RunRecord(_Compared):
         return json_data(self.to_dict())
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(self.to_dict(), multiline_strings=True)
+        """The record as TOML: multi-line text (a traceback, say) as multi-line strings, unless
+        the record holds a carriage return anywhere: a TOML reader turns a CR LF inside a
+        multi-line string into LF, so such a record is written with every string escaped on one
+        line, and its values read back exactly."""
+        data = self.to_dict()
+        return tomli_w.dumps(data, multiline_strings=not _has_cr(data))
 
     @classmethod
     def from_toml(cls, text: str | bytes, run_id: str = "?") -> RunRecord:
+        if len(text) > MAX_RECORD_BYTES:  # characters of a str: at least as many bytes
+            raise RecordError(run_id, too_large(len(text)))
         if isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
@@ -276,6 +291,14 @@ class RunRecord(_Compared):
             params.setdefault(name, None)  # None is not representable in TOML: omitted on write
         record.params = params
         return record
+
+
+def too_large(size: int) -> str:
+    """Why a run.toml of `size` bytes is not read (see MAX_RECORD_BYTES)."""
+    return (
+        f"run.toml is {size / 2**20:.1f} MiB, over the {MAX_RECORD_BYTES // 2**20} MiB a record "
+        "may hold (it was not read)"
+    )
 
 
 def _known(kind: Any, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -370,6 +393,17 @@ def _toml_value(value: Any) -> Any:
     if hasattr(value, "name") and hasattr(value, "read"):  # an open click.File
         return str(value.name)
     return str(value)
+
+
+def _has_cr(value: Any) -> bool:
+    """Whether a carriage return is in any string of `value` (TOML data: tables and arrays)."""
+    if isinstance(value, str):
+        return "\r" in value
+    if isinstance(value, dict):
+        return any(_has_cr(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_cr(v) for v in value)
+    return False
 
 
 def _clean(mapping: Mapping[str, Any]) -> dict[str, Any]:

@@ -79,6 +79,7 @@ CODE_FIELDS = {
     "shallow": BOOL,
     "files": TABLE,
     "omitted": ARRAY,
+    "incomplete": STR,
 }
 CODE_FILE_FIELDS = {"blob": STR, "dirty": BOOL}
 INPUT_FIELDS = {"run": STR, "commit": STR, "output": STR, "md5": STR}

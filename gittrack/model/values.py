@@ -77,6 +77,16 @@ def cell_text(value: Any, column: str = "", *, list_sep: str = ",") -> str:
     return str(value)
 
 
+def visible(value: Any) -> str:
+    """A value as text for the terminal, control characters shown: a string holding one (a
+    carriage return, a newline, an escape) as its Python literal, `'x\\r\\ny'`, so that
+    values differing only in them look different; anything else as `str()` gives it."""
+    text = str(value)
+    if isinstance(value, str) and any(c < " " or "\x7f" <= c <= "\x9f" for c in text):
+        return repr(text)
+    return text
+
+
 def human_size(n: int) -> str:
     """A byte count in binary units: 512 B, 3.0 KiB, 1.2 MiB, 4.0 GiB."""
     value = float(n)

@@ -62,6 +62,7 @@ class CodeFiles:
         self._now: dict[str, str | None] = {}  # blob ids of other files, read for reuse checks
         self._snapshot: store.Snapshot | None = None
         self._built: tuple[frozenset[str], str, str] | None = None
+        self.unknown: dict[str, str] = {}  # modules whose file could not be told, and why
         self.declared = sorted(self._glob([*patterns, *declared]))
         first = set(self.declared) | self.imported()
         if script is not None and (rel := self.relative(str(script.resolve()))):
@@ -86,8 +87,15 @@ class CodeFiles:
     def imported(self) -> set[str]:
         """The repository's files among the modules imported so far in this process."""
         found: set[str] = set()
-        for name, module in list(sys.modules.items()):
-            filename = getattr(module, "__file__", None)
+        # a copy, not a walk: list(sys.modules.items()) raises "dictionary changed size during
+        # iteration" when a collection in the middle of it runs a finalizer and the GIL passes
+        # to a thread that imports (the environment scan, a user's thread)
+        for name, module in sys.modules.copy().items():
+            try:
+                filename = getattr(module, "__file__", None)
+            except Exception as exc:  # whether it is code of the run cannot be told: on record
+                self.unknown.setdefault(name, f"{type(exc).__name__}: {exc}")
+                continue
             if not isinstance(filename, str) or name.startswith(LOADED_SCRIPT):
                 continue  # scripts loaded for other runs (the run's own is its script)
             if name == "__main__" and not self._main_is_code:
@@ -189,7 +197,17 @@ class CodeFiles:
             shallow=self.repo.shallow,
             files=dict(sorted(self.files.items())),
             omitted=self.omitted,
+            incomplete=self.incomplete,
         )
+
+    @property
+    def incomplete(self) -> str:
+        """Why `files` may lack code the run executed ("" when they are all known)."""
+        if not self.unknown:
+            return ""
+        names = sorted(self.unknown)
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return f"the file of module {shown} could not be told ({self.unknown[names[0]]})"
 
     def _outside_rel(self) -> list[str]:
         return [p[len(self._prefix) :].replace(os.sep, "/") for p in self._outside]

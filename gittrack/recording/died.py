@@ -57,7 +57,7 @@ def record_died(
 
 
 def _commit_died(repo: store.Repo, record: RunRecord, folder: Path) -> bool:
-    if store.read_record_bytes(repo, record.id) is not None:
+    if store.has_record(repo, record.id):
         return False
     if record.status != "died":  # not judged by stale_runs: it ends when last seen alive
         record.mark_died(staging.last_seen(repo, folder, staging.heartbeat(folder) or {}))

@@ -333,8 +333,8 @@ def find_reusable(session: RunSession) -> RunRecord | None:
     if not key:
         return None
     for run_id in reuse.lookup(session.repo, key)[:MAX_CANDIDATES]:
-        data = store.read_record_bytes(session.repo, run_id)
         try:
+            data = store.read_record_bytes(session.repo, run_id)
             record = RunRecord.from_toml(data, run_id) if data else None
         except RecordError:
             record = None
@@ -343,6 +343,7 @@ def find_reusable(session: RunSession) -> RunRecord | None:
             or record.status != "completed"
             or record.memo != key
             or any(o.partial for o in record.outputs.values())  # incomplete data: never reused
+            or record.code.incomplete  # what it executed is not all known: never reused
         ):
             memo.forget(session.repo, key, run_id)  # removed or rewritten since: not a candidate
             continue

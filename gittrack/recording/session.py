@@ -180,8 +180,14 @@ class RunSession:
             self.code_files.collect()  # modules the command imported while it ran
             record.code = self.code_files.code(self.id, self.script)
         except Exception as problem:  # the run is recorded with the code known at its start
+            record.code.incomplete = (  # on record, and such a run is never reused
+                "the modules it imported as it ran are missing "
+                f"({type(problem).__name__}: {problem})"
+            )
+        if record.code.incomplete:
             click.echo(
-                f"Warning: the code of run {short(self.id)} is as at its start: {problem}",
+                f"Warning: the code of run {short(self.id)} may be incomplete: "
+                f"{record.code.incomplete}; it is recorded so and never reused.",
                 err=True,
             )
         if line := self.code_files.omitted_line(self.id):

@@ -20,10 +20,12 @@ from .branch import (
     branch_lock as branch_lock,
     changed_runs as changed_runs,
     commit_to_branch as commit_to_branch,
+    has_record as has_record,
     import_runs as import_runs,
     init_branch as init_branch,
     is_ancestor as is_ancestor,
     list_run_ids as list_run_ids,
+    pinned as pinned,
     read_file as read_file,
     read_record_bytes as read_record_bytes,
     remove_runs as remove_runs,
@@ -59,6 +61,7 @@ from .objects import (
     format_tree as format_tree,
     make_commit as make_commit,
     parse_tree as parse_tree,
+    skip_exact as skip_exact,
     write_blobs as write_blobs,
 )
 from .workspace import (

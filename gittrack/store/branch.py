@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from ..errors import BranchDamaged, GitError, RepoNotWritable
-from ..model.record import RunRecord, run_folder
+from ..errors import BranchDamaged, GitError, RecordError, RepoNotWritable
+from ..model.record import MAX_RECORD_BYTES, RunRecord, run_folder, too_large
 from . import housekeeping, reflock
 from .gcguard import guarded
 from .objects import (
@@ -71,8 +71,12 @@ def branch_lock(repo: Repo, timeout: float = LOCK_TIMEOUT_S) -> Iterator[bool]:
 
 
 def tip(repo: Repo) -> tuple[str, str] | None:
-    """(commit, tree) at the tip of the runs branch, or None before `gittrack init`."""
-    found = repo.reader().read(RUNS_REF)
+    """(commit, tree) at the tip of the runs branch now, or None before `gittrack init`.
+
+    The ref is read from its file each time (reflock.current_value), its commit through the
+    long-lived reader: that process's own view of the refs can lag behind a `git gc`.
+    """
+    found = repo.reader().read(pinned(repo, RUNS_REF))
     if found is None:
         proc = repo.git("rev-parse", "--quiet", "--verify", RUNS_REF, check=False)
         if proc.returncode == 0 and proc.stdout.strip():  # the ref exists, its commit does not
@@ -80,6 +84,15 @@ def tip(repo: Repo) -> tuple[str, str] | None:
         return None
     sha, _, data = found
     return sha, data[5:45].decode()
+
+
+def pinned(repo: Repo, rev: str) -> str:
+    """`rev` as the long-lived reader should be asked it: a full ref name (the runs branch, the
+    notes ref) as the commit it holds now, read from the ref's file; anything else as it is."""
+    if not rev.startswith("refs/") or any(c in rev for c in ":^~@{ "):
+        return rev
+    value = reflock.current_value(repo, rev)
+    return value if value is not None and value != ZERO else rev
 
 
 @guarded
@@ -254,7 +267,7 @@ def _write_run(
 
 
 def _folder_exists(repo: Repo, path: str) -> bool:
-    return repo.reader().read(f"{RUNS_REF}:{path}") is not None
+    return repo.reader().read(f"{pinned(repo, RUNS_REF)}:{path}") is not None
 
 
 @guarded
@@ -287,12 +300,26 @@ def write_settings(repo: Repo, files: Mapping[str, bytes | None], message: str) 
 
 
 def read_file(repo: Repo, path: str, rev: str = RUNS_REF) -> bytes | None:
-    found = repo.reader().read(f"{rev}:{path}")
+    found = repo.reader().read(f"{pinned(repo, rev)}:{path}")
     return found[2] if found else None
 
 
 def read_record_bytes(repo: Repo, run_id: str, rev: str = RUNS_REF) -> bytes | None:
-    return read_file(repo, f"{run_folder(run_id)}/run.toml", rev)
+    """A run's run.toml, or None when there is none; a RecordError when it is larger than
+    MAX_RECORD_BYTES (its content is never read: a damaged record costs only itself)."""
+    path = f"{pinned(repo, rev)}:{run_folder(run_id)}/run.toml"
+    found = repo.reader().read_limited(path, MAX_RECORD_BYTES)
+    if found is None:
+        return None
+    if isinstance(found[2], int):
+        raise RecordError(run_id, too_large(found[2]))
+    return found[2]
+
+
+def has_record(repo: Repo, run_id: str, rev: str = RUNS_REF) -> bool:
+    """Whether the branch holds a run.toml for the run (not read: any size answers)."""
+    path = f"{pinned(repo, rev)}:{run_folder(run_id)}/run.toml"
+    return repo.reader().read_limited(path, 0) is not None
 
 
 def list_run_ids(
@@ -306,6 +333,7 @@ def list_run_ids(
     if blobs is not None:
         return _run_blobs(repo, rev, prefix, blobs)
     reader = repo.reader()
+    rev = pinned(repo, rev)
     if len(prefix) >= 2:
         found = reader.read(f"{rev}:runs/{prefix[:2]}")
         if found is None:
@@ -345,7 +373,7 @@ def _run_blobs(repo: Repo, rev: str, prefix: str, blobs: dict[str, str]) -> list
 
 def run_files(repo: Repo, run_id: str, rev: str = RUNS_REF) -> dict[str, str]:
     """{file name: blob sha} of a run's folder on the branch."""
-    found = repo.reader().read(f"{rev}:{run_folder(run_id)}")
+    found = repo.reader().read(f"{pinned(repo, rev)}:{run_folder(run_id)}")
     return {n: sha for n, (_, sha) in parse_tree(found[2]).items()} if found else {}
 
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from ..errors import GitError, RepoNotWritable
-from .branch import _remove_stale_ref_locks, _update_refs, branch_lock
+from .branch import _remove_stale_ref_locks, _update_refs, branch_lock, pinned
 from .gcguard import guarded
 from .objects import (
     MODE_BLOB,
@@ -30,7 +30,7 @@ from .objects import (
 
 def notes_tip(repo: Repo) -> str | None:
     """The commit at the tip of refs/notes/gittrack, or None when no note was ever written."""
-    found = repo.reader().read(NOTES_REF)
+    found = repo.reader().read(pinned(repo, NOTES_REF))  # as the ref is now (branch.tip)
     return found[0] if found else None
 
 

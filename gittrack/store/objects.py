@@ -251,13 +251,37 @@ class CatFile:
             assert proc.stdin
             proc.stdin.write(rev.encode() + b"\n")
             proc.stdin.flush()
-            found = self._answer()
+            answer = self._answer()
         finally:
             self._release()
-        return (found[0], found[1], found[2]) if found else None
+        if answer is None:
+            return None
+        assert not isinstance(answer[2], int)  # no limit: the object is read
+        return answer[0], answer[1], answer[2]
 
-    def _answer(self) -> tuple[str, str, bytes] | None:
-        """Read one answer: (sha, type, content), or None for a missing object."""
+    def read_limited(self, rev: str, limit: int) -> tuple[str, str, bytes | int] | None:
+        """`read`, but an object over `limit` bytes is never read: its size stands for it.
+
+        Asked of git, whose answer gives the size before the content (the in-process reader
+        inflates an object whole before it knows its size)."""
+        if not self._acquire():
+            other = self._nested()
+            try:
+                return other.read_limited(rev, limit)
+            finally:
+                other.close()
+        try:
+            proc = self._proc
+            assert proc.stdin
+            proc.stdin.write(rev.encode() + b"\n")
+            proc.stdin.flush()
+            return self._answer(limit)
+        finally:
+            self._release()
+
+    def _answer(self, limit: int | None = None) -> tuple[str, str, bytes | int] | None:
+        """Read one answer: (sha, type, content), or None for a missing object; an object over
+        `limit` bytes is passed over in chunks (never held whole) and its size given instead."""
         assert self._proc.stdout
         header = self._proc.stdout.readline()
         if not header:
@@ -265,17 +289,30 @@ class CatFile:
         parts = header.split()
         if len(parts) != 3:  # "<rev> missing" or "<rev> ambiguous"
             return None
-        data = self._read_exact(int(parts[2]))
+        size = int(parts[2])
+        data: bytes | int = size
+        if limit is None or size <= limit:
+            data = self._read_exact(size)
+        else:
+            skip_exact(self._proc.stdout, size)
         self._proc.stdout.read(1)  # trailing newline
         return parts[0].decode(), parts[1].decode(), data
 
     def read_many(self, revs: Iterable[str]) -> Iterator[tuple[str, bytes | None]]:
         """Stream (rev, content) for many revisions through one process; missing -> None."""
+        for rev, data in self.read_many_limited(revs, None):
+            assert not isinstance(data, int)  # no limit: every object is read
+            yield rev, data
+
+    def read_many_limited(
+        self, revs: Iterable[str], limit: int | None
+    ) -> Iterator[tuple[str, bytes | int | None]]:
+        """`read_many`, but an object over `limit` bytes is never read: its size stands for it."""
         revs = list(revs)
         if not self._acquire():
             other = self._nested()
             try:
-                yield from other.read_many(revs)
+                yield from other.read_many_limited(revs, limit)
             finally:
                 other.close()
             return
@@ -289,12 +326,12 @@ class CatFile:
         try:
             writer.start()
             for rev in revs:
-                found = self._answer()
+                found = self._answer(limit)
                 answered += 1
                 yield rev, (found[2] if found else None)
         finally:
             while answered < len(revs) and self.alive():  # left early: drain the rest
-                self._answer()
+                self._answer(limit)
                 answered += 1
             writer.join()
             self._release()
@@ -340,6 +377,19 @@ class CatFile:
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+SKIP_CHUNK = 1 << 20
+
+
+def skip_exact(stream: IO[bytes], size: int) -> None:
+    """Read and drop `size` bytes of `stream` a chunk at a time (an object too large to hold)."""
+    left = size
+    while left:
+        chunk = stream.read(min(left, SKIP_CHUNK))
+        if not chunk:
+            raise GitError("git cat-file stopped unexpectedly")
+        left -= len(chunk)
 
 
 class _Child:

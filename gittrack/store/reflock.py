@@ -268,6 +268,21 @@ def _value(repo: Repo, ref: str, packed: bool = False) -> str | None:
     return None
 
 
+def current_value(repo: Repo, ref: str) -> str | None:
+    """`ref`'s value now, read from git's files as git reads it (the loose ref, else
+    packed-refs): ZERO when it exists in neither, None when git must say (a symbolic ref, a
+    repository with reftable, a file that cannot be read).
+
+    Not through the long-lived `git cat-file`: its git caches packed-refs and trusts the cache
+    while the file's size, inode and times look unchanged, so a packed-refs that a `git gc`
+    rewrote unnoticed is not read again, and that process goes on naming a tip the branch has
+    left (tests/test_branch_tip.py).
+    """
+    if os.path.exists(os.path.join(repo.common_dir, "reftable")):
+        return None
+    return _value(repo, ref, packed=True)
+
+
 def packed_value(repo: Repo, ref: str) -> str | None:
     """`ref`'s value in packed-refs: ZERO when it is not there, None when that file cannot be
     read or holds no plain value for it."""

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..model.record import RunRecord
+from ..errors import RecordError
+from ..model.record import MAX_RECORD_BYTES, RunRecord, too_large
 from .objects import Repo
 from .procs import pid_alive
 
@@ -56,6 +57,15 @@ def remove(path: Path) -> None:
         os.rmdir(path)
 
 
+def read_record_file(path: Path) -> bytes:
+    """A run.toml on disk; a RecordError when it holds more than MAX_RECORD_BYTES (not read)."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_RECORD_BYTES:
+            raise RecordError(path.parent.name, too_large(size))
+        return fh.read(MAX_RECORD_BYTES + 1)  # grown since: RunRecord.from_toml refuses it
+
+
 def stale_runs(repo: Repo) -> list[tuple[RunRecord, str]]:
     """Runs staged locally: (record, "running" or "died"), judged by pid and heartbeat.
 
@@ -68,7 +78,7 @@ def stale_runs(repo: Repo) -> list[tuple[RunRecord, str]]:
     found = []
     for entry in sorted(running.iterdir()):
         try:
-            record = RunRecord.from_toml((entry / "run.toml").read_bytes(), entry.name)
+            record = RunRecord.from_toml(read_record_file(entry / "run.toml"), entry.name)
         except (OSError, ValueError):
             continue
         beat = heartbeat(entry)

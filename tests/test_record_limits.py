@@ -1,0 +1,84 @@
+"""A run.toml over the size a record may hold (MAX_RECORD_BYTES) costs only itself: listed as
+unreadable with one line saying why, never read into memory whole, every other run as before."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from gittrack import store
+from gittrack.cli import cli
+from gittrack.model.record import run_folder
+
+HOSTILE = "ab" * 16
+LIMIT_MIB = 16  # MAX_RECORD_BYTES, as docs/storage-format.md says
+SIZE = 200 * 2**20
+# the run's own view of memory: a record read whole would add its 200 MiB (and parsed, more)
+# (VmHWM: the peak of this process since it started; ru_maxrss would count the test's own)
+PEAK = """
+import json, sys
+from click.testing import CliRunner
+from gittrack.cli import cli
+result = CliRunner().invoke(cli, sys.argv[1:])
+status = open("/proc/self/status").read()
+peak = int(status.split("VmHWM:")[1].split()[0]) * 1024
+print(json.dumps({"exit": result.exit_code, "stdout": result.stdout, "stderr": result.stderr,
+                  "peak": peak}))
+"""
+
+
+def _hostile_record(repo: Path) -> None:
+    """Commit a valid but 200 MiB run.toml (a 200 MiB note), as a collaborator's push could."""
+    r = store.find_repo(repo)
+    text = f'schema = 2\nid = "{HOSTILE}"\nstatus = "completed"\nnote = "'.encode()
+    text += b"x" * (SIZE - len(text) - 2) + b'"\n'
+    writer = store.ObjectWriter(r)
+    edits = store.write_blobs(writer, {f"{run_folder(HOSTILE)}/run.toml": text})
+    writer.sync()
+    store.commit_to_branch(r, f"run {HOSTILE[:8]}: crafted\n\nRun-Id: {HOSTILE}\n", edits)
+
+
+def _in_process(repo: Path, *args: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_a_run_toml_over_the_limit_costs_only_itself(tracked_repo: Path) -> None:
+    for temp in ("1", "2"):
+        ran = CliRunner().invoke(cli, ["-C", str(tracked_repo), "run", "sim.py", "--temp", temp])
+        assert ran.exit_code == 0, ran.output
+    _hostile_record(tracked_repo)
+    reason = f"run.toml is 200.0 MiB, over the {LIMIT_MIB} MiB a record may hold (it was not read)"
+
+    listed = _in_process(tracked_repo, "ls", "--json")
+    assert listed["exit"] == 0, listed["stderr"]
+    rows = json.loads(listed["stdout"])
+    assert sorted(r["params"]["temp"] for r in rows) == [1.0, 2.0]
+    assert listed["stderr"] == f"Warning: run {HOSTILE[:8]} is unreadable ({reason}); skipped\n"
+    assert listed["peak"] < SIZE / 2  # the record was never held whole
+
+    shown = _in_process(tracked_repo, "show", HOSTILE[:8])
+    assert shown["peak"] < SIZE / 2
+    assert shown["exit"] == 1
+    assert shown["stderr"] == f"Error: The record of run {HOSTILE[:8]} is unreadable: {reason}.\n"
+
+    # the Python API's readers (a Run's record, a RunSet's records) say so as a RecordError
+    repo = store.find_repo(tracked_repo)
+    import gittrack
+
+    try:
+        gittrack.Run(HOSTILE, repo=tracked_repo).record  # noqa: B018
+    except gittrack.RecordError as exc:
+        assert exc.reason == reason
+    else:
+        raise AssertionError("a record over the limit was read")
+    assert store.has_record(repo, HOSTILE)
