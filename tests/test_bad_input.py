@@ -256,3 +256,23 @@ def test_a_damaged_heartbeat_costs_only_its_own_staged_run(tracked_repo: Path) -
     rows = json.loads(proc.stdout)
     assert sorted(r["id"] for r in rows) == [f"{n + 1:032x}" for n in range(len(beats))]
     assert {r["status"] for r in rows} == {"died"}
+
+
+def test_an_argument_that_is_not_utf8_is_recorded_readably(tracked_repo: Path) -> None:
+    """A file name from a Latin-1 file system, say: Python holds its bytes as surrogates, which
+    UTF-8 cannot write. The run is recorded, with each such byte written as \\xNN."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "sim.py", "--label", b"caf\xe9-run"], cwd=tracked_repo, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"Traceback" not in done.stderr
+    rows = json.loads(run_python(tracked_repo, "-m", "gittrack", "ls", "--format", "json").stdout)
+    assert [r["status"] for r in rows] == ["completed"]
+    record = RunRecord.from_toml(
+        git(tracked_repo, "show", f"gittrack/runs:{run_folder(rows[0]['id'])}/run.toml")
+    )
+    assert record.params["label"] == "caf\\xe9-run"
+    assert record.argv == ["--label", "caf\\xe9-run"]

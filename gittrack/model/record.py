@@ -218,7 +218,13 @@ class RunRecord(_Compared):
         multi-line string into LF, so such a record is written with every string escaped on one
         line, and its values read back exactly."""
         data = self.to_dict()
-        return tomli_w.dumps(data, multiline_strings=not _has_cr(data))
+        text = tomli_w.dumps(data, multiline_strings=not _has_cr(data))
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # bytes that are not UTF-8 (an argv, a file name): \xNN
+            data = _without_surrogates(data)
+            text = tomli_w.dumps(data, multiline_strings=not _has_cr(data))
+        return text
 
     @classmethod
     def from_toml(cls, text: str | bytes, run_id: str = "?") -> RunRecord:
@@ -404,6 +410,24 @@ def _has_cr(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_cr(v) for v in value)
     return False
+
+
+def _without_surrogates(value: Any) -> Any:
+    """`value` with each undecodable byte Python keeps as a surrogate (os.fsdecode's, argv's)
+    written as the text \\xNN, in keys too: UTF-8, and so TOML, cannot hold surrogates."""
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        try:
+            raw = value.encode("utf-8", "surrogateescape")  # the original bytes
+        except UnicodeEncodeError:  # a lone surrogate of another kind (from JSON, say)
+            raw = value.encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    return value
 
 
 def _clean(mapping: Mapping[str, Any]) -> dict[str, Any]:
