@@ -11,7 +11,7 @@ import pytest
 from conftest import git
 
 from gittrack import store
-from gittrack.store.localread import LocalObjects
+from gittrack.store.localread import MISSING, LocalObjects
 
 
 def _history(repo: Path, commits: int = 30) -> None:
@@ -77,6 +77,24 @@ def test_every_object_reads_as_git_reads_it(repo: Path, layout: str) -> None:
     local = _local(repo)
     for sha, (kind, data) in expected.items():
         assert local.read(sha) == (sha, kind, data)
+    # paths in a commit's tree, as `git cat-file --batch` answers "<rev>:<path>"
+    for rev in ("HEAD", "HEAD~3", git(repo, "rev-parse", "HEAD~7")):
+        commit = git(repo, "rev-parse", rev)
+        for line in git(repo, "ls-tree", "-r", "-t", commit).splitlines():
+            meta, path = line.split("\t")
+            sha = meta.split()[2]
+            name = rev if rev != "HEAD~3" else commit  # HEAD~3 itself is git's to read
+            assert local.read(f"{name}:{path}") == (sha, *expected[sha])
+            size = len(expected[sha][1])
+            assert local.read(f"{name}:{path}", limit=size) == (sha, *expected[sha])
+            if size:
+                assert local.read(f"{name}:{path}", limit=size - 1) == (sha, expected[sha][0], size)
+    tree = git(repo, "rev-parse", "HEAD^{tree}")
+    assert local.read("HEAD:") == (tree, "tree", expected[tree][1])
+    for missing in ("HEAD:nothing", "HEAD:model.txt/inside", "refs/heads/main:run9.py"):
+        assert local.read(missing) is MISSING
+    for odd in ("HEAD:./model.txt", "HEAD:a//b", "HEAD~1:model.txt"):
+        assert local.read(odd) is None  # git's to read
 
 
 def test_refs_read_as_git_resolves_them(repo: Path) -> None:
@@ -139,6 +157,8 @@ def test_a_clean_run_starts_no_git_process(tracked_repo: Path, tmp_path: Path) -
     sim("--steps", "1")
     log.write_text("")
     sim("--steps", "2")
+    assert log.read_text() == ""
+    sim("--steps", "2")  # reused: the earlier run's record is read to compare its code
     assert log.read_text() == ""
     repo = store.find_repo(tracked_repo)
     assert len(store.list_run_ids(repo)) == 2

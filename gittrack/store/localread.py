@@ -16,6 +16,7 @@ import threading
 import zlib
 
 from .._hashes import sha1
+from .trees import MODE_SUBMODULE, MODE_TREE, parse_tree
 
 _TYPES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
 _OFS_DELTA, _REF_DELTA = 6, 7
@@ -26,6 +27,23 @@ _HEX = frozenset("0123456789abcdef")
 
 class _Unknown(Exception):
     """Something git must decide: the caller asks git."""
+
+
+class _Big(Exception):
+    """The object asked for is over the caller's limit: its type and size stand for it."""
+
+    def __init__(self, kind: str, size: int) -> None:
+        super().__init__(kind, size)
+        self.kind, self.size = kind, size
+
+
+class _Missing:
+    """The answer "no such object": the path names nothing in a tree read whole."""
+
+    __slots__ = ()
+
+
+MISSING = _Missing()
 
 
 class LocalObjects:
@@ -39,20 +57,71 @@ class LocalObjects:
         self._lock = threading.Lock()
         self.enabled = not any(key in os.environ for key in _ENV) and not _replaced(common_dir)
 
-    def read(self, rev: str) -> tuple[str, str, bytes] | None:
-        """(sha, type, content) of a full object id, "HEAD" or a full ref name; None: ask git."""
+    def read(
+        self, rev: str, limit: int | None = None
+    ) -> tuple[str, str, bytes | int] | _Missing | None:
+        """(sha, type, content) of a full object id, "HEAD", a full ref name, or any of them
+        followed by ":path" (a path in its tree); MISSING when that path names nothing; None:
+        ask git. With `limit`, an object over `limit` bytes is not read: its size stands for
+        its content."""
         if not self.enabled:
             return None
+        base, colon, path = rev.partition(":")
         try:
-            sha = rev if _is_sha(rev) else self._resolve(rev)
-            if sha is None:
+            start = base if _is_sha(base) else self._resolve(base)
+            if start is None:
                 return None
-            kind, data = self._object(sha, 0)
+            found = self._walk(start, path) if colon else start
         except (_Unknown, OSError, zlib.error, ValueError, IndexError):
             return None
-        if sha1(f"{kind} {len(data)}\0".encode() + data).hexdigest() != sha:
+        if found is None:
+            return MISSING
+        sha = found
+        try:
+            kind, data = self._object(sha, 0, limit)
+        except _Big as big:
+            return sha, big.kind, big.size
+        except (_Unknown, OSError, zlib.error, ValueError, IndexError):
+            return None
+        if _sha_of(kind, data) != sha:
             return None  # damaged: git says what is wrong
         return sha, kind, data
+
+    def _walk(self, sha: str, path: str) -> str | None:
+        """The id of `path` in the tree of commit (or tree) `sha`; None when it names nothing."""
+        kind, data = self._checked(sha)
+        if kind == "commit":
+            if not data.startswith(b"tree "):
+                raise _Unknown
+            kind, data = self._checked(data[5:45].decode("ascii"))
+        if kind != "tree":
+            raise _Unknown  # a tag, say: git peels it
+        if not path:
+            return _sha_of("tree", data)
+        names = path.split("/")
+        if any(n in ("", ".", "..") for n in names):
+            raise _Unknown  # relative or odd paths: as git reads them
+        for i, name in enumerate(names):
+            entry = parse_tree(data).get(name)
+            if entry is None:
+                return None
+            mode, found = entry
+            if i == len(names) - 1:
+                if mode == MODE_SUBMODULE:
+                    raise _Unknown
+                return found
+            if mode != MODE_TREE:
+                return None  # a file where a folder should be: git says missing too
+            kind, data = self._checked(found)
+            if kind != "tree":
+                raise _Unknown
+        raise _Unknown  # not reached: the loop returns
+
+    def _checked(self, sha: str) -> tuple[str, bytes]:
+        kind, data = self._object(sha, 0)
+        if _sha_of(kind, data) != sha:
+            raise _Unknown
+        return kind, data
 
     # -- refs -------------------------------------------------------------------------------
 
@@ -87,28 +156,37 @@ class LocalObjects:
 
     # -- objects ----------------------------------------------------------------------------
 
-    def _object(self, sha: str, depth: int) -> tuple[str, bytes]:
+    def _object(self, sha: str, depth: int, limit: int | None = None) -> tuple[str, bytes]:
         if depth > _MAX_DELTA_DEPTH:
             raise _Unknown
         loose = os.path.join(self._objects, sha[:2], sha[2:])
         try:
-            with open(loose, "rb") as fh:
-                raw = zlib.decompress(fh.read())
+            fh = open(loose, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
-            return self._packed(sha, depth)
-        header, _, data = raw.partition(b"\0")
-        kind, _, size = header.decode("ascii").partition(" ")
-        if kind not in ("commit", "tree", "blob", "tag") or int(size) != len(data):
+            return self._packed(sha, depth, limit)
+        with fh:
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(fh.read(8192), 64)  # "<type> <size>\0" opens it
+            header, nul, data = raw.partition(b"\0")
+            kind, _, size_text = header.decode("ascii").partition(" ")
+            if not nul or kind not in ("commit", "tree", "blob", "tag"):
+                raise _Unknown
+            size = int(size_text)
+            if limit is not None and size > limit:
+                raise _Big(kind, size)
+            rest = inflater.unconsumed_tail + fh.read()
+        data += inflater.decompress(rest, size + 1 - len(data)) if size >= len(data) else b""
+        if len(data) != size or not inflater.eof:
             raise _Unknown
         return kind, data
 
-    def _packed(self, sha: str, depth: int) -> tuple[str, bytes]:
+    def _packed(self, sha: str, depth: int, limit: int | None) -> tuple[str, bytes]:
         key = bytes.fromhex(sha)
         for fresh in (False, True):  # a pack written since the last look: look again once
             for pack in self._pack_list(fresh):
                 offset = pack.find(key)
                 if offset is not None:
-                    return pack.read(offset, depth, self)
+                    return pack.read(offset, depth, self, limit)
         raise _Unknown
 
     def _pack_list(self, fresh: bool) -> list[_Pack]:
@@ -176,15 +254,19 @@ class _Pack:
         finally:
             os.close(fd)
 
-    def read(self, offset: int, depth: int, objects: LocalObjects) -> tuple[str, bytes]:
+    def read(
+        self, offset: int, depth: int, objects: LocalObjects, limit: int | None = None
+    ) -> tuple[str, bytes]:
         fd = os.open(self.pack, os.O_RDONLY)
         try:
-            kind, data = self._entry(fd, offset, depth, objects)
+            kind, data = self._entry(fd, offset, depth, objects, limit)
         finally:
             os.close(fd)
         return kind, data
 
-    def _entry(self, fd: int, offset: int, depth: int, objects: LocalObjects) -> tuple[str, bytes]:
+    def _entry(
+        self, fd: int, offset: int, depth: int, objects: LocalObjects, limit: int | None = None
+    ) -> tuple[str, bytes]:
         if depth > _MAX_DELTA_DEPTH:
             raise _Unknown
         head = os.pread(fd, 32, offset)
@@ -195,6 +277,8 @@ class _Pack:
             size |= (byte & 0x7F) << shift
             shift, at = shift + 7, at + 1
         if code in _TYPES:
+            if limit is not None and size > limit:
+                raise _Big(_TYPES[code], size)
             return _TYPES[code], _inflate(fd, offset + at, size)
         if code == _OFS_DELTA:
             byte = head[at]
@@ -211,7 +295,10 @@ class _Pack:
             at += 20
         else:
             raise _Unknown
-        return kind, _apply_delta(base, _inflate(fd, offset + at, size))
+        delta = _inflate(fd, offset + at, size)
+        if limit is not None and (target := _delta_sizes(delta)[1]) > limit:
+            raise _Big(kind, target)
+        return kind, _apply_delta(base, delta)
 
 
 def _inflate(fd: int, offset: int, size: int) -> bytes:
@@ -233,12 +320,10 @@ def _inflate(fd: int, offset: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _apply_delta(base: bytes, delta: bytes) -> bytes:
-    """git's delta format: the sizes of base and result, then copy and insert instructions."""
-    at = 0
-
-    def varint() -> int:
-        nonlocal at
+def _delta_sizes(delta: bytes) -> tuple[int, int, int]:
+    """A delta's base size, result size, and where its instructions start."""
+    sizes, at = [], 0
+    for _ in range(2):
         value = shift = 0
         while True:
             byte = delta[at]
@@ -246,11 +331,16 @@ def _apply_delta(base: bytes, delta: bytes) -> bytes:
             value |= (byte & 0x7F) << shift
             shift += 7
             if not byte & 0x80:
-                return value
+                break
+        sizes.append(value)
+    return sizes[0], sizes[1], at
 
-    if varint() != len(base):
+
+def _apply_delta(base: bytes, delta: bytes) -> bytes:
+    """git's delta format: the sizes of base and result, then copy and insert instructions."""
+    base_size, size, at = _delta_sizes(delta)
+    if base_size != len(base):
         raise _Unknown
-    size = varint()
     out = bytearray()
     while at < len(delta):
         op = delta[at]
@@ -307,6 +397,10 @@ def _read_small(path: str) -> str | None:
             return fh.read(256).strip().decode("ascii", "replace")
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
+
+
+def _sha_of(kind: str, data: bytes) -> str:
+    return sha1(f"{kind} {len(data)}\0".encode() + data).hexdigest()
 
 
 def _is_sha(value: str) -> bool:

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING
 from .._hashes import sha1
 from ..errors import GitError, NotAGitRepo
 from .identity import Identity as Identity
-from .localread import LocalObjects
+from .localread import MISSING, LocalObjects
 from .packs import fsync_all
 from .shared import adjust, make_dirs
 from .trees import (
@@ -238,8 +238,11 @@ class CatFile:
 
     def read(self, rev: str) -> tuple[str, str, bytes] | None:
         """(sha, type, content) of `rev` (any revision expression), or None when missing."""
-        if (found := self._local.read(rev)) is not None:
-            return found
+        found = self._local.read(rev)
+        if found is MISSING:
+            return None
+        if isinstance(found, tuple) and isinstance(found[2], bytes):
+            return found[0], found[1], found[2]
         if not self._acquire():
             other = self._nested()
             try:
@@ -262,8 +265,13 @@ class CatFile:
     def read_limited(self, rev: str, limit: int) -> tuple[str, str, bytes | int] | None:
         """`read`, but an object over `limit` bytes is never read: its size stands for it.
 
-        Asked of git, whose answer gives the size before the content (the in-process reader
-        inflates an object whole before it knows its size)."""
+        Answered from the files where that is plain (localread.py), else by git, whose answer
+        gives the size before the content."""
+        found = self._local.read(rev, limit)
+        if found is MISSING:
+            return None
+        if isinstance(found, tuple):
+            return found
         if not self._acquire():
             other = self._nested()
             try:
