@@ -322,3 +322,53 @@ def test_a_query_to_a_pipe_loads_no_module_it_does_not_use(repo: Path) -> None:
         assert loaded == "[]", args
     assert len(shown["ls"]) == 4  # the header, two runs and the footer
     assert shown["show"][0].startswith("run ") and "  name:        scan-1" in shown["show"]
+
+
+def test_a_sync_and_a_full_build_agree_on_folders_without_run_toml(repo: Path) -> None:
+    """A folder without run.toml is listed as unreadable by a sync as by a full build: one
+    added so, one whose run.toml was removed while its other files stay, and one left bare
+    then emptied (gone from both)."""
+    ids = write_runs(repo, scan(3))
+    ix = open_index(repo)
+    assert ix.count() == 3  # synced: what follows reaches the index incrementally
+    r = gitstore.find_repo(repo)
+    writer = gitstore.ObjectWriter(r)
+    blob = writer.write("blob", b"hello\n")
+    bare, emptied = "ee00" + "0" * 28, "ef00" + "0" * 28
+    gitstore.commit_to_branch(
+        r,
+        "by hand",
+        {
+            f"runs/ee/{bare}/notes.txt": ("100644", blob),
+            f"runs/ef/{emptied}/notes.txt": ("100644", blob),
+            f"runs/{ids[0][:2]}/{ids[0]}/stdout.log": ("100644", blob),
+        },
+    )
+    ix.sync()
+    gitstore.commit_to_branch(
+        r,
+        "run.toml removed",
+        {f"runs/{ids[0][:2]}/{ids[0]}/run.toml": None, f"runs/ef/{emptied}/notes.txt": None},
+    )
+    r.close()
+    ix.sync()
+
+    def listed(index: Index) -> list[tuple[str, str, str | None]]:
+        return sorted(index.db.execute("SELECT id, status, problem FROM run_fields").fetchall())
+
+    synced = listed(ix)
+    ix.close()
+    path = gitstore.find_repo(repo).state_dir / "index.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    ix = open_index(repo)
+    ix.sync()
+    built = listed(ix)
+    ix.close()
+    assert synced == built
+    assert {row[0]: row[1] for row in built} == {
+        ids[0]: "unreadable",
+        ids[1]: "completed",
+        ids[2]: "completed",
+        bare: "unreadable",
+    }

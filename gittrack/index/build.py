@@ -61,10 +61,12 @@ def sync_runs(
     blobs: dict[str, str]
     if known and tip and store.is_ancestor(repo, known, tip):
         blobs = {}
-        changed_ids, removed = store.changed_runs(repo, known, tip, blobs, started)
+        others: set[str] = set()
+        changed_ids, removed = store.changed_runs(repo, known, tip, blobs, started, others)
         blobs = {i: blobs.get(i) or f"{tip}:{run_folder(i)}/run.toml" for i in sorted(changed_ids)}
+        bare, removed = _bare_folders(repo, tip, (others | removed) - changed_ids, removed)
         rev_range, full = f"{known}..{tip}", False
-        delete_runs(db, removed | blobs.keys())
+        delete_runs(db, removed | blobs.keys() | set(bare))
     else:
         blobs = {}
         folders = store.list_run_ids(repo, rev=tip, blobs=blobs) if tip else []
@@ -109,6 +111,20 @@ def sync_runs(
             db.execute(stmt)
         db.execute("ANALYZE")  # full statistics (~0.4 s at 100,000 runs): sampled ones mislead
     return changed, removed, full, memos
+
+
+def _bare_folders(
+    repo: store.Repo, tip: str, ids: set[str], removed: set[str]
+) -> tuple[list[str], set[str]]:
+    """(the folders of `ids` on `tip` without a run.toml, the runs removed): of the folders
+    where only other files changed or run.toml went, as a full build lists them (a folder
+    without run.toml is an unreadable run; an emptied one is gone)."""
+    if not ids:
+        return [], removed
+    with_toml: dict[str, str] = {}
+    present = set(store.run_folders(repo, ids, tip, with_toml))
+    bare = sorted(present - with_toml.keys())
+    return bare, (removed | (ids - present)) - present
 
 
 def delete_runs(db: sqlite3.Connection, ids: Iterable[str]) -> None:
