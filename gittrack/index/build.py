@@ -11,11 +11,12 @@ pass.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
 import sqlite3
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .. import store
@@ -83,9 +84,9 @@ def sync_runs(
     loader = Loader(db, notes, lineage, total)
     bar = progress(loader.total)
     changed: set[str] = set()
-    if blobs or bare:
-        found = gitread.read_runs(repo, blobs, rev_range, bare)
-        if pool > 1:
+    if (blobs or bare) and pool > 1:
+        with _no_gc():
+            found = gitread.read_runs(repo, blobs, rev_range, bare)
             texts = note_texts(db, list(notes)) if notes else {}
             chunks = workers.chunked(found, loader.rid, texts, CHUNK)
             with workers.Pool(pool) as decoders, contextlib.closing(decoders.decode(chunks)) as got:
@@ -94,12 +95,12 @@ def sync_runs(
                     changed.update(item[0] for item in chunk[1])
                     if bar is not None:
                         bar.update(len(chunk[1]))
-        else:
-            for run_id, commit, data in found:
-                loader.add(run_id, commit, data)
-                changed.add(run_id)
-                if bar is not None and len(changed) % 1000 == 0:
-                    bar.update(1000)
+    elif blobs or bare:
+        for run_id, commit, data in gitread.read_runs(repo, blobs, rev_range, bare):
+            loader.add(run_id, commit, data)
+            changed.add(run_id)
+            if bar is not None and len(changed) % 1000 == 0:
+                bar.update(1000)
     loader.flush()
     memos = lineage.finish()
     if bar is not None:
@@ -123,6 +124,19 @@ def _bare_folders(
     present = set(store.run_folders(repo, ids, tip, with_toml))
     bare = sorted(present - with_toml.keys())
     return bare, (removed | (ids - present)) - present
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """No cyclic garbage collection while the rows of a big build stream through (plain values
+    making no reference cycles: the collector would only walk them, again and again)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def delete_runs(db: sqlite3.Connection, ids: Iterable[str]) -> None:
