@@ -6,9 +6,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+import tomli_w
+from hypothesis import given, settings, strategies as st
 from lookup_support import scan, write_runs
 
 from gittrack import store as gitstore
@@ -16,6 +20,7 @@ from gittrack.index.compiler import compile_where
 from gittrack.index.db import Index
 from gittrack.index.records import kv_rows
 from gittrack.model.record import RunRecord
+from gittrack.model.schema import shallow_toml, too_deep
 from gittrack.ops import tags as notes
 
 
@@ -372,3 +377,37 @@ def test_a_sync_and_a_full_build_agree_on_folders_without_run_toml(repo: Path) -
         ids[2]: "completed",
         bare: "unreadable",
     }
+
+
+TOML_KEYS = st.sampled_from(["a", "b", "c.d", "x y", "é"])
+TOML_VALUES = st.recursive(
+    st.one_of(st.integers(), st.floats(), st.text(max_size=5), st.booleans()),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TOML_KEYS, inner, max_size=3),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(TOML_KEYS, TOML_VALUES, max_size=4), st.integers(1, 8))
+def test_a_record_counted_shallow_never_nests_too_deep(data: dict[str, Any], limit: int) -> None:
+    """The count that spares a build the walk of each record's nesting is a bound: tables,
+    arrays of tables, inline tables and dotted keys each cost one character a level."""
+    text = tomli_w.dumps(data).encode()
+    if shallow_toml(text, limit):
+        assert not too_deep(tomllib.loads(text.decode()), limit)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[[a]]\n[[a.b]]\n[[a.b.c]]\nx = 1\n",
+        "[a.b.c]\nd.e.f = [[{g = [1]}]]\n",
+        "a = [[[[[[[[1]]]]]]]]\n",
+        "[[a]]\n[a.b]\n[[a.b.c]]\n[[a.b.c.d]]\n",
+    ],
+)
+def test_nesting_by_headers_and_inline_tables_is_counted(text: str) -> None:
+    data = tomllib.loads(text)
+    for limit in range(1, 10):
+        if shallow_toml(text.encode(), limit):
+            assert not too_deep(data, limit), limit
