@@ -2,8 +2,8 @@
 
 A full build reads every record in one stream from git (`gitread`), turns each into its rows
 (`rows.prepare`) and inserts them in batches, with the secondary indexes dropped until the end;
-from 20,000 runs on, worker processes decode the records and send their rows back
-(`workers`). A sync reads only the runs changed since the tip it last saw. Lineage edges,
+from 20,000 runs on, worker processes read and decode the records and send their rows
+back (`workers`). A sync reads only the runs changed since the tip it last saw. Lineage edges,
 outputs by md5 and memo keys (`edges`) are derived from the same parsed records in the same
 pass.
 """
@@ -86,10 +86,13 @@ def sync_runs(
     changed: set[str] = set()
     if (blobs or bare) and pool > 1:
         with _no_gc():
-            found = gitread.read_runs(repo, blobs, rev_range, bare)
+            listed = gitread.ordered(repo, blobs, rev_range, bare)
             texts = note_texts(db, list(notes)) if notes else {}
-            chunks = workers.chunked(found, loader.rid, texts, CHUNK)
-            with workers.Pool(pool) as decoders, contextlib.closing(decoders.decode(chunks)) as got:
+            chunks = workers.chunked(listed, loader.rid, texts, CHUNK)
+            with (
+                workers.Pool(pool) as decoders,
+                contextlib.closing(decoders.decode(chunks, repo.root)) as got,
+            ):
                 for chunk, found_rows in got:
                     loader.take_chunk(chunk, found_rows)
                     changed.update(item[0] for item in chunk[1])

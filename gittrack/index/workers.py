@@ -1,8 +1,9 @@
 """Decoding the records of a big build on every core: worker processes fed chunks of the stream.
 
-The one process that writes the database reads the records from git and sends them, a chunk at
-a time, to worker processes (`python -m gittrack.index.workers`: nothing of the caller's main
-module is run again, as multiprocessing's spawn would). A worker parses and checks them
+The one process that writes the database lists the runs in commit order (`gitread.ordered`)
+and sends them, a chunk at a time, to worker processes (`python -m gittrack.index.workers`:
+nothing of the caller's main module is run again, as multiprocessing's spawn would).
+A worker reads their records from git (a `git cat-file` of its own), parses and checks them
 (`rows.prepare`) and sends back their rows as plain values in one `marshal` dump, which the
 writer inserts as it inserts the rows it decodes itself (`build.Loader.take`): each row is
 built once, in the database that keeps it. Chunks are taken in the order they were sent, and
@@ -25,11 +26,13 @@ from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .gitread import BlobReader, Named
 from .rows import Prepared, Shapes, prepare
 
 Item = tuple[str, str, bytes | None]  # (run id, commit, run.toml bytes or None)
-# (rid of the first run, the items, the texts of their runs' git notes)
-Chunk = tuple[int, list[Item], dict[str, list[str]]]
+# (rid of the first run, the items, the texts of their runs' git notes): a chunk as sent, its
+# items naming each run.toml's object (`gitread.Named`), or as decoded, with their bytes
+Chunk = tuple[int, list[Any], dict[str, list[str]]]
 HEADER = 8  # bytes of the length before each message
 MAX_MESSAGE = 1 << 30  # a chunk of a thousand records is a few MiB
 COMMAND = [sys.executable, "-m", "gittrack.index.workers"]
@@ -65,6 +68,13 @@ def chunk_image(chunk: Chunk, shapes: Shapes) -> bytes:
     return marshal.dumps(
         [prepare(run_id, commit, data, notes.get(run_id), shapes) for run_id, commit, data in items]
     )
+
+
+def with_data(chunk: Chunk, reader: BlobReader) -> Chunk:
+    """A chunk as sent, with the bytes of each run.toml read in place of its object name."""
+    rid, items, texts = chunk
+    data = reader.read([name for _, _, name in items])
+    return rid, [(r, c, d) for (r, c, _), d in zip(items, data, strict=True)], texts
 
 
 def rows_of(chunk: Chunk, message: bytes | None) -> list[Prepared] | None:
@@ -114,16 +124,24 @@ def _receive(inp: IO[bytes]) -> bytes | None:
 
 
 def serve() -> None:
-    """A worker: decode chunks from stdin, write their images to stdout, until stdin ends."""
+    """A worker: decode chunks from stdin (their records read from the repository whose root
+    the first message names), write their rows to stdout, until stdin ends."""
     shapes = Shapes()
     inp, out = sys.stdin.buffer, sys.stdout.buffer
+    first = _receive(inp)
+    if first is None:
+        return
+    reader = BlobReader(marshal.loads(first))
     # a chunk's values make no reference cycles: collected once a chunk, not every few
     # hundred allocations (~10% of the decoding)
     gc.disable()
     gc.freeze()
-    while (message := _receive(inp)) is not None:
-        _send(out, chunk_image(marshal.loads(message), shapes))
-        gc.collect()
+    try:
+        while (message := _receive(inp)) is not None:
+            _send(out, chunk_image(with_data(marshal.loads(message), reader), shapes))
+            gc.collect()
+    finally:
+        reader.close()
 
 
 class Pool:
@@ -135,6 +153,7 @@ class Pool:
         path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}
         self.procs: list[subprocess.Popen[bytes] | None] = []
+        self.reader = BlobReader(".")  # for chunks decoded in-process (`decode` says where)
         for _ in range(workers):
             try:
                 proc = subprocess.Popen(
@@ -158,6 +177,7 @@ class Pool:
     def close(self, kill: bool = False) -> None:
         """Stop the workers: at the end of their input, or killed first (when leaving early,
         so that no thread stays blocked writing to a busy one)."""
+        self.reader.close()
         procs, self.procs = self.procs, [None] * len(self.procs)
         for proc in procs:
             if proc is None:
@@ -184,9 +204,17 @@ class Pool:
             proc.wait()
 
     def decode(
-        self, chunks: Iterable[Chunk]
+        self, chunks: Iterable[Chunk], root: Path | str
     ) -> Generator[tuple[Chunk, list[Prepared]], None, None]:
-        """(chunk, its rows) of each chunk, in order; chunk i goes to worker i mod n."""
+        """(chunk, its rows) of each chunk, in order, their records read from the repository
+        at `root` (the first message each worker gets); chunk i goes to worker i mod n."""
+        self.reader.root = str(root)
+        for at, proc in enumerate(self.procs):
+            try:
+                if proc is not None and proc.stdin is not None:
+                    _send(proc.stdin, marshal.dumps(str(root)))
+            except (OSError, ValueError):
+                self._dead(at)
         sent: queue.Queue[tuple[Chunk, bool] | None] = queue.Queue(maxsize=2 * len(self.procs))
         stop = threading.Event()
         failure: list[BaseException] = []
@@ -230,7 +258,7 @@ class Pool:
                     if found is None:
                         self._dead(at)
                 if found is None:
-                    found = marshal.loads(chunk_image(chunk, self.shapes))
+                    found = marshal.loads(chunk_image(with_data(chunk, self.reader), self.shapes))
                 yield chunk, found
             finished = True
             if failure:
@@ -244,11 +272,11 @@ class Pool:
 
 
 def chunked(
-    items: Iterable[Item], rid: int, texts: dict[str, list[str]], size: int
+    items: Iterable[Named], rid: int, texts: dict[str, list[str]], size: int
 ) -> Iterator[Chunk]:
     """`items` in chunks of `size`, each with the rid of its first run (rids count down) and
     the git notes texts of its runs."""
-    batch: list[Item] = []
+    batch: list[Named] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:
