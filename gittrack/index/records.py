@@ -28,7 +28,6 @@ try:  # the Rust TOML reader parses a record several times faster than tomllib
     import rtoml as _fast_toml
 except ImportError:  # pragma: no cover - a platform without its wheel
     _fast_toml = None  # type: ignore[assignment]
-import tomllib as toml_reader
 
 NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
 CODE_DEFAULTS = asdict(Code())
@@ -51,6 +50,8 @@ def parse_toml(data: bytes, run_id: str, fast: bool = True) -> dict[str, Any]:
             return _fast_toml.loads(text)
         except Exception:  # its errors are worded by tomllib below
             pass
+    import tomllib as toml_reader  # loaded for what rtoml rejects and the plain path only
+
     try:
         return toml_reader.loads(text)
     except toml_reader.TOMLDecodeError as exc:
