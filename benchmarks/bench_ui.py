@@ -233,6 +233,8 @@ def main(quick: bool = False) -> list[tuple[str, float, float, float, float]]:
         rows.append(("table sorted by a param", *by_param, 0.300, baseline))
         api = timed_cpu(lambda: client.get("/api/runs").raise_for_status())
         rows.append(("api/runs first 100", *api, 0.300, baseline))
+        page = timed_cpu(lambda: client.get(f"/runs/{last}").raise_for_status())
+        rows.append(("a run's page (consumers, launched runs)", *page, 0.300, baseline))
         flow_page = client.get(f"/runs/{last}/lineage").text
         assert f"{chain} runs" in flow_page, "the flow graph does not hold the whole ancestry"
         one = lineage.Graph("a", {"a": lineage.Node("a", "run", "a")})

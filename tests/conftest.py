@@ -153,3 +153,26 @@ def assert_fsck_clean_and_listed(repo: Path, runs: int) -> None:
         text=True,
     )
     assert len(rows.stdout.splitlines()) == runs + 1  # the header and a line a run
+
+
+def wait_for_housekeeping(repo: Path, timeout: float = 60.0) -> None:
+    """Wait until no roll-up gittrack started in the background runs (it holds its lock until
+    it ends): its `git gc` holds `gc.pid.lock` and rewrites packs meanwhile."""
+    import fcntl
+    import time
+
+    lock = repo / ".git" / "gittrack" / "housekeeping.lock"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # none was ever started
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError:
+            time.sleep(0.1)
+        finally:
+            os.close(fd)
+    raise AssertionError(f"housekeeping still running after {timeout} s")

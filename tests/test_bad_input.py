@@ -165,3 +165,94 @@ def test_hand_edited_invalid_toml_is_reported_and_skipped(tracked_repo: Path, ru
     assert shown.output.startswith(
         f"Error: The record of run {victim[:8]} is unreadable: invalid TOML"
     )
+
+
+DEEP = """
+import click, gittrack
+
+def nested(n):
+    value = {"leaf": 1}
+    for _ in range(n - 1):
+        value = {"k": value}
+    return value
+
+@gittrack.command()
+@click.option("--n", type=int, default=100)
+def main(n):
+    gittrack.log_metadata(tree=nested(n))
+    return {"y": n}
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_metadata_nested_too_deep_fails_the_run_in_one_sentence(tracked_repo: Path) -> None:
+    """A value no reader would accept is refused when it is logged, not recorded unreadable."""
+    write_script(tracked_repo, "deep.py", DEEP)
+    proc = run_python(tracked_repo, "deep.py", "--n", "100", check=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "Metadata 'tree' is nested 100 levels deep" in proc.stderr
+    proc = run_python(tracked_repo, "deep.py", "--n", "63")  # as deep as a record may hold
+    listing = run_python(tracked_repo, "-m", "gittrack", "ls", "--format", "json").stdout
+    rows = json.loads(listing)
+    assert sorted(r["status"] for r in rows) == ["completed", "failed"]
+    assert not [r for r in rows if r.get("unreadable")]
+    failed = next(r for r in rows if r["status"] == "failed")
+    shown = run_python(tracked_repo, "-m", "gittrack", "show", failed["id"]).stdout
+    assert "nested 100 levels deep" in shown
+
+
+def test_params_nested_too_deep_are_refused_before_the_run(tracked_repo: Path) -> None:
+    script = """
+import gittrack
+value = {"leaf": 1}
+for _ in range(99):
+    value = {"k": value}
+with gittrack.track("deep", params={"tree": value}):
+    print("ran")
+"""
+    write_script(tracked_repo, "deeptrack.py", script)
+    proc = run_python(tracked_repo, "deeptrack.py", check=False)
+    assert proc.returncode != 0 and "ran" not in proc.stdout
+    # a library call in the user's own script: Python's report, ending in the one sentence
+    assert "UsageError: Param 'tree' is nested 100 levels deep" in proc.stderr.splitlines()[-1]
+    assert git(tracked_repo, "rev-list", "--count", "gittrack/runs") == "1"  # nothing recorded
+
+
+def test_a_result_nested_too_deep_is_stored_as_an_output_not_as_metrics(
+    tracked_repo: Path,
+) -> None:
+    script = DEEP.replace(
+        'gittrack.log_metadata(tree=nested(n))\n    return {"y": n}',
+        'return {"y": n, "tree": nested(n)}',
+    )
+    assert "tree" in script and "log_metadata" not in script
+    write_script(tracked_repo, "deepresult.py", script)
+    run_python(tracked_repo, "deepresult.py", "--n", "2000")
+    rows = json.loads(run_python(tracked_repo, "-m", "gittrack", "ls", "--format", "json").stdout)
+    assert [r["status"] for r in rows] == ["completed"]
+    shown = run_python(tracked_repo, "-m", "gittrack", "show", rows[0]["id"]).stdout
+    assert "tree" in shown
+    record = RunRecord.from_toml(
+        git(tracked_repo, "show", f"gittrack/runs:{run_folder(rows[0]['id'])}/run.toml")
+    )
+    assert record.metrics == {"y": 2000} and "tree" in record.outputs
+
+
+def test_a_damaged_heartbeat_costs_only_its_own_staged_run(tracked_repo: Path) -> None:
+    """Heartbeats are read back from disk (another member's process may have written them):
+    valid JSON of the wrong shape is a run last seen never, not a crash of every listing."""
+    running = tracked_repo / ".git" / "gittrack" / "running"
+    beats = ["[1, 2]", '{"time": "soon", "pid": "x", "host": 5}', "not json", '"text"']
+    for n, beat in enumerate(beats):
+        record = RunRecord(id=f"{n + 1:032x}", command="sim.py", status="running")
+        folder = running / record.id
+        folder.mkdir(parents=True)
+        (folder / "run.toml").write_text(record.to_toml())
+        (folder / "heartbeat").write_text(beat)
+    proc = run_python(tracked_repo, "-m", "gittrack", "ls", "--format", "json")
+    rows = json.loads(proc.stdout)
+    assert sorted(r["id"] for r in rows) == [f"{n + 1:032x}" for n in range(len(beats))]
+    assert {r["status"] for r in rows} == {"died"}

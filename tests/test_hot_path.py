@@ -67,14 +67,9 @@ def test_git_processes_per_run_do_not_grow_with_history(tracked_repo: Path) -> N
 
 EARLY = """
 import click, gittrack
-from gittrack.store import objects
-
-def seen(ctx, param, value):  # runs while click parses the command line
-    print("READERS", len(objects._READERS), flush=True)
-    return value
 
 @gittrack.command()
-@click.option("--x", type=int, default=1, callback=seen)
+@click.option("--x", type=int, default=1)
 def main(x):
     return {"y": x}
 
@@ -83,18 +78,57 @@ if __name__ == "__main__":
 """
 
 
-def test_git_cat_file_starts_before_click_parses_the_command_line(tracked_repo: Path) -> None:
-    """Its start-up overlaps click's parsing instead of delaying the run's first read."""
+def test_a_script_outside_any_repository_fails_in_one_sentence(tracked_repo: Path) -> None:
+    """No reader process is started early any more (a clean run reads its objects from the
+    files: test_local_read.py), so nothing is left behind either when there is no repository."""
     write_script(tracked_repo, "early.py", EARLY)
     proc = run_python(tracked_repo, "early.py", "--x", "3")
-    assert "READERS 1" in proc.stdout
     assert "recorded (completed" in proc.stderr
     outside = tracked_repo.parent / "elsewhere"
     outside.mkdir()
     (outside / "early.py").write_text(EARLY)
     proc = run_python(outside, "early.py", check=False)  # no repository: the usual error
-    assert proc.returncode == 1 and "READERS 0" in proc.stdout
+    assert proc.returncode == 1
     assert proc.stderr == (
         f"Error: {outside} is not inside a git repository. "
         "Run 'git init' there first (or 'gittrack init --git').\n"
     )
+
+
+REPEATED = """
+import gc, sys, weakref
+import click, gittrack
+
+@gittrack.command()
+@click.option("--x", type=int, default=1)
+def main(x):
+    return {"y": x}
+
+class Node:
+    pass
+
+def cycle():
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+for x in (1, 2, 3):
+    try:
+        main(["--x", str(x)])
+    except SystemExit:
+        pass
+    gone = cycle()  # garbage made after the start-up objects were set aside
+    gc.collect()
+    print("collected" if gone() is None else "kept", gc.get_freeze_count() > 0)
+"""
+
+
+def test_start_up_objects_are_set_aside_once_and_later_garbage_is_still_collected(
+    tracked_repo: Path,
+) -> None:
+    """A tracked command sets the start-up objects aside from the garbage collector (cheaper
+    exits and collections), once a process: commands called again in-process leak nothing."""
+    write_script(tracked_repo, "again.py", REPEATED)
+    proc = run_python(tracked_repo, "again.py")
+    assert proc.stdout.splitlines() == ["collected True"] * 3
+    assert proc.stderr.count("recorded (completed") == 3

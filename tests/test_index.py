@@ -411,3 +411,30 @@ def test_nesting_by_headers_and_inline_tables_is_counted(text: str) -> None:
     for limit in range(1, 10):
         if shallow_toml(text.encode(), limit):
             assert not too_deep(data, limit), limit
+
+
+def test_names_near_a_typo_stay_few_and_hold_the_likely_ones(tracked_repo: Path) -> None:
+    """A reference that matched nothing is compared with a bounded set of names however many
+    runs there are (all of them only while they are few), which still holds the likely ones."""
+    from gittrack.index.db import Index
+
+    repo = gitstore.find_repo(tracked_repo)
+    gitstore.import_runs(
+        repo,
+        (
+            RunRecord(id=f"{i + 1:032x}", command="sim.py", name=f"scan-{i}", status="completed")
+            for i in range(3000)
+        ),
+    )
+    index = Index(repo)
+    assert len(index.names_near("scam-5")) == 3000  # few: every name
+    for typo, meant in [
+        ("scam-5", "scan-5"),
+        ("scan5", "scan-5"),
+        ("xcan-77", "scan-77"),
+        ("scann-2999", "scan-2999"),
+        ("scan-1234x", "scan-1234"),
+    ]:
+        near = index.names_near(typo, limit=100, every=500)
+        assert meant in near, typo
+        assert len(near) <= 2 * 100 + 10, typo

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_fsck_clean_and_listed
+from conftest import assert_fsck_clean_and_listed, wait_for_housekeeping
 
 from gittrack import store
 
@@ -162,15 +162,7 @@ def test_small_packs_are_rolled_up_in_the_background(
     monkeypatch.setenv("GITTRACK_GC_PACKS", "3")
     for seed in range(8):
         _run(tracked_repo, "--steps", str(seed))
-    import time
-
-    lock = tracked_repo / ".git" / "gittrack" / "housekeeping.lock"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the roll-up holds its lock until it ends
-        probe = subprocess.run(["flock", "-n", str(lock), "true"], capture_output=True)
-        if probe.returncode == 0 and len(_packs(tracked_repo)) <= 4:
-            break
-        time.sleep(0.2)
+    wait_for_housekeeping(tracked_repo)
     assert len(_packs(tracked_repo)) <= 4  # one a run (8) without the roll-up
     assert _loose(tracked_repo) == 0  # init's loose objects were rolled in too
     assert_fsck_clean_and_listed(tracked_repo, 8)

@@ -43,7 +43,7 @@ def test_a_run_moves_the_branch_as_git_would_without_update_ref(
 ) -> None:
     log = tmp_path / "git.log"
     env = _logging_git(tmp_path / "bin", log)
-    _sim(tracked_repo, "--steps", "1", env=env)  # its code's keep-alive ref is new: git makes it
+    _sim(tracked_repo, "--steps", "1", env=env)  # the shared blobs (empty logs) exist from here
     before = git(tracked_repo, "rev-parse", "gittrack/runs")
     log.write_text("")
     _sim(tracked_repo, "--steps", "2", env=env)
@@ -59,6 +59,61 @@ def test_a_run_moves_the_branch_as_git_would_without_update_ref(
     )
     assert not (tracked_repo / RUNS_LOCK).exists()
     git(tracked_repo, "fsck", "--strict")
+
+
+def test_a_new_commits_first_run_creates_its_code_ref_without_update_ref(
+    tracked_repo: Path, tmp_path: Path
+) -> None:
+    """The keep-alive ref of code committed since the last run is created in-process too: the
+    lock, the value, no reflog (git keeps none for refs outside refs/heads by default)."""
+    log = tmp_path / "git.log"
+    env = _logging_git(tmp_path / "bin", log)
+    _sim(tracked_repo, "--steps", "1", env=env)
+    (tracked_repo / "notes.txt").write_text("a new commit\n")
+    git(tracked_repo, "add", "notes.txt")
+    git(tracked_repo, "commit", "-qm", "notes")
+    head = git(tracked_repo, "rev-parse", "HEAD")
+    log.write_text("")
+    _sim(tracked_repo, "--steps", "2", env=env)
+    assert not [c for c in log.read_text().splitlines() if "update-ref" in c]
+    ref = tracked_repo / ".git" / "refs" / "gittrack" / "code" / head
+    assert ref.read_text() == head + "\n"
+    assert git(tracked_repo, "rev-parse", f"refs/gittrack/code/{head}") == head
+    assert not (tracked_repo / ".git" / "logs" / "refs" / "gittrack" / "code" / head).exists()
+    assert not list((tracked_repo / ".git" / "refs").rglob("*.lock"))
+    git(tracked_repo, "fsck", "--strict")
+
+
+def test_a_new_code_ref_is_left_to_git_when_git_would_log_it(tracked_repo: Path) -> None:
+    repo = store.find_repo(tracked_repo)
+    tip = git(tracked_repo, "rev-parse", "gittrack/runs")
+    commit = git(tracked_repo, "commit-tree", "-p", tip, "-m", "next", f"{tip}^{{tree}}")
+    head = git(tracked_repo, "rev-parse", "HEAD")
+    lines = [f"update {store.RUNS_REF} {commit} {tip}", f"update refs/gittrack/code/{head} {head}"]
+    git(tracked_repo, "config", "core.logAllRefUpdates", "always")
+    assert reflock.update(repo, lines) is None
+    git(tracked_repo, "config", "core.logAllRefUpdates", "true")
+    logs = tracked_repo / ".git" / "logs" / "refs" / "gittrack" / "code"
+    logs.mkdir(parents=True)
+    (logs / head).write_text("")  # a reflog already kept for it: git appends to it
+    assert reflock.update(repo, lines) is None
+    (logs / head).unlink()
+    done = reflock.update(repo, lines)
+    assert done is not None and done.returncode == 0
+    assert git(tracked_repo, "rev-parse", "gittrack/runs") == commit
+    assert git(tracked_repo, "rev-parse", f"refs/gittrack/code/{head}") == head
+    git(tracked_repo, "fsck", "--strict")
+
+
+def test_a_new_code_ref_to_a_missing_commit_is_left_to_git(tracked_repo: Path) -> None:
+    repo = store.find_repo(tracked_repo)
+    tip = git(tracked_repo, "rev-parse", "gittrack/runs")
+    commit = git(tracked_repo, "commit-tree", "-p", tip, "-m", "next", f"{tip}^{{tree}}")
+    gone = "1" * 40
+    lines = [f"update {store.RUNS_REF} {commit} {tip}", f"update refs/gittrack/code/{gone} {gone}"]
+    assert reflock.update(repo, lines) is None  # git says what is wrong with it
+    assert git(tracked_repo, "rev-parse", "gittrack/runs") == tip
+    assert not (tracked_repo / ".git" / "refs" / "gittrack" / "code" / gone).exists()
 
 
 def test_a_stale_old_value_is_refused_and_nothing_moves(tracked_repo: Path) -> None:
@@ -307,3 +362,41 @@ def test_racing_writers_without_the_branch_lock_never_lose_an_update(tracked_rep
     assert len(moves) == 5 * 25
     assert all(new == nxt for (_, new), (nxt, _) in itertools.pairwise(pairs))
     assert not list((tracked_repo / ".git" / "refs").rglob("*.lock"))
+
+
+HOLDER = """
+import os, sys
+from gittrack import store
+from gittrack.store import reflock
+repo = store.find_repo(".")
+tip = store.tip(repo)[0]
+commit = sys.argv[1]
+real_fsync = reflock.fsync_all
+def killed(fds):  # the process dies holding its ref locks: as SIGKILL while it fsyncs
+    os._exit(9)
+reflock.fsync_all = killed
+reflock.update(repo, [f"update {store.RUNS_REF} {commit} {tip}"])
+"""
+
+
+def test_ref_locks_of_a_writer_that_died_holding_them_are_cleared_by_the_next(
+    tracked_repo: Path,
+) -> None:
+    """A process killed between taking its ref locks and renaming them leaves them behind (no
+    process can clean up after SIGKILL); the next writer finds their owner dead and clears them
+    at once, instead of waiting for them to grow stale (STALE_REF_LOCK_S)."""
+    tip = git(tracked_repo, "rev-parse", "gittrack/runs")
+    commit = git(tracked_repo, "commit-tree", "-p", tip, "-m", "next", f"{tip}^{{tree}}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", HOLDER, commit], cwd=tracked_repo, env=env, capture_output=True
+    )
+    assert done.returncode == 9, done.stderr
+    assert (tracked_repo / RUNS_LOCK).exists()  # left behind, as git's own would be
+    repo = store.find_repo(tracked_repo)
+    before = store.STATS["retries"]
+    store.write_run(repo, _record(1), {})
+    assert store.STATS["retries"] - before <= 2  # not the ~10 s of retries of a stale lock
+    assert not list((tracked_repo / ".git" / "refs").rglob("*.lock"))
+    assert git(tracked_repo, "rev-parse", "gittrack/runs^") == tip
+    git(tracked_repo, "fsck", "--strict")

@@ -545,3 +545,34 @@ def test_a_died_run_is_found_alike_by_show_and_the_run_page(tracked_repo: Path, 
         page = client.get(f"/runs/{ref}")
         assert page.status_code == 200, (ref, page.text[:300])
         assert run_id in page.text
+
+
+def test_a_run_page_lists_its_consumers_and_launched_runs_oldest_first(tracked_repo) -> None:
+    """Found through the lineage edges (not by reading every record): consumers once each,
+    launched runs apart, neither a run that only mentions it elsewhere."""
+    import datetime as dt
+
+    from gittrack import store
+    from gittrack.library.runview import run_view
+    from gittrack.model.record import Input, RunRecord
+
+    def rec(n: int, **kw) -> RunRecord:
+        start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=10 - n)
+        return RunRecord(
+            id=f"{n:032x}", command=f"r{n}.py", status="completed", started=start, **kw
+        )
+
+    source = f"{1:032x}"
+    records = [
+        rec(1),
+        rec(2, inputs=[Input(run=source, output="a"), Input(run=source, output="b")]),
+        rec(3, inputs=[Input(run=source)]),
+        rec(4, parent=source),
+        rec(5, note=source, parent=f"{3:032x}"),
+    ]
+    repo = store.find_repo(tracked_repo)
+    store.import_runs(repo, records)
+    view = run_view(repo, source)
+    assert [d["id"] for d in view.downstream] == [f"{3:032x}", f"{2:032x}"]  # oldest first
+    assert [d["id"] for d in view.children] == [f"{4:032x}"]
+    assert view.downstream[0]["command"] == "r3.py"

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from .._process import freeze_startup
 from .._version import __version__
 from ..errors import GittrackError, UsageError, storage_fault
 
@@ -225,4 +226,5 @@ def echo_paged(text: str, *, pager: bool = True, color: bool | None = None) -> N
 
 
 def main() -> None:
+    freeze_startup()  # the objects loaded so far live until the process ends
     cli(prog_name="gittrack")

@@ -270,6 +270,57 @@ class Index:
         )
         return [r[0] for r in rows]
 
+    def names_near(self, text: str, limit: int = 2000, every: int = 20_000) -> list[str]:
+        """Distinct run names worth comparing with `text` (a reference that matched nothing):
+        all of them when there are at most `every`, else at most 2 * `limit` whatever the
+        history: those sharing the longest start with it that any name has, and the most recent
+        names (for a typo in the first letters)."""
+        self.sync()
+        names = self.db.execute(
+            "SELECT DISTINCT name FROM run_fields WHERE name != '' LIMIT ?", (every + 1,)
+        ).fetchall()
+        if len(names) <= every:
+            return [r[0] for r in names]
+        found, end = self._sharing_start(text, limit)
+        if end < len(text):  # one letter wrong, missing or extra where the names part
+            start = text[:end]
+            for letter in self._next_letters(start):
+                for variant in (start + letter + text[end + 1 :], start + letter + text[end:]):
+                    found += self._sharing_start(variant, limit // 20)[0]
+            found += self._sharing_start(start + text[end + 1 :], limit // 20)[0]
+        recent = self.db.execute(
+            "SELECT name FROM run_fields WHERE name != '' ORDER BY started_ts DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return list(dict.fromkeys([*found, *(r[0] for r in recent)]))
+
+    def _sharing_start(self, text: str, limit: int) -> tuple[list[str], int]:
+        """Up to `limit` names sharing the longest start with `text` that any name shares, and
+        that start's length (each length one indexed range)."""
+        for end in range(min(len(text), 64), 0, -1):
+            rows = self.db.execute(
+                "SELECT DISTINCT name FROM run_fields WHERE name >= ? AND name < ? LIMIT ?",
+                (text[:end], text[:end] + "\uffff", limit),
+            ).fetchall()
+            if rows:
+                return [r[0] for r in rows], end
+        return [], 0
+
+    def _next_letters(self, start: str, most: int = 64) -> list[str]:
+        """The letters names go on with after `start`, each found by one indexed lookup."""
+        letters: list[str] = []
+        after = start
+        while len(letters) < most:
+            row = self.db.execute(
+                "SELECT MIN(name) FROM run_fields WHERE name > ? AND name < ?",
+                (after, start + "\uffff"),
+            ).fetchone()
+            if not row or row[0] is None or len(row[0]) <= len(start):
+                break
+            letters.append(row[0][len(start)])
+            after = start + letters[-1] + "\uffff"
+        return letters
+
     def ids_named(self, name: str) -> list[str]:
         rows = self.query(
             "SELECT id FROM run_fields WHERE name = ? ORDER BY started_ts DESC, id", (name,)

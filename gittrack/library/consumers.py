@@ -9,7 +9,6 @@ file named by GITTRACK_CONSUMED_FILE, which the run reads when the program ends.
 from __future__ import annotations
 
 import contextvars
-import json
 import os
 from collections.abc import Callable
 
@@ -52,6 +51,8 @@ def consumed(run_id: str, commit: str, output: str = "", md5: str = "") -> None:
         return
     path = os.environ.get(FILE_VAR)
     if path:
+        import json  # only in a program started by `gittrack exec`
+
         line = json.dumps({"run": run_id, "commit": commit, "output": output, "md5": md5})
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
@@ -59,6 +60,8 @@ def consumed(run_id: str, commit: str, output: str = "", md5: str = "") -> None:
 
 def read_consumed(path: str) -> list[dict[str, str]]:
     """The reads a program reported through `FILE_VAR` (malformed lines are skipped)."""
+    import json
+
     out: list[dict[str, str]] = []
     try:
         with open(path, encoding="utf-8") as fh:

@@ -50,8 +50,7 @@ def suggest(index: Index, ref: str) -> list[str]:
     """Close matches for a reference that matched nothing: names, then similar id prefixes."""
     import difflib  # only here: a reference matched nothing
 
-    names = [r[0] for r in index.db.execute("SELECT DISTINCT name FROM runs WHERE name != ''")]
-    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(ref, index.names_near(ref), n=3, cutoff=0.6)
     if len(ref) >= 2 and HEX.match(ref.lower()[:2]):  # "5c8x" is a typo for an id too
         shard = ref.lower()[:2]
         ids = [short(r) for r in index.ids_with_prefix(shard, limit=200)]

@@ -85,38 +85,33 @@ def run_view(repo: store.Repo, ref: str) -> RunView:
         view.inputs.append(item | {"info": summaries.get(item["run"])})
     view.input_groups = group_inputs(view.inputs)
     view.queries = ref_queries(view.data)
-    view.downstream = _related(
-        index,
-        "SELECT DISTINCT r.id, r.name, r.status, r.command FROM runs r, json_each(r.record, "
-        "'$.inputs') i WHERE json_extract(i.value, '$.run') = ? ORDER BY r.started",
-        run_id,
-    )
-    view.children = _related(
-        index,
-        "SELECT id, name, status, command FROM runs WHERE json_extract(record, '$.parent') = ? "
-        "ORDER BY started",
-        run_id,
-    )
+    view.downstream = _related(index, run_id, "input")
+    view.children = _related(index, run_id, "parent")
     return view
 
 
-def _related(index: Index, sql: str, run_id: str) -> list[dict[str, Any]]:
-    return [
-        dict(zip(("id", "name", "status", "command"), r, strict=True))
-        for r in index.db.execute(sql, (run_id,))
-    ]
+def _related(index: Index, run_id: str, kind: str) -> list[dict[str, Any]]:
+    """The runs that consumed `run_id` ("input") or that it launched ("parent"), oldest first:
+    found through the lineage edges' index, never a scan of every record."""
+    from ..index.edges import edges_of
+
+    ids = sorted({edge[0] for edge in edges_of(index, [run_id], downstream=True, kinds=[kind])})
+    found = run_summaries(index, ids)
+    rows = sorted(found.values(), key=lambda r: (r["started"] or "", r["id"]))
+    return [{k: r[k] for k in ("id", "name", "status", "command")} for r in rows]
 
 
 def run_summaries(index: Index, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """{id: {id, name, status, command, experiment, params}} for runs present in the index."""
+    """{id: {id, name, status, command, experiment, params, started}} for runs present in the
+    index."""
     found: dict[str, dict[str, Any]] = {}
-    keys = ("id", "name", "status", "command", "experiment", "params")
+    keys = ("id", "name", "status", "command", "experiment", "params", "started")
     wanted = list(dict.fromkeys(ids))
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         sql = (
-            "SELECT id, name, status, command, experiment, json_extract(record, '$.params') "
-            f"FROM runs WHERE id IN ({','.join('?' * len(chunk))})"
+            "SELECT id, name, status, command, experiment, json_extract(record, '$.params'), "
+            f"started FROM runs WHERE id IN ({','.join('?' * len(chunk))})"
         )
         for row in index.db.execute(sql, chunk):
             data = dict(zip(keys, row, strict=True))

@@ -17,9 +17,11 @@ from typing import Any
 import tomli_w
 
 from .._ids import short
-from ..errors import RecordError, SchemaTooNew, UnsafeRecord
+from ..errors import RecordError, SchemaTooNew, UnsafeRecord, UsageError
 
 SCHEMA = 2
+MAX_DEPTH = 64  # tables and arrays inside each other a record may hold: readers refuse deeper
+VALUE_DEPTH = MAX_DEPTH - 1  # ... one level of which is the table (params, env) holding a value
 
 STATUSES = ("running", "completed", "failed", "interrupted", "died")
 NESTED = "it is nested too deeply to read"  # a run.toml past the parser's recursion limit
@@ -374,11 +376,40 @@ def _clean(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): _toml_value(v) for k, v in mapping.items() if v is not None}
 
 
+def nesting(value: Any, cap: int = 1000) -> int:
+    """How many tables and arrays `value` nests (a scalar 0, `{}` or `[]` 1), counted a level at
+    a time (no recursion) and at most to `cap` + 1 (a value that holds itself ends there too)."""
+    depth, level = 0, [value]
+    while depth <= cap:
+        level = [v for v in level if isinstance(v, Mapping | list | tuple)]
+        if not level:
+            break
+        depth += 1
+        level = [x for v in level for x in (v.values() if isinstance(v, Mapping) else v)]
+    return depth
+
+
+def check_nesting(kind: str, values: Mapping[str, Any]) -> None:
+    """Refuse a value (a param, metadata) nested deeper than a record may hold, in one sentence:
+    recorded, it would make the whole run unreadable."""
+    for key, value in values.items():
+        depth = nesting(value)
+        if depth > VALUE_DEPTH:
+            shown = f"{depth}" if depth <= 1000 else "more than 1000"
+            raise UsageError(
+                f"{kind} '{key}' is nested {shown} levels deep, more than the {VALUE_DEPTH} a run "
+                "record holds; flatten it, or save it as an output with gittrack.save()."
+            )
+
+
 def is_scalar(value: Any) -> bool:
-    """True for values that become metrics: numbers, bools, strings and dicts of them."""
+    """True for values that become metrics: numbers, bools, strings and dicts of them (no deeper
+    than a record holds: a deeper dict is stored as an output)."""
     if isinstance(value, bool | int | float | str):
         return True
     if isinstance(value, Mapping):
+        if nesting(value) > VALUE_DEPTH:
+            return False
         return all(isinstance(k, str) and is_scalar(v) for k, v in value.items())
     try:  # numpy scalars
         import numbers

@@ -15,11 +15,12 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .record import MAX_DEPTH  # tables and arrays inside each other: deeper is damage
+
 RUN_ID = re.compile(r"[0-9a-f]{4,64}")
 DRIVE = re.compile(r"[A-Za-z]:")
 MAX_NAME = 255  # bytes in one file name (most filesystems)
 MAX_PATH = 1024
-MAX_DEPTH = 64  # tables and arrays inside each other: deeper is damage, not data
 
 Check = Callable[[Any], bool]
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import click
 
+from .._process import freeze_startup
 from ..errors import GittrackError, NotebookFailed, ProgramFailed, UsageError, storage_fault
 from ..model.record import RunRecord
 from .context import current
-from .session import Invocation, RunSession, report, start_reader, verbosity
+from .session import Invocation, RunSession, report, verbosity
 
 
 class TrackedCommand(click.Command):
@@ -35,7 +36,8 @@ class TrackedCommand(click.Command):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """As click's, but a run recorded as interrupted exits 130, as its record says, not 1."""
         self._interrupted = False
-        start_reader(self)
+        if kwargs.get("standalone_mode", True):  # the process ends with this command
+            freeze_startup()
         try:
             return super().main(*args, **kwargs)
         except SystemExit as exc:
@@ -115,6 +117,8 @@ class TrackedCommand(click.Command):
             code = code if isinstance(code, int) and code else 1
             outcome.record = _finish(session, "failed", exc=exc, exit_code=code)
             report(outcome.record)
+            if isinstance(exc, UsageError):  # gittrack misused in the body: one sentence
+                raise click.ClickException(str(exc)) from exc
             raise
         finally:
             if main_thread:

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 from .. import store
 from ..model.record import RunRecord
-from ..store import staging
+from ..store import reflock, staging
 
 
 def record_died(
@@ -34,6 +32,7 @@ def record_died(
     running = staging.folder(repo)
     if not running.is_dir() or not any(e.name != skip for e in running.iterdir()):
         return []
+    reflock.clear_dead(repo)  # a process killed while it moved the branch left its ref locks
     recorded = []
     host = staging.hostname()
     for record, state in staging.stale_runs(repo):
@@ -43,15 +42,14 @@ def record_died(
         with _claimed(folder) as mine:
             if not mine:
                 continue  # another writer is committing it right now
-            try:
-                beat = json.loads((folder / "heartbeat").read_text())
-            except (OSError, ValueError):
+            beat = staging.heartbeat(folder)
+            if beat is None:
                 continue  # committed and removed by another writer meanwhile
-            silent = time.time() - float(beat.get("time", 0))
-            if beat.get("host") != host and silent < 10 * staging.STALE_S:
+            silent = time.time() - beat["time"]
+            if beat["host"] != host and silent < 10 * staging.STALE_S:
                 continue  # another host's run: shown as died, committed only when long silent
-            if exits and beat.get("host") == host and int(beat.get("pid", -1)) in exits:
-                record.exit_code = exits[int(beat["pid"])]
+            if exits and beat["host"] == host and beat["pid"] in exits:
+                record.exit_code = exits[beat["pid"]]
             if _commit_died(repo, record, folder):
                 recorded.append(record.id)
             shutil.rmtree(folder, ignore_errors=True)
@@ -62,7 +60,7 @@ def _commit_died(repo: store.Repo, record: RunRecord, folder: Path) -> bool:
     if store.read_record_bytes(repo, record.id) is not None:
         return False
     if record.status != "died":  # not judged by stale_runs: it ends when last seen alive
-        record.mark_died(staging.last_seen(repo, folder, _heartbeat(folder)))
+        record.mark_died(staging.last_seen(repo, folder, staging.heartbeat(folder) or {}))
     if isinstance(job := record.env.get("slurm"), dict) and not record.error:
         from .scheduler import slurm_outcome
 
@@ -76,14 +74,6 @@ def _commit_died(repo: store.Repo, record: RunRecord, folder: Path) -> bool:
 
     outputs.finalize_died(repo, record, folder, files)
     return bool(store.write_run(repo, record, files, if_absent=True))
-
-
-def _heartbeat(folder: Path) -> dict[str, Any]:
-    try:
-        beat = json.loads((folder / "heartbeat").read_text())
-    except (OSError, ValueError):
-        return {}
-    return beat if isinstance(beat, dict) else {}
 
 
 @contextlib.contextmanager

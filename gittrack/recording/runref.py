@@ -9,7 +9,6 @@ lineage graphs cannot have cycles.
 from __future__ import annotations
 
 import contextvars
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._hashes import sha256
+from .._jsontext import dumps
 from ..errors import GittrackError, NoRunsMatch, TooManyRuns, UnusableRun, UsageError
 
 if TYPE_CHECKING:
@@ -312,7 +312,7 @@ def memo_key(record: RunRecord, files: dict[str, Any]) -> str:
         "params": {k: _toml_value(v) for k, v in record.params.items()},
         "files": files,
     }
-    return sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    return sha256(dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
 MAX_CANDIDATES = 50  # earlier runs with the run's memo key whose code is compared, newest first

@@ -7,8 +7,6 @@ before that leaves only the staging folder, which readers report as `died`.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import threading
 import time
@@ -21,13 +19,14 @@ import click
 
 from .. import store
 from .._ids import short
+from .._jsontext import dumps
 from ..errors import UsageError
 from ..library.consumers import consuming
-from ..model.record import Input, RunRecord, is_scalar, metric_value
+from ..model.record import Input, RunRecord, check_nesting, is_scalar, metric_value
 from ..store import config, project, staging
 from . import capture
 from .codefiles import CodeFiles
-from .context import _current, _pending, forced, new_run_id, now, repo_path, script_of, take_options
+from .context import _current, forced, new_run_id, now, repo_path, script_of, take_options
 
 if TYPE_CHECKING:
     from .command import TrackedCommand
@@ -69,6 +68,7 @@ class RunSession:
             params, sources = dict(invocation.params), dict(invocation.sources)
             argv, name = list(invocation.argv), invocation.command
             sources = sources or dict.fromkeys(params, "commandline")
+        check_nesting("Param", params)  # before anything is written
         started = now()
         self.record: RunRecord = RunRecord(
             id=self.id,
@@ -136,6 +136,7 @@ class RunSession:
     # -- during the run -----------------------------------------------------------------
 
     def log_metadata(self, **values: Any) -> None:
+        check_nesting("Metadata", values)
         for key, value in values.items():
             if key in capture.RESERVED_ENV:
                 raise UsageError(
@@ -217,7 +218,7 @@ class RunSession:
             from . import outputs
 
             outputs.finalize(self, files)
-        self._stage()
+        files["run.toml"] = self._stage()  # what a crash from here on leaves: the same bytes
         store.write_run(self.repo, record, files)
         if record.status == "completed" and record.memo:
             from ..index import memo
@@ -264,15 +265,18 @@ class RunSession:
 
     # -- staging and heartbeat ----------------------------------------------------------
 
-    def _stage(self) -> None:
+    def _stage(self) -> bytes:
+        """Write the record as it stands into the staging folder; returns the bytes written."""
+        text = self.record.to_toml().encode()
         tmp = self.folder / "run.toml.tmp"
-        tmp.write_text(self.record.to_toml())
+        tmp.write_bytes(text)
         os.replace(tmp, self.folder / "run.toml")
+        return text
 
     def _write_heartbeat(self) -> None:
         info = {"pid": os.getpid(), "host": staging.hostname(), "time": time.time()}
         tmp = self.folder / "heartbeat.tmp"
-        tmp.write_text(json.dumps(info))
+        tmp.write_text(dumps(info))
         os.replace(tmp, self.folder / "heartbeat")
 
     def _beat(self) -> None:
@@ -288,14 +292,6 @@ class RunSession:
             self._packages = {"packages.txt": listing, "digest": capture.packages_digest(listing)}
         except Exception:  # the environment listing is best effort, never fails a run
             self._packages = {}
-
-
-def start_reader(command: TrackedCommand) -> None:
-    """Start the run's repository's `git cat-file` now, before click parses the command line:
-    the run's first read then finds it ready instead of waiting for git to start. Best effort:
-    a repository that is not there fails later, where the run starts."""
-    with contextlib.suppress(Exception):
-        store.find_repo(repo_path(_pending.get(), script_of(command))).reader()
 
 
 def report(record: RunRecord) -> None:

@@ -200,6 +200,8 @@ def _update_refs(
 
 
 def _remove_stale_ref_locks(repo: Repo, refs: Iterable[str]) -> None:
+    """Ref locks left by a crash: those of a dead gittrack process at once, others once old."""
+    reflock.clear_dead(repo)
     for ref in refs:
         lock = repo.common_dir / (ref + ".lock")
         with contextlib.suppress(FileNotFoundError):
@@ -216,8 +218,10 @@ def write_run(
 ) -> str:
     """Commit one run folder (run.toml plus `files`) to the runs branch; returns the commit.
 
-    With `if_absent`, nothing is committed (and "" returned) when the branch already holds the
-    run: checked under the branch lock, so concurrent writers commit it once.
+    A "run.toml" in `files` is taken as `record`'s TOML as it is (already encoded by the
+    caller, who staged those very bytes). With `if_absent`, nothing is committed (and ""
+    returned) when the branch already holds the run: checked under the branch lock, so
+    concurrent writers commit it once.
     """
     commit = _write_run(repo, record, files, if_absent=if_absent)
     housekeeping.after_commit(repo)  # outside the gc guard, or that gc would stand aside
@@ -230,8 +234,9 @@ def _write_run(
 ) -> str:
     """write_run() while holding gc off: the blobs are not reachable until the branch moves."""
     writer = ObjectWriter(repo, pack=True)
-    folder_files: dict[str, bytes | Path] = {"run.toml": record.to_toml().encode()}
-    folder_files.update(files)
+    folder_files = dict(files)
+    if "run.toml" not in folder_files:
+        folder_files["run.toml"] = record.to_toml().encode()
     blobs = write_blobs(writer, folder_files)
     base = run_folder(record.id)
     # the folder is built anew (deleting a folder that is not there is nothing): a re-written

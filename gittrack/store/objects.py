@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING
 from .._hashes import sha1
 from ..errors import GitError, NotAGitRepo
 from .identity import Identity as Identity
+from .localread import LocalObjects
 from .packs import fsync_all
 from .shared import adjust, make_dirs
 from .trees import (
@@ -185,7 +186,8 @@ def jitter() -> float:
 
 
 class CatFile:
-    """One long-lived `git cat-file --batch` process answering object queries.
+    """Object queries answered from the repository's files where that is plain (localread.py),
+    else by one long-lived `git cat-file --batch` process, started on the first such query.
 
     Shared by every Repo of a repository in this process, so it is safe to use from several
     threads (one query at a time), from inside a `read_many` loop (such a nested query goes to a
@@ -195,16 +197,20 @@ class CatFile:
 
     def __init__(self, repo: Repo) -> None:
         self._root = repo.root
-        self._proc = self._start()
+        self._local = LocalObjects(str(repo.git_dir), str(repo.common_dir))
+        self._child: _Child | None = None
         self._closed = False
         self._lock = threading.Lock()
         self._owner: int | None = None
 
-    def _start(self) -> _Child:
-        return _Child(["git", "-C", str(self._root), "cat-file", "--batch"])
+    @property
+    def _proc(self) -> _Child:
+        if self._child is None:
+            self._child = _Child(["git", "-C", str(self._root), "cat-file", "--batch"])
+        return self._child
 
     def alive(self) -> bool:
-        return not self._closed and self._proc.poll() is None
+        return not self._closed and (self._child is None or self._child.poll() is None)
 
     def _acquire(self) -> bool:
         """Take the process; False when this thread already holds it (a nested query).
@@ -217,7 +223,7 @@ class CatFile:
         self._lock.acquire()
         self._owner = threading.get_ident()
         if self._closed:
-            self._proc = self._start()
+            self._child = None  # started anew on its next query
             self._closed = False
             with _READERS_LOCK:
                 _READERS.setdefault(self._root, self)  # closed at exit again
@@ -232,7 +238,8 @@ class CatFile:
 
     def read(self, rev: str) -> tuple[str, str, bytes] | None:
         """(sha, type, content) of `rev` (any revision expression), or None when missing."""
-        assert self._proc.stdin and self._proc.stdout
+        if (found := self._local.read(rev)) is not None:
+            return found
         if not self._acquire():
             other = self._nested()
             try:
@@ -240,8 +247,10 @@ class CatFile:
             finally:
                 other.close()
         try:
-            self._proc.stdin.write(rev.encode() + b"\n")
-            self._proc.stdin.flush()
+            proc = self._proc
+            assert proc.stdin
+            proc.stdin.write(rev.encode() + b"\n")
+            proc.stdin.flush()
             found = self._answer()
         finally:
             self._release()
@@ -262,7 +271,6 @@ class CatFile:
 
     def read_many(self, revs: Iterable[str]) -> Iterator[tuple[str, bytes | None]]:
         """Stream (rev, content) for many revisions through one process; missing -> None."""
-        assert self._proc.stdin and self._proc.stdout
         revs = list(revs)
         if not self._acquire():
             other = self._nested()
@@ -271,6 +279,11 @@ class CatFile:
             finally:
                 other.close()
             return
+        try:
+            self._proc  # started here, before the writer thread reads it  # noqa: B018
+        except BaseException:
+            self._release()
+            raise
         writer = threading.Thread(target=self._write_all, args=(revs,), daemon=True)
         answered = 0
         try:
@@ -316,14 +329,17 @@ class CatFile:
 
     def _stop(self) -> None:
         self._closed = True
-        if self._proc.stdin:
+        proc, self._child = self._child, None
+        if proc is None:  # never started: every query was answered from the files
+            return
+        if proc.stdin:
             with contextlib.suppress(OSError):
-                self._proc.stdin.close()
-        if not self._proc.wait(timeout=2):
-            self._proc.kill()
-            self._proc.wait()
-        if self._proc.stdout:
-            self._proc.stdout.close()
+                proc.stdin.close()
+        if not proc.wait(timeout=2):
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
 
 
 class _Child:

@@ -13,13 +13,17 @@ None, and the caller runs git.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from .identity import config_files
-from .objects import RUNS_REF, ZERO, Identity, Repo, _timestamp
+from .objects import CODE_REF_PREFIX, RUNS_REF, ZERO, Identity, Repo, _timestamp
 from .packs import fsync_all
+from .procs import pid_alive
+
+_OWNERS = itertools.count()  # this process's lock-owner files (threads may update at once)
 
 # config that changes what a ref update does: git handles those repositories itself
 # (an existing reflog is appended to whatever core.logAllRefUpdates says, as git does)
@@ -52,21 +56,28 @@ def update(repo: Repo, lines: list[str], folders: Iterable[Path] = ()) -> Outcom
 
     Returns what `git update-ref --stdin` would (exit 0, or 1 with git's message on stderr:
     "cannot lock ref ...: is at X but expected Y", "Unable to create '....lock': File exists."),
-    or None when git must do it. Only RUNS_REF may be updated; other refs may only be verified.
+    or None when git must do it. Only RUNS_REF may be updated against an old value; a code
+    keep-alive ref may be set without one (`update <ref> <new>`, git keeping no reflog for it);
+    other refs may only be verified.
     """
-    ops: list[tuple[str, str, str]] = []  # (ref, new or "" to verify, expected)
+    ops: list[tuple[str, str, str]] = []  # (ref, new or "" to verify, expected or "" for any)
     for line in lines:
         parts = line.split()
         if len(parts) == 4 and parts[0] == "update" and parts[1] == RUNS_REF:
             ops.append((parts[1], parts[2], parts[3]))
+        elif len(parts) == 3 and parts[0] == "update" and parts[1].startswith(CODE_REF_PREFIX):
+            ops.append((parts[1], parts[2], ""))
         elif len(parts) == 3 and parts[0] == "verify" and parts[2] != ZERO:
             ops.append((parts[1], "", parts[2]))
         else:
             return None
     if not ops or len({ref for ref, _, _ in ops}) != len(ops) or not _plain(repo):
         return None
+    if any(new and not expected and not _unlogged(repo, ref) for ref, new, expected in ops):
+        return None
     ops.sort()
     taken: list[tuple[str, int]] = []  # (lock path, descriptor)
+    owner = ""  # the file saying this process holds them
     renamed: set[str] = set()  # locks that became the ref: the path may be another's lock now
     try:
         for ref, _, _ in ops:
@@ -78,7 +89,14 @@ def update(repo: Repo, lines: list[str], folders: Iterable[Path] = ()) -> Outcom
             except OSError:  # a file in the way of its folder, say: git decides
                 return None
             taken.append((lock, fd))
+        owner = _own(repo, taken)
         for ref, new, expected in ops:
+            if not expected:  # set whatever it holds: only a file or folder in the way matters
+                if os.path.isdir(os.path.join(repo.common_dir, ref)) or _value(repo, ref) is None:
+                    return None
+                if not _is_commit(repo, new):
+                    return None
+                continue
             current = _value(repo, ref, packed=not new)
             if current is None:
                 return None  # packed (to update), symbolic or unreadable: git knows
@@ -95,6 +113,72 @@ def update(repo: Repo, lines: list[str], folders: Iterable[Path] = ()) -> Outcom
             if lock not in renamed:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(lock)
+        if owner:
+            with contextlib.suppress(OSError):
+                os.unlink(owner)
+
+
+def _own(repo: Repo, taken: list[tuple[str, int]]) -> str:
+    """Say which ref locks this process holds (`<state>/reflocks/<host>.<pid>.<n>`: each lock's
+    inode and path), so that if it dies holding them the next writer clears them at once
+    (`clear_dead`). Best effort: without it, locks are cleared once they are stale."""
+    folder = os.path.join(repo.state_dir, "reflocks")
+    path = os.path.join(folder, f"{os.uname().nodename}.{os.getpid()}.{next(_OWNERS)}")
+    lines = "".join(f"{os.fstat(fd).st_ino} {lock}\n" for lock, fd in taken)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                repo.make_dir(Path(folder))
+            continue
+        except OSError:
+            return ""
+        try:
+            _write_all(fd, lines.encode("utf-8", "surrogateescape"))
+        finally:
+            os.close(fd)
+        return path
+    return ""
+
+
+def clear_dead(repo: Repo) -> int:
+    """Remove the ref locks that processes of this host held when they died; how many.
+
+    A lock is removed only while it is still the very file its owner created (same inode): a
+    lock taken since by anyone else is left alone.
+    """
+    folder = os.path.join(repo.state_dir, "reflocks")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    host = os.uname().nodename
+    cleared = 0
+    for name in names:
+        owner_host, _, rest = name.rpartition(".")[0].rpartition(".")
+        if owner_host != host or not rest.isdigit() or pid_alive(int(rest)):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            with open(path, "rb") as fh:
+                listed = fh.read(1 << 16).decode("utf-8", "surrogateescape").splitlines()
+        except OSError:
+            continue
+        for line in listed:
+            ino, _, lock = line.partition(" ")
+            refs = os.path.join(os.path.normpath(repo.common_dir), "refs") + os.sep
+            if not ino.isdigit() or not lock.endswith(".lock"):
+                continue
+            if not os.path.normpath(lock).startswith(refs):
+                continue  # only ever a ref's lock
+            with contextlib.suppress(OSError):
+                if os.stat(lock).st_ino == int(ino):
+                    os.unlink(lock)
+                    cleared += 1
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return cleared
 
 
 def _commit(
@@ -118,13 +202,16 @@ def _commit(
                 continue  # verified: its lock is only released
             _write_all(fd, f"{new}\n".encode())
             repo.share(lock)
+            durable.append(fd)
+            renames.append((lock, os.path.join(repo.common_dir, ref)))
+            if ref != RUNS_REF:
+                continue  # a code ref: no reflog, as git keeps (checked by _unlogged)
             log = os.path.join(repo.common_dir, "logs", ref)
             line = f"{expected} {new} {Identity.get(repo)} {_timestamp()}\n"
             log_fd = os.open(log, os.O_WRONLY | os.O_APPEND)  # exists: checked by _plain
             opened.append(log_fd)
             _write_all(log_fd, line.encode("utf-8", "surrogateescape"))
-            durable += [fd, log_fd]
-            renames.append((lock, os.path.join(repo.common_dir, ref)))
+            durable.append(log_fd)
         fsync_all(durable)  # as core.fsync=reference: the new value survives a power cut
         for lock, path in renames:
             os.rename(lock, path)  # the update is visible from here on
@@ -203,6 +290,26 @@ def _is_sha(value: str) -> bool:
 def _is_commit(repo: Repo, sha: str) -> bool:
     found = repo.reader().read(sha)
     return found is not None and found[1] == "commit"
+
+
+def _unlogged(repo: Repo, ref: str) -> bool:
+    """Whether git would keep no reflog for setting `ref` (outside refs/heads): none exists yet
+    and no config says core.logAllRefUpdates=always."""
+    if os.path.exists(os.path.join(repo.common_dir, "logs", ref)):
+        return False
+    for path in config_files(repo):
+        try:
+            with open(path, "rb") as fh:
+                text = fh.read().lower()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+        for line in text.splitlines():
+            key, _, value = line.partition(b"=")
+            if key.strip() == b"logallrefupdates" and value.strip() != b"true":
+                return False  # "always", or anything git reads otherwise
+    return True
 
 
 def _plain(repo: Repo) -> bool:

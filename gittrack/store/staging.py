@@ -7,7 +7,6 @@ leaves only this folder. Reading it never writes: committing a died run is recor
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from pathlib import Path
@@ -70,12 +69,14 @@ def stale_runs(repo: Repo) -> list[tuple[RunRecord, str]]:
     for entry in sorted(running.iterdir()):
         try:
             record = RunRecord.from_toml((entry / "run.toml").read_bytes(), entry.name)
-            beat = json.loads((entry / "heartbeat").read_text())
         except (OSError, ValueError):
             continue
-        alive = time.time() - float(beat.get("time", 0)) < STALE_S
-        if beat.get("host") == host:
-            alive = pid_alive(int(beat.get("pid", -1)))
+        beat = heartbeat(entry)
+        if beat is None:
+            continue
+        alive = time.time() - beat["time"] < STALE_S
+        if beat["host"] == host:
+            alive = pid_alive(beat["pid"])
         if not alive:
             record.mark_died(last_seen(repo, entry, beat))
         found.append((record, "running" if alive else "died"))
@@ -87,13 +88,33 @@ def run_of_process(repo: Repo, pid: int) -> str:
     running = folder(repo)
     host = hostname()
     for entry in sorted(running.iterdir()) if running.is_dir() else ():
-        try:
-            beat = json.loads((entry / "heartbeat").read_text())
-        except (OSError, ValueError):
-            continue
-        if beat.get("host") == host and beat.get("pid") == pid:
+        beat = heartbeat(entry)
+        if beat is not None and beat["host"] == host and beat["pid"] == pid:
             return entry.name
     return ""
+
+
+def heartbeat(entry: Path) -> dict[str, Any] | None:
+    """A staged run's heartbeat as {"pid": int, "host": str, "time": float}; None when it has
+    none yet. What is damaged in it reads as a run never seen alive, on no host."""
+    import json  # reading only: a run writes its heartbeat without json
+
+    try:
+        beat = json.loads((entry / "heartbeat").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        beat = {}
+    if not isinstance(beat, dict):
+        beat = {}
+    pid, host, seen = beat.get("pid"), beat.get("host"), beat.get("time")
+    if not isinstance(seen, int | float) or isinstance(seen, bool) or seen != seen:
+        seen = 0.0
+    return {
+        "pid": pid if type(pid) is int else -1,
+        "host": host if isinstance(host, str) else "",
+        "time": float(seen),
+    }
 
 
 def last_seen(repo: Repo, entry: Path, beat: dict[str, Any]) -> float:

@@ -1,0 +1,145 @@
+"""Objects and refs read in-process answer exactly what `git cat-file` answers, or defer to it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import git
+
+from gittrack import store
+from gittrack.store.localread import LocalObjects
+
+
+def _history(repo: Path, commits: int = 30) -> None:
+    """Files edited a little at each commit: git's packs then hold deltas of them."""
+    body = [f"line {i} of a model input with some words to compress\n" for i in range(300)]
+    for n in range(commits):
+        body[n * 7 % 300] = f"changed at commit {n}\n"
+        (repo / "model.txt").write_text("".join(body))
+        (repo / f"run{n % 4}.py").write_text(f"x = {n}\n" * (n + 1))
+        git(repo, "add", ".")
+        git(repo, "commit", "-qm", f"commit {n}")
+
+
+def _git_objects(repo: Path) -> dict[str, tuple[str, bytes]]:
+    listing = git(repo, "cat-file", "--batch-all-objects", "--batch-check")
+    shas = [line.split()[0] for line in listing.splitlines()]
+    out = subprocess.run(
+        ["git", "cat-file", "--batch"],
+        cwd=repo,
+        input="".join(s + "\n" for s in shas).encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    found, at = {}, 0
+    for sha in shas:
+        end = out.index(b"\n", at)
+        _, kind, size = out[at:end].decode().split()
+        found[sha] = (kind, out[end + 1 : end + 1 + int(size)])
+        at = end + 2 + int(size)
+    return found
+
+
+def _local(repo: Path) -> LocalObjects:
+    return LocalObjects(str(repo / ".git"), str(repo / ".git"))
+
+
+def _deltas(repo: Path) -> int:
+    pack = next((repo / ".git" / "objects" / "pack").glob("*.idx"))
+    verify = git(repo, "verify-pack", "-v", str(pack))
+    return sum(1 for line in verify.splitlines() if len(line.split()) == 7)
+
+
+@pytest.mark.parametrize("layout", ["loose", "gc", "ref-deltas"])
+def test_every_object_reads_as_git_reads_it(repo: Path, layout: str) -> None:
+    _history(repo)
+    if layout == "gc":
+        git(repo, "gc", "-q", "--aggressive")  # deltas by offset
+        assert _deltas(repo) > 10
+    elif layout == "ref-deltas":  # without --delta-base-offset, deltas name their base
+        objects = git(repo, "rev-list", "--objects", "--all")
+        pack = repo / ".git" / "objects" / "pack"
+        pack.mkdir(exist_ok=True)
+        subprocess.run(
+            ["git", "pack-objects", "-q", "--window=50", str(pack / "pack")],
+            cwd=repo,
+            input=objects.encode(),
+            capture_output=True,
+            check=True,
+        )
+        git(repo, "prune-packed")
+        assert _deltas(repo) > 10
+    expected = _git_objects(repo)
+    local = _local(repo)
+    for sha, (kind, data) in expected.items():
+        assert local.read(sha) == (sha, kind, data)
+
+
+def test_refs_read_as_git_resolves_them(repo: Path) -> None:
+    _history(repo, 3)
+    local = _local(repo)
+    head = git(repo, "rev-parse", "HEAD")
+    assert local.read("HEAD")[0] == head  # type: ignore[index]
+    assert local.read("refs/heads/main")[0] == head  # type: ignore[index]
+    git(repo, "branch", "other", "HEAD~1")
+    git(repo, "pack-refs", "--all")  # in packed-refs only now
+    assert not (repo / ".git" / "refs" / "heads" / "other").exists()
+    assert local.read("refs/heads/other")[0] == git(repo, "rev-parse", "other")  # type: ignore[index]
+    assert local.read("HEAD")[0] == head  # type: ignore[index]
+    git(repo, "checkout", "-q", "--detach", "HEAD~2")
+    assert local.read("HEAD")[0] == git(repo, "rev-parse", "HEAD")  # type: ignore[index]
+    for rev in ("HEAD~1", "main", "refs/heads/nothing", "refs/../HEAD", head[:12]):
+        assert local.read(rev) is None  # a revision expression or nothing there: git decides
+
+
+def test_damage_and_replace_refs_defer_to_git(repo: Path) -> None:
+    _history(repo, 3)
+    head = git(repo, "rev-parse", "HEAD")
+    blob = git(repo, "rev-parse", "HEAD:model.txt")
+    loose = repo / ".git" / "objects" / blob[:2] / blob[2:]
+    data = loose.read_bytes()
+    loose.chmod(0o644)
+    import zlib
+
+    loose.write_bytes(zlib.compress(zlib.decompress(data).replace(b"line", b"LINE", 1)))
+    assert _local(repo).read(blob) is None  # its content no longer hashes to its id
+    loose.write_bytes(data[: len(data) // 2])
+    assert _local(repo).read(blob) is None  # truncated
+    loose.write_bytes(data)
+    git(repo, "gc", "-q")
+    pack = next((repo / ".git" / "objects" / "pack").glob("*.pack"))
+    pack.chmod(0o644)
+    whole = pack.read_bytes()
+    pack.write_bytes(whole[: len(whole) // 3])
+    assert _local(repo).read(head) is None or _local(repo).read(blob) is None
+    pack.write_bytes(whole)
+    assert _local(repo).read(head) is not None
+    git(repo, "replace", head, git(repo, "rev-parse", "HEAD~1"))
+    assert _local(repo).read(head) is None  # cat-file honours the replacement
+
+
+def test_a_clean_run_starts_no_git_process(tracked_repo: Path, tmp_path: Path) -> None:
+    real = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
+    log = tmp_path / "git.log"
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "git").write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    (tmp_path / "bin" / "git").chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+
+    def sim(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "sim.py", *args], cwd=tracked_repo, capture_output=True, env=env
+        )
+        assert done.returncode == 0, done.stderr
+
+    sim("--steps", "1")
+    log.write_text("")
+    sim("--steps", "2")
+    assert log.read_text() == ""
+    repo = store.find_repo(tracked_repo)
+    assert len(store.list_run_ids(repo)) == 2
+    git(tracked_repo, "fsck", "--strict")
