@@ -331,8 +331,8 @@ def test_a_query_to_a_pipe_loads_no_module_it_does_not_use(repo: Path) -> None:
 
 def test_a_sync_and_a_full_build_agree_on_folders_without_run_toml(repo: Path) -> None:
     """A folder without run.toml is listed as unreadable by a sync as by a full build: one
-    added so, one whose run.toml was removed while its other files stay, and one left bare
-    then emptied (gone from both)."""
+    added so, one whose run.toml was removed while its other files stay, one whose run.toml
+    became a symbolic link (not a file), and one left bare then emptied (gone from both)."""
     ids = write_runs(repo, scan(3))
     ix = open_index(repo)
     assert ix.count() == 3  # synced: what follows reaches the index incrementally
@@ -353,7 +353,11 @@ def test_a_sync_and_a_full_build_agree_on_folders_without_run_toml(repo: Path) -
     gitstore.commit_to_branch(
         r,
         "run.toml removed",
-        {f"runs/{ids[0][:2]}/{ids[0]}/run.toml": None, f"runs/ef/{emptied}/notes.txt": None},
+        {
+            f"runs/{ids[0][:2]}/{ids[0]}/run.toml": None,
+            f"runs/ef/{emptied}/notes.txt": None,
+            f"runs/{ids[2][:2]}/{ids[2]}/run.toml": ("120000", writer.write("blob", b"x.toml")),
+        },
     )
     r.close()
     ix.sync()
@@ -374,7 +378,7 @@ def test_a_sync_and_a_full_build_agree_on_folders_without_run_toml(repo: Path) -
     assert {row[0]: row[1] for row in built} == {
         ids[0]: "unreadable",
         ids[1]: "completed",
-        ids[2]: "completed",
+        ids[2]: "unreadable",
         bare: "unreadable",
     }
 

@@ -417,7 +417,8 @@ def changed_runs(
     `blobs`, when given, is filled with {run id: blob id of its new run.toml} of the changed
     ones (what a sync then reads, without looking the paths up again); `started` is the same
     diff already under way; `others`, when given, gets the ids of the folders where another
-    file than run.toml changed (a folder without run.toml is a run too, to the index).
+    file than run.toml changed, or run.toml became no file (a folder without run.toml is a
+    run too, to the index).
     """
     if started is not None and (started.old, started.new) == (old, new):
         output = started.output()
@@ -435,6 +436,9 @@ def changed_runs(
         info = meta.split()  # :old-mode new-mode old-blob new-blob status
         if info[-1:] == ["D"]:
             removed.add(parts[2])
+            continue
+        if others is not None and len(info) >= 5 and not info[1].startswith("100"):
+            others.add(parts[2])  # a run.toml that is no file (a link): its folder looked at
             continue
         changed.add(parts[2])
         if blobs is not None and len(info) >= 5 and info[1].startswith("100"):
