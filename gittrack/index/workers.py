@@ -29,9 +29,9 @@ from typing import IO, Any
 from .gitread import BlobReader, Named
 from .rows import Prepared, Shapes, prepare
 
-Item = tuple[str, str, bytes | None]  # (run id, commit, run.toml bytes or None)
 # (rid of the first run, the items, the texts of their runs' git notes): a chunk as sent, its
-# items naming each run.toml's object (`gitread.Named`), or as decoded, with their bytes
+# items naming each run.toml's object (`gitread.Named`), or as decoded, with its bytes
+# (`gitread.Found`: run id, commit, run.toml bytes or None)
 Chunk = tuple[int, list[Any], dict[str, list[str]]]
 HEADER = 8  # bytes of the length before each message
 MAX_MESSAGE = 1 << 30  # a chunk of a thousand records is a few MiB
