@@ -6,9 +6,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+import tomli_w
+from hypothesis import given, settings, strategies as st
 from lookup_support import scan, write_runs
 
 from gittrack import store as gitstore
@@ -16,6 +20,7 @@ from gittrack.index.compiler import compile_where
 from gittrack.index.db import Index
 from gittrack.index.records import kv_rows
 from gittrack.model.record import RunRecord
+from gittrack.model.schema import shallow_toml, too_deep
 from gittrack.ops import tags as notes
 
 
@@ -322,6 +327,94 @@ def test_a_query_to_a_pipe_loads_no_module_it_does_not_use(repo: Path) -> None:
         assert loaded == "[]", args
     assert len(shown["ls"]) == 4  # the header, two runs and the footer
     assert shown["show"][0].startswith("run ") and "  name:        scan-1" in shown["show"]
+
+
+def test_a_sync_and_a_full_build_agree_on_folders_without_run_toml(repo: Path) -> None:
+    """A folder without run.toml is listed as unreadable by a sync as by a full build: one
+    added so, one whose run.toml was removed while its other files stay, one whose run.toml
+    became a symbolic link (not a file), and one left bare then emptied (gone from both)."""
+    ids = write_runs(repo, scan(3))
+    ix = open_index(repo)
+    assert ix.count() == 3  # synced: what follows reaches the index incrementally
+    r = gitstore.find_repo(repo)
+    writer = gitstore.ObjectWriter(r)
+    blob = writer.write("blob", b"hello\n")
+    bare, emptied = "ee00" + "0" * 28, "ef00" + "0" * 28
+    gitstore.commit_to_branch(
+        r,
+        "by hand",
+        {
+            f"runs/ee/{bare}/notes.txt": ("100644", blob),
+            f"runs/ef/{emptied}/notes.txt": ("100644", blob),
+            f"runs/{ids[0][:2]}/{ids[0]}/stdout.log": ("100644", blob),
+        },
+    )
+    ix.sync()
+    gitstore.commit_to_branch(
+        r,
+        "run.toml removed",
+        {
+            f"runs/{ids[0][:2]}/{ids[0]}/run.toml": None,
+            f"runs/ef/{emptied}/notes.txt": None,
+            f"runs/{ids[2][:2]}/{ids[2]}/run.toml": ("120000", writer.write("blob", b"x.toml")),
+        },
+    )
+    r.close()
+    ix.sync()
+
+    def listed(index: Index) -> list[tuple[str, str, str | None]]:
+        return sorted(index.db.execute("SELECT id, status, problem FROM run_fields").fetchall())
+
+    synced = listed(ix)
+    ix.close()
+    path = gitstore.find_repo(repo).state_dir / "index.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    ix = open_index(repo)
+    ix.sync()
+    built = listed(ix)
+    ix.close()
+    assert synced == built
+    assert {row[0]: row[1] for row in built} == {
+        ids[0]: "unreadable",
+        ids[1]: "completed",
+        ids[2]: "unreadable",
+        bare: "unreadable",
+    }
+
+
+TOML_KEYS = st.sampled_from(["a", "b", "c.d", "x y", "é"])
+TOML_VALUES = st.recursive(
+    st.one_of(st.integers(), st.floats(), st.text(max_size=5), st.booleans()),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TOML_KEYS, inner, max_size=3),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(TOML_KEYS, TOML_VALUES, max_size=4), st.integers(1, 8))
+def test_a_record_counted_shallow_never_nests_too_deep(data: dict[str, Any], limit: int) -> None:
+    """The count that spares a build the walk of each record's nesting is a bound: tables,
+    arrays of tables, inline tables and dotted keys each cost one character a level."""
+    text = tomli_w.dumps(data).encode()
+    if shallow_toml(text, limit):
+        assert not too_deep(tomllib.loads(text.decode()), limit)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[[a]]\n[[a.b]]\n[[a.b.c]]\nx = 1\n",
+        "[a.b.c]\nd.e.f = [[{g = [1]}]]\n",
+        "a = [[[[[[[[1]]]]]]]]\n",
+        "[[a]]\n[a.b]\n[[a.b.c]]\n[[a.b.c.d]]\n",
+    ],
+)
+def test_nesting_by_headers_and_inline_tables_is_counted(text: str) -> None:
+    data = tomllib.loads(text)
+    for limit in range(1, 10):
+        if shallow_toml(text.encode(), limit):
+            assert not too_deep(data, limit), limit
 
 
 def test_names_near_a_typo_stay_few_and_hold_the_likely_ones(tracked_repo: Path) -> None:

@@ -3,6 +3,7 @@ worker that dies or a build left halfway costs only time. A sync starts its diff
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -240,3 +241,45 @@ def test_the_number_of_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     assert 0 <= workers.count() <= 4
     monkeypatch.setattr(sys, "executable", "/opt/app/bin/app")  # embedded: never
     assert workers.count() == 0
+
+
+def test_a_first_build_interrupted_leaves_no_file_and_one_built_meanwhile_is_kept(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = write_runs(repo, scan(3))
+    state = gitstore.find_repo(repo).state_dir
+    stale = state / "index.sqlite.1-00000000.part"  # left by a build killed long ago
+    stale.write_bytes(b"half a database")
+    os.utime(stale, (10_000.0, 10_000.0))
+    real_take = build.Loader.take
+
+    def interrupted(self: build.Loader, prepared: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build.Loader, "take", interrupted)
+    ix = Index(gitstore.find_repo(repo))
+    with pytest.raises(KeyboardInterrupt):
+        ix.sync()
+    ix.close()
+    assert sorted(p.name for p in state.iterdir() if p.name.startswith("index")) == []
+    monkeypatch.setattr(build.Loader, "take", real_take)
+
+    others: list[int] = []
+
+    def meanwhile(self: build.Loader, prepared: Any) -> None:  # another process's build
+        if not others:
+            others.append(1)
+            other = Index(gitstore.find_repo(repo))
+            other.sync()
+            other.db.execute("UPDATE run_fields SET name = 'built by the other one'")
+            other.close()
+        real_take(self, prepared)
+
+    monkeypatch.setattr(build.Loader, "take", meanwhile)
+    ix = Index(gitstore.find_repo(repo))
+    ix.sync()
+    names = {r[0] for r in ix.query("SELECT name FROM run_fields")}
+    assert names == {"built by the other one"}  # kept, not replaced
+    assert ix.get(ids[0]) is not None
+    ix.close()
+    assert not list(state.glob("*.part"))

@@ -82,3 +82,35 @@ def test_a_run_toml_over_the_limit_costs_only_itself(tracked_repo: Path) -> None
     else:
         raise AssertionError("a record over the limit was read")
     assert store.has_record(repo, HOSTILE)
+
+
+PARALLEL_PEAK = """
+import json, sys
+from gittrack.index import build
+build.PARALLEL_MIN_RUNS = 0  # decoded in worker processes, as a big history's first build
+from click.testing import CliRunner
+from gittrack.cli import cli
+result = CliRunner().invoke(cli, sys.argv[1:])
+print(json.dumps({"exit": result.exit_code, "stdout": result.stdout, "stderr": result.stderr}))
+"""
+
+
+def test_a_first_build_in_worker_processes_passes_over_it_too(tracked_repo: Path) -> None:
+    import os
+
+    ran = CliRunner().invoke(cli, ["-C", str(tracked_repo), "run", "sim.py", "--temp", "3"])
+    assert ran.exit_code == 0, ran.output
+    _hostile_record(tracked_repo)
+    (tracked_repo / ".git" / "gittrack" / "index.sqlite").unlink(missing_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PARALLEL_PEAK, "-C", str(tracked_repo), "ls", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GITTRACK_INDEX_WORKERS": "2"},
+        check=True,
+    )
+    listed = json.loads(done.stdout)
+    assert listed["exit"] == 0, listed["stderr"]
+    assert [r["params"]["temp"] for r in json.loads(listed["stdout"])] == [3.0]
+    reason = f"run.toml is 200.0 MiB, over the {LIMIT_MIB} MiB a record may hold (it was not read)"
+    assert listed["stderr"] == f"Warning: run {HOSTILE[:8]} is unreadable ({reason}); skipped\n"

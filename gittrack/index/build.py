@@ -2,8 +2,8 @@
 
 A full build reads every record in one stream from git (`gitread`), turns each into its rows
 (`rows.prepare`) and inserts them in batches, with the secondary indexes dropped until the end;
-from 20,000 runs on, worker processes decode the records and the rows are copied in SQL
-(`workers`). A sync reads only the runs changed since the tip it last saw. Lineage edges,
+from 20,000 runs on, worker processes read and decode the records and send their rows
+back (`workers`). A sync reads only the runs changed since the tip it last saw. Lineage edges,
 outputs by md5 and memo keys (`edges`) are derived from the same parsed records in the same
 pass.
 """
@@ -11,11 +11,12 @@ pass.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
 import sqlite3
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .. import store
@@ -29,7 +30,6 @@ BATCH = 5000  # runs inserted at a time: bounds memory during a full build
 PARALLEL_MIN_RUNS = 20_000  # a build reading more runs decodes them in worker processes
 CHUNK = 1000  # runs sent to a worker at a time
 PROGRESS_MIN_RUNS = 2000  # a build reading more runs shows a progress bar on a terminal
-CHUNK_DB = "gittrack_chunk"  # the schema a worker's chunk is read from (in memory)
 INSERT_RUN = f"INSERT INTO run_fields (rid, shape, {rows.FIELDS}) VALUES ({', '.join('?' * 20)})"
 
 
@@ -61,10 +61,12 @@ def sync_runs(
     blobs: dict[str, str]
     if known and tip and store.is_ancestor(repo, known, tip):
         blobs = {}
-        changed_ids, removed = store.changed_runs(repo, known, tip, blobs, started)
+        others: set[str] = set()
+        changed_ids, removed = store.changed_runs(repo, known, tip, blobs, started, others)
         blobs = {i: blobs.get(i) or f"{tip}:{run_folder(i)}/run.toml" for i in sorted(changed_ids)}
+        bare, removed = _bare_folders(repo, tip, (others | removed) - changed_ids, removed)
         rev_range, full = f"{known}..{tip}", False
-        delete_runs(db, removed | blobs.keys())
+        delete_runs(db, removed | blobs.keys() | set(bare))
     else:
         blobs = {}
         folders = store.list_run_ids(repo, rev=tip, blobs=blobs) if tip else []
@@ -82,24 +84,26 @@ def sync_runs(
     loader = Loader(db, notes, lineage, total)
     bar = progress(loader.total)
     changed: set[str] = set()
-    if blobs or bare:
-        found = gitread.read_runs(repo, blobs, rev_range, bare)
-        if pool > 1:
+    if (blobs or bare) and pool > 1:
+        with _no_gc():
+            listed = gitread.ordered(repo, blobs, rev_range, bare)
             texts = note_texts(db, list(notes)) if notes else {}
-            chunks = workers.chunked(found, loader.rid, texts, CHUNK)
-            with workers.Pool(pool) as decoders, contextlib.closing(decoders.decode(chunks)) as got:
-                for chunk, image in got:
-                    loader.take_chunk(chunk, image)
+            chunks = workers.chunked(listed, loader.rid, texts, CHUNK)
+            with (
+                workers.Pool(pool) as decoders,
+                contextlib.closing(decoders.decode(chunks, repo.root)) as got,
+            ):
+                for chunk, found_rows in got:
+                    loader.take_chunk(chunk, found_rows)
                     changed.update(item[0] for item in chunk[1])
                     if bar is not None:
                         bar.update(len(chunk[1]))
-            loader.done()
-        else:
-            for run_id, commit, data in found:
-                loader.add(run_id, commit, data)
-                changed.add(run_id)
-                if bar is not None and len(changed) % 1000 == 0:
-                    bar.update(1000)
+    elif blobs or bare:
+        for run_id, commit, data in gitread.read_runs(repo, blobs, rev_range, bare):
+            loader.add(run_id, commit, data)
+            changed.add(run_id)
+            if bar is not None and len(changed) % 1000 == 0:
+                bar.update(1000)
     loader.flush()
     memos = lineage.finish()
     if bar is not None:
@@ -109,6 +113,33 @@ def sync_runs(
             db.execute(stmt)
         db.execute("ANALYZE")  # full statistics (~0.4 s at 100,000 runs): sampled ones mislead
     return changed, removed, full, memos
+
+
+def _bare_folders(
+    repo: store.Repo, tip: str, ids: set[str], removed: set[str]
+) -> tuple[list[str], set[str]]:
+    """(the folders of `ids` on `tip` without a run.toml, the runs removed): of the folders
+    where only other files changed or run.toml went, as a full build lists them (a folder
+    without run.toml is an unreadable run; an emptied one is gone)."""
+    if not ids:
+        return [], removed
+    with_toml: dict[str, str] = {}
+    present = set(store.run_folders(repo, ids, tip, with_toml))
+    bare = sorted(present - with_toml.keys())
+    return bare, (removed | (ids - present)) - present
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """No cyclic garbage collection while the rows of a big build stream through (plain values
+    making no reference cycles: the collector would only walk them, again and again)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def delete_runs(db: sqlite3.Connection, ids: Iterable[str]) -> None:
@@ -189,57 +220,10 @@ class Loader:
         if len(self.runs) >= BATCH:
             self.flush()
 
-    def take_chunk(self, chunk: workers.Chunk, image: bytes) -> None:
-        """Copy the rows of a chunk decoded by a worker (`workers.chunk_image`) in SQL, giving
-        key and shape ids in the order a build on one core gives them."""
-        self.flush()
-        db = self.db
-        if not any(r[1] == CHUNK_DB for r in db.execute("PRAGMA database_list")):
-            db.execute(f"ATTACH ':memory:' AS {CHUNK_DB}")
-            db.execute("CREATE TEMP TABLE IF NOT EXISTS key_map (local INTEGER PRIMARY KEY, id)")
-            db.execute("CREATE TEMP TABLE IF NOT EXISTS shape_map (local INTEGER PRIMARY KEY, id)")
-        try:
-            db.deserialize(image, name=CHUNK_DB)
-            found = db.execute(f"SELECT count(*) FROM {CHUNK_DB}.run_fields").fetchone()[0]
-        except sqlite3.DatabaseError:
-            found = -1
-        if found != len(chunk[1]):  # a worker's damaged answer: decoded here instead
-            db.deserialize(workers.chunk_image(chunk, self.memo), name=CHUNK_DB)
-        c = CHUNK_DB
-        keys = [
-            (local, self._key_id(family, key))
-            for local, family, key in db.execute(
-                f"SELECT local, family, key FROM {c}.keys ORDER BY local"
-            )
-        ]
-        shapes = [
-            (local, self._shape_id(text))
-            for local, text in db.execute(f"SELECT local, keys FROM {c}.shapes ORDER BY local")
-        ]
-        self._new_ids()
-        db.execute("DELETE FROM temp.key_map")
-        db.execute("DELETE FROM temp.shape_map")
-        db.executemany("INSERT INTO temp.key_map VALUES (?, ?)", keys)
-        db.executemany("INSERT INTO temp.shape_map VALUES (?, ?)", shapes)
-        fields = ", ".join(f"f.{name.strip()}" for name in rows.FIELDS.split(","))
-        db.execute(
-            f"INSERT INTO run_fields (rid, shape, {rows.FIELDS}) SELECT f.rid, m.id, {fields} "
-            f"FROM {c}.run_fields AS f JOIN temp.shape_map AS m ON m.local = f.shape ORDER BY f.rid"
-        )
-        db.execute(f"INSERT INTO records SELECT rid, record FROM {c}.records ORDER BY rid")
-        db.execute(
-            f"INSERT OR IGNORE INTO kv SELECT k.run, m.id, k.num, k.text FROM {c}.kv AS k "
-            "JOIN temp.key_map AS m ON m.local = k.key ORDER BY k.rowid"
-        )
-        db.execute(f"INSERT OR IGNORE INTO tags SELECT tag, run FROM {c}.tags")
-        db.execute(f"INSERT OR IGNORE INTO members SELECT experiment, run FROM {c}.members")
-        self.lineage.copy(c)
-        self.rid -= len(chunk[1])
-
-    def done(self) -> None:
-        """Free the memory of the last chunk copied (the connection lives on)."""
-        if any(r[1] == CHUNK_DB for r in self.db.execute("PRAGMA database_list")):
-            self.db.deserialize(workers.chunk_image((0, [], {}), self.memo), name=CHUNK_DB)
+    def take_chunk(self, chunk: workers.Chunk, found: list[rows.Prepared]) -> None:
+        """Queue the rows of a chunk decoded by a worker (`workers.rows_of`), in its order."""
+        for prepared in found:
+            self.take(prepared)
 
     def _shape_id(self, keys: str) -> int:
         shape = self.shapes.get(keys)

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -34,6 +35,7 @@ CSV_FIELDS = {
     "note": "coalesce(f.note, '')",
 }
 P = ParamSpec("P")
+STALE_PART_S = 600  # a first build's private file unchanged this long was left by a killed one
 WALK_FIRST = 5000  # runs a limited listing looks up one by one before it lists the matches
 ROW_SQL = (
     "SELECT f.id, r.record, f.commit_sha, f.problem, f.tags, f.note, f.joined, f.rid{extra}"
@@ -87,14 +89,22 @@ class Index:
                 self._discard()
         raise AssertionError("unreachable")
 
-    def _connect(self) -> sqlite3.Connection:
-        fresh = not os.path.exists(self.path)
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+    def _connect(self, path: Path | None = None) -> sqlite3.Connection:
+        """The database at `self.path` (created when missing), or a private one at `path` for
+        a first build, written without a journal (`_build_aside`)."""
+        aside = path is not None
+        path = path or self.path
+        fresh = not os.path.exists(path)
+        db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         if fresh:  # SQLite gives its -wal and -shm files the database file's permissions
-            self.repo.share(self.path)
+            self.repo.share(path)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            if aside:  # no other process sees it before it is complete: nothing to protect
+                db.execute("PRAGMA journal_mode=OFF")
+                db.execute("PRAGMA synchronous=OFF")
+            else:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA cache_size=-32000")
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             version = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
@@ -131,12 +141,54 @@ class Index:
     def sync(self) -> None:
         """Bring the table up to the branch and notes tips; rebuilds when the file is unusable."""
         try:
+            if self._db is None and not os.path.exists(self.path) and self._build_aside():
+                return
             self._sync()
         except sqlite3.DatabaseError as exc:
             if _busy(exc):
                 return  # another process is writing it: read the consistent state before it
             self._discard()
-            self._sync()
+            if not self._build_aside():
+                self._sync()
+
+    def _build_aside(self) -> bool:
+        """A first build (no index file): written into a private file without a journal, then
+        linked into place whole, never over a file another process has built meanwhile
+        (that one is kept). False when there is nothing to build (no runs branch yet).
+
+        Without a journal SQLite writes each page once (a WAL would hold the whole database
+        a second time until its checkpoint), and a build interrupted leaves no index file.
+        """
+        tips = self._tips()
+        if not tips[0]:
+            return False
+        self.repo.make_dir(self.repo.state_dir)
+        for stale in self.path.parent.glob(f"{self.path.name}.*.part"):  # of a killed build
+            with contextlib.suppress(OSError):
+                if time.time() - stale.stat().st_mtime > STALE_PART_S:
+                    stale.unlink()
+        part = self.path.with_name(f"{self.path.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
+        try:
+            self._db = self._connect(part)
+            self._sync_to(tips, None)
+            self._db.execute("PRAGMA journal_mode=WAL")  # what every reader opens it in
+            self._db.close()
+            self._db = None
+            fd = os.open(part, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _link_new(part, self.path)
+        finally:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+                self._db = None
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(str(part) + suffix).unlink()
+        return True
 
     def _tips(self) -> tuple[str, str]:
         current = store.tip(self.repo)
@@ -465,6 +517,25 @@ class Index:
         """The keys seen in a family (params, metrics, env) across all runs."""
         rows = self.query("SELECT key FROM keys WHERE family = ? ORDER BY key", (family,))
         return [r[0] for r in rows]
+
+
+def _link_new(built: Path, path: Path) -> None:
+    """Put the file `built` at `path` unless a file is there already (another process's build:
+    replacing it under its readers would pair their -wal and -shm files with ours)."""
+    try:
+        os.link(built, path)
+    except FileExistsError:
+        return
+    except OSError:  # a filesystem without hard links: a rename, checked just before
+        if os.path.exists(path):
+            return
+        os.replace(built, path)
+    with contextlib.suppress(OSError):  # the new name lasts a crash
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _row(r: tuple[Any, ...]) -> dict[str, Any]:

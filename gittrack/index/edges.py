@@ -93,18 +93,6 @@ class Derived:
         if memo is not None:
             self.memos.append(memo)
 
-    def copy(self, schema: str) -> None:
-        """Copy the lineage rows of a chunk a worker decoded (`workers.chunk_image`)."""
-        self.flush()
-        for table in ("lineage_edges", "lineage_outputs"):
-            self.db.execute(f"INSERT INTO {table} SELECT * FROM {schema}.{table} ORDER BY rowid")
-        memos = self.db.execute(
-            f"SELECT key, run, started FROM {schema}.lineage_memo ORDER BY rowid"
-        ).fetchall()
-        self.db.executemany("INSERT INTO lineage_memo VALUES (?,?,?)", memos)
-        self.memos += memos
-        self.written = len(self.memos)
-
     def flush(self) -> None:
         self.db.executemany("INSERT INTO lineage_edges VALUES (?,?,?,?,?,?)", self.edges)
         self.db.executemany("INSERT INTO lineage_outputs VALUES (?,?,?,?,?)", self.outputs)

@@ -119,3 +119,105 @@ def _feed(
         log.close()
         with contextlib.suppress(BrokenPipeError):
             cat.close()
+
+
+Named = tuple[str, str, str | None]  # (run id, the commit that recorded it, run.toml's object)
+
+
+def ordered(
+    repo: store.Repo, blobs: dict[str, str], rev_range: str, bare: Iterable[str] = ()
+) -> Iterator[Named]:
+    """What `read_runs` gives, in its order, with each run.toml's object name (None for a bare
+    folder) instead of its bytes: one `git log`, streamed; the bytes are read by whoever
+    decodes them (`BlobReader`, in each worker of a big build)."""
+    log = _git(repo, "log", LOG_FORMAT, rev_range)
+    assert log.stdout
+    commits: dict[str, str] = {}
+    try:
+        for line in log.stdout:
+            parts = line.split()
+            for name in parts[1:]:
+                run_id = name.decode("utf-8", "replace")
+                if run_id in commits:
+                    continue  # newest first: the latest commit of a run is kept
+                commits[run_id] = parts[0].decode("ascii", "replace")
+                blob = blobs.get(run_id)
+                if blob is not None:
+                    yield run_id, commits[run_id], blob
+    finally:
+        log.kill()
+        log.stdout.close()
+        log.wait()
+    for run_id, blob in blobs.items():
+        if run_id not in commits:
+            yield run_id, "", blob
+    for run_id in bare:
+        yield run_id, commits.get(run_id, ""), None
+
+
+class BlobReader:
+    """One `git cat-file --batch` process in a repository, reading objects a batch at a time
+    (started on first use; `close` stops it)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def read(self, names: list[str | None]) -> list[bytes | int | None]:
+        """The bytes of each object named (None: missing, or no name); of an object over
+        MAX_RECORD_BYTES, its size (passed over, never held)."""
+        wanted = [n for n in names if n is not None and "\n" not in n and "\r" not in n]
+        got: dict[str, bytes | int | None] = {}
+        if wanted:
+            if self.proc is None:
+                self.proc = subprocess.Popen(
+                    ["git", *store.READ_LIMITS, "cat-file", "--batch"],
+                    cwd=self.root,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
+            proc = self.proc
+            assert proc.stdin and proc.stdout
+            feeder = threading.Thread(  # a batch's names may be more than a pipe holds
+                target=_write_all, args=(proc.stdin, "".join(f"{n}\n" for n in wanted)), daemon=True
+            )
+            feeder.start()
+            try:
+                for name in wanted:
+                    header = proc.stdout.readline()
+                    if not header:
+                        raise store.GitError("git cat-file stopped unexpectedly")
+                    parts = header.split()
+                    if len(parts) != 3:  # "<name> missing"
+                        got[name] = None
+                        continue
+                    size = int(parts[2])
+                    if size > MAX_RECORD_BYTES:  # damage or hostile: it costs only itself
+                        store.skip_exact(proc.stdout, size)
+                        got[name] = size
+                    else:
+                        got[name] = proc.stdout.read(size)
+                    proc.stdout.read(1)
+            except BaseException:
+                self.close()
+                raise
+            finally:
+                feeder.join()
+        return [got.get(n) if n is not None else None for n in names]
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            proc.kill()
+            proc.wait()
+
+
+def _write_all(pipe: IO[bytes], text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        pipe.write(text.encode())
+        pipe.flush()

@@ -21,14 +21,13 @@ import orjson
 
 from ..errors import RecordError
 from ..model.record import NESTED, SCHEMA, Code, RunRecord, json_data
-from ..model.schema import RUN_ID, check_paths, check_types
+from ..model.schema import RUN_ID, check_paths, check_types, shallow_toml
 from ..model.values import FAMILIES, flat
 
 try:  # the Rust TOML reader parses a record several times faster than tomllib
     import rtoml as _fast_toml
 except ImportError:  # pragma: no cover - a platform without its wheel
     _fast_toml = None  # type: ignore[assignment]
-import tomllib as toml_reader
 
 NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
 CODE_DEFAULTS = asdict(Code())
@@ -51,6 +50,8 @@ def parse_toml(data: bytes, run_id: str, fast: bool = True) -> dict[str, Any]:
             return _fast_toml.loads(text)
         except Exception:  # its errors are worded by tomllib below
             pass
+    import tomllib as toml_reader  # loaded for what rtoml rejects and the plain path only
+
     try:
         return toml_reader.loads(text)
     except toml_reader.TOMLDecodeError as exc:
@@ -59,16 +60,17 @@ def parse_toml(data: bytes, run_id: str, fast: bool = True) -> dict[str, Any]:
         raise RecordError(run_id, NESTED) from exc
 
 
-def _plain(raw: dict[str, Any], run_id: str) -> bool:
-    """True when `RunRecord.from_dict` accepts `raw` as it is (current schema, every check
-    passed): then the dataclasses need not be built to know the record is readable."""
+def _plain(raw: dict[str, Any], run_id: str, data: bytes = b"") -> bool:
+    """True when `RunRecord.from_dict` accepts `raw` (parsed from `data`) as it is (current
+    schema, every check passed): then the dataclasses need not be built to know the record is
+    readable."""
     schema = raw.get("schema")
     record_id = raw.get("id")
     if type(schema) is not int or schema != SCHEMA or type(record_id) is not str:
         return False
     if not RUN_ID.fullmatch(record_id) or (RUN_ID.fullmatch(run_id) and record_id != run_id):
         return False
-    if check_types(raw) or check_paths(raw):
+    if check_types(raw, shallow=bool(data) and shallow_toml(data)) or check_paths(raw):
         return False
     files = (raw.get("code") or {}).get("files") or {}
     return all(CODE_FILE_KEYS.issuperset(f) for f in files.values())
@@ -81,7 +83,7 @@ def decode(data: bytes, run_id: str) -> tuple[dict[str, Any], str]:
     index get them as ISO 8601 text, from the JSON text); `iso()` reads either.
     """
     raw = parse_toml(data, run_id)
-    if not _plain(raw, run_id):  # the general path: the dataclasses say what is wrong, if any
+    if not _plain(raw, run_id, data):  # the general path: the dataclasses say what is wrong, if any
         raw = parse_toml(data, run_id, fast=False)
         form = RunRecord.from_dict(raw, run_id).to_json_dict()
         return form, _dumps(form)
@@ -156,24 +158,51 @@ def kv_rows(record: dict[str, Any]) -> Iterator[tuple[str, str, float | None, st
 
 
 def family_values(table: dict[str, Any]) -> Iterator[tuple[str, float | None, str]]:
-    """(key, number or None, text) of one family's table, as `kv_rows` gives them (faster for
-    the flat tables of most records)."""
+    """(key, number or None, text) of one family's table, as `kv_rows` gives them."""
+    names: list[tuple[str, str]] = []
+    nums: list[float | None] = []
+    texts: list[str] = []
+    family_rows("", table, names, nums, texts)
+    return zip([n for _, n in names], nums, texts, strict=True)
+
+
+def family_rows(
+    family: str,
+    table: dict[str, Any],
+    names: list[tuple[str, str]],
+    nums: list[float | None],
+    texts: list[str],
+) -> None:
+    """Append (family, key), number or None and text of each value of one family's table to
+    the three lists, as `kv_rows` gives them (faster for the flat tables of most records)."""
     if any(type(v) is dict for v in table.values()):
         table = flat(table)
     for name, value in table.items():
         kind = type(value)
         if kind is float:
-            yield name, (None if value != value else value), repr(value)
+            names.append((family, name))
+            nums.append(None if value != value else value)
+            texts.append(repr(value))
         elif kind is str:
-            yield name, (float(value) if NUMBER.fullmatch(value) else None), value
+            names.append((family, name))
+            nums.append(float(value) if NUMBER.fullmatch(value) else None)
+            texts.append(value)
         elif kind is int:
-            yield name, float(value), str(value)
+            names.append((family, name))
+            nums.append(float(value))
+            texts.append(str(value))
         elif kind is list:
             for item in value:
                 if item is not None and not isinstance(item, dict | list):
-                    yield (name, *num_text(item))
+                    num, text = num_text(item)
+                    names.append((family, name))
+                    nums.append(num)
+                    texts.append(text)
         elif value is not None and kind is not dict:
-            yield (name, *num_text(value))
+            num, text = num_text(value)
+            names.append((family, name))
+            nums.append(num)
+            texts.append(text)
 
 
 # -- what git notes change -------------------------------------------------------------

@@ -9,6 +9,7 @@ so both give the same rows.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -115,12 +116,8 @@ def prepare(
     texts: list[str] = []
     for family in FAMILIES:
         table = get(family)
-        if not table:
-            continue
-        for name, num, value in records.family_values(table):
-            names.append((family, name))
-            nums.append(num)
-            texts.append(value)
+        if table:
+            records.family_rows(family, table, names, nums, texts)
     edges: list[tuple[str, str, str, str, str, str]] = []
     outputs: list[tuple[str, int, str, str, str]] = []
     memo = None
@@ -180,8 +177,6 @@ def lineage(
 
 def timestamp(value: Any) -> float | None:
     """Epoch seconds of a record's time (a TOML datetime or ISO 8601 text), None when absent."""
-    import datetime as dt
-
     if isinstance(value, dt.datetime):
         return (value if value.tzinfo else value.astimezone()).timestamp()
     from .dates import timestamp as from_text

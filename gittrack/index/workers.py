@@ -1,23 +1,24 @@
 """Decoding the records of a big build on every core: worker processes fed chunks of the stream.
 
-The one process that writes the database reads the records from git and sends them, a chunk at
-a time, to worker processes (`python -m gittrack.index.workers`: nothing of the caller's main
-module is run again, as multiprocessing's spawn would). A worker parses and checks them
-(`rows.prepare`) and sends back their rows as a small SQLite database image, which the writer
-copies into the index in SQL (`build.Loader.take_chunk`): no row goes through Python twice.
-Chunks are taken in the order they were sent, and rids, key and shape ids are given by the
-writer in that order, so the rows are those of a build on one core. A worker that cannot start
-or dies costs only speed: its chunks are decoded in-process.
+The one process that writes the database lists the runs in commit order (`gitread.ordered`)
+and sends them, a chunk at a time, to worker processes (`python -m gittrack.index.workers`:
+nothing of the caller's main module is run again, as multiprocessing's spawn would).
+A worker reads their records from git (a `git cat-file` of its own), parses and checks them
+(`rows.prepare`) and sends back their rows as plain values in one `marshal` dump, which the
+writer inserts as it inserts the rows it decodes itself (`build.Loader.take`): each row is
+built once, in the database that keeps it. Chunks are taken in the order they were sent, and
+rids, key and shape ids are given by the writer in that order, so the rows are those of a
+build on one core. A worker that cannot start, dies or answers nonsense costs only speed: its
+chunks are decoded in-process.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import gc
 import marshal
 import os
 import queue
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,36 +26,17 @@ from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .rows import FIELDS, Shapes, prepare
+from .gitread import BlobReader, Named
+from .rows import Prepared, Shapes, prepare
 
-Item = tuple[str, str, bytes | int | None]  # (run id, commit, run.toml: bytes, None, size)
-# (rid of the first run, the items, the texts of their runs' git notes)
-Chunk = tuple[int, list[Item], dict[str, list[str]]]
+# (rid of the first run, the items, the texts of their runs' git notes): a chunk as sent, its
+# items naming each run.toml's object (`gitread.Named`), or as decoded, with its bytes
+# (`gitread.Found`: run id, commit, run.toml bytes or None)
+Chunk = tuple[int, list[Any], dict[str, list[str]]]
 HEADER = 8  # bytes of the length before each message
 MAX_MESSAGE = 1 << 30  # a chunk of a thousand records is a few MiB
 COMMAND = [sys.executable, "-m", "gittrack.index.workers"]
-
-# the tables of a chunk's image: the index's own columns, without keys or constraints, and
-# local key and shape ids (numbered in first-seen order) that the writer maps to its own
-CHUNK_SQL = f"""
-CREATE TABLE run_fields (rid INTEGER PRIMARY KEY, shape INTEGER, {FIELDS});
-CREATE TABLE records (rid INTEGER PRIMARY KEY, record TEXT);
-CREATE TABLE kv (run INTEGER, key INTEGER, num REAL, text TEXT);
-CREATE TABLE keys (local INTEGER PRIMARY KEY, family TEXT, key TEXT);
-CREATE TABLE shapes (local INTEGER PRIMARY KEY, keys TEXT);
-CREATE TABLE tags (tag TEXT, run INTEGER);
-CREATE TABLE members (experiment TEXT, run INTEGER);
-CREATE TABLE lineage_edges (child TEXT, parent TEXT, kind TEXT, output TEXT, md5 TEXT,
-    commit_sha TEXT);
-CREATE TABLE lineage_outputs (md5 TEXT, size INTEGER, run TEXT, name TEXT, started TEXT);
-CREATE TABLE lineage_memo (key TEXT, run TEXT, started TEXT);
-"""
-FIELD_TYPES = (
-    "id TEXT, name TEXT, status TEXT, command TEXT, experiment TEXT, started TEXT, finished TEXT, "
-    "duration_s REAL, commit_sha TEXT, problem TEXT, started_ts REAL, finished_ts REAL, "
-    "tags TEXT, note TEXT, rerun_of TEXT, joined TEXT, exact INTEGER, code_commit TEXT"
-)
-CHUNK_SQL = CHUNK_SQL.replace(f"shape INTEGER, {FIELDS})", f"shape INTEGER, {FIELD_TYPES})")
+PREPARED_FIELDS = 11  # the parts of a `rows.Prepared`
 
 
 def count() -> int:
@@ -79,52 +61,40 @@ def count() -> int:
 
 
 def chunk_image(chunk: Chunk, shapes: Shapes) -> bytes:
-    """The rows of every run of a chunk as an SQLite database image (what a worker does, and
-    the fallback in-process)."""
-    rid, items, texts = chunk
+    """The rows of every run of a chunk (`rows.prepare`), as the message a worker sends (also
+    what the writer decodes in-process when a worker fails)."""
+    _, items, texts = chunk
     notes = _parsed(texts)
-    runs, records, tags, members = [], [], [], []
-    kv: list[list[tuple[int, int, float | None, str]]] = []  # a list a run
-    edges, outputs, memos = [], [], []
-    keys: dict[tuple[str, str], int] = {}
-    shape_ids: dict[str, int] = {}
-    for run_id, commit, data in items:
-        fields, text, shape_keys, names, nums, values, tag_list, member_of, e, o, m = prepare(
-            run_id, commit, data, notes.get(run_id), shapes
-        )
-        shape = shape_ids.setdefault(shape_keys, len(shape_ids) + 1)
-        runs.append((rid, shape, *fields))
-        records.append((rid, text))
-        ids = [keys.setdefault(name, len(keys) + 1) for name in names]
-        kv.append(list(zip(itertools.repeat(rid), ids, nums, values)))
-        tags += [(t, rid) for t in tag_list]
-        members += [(x, rid) for x in member_of]
-        if text is not None:
-            edges += e
-            outputs += o
-            if m is not None:
-                memos.append(m)
-        rid -= 1
-    db = sqlite3.connect(":memory:")
+    return marshal.dumps(
+        [prepare(run_id, commit, data, notes.get(run_id), shapes) for run_id, commit, data in items]
+    )
+
+
+def with_data(chunk: Chunk, reader: BlobReader) -> Chunk:
+    """A chunk as sent, with the bytes of each run.toml read in place of its object name."""
+    rid, items, texts = chunk
+    data = reader.read([name for _, _, name in items])
+    return rid, [(r, c, d) for (r, c, _), d in zip(items, data, strict=True)], texts
+
+
+def rows_of(chunk: Chunk, message: bytes | None) -> list[Prepared] | None:
+    """The rows a worker sent for `chunk`, or None when its message is not what a worker
+    writes (a damaged or truncated answer): then the chunk is decoded in-process."""
+    if not message:
+        return None
     try:
-        db.executescript(CHUNK_SQL)
-        marks = ", ".join("?" * 20)
-        db.executemany(f"INSERT INTO run_fields VALUES ({marks})", reversed(runs))
-        db.executemany("INSERT INTO records VALUES (?, ?)", reversed(records))
-        db.executemany("INSERT INTO kv VALUES (?, ?, ?, ?)", itertools.chain(*reversed(kv)))
-        db.executemany(
-            "INSERT INTO keys VALUES (?, ?, ?)", [(i, f, k) for (f, k), i in keys.items()]
-        )
-        db.executemany("INSERT INTO shapes VALUES (?, ?)", [(i, k) for k, i in shape_ids.items()])
-        db.executemany("INSERT INTO tags VALUES (?, ?)", tags)
-        db.executemany("INSERT INTO members VALUES (?, ?)", members)
-        db.executemany("INSERT INTO lineage_edges VALUES (?, ?, ?, ?, ?, ?)", edges)
-        db.executemany("INSERT INTO lineage_outputs VALUES (?, ?, ?, ?, ?)", outputs)
-        db.executemany("INSERT INTO lineage_memo VALUES (?, ?, ?)", memos)
-        db.commit()
-        return db.serialize()
-    finally:
-        db.close()
+        found = marshal.loads(message)
+    except (EOFError, ValueError, TypeError):
+        return None
+    if type(found) is not list or len(found) != len(chunk[1]):
+        return None
+    for (run_id, _, _), got in zip(chunk[1], found, strict=True):
+        if type(got) is not tuple or len(got) != PREPARED_FIELDS:
+            return None
+        fields = got[0]
+        if type(fields) is not tuple or not fields or fields[0] != run_id:
+            return None
+    return found
 
 
 def _parsed(texts: dict[str, list[str]]) -> dict[str, list[Any]]:
@@ -154,11 +124,24 @@ def _receive(inp: IO[bytes]) -> bytes | None:
 
 
 def serve() -> None:
-    """A worker: decode chunks from stdin, write their images to stdout, until stdin ends."""
+    """A worker: decode chunks from stdin (their records read from the repository whose root
+    the first message names), write their rows to stdout, until stdin ends."""
     shapes = Shapes()
     inp, out = sys.stdin.buffer, sys.stdout.buffer
-    while (message := _receive(inp)) is not None:
-        _send(out, chunk_image(marshal.loads(message), shapes))
+    first = _receive(inp)
+    if first is None:
+        return
+    reader = BlobReader(marshal.loads(first))
+    # a chunk's values make no reference cycles: collected once a chunk, not every few
+    # hundred allocations (~10% of the decoding)
+    gc.disable()
+    gc.freeze()
+    try:
+        while (message := _receive(inp)) is not None:
+            _send(out, chunk_image(with_data(marshal.loads(message), reader), shapes))
+            gc.collect()
+    finally:
+        reader.close()
 
 
 class Pool:
@@ -170,6 +153,7 @@ class Pool:
         path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}
         self.procs: list[subprocess.Popen[bytes] | None] = []
+        self.reader = BlobReader(".")  # for chunks decoded in-process (`decode` says where)
         for _ in range(workers):
             try:
                 proc = subprocess.Popen(
@@ -193,6 +177,7 @@ class Pool:
     def close(self, kill: bool = False) -> None:
         """Stop the workers: at the end of their input, or killed first (when leaving early,
         so that no thread stays blocked writing to a busy one)."""
+        self.reader.close()
         procs, self.procs = self.procs, [None] * len(self.procs)
         for proc in procs:
             if proc is None:
@@ -218,8 +203,18 @@ class Pool:
                 proc.kill()
             proc.wait()
 
-    def decode(self, chunks: Iterable[Chunk]) -> Generator[tuple[Chunk, bytes], None, None]:
-        """(chunk, its image) of each chunk, in order; chunk i goes to worker i mod n."""
+    def decode(
+        self, chunks: Iterable[Chunk], root: Path | str
+    ) -> Generator[tuple[Chunk, list[Prepared]], None, None]:
+        """(chunk, its rows) of each chunk, in order, their records read from the repository
+        at `root` (the first message each worker gets); chunk i goes to worker i mod n."""
+        self.reader.root = str(root)
+        for at, proc in enumerate(self.procs):
+            try:
+                if proc is not None and proc.stdin is not None:
+                    _send(proc.stdin, marshal.dumps(str(root)))
+            except (OSError, ValueError):
+                self._dead(at)
         sent: queue.Queue[tuple[Chunk, bool] | None] = queue.Queue(maxsize=2 * len(self.procs))
         stop = threading.Event()
         failure: list[BaseException] = []
@@ -256,13 +251,15 @@ class Pool:
                 at = i % len(self.procs)
                 i += 1
                 proc = self.procs[at]
-                image = None
+                found = None
                 if ok and proc is not None and proc.stdout is not None:
                     with contextlib.suppress(OSError, ValueError):
-                        image = _receive(proc.stdout)
-                    if not image:
+                        found = rows_of(chunk, _receive(proc.stdout))
+                    if found is None:
                         self._dead(at)
-                yield chunk, image or chunk_image(chunk, self.shapes)
+                if found is None:
+                    found = marshal.loads(chunk_image(with_data(chunk, self.reader), self.shapes))
+                yield chunk, found
             finished = True
             if failure:
                 raise failure[0]
@@ -275,11 +272,11 @@ class Pool:
 
 
 def chunked(
-    items: Iterable[Item], rid: int, texts: dict[str, list[str]], size: int
+    items: Iterable[Named], rid: int, texts: dict[str, list[str]], size: int
 ) -> Iterator[Chunk]:
     """`items` in chunks of `size`, each with the rid of its first run (rids count down) and
     the git notes texts of its runs."""
-    batch: list[Item] = []
+    batch: list[Named] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:

@@ -57,15 +57,16 @@ def _is_list(value: Any) -> bool:
     return isinstance(value, list)
 
 
-# (check, what it must be)
-STR = (_is_str, "a string")
-INT = (_is_int, "an integer")
-COUNT = (_is_count, "an integer of 0 or more")
-NUMBER = (_is_number, "a number")
-BOOL = (_is_bool, "true or false")
-DATETIME = (_is_datetime, "a date and time")
-TABLE = (_is_table, "a table")
-ARRAY = (_is_list, "an array")
+# (check, what it must be, the types that pass it without calling it: what TOML parsers give)
+Rule = tuple[Check, str, frozenset[type]]
+STR: Rule = (_is_str, "a string", frozenset((str,)))
+INT: Rule = (_is_int, "an integer", frozenset((int,)))
+COUNT: Rule = (_is_count, "an integer of 0 or more", frozenset())
+NUMBER: Rule = (_is_number, "a number", frozenset((int, float)))
+BOOL: Rule = (_is_bool, "true or false", frozenset((bool,)))
+DATETIME: Rule = (_is_datetime, "a date and time", frozenset((dt.datetime,)))
+TABLE: Rule = (_is_table, "a table", frozenset((dict,)))
+ARRAY: Rule = (_is_list, "an array", frozenset((list,)))
 
 CODE_FIELDS = {
     "commit": STR,
@@ -167,15 +168,16 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _wrong(key: str, value: Any, rule: tuple[Check, str]) -> str:
-    check, expected = rule
+def _wrong(key: str, value: Any, rule: Rule) -> str:
+    check, expected, _ = rule
     return "" if check(value) else f"'{key}' must be {expected}, not {type_name(value)}"
 
 
-def _fields(prefix: str, data: Mapping[str, Any], rules: Mapping[str, tuple[Check, str]]) -> str:
+def _fields(prefix: str, data: Mapping[str, Any], rules: Mapping[str, Rule]) -> str:
     for key, value in data.items():
         rule = rules.get(key)
-        if rule is not None and not rule[0](value):  # the message only for a wrong one
+        # the message only for a wrong one; the check only for a type it does not know
+        if rule is not None and type(value) not in rule[2] and not rule[0](value):
             return _wrong(f"{prefix}{key}", value, rule)
     return ""
 
@@ -226,9 +228,20 @@ def too_deep(data: Mapping[str, Any], limit: int = MAX_DEPTH) -> bool:
     return True
 
 
-def check_types(data: Mapping[str, Any]) -> str:
-    """The first field of `data` (a parsed run.toml, schema checked) of the wrong type, or ""."""
-    if too_deep(data):
+def shallow_toml(text: bytes, limit: int = MAX_DEPTH) -> bool:
+    """True when the tables and arrays parsed from TOML `text` cannot nest more than `limit`
+    levels (`too_deep` is then False without walking them): every level needs one `[`, `{`
+    or `.` of its own (a table header, an array, an inline table or a dotted key), so fewer
+    of them in the whole text (strings and numbers included) is a bound."""
+    return text.count(b"[") + text.count(b"{") + text.count(b".") <= limit
+
+
+def check_types(data: Mapping[str, Any], shallow: bool = False) -> str:
+    """The first field of `data` (a parsed run.toml, schema checked) of the wrong type, or "".
+
+    `shallow`: the caller knows `data` cannot nest more than MAX_DEPTH levels (`shallow_toml`).
+    """
+    if not shallow and too_deep(data):
         return f"it is nested more than {MAX_DEPTH} levels deep"
     problem = _fields("", data, TOP_FIELDS)
     if problem:

@@ -30,6 +30,7 @@ from .branch import (
     read_record_bytes as read_record_bytes,
     remove_runs as remove_runs,
     run_files as run_files,
+    run_folders as run_folders,
     tip as tip,
     write_run as write_run,
     write_settings as write_settings,

@@ -351,9 +351,22 @@ def list_run_ids(
     return ids
 
 
-def _run_blobs(repo: Repo, rev: str, prefix: str, blobs: dict[str, str]) -> list[str]:
+def run_folders(repo: Repo, ids: Iterable[str], rev: str, blobs: dict[str, str]) -> list[str]:
+    """Those of `ids` whose folder is on `rev` (with or without a run.toml), `blobs` filled as
+    `list_run_ids` fills it: a sync's look at the folders whose other files changed."""
+    found: list[str] = []
+    wanted = sorted(set(ids))
+    for at in range(0, len(wanted), 500):  # a bounded command line
+        paths = [run_folder(i) for i in wanted[at : at + 500]]
+        found += _run_blobs(repo, rev, "", blobs, paths)
+    return sorted(set(found) & set(wanted))
+
+
+def _run_blobs(
+    repo: Repo, rev: str, prefix: str, blobs: dict[str, str], paths: Iterable[str] = ("runs",)
+) -> list[str]:
     """`list_run_ids` with each run.toml's blob id, from one bounded `git ls-tree -r`."""
-    proc = repo.git(*READ_LIMITS, "ls-tree", "-r", "-z", rev, "--", "runs", check=False)
+    proc = repo.git(*READ_LIMITS, "ls-tree", "-r", "-z", rev, "--", *paths, check=False)
     if proc.returncode != 0:
         return []
     folders: set[str] = set()
@@ -425,12 +438,15 @@ def changed_runs(
     new: str,
     blobs: dict[str, str] | None = None,
     started: RunChanges | None = None,
+    others: set[str] | None = None,
 ) -> tuple[set[str], set[str]]:
     """(changed or added, removed) run ids between two branch commits, via git diff-tree.
 
     `blobs`, when given, is filled with {run id: blob id of its new run.toml} of the changed
     ones (what a sync then reads, without looking the paths up again); `started` is the same
-    diff already under way.
+    diff already under way; `others`, when given, gets the ids of the folders where another
+    file than run.toml changed, or run.toml became no file (a folder without run.toml is a
+    run too, to the index).
     """
     if started is not None and (started.old, started.new) == (old, new):
         output = started.output()
@@ -441,11 +457,16 @@ def changed_runs(
     removed: set[str] = set()
     for meta, path in zip(fields[0::2], fields[1::2], strict=False):
         parts = path.split("/")
-        if len(parts) < 4 or parts[3] != "run.toml":
+        if len(parts) < 4 or parts[3] != "run.toml" or len(parts) > 4:
+            if others is not None and len(parts) >= 4:
+                others.add(parts[2])
             continue
         info = meta.split()  # :old-mode new-mode old-blob new-blob status
         if info[-1:] == ["D"]:
             removed.add(parts[2])
+            continue
+        if others is not None and len(info) >= 5 and not info[1].startswith("100"):
+            others.add(parts[2])  # a run.toml that is no file (a link): its folder looked at
             continue
         changed.add(parts[2])
         if blobs is not None and len(info) >= 5 and info[1].startswith("100"):
