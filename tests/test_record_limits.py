@@ -114,3 +114,43 @@ def test_a_first_build_in_worker_processes_passes_over_it_too(tracked_repo: Path
     assert [r["params"]["temp"] for r in json.loads(listed["stdout"])] == [3.0]
     reason = f"run.toml is 200.0 MiB, over the {LIMIT_MIB} MiB a record may hold (it was not read)"
     assert listed["stderr"] == f"Warning: run {HOSTILE[:8]} is unreadable ({reason}); skipped\n"
+
+
+def test_a_git_note_over_the_limit_is_passed_over(tracked_repo: Path) -> None:
+    """Notes arrive from collaborators (`gittrack pull`): a huge one (damaged or hostile) is not
+    read into the lookup table; the run's other notes and every listing are unaffected."""
+    import os
+
+    ran = CliRunner().invoke(cli, ["-C", str(tracked_repo), "run", "sim.py", "--temp", "5"])
+    assert ran.exit_code == 0, ran.output
+    tagged = CliRunner().invoke(cli, ["-C", str(tracked_repo), "tag", "latest", "fine"])
+    assert tagged.exit_code == 0, tagged.output
+    other = CliRunner().invoke(cli, ["-C", str(tracked_repo), "run", "sim.py", "--temp", "6"])
+    assert other.exit_code == 0, other.output
+    commit = subprocess.run(
+        ["git", "rev-parse", "gittrack/runs"], cwd=tracked_repo, capture_output=True, text=True
+    ).stdout.strip()
+    huge = tracked_repo.parent / "huge-note"
+    huge.write_bytes(b"tag: spam\n" + b"x" * (40 * 2**20))  # over the 1 MiB a note may hold
+    subprocess.run(
+        ["git", "notes", "--ref", "gittrack", "add", "-f", "-F", str(huge), commit],
+        cwd=tracked_repo,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "GIT_NOTES_DISPLAY_REF": ""},
+    )
+    listed = _in_process(tracked_repo, "ls", "--json")
+    assert listed["exit"] == 0, listed["stderr"]
+    rows = {r["params"]["temp"]: r for r in json.loads(listed["stdout"])}
+    assert rows[5.0]["tags"] == ["fine"] and "spam" not in rows[6.0].get("tags", [])
+    assert listed["peak"] < 40 * 2**20  # the note was never held whole
+
+
+def test_a_note_too_long_to_keep_is_refused_in_one_sentence(tracked_repo: Path) -> None:
+    ran = CliRunner().invoke(cli, ["-C", str(tracked_repo), "run", "sim.py"])
+    assert ran.exit_code == 0, ran.output
+    text = "x" * (2 * 2**20)
+    result = CliRunner().invoke(cli, ["-C", str(tracked_repo), "note", "latest", text])
+    assert result.exit_code == 2, result.output  # a usage error, as click says them
+    assert "over the 1 MiB a run's note may hold; shorten it" in result.output
+    assert "Traceback" not in result.output

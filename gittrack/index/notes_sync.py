@@ -19,7 +19,7 @@ from .sql import chunked
 
 def sync_notes(db: sqlite3.Connection, repo: store.Repo, known: str, tip: str) -> set[str]:
     """Update the notes table to notes commit `tip`; returns the run ids whose notes changed."""
-    from ..model.notes import parse_note
+    from ..model.notes import MAX_NOTE_BYTES, parse_note
 
     changes: dict[str, str | None] = {}  # annotated object -> blob (None: removed)
     touched: set[str] = set()
@@ -40,7 +40,9 @@ def sync_notes(db: sqlite3.Connection, repo: store.Repo, known: str, tip: str) -
                 if path:
                     changes[path.replace("/", "")] = meta.split()[2]
     blobs = [b for b in changes.values() if b]
-    contents = dict(repo.reader().read_many(blobs)) if blobs else {}
+    # a note over the limit (damaged, or a collaborator's hostile push) is passed over unread
+    found = repo.reader().read_many_limited(blobs, MAX_NOTE_BYTES) if blobs else ()
+    contents = {blob: data for blob, data in found if isinstance(data, bytes)}
     for obj, blob in changes.items():
         touched.update(
             r[0] for r in db.execute("SELECT run_id FROM notes WHERE object = ?", (obj,))

@@ -24,6 +24,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+MAX_NOTE_BYTES = 1 << 20  # a run's git note (tags, a note, memberships): more is damage
+
+
 
 @dataclass
 class RunNote:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from ..errors import GitError, RepoNotWritable
+from ..errors import GitError, RepoNotWritable, UsageError
+from ..model.notes import MAX_NOTE_BYTES
 from .branch import _remove_stale_ref_locks, _update_refs, branch_lock, pinned
 from .gcguard import guarded
 from .objects import (
@@ -45,9 +46,9 @@ def read_note(repo: Repo, commit: str, rev: str | None = None) -> bytes | None:
         return None
     reader = repo.reader()
     for path in _note_paths(commit):
-        found = reader.read(f"{rev}:{path}")
-        if found is not None and found[1] == "blob":
-            return found[2]
+        found = reader.read_limited(f"{rev}:{path}", MAX_NOTE_BYTES)
+        if found is not None and found[1] == "blob":  # one over the limit is not a note
+            return found[2] if isinstance(found[2], bytes) else None
     return None
 
 
@@ -74,6 +75,12 @@ def update_notes(
                 return old
             edits: dict[str, Entry] = {}
             for commit, content in changes.items():
+                if content is not None and len(content) > MAX_NOTE_BYTES:
+                    raise UsageError(
+                        f"The note of commit {commit[:8]} would be {len(content):,} bytes, "
+                        f"over the {MAX_NOTE_BYTES >> 20} MiB a run's note may hold; "
+                        "shorten it (or store the text as an output)."
+                    )
                 for path in _note_paths(commit):
                     edits[path] = None
                 if content is not None:
