@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 MAX_NOTE_BYTES = 1 << 20  # a run's git note (tags, a note, memberships): more is damage
 
 
-
 @dataclass
 class RunNote:
     """The parsed content of one git note on a run commit."""

@@ -57,7 +57,7 @@ class _Compared:
         return f"{self.__class__.__qualname__}({shown})"
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CodeFile(_Compared):
     """One source file of the repository a run executed: its git blob id, and whether it
     differs from HEAD."""
@@ -65,8 +65,12 @@ class CodeFile(_Compared):
     blob: str = ""
     dirty: bool = False
 
+    def __init__(self, blob: str = "", dirty: bool = False) -> None:
+        self.blob = blob
+        self.dirty = dirty
 
-@dataclass(eq=False, repr=False)
+
+@dataclass(eq=False, repr=False, init=False)
 class Code(_Compared):
     """The code a run executed: a commit on the user's history or a snapshot of a dirty tree."""
 
@@ -86,6 +90,34 @@ class Code(_Compared):
     # run is never reused
     incomplete: str = ""
 
+    def __init__(
+        self,
+        commit: str = "",
+        tree: str = "",
+        hash: str = "",
+        dirty: bool = False,
+        script: str = "",
+        head: str = "",
+        branch: str = "",
+        detached: bool = False,
+        shallow: bool = False,
+        files: dict[str, CodeFile] | None = None,
+        omitted: list[str] | None = None,
+        incomplete: str = "",
+    ) -> None:
+        self.commit = commit
+        self.tree = tree
+        self.hash = hash
+        self.dirty = dirty
+        self.script = script
+        self.head = head
+        self.branch = branch
+        self.detached = detached
+        self.shallow = shallow
+        self.files = {} if files is None else files
+        self.omitted = [] if omitted is None else omitted
+        self.incomplete = incomplete
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Code:
         data = dict(data)
@@ -103,7 +135,7 @@ class Code(_Compared):
         return data
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Input(_Compared):
     """One upstream output consumed by this run (or the whole run when `output` is empty)."""
 
@@ -112,8 +144,14 @@ class Input(_Compared):
     output: str = ""
     md5: str = ""
 
+    def __init__(self, run: str, commit: str = "", output: str = "", md5: str = "") -> None:
+        self.run = run
+        self.commit = commit
+        self.output = output
+        self.md5 = md5
 
-@dataclass(eq=False, repr=False)
+
+@dataclass(eq=False, repr=False, init=False)
 class Output(_Compared):
     """One stored output: a file or folder in the DVC cache, pointed at from the run folder."""
 
@@ -126,8 +164,28 @@ class Output(_Compared):
     error: str = ""  # set when the value could not be stored
     partial: bool = False  # the run was killed while storing it: the data is incomplete
 
+    def __init__(
+        self,
+        path: str,
+        md5: str = "",
+        size: int = 0,
+        kind: str = "file",
+        pushed: bool = False,
+        nfiles: int = 0,
+        error: str = "",
+        partial: bool = False,
+    ) -> None:
+        self.path = path
+        self.md5 = md5
+        self.size = size
+        self.kind = kind
+        self.pushed = pushed
+        self.nfiles = nfiles
+        self.error = error
+        self.partial = partial
 
-@dataclass(eq=False, repr=False)
+
+@dataclass(eq=False, repr=False, init=False)
 class RunRecord(_Compared):
     """Everything gittrack knows about one run; the content of its `run.toml`."""
 
@@ -162,6 +220,64 @@ class RunRecord(_Compared):
     programs: list[dict[str, Any]] = field(default_factory=list)
     # how `gittrack exec` ran: the command template, outputs, inputs, cwd (what rerun needs)
     exec: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(  # written out: @dataclass's own would cost ~1 ms at the start of every run
+        self,
+        id: str,
+        command: str = "",
+        status: str = "running",
+        name: str = "",
+        argv: list[str] | None = None,
+        started: dt.datetime | None = None,
+        finished: dt.datetime | None = None,
+        duration_s: float = 0.0,
+        exit_code: int | None = None,
+        experiment: str = "",
+        parent: str = "",
+        rerun_of: str = "",
+        memo: str = "",
+        tags: list[str] | None = None,
+        note: str = "",
+        params: dict[str, Any] | None = None,
+        param_sources: dict[str, str] | None = None,
+        code: Code | None = None,
+        inputs: list[Input] | None = None,
+        input_files: dict[str, str] | None = None,
+        outputs: dict[str, Output] | None = None,
+        metrics: dict[str, Any] | None = None,
+        env: dict[str, Any] | None = None,
+        error: dict[str, str] | None = None,
+        logs: dict[str, Any] | None = None,
+        programs: list[dict[str, Any]] | None = None,
+        exec: dict[str, Any] | None = None,
+    ) -> None:
+        self.id = id
+        self.command = command
+        self.status = status
+        self.name = name
+        self.argv = [] if argv is None else argv
+        self.started = started
+        self.finished = finished
+        self.duration_s = duration_s
+        self.exit_code = exit_code
+        self.experiment = experiment
+        self.parent = parent
+        self.rerun_of = rerun_of
+        self.memo = memo
+        self.tags = [] if tags is None else tags
+        self.note = note
+        self.params = {} if params is None else params
+        self.param_sources = {} if param_sources is None else param_sources
+        self.code = Code() if code is None else code
+        self.inputs = [] if inputs is None else inputs
+        self.input_files = {} if input_files is None else input_files
+        self.outputs = {} if outputs is None else outputs
+        self.metrics = {} if metrics is None else metrics
+        self.env = {} if env is None else env
+        self.error = {} if error is None else error
+        self.logs = {} if logs is None else logs
+        self.programs = [] if programs is None else programs
+        self.exec = {} if exec is None else exec
 
     @property
     def short(self) -> str:

@@ -10,7 +10,6 @@ import contextvars
 import datetime as dt
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,24 +20,39 @@ if TYPE_CHECKING:
     from .session import RunSession
 
 
-@dataclass(eq=False, repr=False)  # no __eq__/__repr__ to generate: cheaper to import
 class RunOptions:
-    """What `gittrack run` (or an Experiment) adds to the next run it starts, and its outcome."""
+    """What `gittrack run` (or an Experiment) adds to the next run it starts, and its outcome.
 
-    name: str = ""
-    tags: list[str] = field(default_factory=list)
-    note: str = ""
-    experiment: str = ""
-    rerun_of: str = ""
-    repo: str | None = None
-    force: bool = False
-    script: Path | None = None
-    allow_failed: bool = False  # RunRef accepts failed/died runs (gittrack run --allow-failed)
-    parent: str = ""  # the launching run when it is in another process (an experiment driver)
-    on_start: Callable[[str], None] | None = None  # told the run's id once it is staged
-    # filled in by the run: the record it made (or reused)
-    record: RunRecord | None = None
-    reused: bool = False
+    A plain class, not a dataclass: one is made at the start of every run."""
+
+    def __init__(
+        self,
+        name: str = "",
+        tags: list[str] | None = None,
+        note: str = "",
+        experiment: str = "",
+        rerun_of: str = "",
+        repo: str | None = None,
+        force: bool = False,
+        script: Path | None = None,
+        allow_failed: bool = False,  # RunRef accepts failed/died runs (run --allow-failed)
+        parent: str = "",  # the launching run when it is in another process (a driver)
+        on_start: Callable[[str], None] | None = None,  # told the run's id once it is staged
+    ) -> None:
+        self.name = name
+        self.tags: list[str] = [] if tags is None else tags
+        self.note = note
+        self.experiment = experiment
+        self.rerun_of = rerun_of
+        self.repo = repo
+        self.force = force
+        self.script = script
+        self.allow_failed = allow_failed
+        self.parent = parent
+        self.on_start = on_start
+        # filled in by the run: the record it made (or reused)
+        self.record: RunRecord | None = None
+        self.reused = False
 
 
 _current: contextvars.ContextVar[RunSession | None] = contextvars.ContextVar(

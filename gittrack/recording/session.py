@@ -11,7 +11,6 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,15 +31,22 @@ if TYPE_CHECKING:
     from .command import TrackedCommand
 
 
-@dataclass(eq=False, repr=False)  # no __eq__/__repr__ to generate: cheaper to import
 class Invocation:
     """How a run was invoked when it is not a click command line (exec, track, notebook)."""
 
-    command: str
-    params: dict[str, Any] = field(default_factory=dict)
-    argv: list[str] = field(default_factory=list)
-    script: Path | None = None
-    sources: dict[str, str] = field(default_factory=dict)
+    def __init__(
+        self,
+        command: str,
+        params: dict[str, Any] | None = None,
+        argv: list[str] | None = None,
+        script: Path | None = None,
+        sources: dict[str, str] | None = None,
+    ) -> None:
+        self.command = command
+        self.params: dict[str, Any] = {} if params is None else params
+        self.argv: list[str] = [] if argv is None else argv
+        self.script = script
+        self.sources: dict[str, str] = {} if sources is None else sources
 
 
 class RunSession:

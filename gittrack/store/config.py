@@ -7,7 +7,6 @@ repository root and file modification time, and costs two `stat` calls when neit
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +23,62 @@ ENV = {
 }
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # no __eq__/__repr__: cheaper to import
 class Settings:
-    """The project's defaults; None means "not set here": gittrack's built-in default applies."""
+    """The project's defaults; None means "not set here": gittrack's built-in default applies.
 
-    remote: str | None = None  # DVC remote URL written by `gittrack init`
-    snapshot_max_bytes: int | None = None  # largest untracked file put in a code snapshot
-    code: list[str] | None = None  # globs of files that are the code, besides git-tracked ones
-    memoize: bool = True  # reuse an identical completed run (False: always record anew)
-    executor: str | None = None  # default `gittrack sweep --executor`
-    jobs: int | None = None  # default `gittrack sweep --jobs`
-    source: str = ""  # the file the settings came from ("" when none)
-    extra: dict[str, Any] = field(default_factory=dict)
+    Read-only once made (shared through a cache). A plain class, not a dataclass: it is made at
+    the start of every run, where @dataclass would cost half a millisecond.
+    """
+
+    __slots__ = (
+        "code",
+        "executor",
+        "extra",
+        "jobs",
+        "memoize",
+        "remote",
+        "snapshot_max_bytes",
+        "source",
+    )
+    remote: str | None
+    snapshot_max_bytes: int | None
+    code: list[str] | None
+    memoize: bool
+    executor: str | None
+    jobs: int | None
+    source: str
+    extra: dict[str, Any]
+
+    def __init__(
+        self,
+        remote: str | None = None,  # DVC remote URL written by `gittrack init`
+        snapshot_max_bytes: int | None = None,  # largest untracked file put in a code snapshot
+        code: list[str] | None = None,  # globs of files that are the code, besides git's own
+        memoize: bool = True,  # reuse an identical completed run (False: always record anew)
+        executor: str | None = None,  # default `gittrack sweep --executor`
+        jobs: int | None = None,  # default `gittrack sweep --jobs`
+        source: str = "",  # the file the settings came from ("" when none)
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        values = {
+            "remote": remote,
+            "snapshot_max_bytes": snapshot_max_bytes,
+            "code": code,
+            "memoize": memoize,
+            "executor": executor,
+            "jobs": jobs,
+            "source": source,
+            "extra": {} if extra is None else extra,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Settings are read-only: cannot set {name!r}")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` (as dataclasses.replace)."""
+        return Settings(**{**{name: getattr(self, name) for name in self.__slots__}, **changes})
 
 
 _cache: dict[tuple[str, tuple[float, ...]], Settings] = {}
@@ -139,6 +182,4 @@ def _with_env(base: Settings) -> Settings:
             changes[key] = raw
     if not changes:
         return base
-    from dataclasses import replace
-
-    return replace(base, **changes)
+    return base.replace(**changes)
