@@ -97,17 +97,11 @@ def _feed(
 ) -> None:
     """Write the blob ids to cat-file in the order `git log` names their runs (a thread)."""
     try:
-        for line in log:
-            parts = line.split()
-            for name in parts[1:]:  # the Run-Id trailers: one a run the commit recorded
-                run_id = name.decode("utf-8", "replace")
-                if run_id in commits:
-                    continue  # newest first: the latest commit of a run is kept
-                commits[run_id] = parts[0].decode("ascii", "replace")
-                blob = blobs.get(run_id)
-                if blob is not None:
-                    pending.append(run_id)
-                    cat.write(blob.encode() + b"\n")
+        for run_id in _new_runs(log, commits):
+            blob = blobs.get(run_id)
+            if blob is not None:
+                pending.append(run_id)
+                cat.write(blob.encode() + b"\n")
         for run_id, blob in blobs.items():
             if run_id not in commits:
                 commits[run_id] = ""
@@ -119,6 +113,19 @@ def _feed(
         log.close()
         with contextlib.suppress(BrokenPipeError):
             cat.close()
+
+
+def _new_runs(log: Iterable[bytes], commits: dict[str, str]) -> Iterator[str]:
+    """The runs `git log` (LOG_FORMAT lines: a commit, then its Run-Id trailers) names for the
+    first time, each put in `commits` with the commit that recorded it: newest first, so the
+    latest commit of a run is the one kept."""
+    for line in log:
+        parts = line.split()
+        for name in parts[1:]:
+            run_id = name.decode("utf-8", "replace")
+            if run_id not in commits:
+                commits[run_id] = parts[0].decode("ascii", "replace")
+                yield run_id
 
 
 Named = tuple[str, str, str | None]  # (run id, the commit that recorded it, run.toml's object)
@@ -134,16 +141,10 @@ def ordered(
     assert log.stdout
     commits: dict[str, str] = {}
     try:
-        for line in log.stdout:
-            parts = line.split()
-            for name in parts[1:]:
-                run_id = name.decode("utf-8", "replace")
-                if run_id in commits:
-                    continue  # newest first: the latest commit of a run is kept
-                commits[run_id] = parts[0].decode("ascii", "replace")
-                blob = blobs.get(run_id)
-                if blob is not None:
-                    yield run_id, commits[run_id], blob
+        for run_id in _new_runs(log.stdout, commits):
+            blob = blobs.get(run_id)
+            if blob is not None:
+                yield run_id, commits[run_id], blob
     finally:
         log.kill()
         log.stdout.close()

@@ -254,31 +254,13 @@ class CatFile:
 
     def read(self, rev: str) -> tuple[str, str, bytes] | None:
         """(sha, type, content) of `rev` (any revision expression), or None when missing."""
-        found = self._local.read(rev)
-        if found is MISSING:
+        found = self.read_limited(rev, None)
+        if found is None:
             return None
-        if isinstance(found, tuple) and isinstance(found[2], bytes):
-            return found[0], found[1], found[2]
-        if not self._acquire():
-            other = self._nested()
-            try:
-                return other.read(rev)
-            finally:
-                other.close()
-        try:
-            proc = self._proc
-            assert proc.stdin
-            proc.stdin.write(rev.encode() + b"\n")
-            proc.stdin.flush()
-            answer = self._answer()
-        finally:
-            self._release()
-        if answer is None:
-            return None
-        assert not isinstance(answer[2], int)  # no limit: the object is read
-        return answer[0], answer[1], answer[2]
+        assert not isinstance(found[2], int)  # no limit: the object is read
+        return found[0], found[1], found[2]
 
-    def read_limited(self, rev: str, limit: int) -> tuple[str, str, bytes | int] | None:
+    def read_limited(self, rev: str, limit: int | None) -> tuple[str, str, bytes | int] | None:
         """`read`, but an object over `limit` bytes is never read: its size stands for it.
 
         Answered from the files where that is plain (localread.py), else by git, whose answer
