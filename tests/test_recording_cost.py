@@ -263,25 +263,28 @@ def _sample(cls: type) -> dict[str, object]:
 
 
 def test_a_big_object_goes_into_a_runs_pack_stored_and_git_reads_it(tracked_repo: Path) -> None:
-    """A shard folder's tree of a long history is stored, not compressed (packs._level): git
-    and the in-process reader read it back as written, and the pack verifies."""
+    """A shard folder's tree of a long history is stored, not compressed (packs._level), a big
+    log compressed as always: git and the in-process reader read both back as written, and
+    the pack verifies."""
     from gittrack.store import packs
 
     repo = store.find_repo(tracked_repo)
-    big = b"".join(b"100644 %032x\0" % i + bytes(20) for i in range(2000))  # like a shard tree
-    assert len(big) > packs.STORE_ABOVE
+    blob = store.ObjectWriter(repo).write("blob", b"one run.toml\n")
+    big = b"".join(b"100644 %032x\0" % i + bytes.fromhex(blob) for i in range(2000))
+    log = b"line of a simulation's output\n" * 2000
+    assert len(big) > packs.STORE_ABOVE and len(log) > packs.STORE_ABOVE
     writer = store.ObjectWriter(repo, pack=True)
-    sha = writer.write("blob", big)
-    small = writer.write("blob", b"a small file\n")
+    tree = writer.write("tree", big)
+    text = writer.write("blob", log)
     writer.sync()
-    pack = next(p for p in _packs(tracked_repo) if sha in _objects_of(tracked_repo, p))
-    assert pack.stat().st_size > len(big)  # stored whole
-    for wanted, data in ((sha, big), (small, b"a small file\n")):
+    pack = next(p for p in _packs(tracked_repo) if tree in _objects_of(tracked_repo, p))
+    assert len(big) < pack.stat().st_size < len(big) + len(log) // 10  # the log compressed
+    for wanted, kind, data in ((tree, "tree", big), (text, "blob", log)):
         shown = subprocess.run(
-            ["git", "cat-file", "blob", wanted], cwd=tracked_repo, capture_output=True
+            ["git", "cat-file", kind, wanted], cwd=tracked_repo, capture_output=True
         )
         assert shown.stdout == data
-        assert repo.reader().read(wanted) == (wanted, "blob", data)
+        assert repo.reader().read(wanted) == (wanted, kind, data)
     verify = subprocess.run(
         ["git", "verify-pack", str(pack.with_suffix(".idx"))], cwd=tracked_repo, capture_output=True
     )

@@ -76,17 +76,17 @@ def fsync_all(fds: Sequence[int]) -> None:
         raise errors[0]
 
 
-STORE_ABOVE = 32 << 10  # bytes: bigger objects go into a run's pack stored, not compressed
+STORE_ABOVE = 32 << 10  # bytes: bigger trees go into a run's pack stored, not compressed
 
 
-def _level(data: bytes) -> int:
-    """zlib's level for one object of a run's pack: fast compression, none for a big object.
+def _level(kind: str, data: bytes) -> int:
+    """zlib's level for one object of a run's pack: fast compression, none for a big tree.
 
-    A big object is a shard folder's tree of a long history (3,900 entries, 200 KiB at a
-    million runs: 3 ms to compress, a tenth of a run's whole cost). Mostly ids, it shrinks by
-    about a third; a run's pack lives only until the next roll-up (housekeeping.py), which
-    compresses it (and deltas it against the tree before) as git does."""
-    return 1 if len(data) <= STORE_ABOVE else 0
+    A big tree is a shard folder of a long history (3,900 entries, 200 KiB at a million runs:
+    3 ms to compress, a tenth of a run's whole cost). Mostly ids, it shrinks by about a third;
+    a run's pack lives only until the next roll-up (housekeeping.py), which compresses it (and
+    deltas it against the tree before) as git does. Blobs (logs: text) are always compressed."""
+    return 0 if kind == "tree" and len(data) > STORE_ABOVE else 1
 
 
 def write_pack(folder: Path, objects: Mapping[str, tuple[str, bytes]], temp: str) -> Path:
@@ -102,7 +102,7 @@ def write_pack(folder: Path, objects: Mapping[str, tuple[str, bytes]], temp: str
     at = len(body[0])
     for sha in names:
         kind, data = objects[sha]
-        entry = _header(kind, len(data)) + zlib.compress(data, _level(data))
+        entry = _header(kind, len(data)) + zlib.compress(data, _level(kind, data))
         offsets[sha], crcs[sha] = at, zlib.crc32(entry)
         body.append(entry)
         at += len(entry)
