@@ -2,11 +2,13 @@
 `git cat-file` process.
 
 What git keeps in the plain way is read here: refs as loose files or in packed-refs, objects as
-loose files or in packs through their version-2 index, deltas (by offset or by name) resolved.
-Anything else answers None and the caller asks git: a revision that is not a full ref or object
-id, a symbolic ref other than HEAD, replace refs, a reftable, environment that moves the object
-store, a pack or index this module does not know, an object whose content does not hash to its
-id. A None is never an answer about the repository: it only means "ask git".
+loose files or in packs through their version-2 index, deltas (by offset or by name) resolved,
+`<rev>:<path>` walked through the trees (MISSING when the path names nothing there), and with a
+size limit, an object over it is not inflated (its size stands for it). Anything else answers
+None and the caller asks git: a revision that is not a full ref or object id, a symbolic ref
+other than HEAD, replace refs, a reftable, environment that moves the object store, a pack or
+index this module does not know, an object whose content does not hash to its id. A None is
+never an answer about the repository: it only means "ask git".
 """
 
 from __future__ import annotations
