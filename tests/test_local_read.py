@@ -163,3 +163,23 @@ def test_a_clean_run_starts_no_git_process(tracked_repo: Path, tmp_path: Path) -
     repo = store.find_repo(tracked_repo)
     assert len(store.list_run_ids(repo)) == 2
     git(tracked_repo, "fsck", "--strict")
+
+
+def test_ref_names_sent_to_git_are_pinned_to_what_their_files_say_now(repo: Path) -> None:
+    """Whatever is asked of the long-lived `git cat-file` names the commit a ref holds now (its
+    own copy of packed-refs may lag: test_branch_tip.py), also when git reads the objects."""
+    _history(repo, 2)
+    head = git(repo, "rev-parse", "HEAD")
+    local = _local(repo)
+    assert local.pin("refs/heads/main") == head
+    assert local.pin("refs/heads/main:model.txt") == f"{head}:model.txt"
+    git(repo, "pack-refs", "--all")
+    known: dict[str, str] = {}
+    assert local.pin("refs/heads/main:run0.py", known) == f"{head}:run0.py"
+    assert known == {"refs/heads/main": head}
+    for other in ("HEAD~1", "refs/heads/main~1", "refs/heads/none:x", head, "main"):
+        assert local.pin(other) == other  # git's to resolve
+    git(repo, "replace", head, git(repo, "rev-parse", "HEAD~1"))
+    replaced = _local(repo)
+    assert replaced.read(head) is None  # objects: git's (it honours the replacement)
+    assert replaced.pin("refs/heads/main") == head  # refs: still read from their files

@@ -178,8 +178,7 @@ class Run:
 
 def iter_runs(repo: store.Repo, ids: list[str]) -> Iterator[Run | RecordError]:
     """Runs for ids, reading their records through one git process; unreadable ones as errors."""
-    tip = store.pinned(repo, store.RUNS_REF)  # the branch as it is now
-    revs = [f"{tip}:runs/{i[:2]}/{i}/run.toml" for i in ids]
+    revs = [f"{store.RUNS_REF}:runs/{i[:2]}/{i}/run.toml" for i in ids]  # one tip for all
     found = repo.reader().read_many_limited(revs, MAX_RECORD_BYTES)
     for run_id, (_, data) in zip(ids, found, strict=True):
         try:

@@ -25,7 +25,6 @@ from .branch import (
     init_branch as init_branch,
     is_ancestor as is_ancestor,
     list_run_ids as list_run_ids,
-    pinned as pinned,
     read_file as read_file,
     read_record_bytes as read_record_bytes,
     remove_runs as remove_runs,

@@ -14,6 +14,7 @@ from ..errors import BranchDamaged, GitError, RecordError, RepoNotWritable
 from ..model.record import MAX_RECORD_BYTES, RunRecord, run_folder, too_large
 from . import housekeeping, reflock
 from .gcguard import guarded
+from .localread import packed_value
 from .objects import (
     CODE_REF_PREFIX,
     LOCK_TIMEOUT_S,
@@ -71,12 +72,9 @@ def branch_lock(repo: Repo, timeout: float = LOCK_TIMEOUT_S) -> Iterator[bool]:
 
 
 def tip(repo: Repo) -> tuple[str, str] | None:
-    """(commit, tree) at the tip of the runs branch now, or None before `gittrack init`.
-
-    The ref is read from its file each time (reflock.current_value), its commit through the
-    long-lived reader: that process's own view of the refs can lag behind a `git gc`.
-    """
-    found = repo.reader().read(pinned(repo, RUNS_REF))
+    """(commit, tree) at the tip of the runs branch now, or None before `gittrack init` (the
+    reader reads the ref from its file each time: LocalObjects.pin)."""
+    found = repo.reader().read(RUNS_REF)
     if found is None:
         proc = repo.git("rev-parse", "--quiet", "--verify", RUNS_REF, check=False)
         if proc.returncode == 0 and proc.stdout.strip():  # the ref exists, its commit does not
@@ -84,15 +82,6 @@ def tip(repo: Repo) -> tuple[str, str] | None:
         return None
     sha, _, data = found
     return sha, data[5:45].decode()
-
-
-def pinned(repo: Repo, rev: str) -> str:
-    """`rev` as the long-lived reader should be asked it: a full ref name (the runs branch, the
-    notes ref) as the commit it holds now, read from the ref's file; anything else as it is."""
-    if not rev.startswith("refs/") or any(c in rev for c in ":^~@{ "):
-        return rev
-    value = reflock.current_value(repo, rev)
-    return value if value is not None and value != ZERO else rev
 
 
 @guarded
@@ -169,7 +158,7 @@ def _ref_is(repo: Repo, ref: str, sha: str) -> bool:
         with open(repo.common_dir / ref, "rb") as fh:
             return fh.read(41).strip() == sha.encode()
     except FileNotFoundError:
-        return reflock.packed_value(repo, ref) == sha
+        return packed_value(str(repo.common_dir), ref) == sha
     except OSError:
         return False
 
@@ -267,7 +256,7 @@ def _write_run(
 
 
 def _folder_exists(repo: Repo, path: str) -> bool:
-    return repo.reader().read(f"{pinned(repo, RUNS_REF)}:{path}") is not None
+    return repo.reader().read(f"{RUNS_REF}:{path}") is not None
 
 
 @guarded
@@ -300,14 +289,14 @@ def write_settings(repo: Repo, files: Mapping[str, bytes | None], message: str) 
 
 
 def read_file(repo: Repo, path: str, rev: str = RUNS_REF) -> bytes | None:
-    found = repo.reader().read(f"{pinned(repo, rev)}:{path}")
+    found = repo.reader().read(f"{rev}:{path}")
     return found[2] if found else None
 
 
 def read_record_bytes(repo: Repo, run_id: str, rev: str = RUNS_REF) -> bytes | None:
     """A run's run.toml, or None when there is none; a RecordError when it is larger than
     MAX_RECORD_BYTES (its content is never read: a damaged record costs only itself)."""
-    path = f"{pinned(repo, rev)}:{run_folder(run_id)}/run.toml"
+    path = f"{rev}:{run_folder(run_id)}/run.toml"
     found = repo.reader().read_limited(path, MAX_RECORD_BYTES)
     if found is None:
         return None
@@ -318,7 +307,7 @@ def read_record_bytes(repo: Repo, run_id: str, rev: str = RUNS_REF) -> bytes | N
 
 def has_record(repo: Repo, run_id: str, rev: str = RUNS_REF) -> bool:
     """Whether the branch holds a run.toml for the run (not read: any size answers)."""
-    path = f"{pinned(repo, rev)}:{run_folder(run_id)}/run.toml"
+    path = f"{rev}:{run_folder(run_id)}/run.toml"
     return repo.reader().read_limited(path, 0) is not None
 
 
@@ -333,7 +322,6 @@ def list_run_ids(
     if blobs is not None:
         return _run_blobs(repo, rev, prefix, blobs)
     reader = repo.reader()
-    rev = pinned(repo, rev)
     if len(prefix) >= 2:
         found = reader.read(f"{rev}:runs/{prefix[:2]}")
         if found is None:
@@ -386,7 +374,7 @@ def _run_blobs(
 
 def run_files(repo: Repo, run_id: str, rev: str = RUNS_REF) -> dict[str, str]:
     """{file name: blob sha} of a run's folder on the branch."""
-    found = repo.reader().read(f"{pinned(repo, rev)}:{run_folder(run_id)}")
+    found = repo.reader().read(f"{rev}:{run_folder(run_id)}")
     return {n: sha for n, (_, sha) in parse_tree(found[2]).items()} if found else {}
 
 

@@ -25,6 +25,7 @@ _OFS_DELTA, _REF_DELTA = 6, 7
 _MAX_DELTA_DEPTH = 64  # git's own packs stay within 50
 _ENV = ("GIT_DIR", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY", "GIT_REPLACE_REF_BASE")
 _HEX = frozenset("0123456789abcdef")
+ZERO = "0" * 40  # git's id of no object: a ref that does not exist
 
 
 class _Unknown(Exception):
@@ -57,7 +58,10 @@ class LocalObjects:
         self._objects = os.path.join(common_dir, "objects")
         self._packs: list[_Pack] | None = None
         self._lock = threading.Lock()
-        self.enabled = not any(key in os.environ for key in _ENV) and not _replaced(common_dir)
+        self._refs = not any(key in os.environ for key in _ENV) and not os.path.isdir(
+            os.path.join(common_dir, "reftable")
+        )  # refs as git keeps them in files
+        self.enabled = self._refs and not _replaced(common_dir)
 
     def read(
         self, rev: str, limit: int | None = None
@@ -70,7 +74,7 @@ class LocalObjects:
             return None
         base, colon, path = rev.partition(":")
         try:
-            start = base if _is_sha(base) else self._resolve(base)
+            start = base if is_sha(base) else self._resolve(base)
             if start is None:
                 return None
             found = self._walk(start, path) if colon else start
@@ -132,7 +136,7 @@ class LocalObjects:
             text = _read_small(os.path.join(self._git_dir, "HEAD"))
             if text is None:
                 return None
-            if _is_sha(text):
+            if is_sha(text):
                 return text
             if not text.startswith("ref: refs/"):
                 return None
@@ -141,20 +145,28 @@ class LocalObjects:
             return None
         text = _read_small(os.path.join(self._common, rev))
         if text is not None:
-            return text if _is_sha(text) else None  # symbolic, or not a ref file
-        return self._packed_ref(rev)
+            return text if is_sha(text) else None  # symbolic, or not a ref file
+        value = packed_value(self._common, rev)
+        return None if value == ZERO else value  # exists nowhere: git says so
 
-    def _packed_ref(self, ref: str) -> str | None:
-        try:
-            with open(os.path.join(self._common, "packed-refs"), "rb") as fh:
-                text = fh.read()
-        except FileNotFoundError:
-            return None  # exists nowhere: git says so
-        at = text.find(f" {ref}\n".encode())
-        if at == -1:
-            return None
-        value = text[text.rfind(b"\n", 0, at) + 1 : at].decode("ascii", "replace")
-        return value if _is_sha(value) else None
+    def pin(self, rev: str, known: dict[str, str] | None = None) -> str:
+        """`rev` as a `git cat-file` that has long been running must be asked it: a full ref
+        name (before any ":path") as the commit the ref's file names now; anything else as it
+        is. That git keeps its copy of packed-refs while the file's size, inode and times look
+        unchanged, so after a `git gc` rewrote the file unnoticed it would go on naming a tip
+        the branch has left (tests/test_branch_tip.py). `known` caches refs for one batch."""
+        base, colon, path = rev.partition(":")
+        if not self._refs or not base.startswith("refs/") or any(c in base for c in "^~@{ "):
+            return rev
+        if known is None or base not in known:
+            try:
+                value = self._resolve(base) or base
+            except OSError:
+                value = base
+            if known is None:
+                return value + colon + path
+            known[base] = value
+        return known[base] + colon + path
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -381,8 +393,6 @@ def _replaced(common_dir: str) -> bool:
         pass
     except OSError:
         return True
-    if os.path.isdir(os.path.join(common_dir, "reftable")):
-        return True
     try:
         with open(os.path.join(common_dir, "packed-refs"), "rb") as fh:
             return b" refs/replace/" in fh.read()
@@ -405,5 +415,22 @@ def _sha_of(kind: str, data: bytes) -> str:
     return sha1(f"{kind} {len(data)}\0".encode() + data).hexdigest()
 
 
-def _is_sha(value: str) -> bool:
+def packed_value(common_dir: str, ref: str) -> str | None:
+    """`ref`'s value in packed-refs: ZERO when it is not there, None when that file cannot be
+    read or holds no plain value for it."""
+    try:
+        with open(os.path.join(common_dir, "packed-refs"), "rb") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return ZERO
+    except OSError:
+        return None
+    at = text.find(f" {ref}\n".encode())
+    if at == -1:
+        return ZERO
+    value = text[text.rfind(b"\n", 0, at) + 1 : at].decode("ascii", "replace")
+    return value if is_sha(value) else None
+
+
+def is_sha(value: str) -> bool:
     return len(value) == 40 and all(c in _HEX for c in value)

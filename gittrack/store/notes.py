@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 from ..errors import GitError, RepoNotWritable, UsageError
 from ..model.notes import MAX_NOTE_BYTES
-from .branch import _remove_stale_ref_locks, _update_refs, branch_lock, pinned
+from .branch import _remove_stale_ref_locks, _update_refs, branch_lock
 from .gcguard import guarded
 from .objects import (
     MODE_BLOB,
@@ -31,7 +31,7 @@ from .objects import (
 
 def notes_tip(repo: Repo) -> str | None:
     """The commit at the tip of refs/notes/gittrack, or None when no note was ever written."""
-    found = repo.reader().read(pinned(repo, NOTES_REF))  # as the ref is now (branch.tip)
+    found = repo.reader().read(NOTES_REF)  # as the ref is now (LocalObjects.pin)
     return found[0] if found else None
 
 

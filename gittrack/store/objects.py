@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING
 from .._hashes import sha1
 from ..errors import GitError, NotAGitRepo
 from .identity import Identity as Identity
-from .localread import MISSING, LocalObjects
+from .localread import MISSING, ZERO as ZERO, LocalObjects
 from .packs import fsync_all
 from .shared import adjust, make_dirs
 from .trees import (
@@ -41,7 +41,6 @@ BRANCH = "gittrack/runs"
 RUNS_REF = f"refs/heads/{BRANCH}"
 CODE_REF_PREFIX = "refs/gittrack/code/"
 NOTES_REF = "refs/notes/gittrack"
-ZERO = "0" * 40
 
 
 LOCK_TIMEOUT_S = 60.0  # after this, go on without the lock: CAS alone keeps correctness
@@ -279,7 +278,7 @@ class CatFile:
         try:
             proc = self._proc
             assert proc.stdin
-            proc.stdin.write(rev.encode() + b"\n")
+            proc.stdin.write(self._local.pin(rev).encode() + b"\n")
             proc.stdin.flush()
             return self._answer(limit)
         finally:
@@ -344,7 +343,9 @@ class CatFile:
 
     def _write_all(self, revs: list[str]) -> None:
         assert self._proc.stdin
-        self._proc.stdin.write(b"".join(r.encode() + b"\n" for r in revs))
+        known: dict[str, str] = {}  # each ref read once a batch (LocalObjects.pin)
+        sent = (self._local.pin(r, known) for r in revs)
+        self._proc.stdin.write(b"".join(r.encode() + b"\n" for r in sent))
         self._proc.stdin.flush()
 
     def _read_exact(self, size: int) -> bytes:

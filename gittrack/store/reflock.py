@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .identity import config_files
+from .localread import is_sha, packed_value
 from .objects import CODE_REF_PREFIX, RUNS_REF, ZERO, Identity, Repo, _timestamp
 from .packs import fsync_all
 from .procs import pid_alive
@@ -258,51 +259,14 @@ def _value(repo: Repo, ref: str, packed: bool = False) -> str | None:
     except OSError:
         return None
     value = data.strip().decode("ascii", "replace")
-    if _is_sha(value):
+    if is_sha(value):
         return value
     if data:
         return None
-    found = packed_value(repo, ref)
+    found = packed_value(str(repo.common_dir), ref)
     if found == ZERO or (packed and found is not None):
         return found
     return None
-
-
-def current_value(repo: Repo, ref: str) -> str | None:
-    """`ref`'s value now, read from git's files as git reads it (the loose ref, else
-    packed-refs): ZERO when it exists in neither, None when git must say (a symbolic ref, a
-    repository with reftable, a file that cannot be read).
-
-    Not through the long-lived `git cat-file`: its git caches packed-refs and trusts the cache
-    while the file's size, inode and times look unchanged, so a packed-refs that a `git gc`
-    rewrote unnoticed is not read again, and that process goes on naming a tip the branch has
-    left (tests/test_branch_tip.py).
-    """
-    if os.path.exists(os.path.join(repo.common_dir, "reftable")):
-        return None
-    return _value(repo, ref, packed=True)
-
-
-def packed_value(repo: Repo, ref: str) -> str | None:
-    """`ref`'s value in packed-refs: ZERO when it is not there, None when that file cannot be
-    read or holds no plain value for it."""
-    try:
-        with open(os.path.join(repo.common_dir, "packed-refs"), "rb") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        return ZERO
-    except OSError:
-        return None
-    at = text.find(f" {ref}\n".encode())
-    if at == -1:
-        return ZERO
-    start = text.rfind(b"\n", 0, at) + 1
-    value = text[start:at].decode("ascii", "replace")
-    return value if _is_sha(value) else None
-
-
-def _is_sha(value: str) -> bool:
-    return len(value) == 40 and all(c in "0123456789abcdef" for c in value)
 
 
 def _is_commit(repo: Repo, sha: str) -> bool:
