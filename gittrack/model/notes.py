@@ -24,7 +24,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-MAX_NOTE_BYTES = 1 << 20  # a run's git note (tags, a note, memberships): more is damage
+from .limits import MAX_NOTE_BYTES as MAX_NOTE_BYTES
 
 
 @dataclass

@@ -18,15 +18,11 @@ import tomli_w
 
 from .._ids import short
 from ..errors import RecordError, SchemaTooNew, UnsafeRecord, UsageError
+from .limits import MAX_DEPTH as MAX_DEPTH, MAX_RECORD_BYTES as MAX_RECORD_BYTES, VALUE_DEPTH
 
 SCHEMA = 2
-MAX_DEPTH = 64  # tables and arrays inside each other a record may hold: readers refuse deeper
-VALUE_DEPTH = MAX_DEPTH - 1  # ... one level of which is the table (params, env) holding a value
 
 STATUSES = ("running", "completed", "failed", "interrupted", "died")
-# the most bytes a run.toml may hold: a real record is a few KiB (a 10,000-file code list or
-# a long traceback some 1 MiB), so a larger one is damage or hostile, refused unread
-MAX_RECORD_BYTES = 16 * 1024 * 1024
 NESTED = "it is nested too deeply to read"  # a run.toml past the parser's recursion limit
 
 
@@ -550,7 +546,10 @@ def _clean(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): _toml_value(v) for k, v in mapping.items() if v is not None}
 
 
-def nesting(value: Any, cap: int = 1000) -> int:
+NESTING_CAP = 1000  # levels counted at most: deeper is reported as "more than" this
+
+
+def nesting(value: Any, cap: int = NESTING_CAP) -> int:
     """How many tables and arrays `value` nests (a scalar 0, `{}` or `[]` 1), counted a level at
     a time (no recursion) and at most to `cap` + 1 (a value that holds itself ends there too)."""
     depth, level = 0, [value]
@@ -569,7 +568,7 @@ def check_nesting(kind: str, values: Mapping[str, Any]) -> None:
     for key, value in values.items():
         depth = nesting(value)
         if depth > VALUE_DEPTH:
-            shown = f"{depth}" if depth <= 1000 else "more than 1000"
+            shown = f"{depth}" if depth <= NESTING_CAP else f"more than {NESTING_CAP}"
             raise UsageError(
                 f"{kind} '{key}' is nested {shown} levels deep, more than the {VALUE_DEPTH} a run "
                 "record holds; flatten it, or save it as an output with gittrack.save()."

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .record import MAX_DEPTH  # tables and arrays inside each other: deeper is damage
+from .limits import MAX_DEPTH  # tables and arrays inside each other: deeper is damage
 
 RUN_ID = re.compile(r"[0-9a-f]{4,64}")
 DRIVE = re.compile(r"[A-Za-z]:")
