@@ -283,3 +283,28 @@ def test_a_first_build_interrupted_leaves_no_file_and_one_built_meanwhile_is_kep
     assert ix.get(ids[0]) is not None
     ix.close()
     assert not list(state.glob("*.part"))
+
+
+def test_a_first_build_that_meets_an_index_opened_meanwhile_reads_it_synced(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process opened the index (an empty table, not yet synced) while this one built
+    its own aside: this one keeps that file, and must bring it up to the branch before it
+    reads (it listed "0 of 2101 runs" once)."""
+    ids = write_runs(repo, scan(3))
+    real_take = build.Loader.take
+    others: list[int] = []
+
+    def meanwhile(self: build.Loader, prepared: Any) -> None:
+        if not others:
+            others.append(1)
+            other = Index(gitstore.find_repo(repo))
+            assert other.db.execute("SELECT count(*) FROM run_fields").fetchone() == (0,)
+            other.close()
+        real_take(self, prepared)
+
+    monkeypatch.setattr(build.Loader, "take", meanwhile)
+    ix = Index(gitstore.find_repo(repo))
+    found = ix.select(limit=10)
+    assert sorted(r["id"] for r in found) == sorted(ids)
+    ix.close()

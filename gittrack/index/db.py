@@ -153,8 +153,9 @@ class Index:
 
     def _build_aside(self) -> bool:
         """A first build (no index file): written into a private file without a journal, then
-        linked into place whole, never over a file another process has built meanwhile
-        (that one is kept). False when there is nothing to build (no runs branch yet).
+        linked into place whole, never over a file another process has opened meanwhile
+        (that one is kept, and may still be behind: the caller syncs it). True when ours is
+        in place; False when there was nothing to build (no runs branch yet) or another's won.
 
         Without a journal SQLite writes each page once (a WAL would hold the whole database
         a second time until its checkpoint), and a build interrupted leaves no index file.
@@ -168,6 +169,7 @@ class Index:
                 if time.time() - stale.stat().st_mtime > STALE_PART_S:
                     stale.unlink()
         part = self.path.with_name(f"{self.path.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
+        placed = False
         try:
             self._db = self._connect(part)
             self._sync_to(tips, None)
@@ -179,7 +181,7 @@ class Index:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            _link_new(part, self.path)
+            placed = _link_new(part, self.path)
         finally:
             if self._db is not None:
                 with contextlib.suppress(sqlite3.Error):
@@ -188,7 +190,7 @@ class Index:
             for suffix in ("", "-journal", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     Path(str(part) + suffix).unlink()
-        return True
+        return placed
 
     def _tips(self) -> tuple[str, str]:
         current = store.tip(self.repo)
@@ -519,16 +521,17 @@ class Index:
         return [r[0] for r in rows]
 
 
-def _link_new(built: Path, path: Path) -> None:
-    """Put the file `built` at `path` unless a file is there already (another process's build:
-    replacing it under its readers would pair their -wal and -shm files with ours)."""
+def _link_new(built: Path, path: Path) -> bool:
+    """Put the file `built` at `path` unless a file is there already (another process's:
+    replacing it under its readers would pair their -wal and -shm files with ours); whether
+    it was put there."""
     try:
         os.link(built, path)
     except FileExistsError:
-        return
+        return False
     except OSError:  # a filesystem without hard links: a rename, checked just before
         if os.path.exists(path):
-            return
+            return False
         os.replace(built, path)
     with contextlib.suppress(OSError):  # the new name lasts a crash
         fd = os.open(path.parent, os.O_RDONLY)
@@ -536,6 +539,7 @@ def _link_new(built: Path, path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    return True
 
 
 def _row(r: tuple[Any, ...]) -> dict[str, Any]:
