@@ -169,7 +169,6 @@ class Index:
                 if time.time() - stale.stat().st_mtime > STALE_PART_S:
                     stale.unlink()
         part = self.path.with_name(f"{self.path.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
-        placed = False
         try:
             self._db = self._connect(part)
             self._sync_to(tips, None)
