@@ -122,6 +122,36 @@ def test_damaged_index_is_rebuilt_silently(repo: Path, damage: str) -> None:
     assert set(rows(repo, "params.temp >= 300")) == {"scan-2", "scan-3"}
 
 
+def test_a_deleted_index_is_not_rebuilt_over_the_journal_it_left(repo: Path) -> None:
+    """A process that died holding the index leaves its -wal and -shm beside it; once the
+    file is deleted, SQLite would replay that stale journal onto the new file (CI listed
+    '0 of 2101 runs'): a build starts from the branch alone."""
+    write_runs(repo, scan(4))
+    assert len(rows(repo)) == 4
+    more = [spec | {"id": f"{i:04x}" + "5e5e" * 6 + "cafe"} for i, spec in enumerate(scan(40))]
+    write_runs(repo, more[4:])
+    # an incremental sync leaves its pages in the journal; the process dies without closing it
+    died = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; from gittrack import store; from gittrack.index.db import Index;"
+            " ix = Index(store.find_repo(sys.argv[1])); ix.sync(); os._exit(0)",
+            str(repo),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert died.returncode == 0, died.stderr
+    path = gitstore.find_repo(repo).state_dir / "index.sqlite"
+    assert Path(str(path) + "-wal").stat().st_size > 0
+    path.unlink()
+    write_runs(repo, [{"name": "after", "id": "ffff" + "0a1b2c3d" * 3 + "beef"}])
+    found = rows(repo)
+    assert len(found) == 41 and "after" in found
+    assert set(rows(repo, "params.temp >= 3900")) == {"scan-38", "scan-39"}
+
+
 def test_unreadable_record_is_indexed_as_a_problem(repo: Path) -> None:
     r = gitstore.find_repo(repo)
     write_runs(repo, scan(1))

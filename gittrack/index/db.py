@@ -10,6 +10,7 @@ matches; this module opens the file, keeps it in step and answers the read API's
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -82,7 +83,10 @@ class Index:
         self.repo.make_dir(self.repo.state_dir)
         for attempt in range(2):
             try:
-                return self._connect()
+                if os.path.exists(self.path):
+                    return self._connect()
+                with _placing(self.path):
+                    return self._connect()
             except sqlite3.DatabaseError as exc:
                 if attempt or _busy(exc):
                     raise
@@ -180,7 +184,8 @@ class Index:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            placed = _link_new(part, self.path)
+            with _placing(self.path):
+                placed = _link_new(part, self.path)
         finally:
             if self._db is not None:
                 with contextlib.suppress(sqlite3.Error):
@@ -518,6 +523,25 @@ class Index:
         """The keys seen in a family (params, metrics, env) across all runs."""
         rows = self.query("SELECT key FROM keys WHERE family = ? ORDER BY key", (family,))
         return [r[0] for r in rows]
+
+
+@contextlib.contextmanager
+def _placing(path: Path) -> Iterator[None]:
+    """Hold the lock under which an index file is created or linked into place, having
+    removed the -wal and -shm of a file deleted meanwhile (a process that died holding it, or
+    a user who deleted it): SQLite would replay that stale journal onto the new file. Under
+    the lock no legitimate one can exist yet: they are made only once the file is there."""
+    # read-only: in a shared repository another user's lock file opens all the same
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not os.path.exists(path):
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(str(path) + suffix).unlink()
+        yield
+    finally:
+        os.close(fd)
 
 
 def _link_new(built: Path, path: Path) -> bool:
