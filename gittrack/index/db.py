@@ -85,7 +85,7 @@ class Index:
             try:
                 if os.path.exists(self.path):
                     return self._connect()
-                with _placing(self.path):
+                with _placing(self.repo, self.path):
                     return self._connect()
             except sqlite3.DatabaseError as exc:
                 if attempt or _busy(exc):
@@ -184,7 +184,7 @@ class Index:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            with _placing(self.path):
+            with _placing(self.repo, self.path):
                 placed = _link_new(part, self.path)
         finally:
             if self._db is not None:
@@ -526,14 +526,18 @@ class Index:
 
 
 @contextlib.contextmanager
-def _placing(path: Path) -> Iterator[None]:
+def _placing(repo: store.Repo, path: Path) -> Iterator[None]:
     """Hold the lock under which an index file is created or linked into place, having
     removed the -wal and -shm of a file deleted meanwhile (a process that died holding it, or
     a user who deleted it): SQLite would replay that stale journal onto the new file. Under
     the lock no legitimate one can exist yet: they are made only once the file is there."""
+    lock = path.with_name(path.name + ".flock")
+    fresh = not os.path.exists(lock)
     # read-only: in a shared repository another user's lock file opens all the same
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDONLY | os.O_CREAT, 0o644)
+    fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
+        if fresh:
+            repo.share(lock)
         fcntl.flock(fd, fcntl.LOCK_EX)
         if not os.path.exists(path):
             for suffix in ("-wal", "-shm"):
