@@ -192,8 +192,10 @@ def objects_size(repo: Path) -> tuple[int, int]:
     size = files = 0
     for folder, _, names in os.walk(repo / ".git" / "objects"):
         for name in names:
-            with_path = os.path.join(folder, name)
-            size += os.lstat(with_path).st_blocks * 512
+            try:  # a roll-up renames and removes its temporary files meanwhile
+                size += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except FileNotFoundError:
+                continue
             files += 1
     return size, files
 
