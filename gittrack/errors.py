@@ -191,6 +191,20 @@ def storage_fault(exc: BaseException, what: str = "gittrack's state") -> Storage
     return None
 
 
+UNWRITABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+SQLITE_UNWRITABLE = ("unable to open database file", "attempt to write a readonly database")
+
+
+def unwritable_fault(exc: BaseException, folder: str) -> RepoNotWritable | None:
+    """`exc` as a RepoNotWritable of `folder` when it says nothing can be written there
+    (permissions, a read-only or immutable file system), else None."""
+    if isinstance(exc, OSError) and exc.errno in UNWRITABLE_ERRNOS:
+        return RepoNotWritable(folder, exc.strerror or str(exc))
+    if type(exc).__module__ == "sqlite3" and str(exc) in SQLITE_UNWRITABLE:
+        return RepoNotWritable(folder, str(exc))
+    return None
+
+
 class RunConflict(ConflictError):
     """The same run id holds different content here and on the other side of a pull."""
 

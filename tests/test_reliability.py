@@ -180,6 +180,37 @@ def test_unwritable_repo_fails_before_the_simulation_starts(tracked_repo: Path) 
     assert len(branch_log(tracked_repo)) == 1
 
 
+def test_an_unwritable_state_folder_is_one_sentence_not_an_unexpected_error(
+    tracked_repo: Path,
+) -> None:
+    """No index can be written in .git/gittrack (made immutable: root ignores permissions):
+    `ls` says what cannot be written and how to fix it, instead of "unexpected
+    OperationalError: unable to open database file"."""
+    assert subprocess.run([sys.executable, "sim.py"], cwd=tracked_repo).returncode == 0
+    state = tracked_repo / ".git" / "gittrack"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{state}/index.sqlite{suffix}").unlink(missing_ok=True)
+    subprocess.run(["chattr", "+i", str(state)], check=True)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gittrack", "ls"],
+            cwd=tracked_repo,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        subprocess.run(["chattr", "-i", str(state)], check=True)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == (
+        f"Error: Cannot write to the git repository at {state} (unable to open database"
+        " file). Check its permissions and free disk space before running."
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "gittrack", "ls"], cwd=tracked_repo, capture_output=True, text=True
+    )
+    assert listed.returncode == 0 and "1 of 1 runs" in listed.stdout, listed.stderr
+
+
 def test_ctrl_c_during_a_local_sweep_records_every_running_run_as_interrupted(
     tracked_repo: Path,
 ) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec
 
 from .. import store
+from ..errors import unwritable_fault
 from . import memo
 from .sql import chunked
 from .tables import INDEX_VERSION, INDEXES_SQL, SCHEMA_SQL, statements
@@ -143,7 +144,17 @@ class Index:
             self._db = None
 
     def sync(self) -> None:
-        """Bring the table up to the branch and notes tips; rebuilds when the file is unusable."""
+        """Bring the table up to the branch and notes tips; rebuilds when the file is unusable.
+        A state folder nothing can be written in is a RepoNotWritable."""
+        try:
+            self._sync_or_rebuild()
+        except (sqlite3.Error, OSError) as exc:
+            fault = unwritable_fault(exc, str(self.path.parent))
+            if fault is None:
+                raise
+            raise fault from exc
+
+    def _sync_or_rebuild(self) -> None:
         try:
             if self._db is None and not os.path.exists(self.path) and self._build_aside():
                 return
