@@ -183,23 +183,27 @@ def test_unwritable_repo_fails_before_the_simulation_starts(tracked_repo: Path) 
 def test_an_unwritable_state_folder_is_one_sentence_not_an_unexpected_error(
     tracked_repo: Path,
 ) -> None:
-    """No index can be written in .git/gittrack (made immutable: root ignores permissions):
-    `ls` says what cannot be written and how to fix it, instead of "unexpected
-    OperationalError: unable to open database file"."""
+    """No index can be written in .git/gittrack (read-only, as another user's folder of a
+    shared repository is): `ls` says what cannot be written and how to fix it, instead of
+    "unexpected OperationalError: unable to open database file"."""
     assert subprocess.run([sys.executable, "sim.py"], cwd=tracked_repo).returncode == 0
     state = tracked_repo / ".git" / "gittrack"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{state}/index.sqlite{suffix}").unlink(missing_ok=True)
-    subprocess.run(["chattr", "+i", str(state)], check=True)
+    # as root, without the capabilities that let root write anywhere (util-linux's setpriv)
+    unprivileged = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    if os.geteuid() != 0:
+        unprivileged = []
+    state.chmod(0o555)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "gittrack", "ls"],
+            [*unprivileged, sys.executable, "-m", "gittrack", "ls"],
             cwd=tracked_repo,
             capture_output=True,
             text=True,
         )
     finally:
-        subprocess.run(["chattr", "-i", str(state)], check=True)
+        state.chmod(0o755)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip() == (
         f"Error: Cannot write to the git repository at {state} (unable to open database"
