@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -36,6 +37,17 @@ def machine() -> str:
     )
 
 
+def load(path: Path) -> ModuleType:
+    """A benchmark script as a module, registered under its name first (dataclasses look their
+    module up in sys.modules while the class is made)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
@@ -48,10 +60,7 @@ def main() -> None:
         if args.only and name != args.only:
             continue
         print(f"\n=== {name} ===", flush=True)
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load(path)
         if "dvc" in inspect.signature(module.main).parameters:
             module.main(quick=args.quick, dvc=args.dvc)
         else:
