@@ -308,3 +308,58 @@ def test_a_first_build_that_meets_an_index_opened_meanwhile_reads_it_synced(
     found = ix.select(limit=10)
     assert sorted(r["id"] for r in found) == sorted(ids)
     ix.close()
+
+
+RACE = """
+import os, sys, time
+from pathlib import Path
+from gittrack import store
+from gittrack.index.db import Index
+start = Path(sys.argv[2])
+while not start.exists():
+    time.sleep(0.001)
+ix = Index(store.find_repo(sys.argv[1]))
+print(ix.count(), ix.query("PRAGMA integrity_check")[0][0])
+"""
+
+
+def test_first_builds_racing_over_a_stale_journal_all_read_the_whole_branch(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Six processes build the first index at once, where a deleted index left its journal:
+    each links its own or keeps the one that won, never reads that journal, and all count
+    every run of the branch."""
+    write_runs(repo, scan(30))
+    state = gitstore.find_repo(repo).state_dir
+    died = subprocess.run(  # an incremental sync's pages left in the journal by a dead process
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; from gittrack import store; from gittrack.index.db import Index;"
+            " ix = Index(store.find_repo(sys.argv[1])); ix.sync();"
+            " ix.db.execute('UPDATE run_fields SET name = name'); os._exit(0)",
+            str(repo),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert died.returncode == 0, died.stderr
+    assert (state / "index.sqlite-wal").stat().st_size > 0
+    (state / "index.sqlite").unlink()
+    later = [spec | {"id": f"{i:04x}" + "5e5e" * 6 + "cafe"} for i, spec in enumerate(scan(60))]
+    write_runs(repo, later[30:])  # the branch moves on: the journal's pages are stale
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(repo), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    go.touch()
+    answers = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err for _, err in answers]
+    assert [out.split() for out, _ in answers] == [["60", "ok"]] * 6
+    assert not list(state.glob("*.part"))
