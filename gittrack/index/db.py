@@ -542,14 +542,10 @@ def _placing(repo: store.Repo, path: Path) -> Iterator[None]:
     removed the -wal and -shm of a file deleted meanwhile (a process that died holding it, or
     a user who deleted it): SQLite would replay that stale journal onto the new file. Under
     the lock no legitimate one can exist yet: they are made only once the file is there."""
-    lock = path.with_name(path.name + ".flock")
-    fresh = not os.path.exists(lock)
-    # read-only: in a shared repository another user's lock file opens all the same
-    fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o644)
+    fd = repo.open_lock(path.with_name(path.name + ".flock"))
     try:
-        if fresh:
-            repo.share(lock)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):  # a filesystem without flock: placed unlocked
+            fcntl.flock(fd, fcntl.LOCK_EX)
         if not os.path.exists(path):
             for suffix in ("-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):

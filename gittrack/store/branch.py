@@ -45,11 +45,7 @@ def branch_lock(repo: Repo, timeout: float = LOCK_TIMEOUT_S) -> Iterator[bool]:
     hangs only delays others by `timeout`, after which they go on under compare-and-swap alone.
     """
     repo.make_dir(repo.state_dir)
-    lock = repo.state_dir / "branch.flock"
-    fresh = not lock.exists()
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    if fresh:
-        repo.share(lock)
+    fd = repo.open_lock(repo.state_dir / "branch.flock")
     deadline = time.monotonic() + timeout
     locked = False
     try:

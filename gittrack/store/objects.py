@@ -100,6 +100,15 @@ class Repo:
         """Give files and folders we just created the permissions core.sharedRepository asks."""
         adjust(self.common_dir, *paths)
 
+    def open_lock(self, path: Path) -> int:
+        """A descriptor of the lock file `path` to flock, created with the repository's shared
+        permissions when missing (read-only: that is all an flock needs)."""
+        fresh = not os.path.exists(path)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        if fresh:
+            self.share(path)
+        return fd
+
     @property
     def shallow(self) -> bool:
         return (self.common_dir / "shallow").exists()
