@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from common import cached_repo, fill_history, fill_history_packed  # noqa: E402
+from common import cached_repo, fill_history, fill_history_packed, settle  # noqa: E402
 
 TRACKED = """
 import atexit, sys
@@ -114,14 +114,8 @@ def history_repo(root: Path, n: int) -> Path:
             fill_history_packed(path, n, "tracked.py")
         else:
             fill_history(path, n, "tracked.py", per_commit=1 if n <= 10_000 else 1_000)
-        if n:
-            # deltas chosen afresh, as git's own roll-ups choose them for a history gittrack
-            # records (newest trees whole, older ones deltas of them): fast-import stores each
-            # new shard folder as a delta of the one before, so reading the newest one resolved
-            # a chain of up to 50 deltas (2-13 ms at 100,000 runs, 0.6-1.1 ms in a history
-            # recorded run by run). One pack, too: else the first runs measured start a
-            # roll-up (a minute of a core at 1,000,000 runs) behind them.
-            git(path, "repack", "-a", "-d", "-f", "-q")
+        if n:  # one pack, too: else the first runs measured start a roll-up behind them
+            settle(path)
         # the memo files (gittrack writes one per recorded run) for runs without a memo key: an
         # empty folder. Without it the first run builds them from the lookup table, which is
         # built first: the index's cost (minutes at 1,000,000 runs), not recording's.

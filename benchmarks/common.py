@@ -34,6 +34,16 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
+def settle(repo: Path) -> None:
+    """Pack a history written by fast-import as git's roll-ups pack one that gittrack recorded:
+    one pack, deltas chosen afresh (the newest trees whole, older ones deltas of them).
+    fast-import stores each new version of a shard folder as a delta of the one before, so
+    reading the newest resolved a chain of up to 50 deltas: 2-13 ms a shard folder at 100,000
+    runs (0.6-1.1 ms in a history recorded run by run), and `git diff-tree` of a sync's 1,000
+    runs took 0.15 s instead of 0.06 s."""
+    git(repo, "repack", "-a", "-d", "-f", "-q")
+
+
 def run_processes(repo: Path, script: str, runs: int, workers: int) -> float:
     """Seconds to run `python SCRIPT --x i` for i < runs, `workers` processes at a time."""
     start = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,29 @@ def scan(n: int = 12) -> list[dict[str, Any]]:
         }
         for i in range(n)
     ]
+
+
+def with_other_ids(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same specs with ids that `write_runs`' defaults never give (a later batch of runs)."""
+    return [spec | {"id": f"{i:04x}" + "5e5e" * 6 + "cafe"} for i, spec in enumerate(specs)]
+
+
+def die_holding_the_index(path: Path) -> Path:
+    """Sync the index of the repository at `path` in a process that writes to it once more and
+    dies without closing it, its pages left in the -wal; the index file's path."""
+    died = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; from gittrack import store; from gittrack.index.db import Index;"
+            " ix = Index(store.find_repo(sys.argv[1])); ix.sync();"
+            " ix.db.execute('UPDATE run_fields SET name = name'); os._exit(0)",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert died.returncode == 0, died.stderr
+    index = store.find_repo(path).state_dir / "index.sqlite"
+    assert Path(f"{index}-wal").stat().st_size > 0
+    return index

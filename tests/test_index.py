@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import tomli_w
 from hypothesis import given, settings, strategies as st
-from lookup_support import scan, write_runs
+from lookup_support import die_holding_the_index, scan, with_other_ids, write_runs
 
 from gittrack import store as gitstore
 from gittrack.index.compiler import compile_where
@@ -128,23 +128,9 @@ def test_a_deleted_index_is_not_rebuilt_over_the_journal_it_left(repo: Path) -> 
     '0 of 2101 runs'): a build starts from the branch alone."""
     write_runs(repo, scan(4))
     assert len(rows(repo)) == 4
-    more = [spec | {"id": f"{i:04x}" + "5e5e" * 6 + "cafe"} for i, spec in enumerate(scan(40))]
-    write_runs(repo, more[4:])
+    write_runs(repo, with_other_ids(scan(40))[4:])
     # an incremental sync leaves its pages in the journal; the process dies without closing it
-    died = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os, sys; from gittrack import store; from gittrack.index.db import Index;"
-            " ix = Index(store.find_repo(sys.argv[1])); ix.sync(); os._exit(0)",
-            str(repo),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert died.returncode == 0, died.stderr
-    path = gitstore.find_repo(repo).state_dir / "index.sqlite"
-    assert Path(str(path) + "-wal").stat().st_size > 0
+    path = die_holding_the_index(repo)
     path.unlink()
     write_runs(repo, [{"name": "after", "id": "ffff" + "0a1b2c3d" * 3 + "beef"}])
     found = rows(repo)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lookup_support import scan, write_runs
+from lookup_support import die_holding_the_index, scan, with_other_ids, write_runs
 
 from gittrack import store as gitstore
 from gittrack.index import build, workers
@@ -331,23 +331,8 @@ def test_first_builds_racing_over_a_stale_journal_all_read_the_whole_branch(
     every run of the branch."""
     write_runs(repo, scan(30))
     state = gitstore.find_repo(repo).state_dir
-    died = subprocess.run(  # an incremental sync's pages left in the journal by a dead process
-        [
-            sys.executable,
-            "-c",
-            "import os, sys; from gittrack import store; from gittrack.index.db import Index;"
-            " ix = Index(store.find_repo(sys.argv[1])); ix.sync();"
-            " ix.db.execute('UPDATE run_fields SET name = name'); os._exit(0)",
-            str(repo),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert died.returncode == 0, died.stderr
-    assert (state / "index.sqlite-wal").stat().st_size > 0
-    (state / "index.sqlite").unlink()
-    later = [spec | {"id": f"{i:04x}" + "5e5e" * 6 + "cafe"} for i, spec in enumerate(scan(60))]
-    write_runs(repo, later[30:])  # the branch moves on: the journal's pages are stale
+    die_holding_the_index(repo).unlink()  # its journal stays
+    write_runs(repo, with_other_ids(scan(60))[30:])  # the branch moves on: the journal is stale
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
