@@ -28,10 +28,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import finish_fast_import, settle
 
+from gittrack.model.record import run_folder
+
 ROOT = Path(__file__).resolve().parents[1]
-HISTORY_VERSION = 3  # of the synthetic record and history: bump to rebuild cached histories
+HISTORY_VERSION = 4  # of the synthetic record and history: bump to rebuild cached histories
 CACHE = Path(tempfile.gettempdir()) / "gittrack-bench-index"
 QUERY = "params.temp >= 200 and (metrics.energy < -1.5 or status = 'failed')"
 
@@ -164,7 +167,7 @@ def append_runs(
         ).encode()
         frm = f"from {tip}\n".encode() if first == start else b""
         files = b"".join(
-            f"M 100644 inline runs/{run_id[:2]}/{run_id}/run.toml\ndata {len(text.encode())}\n".encode()
+            f"M 100644 inline {run_folder(run_id)}/run.toml\ndata {len(text.encode())}\n".encode()
             + text.encode()
             + b"\n"
             for run_id, text in batch

@@ -121,7 +121,7 @@ def history_repo(root: Path, n: int) -> Path:
         # built first: the index's cost (minutes at 1,000,000 runs), not recording's.
         (path / ".git" / "gittrack" / "memo").mkdir(parents=True, exist_ok=True)
 
-    return cached_repo(f"record-v2-{n}", build, root / f"history-{n}")
+    return cached_repo(f"record-v3-{n}", build, root / f"history-{n}")
 
 
 def measure(repo: Path, reps: int) -> dict[str, float]:
@@ -234,7 +234,7 @@ repo = store.find_repo(".")
 tip = subprocess.run(["git", "log", "-1", "--format=%(trailers:key=Run-Id,valueonly)",
                       store.RUNS_REF], capture_output=True, text=True).stdout.strip()
 template = RunRecord.from_toml(store.read_record_bytes(repo, tip), tip)
-files = {n: (store.read_file(repo, f"runs/{tip[:2]}/{tip}/{n}") or b"")
+files = {n: (store.read_run_file(repo, tip, n) or b"")
          for n in store.run_files(repo, tip) if n != "run.toml"}
 for i in range(int(sys.argv[1]) - 1):
     template.id = os.urandom(16).hex()

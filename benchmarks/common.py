@@ -143,9 +143,9 @@ def fill_history_packed(repo: Path, n: int, command: str, chunk: int = 100_000) 
 
     git fast-import edits a folder's entries by a linear search, so filling the shard folders
     of a million runs one commit at a time takes hours; here each run's blob and folder tree go
-    into a pack of `chunk` runs (gittrack's own pack writer), the 256 shard trees and the rest
-    into one more, and the branch moves once. The tip tree is the one a million recorded runs
-    make.
+    into a pack of `chunk` runs (gittrack's own pack writer), the 65,536 sub-shard trees, the
+    256 shards and the rest into one more, and the branch moves once. The tip tree is the one a
+    million recorded runs make.
     """
     sys.path.insert(0, str(HERE.parent))
     from gittrack import store as gitstore
@@ -159,7 +159,7 @@ def fill_history_packed(repo: Path, n: int, command: str, chunk: int = 100_000) 
     def sha(kind: str, data: bytes) -> str:
         return sha1(f"{kind} {len(data)}\0".encode() + data).hexdigest()
 
-    shards: dict[str, dict[str, tuple[str, str]]] = {}
+    shards: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
     for first in range(0, n, chunk):
         objects: dict[str, tuple[str, bytes]] = {}
         for i in range(first, min(n, first + chunk)):
@@ -170,7 +170,8 @@ def fill_history_packed(repo: Path, n: int, command: str, chunk: int = 100_000) 
             folder_id = sha("tree", folder)
             objects[blob_id] = ("blob", blob)
             objects[folder_id] = ("tree", folder)
-            shards.setdefault(record.id[:2], {})[record.id] = (MODE_TREE, folder_id)
+            subshard = (record.id[:2], record.id[2:4])  # where gittrack.model.run_folder puts it
+            shards.setdefault(subshard, {})[record.id] = (MODE_TREE, folder_id)
         write_pack(packs, objects, str(packs / f"tmp_bench_{first}"))
     tip = gitstore.tip(store)
     assert tip is not None
@@ -180,10 +181,17 @@ def fill_history_packed(repo: Path, n: int, command: str, chunk: int = 100_000) 
         runs = parse_tree(store.reader().read(root["runs"][1])[2])  # type: ignore[index]
         assert not runs, "fill_history_packed starts from an empty runs folder"
     objects = {}
-    for shard, entries in shards.items():
+
+    def tree(entries: dict[str, tuple[str, str]]) -> tuple[str, str]:
         data = format_tree(entries)
-        runs[shard] = (MODE_TREE, sha("tree", data))
-        objects[runs[shard][1]] = ("tree", data)
+        objects[sha("tree", data)] = ("tree", data)
+        return MODE_TREE, sha("tree", data)
+
+    by_shard: dict[str, dict[str, tuple[str, str]]] = {}
+    for (shard, sub), entries in shards.items():
+        by_shard.setdefault(shard, {})[sub] = tree(entries)
+    for shard, subs in by_shard.items():
+        runs[shard] = tree(subs)
     runs_tree = format_tree(runs)
     root["runs"] = (MODE_TREE, sha("tree", runs_tree))
     objects[root["runs"][1]] = ("tree", runs_tree)

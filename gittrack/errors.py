@@ -208,15 +208,20 @@ def unwritable_fault(exc: BaseException, folder: str) -> RepoNotWritable | None:
 class RunConflict(ConflictError):
     """The same run id holds different content here and on the other side of a pull."""
 
-    def __init__(self, source: str, run_ids: Sequence[str], theirs: str = "") -> None:
+    def __init__(
+        self,
+        source: str,
+        run_ids: Sequence[str],
+        theirs: str = "",
+        folders: Sequence[str] = (),
+    ) -> None:
         self.source = source
         self.run_ids = list(run_ids)
         shown = ", ".join(short(r) for r in self.run_ids[:5])
         more = f" and {len(self.run_ids) - 5} more" if len(self.run_ids) > 5 else ""
-        folders = " ".join(f"runs/{r[:2]}/{r}" for r in self.run_ids) if len(run_ids) <= 5 else ""
-        folders = folders or "runs/"
+        paths = " ".join(folders) if 0 < len(folders) <= 5 else "runs/"
         compare = (
-            f"Compare them with 'git diff gittrack/runs {theirs[:12]} -- {folders}', "
+            f"Compare them with 'git diff gittrack/runs {theirs[:12]} -- {paths}', "
             if theirs
             else "Compare them, "
         )

@@ -6,14 +6,14 @@ import threading
 from pathlib import Path
 
 from gittrack import store
-from gittrack.model.record import RunRecord
+from gittrack.model.record import RunRecord, run_folder
 
 
 def test_reader_survives_nesting_early_exit_and_threads(tracked_repo: Path) -> None:
     repo = store.find_repo(tracked_repo)
     ids = [f"{i:032x}" for i in range(1, 41)]
     store.import_runs(repo, (RunRecord(id=i, command="sim.py", status="completed") for i in ids))
-    revs = [f"{store.RUNS_REF}:runs/{i[:2]}/{i}/run.toml" for i in ids]
+    revs = [f"{store.RUNS_REF}:{run_folder(i)}/run.toml" for i in ids]
     reader = repo.reader()
 
     # a query inside a read_many loop goes to a process of its own
@@ -55,7 +55,7 @@ def test_a_repo_closed_in_one_thread_leaves_another_threads_reads_whole(
         store.find_repo(tracked_repo),
         (RunRecord(id=i, command="sim.py", status="completed") for i in ids),
     )
-    revs = [f"{store.RUNS_REF}:runs/{i[:2]}/{i}/run.toml" for i in ids]
+    revs = [f"{store.RUNS_REF}:{run_folder(i)}/run.toml" for i in ids]
     reading, closing = store.find_repo(tracked_repo), store.find_repo(tracked_repo)
     assert reading.reader() is closing.reader()  # one process shared by both
     first_answer, go_on = threading.Event(), threading.Event()

@@ -27,7 +27,7 @@ print(store.STATS["commits"], store.STATS["retries"])
 
 def run_ids(repo: Path) -> list[str]:
     out = git(repo, "ls-tree", "-r", "--name-only", "gittrack/runs", "--", "runs")
-    return [p.split("/")[2] for p in out.splitlines() if p.endswith("/run.toml")]
+    return [p.split("/")[-2] for p in out.splitlines() if p.endswith("/run.toml")]
 
 
 def assert_consistent(repo: Path, runs: int) -> None:

@@ -16,7 +16,7 @@ from gittrack import store as gitstore
 from gittrack.errors import UsageError
 from gittrack.execute.dask_executor import jobqueue_cluster, run_tasks
 from gittrack.execute.executors import Task
-from gittrack.model.record import RunRecord
+from gittrack.model.record import RunRecord, run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,7 +153,7 @@ def test_a_sweep_through_a_scheduler_without_shared_filesystem(
     log = git(
         tracked_repo,
         "show",
-        f"gittrack/runs:runs/{by_temp[3.0].id[:2]}/{by_temp[3.0].id}/stdout.log",
+        f"gittrack/runs:{run_folder(by_temp[3.0].id)}/stdout.log",
     )
     assert log == "simulating at 3.0"
     assert git(tracked_repo, "for-each-ref", f"refs/gittrack/code/{head}") != ""
@@ -463,5 +463,5 @@ def test_an_analysis_of_an_earlier_run_on_a_worker_without_shared_filesystem(
         "--format=%H",
         "gittrack/runs",
         "--",
-        f"runs/{base.id[:2]}/{base.id}",
+        f"{run_folder(base.id)}",
     )

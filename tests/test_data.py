@@ -21,6 +21,7 @@ import gittrack
 from gittrack import store
 from gittrack.errors import OutputNameError, UsageError
 from gittrack.library.run import Run
+from gittrack.model.record import run_folder
 from gittrack.ops.data import gc
 from gittrack.recording.outputs import validate_name
 from gittrack.store import datastore
@@ -89,7 +90,7 @@ def test_user_flow(sim_repo: Path, run_cli) -> None:
     assert rec["outputs"]["frames"]["path"] == "frames.npy"
     assert rec["outputs"]["metrics"]["path"] == "metrics.csv"
     # pointer files next to run.toml, data in cache and remote, git status clean
-    folder = f"runs/{rec['id'][:2]}/{rec['id']}"
+    folder = f"{run_folder(rec['id'])}"
     pointer = git(sim_repo, "show", f"gittrack/runs:{folder}/trajectory.dvc")
     assert f"md5: {traj['md5']}" in pointer and 'path: "trajectory.npy"' in pointer
     assert object_path(cache_dir(sim_repo), traj["md5"]).exists()
@@ -142,10 +143,10 @@ def test_real_dvc_pull_in_a_worktree_restores_outputs(
         if p.is_file() and p.suffix != ".dvc" and p.name not in own
     )
     assert len(restored) == 6  # trajectory, frames, metrics; blob, a.txt, deep/b.bin
-    for rel in restored:
-        original = outputs / rel.parts[1] / Path(*rel.parts[2:])
+    for rel in restored:  # runs/<ab>/<cd>/<id>/<output path>
+        original = outputs / rel.parts[2] / Path(*rel.parts[3:])
         assert (wt / "runs" / rel).read_bytes() == original.read_bytes(), rel
-    assert (wt / "runs" / restored[0].parts[0] / restored[0].parts[1]).is_dir()
+    assert (wt / run_folder(restored[0].parts[2])).is_dir()
     status = subprocess.run(
         ["git", "status", "--porcelain"], cwd=wt, capture_output=True, text=True
     )

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 import gittrack
 from gittrack import store
+from gittrack.model.record import run_folder
 from gittrack.ui import create_app
 
 LMP = shutil.which("lmp")
@@ -103,7 +104,7 @@ def test_exec_records_the_engine_run_params_outputs_and_identity(
 
 
 def _folder(rec: dict) -> str:
-    return f"runs/{rec['id'][:2]}/{rec['id']}"
+    return f"{run_folder(rec['id'])}"
 
 
 def test_same_engine_build_params_and_inputs_reuse_a_rebuilt_engine_does_not(
@@ -194,7 +195,7 @@ def test_sweep_exec_then_tracked_analysis_lineage_and_dvc_pull(
     dvc = Path(sys.executable).parent / "dvc"
     proc = subprocess.run([str(dvc), "pull"], cwd=wt, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    folder = wt / "runs" / first.id[:2] / first.id
+    folder = wt / run_folder(first.id)
     original = engine_repo / ".gittrack" / "outputs" / first.id
     for name in ("dump.melt", "log.lammps"):
         assert (folder / name).read_bytes() == (original / name).read_bytes()

@@ -30,6 +30,7 @@ from click.testing import CliRunner
 from conftest import git, run_python, write_script
 
 from gittrack.cli import cli
+from gittrack.model.record import run_folder
 
 RUNS = "refs/heads/gittrack/runs"
 
@@ -50,7 +51,7 @@ if __name__ == "__main__":
 
 
 def folder(run_id: str) -> str:
-    return f"runs/{run_id[:2]}/{run_id}"
+    return f"{run_folder(run_id)}"
 
 
 def run_files(repo: Path, run_id: str) -> dict[str, bytes]:

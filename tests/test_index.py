@@ -19,7 +19,7 @@ from gittrack import store as gitstore
 from gittrack.index.compiler import compile_where
 from gittrack.index.db import Index
 from gittrack.index.records import kv_rows
-from gittrack.model.record import RunRecord
+from gittrack.model.record import RunRecord, run_folder
 from gittrack.model.schema import shallow_toml, too_deep
 from gittrack.ops import tags as notes
 
@@ -291,7 +291,7 @@ def test_a_commit_recording_several_runs_is_the_commit_of_each(repo: Path) -> No
     files = b""
     for run_id in ids:
         body = RunRecord(id=run_id, command="sim.py", status="completed").to_toml().encode()
-        path = f"runs/{run_id[:2]}/{run_id}/run.toml"
+        path = f"{run_folder(run_id)}/run.toml"
         files += f"M 100644 inline {path}\ndata {len(body)}\n".encode() + body + b"\n"
     message = f"two runs\n\nRun-Id: {ids[0]}\nRun-Id: {ids[1]}\n".encode()
     stream = (
@@ -362,7 +362,7 @@ def test_a_sync_and_a_full_build_agree_on_folders_without_run_toml(repo: Path) -
         {
             f"runs/ee/{bare}/notes.txt": ("100644", blob),
             f"runs/ef/{emptied}/notes.txt": ("100644", blob),
-            f"runs/{ids[0][:2]}/{ids[0]}/stdout.log": ("100644", blob),
+            f"{run_folder(ids[0])}/stdout.log": ("100644", blob),
         },
     )
     ix.sync()
@@ -370,9 +370,9 @@ def test_a_sync_and_a_full_build_agree_on_folders_without_run_toml(repo: Path) -
         r,
         "run.toml removed",
         {
-            f"runs/{ids[0][:2]}/{ids[0]}/run.toml": None,
+            f"{run_folder(ids[0])}/run.toml": None,
             f"runs/ef/{emptied}/notes.txt": None,
-            f"runs/{ids[2][:2]}/{ids[2]}/run.toml": ("120000", writer.write("blob", b"x.toml")),
+            f"{run_folder(ids[2])}/run.toml": ("120000", writer.write("blob", b"x.toml")),
         },
     )
     r.close()

@@ -221,7 +221,7 @@ def test_a_sync_reads_the_diff_started_before_its_checks(
     write_runs(repo, [{"id": "ffff" + "0" * 28, "name": "new", "params": {"temp": 5}}])
     ix.sync()
     assert ix.count() == 4 and ix.get("ffff" + "0" * 28) is not None
-    assert len(started) == 1 and len(read) == 1 and b"runs/ff/ffff" in read[0]
+    assert len(started) == 1 and len(read) == 1 and b"runs/ff/ff/ffff" in read[0]
     assert started[0].proc.returncode == 0 and started[0].out.closed
     subprocess.run(  # rewritten: a full rebuild, the diff started is stopped unread
         ["git", "update-ref", "refs/heads/gittrack/runs", "gittrack/runs~2"], cwd=repo, check=True

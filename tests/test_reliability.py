@@ -90,7 +90,7 @@ def test_sigkill_shows_died_and_is_recorded_once(tracked_repo: Path) -> None:
     assert branch_log(tracked_repo)[0].endswith("slow.py")
     rows = ls_json(tracked_repo)
     died_id = rows[0]["id"]
-    stdout = git(tracked_repo, "show", f"gittrack/runs:runs/{died_id[:2]}/{died_id}/stdout.log")
+    stdout = git(tracked_repo, "show", f"gittrack/runs:{run_folder(died_id)}/stdout.log")
     assert stdout == "started"
     assert ls_json(tracked_repo) == rows  # listed once, not again from local state
     git(tracked_repo, "fsck", "--strict")

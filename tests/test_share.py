@@ -16,7 +16,7 @@ from gittrack.model.record import RunRecord
 
 def run_ids(repo: Path) -> set[str]:
     out = git(repo, "ls-tree", "-r", "--name-only", "gittrack/runs", "--", "runs")
-    return {p.split("/")[2] for p in out.splitlines() if p.endswith("/run.toml")}
+    return {p.split("/")[-2] for p in out.splitlines() if p.endswith("/run.toml")}
 
 
 def fsck_clean(repo: Path) -> None:

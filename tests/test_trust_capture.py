@@ -23,12 +23,14 @@ import pytest
 from conftest import git, run_python, write_script
 from trust_support import gittrack, ls, show
 
+from gittrack.model.record import run_folder
+
 # -- helpers ------------------------------------------------------------------------------------
 
 
 def branch_file(repo: Path, run_id: str, name: str) -> str:
     """A file of the run's folder on the runs branch (e.g. its stdout.log)."""
-    return git(repo, "show", f"gittrack/runs:runs/{run_id[:2]}/{run_id}/{name}")
+    return git(repo, "show", f"gittrack/runs:{run_folder(run_id)}/{name}")
 
 
 # -- 4. nothing a run prints is lost ---------------------------------------------------------------

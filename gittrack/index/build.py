@@ -63,7 +63,7 @@ def sync_runs(
         blobs = {}
         others: set[str] = set()
         changed_ids, removed = store.changed_runs(repo, known, tip, blobs, started, others)
-        blobs = {i: blobs.get(i) or f"{tip}:{run_folder(i)}/run.toml" for i in sorted(changed_ids)}
+        blobs = {i: blobs.get(i) or _record_rev(repo, tip, i) for i in sorted(changed_ids)}
         bare, removed = _bare_folders(repo, tip, (others | removed) - changed_ids, removed)
         rev_range, full = f"{known}..{tip}", False
         delete_runs(db, removed | blobs.keys() | set(bare))
@@ -113,6 +113,12 @@ def sync_runs(
             db.execute(stmt)
         db.execute("ANALYZE")  # full statistics (~0.4 s at 100,000 runs): sampled ones mislead
     return changed, removed, full, memos
+
+
+def _record_rev(repo: store.Repo, tip: str, run_id: str) -> str:
+    """Where a changed run's run.toml is on `tip`, when the diff did not name its blob."""
+    folder = store.find_run_folder(repo, run_id, tip) or run_folder(run_id)
+    return f"{tip}:{folder}/run.toml"
 
 
 def _bare_folders(

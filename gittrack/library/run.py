@@ -11,7 +11,16 @@ from .. import store
 from .._ids import short
 from ..errors import RecordError, RunNotFound
 from ..index.db import Index
-from ..model.record import MAX_RECORD_BYTES, Code, Input, Output, RunRecord, too_large
+from ..model.record import (
+    MAX_RECORD_BYTES,
+    Code,
+    Input,
+    Output,
+    RunRecord,
+    legacy_run_folder,
+    run_folder,
+    too_large,
+)
 from .consumers import consumed
 from .resolve import (
     MIN_PREFIX as MIN_PREFIX,
@@ -178,14 +187,25 @@ class Run:
 
 def iter_runs(repo: store.Repo, ids: list[str]) -> Iterator[Run | RecordError]:
     """Runs for ids, reading their records through one git process; unreadable ones as errors."""
-    revs = [f"{store.RUNS_REF}:runs/{i[:2]}/{i}/run.toml" for i in ids]  # one tip for all
-    found = repo.reader().read_many_limited(revs, MAX_RECORD_BYTES)
-    for run_id, (_, data) in zip(ids, found, strict=True):
-        try:
-            if data is None:
-                raise RecordError(run_id, "run.toml is missing")
-            if isinstance(data, int):
-                raise RecordError(run_id, too_large(data))
-            yield Run(run_id, repo, record=RunRecord.from_toml(data, run_id))
-        except RecordError as exc:
-            yield exc
+    reader = repo.reader()
+    tip = store.tip(repo)
+    at = tip[0] if tip else store.RUNS_REF  # one tip for all
+    for start in range(0, len(ids), 1000):  # bounded memory, and a second look at few
+        chunk = ids[start : start + 1000]
+        revs = [f"{at}:{run_folder(i)}/run.toml" for i in chunk]
+        found = [data for _, data in reader.read_many_limited(revs, MAX_RECORD_BYTES)]
+        legacy = [n for n, data in enumerate(found) if data is None]
+        if legacy:  # folders gittrack 0.1 wrote, read where they are
+            revs = [f"{at}:{legacy_run_folder(chunk[n])}/run.toml" for n in legacy]
+            again = reader.read_many_limited(revs, MAX_RECORD_BYTES)
+            for n, (_, data) in zip(legacy, again, strict=True):
+                found[n] = data
+        for run_id, data in zip(chunk, found, strict=True):
+            try:
+                if data is None:
+                    raise RecordError(run_id, "run.toml is missing")
+                if isinstance(data, int):
+                    raise RecordError(run_id, too_large(data))
+                yield Run(run_id, repo, record=RunRecord.from_toml(data, run_id))
+            except RecordError as exc:
+                yield exc

@@ -15,7 +15,7 @@ from .. import store
 from .._ids import short
 from ..errors import GittrackError, RecordError, RunNotFound, UsageError
 from ..index.db import Index
-from ..model.record import Output, RunRecord, run_folder
+from ..model.record import Output, RunRecord
 from ..store import project, staging
 from .listing import find_staged
 
@@ -77,7 +77,7 @@ def run_view(repo: store.Repo, ref: str) -> RunView:
         view.raw = raw.decode("utf-8", "replace") if raw is not None else ""
         return view
     for name in ("stdout.log", "stderr.log"):
-        blob = store.read_file(repo, f"{run_folder(run_id)}/{name}")
+        blob = store.read_run_file(repo, run_id, name)
         if blob:
             text = blob.decode("utf-8", "replace")
             view.logs[name] = (
@@ -388,7 +388,7 @@ def run_details(repo: store.Repo, data: dict[str, Any], tail: int = 10) -> RunDe
         on_disk[name] = bool(record.md5) and present(folder / record.path, record)
     tails: dict[str, list[str]] = {}
     for stream in ("stdout", "stderr"):
-        blob = store.read_file(repo, f"{run_folder(run_id)}/{stream}.log")
+        blob = store.read_run_file(repo, run_id, f"{stream}.log")
         if blob and blob.strip():
             tails[stream] = blob.decode("utf-8", "replace").rstrip("\n").splitlines()[-tail:]
     return RunDetails(summaries, folder, on_disk, tails)

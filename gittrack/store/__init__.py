@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 from ..errors import GitError as GitError
 from .branch import (
     RunChanges as RunChanges,
-    _folder_exists as _folder_exists,
     _remove_stale_ref_locks as _remove_stale_ref_locks,
     _update_refs as _update_refs,
     branch_lock as branch_lock,
     changed_runs as changed_runs,
     commit_to_branch as commit_to_branch,
+    find_run_folder as find_run_folder,
     has_record as has_record,
     import_runs as import_runs,
     init_branch as init_branch,
@@ -27,6 +27,7 @@ from .branch import (
     list_run_ids as list_run_ids,
     read_file as read_file,
     read_record_bytes as read_record_bytes,
+    read_run_file as read_run_file,
     remove_runs as remove_runs,
     run_files as run_files,
     run_folders as run_folders,

@@ -11,7 +11,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from ..errors import BranchDamaged, GitError, RecordError, RepoNotWritable
-from ..model.record import MAX_RECORD_BYTES, RunRecord, run_folder, too_large
+from ..model.record import (
+    MAX_RECORD_BYTES,
+    RunRecord,
+    legacy_run_folder,
+    run_folder,
+    run_folder_paths,
+    split_run_path,
+    too_large,
+)
 from . import housekeeping, reflock
 from .gcguard import guarded
 from .localread import packed_value
@@ -24,6 +32,7 @@ from .objects import (
     STALE_REF_LOCK_S,
     STATS,
     ZERO,
+    CatFile,
     Entry,
     Identity,
     ObjectWriter,
@@ -238,8 +247,8 @@ def _write_run(
     blobs = write_blobs(writer, folder_files)
     base = run_folder(record.id)
     # the folder is built anew (deleting a folder that is not there is nothing): a re-written
-    # run keeps no stale file, and no lookup is needed to know which case this is
-    edits: dict[str, Entry] = {base: None}
+    # run keeps no stale file, one in the old layout moves, and no lookup tells these apart
+    edits: dict[str, Entry] = {base: None, legacy_run_folder(record.id): None}
     edits.update({f"{base}/{name}": entry for name, entry in blobs.items()})
     keep = [record.code.commit] if record.code.commit else []
     keep += [i.commit for i in record.inputs if i.commit]
@@ -247,18 +256,23 @@ def _write_run(
     if len(subject) > 200:
         subject = subject[:197] + "..."
     message = f"{subject}\n\nStatus: {record.status}\nRun-Id: {record.id}\n"
-    unless = (lambda: _folder_exists(repo, base)) if if_absent else None
+    unless = (lambda: find_run_folder(repo, record.id) is not None) if if_absent else None
     return commit_to_branch(repo, message, edits, keep_alive=keep, unless=unless, writer=writer)
 
 
-def _folder_exists(repo: Repo, path: str) -> bool:
-    return repo.reader().read(f"{RUNS_REF}:{path}") is not None
+def find_run_folder(repo: Repo, run_id: str, rev: str = RUNS_REF) -> str | None:
+    """The path of the run's folder on `rev`, in whichever layout it was written; None if absent."""
+    reader = repo.reader()
+    for path in run_folder_paths(run_id):
+        if reader.read_limited(f"{rev}:{path}", 0) is not None:
+            return path
+    return None
 
 
 @guarded
 def remove_runs(repo: Repo, run_ids: Iterable[str], message: str) -> str:
     """Commit the removal of run folders (history keeps them)."""
-    edits: dict[str, Entry] = {run_folder(r): None for r in run_ids}
+    edits: dict[str, Entry] = {p: None for r in run_ids for p in run_folder_paths(r)}
     return commit_to_branch(repo, message, edits)
 
 
@@ -289,12 +303,24 @@ def read_file(repo: Repo, path: str, rev: str = RUNS_REF) -> bytes | None:
     return found[2] if found else None
 
 
+def read_run_file(repo: Repo, run_id: str, name: str, rev: str = RUNS_REF) -> bytes | None:
+    """A file of the run's folder (`stdout.log`, `<output>.dvc`), in either layout."""
+    for folder in run_folder_paths(run_id):
+        found = read_file(repo, f"{folder}/{name}", rev)
+        if found is not None:
+            return found
+    return None
+
+
 def read_record_bytes(repo: Repo, run_id: str, rev: str = RUNS_REF) -> bytes | None:
     """A run's run.toml, or None when there is none; a RecordError when it is larger than
     MAX_RECORD_BYTES (its content is never read: a damaged record costs only itself)."""
-    path = f"{rev}:{run_folder(run_id)}/run.toml"
-    found = repo.reader().read_limited(path, MAX_RECORD_BYTES)
-    if found is None:
+    reader = repo.reader()
+    for folder in run_folder_paths(run_id):
+        found = reader.read_limited(f"{rev}:{folder}/run.toml", MAX_RECORD_BYTES)
+        if found is not None:
+            break
+    else:
         return None
     if isinstance(found[2], int):
         raise RecordError(run_id, too_large(found[2]))
@@ -303,14 +329,18 @@ def read_record_bytes(repo: Repo, run_id: str, rev: str = RUNS_REF) -> bytes | N
 
 def has_record(repo: Repo, run_id: str, rev: str = RUNS_REF) -> bool:
     """Whether the branch holds a run.toml for the run (not read: any size answers)."""
-    path = f"{rev}:{run_folder(run_id)}/run.toml"
-    return repo.reader().read_limited(path, 0) is not None
+    reader = repo.reader()
+    return any(
+        reader.read_limited(f"{rev}:{folder}/run.toml", 0) is not None
+        for folder in run_folder_paths(run_id)
+    )
 
 
 def list_run_ids(
     repo: Repo, prefix: str = "", rev: str = RUNS_REF, blobs: dict[str, str] | None = None
 ) -> list[str]:
-    """Ids of the runs on the branch; with a 2+ character prefix only one shard is read.
+    """Ids of the runs on the branch, in either layout; with a 2+ character prefix only one
+    shard is read (and, with 4+, one sub-shard of it).
 
     `blobs`, when given, is filled with {run id: blob id of its run.toml} (a folder without one
     is listed but left out there), all from one `git ls-tree -r`: what a full index build reads.
@@ -320,18 +350,31 @@ def list_run_ids(
     reader = repo.reader()
     if len(prefix) >= 2:
         found = reader.read(f"{rev}:runs/{prefix[:2]}")
-        if found is None:
-            return []
-        return sorted(n for n in parse_tree(found[2]) if n.startswith(prefix))
+        return sorted(i for i in _shard_ids(reader, found, prefix[2:4]) if i.startswith(prefix))
     runs = reader.read(f"{rev}:runs")
     if runs is None:
         return []
     ids: list[str] = []
     for shard, (mode, sha) in sorted(parse_tree(runs[2]).items()):
         if mode == MODE_TREE and shard.startswith(prefix):
+            ids.extend(sorted(_shard_ids(reader, reader.read(sha))))
+    return ids
+
+
+def _shard_ids(
+    reader: CatFile, shard: tuple[str, str, bytes] | None, sub_prefix: str = ""
+) -> list[str]:
+    """The run ids in a shard folder: its sub-shards' folders (those whose two characters start
+    with `sub_prefix`) and the folders it holds itself, the old layout."""
+    if shard is None:
+        return []
+    ids: list[str] = []
+    for name, (mode, sha) in parse_tree(shard[2]).items():
+        if len(name) != 2:
+            ids.append(name)
+        elif mode == MODE_TREE and name.startswith(sub_prefix[:2]):
             sub = reader.read(sha)
-            if sub:
-                ids.extend(sorted(parse_tree(sub[2])))
+            ids.extend(parse_tree(sub[2]) if sub else ())
     return ids
 
 
@@ -341,7 +384,7 @@ def run_folders(repo: Repo, ids: Iterable[str], rev: str, blobs: dict[str, str])
     found: list[str] = []
     wanted = sorted(set(ids))
     for at in range(0, len(wanted), 500):  # a bounded command line
-        paths = [run_folder(i) for i in wanted[at : at + 500]]
+        paths = [p for i in wanted[at : at + 500] for p in run_folder_paths(i)]
         found += _run_blobs(repo, rev, "", blobs, paths)
     return sorted(set(found) & set(wanted))
 
@@ -356,22 +399,24 @@ def _run_blobs(
     folders: set[str] = set()
     for entry in proc.stdout.split(b"\0"):
         meta, _, path = entry.partition(b"\t")
-        parts = path.split(b"/")
-        if len(parts) < 3:
+        found = split_run_path(path.decode("utf-8", "surrogateescape"))
+        if found is None or not found[0].startswith(prefix):
             continue
-        run_id = parts[2].decode("utf-8", "surrogateescape")
-        if not run_id.startswith(prefix):
-            continue
+        run_id, name = found
         folders.add(run_id)
-        if len(parts) == 4 and parts[3] == b"run.toml" and meta.startswith(b"100"):
+        if name == "run.toml" and meta.startswith(b"100"):
             blobs[run_id] = meta.split()[2].decode()
     return sorted(folders)
 
 
 def run_files(repo: Repo, run_id: str, rev: str = RUNS_REF) -> dict[str, str]:
     """{file name: blob sha} of a run's folder on the branch."""
-    found = repo.reader().read(f"{rev}:{run_folder(run_id)}")
-    return {n: sha for n, (_, sha) in parse_tree(found[2]).items()} if found else {}
+    reader = repo.reader()
+    for folder in run_folder_paths(run_id):
+        found = reader.read(f"{rev}:{folder}")
+        if found is not None:
+            return {n: sha for n, (_, sha) in parse_tree(found[2]).items()}
+    return {}
 
 
 DIFF_RUNS = ("diff-tree", "-r", "--no-renames", "--raw", "-z")
@@ -440,22 +485,23 @@ def changed_runs(
     changed: set[str] = set()
     removed: set[str] = set()
     for meta, path in zip(fields[0::2], fields[1::2], strict=False):
-        parts = path.split("/")
-        if len(parts) < 4 or parts[3] != "run.toml" or len(parts) > 4:
-            if others is not None and len(parts) >= 4:
-                others.add(parts[2])
+        found = split_run_path(path)
+        if found is None or found[1] != "run.toml":
+            if others is not None and found is not None and found[1]:
+                others.add(found[0])
             continue
+        run_id = found[0]
         info = meta.split()  # :old-mode new-mode old-blob new-blob status
         if info[-1:] == ["D"]:
-            removed.add(parts[2])
+            removed.add(run_id)
             continue
         if others is not None and len(info) >= 5 and not info[1].startswith("100"):
-            others.add(parts[2])  # a run.toml that is no file (a link): its folder looked at
+            others.add(run_id)  # a run.toml that is no file (a link): its folder looked at
             continue
-        changed.add(parts[2])
+        changed.add(run_id)
         if blobs is not None and len(info) >= 5 and info[1].startswith("100"):
-            blobs[parts[2]] = info[3]
-    return changed - removed, removed - changed
+            blobs[run_id] = info[3]
+    return changed, removed - changed  # a run moved to the two-level layout is changed
 
 
 def is_ancestor(repo: Repo, old: str, new: str) -> bool:

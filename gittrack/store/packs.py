@@ -82,10 +82,11 @@ STORE_ABOVE = 32 << 10  # bytes: bigger trees go into a run's pack stored, not c
 def _level(kind: str, data: bytes) -> int:
     """zlib's level for one object of a run's pack: fast compression, none for a big tree.
 
-    A big tree is a shard folder of a long history (3,900 entries, 200 KiB at a million runs:
-    3 ms to compress, a tenth of a run's whole cost). Mostly ids, it shrinks by about a third;
-    a run's pack lives only until the next roll-up (housekeeping.py), which compresses it (and
-    deltas it against the tree before) as git does. Blobs (logs: text) are always compressed."""
+    A big tree is a one-level shard folder of a long history written by gittrack 0.1 (3,900
+    entries, 200 KiB at a million runs: 3 ms to compress, a tenth of a run's whole cost).
+    Mostly ids, it shrinks by about a third; a run's pack lives only until the next roll-up
+    (housekeeping.py), which compresses it (and deltas it against the tree before) as git
+    does. Blobs (logs: text) are always compressed."""
     return 0 if kind == "tree" and len(data) > STORE_ABOVE else 1
 
 

@@ -13,7 +13,7 @@ BRANCH_README = """\
 # gittrack runs
 
 This branch is written by gittrack: one commit per recorded run. Each run has a folder
-`runs/<first two id characters>/<id>/` holding `run.toml` (its parameters, code, environment,
+`runs/<id[:2]>/<id[2:4]>/<id>/` holding `run.toml` (its parameters, code, environment,
 metrics and outputs), its captured logs and DVC pointer files for its outputs.
 Read it with `gittrack ls`, `gittrack show ID`, or plain `git log gittrack/runs`.
 """

@@ -15,6 +15,7 @@ from hashlib import sha1
 from pathlib import Path
 
 from ..errors import GitError, GittrackError
+from ..model.record import split_run_path
 from .branch import (
     _update_refs,
     branch_lock,
@@ -153,9 +154,10 @@ def join_branch(repo: Repo, other: str, label: str) -> JoinResult:
                     edits,
                     kept,
                 )
-                clashes = [p.rsplit("/", 1)[1] for p in kept if _is_run_folder(p)]
+                clashes = [p for p in kept if _is_run_folder(p)]
                 if clashes:
-                    raise RunConflict(label, clashes, other)
+                    ids = [p.rsplit("/", 1)[1] for p in clashes]
+                    raise RunConflict(label, ids, other, folders=clashes)
                 tree = edit_tree(reader, writer, ours_tree, edits)
                 arrived = len(_runs_in_edits(reader, ours_tree, edits)[0])
                 message = (
@@ -187,9 +189,9 @@ def _runs_in_edits(
     for path, entry in edits.items():
         if not (path == "runs" or path.startswith("runs/")):
             continue
-        depth = path.count("/")
-        if depth >= 2:
-            (removed if entry is None else added).add(path.split("/")[2])
+        run = split_run_path(path)
+        if run is not None:
+            (removed if entry is None else added).add(run[0])
             continue
         if entry is None:
             found = reader.read(f"{ours_tree}:{path}")
@@ -197,13 +199,20 @@ def _runs_in_edits(
             target = removed
         else:
             target = added
-        listing = _tree_of(reader, entry)
-        if depth == 0:  # the whole runs folder
-            for shard in listing.values():
-                target.update(_tree_of(reader, shard))
-        else:
-            target.update(listing)
+        target.update(_ids_under(reader, path, entry))
     return sorted(added), sorted(removed)
+
+
+def _ids_under(reader: CatFile, path: str, entry: Entry) -> list[str]:
+    """The run ids in `runs`, a shard or a sub-shard, in either layout."""
+    ids: list[str] = []
+    for name, sub in _tree_of(reader, entry).items():
+        if sub[0] != MODE_TREE:
+            continue
+        child = f"{path}/{name}"
+        run = split_run_path(child)
+        ids += [run[0]] if run is not None else _ids_under(reader, child, sub)
+    return ids
 
 
 def _commit_tree(reader: CatFile, commit: str) -> str:
@@ -218,7 +227,8 @@ def _as_tree(sha: str | None) -> tuple[str, str] | None:
 
 
 def _is_run_folder(path: str) -> bool:
-    return path.startswith("runs/") and path.count("/") == 2
+    run = split_run_path(path)
+    return run is not None and not run[1]
 
 
 def _merge3(

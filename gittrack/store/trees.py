@@ -1,9 +1,10 @@
 """Tree objects as bytes: parsing, formatting, and editing a few entries of a big tree cheaply.
 
-A shard folder of the runs branch (`runs/3f/`) holds about n/256 run folders: 3,900 entries
-(230 KB) at a million runs. Parsing and re-sorting that in Python for every run would make
-recording grow with the history, so `splice()` edits such trees in place: when every entry has
-the same mode and name length (run folders: `40000 <32 hex>`), entries sit at a fixed stride,
+A tree on the way to a run folder holds up to 256 entries (`runs/3f/2a/`), and a shard of a
+branch written by gittrack 0.1 (`runs/3f/`) about n/256 run folders: 3,900 entries (230 KB) at
+a million runs. Parsing and re-sorting those in Python for every run would make recording
+grow with the history, so `splice()` edits such trees in place: when every entry has the same
+mode and name length (`40000 2a`, `40000 <32 hex>`), entries sit at a fixed stride,
 a binary search finds the one to change, and the new tree is two slices around it. Other trees
 are parsed and formatted whole (they are small).
 """
