@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -67,6 +68,24 @@ def listed(run_cli, repo: Path, *args: str) -> dict[str, float]:
     result = run_cli(repo, "ls", "--json", *args)
     assert result.exit_code == 0, result.output
     return {run["id"]: run["params"]["temp"] for run in json.loads(result.output)}
+
+
+def copies(repo: Path, run_id: str, ids: list[str]) -> None:
+    """Runs with these ids, each a copy of run `run_id` (its record and files)."""
+    store = gitstore.find_repo(repo)
+    rec = RunRecord.from_toml(gitstore.read_record_bytes(store, run_id), run_id)
+    files = {
+        n: gitstore.read_run_file(store, run_id, n) or b""
+        for n in gitstore.run_files(store, run_id)
+    }
+    files.pop("run.toml")
+    for new in ids:
+        rec.id = new
+        gitstore.write_run(store, rec, files)
+
+
+def in_shard(shard: str) -> str:
+    return shard + secrets.token_hex(15)
 
 
 def fsck_clean(repo: Path) -> None:
@@ -205,3 +224,79 @@ def test_a_moved_run_changed_on_both_sides_is_a_conflict_naming_its_folder(
     assert result.exit_code == 1
     assert f"-- {run_folder(run_id)}'" in result.output
     assert git(bob, "rev-parse", "gittrack/runs") == before
+
+
+def test_the_first_run_written_to_an_old_shard_moves_the_shard_s_runs_once(
+    run_cli, tracked_repo: Path
+) -> None:
+    first = record(run_cli, tracked_repo, 1)
+    shard, elsewhere = first[:2], "00" if first[:2] != "00" else "11"
+    siblings, away = [in_shard(shard) for _ in range(3)], in_shard(elsewhere)
+    copies(tracked_repo, first, [*siblings, away])
+    to_old_layout(tracked_repo)
+    assert len(listed(run_cli, tracked_repo)) == 5
+    before = git(tracked_repo, "rev-parse", "gittrack/runs")
+
+    new = in_shard(shard)
+    copies(tracked_repo, first, [new])
+    paths = branch_paths(tracked_repo)
+    for run_id in (first, *siblings, new):
+        assert f"{run_folder(run_id)}/run.toml" in paths
+        assert not any(p.startswith(legacy_run_folder(run_id)) for p in paths)
+    assert f"{legacy_run_folder(away)}/run.toml" in paths  # another shard: left as it was
+    assert len(git(tracked_repo, "rev-list", f"{before}..gittrack/runs").split()) == 1
+    after = git(tracked_repo, "rev-parse", "gittrack/runs")
+    store = gitstore.find_repo(tracked_repo)
+    others: set[str] = set()
+    assert gitstore.changed_runs(store, before, after, others=others) == ({new}, set())
+    assert others <= {new}  # the moved folders are not looked at again
+    assert set(listed(run_cli, tracked_repo)) == {first, *siblings, away, new}
+
+    again = in_shard(shard)  # the shard holds only sub-shards now: nothing more moves
+    copies(tracked_repo, first, [again])
+    diff = git(tracked_repo, "diff-tree", "-r", "--name-status", after, "gittrack/runs")
+    changes = [line.split("\t") for line in diff.splitlines()]
+    assert {status for status, _ in changes} == {"A"}
+    assert {path.rsplit("/", 1)[0] for _, path in changes} == {run_folder(again)}
+    fsck_clean(tracked_repo)
+
+
+def test_pull_of_a_branch_that_moved_runs_counts_only_new_ones(
+    run_cli, tracked_repo: Path, remote: Path, tmp_path: Path
+) -> None:
+    alice = tracked_repo
+    git(alice, "remote", "add", "origin", str(remote))
+    git(alice, "push", "-q", "origin", "main")
+    first = record(run_cli, alice, 1)
+    copies(alice, first, [in_shard(first[:2]) for _ in range(4)])
+    to_old_layout(alice)
+    assert run_cli(alice, "push").exit_code == 0
+    git(tmp_path, "clone", "-q", str(remote), str(tmp_path / "bob"))
+    bob = tmp_path / "bob"
+    assert run_cli(bob, "pull").output == "5 run(s) from origin.\n"
+    copies(alice, first, [in_shard(first[:2])])  # moves the shard's five runs
+    assert run_cli(alice, "push").exit_code == 0
+    record(run_cli, bob, 2)
+    pulled = run_cli(bob, "pull")
+    assert pulled.output == "1 new run(s) from origin, joined with yours by a merge commit.\n"
+    assert len(listed(run_cli, bob)) == 7
+    fsck_clean(bob)
+
+
+def test_pull_counts_a_sub_shard_taken_whole_by_its_new_runs_only(
+    run_cli, tracked_repo: Path, remote: Path, tmp_path: Path
+) -> None:
+    alice = tracked_repo
+    git(alice, "remote", "add", "origin", str(remote))
+    git(alice, "push", "-q", "origin", "main")
+    first = record(run_cli, alice, 1)
+    assert run_cli(alice, "push").exit_code == 0
+    git(tmp_path, "clone", "-q", str(remote), str(tmp_path / "bob"))
+    bob = tmp_path / "bob"
+    assert run_cli(bob, "pull").exit_code == 0
+    copies(alice, first, [first[:4] + secrets.token_hex(14)])  # beside the run bob has
+    assert run_cli(alice, "push").exit_code == 0
+    record(run_cli, bob, 2)
+    pulled = run_cli(bob, "pull")
+    assert pulled.output == "1 new run(s) from origin, joined with yours by a merge commit.\n"
+    assert len(listed(run_cli, bob)) == 3

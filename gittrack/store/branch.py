@@ -44,6 +44,7 @@ from .objects import (
     parse_tree,
     write_blobs,
 )
+from .trees import tree_stride
 
 
 @contextlib.contextmanager
@@ -100,6 +101,7 @@ def commit_to_branch(
     allow_create: bool = False,
     unless: Callable[[], bool] | None = None,
     writer: ObjectWriter | None = None,
+    tidy: Callable[[CatFile, str | None], Mapping[str, Entry]] | None = None,
 ) -> str:
     """Commit `edits` on top of the runs branch tip with compare-and-swap; retried until it lands.
 
@@ -107,7 +109,8 @@ def commit_to_branch(
     transaction, so that no commit a run references can be garbage-collected. `unless`, checked
     under the lock before each attempt, cancels the commit (returning "") when it is true.
     `writer` is the one that wrote the edits' blobs: what a racing `git gc --prune=now` took of
-    them is written again before and after the branch moves.
+    them is written again before and after the branch moves. `tidy(reader, tip tree)` gives
+    more edits that depend on the tip, made first (`edits` win where both name a path).
     """
     writer = writer or ObjectWriter(repo)
     ident = Identity.get(repo)
@@ -123,7 +126,8 @@ def commit_to_branch(
             if current is None and not allow_create:
                 raise GitError("the runs branch is missing; run 'gittrack init'")
             old_commit, old_tree = current if current else (ZERO, None)
-            tree = edit_tree(reader, writer, old_tree, edits or {})
+            edits_now = {**tidy(reader, old_tree), **(edits or {})} if tidy else edits or {}
+            tree = edit_tree(reader, writer, old_tree, edits_now)
             parents = [old_commit] if current else []
             if merge_parent:
                 parents.append(merge_parent)
@@ -257,7 +261,34 @@ def _write_run(
         subject = subject[:197] + "..."
     message = f"{subject}\n\nStatus: {record.status}\nRun-Id: {record.id}\n"
     unless = (lambda: find_run_folder(repo, record.id) is not None) if if_absent else None
-    return commit_to_branch(repo, message, edits, keep_alive=keep, unless=unless, writer=writer)
+
+    def tidy(reader: CatFile, tree: str | None) -> dict[str, Entry]:
+        return one_level_moves(reader, tree, record.id[:2])
+
+    return commit_to_branch(
+        repo, message, edits, keep_alive=keep, unless=unless, writer=writer, tidy=tidy
+    )
+
+
+def one_level_moves(reader: CatFile, tree: str | None, shard: str) -> dict[str, Entry]:
+    """Edits moving the run folders a shard holds in gittrack 0.1's layout to their sub-shards.
+
+    The first run written to such a shard moves them all, once: the shard holds only sub-shards
+    after that, and every later run rewrites four small trees. A shard already uniform (only
+    two-character names) is known from its bytes without parsing it.
+    """
+    found = reader.read(f"{tree}:runs/{shard}") if tree else None
+    if found is None or found[1] != "tree":
+        return {}
+    stride = tree_stride(found[2])
+    if stride is not None and stride[1] == 2:
+        return {}
+    moves: dict[str, Entry] = {}
+    for name, (mode, sha) in parse_tree(found[2]).items():
+        if len(name) > 4 and mode == MODE_TREE and name.startswith(shard):  # misplaced: kept
+            moves[legacy_run_folder(name)] = None
+            moves[run_folder(name)] = (mode, sha)
+    return moves
 
 
 def find_run_folder(repo: Repo, run_id: str, rev: str = RUNS_REF) -> str | None:
@@ -484,6 +515,8 @@ def changed_runs(
     fields = output.decode("utf-8", "surrogateescape").split("\0")
     changed: set[str] = set()
     removed: set[str] = set()
+    went: dict[str, str] = {}  # run id: blob of the run.toml removed (a moved one reappears)
+    came: dict[str, str] = {}
     for meta, path in zip(fields[0::2], fields[1::2], strict=False):
         found = split_run_path(path)
         if found is None or found[1] != "run.toml":
@@ -494,14 +527,24 @@ def changed_runs(
         info = meta.split()  # :old-mode new-mode old-blob new-blob status
         if info[-1:] == ["D"]:
             removed.add(run_id)
+            went[run_id] = info[2] if len(info) >= 5 else ""
             continue
         if others is not None and len(info) >= 5 and not info[1].startswith("100"):
             others.add(run_id)  # a run.toml that is no file (a link): its folder looked at
             continue
         changed.add(run_id)
+        came[run_id] = info[3] if len(info) >= 5 else "?"
         if blobs is not None and len(info) >= 5 and info[1].startswith("100"):
             blobs[run_id] = info[3]
-    return changed, removed - changed  # a run moved to the two-level layout is changed
+    # a run.toml moved from gittrack 0.1's layout unchanged is no change; one moved and
+    # rewritten is a change, not a removal
+    moved = {i for i in changed & removed if went[i] == came[i]}
+    if blobs is not None:
+        for run_id in moved:
+            blobs.pop(run_id, None)
+    if others is not None:
+        others -= moved
+    return changed - moved, removed - changed
 
 
 def is_ancestor(repo: Repo, old: str, new: str) -> bool:

@@ -18,7 +18,7 @@ import threading
 import zlib
 
 from .._hashes import sha1
-from .trees import MODE_SUBMODULE, MODE_TREE, parse_tree
+from .trees import MODE_SUBMODULE, MODE_TREE, find_entry
 
 _TYPES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
 _OFS_DELTA, _REF_DELTA = 6, 7
@@ -108,7 +108,7 @@ class LocalObjects:
         if any(n in ("", ".", "..") for n in names):
             raise _Unknown  # relative or odd paths: as git reads them
         for i, name in enumerate(names):
-            entry = parse_tree(data).get(name)
+            entry = find_entry(data, name)
             if entry is None:
                 return None
             mode, found = entry

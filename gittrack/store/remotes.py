@@ -193,14 +193,14 @@ def _runs_in_edits(
         if run is not None:
             (removed if entry is None else added).add(run[0])
             continue
-        if entry is None:
-            found = reader.read(f"{ours_tree}:{path}")
-            entry = (MODE_TREE, found[0]) if found else None
-            target = removed
-        else:
-            target = added
-        target.update(_ids_under(reader, path, entry))
-    return sorted(added), sorted(removed)
+        found = reader.read(f"{ours_tree}:{path}")
+        ours_entry = (MODE_TREE, found[0]) if found and found[1] == "tree" else None
+        had = set(_ids_under(reader, path, ours_entry)) if ours_entry else set()
+        has = set(_ids_under(reader, path, entry)) if entry is not None else set()
+        added |= has - had  # a shard taken whole from their side holds ours too
+        removed |= had - has
+    moved = added & removed  # from gittrack 0.1's layout to two levels: neither new nor gone
+    return sorted(added - moved), sorted(removed - moved)
 
 
 def _ids_under(reader: CatFile, path: str, entry: Entry) -> list[str]:

@@ -54,7 +54,7 @@ def format_tree(entries: Mapping[str, tuple[str, str]]) -> bytes:
     )
 
 
-def _stride(data: bytes) -> tuple[bytes, int, int] | None:
+def tree_stride(data: bytes) -> tuple[bytes, int, int] | None:
     """(mode, name length, entry length) when every entry of `data` has the first one's mode
     and name length, so that entry i starts at i * entry length; else None."""
     space = data.find(b" ", 0, 8)
@@ -89,7 +89,7 @@ def _bisect(data: bytes, name: bytes, start: int, size: int) -> int:
 
 def find_entry(data: bytes, name: str) -> tuple[str, str] | None:
     """The (mode, sha) of `name` in tree bytes `data`, or None."""
-    stride = _stride(data)
+    stride = tree_stride(data)
     raw = name.encode("utf-8", "surrogateescape")
     if stride is None or len(raw) != stride[1]:
         return parse_tree(data).get(name)
@@ -103,12 +103,14 @@ def find_entry(data: bytes, name: str) -> tuple[str, str] | None:
 
 def splice(data: bytes, changes: Mapping[str, Entry]) -> bytes:
     """Tree bytes `data` with `changes` applied ({name: (mode, sha)}, None deletes)."""
-    stride = _stride(data)
+    stride = tree_stride(data)
     if stride is not None:
         mode, name_len, size = stride
         start = len(mode) + 1
         for name, entry in changes.items():
             raw = name.encode("utf-8", "surrogateescape")
+            if entry is None and len(raw) != name_len:
+                continue  # no entry of this tree has that name
             if len(raw) != name_len or (entry is not None and entry[0].encode() != mode):
                 break  # the tree would no longer be uniform
             at = _bisect(data, raw, start, size) * size
