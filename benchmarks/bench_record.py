@@ -6,7 +6,10 @@
    1,000,000 runs (quick: 1,000). Histories are built with git fast-import
    (benchmarks/common.py; up to 10,000 runs one commit a run, 100,000 in commits of 1,000) and
    1,000,000 as one commit written as packs (fast-import takes hours there); the tip tree,
-   which recording reads and rewrites, is the same. Cached under /tmp. Wall and CPU time (user + system of the process and the git
+   which recording reads and rewrites, is the same. One more history of 1,000,000 runs
+   (quick: 1,000) is in gittrack 0.1's one-level layout (`runs/<ab>/<id>`): nearly every run
+   measured there is the first in its shard and moves that shard's folders to their sub-shards,
+   the one-time cost of an old history. Cached under /tmp. Wall and CPU time (user + system of the process and the git
    processes it waited for) and each process's own peak memory (VmHWM). A plain
    `git add && git commit` of a small file is the floor of any git-based recorder.
 2. Storage: runs recorded one by one through the real write path, without any user action
@@ -105,13 +108,14 @@ def make_repo(root: Path) -> Path:
     return setup_repo(root / "project")
 
 
-def history_repo(root: Path, n: int) -> Path:
-    """A copy of the cached repository holding `n` runs (built on first use)."""
+def history_repo(root: Path, n: int, legacy: bool = False) -> Path:
+    """A copy of the cached repository holding `n` runs (built on first use); with `legacy`,
+    in gittrack 0.1's one-level layout, so that every run measured moves a shard."""
 
     def build(path: Path) -> None:
         setup_repo(path)
-        if n > 100_000:
-            fill_history_packed(path, n, "tracked.py")
+        if n > 100_000 or legacy:
+            fill_history_packed(path, n, "tracked.py", legacy=legacy)
         else:
             fill_history(path, n, "tracked.py", per_commit=1 if n <= 10_000 else 1_000)
         if n:  # one pack, too: else the first runs measured start a roll-up behind them
@@ -121,7 +125,8 @@ def history_repo(root: Path, n: int) -> Path:
         # built first: the index's cost (minutes at 1,000,000 runs), not recording's.
         (path / ".git" / "gittrack" / "memo").mkdir(parents=True, exist_ok=True)
 
-    return cached_repo(f"record-v3-{n}", build, root / f"history-{n}")
+    name = f"record-v1layout-{n}" if legacy else f"record-v3-{n}"
+    return cached_repo(name, build, root / f"history-{n}")
 
 
 def measure(repo: Path, reps: int) -> dict[str, float]:
@@ -157,14 +162,21 @@ def measure(repo: Path, reps: int) -> dict[str, float]:
     }
 
 
-def overhead_table(histories: list[int], reps: int) -> list[dict[str, float]]:
+def overhead_table(
+    histories: list[int], reps: int, legacy: tuple[int, ...] = ()
+) -> list[dict[str, float]]:
+    """The recording overhead over histories of each size; the `legacy` sizes in gittrack 0.1's
+    layout, where each run measured is (nearly always) the first in its shard and moves it."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in histories:
+        for n, old in [*((n, False) for n in histories), *((n, True) for n in legacy)]:
             start = time.perf_counter()
-            repo = make_repo(Path(tmp) / "fresh") if n == 0 else history_repo(Path(tmp), n)
+            if n == 0:
+                repo = make_repo(Path(tmp) / "fresh")
+            else:
+                repo = history_repo(Path(tmp), n, legacy=old)
             ready = time.perf_counter() - start
-            rows.append({"history": n, "ready_s": ready, **measure(repo, reps)})
+            rows.append({"history": n, "legacy": old, "ready_s": ready, **measure(repo, reps)})
             subprocess.run(["rm", "-rf", str(repo)], check=True)
     print(f"\nRecording overhead (median of {reps} paired runs; load average {load()})")
     print(
@@ -174,7 +186,8 @@ def overhead_table(histories: list[int], reps: int) -> list[dict[str, float]]:
     )
     for row in rows:
         print(
-            f"{row['history']:>14} {row['untracked_s'] * 1000:>8.0f}ms "
+            f"{str(row['history']) + (' (0.1)' if row['legacy'] else ''):>14} "
+            f"{row['untracked_s'] * 1000:>8.0f}ms "
             f"{row['tracked_s'] * 1000:>8.0f}ms {row['overhead_s'] * 1000:>7.1f}ms "
             f"{row['untracked_cpu_s'] * 1000:>12.1f}ms {row['cpu_overhead_s'] * 1000:>11.1f}ms "
             f"{'20ms':>6} "
@@ -307,7 +320,7 @@ def main(quick: bool = False, big: bool = False) -> dict[str, list[dict[str, flo
     histories = [0, 1_000] if quick else [0, 10_000, 100_000, 1_000_000]
     sizes = [300] if quick else [1_000, 10_000, *([100_000] if big else [])]
     return {
-        "overhead": overhead_table(histories, reps),
+        "overhead": overhead_table(histories, reps, legacy=(1_000,) if quick else (1_000_000,)),
         "storage": storage_table(sizes, 5 if quick else 11),
     }
 

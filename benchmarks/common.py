@@ -138,14 +138,16 @@ def fill_history(repo: Path, n: int, command: str, per_commit: int = 1) -> None:
     store.close()
 
 
-def fill_history_packed(repo: Path, n: int, command: str, chunk: int = 100_000) -> None:
+def fill_history_packed(
+    repo: Path, n: int, command: str, chunk: int = 100_000, legacy: bool = False
+) -> None:
     """Add `n` completed runs of `command` to the runs branch in one commit, written as packs.
 
     git fast-import edits a folder's entries by a linear search, so filling the shard folders
     of a million runs one commit at a time takes hours; here each run's blob and folder tree go
     into a pack of `chunk` runs (gittrack's own pack writer), the 65,536 sub-shard trees, the
     256 shards and the rest into one more, and the branch moves once. The tip tree is the one a
-    million recorded runs make.
+    million recorded runs make; with `legacy`, the one gittrack 0.1 made (`runs/<ab>/<id>`).
     """
     sys.path.insert(0, str(HERE.parent))
     from gittrack import store as gitstore
@@ -170,7 +172,8 @@ def fill_history_packed(repo: Path, n: int, command: str, chunk: int = 100_000) 
             folder_id = sha("tree", folder)
             objects[blob_id] = ("blob", blob)
             objects[folder_id] = ("tree", folder)
-            subshard = (record.id[:2], record.id[2:4])  # where gittrack.model.run_folder puts it
+            # where gittrack.model.run_folder puts it, or legacy_run_folder (no sub-shard)
+            subshard = (record.id[:2], "" if legacy else record.id[2:4])
             shards.setdefault(subshard, {})[record.id] = (MODE_TREE, folder_id)
         write_pack(packs, objects, str(packs / f"tmp_bench_{first}"))
     tip = gitstore.tip(store)
@@ -189,7 +192,10 @@ def fill_history_packed(repo: Path, n: int, command: str, chunk: int = 100_000) 
 
     by_shard: dict[str, dict[str, tuple[str, str]]] = {}
     for (shard, sub), entries in shards.items():
-        by_shard.setdefault(shard, {})[sub] = tree(entries)
+        if legacy:
+            by_shard[shard] = entries
+        else:
+            by_shard.setdefault(shard, {})[sub] = tree(entries)
     for shard, subs in by_shard.items():
         runs[shard] = tree(subs)
     runs_tree = format_tree(runs)

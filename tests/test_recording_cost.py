@@ -194,6 +194,8 @@ def test_editing_a_big_tree_in_place_gives_the_tree_git_makes(repo: Path) -> Non
         ).stdout
         assert trees.parse_tree(data) == entries
         names = sorted(entries)
+        assert trees.find_entry(data, names[1]) == entries[names[1]]
+        assert trees.find_entry(data, names[1][:2]) is None  # a name no entry has, any length
         changes: dict[str, trees.Entry] = {
             names[0]: None,  # the first goes
             names[-1]: (entries[names[-1]][0], sha()),  # the last changes

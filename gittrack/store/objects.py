@@ -32,6 +32,7 @@ from .trees import (
     format_tree as format_tree,
     parse_tree as parse_tree,
     splice,
+    tree_stride,
 )
 
 if TYPE_CHECKING:
@@ -648,8 +649,13 @@ def edit_tree(
             nested.setdefault(head, {})[rest] = entry
         else:
             changes[head] = entry
+    # a tree that is not uniform is parsed once here, not once for every folder edited in it
+    listing = parse_tree(data) if len(nested) > 1 and tree_stride(data) is None else None
     for head, sub_edits in nested.items():
-        current = changes[head] if head in changes else find_entry(data, head)
+        if head in changes:
+            current = changes[head]
+        else:
+            current = listing.get(head) if listing is not None else find_entry(data, head)
         sub = current[1] if current and current[0] == MODE_TREE else None
         new = edit_tree(reader, writer, sub, sub_edits)
         changes[head] = None if new == EMPTY_TREE else (MODE_TREE, new)

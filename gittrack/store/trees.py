@@ -91,8 +91,10 @@ def find_entry(data: bytes, name: str) -> tuple[str, str] | None:
     """The (mode, sha) of `name` in tree bytes `data`, or None."""
     stride = tree_stride(data)
     raw = name.encode("utf-8", "surrogateescape")
-    if stride is None or len(raw) != stride[1]:
+    if stride is None:
         return parse_tree(data).get(name)
+    if len(raw) != stride[1]:
+        return None  # every name of a uniform tree has the stride's length
     mode, _, size = stride
     start = len(mode) + 1
     at = _bisect(data, raw, start, size) * size
@@ -107,17 +109,17 @@ def splice(data: bytes, changes: Mapping[str, Entry]) -> bytes:
     if stride is not None:
         mode, name_len, size = stride
         start = len(mode) + 1
-        for name, entry in changes.items():
-            raw = name.encode("utf-8", "surrogateescape")
-            if entry is None and len(raw) != name_len:
-                continue  # no entry of this tree has that name
-            if len(raw) != name_len or (entry is not None and entry[0].encode() != mode):
-                break  # the tree would no longer be uniform
-            at = _bisect(data, raw, start, size) * size
-            found = data[at + start : at + start + len(raw)] == raw
-            new = b"" if entry is None else mode + b" " + raw + b"\0" + bytes.fromhex(entry[1])
-            data = data[:at] + new + data[at + size if found else at :]
-        else:
+        raws = {name.encode("utf-8", "surrogateescape"): entry for name, entry in changes.items()}
+        if all(
+            e is None or (len(r) == name_len and e[0].encode() == mode) for r, e in raws.items()
+        ):
+            for raw, entry in raws.items():
+                if len(raw) != name_len:
+                    continue  # a deletion of a name no entry of this tree has
+                at = _bisect(data, raw, start, size) * size
+                found = data[at + start : at + start + len(raw)] == raw
+                new = b"" if entry is None else mode + b" " + raw + b"\0" + bytes.fromhex(entry[1])
+                data = data[:at] + new + data[at + size if found else at :]
             return data
     entries = parse_tree(data)
     for name, entry in changes.items():
