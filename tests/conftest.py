@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,12 @@ from click.testing import CliRunner
 from gittrack.cli import cli
 
 pytest_plugins = ["slurm_cluster"]
+
+# A suite started in the background (`make test &`, nohup) inherits SIGINT ignored, and so would
+# every process a test starts: the Ctrl-C tests would then time out. A handler of our own is
+# reset to the default in the processes we start, which then see Ctrl-C as a terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SIM = """\
 import click
