@@ -67,6 +67,15 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def fsck_clean(repo: Path) -> None:
+    """`git fsck` finds nothing wrong (dangling objects aside) in `repo`."""
+    proc = subprocess.run(
+        ["git", "fsck", "--no-dangling"], cwd=repo, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and not proc.stdout, proc.stdout + proc.stderr
+    assert "missing" not in proc.stderr and "error" not in proc.stderr, proc.stderr
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git repository with one commit holding sim.py."""
@@ -183,3 +192,19 @@ def wait_for_housekeeping(repo: Path, timeout: float = 60.0) -> None:
         finally:
             os.close(fd)
     raise AssertionError(f"housekeeping still running after {timeout} s")
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    """An empty bare repository, the collaborators' shared remote."""
+    path = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(path))
+    return path
+
+
+@pytest.fixture
+def alice(tracked_repo: Path, remote: Path) -> Path:
+    """The tracked repository, its main branch pushed to `remote` (origin)."""
+    git(tracked_repo, "remote", "add", "origin", str(remote))
+    git(tracked_repo, "push", "-q", "origin", "main")
+    return tracked_repo

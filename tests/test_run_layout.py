@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import fsck_clean, git
 
 from gittrack import store as gitstore
 from gittrack.model.record import RunRecord, legacy_run_folder, run_folder, split_run_path
@@ -86,11 +86,6 @@ def copies(repo: Path, run_id: str, ids: list[str]) -> None:
 
 def in_shard(shard: str) -> str:
     return shard + secrets.token_hex(15)
-
-
-def fsck_clean(repo: Path) -> None:
-    proc = subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo, capture_output=True)
-    assert proc.returncode == 0 and not proc.stdout, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -169,25 +164,22 @@ def test_a_run_in_the_old_layout_written_again_moves_and_stays_listed(
     fsck_clean(tracked_repo)
 
 
-@pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    path = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(path))
-    return path
+def bob_pulls(run_cli, alice: Path, remote: Path, tmp_path: Path) -> tuple[Path, str]:
+    """Push alice's runs, clone the remote as bob and pull them: (bob, what the pull said)."""
+    assert run_cli(alice, "push").exit_code == 0
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(remote), str(bob))
+    pulled = run_cli(bob, "pull")
+    assert pulled.exit_code == 0, pulled.output
+    return bob, pulled.output
 
 
 def test_pull_joins_an_old_layout_branch_with_new_runs(
-    run_cli, tracked_repo: Path, remote: Path, tmp_path: Path
+    run_cli, alice: Path, remote: Path, tmp_path: Path
 ) -> None:
-    alice = tracked_repo
-    git(alice, "remote", "add", "origin", str(remote))
-    git(alice, "push", "-q", "origin", "main")
     old = {record(run_cli, alice, t): float(t) for t in (1, 2)}
     to_old_layout(alice)
-    assert run_cli(alice, "push").exit_code == 0
-    git(tmp_path, "clone", "-q", str(remote), str(tmp_path / "bob"))
-    bob = tmp_path / "bob"
-    assert run_cli(bob, "pull").exit_code == 0
+    bob, _ = bob_pulls(run_cli, alice, remote, tmp_path)
     bobs = record(run_cli, bob, 3)
     assert run_cli(bob, "push").exit_code == 0
     alices = record(run_cli, alice, 4)
@@ -202,17 +194,11 @@ def test_pull_joins_an_old_layout_branch_with_new_runs(
 
 
 def test_a_moved_run_changed_on_both_sides_is_a_conflict_naming_its_folder(
-    run_cli, tracked_repo: Path, remote: Path, tmp_path: Path
+    run_cli, alice: Path, remote: Path, tmp_path: Path
 ) -> None:
-    alice = tracked_repo
-    git(alice, "remote", "add", "origin", str(remote))
-    git(alice, "push", "-q", "origin", "main")
     run_id = record(run_cli, alice, 6)
     to_old_layout(alice)
-    assert run_cli(alice, "push").exit_code == 0
-    git(tmp_path, "clone", "-q", str(remote), str(tmp_path / "bob"))
-    bob = tmp_path / "bob"
-    assert run_cli(bob, "pull").exit_code == 0
+    bob, _ = bob_pulls(run_cli, alice, remote, tmp_path)
     for repo, note in ((alice, "alice's"), (bob, "bob's")):
         store = gitstore.find_repo(repo)
         rec = RunRecord.from_toml(gitstore.read_record_bytes(store, run_id), run_id)
@@ -262,18 +248,13 @@ def test_the_first_run_written_to_an_old_shard_moves_the_shard_s_runs_once(
 
 
 def test_pull_of_a_branch_that_moved_runs_counts_only_new_ones(
-    run_cli, tracked_repo: Path, remote: Path, tmp_path: Path
+    run_cli, alice: Path, remote: Path, tmp_path: Path
 ) -> None:
-    alice = tracked_repo
-    git(alice, "remote", "add", "origin", str(remote))
-    git(alice, "push", "-q", "origin", "main")
     first = record(run_cli, alice, 1)
     copies(alice, first, [in_shard(first[:2]) for _ in range(4)])
     to_old_layout(alice)
-    assert run_cli(alice, "push").exit_code == 0
-    git(tmp_path, "clone", "-q", str(remote), str(tmp_path / "bob"))
-    bob = tmp_path / "bob"
-    assert run_cli(bob, "pull").output == "5 run(s) from origin.\n"
+    bob, said = bob_pulls(run_cli, alice, remote, tmp_path)
+    assert said == "5 run(s) from origin.\n"
     copies(alice, first, [in_shard(first[:2])])  # moves the shard's five runs
     assert run_cli(alice, "push").exit_code == 0
     record(run_cli, bob, 2)
@@ -284,16 +265,10 @@ def test_pull_of_a_branch_that_moved_runs_counts_only_new_ones(
 
 
 def test_pull_counts_a_sub_shard_taken_whole_by_its_new_runs_only(
-    run_cli, tracked_repo: Path, remote: Path, tmp_path: Path
+    run_cli, alice: Path, remote: Path, tmp_path: Path
 ) -> None:
-    alice = tracked_repo
-    git(alice, "remote", "add", "origin", str(remote))
-    git(alice, "push", "-q", "origin", "main")
     first = record(run_cli, alice, 1)
-    assert run_cli(alice, "push").exit_code == 0
-    git(tmp_path, "clone", "-q", str(remote), str(tmp_path / "bob"))
-    bob = tmp_path / "bob"
-    assert run_cli(bob, "pull").exit_code == 0
+    bob, _ = bob_pulls(run_cli, alice, remote, tmp_path)
     copies(alice, first, [first[:4] + secrets.token_hex(14)])  # beside the run bob has
     assert run_cli(alice, "push").exit_code == 0
     record(run_cli, bob, 2)

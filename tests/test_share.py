@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import branch_log, git
+from conftest import branch_log, fsck_clean, git
 
 from gittrack import store as gitstore
 from gittrack.model.record import RunRecord
@@ -19,32 +19,9 @@ def run_ids(repo: Path) -> set[str]:
     return {p.split("/")[-2] for p in out.splitlines() if p.endswith("/run.toml")}
 
 
-def fsck_clean(repo: Path) -> None:
-    proc = subprocess.run(
-        ["git", "fsck", "--no-dangling"], cwd=repo, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "missing" not in proc.stdout + proc.stderr
-    assert "error" not in proc.stdout + proc.stderr
-
-
 def record(run_cli, repo: Path, *args: str) -> None:
     result = run_cli(repo, "run", "sim.py", *args)
     assert result.exit_code == 0, result.output
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    path = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(path))
-    return path
-
-
-@pytest.fixture
-def alice(tracked_repo: Path, remote: Path) -> Path:
-    git(tracked_repo, "remote", "add", "origin", str(remote))
-    git(tracked_repo, "push", "-q", "origin", "main")
-    return tracked_repo
 
 
 def clone(remote: Path, where: Path) -> Path:
