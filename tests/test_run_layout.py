@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,50 @@ def test_pull_counts_a_sub_shard_taken_whole_by_its_new_runs_only(
     pulled = run_cli(bob, "pull")
     assert pulled.output == "1 new run(s) from origin, joined with yours by a merge commit.\n"
     assert len(listed(run_cli, bob)) == 3
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from gittrack import store
+from gittrack.model.record import RunRecord
+start, source, new = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+repo = store.find_repo(".")
+record = RunRecord.from_toml(store.read_record_bytes(repo, source), source)
+record.id = new
+while not start.exists():
+    time.sleep(0.005)
+store.write_run(repo, record, {})
+"""
+
+
+def test_sixteen_writers_at_once_into_old_shards_all_land_and_each_shard_moves_once(
+    run_cli, tracked_repo: Path, tmp_path: Path
+) -> None:
+    first = record(run_cli, tracked_repo, 1)
+    shards = sorted({first[:2], "00", "5a", "c3"})
+    old = [in_shard(s) for s in shards for _ in range(5)]
+    copies(tracked_repo, first, old)
+    to_old_layout(tracked_repo)
+    before = git(tracked_repo, "rev-parse", "gittrack/runs")
+    start = tmp_path / "go"
+    new = [in_shard(shards[i % len(shards)]) for i in range(16)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(start), first, run_id],
+            cwd=tracked_repo,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for run_id in new
+    ]
+    start.touch()
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    assert len(git(tracked_repo, "rev-list", f"{before}..gittrack/runs").split()) == 16
+    paths = branch_paths(tracked_repo)
+    for run_id in (first, *old, *new):
+        assert f"{run_folder(run_id)}/run.toml" in paths
+    assert len([p for p in paths if p.endswith("/run.toml")]) == 1 + len(old) + len(new)
+    assert set(listed(run_cli, tracked_repo)) == {first, *old, *new}
+    fsck_clean(tracked_repo)
