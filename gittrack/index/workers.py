@@ -41,9 +41,9 @@ PREPARED_FIELDS = 11  # the parts of a `rows.Prepared`
 
 def count() -> int:
     """How many worker processes a big build uses: the cores this process may run on, up to 4,
-    none when the load average says they are all busy (workers on busy cores only add their
-    own cost). GITTRACK_INDEX_WORKERS sets it (0 or 1: in-process); none when this is not a
-    Python executable that can start them."""
+    however busy they are (on two cores kept busy by others, a build of 100,000 runs took 18 s
+    with workers and 25 s without). GITTRACK_INDEX_WORKERS sets it (0 or 1: in-process); none
+    when this is not a Python executable that can start them."""
     setting = os.environ.get("GITTRACK_INDEX_WORKERS", "").strip()
     if setting.isdigit():
         return int(setting)
@@ -53,11 +53,7 @@ def count() -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - macOS
         cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0] >= cores
-    except (AttributeError, OSError):  # pragma: no cover - Windows
-        busy = False
-    return 0 if busy else min(cores, 4)
+    return min(cores, 4)
 
 
 def chunk_image(chunk: Chunk, shapes: Shapes) -> bytes:
