@@ -465,3 +465,44 @@ def test_an_analysis_of_an_earlier_run_on_a_worker_without_shared_filesystem(
         "--",
         f"{run_folder(base.id)}",
     )
+
+
+def test_a_run_folder_a_worker_sends_back_unusable_costs_only_its_run(
+    tracked_repo: Path, dask_cluster
+) -> None:
+    """A worker's answer is input from elsewhere: a path for a file name, a missing or foreign
+    run.toml, a run id that is none, or no folder at all is that attempt recorded as died,
+    with the reason; nothing of it is written to the branch."""
+    from gittrack.execute.dask_executor import DaskRunner
+    from gittrack.execute.executors import Result
+    from gittrack.model.record import Code
+
+    repo = gitstore.find_repo(tracked_repo)
+    good = RunRecord(id="a" * 32, command="sim.py", status="completed")
+    toml = good.to_toml().encode()
+    other = RunRecord(id="b" * 32, command="sim.py").to_toml().encode()
+    answers = {
+        "a path for a file name": ("a" * 32, {"run.toml": toml, "../../../evil": b"x"}),
+        "no run.toml": ("a" * 32, {"stdout.log": b"hello\n"}),
+        "another run's run.toml": ("a" * 32, {"run.toml": other}),
+        "text for bytes": ("a" * 32, {"run.toml": toml.decode()}),
+        "a run id that is none": ("../../x", {"run.toml": toml}),
+        "no folder at all": ("a" * 32, ["run.toml"]),
+    }
+    runner = DaskRunner(repo, dask_cluster.client, progress=False)
+    runner.code = Code()
+    before = git(tracked_repo, "rev-parse", "gittrack/runs")
+    for i, (what, (run_id, files)) in enumerate(answers.items()):
+        answer = {"run": run_id, "status": "completed", "files": files}
+        future = dask_cluster.client.submit(lambda a: a, answer, pure=False)
+        future.result(timeout=60)
+        outcome = Result(Task(script="sim.py", args=["--temp", str(i)]), attempts=1)
+        assert runner._collect(future, outcome, f"bad-{i}") == "died", what
+        assert outcome.status == "died" and "unusable run folder" in outcome.error, what
+        assert len(outcome.runs) == 1, what  # the attempt, recorded as died with its reason
+    paths = git(tracked_repo, "ls-tree", "-r", "--name-only", "gittrack/runs").splitlines()
+    assert not [p for p in paths if "evil" in p or p.startswith("runs/aa/aa/")]
+    died = [r for r in records(tracked_repo) if r.status == "died"]
+    assert len(died) == len(answers)
+    assert all("unusable run folder" in r.error["message"] for r in died)
+    assert len(git(tracked_repo, "rev-list", f"{before}..gittrack/runs").split()) == len(answers)

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import store
-from ..errors import UsageError
+from ..errors import RecordError, UsageError
 from ..model.record import RunRecord
+from ..model.schema import RUN_ID, safe_name
 from .dask_cluster import JOBQUEUE, connect, jobqueue_cluster as jobqueue_cluster
 from .dask_worker import execute
 from .executors import Interrupted, Result, Task
@@ -34,6 +35,23 @@ SETTLE_S = 3.0  # shared filesystem: how long a lost attempt's run may take to c
 
 
 # -- on the client --------------------------------------------------------------------------
+
+
+def returned_folder(run_id: Any, files: Any) -> tuple[RunRecord, dict[str, bytes]]:
+    """The record and the other files of the run folder a worker sent back, checked as any
+    input from elsewhere: a run id, plain file names, bytes, a readable run.toml of that run."""
+    if type(run_id) is not str or not RUN_ID.fullmatch(run_id):
+        raise RecordError(str(run_id)[:64], "its run id is not one")
+    if type(files) is not dict or not all(
+        type(name) is str and safe_name(name) and type(data) is bytes
+        for name, data in files.items()
+    ):
+        raise RecordError(run_id, "its files are not plain files of one folder")
+    files = dict(files)
+    data = files.pop("run.toml", None)
+    if data is None:
+        raise RecordError(run_id, "run.toml is missing")
+    return RunRecord.from_toml(data, run_id), files
 
 
 class DaskRunner:
@@ -158,8 +176,12 @@ class DaskRunner:
             result = {"run": "", "status": "died", "error": f"{type(exc).__name__}: {exc}"}
         run_id = result.get("run", "")
         if run_id and "files" in result:
-            files = dict(result["files"])
-            record = RunRecord.from_toml(files.pop("run.toml"), run_id)
+            try:
+                record, files = returned_folder(run_id, result["files"])
+            except RecordError as exc:  # a worker's answer costs only its own run
+                reason = f"the worker sent back an unusable run folder: {exc.reason}"
+                result, run_id = {"run": "", "status": "died", "error": reason}, ""
+        if run_id and "files" in result:
             if not self.shared_fs:  # recorded in a checkout of self.code: compare with HEAD
                 self._code_against_head(record)
             if record.inputs:  # the worker's checkout knows the inputs' runs, not their commits
