@@ -506,3 +506,35 @@ def test_a_run_folder_a_worker_sends_back_unusable_costs_only_its_run(
     assert len(died) == len(answers)
     assert all("unusable run folder" in r.error["message"] for r in died)
     assert len(git(tracked_repo, "rev-list", f"{before}..gittrack/runs").split()) == len(answers)
+
+
+def test_a_worker_s_announcement_that_cannot_be_read_costs_only_its_attempt(
+    tracked_repo: Path, dask_cluster
+) -> None:
+    """The runs a worker announces as started are input from elsewhere too: one that is not a
+    message, names no run id or carries no readable record is that attempt recorded as died
+    when it is lost, the sweep going on."""
+    from gittrack.execute.dask_executor import DaskRunner
+    from gittrack.execute.executors import Result
+    from gittrack.model.record import Code
+
+    repo = gitstore.find_repo(tracked_repo)
+    runner = DaskRunner(repo, dask_cluster.client, progress=False)
+    runner.code = Code()
+    toml = RunRecord(id="c" * 32, command="sim.py").to_toml()
+    announcements = {
+        "not a message": ["bad-0", "c" * 32],
+        "a run id that is none": {"key": "bad-1", "run": "../../x", "record": toml},
+        "no readable record": {"key": "bad-2", "run": "d" * 32, "record": "schema = ["},
+        "bytes for a record": {"key": "bad-3", "run": "e" * 32, "record": 7},
+    }
+    for i, (what, message) in enumerate(announcements.items()):
+        runner._on_event((0.0, message))
+        future = dask_cluster.client.submit(lambda a: a, {"run": "", "status": "died"}, pure=False)
+        future.result(timeout=60)
+        outcome = Result(Task(script="sim.py", args=["--temp", str(i)]), attempts=1)
+        assert runner._collect(future, outcome, f"bad-{i}") == "died", what
+        assert len(outcome.runs) == 1, what
+    died = [r for r in records(tracked_repo) if r.status == "died"]
+    assert len(died) == len(announcements)
+    assert not {"c" * 32, "d" * 32, "e" * 32} & {r.id for r in died}

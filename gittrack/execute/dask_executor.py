@@ -77,9 +77,14 @@ class DaskRunner:
 
     def _on_event(self, event: Any) -> None:
         message = event[1] if isinstance(event, tuple) else event
+        if type(message) is not dict:
+            return
+        key, run_id, staged = message.get("key"), message.get("run"), message.get("record")
+        if type(key) is not str or type(run_id) is not str or not RUN_ID.fullmatch(run_id):
+            return  # not a worker's announcement of a run: nothing to keep
         with self._lock:
-            self._announced.setdefault(message["key"], []).append(
-                (message["run"], message["record"])
+            self._announced.setdefault(key, []).append(
+                (run_id, staged if type(staged) is str else "")
             )
 
     def run(self, tasks: Iterable[Task]) -> list[Result]:
@@ -237,12 +242,14 @@ class DaskRunner:
         always: bool = False,
         status: str = "died",
     ) -> list[str]:
-        """Record runs announced for `key` that never finished (and, if none, the attempt)."""
+        """Record runs announced for `key` that never finished (and, if none can be read, the
+        attempt)."""
         if always:
             time.sleep(0.2)  # let the worker's last announcement arrive
         with self._lock:
             announced = [a for a in self._announced.pop(key, []) if a[0] != keep]
         recorded = []
+        unreadable = False
         for run_id, staged in announced:
             if self.shared_fs:  # the run may still be committing itself (e.g. interrupted)
                 deadline = time.monotonic() + SETTLE_S
@@ -252,9 +259,13 @@ class DaskRunner:
                 if run_id != keep:
                     recorded.append(run_id)
                 continue
-            record = RunRecord.from_toml(staged, run_id)
+            try:
+                record = RunRecord.from_toml(staged, run_id)
+            except RecordError:  # an announcement that cannot be read: the attempt is, below
+                unreadable = True
+                continue
             recorded.append(self._write_lost(record, status, reason))
-        if always and not announced and task is not None:
+        if always and (not announced or (unreadable and not recorded)) and task is not None:
             from ..recording.context import new_run_id, now
 
             record = RunRecord(
