@@ -323,3 +323,70 @@ def test_sixteen_writers_at_once_into_old_shards_all_land_and_each_shard_moves_o
     assert len([p for p in paths if p.endswith("/run.toml")]) == 1 + len(old) + len(new)
     assert set(listed(run_cli, tracked_repo)) == {first, *old, *new}
     fsck_clean(tracked_repo)
+
+
+def test_a_branch_with_damaged_folders_costs_only_them(run_cli, tracked_repo: Path) -> None:
+    """A collaborator's branch is untrusted: a run folder in another run's sub-shard, a file
+    where a sub-shard or a run folder should be, files beside the shards and folders nested a
+    level too deep are each skipped (or named unreadable); the runs around them stay readable,
+    and new runs are recorded among them."""
+    good = [record(run_cli, tracked_repo, t) for t in (1, 2)]
+    blob = git(tracked_repo, "rev-parse", f"gittrack/runs:{run_folder(good[0])}/run.toml")
+    text = (
+        subprocess.run(
+            ["git", "hash-object", "-w", "--stdin"],
+            cwd=tracked_repo,
+            input=b"hello\n",
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    other = good[1][:2] + "/" + good[1][2:4]
+    damage = {
+        f"runs/{other}/{good[0]}/run.toml": blob,  # in another run's sub-shard
+        f"runs/{good[1][:2]}/ee": text,  # a file for a sub-shard
+        f"runs/{other}/{good[1][:4]}{'0' * 28}": text,  # a file for a run folder
+        "runs/README": text,
+        f"runs/aa/bb/cc/{good[0]}/run.toml": blob,  # a level too deep
+    }
+    env = {**os.environ, "GIT_INDEX_FILE": str(tracked_repo / ".git" / "damage-index")}
+    subprocess.run(["git", "read-tree", "gittrack/runs"], cwd=tracked_repo, check=True, env=env)
+    for path, sha in damage.items():
+        subprocess.run(
+            ["git", "update-index", "--add", "--cacheinfo", f"100644,{sha},{path}"],
+            cwd=tracked_repo,
+            check=True,
+            env=env,
+        )
+    tree = subprocess.run(
+        ["git", "write-tree"], cwd=tracked_repo, capture_output=True, text=True, env=env
+    ).stdout.strip()
+    commit = git(tracked_repo, "commit-tree", tree, "-p", "gittrack/runs", "-m", "damaged")
+    git(tracked_repo, "update-ref", "refs/heads/gittrack/runs", commit)
+    for name in os.listdir(tracked_repo / ".git" / "gittrack"):
+        if name.startswith("index.sqlite"):
+            os.remove(tracked_repo / ".git" / "gittrack" / name)
+
+    def runs_and_warnings() -> tuple[dict[str, float], list[str]]:
+        result = run_cli(tracked_repo, "ls", "--json")
+        assert result.exit_code == 0, result.output
+        runs = {run["id"]: run["params"]["temp"] for run in json.loads(result.stdout)}
+        return runs, result.stderr.splitlines()
+
+    store = gitstore.find_repo(tracked_repo)
+    listing = gitstore.list_run_ids(store)
+    assert set(good) <= set(listing) and "README" not in listing and "ee" not in listing
+    shard = good[1][:2]
+    assert gitstore.list_run_ids(store, shard) == sorted(i for i in listing if i.startswith(shard))
+    runs, warnings = runs_and_warnings()
+    assert runs == {good[0]: 1.0, good[1]: 2.0}
+    assert all(w.startswith("Warning: run ") and "unreadable" in w for w in warnings)
+    assert not any(good[0][:8] in w or good[1][:8] in w for w in warnings)
+    shown = run_cli(tracked_repo, "show", good[0][:8])
+    assert shown.exit_code == 0 and good[0] in shown.stdout
+    later = [record(run_cli, tracked_repo, t) for t in (3, 4)]
+    runs, _ = runs_and_warnings()
+    assert runs == {good[0]: 1.0, good[1]: 2.0, later[0]: 3.0, later[1]: 4.0}
+    fsck_clean(tracked_repo)
