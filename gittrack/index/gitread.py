@@ -119,13 +119,22 @@ def _new_runs(log: Iterable[bytes], commits: dict[str, str]) -> Iterator[str]:
     """The runs `git log` (LOG_FORMAT lines: a commit, then its Run-Id trailers) names for the
     first time, each put in `commits` with the commit that recorded it: newest first, so the
     latest commit of a run is the one kept."""
+    seen: set[str] = set()
+    for run_id, commit in _first_commits(log, seen):
+        commits[run_id] = commit
+        yield run_id
+
+
+def _first_commits(log: Iterable[bytes], seen: set[str]) -> Iterator[tuple[str, str]]:
+    """(run id, commit) for each run `git log` names, the first (latest) time only; `seen`
+    collects the ids."""
     for line in log:
         parts = line.split()
         for name in parts[1:]:
             run_id = name.decode("utf-8", "replace")
-            if run_id not in commits:
-                commits[run_id] = parts[0].decode("ascii", "replace")
-                yield run_id
+            if run_id not in seen:
+                seen.add(run_id)
+                yield run_id, parts[0].decode("ascii", "replace")
 
 
 Named = tuple[str, str, str | None]  # (run id, the commit that recorded it, run.toml's object)
@@ -136,24 +145,35 @@ def ordered(
 ) -> Iterator[Named]:
     """What `read_runs` gives, in its order, with each run.toml's object name (None for a bare
     folder) instead of its bytes: one `git log`, streamed; the bytes are read by whoever
-    decodes them (`BlobReader`, in each worker of a big build)."""
+    decodes them (`BlobReader`, in each worker of a big build).
+
+    `blobs` is emptied as its runs are named, and only the commits of `bare` folders are kept:
+    the one process writing a first build of a million runs holds each id once, not in three
+    tables.
+    """
+    bare = list(bare)
+    wanted = set(bare)
+    bare_commits: dict[str, str] = {}
     log = _git(repo, "log", LOG_FORMAT, rev_range)
     assert log.stdout
-    commits: dict[str, str] = {}
+    seen: set[str] = set()
     try:
-        for run_id in _new_runs(log.stdout, commits):
-            blob = blobs.get(run_id)
+        for run_id, commit in _first_commits(log.stdout, seen):
+            blob = blobs.pop(run_id, None)
             if blob is not None:
-                yield run_id, commits[run_id], blob
+                yield run_id, commit, blob
+            elif run_id in wanted:
+                bare_commits[run_id] = commit
     finally:
         log.kill()
         log.stdout.close()
         log.wait()
-    for run_id, blob in blobs.items():
-        if run_id not in commits:
-            yield run_id, "", blob
+    rest = list(blobs.items())
+    blobs.clear()
+    for run_id, blob in rest:  # runs no commit names, in the order they were listed
+        yield run_id, "", blob
     for run_id in bare:
-        yield run_id, commits.get(run_id, ""), None
+        yield run_id, bare_commits.get(run_id, ""), None
 
 
 class BlobReader:
