@@ -20,7 +20,7 @@ import time
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from .. import store
 from ..errors import RecordError, UsageError
@@ -37,11 +37,13 @@ SETTLE_S = 3.0  # shared filesystem: how long a lost attempt's run may take to c
 # -- on the client --------------------------------------------------------------------------
 
 
-def returned_folder(run_id: Any, files: Any) -> tuple[RunRecord, dict[str, bytes]]:
+def _is_run_id(value: object) -> TypeGuard[str]:
+    return type(value) is str and RUN_ID.fullmatch(value) is not None
+
+
+def returned_folder(run_id: str, files: Any) -> tuple[RunRecord, dict[str, bytes]]:
     """The record and the other files of the run folder a worker sent back, checked as any
-    input from elsewhere: a run id, plain file names, bytes, a readable run.toml of that run."""
-    if type(run_id) is not str or not RUN_ID.fullmatch(run_id):
-        raise RecordError(str(run_id)[:64], "its run id is not one")
+    input from elsewhere: plain file names, bytes, a readable run.toml of that run."""
     if type(files) is not dict or not all(
         type(name) is str and safe_name(name) and type(data) is bytes
         for name, data in files.items()
@@ -80,7 +82,7 @@ class DaskRunner:
         if type(message) is not dict:
             return
         key, run_id, staged = message.get("key"), message.get("run"), message.get("record")
-        if type(key) is not str or type(run_id) is not str or not RUN_ID.fullmatch(run_id):
+        if type(key) is not str or not _is_run_id(run_id):
             return  # not a worker's announcement of a run: nothing to keep
         with self._lock:
             self._announced.setdefault(key, []).append(
@@ -180,23 +182,14 @@ class DaskRunner:
         except Exception as exc:  # KilledWorker, a lost connection: the attempt died
             result = {"run": "", "status": "died", "error": f"{type(exc).__name__}: {exc}"}
         run_id = result.get("run", "")
-        if run_id and "files" in result:
-            try:
-                record, files = returned_folder(run_id, result["files"])
-            except RecordError as exc:  # a worker's answer costs only its own run
-                reason = f"the worker sent back an unusable run folder: {exc.reason}"
-                result, run_id = {"run": "", "status": "died", "error": reason}, ""
-        if run_id and "files" in result:
-            if not self.shared_fs:  # recorded in a checkout of self.code: compare with HEAD
-                self._code_against_head(record)
-            if record.inputs:  # the worker's checkout knows the inputs' runs, not their commits
-                from ..index.db import Index
-
-                index = Index(self.repo)
-                for item in record.inputs:
-                    row = index.get(item.run)
-                    item.commit = (row or {}).get("commit") or item.commit
-            store.write_run(self.repo, record, files)
+        try:  # a worker's answer is input from elsewhere: it costs only its own run
+            if run_id and not _is_run_id(run_id):
+                raise RecordError(str(run_id)[:64], "its run id is not one")
+            if run_id and "files" in result:
+                self._write_returned(*returned_folder(run_id, result["files"]))
+        except RecordError as exc:
+            reason = f"the worker sent back an unusable run folder: {exc.reason}"
+            result, run_id = {"run": "", "status": "died", "error": reason}, ""
         status: str = result.get("status", "error")
         outcome.reused = bool(result.get("reused"))
         if run_id and (data := store.read_record_bytes(self.repo, run_id)):
@@ -218,6 +211,19 @@ class DaskRunner:
             result.get("stderr", "") if status == "error" else ""
         )
         return status
+
+    def _write_returned(self, record: RunRecord, files: dict[str, bytes]) -> None:
+        """Commit a run a worker recorded in its own checkout (no shared filesystem)."""
+        if not self.shared_fs:  # recorded in a checkout of self.code: compare with HEAD
+            self._code_against_head(record)
+        if record.inputs:  # the worker's checkout knows the inputs' runs, not their commits
+            from ..index.db import Index
+
+            index = Index(self.repo)
+            for item in record.inputs:
+                row = index.get(item.run)
+                item.commit = (row or {}).get("commit") or item.commit
+        store.write_run(self.repo, record, files)
 
     def _code_against_head(self, record: RunRecord) -> None:
         """A worker's code record, made in a checkout of the sweep's snapshot, as of HEAD."""
