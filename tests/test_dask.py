@@ -467,17 +467,34 @@ def test_an_analysis_of_an_earlier_run_on_a_worker_without_shared_filesystem(
     )
 
 
+@pytest.fixture
+def runner(tracked_repo: Path, dask_cluster):
+    """A DaskRunner on the real cluster, as a sweep on it makes it, without submitting tasks."""
+    from gittrack.execute.dask_executor import DaskRunner
+    from gittrack.model.record import Code
+
+    made = DaskRunner(gitstore.find_repo(tracked_repo), dask_cluster.client, progress=False)
+    made.code = Code()
+    return made
+
+
+def collect(runner, answer: dict, i: int):
+    """The Result of attempt `bad-i` whose worker answered `answer` (through a real future)."""
+    from gittrack.execute.executors import Result
+
+    future = runner.client.submit(lambda a: a, answer, pure=False)
+    future.result(timeout=60)
+    outcome = Result(Task(script="sim.py", args=["--temp", str(i)]), attempts=1)
+    assert runner._collect(future, outcome, f"bad-{i}") == outcome.status
+    return outcome
+
+
 def test_a_run_folder_a_worker_sends_back_unusable_costs_only_its_run(
-    tracked_repo: Path, dask_cluster
+    tracked_repo: Path, runner
 ) -> None:
     """A worker's answer is input from elsewhere: a path for a file name, a missing or foreign
     run.toml, a run id that is none, or no folder at all is that attempt recorded as died,
     with the reason; nothing of it is written to the branch."""
-    from gittrack.execute.dask_executor import DaskRunner
-    from gittrack.execute.executors import Result
-    from gittrack.model.record import Code
-
-    repo = gitstore.find_repo(tracked_repo)
     good = RunRecord(id="a" * 32, command="sim.py", status="completed")
     toml = good.to_toml().encode()
     other = RunRecord(id="b" * 32, command="sim.py").to_toml().encode()
@@ -489,15 +506,9 @@ def test_a_run_folder_a_worker_sends_back_unusable_costs_only_its_run(
         "a run id that is none": ("../../x", {"run.toml": toml}),
         "no folder at all": ("a" * 32, ["run.toml"]),
     }
-    runner = DaskRunner(repo, dask_cluster.client, progress=False)
-    runner.code = Code()
     before = git(tracked_repo, "rev-parse", "gittrack/runs")
     for i, (what, (run_id, files)) in enumerate(answers.items()):
-        answer = {"run": run_id, "status": "completed", "files": files}
-        future = dask_cluster.client.submit(lambda a: a, answer, pure=False)
-        future.result(timeout=60)
-        outcome = Result(Task(script="sim.py", args=["--temp", str(i)]), attempts=1)
-        assert runner._collect(future, outcome, f"bad-{i}") == "died", what
+        outcome = collect(runner, {"run": run_id, "status": "completed", "files": files}, i)
         assert outcome.status == "died" and "unusable run folder" in outcome.error, what
         assert len(outcome.runs) == 1, what  # the attempt, recorded as died with its reason
     paths = git(tracked_repo, "ls-tree", "-r", "--name-only", "gittrack/runs").splitlines()
@@ -509,31 +520,22 @@ def test_a_run_folder_a_worker_sends_back_unusable_costs_only_its_run(
 
 
 def test_a_worker_s_announcement_that_cannot_be_read_costs_only_its_attempt(
-    tracked_repo: Path, dask_cluster
+    tracked_repo: Path, runner
 ) -> None:
     """The runs a worker announces as started are input from elsewhere too: one that is not a
     message, names no run id or carries no readable record is that attempt recorded as died
     when it is lost, the sweep going on."""
-    from gittrack.execute.dask_executor import DaskRunner
-    from gittrack.execute.executors import Result
-    from gittrack.model.record import Code
-
-    repo = gitstore.find_repo(tracked_repo)
-    runner = DaskRunner(repo, dask_cluster.client, progress=False)
-    runner.code = Code()
     toml = RunRecord(id="c" * 32, command="sim.py").to_toml()
     announcements = {
         "not a message": ["bad-0", "c" * 32],
         "a run id that is none": {"key": "bad-1", "run": "../../x", "record": toml},
         "no readable record": {"key": "bad-2", "run": "d" * 32, "record": "schema = ["},
-        "bytes for a record": {"key": "bad-3", "run": "e" * 32, "record": 7},
+        "a number for a record": {"key": "bad-3", "run": "e" * 32, "record": 7},
     }
     for i, (what, message) in enumerate(announcements.items()):
         runner._on_event((0.0, message))
-        future = dask_cluster.client.submit(lambda a: a, {"run": "", "status": "died"}, pure=False)
-        future.result(timeout=60)
-        outcome = Result(Task(script="sim.py", args=["--temp", str(i)]), attempts=1)
-        assert runner._collect(future, outcome, f"bad-{i}") == "died", what
+        outcome = collect(runner, {"run": "", "status": "died"}, i)
+        assert outcome.status == "died", what
         assert len(outcome.runs) == 1, what
     died = [r for r in records(tracked_repo) if r.status == "died"]
     assert len(died) == len(announcements)
