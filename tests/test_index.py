@@ -114,7 +114,7 @@ def test_damaged_index_is_rebuilt_silently(repo: Path, damage: str) -> None:
         if damage == "old-version":
             db.execute("UPDATE meta SET value = '0' WHERE key = 'version'")
         else:
-            db.execute("DROP TABLE kv")
+            db.execute("DROP TABLE run_vals")
         db.commit()
         db.close()
     for suffix in ("-wal", "-shm"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import itertools
 import os
 import sqlite3
 import sys
@@ -30,6 +29,9 @@ BATCH = 5000  # runs inserted at a time: bounds memory during a full build
 PARALLEL_MIN_RUNS = 20_000  # a build reading more runs decodes them in worker processes
 CHUNK = 1000  # runs sent to a worker at a time
 PROGRESS_MIN_RUNS = 2000  # a build reading more runs shows a progress bar on a terminal
+# distinct values of a key a loader remembers (bounds its memory: a metric's values are mostly
+# all different; those past it may be stored twice, which queries cannot tell)
+MEMO_VALUES = 4096
 INSERT_RUN = f"INSERT INTO run_fields (rid, shape, {rows.FIELDS}) VALUES ({', '.join('?' * 20)})"
 
 
@@ -81,7 +83,7 @@ def sync_runs(
     total = len(blobs) + len(bare)
     pool = workers.count() if total >= PARALLEL_MIN_RUNS else 0
     notes = notes_by_run(db) if full else notes_by_run(db, sorted(blobs))
-    loader = Loader(db, notes, lineage, total)
+    loader = Loader(db, notes, lineage, total, look_up=not full)
     bar = progress(loader.total)
     changed: set[str] = set()
     if (blobs or bare) and pool > 1:
@@ -155,7 +157,7 @@ def delete_runs(db: sqlite3.Connection, ids: Iterable[str]) -> None:
         rids += db.execute(f"SELECT rid FROM run_fields WHERE id IN ({marks})", chunk).fetchall()
     if not rids:
         return
-    db.executemany("DELETE FROM kv WHERE run = ?", rids)
+    db.executemany("DELETE FROM run_vals WHERE run = ?", rids)
     db.executemany("DELETE FROM tags WHERE run = ?", rids)
     db.executemany("DELETE FROM members WHERE run = ?", rids)
     db.executemany("DELETE FROM records WHERE rid = ?", rids)
@@ -168,7 +170,9 @@ class Loader:
 
     Runs come newest first (git log's order) and get their rids oldest first, so that rids
     follow the order runs were recorded in: each batch is written in reverse, in rid order.
-    Key and shape ids are given in the order runs come, whichever process decoded them.
+    Key, value and shape ids are given in the order runs come, whichever process decoded
+    them. `look_up`: a value not seen yet in this load is looked up in the table (a sync; a
+    full build starts from none).
     """
 
     def __init__(
@@ -177,8 +181,10 @@ class Loader:
         notes: dict[str, list[Any]],
         lineage: edges.Derived,
         total: int,
+        look_up: bool = False,
     ) -> None:
         self.db = db
+        self.look_up = look_up
         self.notes = notes
         self.lineage = lineage
         self.keys: dict[tuple[str, str], int] = {
@@ -191,6 +197,10 @@ class Loader:
         self.memo = rows.Shapes()
         self.next_key = max(self.keys.values(), default=0) + 1
         self.next_shape = max(self.shapes.values(), default=0) + 1
+        self.vals: dict[tuple[int, float | None, str], int] = {}
+        self.remembered: dict[int, int] = {}  # values in `vals` by key id
+        self.next_val = (db.execute("SELECT max(val) FROM vals").fetchone()[0] or 0) + 1
+        self.new_vals: list[tuple[int, int, float | None, str]] = []
         self.total = total
         self.rid = (db.execute("SELECT max(rid) FROM run_fields").fetchone()[0] or 0) + total
         self.runs: list[tuple[Any, ...]] = []
@@ -256,19 +266,42 @@ class Loader:
             self.new_keys.append((key_id, family, name))
         return key_id
 
+    def _val(self, key_id: int, num: float | None, text: str) -> int:
+        """The id of a value of a key, given it when new (see MEMO_VALUES)."""
+        value = (key_id, num, text)
+        val = self.vals.get(value)
+        if val is not None:
+            return val
+        if self.look_up:
+            row = self.db.execute(
+                "SELECT val FROM vals WHERE key_id = ? AND num IS ? AND text = ? LIMIT 1", value
+            ).fetchone()
+            val = row[0] if row else None
+        if val is None:
+            val = self.next_val
+            self.next_val += 1
+            self.new_vals.append((val, *value))
+        held = self.remembered.get(key_id, 0)
+        if held < MEMO_VALUES:
+            self.vals[value] = val
+            self.remembered[key_id] = held + 1
+        return val
+
     def flush(self) -> None:
         """Insert the queued rows."""
         db = self.db
         self._new_ids()
         db.executemany(INSERT_RUN, reversed(self.runs))
         db.executemany("INSERT INTO records VALUES (?, ?)", reversed(self.texts))
-        db.executemany(
-            "INSERT OR IGNORE INTO kv VALUES (?, ?, ?, ?)",
-            itertools.chain.from_iterable(
-                zip(itertools.repeat(rid), ids, nums, values)
-                for rid, ids, nums, values in reversed(self.kv)
-            ),
-        )
+        val = self._val
+        pairs = [
+            (rid, val(key_id, num, text))
+            for rid, ids, nums, texts in reversed(self.kv)
+            for key_id, num, text in zip(ids, nums, texts, strict=False)
+        ]
+        db.executemany("INSERT INTO vals VALUES (?, ?, ?, ?)", self.new_vals)
+        db.executemany("INSERT OR IGNORE INTO run_vals VALUES (?, ?)", pairs)
+        self.new_vals.clear()
         db.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?)", self.tags)
         db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", self.members)
         for queued in (self.runs, self.texts, self.kv, self.tags, self.members):
