@@ -294,13 +294,13 @@ class Loader:
         db.executemany(INSERT_RUN, reversed(self.runs))
         db.executemany("INSERT INTO records VALUES (?, ?)", reversed(self.texts))
         val = self._val
-        pairs = [
-            (rid, val(key_id, num, text))
+        # a run's value ids as one JSON list: a row a run to bind, not one a value
+        lists = [
+            (rid, f"[{','.join([str(val(*v)) for v in zip(ids, nums, texts, strict=False)])}]")
             for rid, ids, nums, texts in reversed(self.kv)
-            for key_id, num, text in zip(ids, nums, texts, strict=False)
         ]
         db.executemany("INSERT INTO vals VALUES (?, ?, ?, ?)", self.new_vals)
-        db.executemany("INSERT OR IGNORE INTO run_vals VALUES (?, ?)", pairs)
+        db.executemany("INSERT OR IGNORE INTO run_vals SELECT ?, value FROM json_each(?)", lists)
         self.new_vals.clear()
         db.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?)", self.tags)
         db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", self.members)
