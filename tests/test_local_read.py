@@ -183,3 +183,39 @@ def test_ref_names_sent_to_git_are_pinned_to_what_their_files_say_now(repo: Path
     replaced = _local(repo)
     assert replaced.read(head) is None  # objects: git's (it honours the replacement)
     assert replaced.pin("refs/heads/main") == head  # refs: still read from their files
+
+
+def test_a_reader_reads_each_commit_and_tree_from_the_files_once(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One command walks the same tip commit and trees again and again (`show` asked for 6
+    objects 23 times): a reader keeps those it has checked, within SEEN_BYTES."""
+    from gittrack.store import localread
+
+    _history(repo, 6)
+    expected = _git_objects(repo)
+    local = _local(repo)
+    reads: list[str] = []
+    real = LocalObjects._object
+
+    def counted(self: LocalObjects, sha: str, depth: int, limit: int | None = None) -> object:
+        if depth == 0:
+            reads.append(sha)
+        return real(self, sha, depth, limit)
+
+    monkeypatch.setattr(LocalObjects, "_object", counted)
+    head = git(repo, "rev-parse", "HEAD")
+    tree = git(repo, "rev-parse", "HEAD^{tree}")
+    for _ in range(5):
+        found = local.read("HEAD:model.txt")
+        assert isinstance(found, tuple) and found[2] == expected[found[0]][1]
+        assert local.read(head) == (head, "commit", expected[head][1])
+    assert reads.count(head) == 1 and reads.count(tree) == 1
+    assert reads.count(git(repo, "rev-parse", "HEAD:model.txt")) == 5  # blobs are not kept
+    assert local.read(head, limit=10) == (head, "commit", len(expected[head][1]))
+
+    monkeypatch.setattr(localread, "SEEN_BYTES", 400)
+    small = _local(repo)
+    for sha, (kind, data) in expected.items():
+        assert small.read(sha) == (sha, kind, data)
+        assert small._seen_bytes <= 400

@@ -23,6 +23,7 @@ from .trees import MODE_SUBMODULE, MODE_TREE, find_entry
 _TYPES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
 _OFS_DELTA, _REF_DELTA = 6, 7
 _MAX_DELTA_DEPTH = 64  # git's own packs stay within 50
+SEEN_BYTES = 8 << 20  # commits and trees a reader keeps (`LocalObjects._remember`)
 _ENV = ("GIT_DIR", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY", "GIT_REPLACE_REF_BASE")
 _HEX = frozenset("0123456789abcdef")
 ZERO = "0" * 40  # git's id of no object: a ref that does not exist
@@ -62,6 +63,10 @@ class LocalObjects:
             os.path.join(common_dir, "reftable")
         )  # refs as git keeps them in files
         self.enabled = self._refs and not _replaced(common_dir)
+        # commits and trees already read and checked, by id: one command walks the same tip
+        # commit and shard trees several times (`show`: 23 reads of 6 objects)
+        self._seen: dict[str, tuple[str, bytes]] = {}
+        self._seen_bytes = 0
 
     def read(
         self, rev: str, limit: int | None = None
@@ -83,6 +88,9 @@ class LocalObjects:
         if found is None:
             return MISSING
         sha = found
+        seen = self._seen.get(sha)
+        if seen is not None and (limit is None or len(seen[1]) <= limit):
+            return sha, *seen
         try:
             kind, data = self._object(sha, 0, limit)
         except _Big as big:
@@ -91,6 +99,7 @@ class LocalObjects:
             return None
         if _sha_of(kind, data) != sha:
             return None  # damaged: git says what is wrong
+        self._remember(sha, kind, data)
         return sha, kind, data
 
     def _walk(self, sha: str, path: str) -> str | None:
@@ -124,10 +133,25 @@ class LocalObjects:
         raise _Unknown  # not reached: the loop returns
 
     def _checked(self, sha: str) -> tuple[str, bytes]:
+        seen = self._seen.get(sha)
+        if seen is not None:
+            return seen
         kind, data = self._object(sha, 0)
         if _sha_of(kind, data) != sha:
             raise _Unknown
+        self._remember(sha, kind, data)
         return kind, data
+
+    def _remember(self, sha: str, kind: str, data: bytes) -> None:
+        """Keep a checked commit or tree for this process (an object never changes under its
+        id), within SEEN_BYTES: past it, what was kept is dropped and keeping starts anew."""
+        if kind not in ("commit", "tree") or len(data) > SEEN_BYTES // 8:
+            return
+        if self._seen_bytes + len(data) > SEEN_BYTES:
+            self._seen = {}
+            self._seen_bytes = 0
+        self._seen[sha] = (kind, data)
+        self._seen_bytes += len(data)
 
     # -- refs -------------------------------------------------------------------------------
 
