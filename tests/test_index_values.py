@@ -117,3 +117,19 @@ def test_a_removed_run_takes_its_values_out_of_every_answer(repo: Path) -> None:
     assert ix.select(sql, params) == [] and ix.count() == 5
     assert ix.keys("params") == ["method", "only", "seed", "temp"]  # keys stay known
     ix.close()
+
+
+def test_a_commit_is_found_through_its_index_not_a_scan(repo: Path) -> None:
+    """The index on commits holds their first 8 digits: a git note's commit finds its run by
+    one look-up (SQLite scanned every run when the whole id was compared beside it)."""
+    from gittrack.index.notes_sync import RUN_OF_COMMIT
+
+    ids = write_runs(repo, scan(5))
+    ix = Index(gitstore.find_repo(repo))
+    ix.sync()
+    ix.db.execute("ANALYZE")
+    commit = ix.get(ids[2])["commit"]  # type: ignore[index]
+    assert ix.db.execute(RUN_OF_COMMIT, (commit[:8], commit)).fetchall() == [(ids[2],)]
+    plan = " ".join(r[3] for r in ix.db.execute(f"EXPLAIN QUERY PLAN {RUN_OF_COMMIT}", ("", "")))
+    assert "USING INDEX runs_commit" in plan, plan
+    ix.close()

@@ -62,8 +62,13 @@ def sync_notes(db: sqlite3.Connection, repo: store.Repo, known: str, tip: str) -
     return touched
 
 
+# the index holds each commit's first 8 digits (fewer pages for a sync to rewrite); the `+`
+# keeps SQLite from dropping it for a scan, as it does when the whole id is compared too
+RUN_OF_COMMIT = "SELECT id FROM run_fields WHERE substr(commit_sha, 1, 8) = ? AND +commit_sha = ?"
+
+
 def _run_of_commit(db: sqlite3.Connection, repo: store.Repo, commit: str) -> str:
-    row = db.execute("SELECT id FROM run_fields WHERE commit_sha = ?", (commit,)).fetchone()
+    row = db.execute(RUN_OF_COMMIT, (commit[:8], commit)).fetchone()
     if row:
         return str(row[0])
     found = repo.reader().read(commit)

@@ -66,7 +66,7 @@ CREATE INDEX IF NOT EXISTS notes_run ON notes(run_id);
 INDEXES_SQL = """
 CREATE INDEX IF NOT EXISTS runs_name ON run_fields(name);
 CREATE INDEX IF NOT EXISTS runs_started ON run_fields(started_ts);
-CREATE INDEX IF NOT EXISTS runs_commit ON run_fields(commit_sha);
+CREATE INDEX IF NOT EXISTS runs_commit ON run_fields(substr(commit_sha, 1, 8));
 CREATE INDEX IF NOT EXISTS runs_code_commit ON run_fields(code_commit);
 CREATE INDEX IF NOT EXISTS vals_num ON vals(key_id, num) WHERE num IS NOT NULL;
 CREATE INDEX IF NOT EXISTS vals_text ON vals(key_id, text);
