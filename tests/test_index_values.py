@@ -91,14 +91,15 @@ def test_a_sync_points_new_runs_at_the_values_already_stored(repo: Path) -> None
     assert synced == answers(fresh(repo))  # as a build from nothing finds them
 
 
+@pytest.mark.parametrize("limit", ["MEMO_VALUES", "MEMO_TOTAL"])
 def test_values_past_what_a_build_remembers_answer_the_same(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Path, monkeypatch: pytest.MonkeyPatch, limit: str
 ) -> None:
-    """A build remembers MEMO_VALUES values of a key; those past it may be stored twice,
-    which no query, sort or listing of values can tell."""
+    """A build remembers MEMO_VALUES values of a key and MEMO_TOTAL in all; a value seen
+    again past them may be stored twice, which no query, sort or listing of values can tell."""
     write_runs(repo, scan(16) + with_other_ids(scan(16)))
     remembering = answers(fresh(repo))
-    monkeypatch.setattr(build, "MEMO_VALUES", 2)
+    monkeypatch.setattr(build, limit, 2)
     ix = fresh(repo)
     assert distinct(ix, "params", "temp") > 16  # some values stored twice
     assert answers(ix) == remembering

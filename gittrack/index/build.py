@@ -29,9 +29,11 @@ BATCH = 5000  # runs inserted at a time: bounds memory during a full build
 PARALLEL_MIN_RUNS = 20_000  # a build reading more runs decodes them in worker processes
 CHUNK = 1000  # runs sent to a worker at a time
 PROGRESS_MIN_RUNS = 2000  # a build reading more runs shows a progress bar on a terminal
-# distinct values of a key a loader remembers (bounds its memory: a metric's values are mostly
-# all different; those past it may be stored twice, which queries cannot tell)
+# distinct values a loader remembers, of one key and in all (bounds its memory: a metric's
+# values are mostly all different, and a history may have many keys); a value seen again past
+# them may be stored twice, which queries cannot tell
 MEMO_VALUES = 4096
+MEMO_TOTAL = 1 << 18
 INSERT_RUN = f"INSERT INTO run_fields (rid, shape, {rows.FIELDS}) VALUES ({', '.join('?' * 20)})"
 
 
@@ -267,7 +269,7 @@ class Loader:
         return key_id
 
     def _val(self, key_id: int, num: float | None, text: str) -> int:
-        """The id of a value of a key, given it when new (see MEMO_VALUES)."""
+        """The id of a value of a key, given it when new (see MEMO_VALUES and MEMO_TOTAL)."""
         value = (key_id, num, text)
         val = self.vals.get(value)
         if val is not None:
@@ -281,6 +283,9 @@ class Loader:
             val = self.next_val
             self.next_val += 1
             self.new_vals.append((val, *value))
+        if len(self.vals) >= MEMO_TOTAL:  # start again: the values met often come back first
+            self.vals.clear()
+            self.remembered.clear()
         held = self.remembered.get(key_id, 0)
         if held < MEMO_VALUES:
             self.vals[value] = val
