@@ -199,7 +199,7 @@ class Loader:
         self.memo = rows.Shapes()
         self.next_key = max(self.keys.values(), default=0) + 1
         self.next_shape = max(self.shapes.values(), default=0) + 1
-        self.vals: dict[tuple[int, float | None, str], int] = {}
+        self.vals: dict[tuple[int, float | None, str], str] = {}
         self.remembered: dict[int, int] = {}  # values in `vals` by key id
         self.next_val = (db.execute("SELECT max(val) FROM vals").fetchone()[0] or 0) + 1
         self.new_vals: list[tuple[int, int, float | None, str]] = []
@@ -268,12 +268,14 @@ class Loader:
             self.new_keys.append((key_id, family, name))
         return key_id
 
-    def _val(self, key_id: int, num: float | None, text: str) -> int:
-        """The id of a value of a key, given it when new (see MEMO_VALUES and MEMO_TOTAL)."""
+    def _val(self, key_id: int, num: float | None, text: str) -> str:
+        """The id of a value of a key as text (how `flush` writes it), given it when new (see
+        MEMO_VALUES and MEMO_TOTAL)."""
         value = (key_id, num, text)
-        val = self.vals.get(value)
-        if val is not None:
-            return val
+        known = self.vals.get(value)
+        if known is not None:
+            return known
+        val = None
         if self.look_up:
             row = self.db.execute(
                 "SELECT val FROM vals WHERE key_id = ? AND num IS ? AND text = ? LIMIT 1", value
@@ -288,9 +290,9 @@ class Loader:
             self.remembered.clear()
         held = self.remembered.get(key_id, 0)
         if held < MEMO_VALUES:
-            self.vals[value] = val
+            self.vals[value] = str(val)
             self.remembered[key_id] = held + 1
-        return val
+        return str(val)
 
     def flush(self) -> None:
         """Insert the queued rows."""
@@ -298,10 +300,14 @@ class Loader:
         self._new_ids()
         db.executemany(INSERT_RUN, reversed(self.runs))
         db.executemany("INSERT INTO records VALUES (?, ?)", reversed(self.texts))
-        val = self._val
-        # a run's value ids as one JSON list: a row a run to bind, not one a value
+        known, val = self.vals.get, self._val
+        # a run's value ids as one JSON list: a row a run to bind, not one a value; zip gives
+        # the (key id, number, text) keys of `vals` as they are
         lists = [
-            (rid, f"[{','.join([str(val(*v)) for v in zip(ids, nums, texts, strict=False)])}]")
+            (
+                rid,
+                f"[{','.join([known(v) or val(*v) for v in zip(ids, nums, texts, strict=False)])}]",
+            )
             for rid, ids, nums, texts in reversed(self.kv)
         ]
         db.executemany("INSERT INTO vals VALUES (?, ?, ?, ?)", self.new_vals)
